@@ -1,0 +1,2 @@
+"""How sail-stream runs: the local stack launcher (`deploy.local`), Triton model repository,
+manifests and dashboards."""

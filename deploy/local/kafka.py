@@ -1,0 +1,169 @@
+"""Apache Kafka in KRaft mode on loopback: jars from Maven Central (once), one combined
+broker+controller node, run with the machine's Java 17."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+_POM_TEMPLATE = Path(__file__).with_name("kafka-pom.xml")
+_LOG4J2 = """Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: org.apache.kafka
+        level: WARN
+      - name: kafka
+        level: WARN
+      - name: kafka.server.KafkaRaftServer
+        level: INFO
+"""
+
+
+class ToolMissing(RuntimeError):
+    """A tool the local stack needs (Java 17+, Maven) is not installed; the message says how to get it."""
+
+
+def java_major_version() -> int:
+    """The major version of `java` on PATH.
+
+    Raises:
+        ToolMissing: no `java`, or its version cannot be read.
+    """
+    java = shutil.which("java")
+    if java is None:
+        raise ToolMissing("Java 17+ is needed to run the local Kafka broker: apt-get install openjdk-17-jre-headless")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if match is None:
+        raise ToolMissing(f"cannot read the Java version from: {out.strip()[:200]}")
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major  # "1.8" -> 8
+
+
+def require_java(minimum: int = 17) -> str:
+    """The path of a usable `java`.
+
+    Raises:
+        ToolMissing: absent or older than `minimum`.
+    """
+    major = java_major_version()
+    if major < minimum:
+        raise ToolMissing(f"Kafka 4 needs Java {minimum}+, found Java {major}: apt-get install openjdk-17-jre-headless")
+    return shutil.which("java") or "java"
+
+
+def resolve_jars(version: str, cache_dir: Path, progress: Callable[[str], None]) -> Path:
+    """The folder of Kafka `version`'s jars, resolved from Maven Central with `mvn` on first use.
+
+    Raises:
+        ToolMissing: Maven is not installed.
+        RuntimeError: Maven failed (network, unknown version); with its output.
+    """
+    target = cache_dir / f"kafka-{version}"
+    libs = target / "libs"
+    if (target / ".complete").exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise ToolMissing("Maven is needed once to fetch the Kafka jars from Maven Central: apt-get install maven")
+    target.mkdir(parents=True, exist_ok=True)
+    pom = target / "pom.xml"
+    pom.write_text(_POM_TEMPLATE.read_text().replace("@KAFKA_VERSION@", version))
+    progress(f"resolving Apache Kafka {version} from Maven Central into {libs} (once) ...")
+    staging = target / "libs.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    result = subprocess.run(
+        [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={staging}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"mvn could not resolve org.apache.kafka:kafka_2.13:{version}:\n{(result.stdout + result.stderr)[-3000:]}")
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    (target / ".complete").write_text(version)
+    progress(f"resolved {len(list(libs.glob('*.jar')))} jars")
+    return libs
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64 without padding (22 chars)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):  # Kafka rejects ids that look like a command-line flag
+            return cluster_id
+
+
+def server_properties(data_dir: Path, host: str, port: int, controller_port: int, max_message_bytes: int) -> str:
+    """One node that is both broker and controller, listening on loopback only."""
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{host}:{controller_port}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data_dir}",
+            # Topics come from topology/ specs; a typo must fail, not create a 1-partition topic.
+            "auto.create.topics.enable=false",
+            f"message.max.bytes={max_message_bytes}",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=10",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "num.partitions=1",
+            "log.retention.check.interval.ms=60000",
+            "",
+        ]
+    )
+
+
+def prepare(
+    state_dir: Path, libs: Path, java: str, host: str, port: int, controller_port: int, max_message_bytes: int, heap_mb: int
+) -> list[str]:
+    """Write the config, format the storage on first use, and return the broker's command line.
+
+    Raises:
+        RuntimeError: the storage could not be formatted.
+    """
+    data_dir = state_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = state_dir / "server.properties"
+    config.write_text(server_properties(data_dir, host, port, controller_port, max_message_bytes))
+    log4j = state_dir / "log4j2.yaml"
+    log4j.write_text(_LOG4J2)
+    base = [java, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
+    if not (data_dir / "meta.properties").exists():
+        result = subprocess.run(
+            [*base, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"kafka-storage format failed:\n{(result.stdout + result.stderr)[-3000:]}")
+    return [base[0], f"-Xmx{heap_mb}m", f"-Xms{min(heap_mb, 256)}m", "-XX:+UseG1GC", *base[1:], "kafka.Kafka", str(config)]

@@ -1,0 +1,1 @@
+"""The SAIL encoder side: model, preprocessing, Triton serving and the async Triton client."""

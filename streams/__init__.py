@@ -1,0 +1,1 @@
+"""The streaming side of sail-stream: Faust agents, interest maths, the Milvus sink, the CLI."""

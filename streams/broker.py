@@ -1,0 +1,139 @@
+"""The kafka-python adapter: admin work (health, topic creation) done outside the Faust app.
+
+Faust (over aiokafka) owns the hot path; this module is for the stack, the CLI and tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from topology.settings import KafkaSecurity
+from topology.topics import TopicSpec
+
+logger = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """No broker answered within the timeout; the message says which bootstrap list was tried."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    cluster_id: str | None
+    broker_count: int
+    topic_count: int
+
+
+def client_kwargs(bootstrap: str, security: KafkaSecurity) -> dict[str, Any]:
+    """kafka-python keyword arguments for one bootstrap list and its security settings."""
+    kwargs: dict[str, Any] = {"bootstrap_servers": bootstrap.split(","), "security_protocol": security.protocol}
+    if security.protocol.startswith("SASL_"):
+        kwargs["sasl_mechanism"] = security.sasl_mechanism
+        kwargs["sasl_plain_username"] = security.sasl_username
+        kwargs["sasl_plain_password"] = security.sasl_password.get_secret_value() if security.sasl_password else None
+    if security.protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_cafile"] = str(security.ssl_cafile) if security.ssl_cafile else None
+        kwargs["ssl_certfile"] = str(security.ssl_certfile) if security.ssl_certfile else None
+        kwargs["ssl_keyfile"] = str(security.ssl_keyfile) if security.ssl_keyfile else None
+    return kwargs
+
+
+def _admin(bootstrap: str, security: KafkaSecurity, timeout_s: float) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(
+            **client_kwargs(bootstrap, security),
+            request_timeout_ms=int(timeout_s * 1000),
+            client_id="sail-stream-admin",
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap}: {exc}") from exc
+
+
+def check_broker(bootstrap: str, security: KafkaSecurity, timeout_s: float = 5.0) -> BrokerInfo:
+    """Ask the cluster for its metadata.
+
+    Raises:
+        BrokerUnavailable: nothing answered within `timeout_s`.
+    """
+    admin = _admin(bootstrap, security, timeout_s)
+    try:
+        cluster = admin.describe_cluster()
+        topics = admin.list_topics()
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"Kafka at {bootstrap} did not answer metadata requests: {exc}") from exc
+    finally:
+        admin.close()
+    return BrokerInfo(cluster_id=cluster.get("cluster_id"), broker_count=len(cluster.get("brokers", [])), topic_count=len(topics))
+
+
+def ensure_topics(bootstrap: str, security: KafkaSecurity, specs: Iterable[TopicSpec], timeout_s: float = 10.0) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created (idempotent).
+
+    An existing topic is left as it is, with a warning when it has fewer partitions than its spec.
+
+    Raises:
+        BrokerUnavailable: the cluster did not answer.
+    """
+    specs = list(specs)
+    admin = _admin(bootstrap, security, timeout_s)
+    try:
+        existing = set(admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        created: list[str] = []
+        for spec in missing:
+            topic = NewTopic(spec.name, spec.partitions, spec.replication_factor, topic_configs=spec.configs())
+            try:
+                admin.create_topics([topic], timeout_ms=int(timeout_s * 1000))
+                created.append(spec.name)
+            except TopicAlreadyExistsError:  # another process created it meanwhile
+                pass
+        present = [spec for spec in specs if spec.name in existing]
+        if present:
+            described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics([s.name for s in present])}
+            for spec in present:
+                if described.get(spec.name, spec.partitions) < spec.partitions:
+                    logger.warning(
+                        "topic=%s has %d partitions, spec asks for %d: fewer workers can share it",
+                        spec.name,
+                        described[spec.name],
+                        spec.partitions,
+                    )
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"Kafka at {bootstrap} refused topic administration: {exc}") from exc
+    finally:
+        admin.close()
+    for name in created:
+        logger.info("created topic=%s", name)
+    return created
+
+
+def describe_topics(bootstrap: str, security: KafkaSecurity, names: Iterable[str], timeout_s: float = 10.0) -> dict[str, int]:
+    """Partition count of each named topic that exists."""
+    admin = _admin(bootstrap, security, timeout_s)
+    try:
+        return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(names)) if not t.get("error_code")}
+    finally:
+        admin.close()
+
+
+def producer(bootstrap: str, security: KafkaSecurity, max_request_bytes: int, **kwargs: Any) -> KafkaProducer:
+    """A synchronous producer for tools and tests (acks=all, idempotent, room for the largest message)."""
+    return KafkaProducer(
+        **client_kwargs(bootstrap, security),
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=max_request_bytes,
+        **kwargs,
+    )
+
+
+def consumer(bootstrap: str, security: KafkaSecurity, *topics: str, **kwargs: Any) -> KafkaConsumer:
+    """A synchronous consumer for tools and tests."""
+    return KafkaConsumer(*topics, **client_kwargs(bootstrap, security), **kwargs)

@@ -1,0 +1,144 @@
+"""The `sail-stream` command line. Loads the settings once and passes values down."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from topology.settings import Settings, load_settings
+
+DESCRIPTION = """\
+sail-stream keeps a recommender's embeddings fresh: Faust agents read new content and user
+interactions from Kafka, encode items with a Triton-served SAIL encoder, refresh user-interest
+vectors, and upsert both into Milvus.
+
+Settings come from SAIL_* environment variables (e.g. SAIL_KAFKA_BOOTSTRAP) or a dotenv file given
+with --settings; `sail-stream settings` prints the effective values."""
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _stack_services(only: str | None) -> tuple[str, ...]:
+    from deploy.local.stack import SERVICES
+
+    if not only:
+        return SERVICES
+    chosen = tuple(s.strip() for s in only.split(",") if s.strip())
+    unknown = sorted(set(chosen) - set(SERVICES))
+    if unknown:
+        raise SystemExit(f"sail-stream: unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    return chosen
+
+
+def _format_status(rows: Sequence[object]) -> str:
+    table = [("SERVICE", "STATE", "ADDRESS", "PID", "STARTED IN", "UPTIME", "DETAIL")]
+    for r in rows:
+        d = asdict(r)  # type: ignore[call-overload]
+        table.append(
+            (
+                d["name"],
+                d["state"],
+                d["address"],
+                str(d["pid"] or "-"),
+                f"{d['start_s']:.1f}s" if d["start_s"] else "-",
+                f"{d['uptime_s']:.0f}s" if d["uptime_s"] else "-",
+                d["detail"],
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in table)
+
+
+def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
+    from deploy.local.kafka import ToolMissing
+    from deploy.local.process import ServiceFailed
+    from deploy.local.stack import PortBusy, Stack
+
+    if not args.verbose:  # health probes fail on purpose while services boot; keep their retries quiet
+        for noisy in ("kafka", "pymilvus"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    stack = Stack(settings, progress=_print)
+    services = _stack_services(args.only)
+    try:
+        if args.action == "up":
+            began = time.monotonic()
+            rows = stack.up(services)  # type: ignore[arg-type]
+            _print(f"stack up in {time.monotonic() - began:.1f}s (state in {stack.state_dir})")
+        elif args.action == "down":
+            stack.down(services)  # type: ignore[arg-type]
+            return 0
+        else:
+            rows = stack.status(services)  # type: ignore[arg-type]
+    except (ToolMissing, PortBusy, ServiceFailed) as exc:
+        print(f"sail-stream stack {args.action}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print(json.dumps([asdict(r) for r in rows], indent=2))
+    else:
+        _print(_format_status(rows))
+    if args.action == "status":
+        return 0 if all(r.state in ("running", "external", "embedded") for r in rows) else 3
+    return 0
+
+
+def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
+    values = settings.model_dump(mode="json")  # SecretStr dumps as '**********'
+    if args.json:
+        _print(json.dumps(values, indent=2))
+    else:
+        for key, value in values.items():
+            _print(f"SAIL_{key.upper()}={'' if value is None else value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sail-stream", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", type=Path, metavar="FILE", help="dotenv file with SAIL_* settings (environment variables win)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    stack = sub.add_parser(
+        "stack",
+        help="start, stop or inspect the local Kafka (KRaft), Milvus and Triton",
+        description="Run the real services on loopback, with logs, data and pid files under SAIL_STATE_DIR "
+        "(default .sail-state). `up` is idempotent and also creates the topics and collections; "
+        "`down` stops every process it started; `status` probes each service (exit 3 if one is not healthy).",
+    )
+    stack.add_argument("action", choices=("up", "down", "status"))
+    stack.add_argument("--only", metavar="LIST", help="comma-separated subset of kafka,milvus,triton")
+    stack.add_argument("--json", action="store_true", help="print the status as JSON")
+    stack.set_defaults(func=cmd_stack)
+
+    show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        settings = load_settings(args.settings)
+    except (ValidationError, FileNotFoundError) as exc:
+        print(f"sail-stream: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    return int(args.func(settings, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

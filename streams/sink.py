@@ -1,0 +1,213 @@
+"""The pymilvus adapter: collections from `topology.collections` specs, and the async sink.
+
+Collection admin (create, index, load) is synchronous and runs at start-up; upserts and reads on the
+hot path go through `AsyncMilvusClient`. Library errors become `MilvusUnavailable`, so callers retry
+by type.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
+
+from topology.collections import Backend, CollectionSpec, FieldSpec, IndexSpec, index_for
+
+logger = logging.getLogger(__name__)
+
+Consistency = Literal["Strong", "Session", "Bounded", "Eventually"]
+
+_TYPES = {"varchar": DataType.VARCHAR, "int64": DataType.INT64, "float_vector": DataType.FLOAT_VECTOR}
+
+
+class MilvusUnavailable(RuntimeError):
+    """Milvus did not answer or refused a request; retry with backoff, never dead-letter."""
+
+
+class SchemaMismatch(RuntimeError):
+    """A collection exists with a different shape than its spec (e.g. another embedding width)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: str
+    score: float
+    fields: dict[str, Any]
+
+
+def _client(uri: str, token: str | None, timeout_s: float) -> MilvusClient:
+    try:
+        return MilvusClient(uri=uri, token=token or "", timeout=timeout_s)
+    except MilvusException as exc:
+        raise MilvusUnavailable(f"Milvus at {uri} did not answer: {exc}") from exc
+
+
+def check_milvus(uri: str, token: str | None, timeout_s: float = 5.0) -> list[str]:
+    """The collections Milvus lists, as a health check.
+
+    Raises:
+        MilvusUnavailable: no answer within `timeout_s`.
+    """
+    client = _client(uri, token, timeout_s)
+    try:
+        return list(client.list_collections(timeout=timeout_s))
+    except MilvusException as exc:
+        raise MilvusUnavailable(f"Milvus at {uri} failed list_collections: {exc}") from exc
+    finally:
+        client.close()
+
+
+def _add_field(schema: Any, spec: FieldSpec) -> None:
+    kwargs: dict[str, Any] = {}
+    if spec.type == "varchar":
+        kwargs["max_length"] = spec.max_length
+    if spec.type == "float_vector":
+        kwargs["dim"] = spec.dim
+    schema.add_field(spec.name, _TYPES[spec.type], is_primary=spec.is_primary, **kwargs)
+
+
+def _index_params(client: MilvusClient, spec: CollectionSpec, index: IndexSpec) -> Any:
+    params = client.prepare_index_params()
+    params.add_index(
+        field_name=spec.vector_field,
+        index_type=index.index_type,
+        metric_type=index.metric_type,
+        params=dict(index.build_params),
+    )
+    return params
+
+
+def ensure_collections(
+    uri: str, token: str | None, specs: Iterable[CollectionSpec], backend: Backend, timeout_s: float = 30.0
+) -> list[str]:
+    """Create (with index) and load each missing collection; returns the names created (idempotent).
+
+    Raises:
+        MilvusUnavailable: Milvus did not answer.
+        SchemaMismatch: an existing collection's vector width differs from its spec.
+    """
+    client = _client(uri, token, timeout_s)
+    created: list[str] = []
+    try:
+        for spec in specs:
+            if client.has_collection(spec.name):
+                _check_dim(client, spec)
+            else:
+                schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=spec.description)
+                for field in spec.fields:
+                    _add_field(schema, field)
+                client.create_collection(
+                    spec.name,
+                    schema=schema,
+                    index_params=_index_params(client, spec, index_for(backend)),
+                    consistency_level="Bounded",
+                )
+                created.append(spec.name)
+                logger.info("created collection=%s dim=%d backend=%s", spec.name, spec.dim, backend)
+            client.load_collection(spec.name)
+    except MilvusException as exc:
+        raise MilvusUnavailable(f"Milvus at {uri} refused collection setup: {exc}") from exc
+    finally:
+        client.close()
+    return created
+
+
+def _check_dim(client: MilvusClient, spec: CollectionSpec) -> None:
+    described = client.describe_collection(spec.name)
+    for field in described["fields"]:
+        if field["name"] == spec.vector_field:
+            dim = int(field["params"]["dim"])
+            if dim != spec.dim:
+                raise SchemaMismatch(
+                    f"collection {spec.name} stores dim={dim} vectors but the settings say {spec.dim}: "
+                    f"use another SAIL_MILVUS_COLLECTION_PREFIX or drop the collection"
+                )
+            return
+    raise SchemaMismatch(f"collection {spec.name} has no vector field {spec.vector_field!r}")
+
+
+class MilvusSink:
+    """Async upserts and reads against one Milvus; open with `await sink.start()`."""
+
+    def __init__(self, uri: str, token: str | None, backend: Backend, timeout_s: float = 10.0) -> None:
+        self._uri = uri
+        self._token = token
+        self._index = index_for(backend)
+        self._timeout_s = timeout_s
+        self._client: AsyncMilvusClient | None = None
+
+    async def start(self) -> None:
+        self._client = AsyncMilvusClient(uri=self._uri, token=self._token or "", timeout=self._timeout_s)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    @property
+    def _c(self) -> AsyncMilvusClient:
+        if self._client is None:
+            raise RuntimeError("MilvusSink used before start()")
+        return self._client
+
+    async def upsert(self, collection: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Upsert rows keyed by primary key; returns the count Milvus acknowledged.
+
+        Raises:
+            MilvusUnavailable: the upsert was not acknowledged.
+        """
+        if not rows:
+            return 0
+        try:
+            result = await self._c.upsert(collection, list(rows), timeout=self._timeout_s)
+        except MilvusException as exc:
+            raise MilvusUnavailable(f"upsert of {len(rows)} rows into {collection} failed: {exc}") from exc
+        return int(result["upsert_count"])
+
+    async def get(self, collection: str, ids: Sequence[str], fields: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Rows by primary key, read at Strong consistency (a get must see the latest upsert).
+
+        Raises:
+            MilvusUnavailable: the read failed.
+        """
+        try:
+            rows = await self._c.get(collection, ids=list(ids), output_fields=list(fields) if fields else None, timeout=self._timeout_s)
+        except MilvusException as exc:
+            raise MilvusUnavailable(f"get from {collection} failed: {exc}") from exc
+        return [dict(row) for row in rows]
+
+    async def search(
+        self,
+        collection: str,
+        vectors: NDArray[np.float32],
+        limit: int,
+        vector_field: str,
+        output_fields: Sequence[str] = (),
+        filter_expr: str = "",
+        consistency: Consistency = "Bounded",
+    ) -> list[list[Hit]]:
+        """Top-`limit` hits for each query vector of shape (n, dim), best first.
+
+        Raises:
+            MilvusUnavailable: the search failed.
+        """
+        try:
+            results = await self._c.search(
+                collection,
+                data=np.asarray(vectors, dtype=np.float32).tolist(),
+                limit=limit,
+                anns_field=vector_field,
+                filter=filter_expr,
+                output_fields=list(output_fields),
+                search_params={"metric_type": self._index.metric_type, "params": dict(self._index.search_params)},
+                consistency_level=consistency,
+                timeout=self._timeout_s,
+            )
+        except MilvusException as exc:
+            raise MilvusUnavailable(f"search in {collection} failed: {exc}") from exc
+        return [[Hit(id=str(h["id"]), score=float(h["distance"]), fields=dict(h.get("entity", {}))) for h in hits] for hits in results]

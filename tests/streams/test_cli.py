@@ -1,0 +1,35 @@
+import json
+
+import pytest
+
+from streams.cli import main
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["stack", "--help"], ["settings", "--help"]])
+def test_help_explains_each_command(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: sail-stream" in out
+    if argv == ["stack", "--help"]:
+        assert "up" in out and "down" in out and "status" in out and "SAIL_STATE_DIR" in out
+
+
+def test_settings_command_masks_secrets(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAIL_MILVUS_TOKEN", "root:very-secret")
+    assert main(["settings", "--json"]) == 0
+    values = json.loads(capsys.readouterr().out)
+    assert values["milvus_token"] == "**********"
+    assert values["kafka_bootstrap"] == "127.0.0.1:9092"
+
+
+def test_invalid_setting_is_a_clear_error_not_a_traceback(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAIL_TOPIC_PARTITIONS", "zero")
+    assert main(["settings"]) == 2
+    assert "topic_partitions" in capsys.readouterr().err
+
+
+def test_unknown_stack_service_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit, match="unknown service"):
+        main(["stack", "status", "--only", "kafka,redis"])

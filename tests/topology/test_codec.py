@@ -1,0 +1,178 @@
+"""The msgpack wire format: round trips, and precise rejection of everything else."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from topology import reasons
+from topology.codec import (
+    SCHEMA_VERSION,
+    BadInput,
+    Limits,
+    decode_dead_letter,
+    decode_interaction,
+    decode_item_embedding,
+    decode_upload,
+    encode_dead_letter,
+    encode_interaction,
+    encode_item_embedding,
+    encode_upload,
+)
+from topology.messages import Action, ContentUpload, DeadLetter, Interaction, ItemEmbedding, Media
+
+SMALL = Limits(max_message_bytes=64 * 1024, max_image_bytes=4096, max_frames=4, max_tags=5, max_title_chars=40, max_text_chars=100)
+
+ids = st.text(st.characters(codec="utf-8", categories=("L", "N", "P")), min_size=1, max_size=20)
+texts = st.text(max_size=40)
+media = st.one_of(
+    st.binary(min_size=1, max_size=512).map(Media.inline),
+    st.sampled_from(["file:///data/cover.jpg", "https://cdn.example.test/a.png", "http://127.0.0.1:8080/f/1.jpg"]).map(Media.at),
+)
+uploads = st.builds(
+    ContentUpload,
+    item_id=ids,
+    creator_id=ids,
+    created_at_ms=st.integers(0, 2**62),
+    title=texts,
+    ocr_text=texts,
+    asr_text=texts,
+    author_nickname=texts,
+    tags=st.lists(st.text(max_size=10), max_size=5).map(tuple),
+    cover=st.none() | media,
+    frames=st.lists(media, max_size=4).map(tuple),
+    audio=st.none() | media,
+)
+interactions = st.builds(
+    Interaction,
+    event_id=ids,
+    user_id=ids,
+    item_id=ids,
+    action=st.sampled_from(list(Action)),
+    timestamp_ms=st.integers(0, 2**62),
+    dwell_ms=st.integers(0, 10**7),
+)
+
+
+def _raw(**fields: object) -> bytes:
+    return msgpack.packb({"v": SCHEMA_VERSION, **fields}, use_bin_type=True)
+
+
+def _upload_fields(**overrides: object) -> dict[str, object]:
+    base: dict[str, object] = {"item_id": "i1", "creator_id": "c1", "created_at_ms": 1_700_000_000_000, "title": "a cat"}
+    base.update(overrides)
+    return base
+
+
+@given(uploads)
+def test_upload_round_trips(upload: ContentUpload) -> None:
+    assert decode_upload(encode_upload(upload), SMALL) == upload
+
+
+@given(interactions)
+def test_interaction_round_trips(event: Interaction) -> None:
+    assert decode_interaction(encode_interaction(event)) == event
+
+
+@given(st.binary(max_size=2048), ids, st.integers(0, 1000), st.integers(0, 2**40), st.sampled_from(sorted(reasons.ALL)), st.none() | st.binary(max_size=64))
+def test_dead_letter_round_trips_original_bytes(original: bytes, topic: str, partition: int, offset: int, reason: str, key: bytes | None) -> None:
+    letter = DeadLetter(original=original, source_topic=topic, partition=partition, offset=offset, reason=reason, detail="why", key=key, failed_at_ms=5)
+    assert decode_dead_letter(encode_dead_letter(letter)) == letter
+
+
+def test_item_embedding_round_trips_vector() -> None:
+    vec = np.arange(8, dtype=np.float32) / 7
+    emb = ItemEmbedding(item_id="i1", vector=vec.tobytes(), dim=8, model_version="m1", created_at_ms=1, encoded_at_ms=2, creator_id="c")
+    back = decode_item_embedding(encode_item_embedding(emb))
+    assert back == emb
+    np.testing.assert_array_equal(np.frombuffer(back.vector, dtype=np.float32), vec)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_either_decode_or_raise_bad_input(data: bytes) -> None:
+    for decode in (decode_upload, decode_interaction, decode_dead_letter, decode_item_embedding):
+        try:
+            decode(data)
+        except BadInput as exc:
+            assert exc.reason in reasons.ALL
+
+
+@given(uploads, st.integers(1, 200))
+def test_truncated_upload_is_rejected_as_bad_input(upload: ContentUpload, cut: int) -> None:
+    data = encode_upload(upload)
+    with pytest.raises(BadInput) as info:
+        decode_upload(data[: max(0, len(data) - cut)], SMALL)
+    assert info.value.reason in (reasons.DECODE_MSGPACK, reasons.SCHEMA_NOT_A_MAP, reasons.SCHEMA_VERSION)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "detail"),
+    [
+        (b"\xc1", reasons.DECODE_MSGPACK, "ContentUpload"),
+        (_raw(**_upload_fields()) + b"\x00", reasons.DECODE_MSGPACK, "ExtraData"),
+        (msgpack.packb([1, 2]), reasons.SCHEMA_NOT_A_MAP, "got list"),
+        (msgpack.packb({"v": 99, **_upload_fields()}), reasons.SCHEMA_VERSION, "ContentUpload.v"),
+        (_raw(item_id="i1", created_at_ms=1), reasons.SCHEMA_MISSING_FIELD, "ContentUpload.creator_id"),
+        (_raw(**_upload_fields(created_at_ms="yesterday")), reasons.SCHEMA_WRONG_TYPE, "ContentUpload.created_at_ms: expected int, got str"),
+        (_raw(**_upload_fields(created_at_ms=True)), reasons.SCHEMA_WRONG_TYPE, "created_at_ms"),
+        (_raw(**_upload_fields(created_at_ms=-5)), reasons.SCHEMA_INVALID_VALUE, "-5 < 0"),
+        (_raw(**_upload_fields(item_id="")), reasons.SCHEMA_INVALID_VALUE, "ContentUpload.item_id"),
+        (_raw(**_upload_fields(item_id="a\nb")), reasons.SCHEMA_INVALID_VALUE, "printable"),
+        (_raw(**_upload_fields(title="x" * 41)), reasons.LIMIT_TEXT_CHARS, "ContentUpload.title: 41 chars > limit 40"),
+        (_raw(**_upload_fields(tags=["a"] * 6)), reasons.LIMIT_TAGS, "6 tags > limit 5"),
+        (_raw(**_upload_fields(tags=[1])), reasons.SCHEMA_WRONG_TYPE, "tags[]"),
+        (_raw(**_upload_fields(cover=b"x" * 4097)), reasons.LIMIT_MEDIA_BYTES, "ContentUpload.cover: 4097 bytes > limit 4096"),
+        (_raw(**_upload_fields(cover=b"")), reasons.SCHEMA_INVALID_VALUE, "empty media"),
+        (_raw(**_upload_fields(cover=12)), reasons.SCHEMA_WRONG_TYPE, "bin (inline) or str (URI)"),
+        (_raw(**_upload_fields(cover="ftp://host/x.jpg")), reasons.SCHEMA_INVALID_VALUE, "scheme 'ftp'"),
+        (_raw(**_upload_fields(cover="https:///nohost.jpg")), reasons.SCHEMA_INVALID_VALUE, "without a host"),
+        (_raw(**_upload_fields(frames=[b"f"] * 5)), reasons.LIMIT_FRAMES, "5 > limit 4"),
+        (_raw(**_upload_fields(frames=[b"ok", "gopher://x/y"])), reasons.SCHEMA_INVALID_VALUE, "ContentUpload.frames[1]"),
+        (b"\x00" * (64 * 1024 + 1), reasons.LIMIT_MESSAGE_BYTES, "65537 bytes > limit 65536"),
+    ],
+)
+def test_invalid_upload_is_rejected_with_precise_reason(data: bytes, reason: str, detail: str) -> None:
+    with pytest.raises(BadInput) as info:
+        decode_upload(data, SMALL)
+    assert info.value.reason == reason
+    assert detail in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason", "detail"),
+    [
+        ({"action": "poke"}, reasons.SCHEMA_INVALID_VALUE, "'poke' not one of view, like"),
+        ({"dwell_ms": -1}, reasons.SCHEMA_INVALID_VALUE, "Interaction.dwell_ms"),
+        ({"timestamp_ms": 1.5}, reasons.SCHEMA_WRONG_TYPE, "Interaction.timestamp_ms: expected int, got float"),
+        ({"user_id": None}, reasons.SCHEMA_MISSING_FIELD, "Interaction.user_id is required"),
+        ({"item_id": 7}, reasons.SCHEMA_WRONG_TYPE, "Interaction.item_id: expected str"),
+    ],
+)
+def test_invalid_interaction_is_rejected_with_precise_reason(fields: dict[str, object], reason: str, detail: str) -> None:
+    good = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "action": "like", "timestamp_ms": 10, "dwell_ms": 3}
+    with pytest.raises(BadInput) as info:
+        decode_interaction(_raw(**{**good, **fields}))
+    assert info.value.reason == reason
+    assert detail in str(info.value)
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    upload = decode_upload(_raw(**_upload_fields(added_in_v1_5="whatever")), SMALL)
+    assert upload.item_id == "i1" and upload.title == "a cat"
+
+
+def test_missing_optional_fields_take_defaults() -> None:
+    event = decode_interaction(_raw(event_id="e", user_id="u", item_id="i", action="skip", timestamp_ms=0))
+    assert event.dwell_ms == 0 and event.action is Action.SKIP and event.action.is_negative
+
+
+def test_item_embedding_with_wrong_vector_length_is_rejected() -> None:
+    data = _raw(item_id="i", vector=b"\x00" * 12, dim=4, model_version="m", created_at_ms=0, encoded_at_ms=0)
+    with pytest.raises(BadInput) as info:
+        decode_item_embedding(data)
+    assert info.value.reason == reasons.SCHEMA_INVALID_VALUE
+    assert "12 bytes for dim 4" in info.value.detail

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from topology.settings import Settings, host_port, load_settings
+
+
+def test_defaults_describe_a_local_stack() -> None:
+    s = Settings()
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.triton_grpc_address == "127.0.0.1:8001"
+    assert s.topics().uploads.name == "sail.content-uploads"
+    assert s.collections()[0].dim == s.embedding_dim
+    assert s.limits().max_message_bytes == s.max_message_bytes
+
+
+def test_environment_overrides_file_and_file_overrides_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "sail.env"
+    env_file.write_text("SAIL_TOPIC_PREFIX=fromfile.\nSAIL_TOPIC_PARTITIONS=3\n")
+    monkeypatch.setenv("SAIL_TOPIC_PARTITIONS", "9")
+    s = load_settings(env_file)
+    assert s.topic_prefix == "fromfile."
+    assert s.topic_partitions == 9
+
+
+def test_missing_settings_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_settings(tmp_path / "nope.env")
+
+
+def test_sasl_without_credentials_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="SASL protocols need"):
+        Settings(kafka_security_protocol="SASL_SSL")
+
+
+def test_secrets_never_appear_in_repr_or_dump() -> None:
+    s = Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="svc",
+        kafka_sasl_password="hunter2-secret",
+        milvus_token="root:milvus-secret",
+    )
+    for text in (repr(s), str(s), s.model_dump_json()):
+        assert "hunter2-secret" not in text and "milvus-secret" not in text
+    assert s.kafka_security().sasl_password is not None
+    assert s.kafka_security().sasl_password.get_secret_value() == "hunter2-secret"
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(ValidationError):
+        s.topic_prefix = "other."  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("address", "expected"), [("grpc://h:1", ("h", 1)), ("h:2", ("h", 2)), ("http://127.0.0.1:19530", ("127.0.0.1", 19530))])
+def test_host_port_parses_urls_and_pairs(address: str, expected: tuple[str, int]) -> None:
+    assert host_port(address) == expected
+
+
+def test_address_without_port_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="has no host:port"):
+        Settings(triton_url="grpc://somewhere")
+
+
+def test_milvus_db_file_means_embedded() -> None:
+    assert Settings(milvus_uri="./local.db").milvus_embedded
+    assert not Settings().milvus_embedded

@@ -1,0 +1,110 @@
+"""Milvus collection specs as plain data; `streams.sink` translates them for pymilvus.
+
+`items` holds one row per item (primary key `item_id`); `users` one row per user interest slot
+(primary key `user_key` = `<user_id>#<slot>`, slot 0 for the single-vector default), so a replayed
+upsert overwrites the same row with the same value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+ITEMS: Final = "items"
+USERS: Final = "users"
+VECTOR_FIELD: Final = "embedding"
+METRIC: Final = "IP"  # vectors are L2-normalised, so inner product is cosine similarity
+
+FieldType = Literal["varchar", "int64", "float_vector"]
+Backend = Literal["lite", "server"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    name: str
+    type: FieldType
+    max_length: int = 0  # varchar only
+    dim: int = 0  # float_vector only
+    is_primary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSpec:
+    """The vector index and the search parameters that go with it."""
+
+    index_type: str
+    metric_type: str
+    build_params: tuple[tuple[str, int], ...] = ()
+    search_params: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionSpec:
+    name: str
+    fields: tuple[FieldSpec, ...]
+    vector_field: str
+    description: str
+
+    @property
+    def primary_key(self) -> str:
+        return next(f.name for f in self.fields if f.is_primary)
+
+    @property
+    def dim(self) -> int:
+        return next(f.dim for f in self.fields if f.name == self.vector_field)
+
+
+def index_for(backend: Backend) -> IndexSpec:
+    """Index per backend: Milvus Lite 2.5 offers FLAT/IVF_FLAT/AUTOINDEX only (FLAT is exact and
+    fast enough at the local scale, ~3 ms p50 at 20k x 256); the standalone server gets HNSW."""
+    if backend == "lite":
+        return IndexSpec(index_type="FLAT", metric_type=METRIC)
+    return IndexSpec(
+        index_type="HNSW",
+        metric_type=METRIC,
+        build_params=(("M", 16), ("efConstruction", 200)),
+        search_params=(("ef", 128),),
+    )
+
+
+_ID_CHARS: Final = 128
+
+
+def items_collection(prefix: str, dim: int) -> CollectionSpec:
+    """One row per item: its vector and the scalars recall filters on (fresh-only, exclude creator)."""
+    return CollectionSpec(
+        name=f"{prefix}{ITEMS}",
+        fields=(
+            FieldSpec("item_id", "varchar", max_length=_ID_CHARS, is_primary=True),
+            FieldSpec("creator_id", "varchar", max_length=_ID_CHARS),
+            FieldSpec("created_at_ms", "int64"),
+            FieldSpec("encoded_at_ms", "int64"),
+            FieldSpec("model_version", "varchar", max_length=128),
+            FieldSpec(VECTOR_FIELD, "float_vector", dim=dim),
+        ),
+        vector_field=VECTOR_FIELD,
+        description="sail-stream item embeddings",
+    )
+
+
+def users_collection(prefix: str, dim: int) -> CollectionSpec:
+    """One row per (user, interest slot): K slots when multi-interest clustering is on."""
+    return CollectionSpec(
+        name=f"{prefix}{USERS}",
+        fields=(
+            FieldSpec("user_key", "varchar", max_length=_ID_CHARS + 8, is_primary=True),
+            FieldSpec("user_id", "varchar", max_length=_ID_CHARS),
+            FieldSpec("slot", "int64"),
+            FieldSpec("updated_at_ms", "int64"),
+            FieldSpec("event_count", "int64"),
+            FieldSpec("model_version", "varchar", max_length=128),
+            FieldSpec(VECTOR_FIELD, "float_vector", dim=dim),
+        ),
+        vector_field=VECTOR_FIELD,
+        description="sail-stream user interest embeddings",
+    )
+
+
+def user_key(user_id: str, slot: int) -> str:
+    """The primary key of one user interest slot."""
+    return f"{user_id}#{slot}"

@@ -1,0 +1,165 @@
+"""The one settings object. Loaded once by the entry point from `SAIL_*` environment variables
+and/or a dotenv-style file; every other module gets plain values passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from topology.codec import Limits
+from topology.collections import Backend, CollectionSpec, items_collection, users_collection
+from topology.topics import Topics, build_topics
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How clients authenticate to the brokers; secrets stay `SecretStr` until the adapter uses them."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+
+def host_port(address: str) -> tuple[str, int]:
+    """`grpc://h:p`, `http://h:p` or `h:p` -> (h, p).
+
+    Raises:
+        ValueError: no port in the address.
+    """
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"address {address!r} has no host:port")
+    return parts.hostname, parts.port
+
+
+class Settings(BaseSettings):
+    """Every setting of sail-stream; `SAIL_<NAME>` in the environment overrides each default."""
+
+    model_config = SettingsConfigDict(env_prefix="SAIL_", frozen=True, extra="forbid")
+
+    # Kafka
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="comma-separated host:port list of brokers")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    topic_prefix: str = Field("sail.", description="every topic is named <prefix><base>")
+    topic_partitions: int = Field(6, ge=1, description="partitions: the unit of parallelism across workers")
+    topic_replication_factor: int = Field(1, ge=1)
+
+    # Milvus
+    milvus_uri: str = Field(
+        "http://127.0.0.1:19530",
+        description="http(s)://host:port of a Milvus server, or a path ending in .db for embedded Milvus Lite",
+    )
+    milvus_token: SecretStr | None = Field(None, description="user:password or API token")
+    milvus_backend: Backend = Field("lite", description="lite: Milvus Lite (FLAT index); server: Milvus standalone/distributed (HNSW)")
+    milvus_collection_prefix: str = "sail_"
+    embedding_dim: int = Field(384, ge=1, description="width of the vectors stored in Milvus")
+
+    # Triton
+    triton_url: str = Field("grpc://127.0.0.1:8001", description="Triton's gRPC endpoint")
+    triton_http_port: int = 8000
+    triton_metrics_port: int = 8002
+    triton_timeout_s: float = Field(2.0, gt=0)
+    triton_max_batch_size: int = Field(64, ge=1)
+    triton_queue_delay_us: int = Field(2000, ge=0, description="dynamic batcher: how long a request may wait for company")
+    triton_instances: int = Field(1, ge=1)
+
+    # Message limits (see topology.codec.Limits)
+    max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_image_bytes: int = Field(4 * 1024 * 1024, ge=1)
+    max_frames: int = Field(16, ge=0)
+    max_text_chars: int = Field(8192, ge=1)
+
+    # Local stack (deploy/local)
+    state_dir: Path = Field(Path(".sail-state"), description="logs, data and pid files of the local stack")
+    cache_dir: Path = Field(Path("~/.cache/sail-stream"), description="downloaded Kafka jars, shared by every state dir")
+    kafka_version: str = Field("4.4.0", description="Apache Kafka release resolved from Maven Central")
+    kafka_controller_port: int = 9093
+    kafka_heap_mb: int = Field(512, ge=128)
+    start_timeout_s: float = Field(180.0, gt=0, description="how long `stack up` waits for each service")
+
+    @field_validator("state_dir", "cache_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_"):
+            if not (self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password):
+                raise ValueError("SASL protocols need SAIL_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD")
+        for address in self.kafka_bootstrap.split(","):
+            host_port(address.strip())
+        host_port(self.triton_url)
+        if not self.milvus_uri.endswith(".db"):
+            host_port(self.milvus_uri)
+        return self
+
+    # ------------------------------------------------------------------ derived contracts
+
+    def topics(self) -> Topics:
+        return build_topics(self.topic_prefix, self.topic_partitions, self.max_message_bytes, self.topic_replication_factor)
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_message_bytes=self.max_message_bytes,
+            max_image_bytes=self.max_image_bytes,
+            max_frames=self.max_frames,
+            max_text_chars=self.max_text_chars,
+        )
+
+    def collections(self) -> tuple[CollectionSpec, CollectionSpec]:
+        """(items, users)"""
+        return (
+            items_collection(self.milvus_collection_prefix, self.embedding_dim),
+            users_collection(self.milvus_collection_prefix, self.embedding_dim),
+        )
+
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+        )
+
+    @property
+    def milvus_embedded(self) -> bool:
+        """True when the URI names a Milvus Lite file opened in-process (one process only)."""
+        return self.milvus_uri.endswith(".db")
+
+    @property
+    def triton_grpc_address(self) -> str:
+        host, port = host_port(self.triton_url)
+        return f"{host}:{port}"
+
+
+def load_settings(env_file: Path | None = None, **overrides: object) -> Settings:
+    """Settings with precedence `overrides` > `SAIL_*` environment > `env_file` (dotenv) > defaults.
+
+    Raises:
+        FileNotFoundError: `env_file` is given but missing.
+        pydantic.ValidationError: a value is invalid; the message names the setting.
+    """
+    if env_file is not None and not env_file.is_file():
+        raise FileNotFoundError(f"settings file {env_file} does not exist")
+    return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]

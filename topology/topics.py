@@ -1,0 +1,84 @@
+"""Topic specs: names, partitioning keys, retention and compaction, declared once.
+
+Names are `<prefix><base>` so that several deployments (or test runs) can share one cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+UPLOADS: Final = "content-uploads"
+INTERACTIONS: Final = "interactions"
+ITEM_EMBEDDINGS: Final = "item-embeddings"
+INTERACTIONS_RETRY: Final = "interactions-retry"
+DEAD_LETTERS: Final = "dead-letters"
+
+_DAY_MS: Final = 24 * 3600 * 1000
+DEAD_LETTER_OVERHEAD_BYTES: Final = 64 * 1024
+"""Room for the envelope around an original message that was itself at the size limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic as the project expects it to exist."""
+
+    name: str
+    partitions: int
+    key: str  # the message field the record key is taken from
+    retention_ms: int  # -1: keep forever (compacted topics)
+    compacted: bool
+    max_message_bytes: int
+    replication_factor: int = 1
+
+    def configs(self) -> dict[str, str]:
+        """Topic-level configs, as `kafka-configs` would take them."""
+        configs = {
+            "cleanup.policy": "compact" if self.compacted else "delete",
+            "retention.ms": str(self.retention_ms),
+            "max.message.bytes": str(self.max_message_bytes),
+        }
+        if self.compacted:
+            # A fresh embedding should replace the old one on disk within minutes, not at segment roll.
+            configs["min.cleanable.dirty.ratio"] = "0.1"
+            configs["segment.ms"] = str(3600 * 1000)
+        return configs
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Every topic of one deployment."""
+
+    uploads: TopicSpec
+    interactions: TopicSpec
+    item_embeddings: TopicSpec
+    interactions_retry: TopicSpec
+    dead_letters: TopicSpec
+
+    def all(self) -> tuple[TopicSpec, ...]:
+        return (self.uploads, self.interactions, self.item_embeddings, self.interactions_retry, self.dead_letters)
+
+
+def build_topics(prefix: str, partitions: int, max_message_bytes: int, replication_factor: int = 1) -> Topics:
+    """The topic specs for a deployment whose topics are named `<prefix><base>`."""
+
+    def spec(base: str, key: str, retention_ms: int, compacted: bool = False, extra_bytes: int = 0, parts: int = partitions) -> TopicSpec:
+        return TopicSpec(
+            name=f"{prefix}{base}",
+            partitions=parts,
+            key=key,
+            retention_ms=retention_ms,
+            compacted=compacted,
+            max_message_bytes=max_message_bytes + extra_bytes,
+            replication_factor=replication_factor,
+        )
+
+    return Topics(
+        uploads=spec(UPLOADS, "item_id", 7 * _DAY_MS),
+        interactions=spec(INTERACTIONS, "user_id", 7 * _DAY_MS),
+        # Compacted: the latest vector per item, so a new worker can warm its cache from the topic.
+        item_embeddings=spec(ITEM_EMBEDDINGS, "item_id", -1, compacted=True),
+        # Interactions whose item had no embedding yet; same key, so a user's order is kept.
+        interactions_retry=spec(INTERACTIONS_RETRY, "user_id", 1 * _DAY_MS),
+        dead_letters=spec(DEAD_LETTERS, "item_id|user_id", 30 * _DAY_MS, extra_bytes=DEAD_LETTER_OVERHEAD_BYTES),
+    )
