@@ -137,3 +137,24 @@ def producer(bootstrap: str, security: KafkaSecurity, max_request_bytes: int, **
 def consumer(bootstrap: str, security: KafkaSecurity, *topics: str, **kwargs: Any) -> KafkaConsumer:
     """A synchronous consumer for tools and tests."""
     return KafkaConsumer(*topics, **client_kwargs(bootstrap, security), **kwargs)
+
+
+def group_lag(bootstrap: str, security: KafkaSecurity, group_id: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+    """Messages behind per partition of `topic` for `group_id`: log-end offset minus committed offset
+    (a partition the group never committed counts from the log start)."""
+    from kafka import TopicPartition
+
+    admin = _admin(bootstrap, security, timeout_s)
+    try:
+        offsets = admin.list_group_offsets({group_id: None}).get(group_id, {})
+        committed = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+    finally:
+        admin.close()
+    c = consumer(bootstrap, security)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        ends = c.end_offsets(partitions)
+        starts = c.beginning_offsets(partitions)
+    finally:
+        c.close()
+    return {tp.partition: ends[tp] - max(committed.get(tp.partition, -1), starts[tp]) for tp in partitions}

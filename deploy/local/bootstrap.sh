@@ -36,10 +36,18 @@ if [ ! -f "$venv/.complete" ]; then
   mkdir -p "$cache"
   "$python" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip >&2
-  "$venv/bin/pip" install -q -c "$root/constraints.txt" -e "$root[dev,milvus-server]" >&2
+  if ! "$venv/bin/pip" install -c "$root/constraints.txt" -e "$root[dev,milvus-server]" >"$cache/install.log" 2>&1; then
+    tail -40 "$cache/install.log" >&2
+    say "dependency install failed; full log in $cache/install.log"
+    exit 1
+  fi
   touch "$venv/.complete"
   say "virtualenv ready"
 fi
 # Point the editable install at this checkout (another clone may have used the same venv).
-"$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$root" >&2
+log="$cache/last-editable-install.log"
+if ! "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$root" >"$log" 2>&1; then
+  cat "$log" >&2
+  exit 1
+fi
 echo "$venv"

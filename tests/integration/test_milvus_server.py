@@ -1,0 +1,46 @@
+"""The local server option: Milvus standalone from the `milvus` PyPI package, with HNSW."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy.local.process import group_members
+from deploy.local.stack import Stack
+from streams.sink import MilvusSink
+from topology.collections import VECTOR_FIELD
+from tests.integration.conftest import stack_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.milvus_server]
+
+
+async def test_standalone_server_serves_collections_with_hnsw(tmp_path: Path) -> None:
+    pytest.importorskip("milvus", reason="the milvus-server extra is not installed")
+    settings = stack_settings(tmp_path / "state", milvus_backend="server", start_timeout_s=300.0)
+    stack = Stack(settings)
+    try:
+        (status,) = stack.up(["milvus"])
+        assert status.state == "running" and status.detail.startswith("server")
+        record = stack._procs["milvus"].record()
+        items, _ = settings.collections()
+        sink = MilvusSink(settings.milvus_uri, None, "server")
+        await sink.start()
+        try:
+            rng = np.random.default_rng(1)
+            vectors = rng.standard_normal((200, items.dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            rows = [
+                {"item_id": f"s-{i}", "creator_id": "c", "created_at_ms": i, "encoded_at_ms": i, "model_version": "v", VECTOR_FIELD: v.tolist()}
+                for i, v in enumerate(vectors)
+            ]
+            assert await sink.upsert(items.name, rows) == 200
+            # Strong consistency: read-your-writes right after the upsert (Bounded may lag ~5 s here).
+            hits = await sink.search(items.name, vectors[[7]], limit=1, vector_field=VECTOR_FIELD, consistency="Strong")
+            assert hits[0][0].id == "s-7"
+        finally:
+            await sink.close()
+    finally:
+        stack.down()
+    assert record is not None and group_members(record.pgid) == []
