@@ -19,3 +19,15 @@ def test_cluster_ids_look_like_kafkas() -> None:
     ids = {new_cluster_id() for _ in range(200)}
     assert len(ids) == 200
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_missing_java_or_maven_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    from deploy.local.kafka import ToolMissing, require_java, resolve_jars
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    with pytest.raises(ToolMissing, match="apt-get install openjdk-17-jre-headless"):
+        require_java()
+    with pytest.raises(ToolMissing, match="apt-get install maven"):
+        resolve_jars("4.4.0", tmp_path / "cache", progress=lambda line: None)
