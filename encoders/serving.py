@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from encoders.signature import PROBE, ModelSignature
+from encoders.signature import PROBE, SAIL_ENCODER, ModelSignature, unpack_request
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,42 @@ def normalise_rows(vector: NDArray[np.float32]) -> dict[str, NDArray[np.float32]
     return {"normalised": (vector / np.maximum(norms, 1e-12)).astype(np.float32)}
 
 
+def encoder_infer_fn(encoder: object) -> object:
+    """The batched Triton function of the SAIL encoder: (B, 1) request blobs -> embedding (B, D),
+    error (B, 1), model_version (B, 1). A blob that is not a request fails only its own row."""
+    from encoders.model import SailEncoder
+    from encoders.signature import EncodeRequest
+    from topology import reasons
+
+    assert isinstance(encoder, SailEncoder)
+    dim = encoder.config.output_dim
+    version = encoder.model_version.encode()
+
+    def infer(item: NDArray[np.object_]) -> dict[str, NDArray]:
+        requests: list[EncodeRequest | None] = []
+        errors = [b""] * len(item)
+        for row, blob in enumerate(item[:, 0]):
+            try:
+                requests.append(unpack_request(bytes(blob)))
+            except (ValueError, TypeError) as exc:
+                requests.append(None)
+                errors[row] = f"{reasons.DECODE_MSGPACK}: encode request: {exc}"[:300].encode()
+        rows = [r for r, req in enumerate(requests) if req is not None]
+        embedding = np.zeros((len(item), dim), dtype=np.float32)
+        for row, result in zip(rows, encoder.encode([requests[r] for r in rows])):  # type: ignore[misc]
+            if result.vector is not None:
+                embedding[row] = result.vector
+            else:
+                errors[row] = result.error.encode()
+        return {
+            "embedding": embedding,
+            "error": np.array([[e] for e in errors], dtype=np.object_),
+            "model_version": np.array([[version]] * len(item), dtype=np.object_),
+        }
+
+    return infer
+
+
 def _tensors(specs: Sequence[object]) -> list[object]:
     from pytriton.model_config import Tensor
 
@@ -30,6 +66,7 @@ def _tensors(specs: Sequence[object]) -> list[object]:
 
 
 def serve(
+    encoder_name: str,
     host: str,
     grpc_port: int,
     http_port: int,
@@ -52,12 +89,20 @@ def serve(
         allow_metrics=True,
         log_verbose=0,
     )
-    models: list[tuple[ModelSignature, object]] = [(PROBE, batch(normalise_rows))]
+    from encoders.model import load_encoder
+
+    # Start-up, not import: weights load here, one copy per instance (tokenizers are not thread-safe).
+    encoders = [load_encoder(encoder_name) for _ in range(instances)]
+    logger.info("loaded encoder=%s model_version=%s dim=%d", encoder_name, encoders[0].model_version, encoders[0].config.output_dim)
+    models: list[tuple[ModelSignature, list[object]]] = [
+        (PROBE, [batch(normalise_rows)] * instances),
+        (SAIL_ENCODER, [batch(encoder_infer_fn(e)) for e in encoders]),
+    ]
     with Triton(config=config) as triton:
-        for signature, infer in models:
+        for signature, infer_funcs in models:
             triton.bind(
                 model_name=signature.name,
-                infer_func=[infer] * instances,  # one Python instance per entry
+                infer_func=infer_funcs,  # one model instance per function
                 inputs=_tensors(signature.inputs),
                 outputs=_tensors(signature.outputs),
                 config=ModelConfig(
@@ -73,6 +118,7 @@ def serve(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m encoders.serving", description="Serve sail-stream's encoder models with Triton.")
+    parser.add_argument("--encoder", default="sail-tiny", help="preset name (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large) or a saved encoder folder")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--http-port", type=int, default=8000)
@@ -82,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--instances", type=int, default=1, help="model instances (Python processes) per model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve(args.host, args.grpc_port, args.http_port, args.metrics_port, args.max_batch_size, args.queue_delay_us, args.instances)
+    serve(args.encoder, args.host, args.grpc_port, args.http_port, args.metrics_port, args.max_batch_size, args.queue_delay_us, args.instances)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,10 @@ class Settings(BaseSettings):
     milvus_collection_prefix: str = "sail_"
     embedding_dim: int = Field(384, ge=1, description="width of the vectors stored in Milvus")
 
-    # Triton
+    # Encoder and Triton
+    encoder: str = Field("sail-tiny", description="encoder preset (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large) or saved folder")
+    encoder_max_wait_ms: float = Field(5.0, ge=0, description="client micro-batching: how long a request waits for company")
+    encoder_retries: int = Field(3, ge=0, description="retries (exponential backoff) before Triton counts as down")
     triton_url: str = Field("grpc://127.0.0.1:8001", description="Triton's gRPC endpoint")
     triton_http_port: int = 8000
     triton_metrics_port: int = 8002

@@ -25,7 +25,7 @@ from typing import Final, Literal
 from deploy.local import kafka
 from deploy.local.process import ManagedProcess, ServiceFailed
 from encoders.client import check_triton
-from encoders.signature import PROBE
+from encoders.signature import PROBE, SAIL_ENCODER
 from streams.broker import check_broker, ensure_topics
 from streams.sink import check_milvus, ensure_collections
 from topology.settings import LOOPBACK_HOSTS, Settings, host_port
@@ -125,7 +125,7 @@ class Stack:
             token = s.milvus_token.get_secret_value() if s.milvus_token else None
             collections = check_milvus(s.milvus_uri, token, timeout_s)
             return f"{s.milvus_backend}, {len(collections)} collections"
-        health = check_triton(s.triton_grpc_address, (PROBE.name,), timeout_s)
+        health = check_triton(s.triton_grpc_address, (PROBE.name, SAIL_ENCODER.name), timeout_s)
         if not (health.live and health.ready and all(health.models_ready.values())):
             raise RuntimeError(f"triton live={health.live} ready={health.ready} models={health.models_ready}")
         return f"tritonserver {health.server_version}, models ready: {', '.join(health.models_ready)}"
@@ -162,6 +162,7 @@ class Stack:
         env["LD_LIBRARY_PATH"] = f"{libdir}:{env.get('LD_LIBRARY_PATH', '')}"
         command = [
             sys.executable, "-m", "encoders.serving",
+            "--encoder", s.encoder,
             "--host", host,
             "--grpc-port", str(port),
             "--http-port", str(s.triton_http_port),
