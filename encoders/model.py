@@ -193,10 +193,14 @@ class Qwen2Fusion(Fusion):
 
 
 def build_fusion(config: EncoderConfig) -> Fusion:
-    from transformers import AutoModel, BertConfig, BertModel, Qwen2Config, Qwen2Model
+    from transformers import BertConfig, BertModel, Qwen2Config, Qwen2Model
 
     if config.fusion_weights_dir:
-        model = AutoModel.from_pretrained(resolve_dir(config.fusion_weights_dir), local_files_only=True)
+        directory = resolve_dir(config.fusion_weights_dir)
+        if config.fusion == "bert":  # the pooler is unused: pooling is mean(tanh(hidden))
+            model = BertModel.from_pretrained(directory, add_pooling_layer=False, local_files_only=True)
+        else:
+            model = Qwen2Model.from_pretrained(directory, local_files_only=True)
     elif config.fusion == "bert":
         model = BertModel(BertConfig(**config.fusion_config), add_pooling_layer=False)
     else:

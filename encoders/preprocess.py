@@ -55,11 +55,16 @@ def clean_text(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+def _key(text: str) -> str:
+    """What makes two snippets the same: case and final punctuation ignored."""
+    return clean_text(text).lower().rstrip(".!?。！？ ")
+
+
 def _dedupe_sentences(text: str, seen: set[str]) -> str:
     """Drop sentences already seen (OCR and ASR repeat captions and each other)."""
     kept = []
     for sentence in _SENTENCE.split(text):
-        key = clean_text(sentence).lower()
+        key = _key(sentence)
         if key and key not in seen:
             seen.add(key)
             kept.append(clean_text(sentence))
@@ -73,13 +78,13 @@ def compose_text(request: EncodeRequest, config: EncoderConfig) -> str:
     parts = []
     title = clean_text(request.title)
     if title:
-        seen.add(title.lower())
+        seen.add(_key(title))
         parts.append(f"title: {title}")
     tags = []
     for tag in request.tags:
         tag = clean_text(tag).lstrip("#")
-        if tag and tag.lower() not in seen:
-            seen.add(tag.lower())
+        if tag and _key(tag) not in seen:
+            seen.add(_key(tag))
             tags.append(tag)
     if tags:
         parts.append("tags: " + ", ".join(tags))

@@ -46,6 +46,7 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
         "milvus_collection_prefix": f"it{run}_",
         "embedding_dim": 16,
         "start_timeout_s": 240.0,
+        "encoder": "sail-tiny-omni",  # gates open: the whole omni-modal path crosses the wire
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
