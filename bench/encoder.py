@@ -25,10 +25,10 @@ import numpy as np
 
 from deploy.local.stack import Stack
 from encoders.client import EncoderClient
-from encoders.model import load_encoder
+from encoders.model import SailEncoder, load_encoder
 from encoders.signature import EncodeRequest
 from tests.encoders.media import image_bytes
-from tests.integration.conftest import free_ports
+from deploy.local.stack import free_ports
 from topology.settings import Settings
 
 WORDS = "cat dog pasta goal alps guitar drum speedrun market city night food travel kids review unboxing tutorial".split()
@@ -65,8 +65,7 @@ class Row:
         return self.triton_items_s / self.in_process_items_s
 
 
-def in_process_rate(encoder_name: str, items: list[EncodeRequest], batch: int) -> float:
-    encoder = load_encoder(encoder_name)
+def in_process_rate(encoder: SailEncoder, items: list[EncodeRequest], batch: int) -> float:
     encoder.encode(items[:batch])  # warm-up
     began = time.perf_counter()
     for start in range(0, len(items), batch):
@@ -98,7 +97,7 @@ async def triton_rate(address: str, items: list[EncodeRequest], batch: int, conc
 
 def run(encoder_name: str, count: int, batches: list[int], delays_us: list[int], with_cover: bool) -> list[Row]:
     items = workload(count, seed=1, with_cover=with_cover)
-    baseline = {b: in_process_rate(encoder_name, items, b) for b in batches}
+    encoder = load_encoder(encoder_name)
     rows = []
     for delay in delays_us:
         grpc, http, metrics = free_ports(3)
@@ -111,9 +110,11 @@ def run(encoder_name: str, count: int, batches: list[int], delays_us: list[int],
         try:
             stack.up(["triton"])
             for b in batches:
+                # Baseline and Triton back to back on the same items, so drift on a shared machine hits both.
+                baseline = in_process_rate(encoder, items, b)
                 # enough callers in flight to fill the largest server batch
                 rate = asyncio.run(triton_rate(settings.triton_grpc_address, items, b, concurrency=max(2, max(batches) // b)))
-                row = Row(encoder_name, "text+cover" if with_cover else "text", b, delay, round(baseline[b], 1), round(rate, 1))
+                row = Row(encoder_name, "text+cover" if with_cover else "text", b, delay, round(baseline, 1), round(rate, 1))
                 print(f"  batch={b:<3} queue_delay_us={delay:<6} in-process={row.in_process_items_s:8.1f}/s triton={row.triton_items_s:8.1f}/s ratio={row.ratio:.2f}", flush=True)
                 rows.append(row)
         finally:

@@ -194,7 +194,11 @@ class Qwen2Fusion(Fusion):
 
 def build_fusion(config: EncoderConfig) -> Fusion:
     from transformers import BertConfig, BertModel, Qwen2Config, Qwen2Model
+    from transformers.utils import logging as hf_logging
 
+    # The MiniLM checkpoint carries a pooler we do not build; its "unexpected keys" report is noise.
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     if config.fusion_weights_dir:
         directory = resolve_dir(config.fusion_weights_dir)
         if config.fusion == "bert":  # the pooler is unused: pooling is mean(tanh(hidden))

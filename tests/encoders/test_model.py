@@ -157,3 +157,14 @@ def test_saved_encoder_loads_offline_with_the_same_vectors_and_version(omni: Sai
 def test_model_version_changes_with_the_weights(tiny: SailEncoder) -> None:
     other = SailEncoder(dataclasses.replace(PRESETS["sail-tiny"], seed=1))
     assert other.model_version != tiny.model_version  # different random vision/audio init
+
+
+def test_default_encoder_matches_its_golden_vectors(tiny: SailEncoder) -> None:
+    """A change that moves these vectors must change model_version (and regenerate the file)."""
+    import json
+
+    from tests.encoders.golden import GOLDEN, REQUESTS
+
+    golden = json.loads(GOLDEN.read_text())
+    assert tiny.model_version == golden["model_version"], "config or weights changed: run python -m tests.encoders.golden"
+    np.testing.assert_allclose(_vectors(tiny, REQUESTS), np.asarray(golden["vectors"], dtype=np.float32), atol=1e-5)

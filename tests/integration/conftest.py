@@ -3,7 +3,6 @@ loopback ports, with a temporary state folder, started once per session and stop
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,22 +10,8 @@ from pathlib import Path
 import pytest
 
 from deploy.local.process import group_members
-from deploy.local.stack import SERVICES, Stack
+from deploy.local.stack import SERVICES, Stack, free_ports
 from topology.settings import Settings
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct ports that were free on 127.0.0.1 a moment ago."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def stack_settings(state_dir: Path, **overrides: object) -> Settings:

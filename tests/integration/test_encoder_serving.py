@@ -80,7 +80,7 @@ async def test_a_request_blob_the_server_cannot_read_fails_only_its_row(settings
 
 
 async def test_down_server_is_retried_with_backoff_then_reported() -> None:
-    from tests.integration.conftest import free_ports
+    from deploy.local.stack import free_ports
 
     (port,) = free_ports(1)
     client = EncoderClient(f"127.0.0.1:{port}", timeout_s=1.0, retries=2, backoff_s=0.05)

@@ -87,7 +87,7 @@ async def test_replayed_upsert_overwrites_instead_of_duplicating(settings: Setti
 
 
 async def test_unreachable_milvus_raises_milvus_unavailable() -> None:
-    from tests.integration.conftest import free_ports
+    from deploy.local.stack import free_ports
 
     (port,) = free_ports(1)
     with pytest.raises(MilvusUnavailable, match=f"127.0.0.1:{port}"):

@@ -15,7 +15,7 @@ from encoders.client import EncoderClient, check_triton
 from encoders.model import load_encoder
 from encoders.signature import SAIL_ENCODER, EncodeRequest
 from tests.encoders.media import image_bytes
-from tests.integration.conftest import free_ports
+from deploy.local.stack import free_ports
 from topology import reasons
 
 pytestmark = pytest.mark.integration

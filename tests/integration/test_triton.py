@@ -39,7 +39,7 @@ async def test_inference_over_grpc_returns_the_models_result(settings: Settings)
 
 
 async def test_down_server_raises_encoder_unavailable() -> None:
-    from tests.integration.conftest import free_ports
+    from deploy.local.stack import free_ports
 
     (port,) = free_ports(1)
     client = EncoderClient(f"127.0.0.1:{port}", timeout_s=1.0)
