@@ -34,10 +34,12 @@ from topology.settings import Settings
 WORDS = "cat dog pasta goal alps guitar drum speedrun market city night food travel kids review unboxing tutorial".split()
 
 
-def workload(count: int, seed: int, with_cover: bool) -> list[EncodeRequest]:
-    """Short-video-like items: a title, tags, some OCR and ASR (~60 tokens), optionally a cover."""
+def workload(count: int, seed: int, with_cover: bool, frames: int = 0) -> list[EncodeRequest]:
+    """Short-video-like items: a title, tags, some OCR and ASR (~60 tokens), optionally a cover
+    and `frames` sampled frames (96 px JPEGs; the encoder resizes them to its resolution)."""
     rng = np.random.default_rng(seed)
-    covers = [image_bytes(i, size=96, fmt="JPEG") for i in range(8)] if with_cover else []
+    images = [image_bytes(i, size=96, fmt="JPEG") for i in range(8)]
+    covers = images if with_cover else []
 
     def words(n: int) -> str:
         return " ".join(rng.choice(WORDS, n))
@@ -46,6 +48,7 @@ def workload(count: int, seed: int, with_cover: bool) -> list[EncodeRequest]:
         EncodeRequest(
             title=f"{words(6)} #{i}", tags=tuple(rng.choice(WORDS, 3)), ocr_text=words(12), asr_text=words(20),
             author_nickname=f"creator{i % 50}", cover=covers[i % len(covers)] if covers else None,
+            frames=tuple(images[(i + k) % len(images)] for k in range(frames)),
         )
         for i in range(count)
     ]  # fmt: skip
@@ -95,9 +98,10 @@ async def triton_rate(address: str, items: list[EncodeRequest], batch: int, conc
         await client.close()
 
 
-def run(encoder_name: str, count: int, batches: list[int], delays_us: list[int], with_cover: bool) -> list[Row]:
-    items = workload(count, seed=1, with_cover=with_cover)
-    encoder = load_encoder(encoder_name)
+def run(encoder_name: str, count: int, batches: list[int], delays_us: list[int], with_cover: bool, frames: int = 0) -> list[Row]:
+    items = workload(count, seed=1, with_cover=with_cover, frames=frames)
+    media = ("text+cover" if with_cover else "text") + (f"+{frames} frames" if frames else "")
+    encoder = load_encoder(encoder_name, device="auto")
     rows = []
     for delay in delays_us:
         grpc, http, metrics = free_ports(3)
@@ -114,7 +118,7 @@ def run(encoder_name: str, count: int, batches: list[int], delays_us: list[int],
                 baseline = in_process_rate(encoder, items, b)
                 # enough callers in flight to fill the largest server batch
                 rate = asyncio.run(triton_rate(settings.triton_grpc_address, items, b, concurrency=max(2, max(batches) // b)))
-                row = Row(encoder_name, "text+cover" if with_cover else "text", b, delay, round(baseline, 1), round(rate, 1))
+                row = Row(encoder_name, media, b, delay, round(baseline, 1), round(rate, 1))
                 print(f"  batch={b:<3} queue_delay_us={delay:<6} in-process={row.in_process_items_s:8.1f}/s triton={row.triton_items_s:8.1f}/s ratio={row.ratio:.2f}", flush=True)
                 rows.append(row)
         finally:
@@ -137,7 +141,7 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "device": "cpu",
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
     }
 
 
@@ -161,13 +165,14 @@ def main() -> None:
     parser.add_argument("--encoder", default="sail-tiny")
     parser.add_argument("--items", type=int, default=256, help="items per measurement")
     parser.add_argument("--cover", action="store_true", help="give every item a JPEG cover (use with sail-tiny-omni)")
+    parser.add_argument("--frames", type=int, default=0, help="sampled frames per item besides the cover (8 for the SAIL-sized item)")
     parser.add_argument("--quick", action="store_true", help="batch 8 and 32, one queue delay, 96 items")
     parser.add_argument("--json", type=Path, help="also write the rows and machine info as JSON here")
     args = parser.parse_args()
     batches, delays, count = ([8, 32], [2000], 96) if args.quick else ([1, 8, 32, 64], [0, 2000, 10000], args.items)
     info = machine()
     print(f"bench.encoder: {args.encoder}, {count} items, batches {batches}, queue delays {delays} µs", flush=True)
-    rows = run(args.encoder, count, batches, delays, args.cover)
+    rows = run(args.encoder, count, batches, delays, args.cover, args.frames)
     print()
     print(markdown(rows, info))
     if args.json:

@@ -404,11 +404,13 @@ def _fusion_config(config: EncoderConfig) -> dict[str, object]:
     return {k: raw[k] for k in keep if k in raw}
 
 
-def load_encoder(name_or_path: str) -> SailEncoder:
-    """A preset (`sail-tiny`, ...) built offline, or a folder written by `save_pretrained`."""
+def load_encoder(name_or_path: str, device: str = "cpu") -> SailEncoder:
+    """A preset (`sail-tiny`, ...) built offline, or a folder written by `save_pretrained`, on
+    `device` ("cpu", "cuda", "cuda:1", or "auto": the GPU when there is one)."""
     from encoders.config import resolve_config
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     path = Path(name_or_path)
-    if (path / WEIGHTS_FILE).exists():
-        return SailEncoder.from_pretrained(path)
-    return SailEncoder(resolve_config(name_or_path))
+    encoder = SailEncoder.from_pretrained(path) if (path / WEIGHTS_FILE).exists() else SailEncoder(resolve_config(name_or_path))
+    return encoder.to(device)

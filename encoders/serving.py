@@ -67,6 +67,7 @@ def _tensors(specs: Sequence[object]) -> list[object]:
 
 def serve(
     encoder_name: str,
+    device: str,
     host: str,
     grpc_port: int,
     http_port: int,
@@ -92,7 +93,7 @@ def serve(
     from encoders.model import load_encoder
 
     # Start-up, not import: weights load here, one copy per instance (tokenizers are not thread-safe).
-    encoders = [load_encoder(encoder_name) for _ in range(instances)]
+    encoders = [load_encoder(encoder_name, device) for _ in range(instances)]
     logger.info("loaded encoder=%s model_version=%s dim=%d", encoder_name, encoders[0].model_version, encoders[0].config.output_dim)
     models: list[tuple[ModelSignature, list[object]]] = [
         (PROBE, [batch(normalise_rows)] * instances),
@@ -119,6 +120,7 @@ def serve(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m encoders.serving", description="Serve sail-stream's encoder models with Triton.")
     parser.add_argument("--encoder", default="sail-tiny", help="preset name (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large) or a saved encoder folder")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (the GPU when there is one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--http-port", type=int, default=8000)
@@ -128,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--instances", type=int, default=1, help="model instances (Python processes) per model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve(args.encoder, args.host, args.grpc_port, args.http_port, args.metrics_port, args.max_batch_size, args.queue_delay_us, args.instances)
+    serve(args.encoder, args.device, args.host, args.grpc_port, args.http_port, args.metrics_port, args.max_batch_size, args.queue_delay_us, args.instances)
 
 
 if __name__ == "__main__":
