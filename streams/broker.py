@@ -12,7 +12,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import CoordinatorNotAvailableError, GroupIdNotFoundError, KafkaError, TopicAlreadyExistsError
 
 from topology.settings import KafkaSecurity
 from topology.topics import TopicSpec
@@ -146,7 +146,10 @@ def group_lag(bootstrap: str, security: KafkaSecurity, group_id: str, topic: str
 
     admin = _admin(bootstrap, security, timeout_s)
     try:
-        offsets = admin.list_group_offsets({group_id: None}).get(group_id, {})
+        try:
+            offsets = admin.list_group_offsets({group_id: None}).get(group_id, {})
+        except (CoordinatorNotAvailableError, GroupIdNotFoundError):  # no group has committed yet
+            offsets = {}
         committed = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
     finally:
         admin.close()

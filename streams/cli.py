@@ -120,6 +120,27 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.app import run_worker
+
+    if args.web_port is not None:
+        settings = settings.model_copy(update={"worker_web_port": args.web_port})
+    run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.produce import LoadPlan, run_producer
+
+    plan = LoadPlan(
+        items_per_s=args.items_per_s, interactions_per_s=args.interactions_per_s, duration_s=args.duration,
+        users=args.users, seed=args.seed, image_share=args.image_share, bad_share=args.bad_share,
+    )  # fmt: skip
+    counts = run_producer(settings, plan, progress=_print)
+    _print(f"produced {counts.uploads} uploads, {counts.interactions} interactions, {counts.bad} malformed in {counts.elapsed_s:.1f}s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sail-stream", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", type=Path, metavar="FILE", help="dotenv file with SAIL_* settings (environment variables win)")
@@ -150,6 +171,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic uploads")
     demo.add_argument("--keep-stack", action="store_true", help="leave the services running afterwards")
     demo.set_defaults(func=cmd_demo)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run one streaming worker (Faust): uploads -> Triton -> Milvus items, interactions -> Milvus users",
+        description="Run a Faust worker of the consumer group SAIL_APP_ID. Start several (each with its own "
+        "--web-port) to share the topics' partitions. Stops cleanly on SIGINT/SIGTERM.",
+    )
+    worker.add_argument("--web-port", type=int, help="this worker's HTTP port (default SAIL_WORKER_WEB_PORT, 6066)")
+    worker.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
+    worker.set_defaults(func=cmd_worker)
+
+    produce = sub.add_parser(
+        "produce",
+        help="synthetic load: creators uploading items, users interacting with Zipf popularity",
+        description="Produce realistic synthetic traffic to the uploads and interactions topics: items with "
+        "titles, tags, OCR/ASR text and generated cover images; users in sessions with Zipf item popularity "
+        "and a mix of views (with dwell), likes, shares, comments, follows, skips and dislikes.",
+    )
+    produce.add_argument("--items-per-s", type=float, default=10.0, help="uploads per second (default 10)")
+    produce.add_argument("--interactions-per-s", type=float, default=100.0, help="interactions per second (default 100)")
+    produce.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
+    produce.add_argument("--users", type=int, default=500, help="distinct users (default 500)")
+    produce.add_argument("--seed", type=int, default=7, help="random seed: the same seed gives the same traffic")
+    produce.add_argument("--image-share", type=float, default=0.5, help="fraction of uploads with an inline cover image")
+    produce.add_argument("--bad-share", type=float, default=0.0, help="fraction of malformed messages mixed in (exercises the dead-letter topic)")
+    produce.set_defaults(func=cmd_produce)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")
     show.add_argument("--json", action="store_true")

@@ -176,9 +176,23 @@ class MilvusSink:
             MilvusUnavailable: the read failed.
         """
         try:
-            rows = await self._c.get(collection, ids=list(ids), output_fields=list(fields) if fields else None, timeout=self._timeout_s)
+            rows = await self._c.get(
+                collection, ids=list(ids), output_fields=list(fields) if fields else None, timeout=self._timeout_s, consistency_level="Strong"
+            )
         except MilvusException as exc:
             raise MilvusUnavailable(f"get from {collection} failed: {exc}") from exc
+        return [dict(row) for row in rows]
+
+    async def query(self, collection: str, filter_expr: str, fields: Sequence[str], limit: int = 16384, consistency: Consistency = "Strong") -> list[dict[str, Any]]:
+        """Rows matching a scalar filter (e.g. `encoded_at_ms >= 1700000000000`).
+
+        Raises:
+            MilvusUnavailable: the query failed.
+        """
+        try:
+            rows = await self._c.query(collection, filter=filter_expr, output_fields=list(fields), limit=limit, consistency_level=consistency, timeout=self._timeout_s)
+        except MilvusException as exc:
+            raise MilvusUnavailable(f"query of {collection} failed: {exc}") from exc
         return [dict(row) for row in rows]
 
     async def search(

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import msgpack
 
 from topology import reasons
-from topology.messages import Action, ContentUpload, DeadLetter, Interaction, ItemEmbedding, Media
+from topology.messages import Action, ContentUpload, DeadLetter, Interaction, ItemEmbedding, Media, RetryEnvelope
 
 SCHEMA_VERSION: Final = 1
 MEDIA_URI_SCHEMES: Final = frozenset({"file", "http", "https"})
@@ -364,4 +364,39 @@ def decode_item_embedding(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ItemE
         created_at_ms=f.integer("created_at_ms"),
         encoded_at_ms=f.integer("encoded_at_ms"),
         creator_id=f.text("creator_id", limits.max_id_chars),
+    )
+
+
+def encode_retry(envelope: RetryEnvelope) -> bytes:
+    """The wire bytes of a retry envelope."""
+    return _pack(
+        {
+            "original": envelope.original,
+            "source_topic": envelope.source_topic,
+            "partition": envelope.partition,
+            "offset": envelope.offset,
+            "attempts": envelope.attempts,
+            "first_seen_ms": envelope.first_seen_ms,
+            "not_before_ms": envelope.not_before_ms,
+        }
+    )
+
+
+def decode_retry(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RetryEnvelope:
+    """Decode a retry envelope.
+
+    Raises:
+        BadInput: malformed envelope.
+    """
+    f = _unpack(data, "RetryEnvelope", limits)
+    original = f.binary("original", limits.max_message_bytes)
+    assert original is not None  # required=True
+    return RetryEnvelope(
+        original=original,
+        source_topic=f.ident("source_topic", 249),
+        partition=f.integer("partition"),
+        offset=f.integer("offset"),
+        attempts=f.integer("attempts"),
+        first_seen_ms=f.integer("first_seen_ms"),
+        not_before_ms=f.integer("not_before_ms"),
     )

@@ -98,3 +98,20 @@ class ItemEmbedding:
     created_at_ms: int
     encoded_at_ms: int
     creator_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEnvelope:
+    """An interaction waiting for its item's embedding, on the interactions-retry topic (key `user_id`).
+
+    `original` is the interaction exactly as it arrived; the source coordinates are kept for the
+    dead letter if the item never shows up.
+    """
+
+    original: bytes
+    source_topic: str
+    partition: int
+    offset: int
+    attempts: int
+    first_seen_ms: int
+    not_before_ms: int

@@ -83,6 +83,14 @@ def test_dead_letter_round_trips_original_bytes(original: bytes, topic: str, par
     assert decode_dead_letter(encode_dead_letter(letter)) == letter
 
 
+def test_retry_envelope_round_trips() -> None:
+    from topology.codec import decode_retry, encode_retry
+    from topology.messages import RetryEnvelope
+
+    envelope = RetryEnvelope(original=b"\x81\xa1v\x01", source_topic="t", partition=2, offset=99, attempts=3, first_seen_ms=5, not_before_ms=7)
+    assert decode_retry(encode_retry(envelope)) == envelope
+
+
 def test_item_embedding_round_trips_vector() -> None:
     vec = np.arange(8, dtype=np.float32) / 7
     emb = ItemEmbedding(item_id="i1", vector=vec.tobytes(), dim=8, model_version="m1", created_at_ms=1, encoded_at_ms=2, creator_id="c")
@@ -94,7 +102,9 @@ def test_item_embedding_round_trips_vector() -> None:
 @settings(max_examples=300)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_either_decode_or_raise_bad_input(data: bytes) -> None:
-    for decode in (decode_upload, decode_interaction, decode_dead_letter, decode_item_embedding):
+    from topology.codec import decode_retry
+
+    for decode in (decode_upload, decode_interaction, decode_dead_letter, decode_item_embedding, decode_retry):
         try:
             decode(data)
         except BadInput as exc:

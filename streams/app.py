@@ -1,0 +1,439 @@
+"""The Faust app: content agent, interest agent, retry agent, item-embedding cache feed.
+
+    content-uploads --> encode_uploads: decode -> resolve media -> Triton -> Milvus `items`
+                                         -> item-embeddings topic -> ack
+    interactions ----> update_interests: decode -> item vectors (cache, Milvus) -> pure interest
+                                         maths -> Milvus `users` -> Faust table -> ack
+                       (item unknown yet) -> interactions-retry --> retry_interactions: wait, then
+                                         back to interactions, or dead letter `item.not_found`
+    item-embeddings -> cache_item_vectors: the worker's in-memory item vector cache
+
+Delivery: at-least-once, exactly-once effect. `take_events` acks a micro-batch only after its body
+returned, i.e. after Milvus acknowledged the upserts and Kafka the produced records; Milvus rows are
+keyed, and interest states remember applied event ids, so a replay overwrites with the same values.
+Bad input goes to the dead-letter topic; a down Triton/Milvus/Kafka is retried with backoff while the
+agent holds its batch, so no new events are pulled (backpressure) and nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import faust
+import numpy as np
+from aiokafka.errors import KafkaError
+
+from encoders.client import EncoderClient, EncoderUnavailable
+from encoders.signature import EncodeRequest
+from streams.interest import InterestParams, apply_interaction, decode_state, encode_state, interest_vectors
+from streams.media import MediaResolver
+from streams.sink import MilvusSink, MilvusUnavailable
+from topology import reasons
+from topology.codec import (
+    BadInput,
+    decode_interaction,
+    decode_item_embedding,
+    decode_retry,
+    decode_upload,
+    encode_dead_letter,
+    encode_item_embedding,
+    encode_retry,
+)
+from topology.collections import VECTOR_FIELD, user_key
+from topology.messages import ContentUpload, DeadLetter, ItemEmbedding, RetryEnvelope
+from topology.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TRANSIENT = (EncoderUnavailable, MilvusUnavailable, KafkaError, asyncio.TimeoutError)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ConfigMismatch(RuntimeError):
+    """The encoder's vectors do not fit the Milvus collections (SAIL_EMBEDDING_DIM)."""
+
+
+class ItemCache:
+    """Bounded LRU of item vectors in this worker, fed by the item-embeddings topic and Milvus reads."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def put(self, item_id: str, vector: np.ndarray) -> None:
+        if self._capacity <= 0:
+            return
+        self._vectors[item_id] = vector
+        self._vectors.move_to_end(item_id)
+        while len(self._vectors) > self._capacity:
+            self._vectors.popitem(last=False)
+
+    def get(self, item_id: str) -> np.ndarray | None:
+        vector = self._vectors.get(item_id)
+        if vector is not None:
+            self._vectors.move_to_end(item_id)
+        return vector
+
+
+@dataclass
+class Counters:
+    """What this worker did, for logs (and the metrics of issue 5)."""
+
+    uploads: int = 0
+    items_upserted: int = 0
+    interactions: int = 0
+    users_upserted: int = 0
+    retried: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+
+class Updater:
+    """The worker's dependencies and per-batch logic; the agents in `create_app` call into it."""
+
+    def __init__(self, settings: Settings, app: faust.App) -> None:
+        s = settings
+        self.settings = s
+        self.app = app
+        self.topics = s.topics()
+        self.limits = s.limits()
+        self.items, self.users = s.collections()
+        self.params = InterestParams(
+            window=s.interest_window, half_life_s=s.interest_half_life_s, negative_weight=s.interest_negative_weight, slots=s.interest_slots
+        )
+        token = s.milvus_token.get_secret_value() if s.milvus_token else None
+        self.encoder = EncoderClient(s.triton_grpc_address, s.triton_timeout_s, max_batch=s.triton_max_batch_size, max_wait_ms=s.encoder_max_wait_ms, retries=s.encoder_retries)
+        self.sink = MilvusSink(s.milvus_uri, token, s.milvus_backend)
+        self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s)
+        self.cache = ItemCache(s.item_cache_size)
+        self.counters = Counters()
+        self._started = False
+        self._lock = asyncio.Lock()
+        self.dead_letter_topic = app.topic(self.topics.dead_letters.name, key_serializer="raw", value_serializer="raw")
+        self.embeddings_topic = app.topic(self.topics.item_embeddings.name, key_serializer="raw", value_serializer="raw")
+        self.interactions_topic = app.topic(self.topics.interactions.name, key_serializer="raw", value_serializer="raw")
+        self.retry_topic = app.topic(self.topics.interactions_retry.name, key_serializer="raw", value_serializer="raw")
+
+    async def ensure_started(self) -> None:
+        """Open the Triton, Milvus and HTTP clients once per worker (start-up, never import)."""
+        async with self._lock:
+            if not self._started:
+                await self.encoder.start()
+                await self.sink.start()
+                await self.media.start()
+                self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.encoder.close()
+            await self.sink.close()
+            await self.media.close()
+            self._started = False
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run `operation` until it succeeds, backing off on dependency failures (never drops)."""
+        delay = 0.1
+        while True:
+            try:
+                return await operation()
+            except TRANSIENT as exc:
+                self.counters.retried += 1
+                logger.warning("dependency down, retrying what=%s in %.1fs error=%s", what, delay, str(exc).splitlines()[0][:200])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_backoff_max_s)
+
+    async def send(self, topic: Any, key: bytes | None, value: bytes) -> None:
+        """Produce and wait for Kafka's acknowledgement (retried while Kafka is down)."""
+
+        async def once() -> None:
+            delivery = await topic.send(key=key, value=value, force=True)  # not attached to the event: sent now
+            await delivery
+
+        await self.retrying(f"produce {topic.get_topic_name()}", once)
+
+    async def dead_letter(self, original: bytes, key: bytes | None, source: tuple[str, int, int], reason: str, detail: str) -> None:
+        topic, partition, offset = source
+        letter = DeadLetter(original=original, source_topic=topic, partition=partition, offset=offset, reason=reason, detail=detail[:4000], key=key, failed_at_ms=now_ms())
+        await self.send(self.dead_letter_topic, key, encode_dead_letter(letter))
+        self.counters.dead_letters[reason] = self.counters.dead_letters.get(reason, 0) + 1
+        logger.warning("dead-letter reason=%s tp=%s[%d]@%d detail=%s", reason, topic, partition, offset, detail[:200])
+
+    async def dead_letter_event(self, event: Any, reason: str, detail: str) -> None:
+        message = event.message
+        await self.dead_letter(event.value, message.key, (message.topic, message.partition, message.offset), reason, detail)
+
+    async def item_vectors(self, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """Vectors of the items that have one: the cache first, then one Milvus get for the rest."""
+        found: dict[str, np.ndarray] = {}
+        missing = []
+        for item_id in set(item_ids):
+            vector = self.cache.get(item_id)
+            if vector is None:
+                missing.append(item_id)
+            else:
+                found[item_id] = vector
+        if missing:
+            rows = await self.retrying("milvus get items", lambda: self.sink.get(self.items.name, missing, fields=[VECTOR_FIELD]))
+            for row in rows:
+                vector = np.asarray(row[VECTOR_FIELD], dtype=np.float32)
+                self.cache.put(row["item_id"], vector)
+                found[row["item_id"]] = vector
+        return found
+
+    # ------------------------------------------------------------------ content
+
+    async def _request(self, upload: ContentUpload) -> EncodeRequest:
+        cover = await self.media.resolve(upload.cover, "cover")
+        frames = [await self.media.resolve(frame, f"frames[{i}]") for i, frame in enumerate(upload.frames)]
+        audio = await self.media.resolve(upload.audio, "audio")
+        return EncodeRequest(
+            role="target", title=upload.title, ocr_text=upload.ocr_text, asr_text=upload.asr_text, author_nickname=upload.author_nickname,
+            tags=upload.tags, cover=cover, frames=tuple(f for f in frames if f is not None), audio=audio,
+        )  # fmt: skip
+
+    async def handle_uploads(self, events: Sequence[Any]) -> None:
+        """One micro-batch of uploads, end to end; returns only when its effects are durable."""
+        await self.ensure_started()
+        accepted: list[tuple[Any, ContentUpload]] = []
+        for event in events:
+            try:
+                accepted.append((event, decode_upload(event.value, self.limits)))
+            except BadInput as exc:
+                await self.dead_letter_event(event, exc.reason, exc.detail)
+        resolved = await asyncio.gather(*(self._request(upload) for _, upload in accepted), return_exceptions=True)
+        ready: list[tuple[Any, ContentUpload, EncodeRequest]] = []
+        for (event, upload), request in zip(accepted, resolved):
+            if isinstance(request, BadInput):
+                await self.dead_letter_event(event, request.reason, request.detail)
+            elif isinstance(request, BaseException):
+                raise request  # a bug: let it crash visibly
+            else:
+                ready.append((event, upload, request))
+        if not ready:
+            return
+        results = await self.retrying("triton encode", lambda: self.encoder.encode([request for _, _, request in ready]))
+        newest: dict[str, tuple[ContentUpload, np.ndarray, str]] = {}
+        for (event, upload, _), result in zip(ready, results):
+            if result.vector is None:
+                await self.dead_letter_event(event, result.reason or reasons.MEDIA_UNREADABLE, result.error)
+                continue
+            if len(result.vector) != self.items.dim:
+                raise ConfigMismatch(f"encoder {result.model_version} gives dim {len(result.vector)}, SAIL_EMBEDDING_DIM is {self.items.dim}")
+            previous = newest.get(upload.item_id)
+            if previous is None or previous[0].created_at_ms <= upload.created_at_ms:  # one row per key per upsert
+                newest[upload.item_id] = (upload, result.vector, result.model_version)
+        if not newest:
+            return
+        encoded_at = now_ms()
+        rows = [
+            {"item_id": u.item_id, "creator_id": u.creator_id, "created_at_ms": u.created_at_ms, "encoded_at_ms": encoded_at,
+             "model_version": version, VECTOR_FIELD: vector.tolist()}
+            for u, vector, version in newest.values()
+        ]  # fmt: skip
+        await self.retrying("milvus upsert items", lambda: self.sink.upsert(self.items.name, rows))
+        for upload, vector, version in newest.values():
+            embedding = ItemEmbedding(
+                item_id=upload.item_id, vector=vector.astype("<f4").tobytes(), dim=len(vector), model_version=version,
+                created_at_ms=upload.created_at_ms, encoded_at_ms=encoded_at, creator_id=upload.creator_id,
+            )  # fmt: skip
+            await self.send(self.embeddings_topic, upload.item_id.encode(), encode_item_embedding(embedding))
+            self.cache.put(upload.item_id, vector)
+        self.counters.uploads += len(events)
+        self.counters.items_upserted += len(rows)
+
+    def cache_embedding(self, data: bytes) -> None:
+        try:
+            embedding = decode_item_embedding(data, self.limits)
+        except BadInput as exc:
+            logger.warning("ignoring malformed item embedding: %s", exc)
+            return
+        self.cache.put(embedding.item_id, np.frombuffer(embedding.vector, dtype="<f4").astype(np.float32))
+
+    # ------------------------------------------------------------------ interest
+
+    async def handle_interactions(self, events: Sequence[Any], table: Any) -> None:
+        """One micro-batch of interactions; users' rows reach Milvus before their table state."""
+        await self.ensure_started()
+        by_user: dict[str, list[tuple[Any, Any]]] = {}
+        for event in events:
+            try:
+                interaction = decode_interaction(event.value, self.limits)
+            except BadInput as exc:
+                await self.dead_letter_event(event, exc.reason, exc.detail)
+                continue
+            by_user.setdefault(interaction.user_id, []).append((event, interaction))
+        if not by_user:
+            return
+        states = {user: decode_state(table.get(user.encode())) for user in by_user}
+        needed = {i.item_id for pairs in by_user.values() for _, i in pairs} | {item for s in states.values() for item in s.item_ids()}
+        vectors = await self.item_vectors(needed)
+        changed = {}
+        for user, pairs in by_user.items():
+            state = states[user]
+            for event, interaction in pairs:
+                if state.has_applied(interaction.event_id):
+                    continue
+                if interaction.item_id not in vectors:
+                    await self._wait_for_item(event)
+                    continue
+                state = apply_interaction(state, interaction, self.params)
+            if state is not states[user]:
+                changed[user] = state
+        rows = []
+        for user, state in changed.items():
+            slots = interest_vectors(state, vectors, self.params)
+            if slots is None:
+                continue  # negatives only so far: no interest vector to write yet
+            for slot, vector in enumerate(slots):
+                rows.append({"user_key": user_key(user, slot), "user_id": user, "slot": slot, "updated_at_ms": state.updated_at_ms,
+                             "event_count": state.event_count, "model_version": "", VECTOR_FIELD: vector.tolist()})  # fmt: skip
+        if rows:
+            await self.retrying("milvus upsert users", lambda: self.sink.upsert(self.users.name, rows))
+        for user, state in changed.items():
+            table[user.encode()] = encode_state(state)
+        await self.retrying("flush table changelog", self.app.producer.flush)
+        self.counters.interactions += len(events)
+        self.counters.users_upserted += len({r["user_id"] for r in rows})
+
+    async def _wait_for_item(self, event: Any) -> None:
+        message = event.message
+        first_seen = now_ms()
+        envelope = RetryEnvelope(
+            original=event.value, source_topic=message.topic, partition=message.partition, offset=message.offset,
+            attempts=0, first_seen_ms=first_seen, not_before_ms=first_seen + int(self.settings.item_retry_backoff_ms),
+        )  # fmt: skip
+        await self.send(self.retry_topic, message.key, encode_retry(envelope))
+
+    async def handle_retry(self, event: Any) -> None:
+        """An interaction whose item had no embedding: wait for its turn, then send it back to the
+        interactions topic once the item exists, or dead-letter it after `item_wait_s`."""
+        await self.ensure_started()
+        try:
+            envelope = decode_retry(event.value, self.limits)
+            interaction = decode_interaction(envelope.original, self.limits)
+        except BadInput as exc:
+            await self.dead_letter_event(event, exc.reason, exc.detail)
+            return
+        wait_ms = envelope.not_before_ms - now_ms()
+        if wait_ms > 0:
+            await asyncio.sleep(wait_ms / 1000)
+        key = interaction.user_id.encode()
+        if interaction.item_id in await self.item_vectors([interaction.item_id]):
+            await self.send(self.interactions_topic, key, envelope.original)
+            return
+        waited_s = (now_ms() - envelope.first_seen_ms) / 1000
+        if waited_s >= self.settings.item_wait_s:
+            source = (envelope.source_topic, envelope.partition, envelope.offset)
+            await self.dead_letter(envelope.original, key, source, reasons.ITEM_NOT_FOUND, f"item {interaction.item_id} had no embedding after {waited_s:.1f}s")
+            return
+        backoff_ms = min(self.settings.item_retry_backoff_ms * 2 ** (envelope.attempts + 1), self.settings.retry_backoff_max_s * 1000)
+        again = RetryEnvelope(
+            original=envelope.original, source_topic=envelope.source_topic, partition=envelope.partition, offset=envelope.offset,
+            attempts=envelope.attempts + 1, first_seen_ms=envelope.first_seen_ms, not_before_ms=now_ms() + int(backoff_ms),
+        )  # fmt: skip
+        await self.send(self.retry_topic, key, encode_retry(again))
+
+
+def _credentials(settings: Settings) -> Any:
+    security = settings.kafka_security()
+    context = None
+    if security.protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(security.ssl_cafile) if security.ssl_cafile else None)
+        if security.ssl_certfile:
+            context.load_cert_chain(str(security.ssl_certfile), str(security.ssl_keyfile) if security.ssl_keyfile else None)
+    if security.protocol.startswith("SASL_"):
+        password = security.sasl_password.get_secret_value() if security.sasl_password else None
+        return faust.SASLCredentials(username=security.sasl_username, password=password, mechanism=security.sasl_mechanism, ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def worker_dir(settings: Settings) -> Path:
+    """Faust's data folder for one worker (one per web port, so workers on a host do not collide)."""
+    return (settings.state_dir / "faust" / f"{settings.app_id}-{settings.worker_web_port}").resolve()
+
+
+def create_app(settings: Settings) -> tuple[faust.App, Updater]:
+    """The Faust app with every agent wired to one `Updater`; nothing connects until the worker starts."""
+    s = settings
+    app = faust.App(
+        s.app_id,
+        broker=[f"kafka://{address.strip()}" for address in s.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(s),
+        store="memory://",  # state is rebuilt from the table's changelog topic on start
+        topic_partitions=s.topic_partitions,
+        topic_replication_factor=s.topic_replication_factor,
+        datadir=str(worker_dir(s)),
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=s.worker_web_port,
+        producer_max_request_size=s.max_message_bytes + 128 * 1024,
+        consumer_max_fetch_size=s.max_message_bytes + 128 * 1024,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=1024,
+    )
+    updater = Updater(s, app)
+    topics = s.topics()
+    uploads = app.topic(topics.uploads.name, key_serializer="raw", value_serializer="raw")
+    interactions = app.topic(topics.interactions.name, key_serializer="raw", value_serializer="raw")
+    embeddings = app.topic(topics.item_embeddings.name, key_serializer="raw", value_serializer="raw")
+    retries = app.topic(topics.interactions_retry.name, key_serializer="raw", value_serializer="raw")
+    # Keyed by user_id like the interactions topic; the producer's partitioner places each user's
+    # changelog records in the partition of that user's interactions, as co-partitioning requires.
+    interests = app.Table(
+        "user-interest", default=None, partitions=s.topic_partitions, key_type=bytes, value_type=bytes, use_partitioner=True
+    )
+
+    @app.agent(uploads)
+    async def encode_uploads(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(s.content_batch_max, within=s.content_batch_wait_ms / 1000):
+            await updater.handle_uploads(events)
+
+    @app.agent(interactions)
+    async def update_interests(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(s.interest_batch_max, within=s.interest_batch_wait_ms / 1000):
+            await updater.handle_interactions(events, interests)
+
+    @app.agent(retries)
+    async def retry_interactions(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await updater.handle_retry(event)
+
+    @app.agent(embeddings)
+    async def cache_item_vectors(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            updater.cache_embedding(event.value)
+
+    @app.timer(30.0)
+    async def log_progress() -> None:
+        logger.info("progress %s", updater.counters)
+
+    return app, updater
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run one worker until SIGINT/SIGTERM; several share the partitions of one consumer group."""
+    worker_dir(settings).mkdir(parents=True, exist_ok=True)
+    app, updater = create_app(settings)
+
+    @app.on_before_shutdown.connect  # type: ignore[misc]
+    async def close_clients(app: faust.App, **kwargs: Any) -> None:  # noqa: ARG001 - Faust signal signature
+        await updater.stop()
+
+    worker = faust.Worker(app, loglevel=loglevel)
+    worker.execute_from_commandline()
