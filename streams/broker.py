@@ -139,9 +139,9 @@ def consumer(bootstrap: str, security: KafkaSecurity, *topics: str, **kwargs: An
     return KafkaConsumer(*topics, **client_kwargs(bootstrap, security), **kwargs)
 
 
-def group_lag(bootstrap: str, security: KafkaSecurity, group_id: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
-    """Messages behind per partition of `topic` for `group_id`: log-end offset minus committed offset
-    (a partition the group never committed counts from the log start)."""
+def partition_offsets(bootstrap: str, security: KafkaSecurity, group_id: str, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
+    """(committed, log-end) offset per partition of `topic` for `group_id`; a partition the group
+    never committed counts from the log start. Read with the admin API: works with every worker down."""
     from kafka import TopicPartition
 
     admin = _admin(bootstrap, security, timeout_s)
@@ -160,4 +160,36 @@ def group_lag(bootstrap: str, security: KafkaSecurity, group_id: str, topic: str
         starts = c.beginning_offsets(partitions)
     finally:
         c.close()
-    return {tp.partition: ends[tp] - max(committed.get(tp.partition, -1), starts[tp]) for tp in partitions}
+    return {tp.partition: (max(committed.get(tp.partition, -1), starts[tp]), ends[tp]) for tp in partitions}
+
+
+def group_lag(bootstrap: str, security: KafkaSecurity, group_id: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+    """Messages behind per partition of `topic` for `group_id`: log-end minus committed offset."""
+    return {p: end - done for p, (done, end) in partition_offsets(bootstrap, security, group_id, topic, timeout_s).items()}
+
+
+def end_offsets_total(bootstrap: str, security: KafkaSecurity, topic: str) -> int:
+    """Records ever written to `topic` that are still retained (sum over partitions of end - start)."""
+    from kafka import TopicPartition
+
+    c = consumer(bootstrap, security)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        ends, starts = c.end_offsets(partitions), c.beginning_offsets(partitions)
+    finally:
+        c.close()
+    return sum(ends[tp] - starts[tp] for tp in partitions)
+
+
+def group_assignment(bootstrap: str, security: KafkaSecurity, group_id: str, timeout_s: float = 10.0) -> tuple[str, dict[str, set[tuple[str, int]]]]:
+    """(group state, member id -> assigned (topic, partition) set) as the coordinator sees it."""
+    admin = _admin(bootstrap, security, timeout_s)
+    try:
+        group = admin.describe_groups([group_id])[group_id]
+    finally:
+        admin.close()
+    members = {}
+    for member in group.get("members", []):
+        assigned = (member.get("member_assignment") or {}).get("assigned_partitions", [])
+        members[member["member_id"]] = {(a["topic"], p) for a in assigned for p in a["partitions"]}
+    return str(group.get("group_state")), members

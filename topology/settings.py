@@ -162,6 +162,18 @@ class Settings(BaseSettings):
             ssl_keyfile=self.kafka_ssl_keyfile,
         )
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as SAIL_* variables, to hand to a child process (secrets included: keep the
+        result out of logs)."""
+        env = {}
+        for name, value in self:
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"SAIL_{name.upper()}"] = str(value)
+        return env
+
     @property
     def milvus_embedded(self) -> bool:
         """True when the URI names a Milvus Lite file opened in-process (one process only)."""

@@ -1,0 +1,278 @@
+"""The streaming updater end to end: real Kafka, a real Faust worker process, real Triton, real Milvus."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from deploy.local.process import ManagedProcess
+from deploy.local.stack import Stack, free_ports
+from deploy.local.workers import start_worker, wait_for_group
+from encoders.client import EncoderClient
+from encoders.signature import EncodeRequest
+from streams.broker import consumer, group_assignment, group_lag, producer
+from streams.interest import InterestParams, fold_interactions, interest_vectors
+from streams.sink import MilvusSink
+from tests.encoders.media import image_bytes
+from topology import reasons
+from topology.codec import decode_dead_letter, encode_interaction, encode_upload
+from topology.collections import VECTOR_FIELD, user_key
+from topology.messages import Action, ContentUpload, Interaction, Media
+from topology.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def worker(stack: Stack, settings: Settings) -> Iterator[ManagedProcess]:
+    (port,) = free_ports(1)
+    proc = start_worker(settings, port, stack.state_dir / "workers")
+    try:
+        wait_for_group(settings, [proc])
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _send(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> None:
+    p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes)
+    for topic, key, value in records:
+        p.send(topic, key=key, value=value)
+    p.flush()
+    p.close()
+
+
+def _drained(settings: Settings) -> bool:
+    topics = settings.topics()
+    return all(
+        not any(group_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, t.name).values())
+        for t in (topics.uploads, topics.interactions, topics.interactions_retry)
+    )
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 90.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def _rows(settings: Settings, collection: str, ids: list[str], fields: list[str]) -> dict[str, dict]:
+    async def go() -> list[dict]:
+        sink = MilvusSink(settings.milvus_uri, None, settings.milvus_backend)
+        await sink.start()
+        try:
+            return await sink.get(collection, ids, fields=fields)
+        finally:
+            await sink.close()
+
+    key = "item_id" if collection.endswith("items") else "user_key"
+    return {row[key]: row for row in asyncio.run(go())}
+
+
+def _items(settings: Settings, ids: list[str]) -> dict[str, np.ndarray]:
+    rows = _rows(settings, settings.collections()[0].name, ids, [VECTOR_FIELD])
+    return {k: np.asarray(v[VECTOR_FIELD], dtype=np.float32) for k, v in rows.items()}
+
+
+def _user_vectors(settings: Settings, users: list[str]) -> dict[str, tuple[np.ndarray, int]]:
+    rows = _rows(settings, settings.collections()[1].name, [user_key(u, 0) for u in users], [VECTOR_FIELD, "event_count", "user_id"])
+    return {r["user_id"]: (np.asarray(r[VECTOR_FIELD], dtype=np.float32), int(r["event_count"])) for r in rows.values()}
+
+
+def _params(settings: Settings) -> InterestParams:
+    return InterestParams(settings.interest_window, settings.interest_half_life_s, negative_weight=settings.interest_negative_weight, slots=settings.interest_slots)
+
+
+def _upload(tag: str, n: int, cover: bool = False) -> ContentUpload:
+    return ContentUpload(
+        item_id=f"{tag}-item-{n}", creator_id=f"{tag}-creator", created_at_ms=int(time.time() * 1000), title=f"{tag} clip number {n} about cats",
+        tags=("cats",), cover=Media.inline(image_bytes(n)) if cover else None,
+    )  # fmt: skip
+
+
+def _request(upload: ContentUpload) -> EncodeRequest:
+    return EncodeRequest(title=upload.title, tags=upload.tags, author_nickname=upload.author_nickname, cover=upload.cover.data if upload.cover else None)
+
+
+def test_upload_becomes_searchable_with_the_encoders_vector(settings: Settings, worker: ManagedProcess) -> None:
+    tag = uuid.uuid4().hex[:6]
+    uploads = [_upload(tag, n, cover=n % 2 == 0) for n in range(6)]
+    _send(settings, [(settings.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
+    ids = [u.item_id for u in uploads]
+    _wait(lambda: len(_items(settings, ids)) == len(ids), what="items in Milvus")
+    stored = _items(settings, ids)
+
+    async def direct() -> list[np.ndarray]:
+        client = EncoderClient(settings.triton_grpc_address, timeout_s=30.0)
+        await client.start()
+        try:
+            return [r.vector for r in await client.encode([_request(u) for u in uploads])]  # type: ignore[misc]
+        finally:
+            await client.close()
+
+    for upload, expected in zip(uploads, asyncio.run(direct())):
+        np.testing.assert_allclose(stored[upload.item_id], expected, atol=1e-5)
+
+    async def search() -> str:
+        sink = MilvusSink(settings.milvus_uri, None, settings.milvus_backend)
+        await sink.start()
+        try:
+            hits = await sink.search(settings.collections()[0].name, stored[ids[3]][None, :], limit=1, vector_field=VECTOR_FIELD, consistency="Strong")
+            return hits[0][0].id
+        finally:
+            await sink.close()
+
+    assert asyncio.run(search()) == ids[3]
+
+
+def _world(settings: Settings, tag: str, n_items: int = 8) -> list[str]:
+    uploads = [_upload(tag, n) for n in range(n_items)]
+    _send(settings, [(settings.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
+    ids = [u.item_id for u in uploads]
+    _wait(lambda: len(_items(settings, ids)) == len(ids), what="items in Milvus")
+    return ids
+
+
+def _log(tag: str, items: list[str], users: int = 3, per_user: int = 14) -> list[Interaction]:
+    rng = np.random.default_rng(5)
+    actions = [Action.VIEW, Action.LIKE, Action.SHARE, Action.SKIP, Action.DISLIKE, Action.COMMENT]
+    return [
+        Interaction(event_id=f"{tag}-e{u}-{k}", user_id=f"{tag}-user-{u}", item_id=items[int(rng.integers(len(items)))],
+                    action=actions[int(rng.integers(len(actions)))], timestamp_ms=1_700_000_000_000 + k * 60_000 + u, dwell_ms=int(rng.integers(0, 20_000)))
+        for u in range(users) for k in range(per_user)
+    ]  # fmt: skip
+
+
+def _expected(settings: Settings, log: list[Interaction], items: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    expected = {}
+    for user in sorted({e.user_id for e in log}):
+        vectors = interest_vectors(fold_interactions([e for e in log if e.user_id == user], _params(settings)), items, _params(settings))
+        if vectors is not None:
+            expected[user] = vectors[0]
+    return expected
+
+
+def test_user_vectors_equal_the_pure_function_and_replays_change_nothing(settings: Settings, worker: ManagedProcess) -> None:
+    tag = uuid.uuid4().hex[:6]
+    items = _world(settings, tag)
+    log = _log(tag, items)
+    topic = settings.topics().interactions.name
+    _send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in log])
+    _wait(lambda: _drained(settings), what="interactions processed")
+    expected = _expected(settings, log, _items(settings, items))
+    got = _user_vectors(settings, list(expected))
+    assert set(got) == set(expected)
+    for user, vector in expected.items():
+        np.testing.assert_allclose(got[user][0], vector, atol=1e-5)
+        assert got[user][1] == sum(e.user_id == user for e in log)
+
+    # Deliver the same interactions again, shuffled: every user's state and vector stay the same.
+    replay = list(log)
+    np.random.default_rng(1).shuffle(replay)
+    _send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in replay])
+    _wait(lambda: _drained(settings), what="replay processed")
+    again = _user_vectors(settings, list(expected))
+    for user in expected:
+        np.testing.assert_array_equal(again[user][0], got[user][0])
+        assert again[user][1] == got[user][1]
+
+
+def test_interaction_before_its_item_is_applied_once_the_item_exists(settings: Settings, worker: ManagedProcess) -> None:
+    tag = uuid.uuid4().hex[:6]
+    late = _upload(tag, 99)
+    event = Interaction(event_id=f"{tag}-early", user_id=f"{tag}-user", item_id=late.item_id, action=Action.LIKE, timestamp_ms=1_700_000_000_000)
+    _send(settings, [(settings.topics().interactions.name, event.user_id.encode(), encode_interaction(event))])
+    time.sleep(1.5)  # the interaction is now waiting on the retry topic
+    assert _user_vectors(settings, [event.user_id]) == {}
+    _send(settings, [(settings.topics().uploads.name, late.item_id.encode(), encode_upload(late))])
+    _wait(lambda: bool(_user_vectors(settings, [event.user_id])), what="the waiting interaction applied")
+    vector, count = _user_vectors(settings, [event.user_id])[event.user_id]
+    np.testing.assert_allclose(vector, _items(settings, [late.item_id])[late.item_id], atol=1e-5)
+    assert count == 1
+
+
+def _dead_letters(settings: Settings) -> list:
+    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().dead_letters.name, auto_offset_reset="earliest", consumer_timeout_ms=2000)
+    try:
+        return [decode_dead_letter(r.value) for r in c]
+    finally:
+        c.close()
+
+
+def test_malformed_messages_are_dead_lettered_and_the_good_ones_around_them_processed(settings: Settings, worker: ManagedProcess) -> None:
+    tag = uuid.uuid4().hex[:6]
+    topics = settings.topics()
+    good = [_upload(tag, n) for n in range(4)]
+    bad_upload = b"\xc1 garbage " + tag.encode()
+    bad_interaction = encode_interaction(Interaction(event_id=f"{tag}-bad", user_id=f"{tag}-u", item_id="x", action=Action.LIKE, timestamp_ms=1)).replace(b"like", b"poke")
+    missing_item = Interaction(event_id=f"{tag}-ghost", user_id=f"{tag}-u2", item_id=f"{tag}-never-uploaded", action=Action.LIKE, timestamp_ms=1)
+    records = [(topics.uploads.name, good[0].item_id.encode(), encode_upload(good[0])), (topics.uploads.name, b"bad", bad_upload)]
+    records += [(topics.uploads.name, u.item_id.encode(), encode_upload(u)) for u in good[1:]]
+    records += [(topics.interactions.name, b"u", bad_interaction), (topics.interactions.name, missing_item.user_id.encode(), encode_interaction(missing_item))]
+    _send(settings, records)
+    _wait(lambda: len(_items(settings, [u.item_id for u in good])) == len(good), what="good uploads")
+
+    def letters() -> dict[str, object]:
+        found = {}
+        for letter in _dead_letters(settings):
+            if letter.original == bad_upload:
+                found["upload"] = letter
+            elif letter.original == bad_interaction:
+                found["interaction"] = letter
+            elif tag.encode() in letter.original and letter.reason == reasons.ITEM_NOT_FOUND:
+                found["missing"] = letter
+        return found
+
+    _wait(lambda: len(letters()) == 3, timeout_s=60, what="three dead letters")
+    found = letters()
+    assert found["upload"].reason == reasons.DECODE_MSGPACK and found["upload"].source_topic == topics.uploads.name  # type: ignore[attr-defined]
+    assert found["interaction"].reason == reasons.SCHEMA_INVALID_VALUE and "poke" in found["interaction"].detail  # type: ignore[attr-defined]
+    assert found["missing"].source_topic == topics.interactions.name and "had no embedding" in found["missing"].detail  # type: ignore[attr-defined]
+    assert worker.is_running()  # bad input never stops a worker
+
+
+def test_corrupt_cover_is_dead_lettered_and_its_batch_neighbours_are_stored(settings: Settings, worker: ManagedProcess) -> None:
+    tag = uuid.uuid4().hex[:6]
+    good = [_upload(tag, n, cover=True) for n in range(3)]
+    broken = ContentUpload(item_id=f"{tag}-broken", creator_id="c", created_at_ms=1, title="broken cover", cover=Media.inline(b"\xff\xd8 not a jpeg " + tag.encode()))
+    topic = settings.topics().uploads.name
+    _send(settings, [(topic, u.item_id.encode(), encode_upload(u)) for u in (good[0], broken, *good[1:])])
+    _wait(lambda: len(_items(settings, [u.item_id for u in good])) == 3, what="good uploads")
+    _wait(lambda: any(l.key == broken.item_id.encode() for l in _dead_letters(settings)), timeout_s=30, what="dead letter")
+    letter = next(l for l in _dead_letters(settings) if l.key == broken.item_id.encode())
+    assert letter.reason == reasons.MEDIA_UNREADABLE and "image" in letter.detail
+    assert _items(settings, [broken.item_id]) == {}
+
+
+def test_two_workers_split_the_partitions_and_process_every_event_once_in_effect(stack: Stack, settings: Settings, worker: ManagedProcess) -> None:
+    (port,) = free_ports(1)
+    second = start_worker(settings, port, stack.state_dir / "workers")
+    try:
+        members = wait_for_group(settings, [worker, second])
+        uploads = settings.topics().uploads.name
+        owned = [{p for t, p in parts if t == uploads} for parts in members.values()]
+        assert len(owned) == 2 and all(owned) and not owned[0] & owned[1]
+        assert owned[0] | owned[1] == set(range(settings.topic_partitions))
+
+        tag = uuid.uuid4().hex[:6]
+        items = _world(settings, tag, n_items=12)
+        log = _log(tag, items, users=8, per_user=10)
+        _send(settings, [(settings.topics().interactions.name, e.user_id.encode(), encode_interaction(e)) for e in log])
+        _wait(lambda: _drained(settings), what="interactions processed by two workers")
+        expected = _expected(settings, log, _items(settings, items))
+        got = _user_vectors(settings, list(expected))
+        for user, vector in expected.items():
+            np.testing.assert_allclose(got[user][0], vector, atol=1e-5)
+            assert got[user][1] == sum(e.user_id == user for e in log)
+        state, after = group_assignment(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id)
+        assert state == "Stable" and len(after) == 2
+    finally:
+        second.stop()
