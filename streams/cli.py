@@ -111,10 +111,15 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.local.process import ServiceFailed
     from deploy.local.stack import PortBusy
     from streams.demo import run_demo
+    from streams.produce import LoadPlan
 
     _quiet_probes(args.verbose)
+    plan = LoadPlan(
+        items_per_s=args.items_per_s, interactions_per_s=args.interactions_per_s, duration_s=args.duration,
+        users=args.users, seed=args.seed, bad_share=args.bad_share,
+    )  # fmt: skip
     try:
-        return run_demo(settings, args.items, args.seed, args.keep_stack, _print)
+        return run_demo(settings, plan, args.workers, args.keep_stack, _print)
     except (ToolMissing, PortBusy, ServiceFailed) as exc:
         print(f"sail-stream demo: {exc}", file=sys.stderr)
         return 1
@@ -161,14 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job on local defaults: stack up, data through Kafka, Triton and Milvus, recall, stack down",
-        description="Bring the local stack up, produce synthetic uploads to Kafka, read them back with the "
-        "topology codec, get their vectors through Triton, upsert them into Milvus, run a read-your-writes "
-        "similarity query, print what happened, and stop the stack. Until the streaming agents and the SAIL "
-        "encoder land, the vectors come from a feature-hashing placeholder (the output says so).",
+        help="the main job on local defaults: stack, workers and synthetic traffic with live progress and recall",
+        description="Bring the local stack (Kafka, Milvus, Triton) up, start streaming workers and a synthetic "
+        "producer, print live progress every 5 s (items/s, interactions/s, freshness p50/p99 from upload to "
+        "Milvus upsert, consumer lag, dead letters), wait for the workers to catch up, show a sample recall "
+        "(a fresh item's neighbours, a user's top unseen items), and shut everything down. Ctrl-C stops early, "
+        "cleanly. Exit code 0 when every event was processed.",
     )
-    demo.add_argument("--items", type=int, default=60, help="synthetic uploads to push through (default 60)")
-    demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic uploads")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    demo.add_argument("--items-per-s", type=float, default=10.0, help="uploads per second (default 10)")
+    demo.add_argument("--interactions-per-s", type=float, default=100.0, help="interactions per second (default 100)")
+    demo.add_argument("--users", type=int, default=300, help="distinct users (default 300)")
+    demo.add_argument("--workers", type=int, default=1, help="streaming workers in the consumer group (default 1)")
+    demo.add_argument("--bad-share", type=float, default=0.01, help="fraction of malformed messages mixed in (default 0.01)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic traffic")
     demo.add_argument("--keep-stack", action="store_true", help="leave the services running afterwards")
     demo.set_defaults(func=cmd_demo)
 

@@ -79,6 +79,8 @@ class Traffic:
         self.items: list[str] = []
         self.item_topics: list[str] = []
         self.user_topics = [list(self.rng.choice(names, size=2, replace=False)) for _ in range(plan.users)]
+        self.titles: dict[str, str] = {}
+        self.user_items: dict[str, set[str]] = {}
         self.events = 0
 
     def upload(self, now_ms: int) -> ContentUpload:
@@ -92,8 +94,9 @@ class Traffic:
             cover = Media.inline(self.covers[topic][int(self.rng.integers(4))])
         self.items.append(item_id)
         self.item_topics.append(topic)
+        self.titles[item_id] = f"{phrase} part {n % 7 + 1}"
         return ContentUpload(
-            item_id=item_id, creator_id=f"creator-{creator}", created_at_ms=now_ms, title=f"{phrase} part {n % 7 + 1}",
+            item_id=item_id, creator_id=f"creator-{creator}", created_at_ms=now_ms, title=self.titles[item_id],
             ocr_text=f"{phrase.upper()}. subscribe for more", asr_text=f"hi everyone today {phrase}. thanks for watching",
             author_nickname=f"{topic}_creator_{creator}", tags=(topic, str(self.rng.choice(["fun", "howto", "daily", "top"]))), cover=cover,
         )  # fmt: skip
@@ -113,6 +116,7 @@ class Traffic:
         if self.item_topics[index] not in likes and action is Action.VIEW and self.rng.random() < 0.5:
             action = Action.SKIP
         self.events += 1
+        self.user_items.setdefault(f"user-{user}", set()).add(self.items[index])
         dwell = int(self.rng.lognormal(8.5, 0.8)) if action is Action.VIEW else 0
         return Interaction(
             event_id=f"{self.run_id}-ev-{self.events}", user_id=f"user-{user}", item_id=self.items[index], action=action,
@@ -128,11 +132,17 @@ class Traffic:
         return encode_interaction(Interaction(event_id="bad", user_id="u", item_id="i", action=Action.LIKE, timestamp_ms=0)).replace(b"like", b"poke")
 
 
-def run_producer(settings: Settings, plan: LoadPlan, progress: Callable[[str], None] = lambda line: None, stop: Callable[[], bool] = lambda: False) -> Produced:
+def run_producer(
+    settings: Settings,
+    plan: LoadPlan,
+    progress: Callable[[str], None] = lambda line: None,
+    stop: Callable[[], bool] = lambda: False,
+    traffic: Traffic | None = None,
+) -> Produced:
     """Produce `plan`'s traffic at its rates for its duration (or until `stop()` is true)."""
     topics = settings.topics()
     p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=5)
-    traffic = Traffic(plan, run_id=f"s{plan.seed}-{int(time.time())}")
+    traffic = traffic or Traffic(plan, run_id=f"s{plan.seed}-{int(time.time())}")
     began = time.monotonic()
     uploads = interactions = bad = 0
     next_report = began + 10

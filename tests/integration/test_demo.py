@@ -1,4 +1,4 @@
-"""The placeholder demo walks the real path end to end on a private stack and cleans up."""
+"""The main job on a private stack: traffic through workers, progress lines, recall, clean shutdown."""
 
 from pathlib import Path
 
@@ -6,18 +6,21 @@ import pytest
 
 from deploy.local.stack import Stack
 from streams.demo import run_demo
+from streams.produce import LoadPlan
 from tests.integration.conftest import stack_settings
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_moves_uploads_through_kafka_triton_and_milvus_then_stops_the_stack(tmp_path: Path) -> None:
-    settings = stack_settings(tmp_path / "state")
+def test_demo_processes_all_traffic_shows_progress_and_recall_then_stops_everything(tmp_path: Path) -> None:
+    settings = stack_settings(tmp_path / "state", encoder="sail-tiny")
     lines: list[str] = []
-    assert run_demo(settings, count=24, seed=3, keep_stack=False, say=lines.append) == 0
+    plan = LoadPlan(items_per_s=5, interactions_per_s=40, duration_s=8, users=40, seed=3, bad_share=0.02)
+    assert run_demo(settings, plan, workers=1, keep_stack=False, say=lines.append, interval_s=2.0) == 0
     text = "\n".join(lines)
-    assert "consumed 24 of 24 back from Kafka (0 undecodable)" in text
-    assert "encoded 24 items through Triton and upserted them into Milvus" in text
-    recall = lines[lines.index(next(line for line in lines if line.startswith("recall"))) + 1]
-    assert recall.split()[0] == "1.000"  # the queried item finds itself first: read-your-writes
+    progress = [line for line in lines if "freshness p50" in line]
+    assert progress and "lag uploads 0 interactions 0 waiting 0" in progress[-1]
+    assert "all processed: yes" in text
+    assert "item-to-item: the freshest item" in text and "user-to-item:" in text
+    assert int(progress[-1].split("dead letters")[1]) >= 1  # the malformed share went to the dead-letter topic
     assert all(s.state == "stopped" for s in Stack(settings).status())
