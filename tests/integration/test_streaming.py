@@ -276,3 +276,23 @@ def test_two_workers_split_the_partitions_and_process_every_event_once_in_effect
         assert state == "Stable" and len(after) == 2
     finally:
         second.stop()
+
+
+def test_triton_down_means_backpressure_and_recovery_not_loss(stack: Stack, settings: Settings, worker: ManagedProcess) -> None:
+    """With Triton stopped, uploads are neither stored nor dead-lettered; when it is back, they all land."""
+    tag = uuid.uuid4().hex[:6]
+    uploads = [_upload(tag, n) for n in range(5)]
+    ids = [u.item_id for u in uploads]
+    stack.down(["triton"])
+    try:
+        _send(settings, [(settings.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
+        time.sleep(6)  # the worker is retrying with backoff meanwhile
+        assert _items(settings, ids) == {}
+        assert not any(tag.encode() in letter.original for letter in _dead_letters(settings))
+        assert worker.is_running()
+        lag = group_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, settings.topics().uploads.name)
+        assert sum(lag.values()) >= len(uploads)  # nothing acknowledged while Triton is down
+    finally:
+        stack.up(["triton"])
+    _wait(lambda: len(_items(settings, ids)) == len(ids), what="uploads stored after Triton came back")
+    assert not any(tag.encode() in letter.original for letter in _dead_letters(settings))
