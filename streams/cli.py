@@ -111,15 +111,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.local.process import ServiceFailed
     from deploy.local.stack import PortBusy
     from streams.demo import run_demo
-    from streams.produce import LoadPlan
 
     _quiet_probes(args.verbose)
-    plan = LoadPlan(
-        items_per_s=args.items_per_s, interactions_per_s=args.interactions_per_s, duration_s=args.duration,
-        users=args.users, seed=args.seed, bad_share=args.bad_share,
-    )  # fmt: skip
     try:
-        return run_demo(settings, plan, args.workers, args.keep_stack, _print)
+        return run_demo(settings, _plan(args), args.workers, args.keep_stack, _print)  # type: ignore[arg-type]
     except (ToolMissing, PortBusy, ServiceFailed) as exc:
         print(f"sail-stream demo: {exc}", file=sys.stderr)
         return 1
@@ -135,15 +130,31 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.produce import LoadPlan, run_producer
+    from streams.produce import run_producer
 
-    plan = LoadPlan(
+    counts = run_producer(settings, _plan(args), progress=_print)  # type: ignore[arg-type]
+    _print(f"produced {counts.uploads} uploads, {counts.interactions} interactions, {counts.bad} malformed in {counts.elapsed_s:.1f}s")
+    return 0
+
+
+def _add_traffic_args(parser: argparse.ArgumentParser, users: int, bad_share: float) -> None:
+    """The synthetic-traffic knobs shared by `demo` and `produce`."""
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    parser.add_argument("--items-per-s", type=float, default=10.0, help="uploads per second (default 10)")
+    parser.add_argument("--interactions-per-s", type=float, default=100.0, help="interactions per second (default 100)")
+    parser.add_argument("--users", type=int, default=users, help=f"distinct users (default {users})")
+    parser.add_argument("--image-share", type=float, default=0.5, help="fraction of uploads with an inline cover image (default 0.5)")
+    parser.add_argument("--bad-share", type=float, default=bad_share, help=f"fraction of malformed messages mixed in, for the dead-letter topic (default {bad_share})")
+    parser.add_argument("--seed", type=int, default=7, help="random seed: the same seed gives the same traffic")
+
+
+def _plan(args: argparse.Namespace) -> object:
+    from streams.produce import LoadPlan
+
+    return LoadPlan(
         items_per_s=args.items_per_s, interactions_per_s=args.interactions_per_s, duration_s=args.duration,
         users=args.users, seed=args.seed, image_share=args.image_share, bad_share=args.bad_share,
     )  # fmt: skip
-    counts = run_producer(settings, plan, progress=_print)
-    _print(f"produced {counts.uploads} uploads, {counts.interactions} interactions, {counts.bad} malformed in {counts.elapsed_s:.1f}s")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,13 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(a fresh item's neighbours, a user's top unseen items), and shut everything down. Ctrl-C stops early, "
         "cleanly. Exit code 0 when every event was processed.",
     )
-    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
-    demo.add_argument("--items-per-s", type=float, default=10.0, help="uploads per second (default 10)")
-    demo.add_argument("--interactions-per-s", type=float, default=100.0, help="interactions per second (default 100)")
-    demo.add_argument("--users", type=int, default=300, help="distinct users (default 300)")
+    _add_traffic_args(demo, users=300, bad_share=0.01)
     demo.add_argument("--workers", type=int, default=1, help="streaming workers in the consumer group (default 1)")
-    demo.add_argument("--bad-share", type=float, default=0.01, help="fraction of malformed messages mixed in (default 0.01)")
-    demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic traffic")
     demo.add_argument("--keep-stack", action="store_true", help="leave the services running afterwards")
     demo.set_defaults(func=cmd_demo)
 
@@ -200,13 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "titles, tags, OCR/ASR text and generated cover images; users in sessions with Zipf item popularity "
         "and a mix of views (with dwell), likes, shares, comments, follows, skips and dislikes.",
     )
-    produce.add_argument("--items-per-s", type=float, default=10.0, help="uploads per second (default 10)")
-    produce.add_argument("--interactions-per-s", type=float, default=100.0, help="interactions per second (default 100)")
-    produce.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
-    produce.add_argument("--users", type=int, default=500, help="distinct users (default 500)")
-    produce.add_argument("--seed", type=int, default=7, help="random seed: the same seed gives the same traffic")
-    produce.add_argument("--image-share", type=float, default=0.5, help="fraction of uploads with an inline cover image")
-    produce.add_argument("--bad-share", type=float, default=0.0, help="fraction of malformed messages mixed in (exercises the dead-letter topic)")
+    _add_traffic_args(produce, users=500, bad_share=0.0)
     produce.set_defaults(func=cmd_produce)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")

@@ -33,3 +33,13 @@ def test_invalid_setting_is_a_clear_error_not_a_traceback(capsys: pytest.Capture
 def test_unknown_stack_service_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit, match="unknown service"):
         main(["stack", "status", "--only", "kafka,redis"])
+
+
+@pytest.mark.parametrize("command", ["demo", "produce", "worker"])
+def test_streaming_commands_explain_their_knobs(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    expected = {"demo": ["--duration", "--workers", "--items-per-s", "--keep-stack"], "produce": ["--interactions-per-s", "--bad-share", "--seed"], "worker": ["--web-port", "SAIL_APP_ID"]}
+    assert all(flag in out for flag in expected[command])
