@@ -193,3 +193,31 @@ def group_assignment(bootstrap: str, security: KafkaSecurity, group_id: str, tim
         assigned = (member.get("member_assignment") or {}).get("assigned_partitions", [])
         members[member["member_id"]] = {(a["topic"], p) for a in assigned for p in a["partitions"]}
     return str(group.get("group_state")), members
+
+
+def record_timestamps(bootstrap: str, security: KafkaSecurity, positions: dict[tuple[str, int], int], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
+    """The timestamp (ms) of the record at each (topic, partition) -> offset; positions at the log
+    end (nothing there yet) are left out."""
+    import time
+
+    from kafka import TopicPartition
+
+    if not positions:
+        return {}
+    c = consumer(bootstrap, security, enable_auto_commit=False, max_partition_fetch_bytes=1024 * 1024)
+    found: dict[tuple[str, int], int] = {}
+    try:
+        tps = [TopicPartition(t, p) for t, p in positions]
+        c.assign(tps)
+        for tp in tps:
+            c.seek(tp, positions[(tp.topic, tp.partition)])
+        deadline = time.monotonic() + timeout_s
+        while len(found) < len(positions) and time.monotonic() < deadline:
+            for tp, records in c.poll(timeout_ms=500).items():
+                key = (tp.topic, tp.partition)
+                if key not in found and records:
+                    found[key] = records[0].timestamp
+                    c.pause(tp)
+    finally:
+        c.close()
+    return found

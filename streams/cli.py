@@ -137,6 +137,27 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.broker import BrokerUnavailable
+    from streams.lag import format_json, format_table, read_lag
+
+    _quiet_probes(args.verbose)
+    topics = settings.topics()
+    names = args.topics.split(",") if args.topics else [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name, topics.item_embeddings.name]
+    group = args.group or settings.app_id
+    while True:
+        try:
+            rows = read_lag(settings.kafka_bootstrap, settings.kafka_security(), group, names, now_ms=int(time.time() * 1000))
+        except BrokerUnavailable as exc:
+            print(f"sail-stream lag: {exc}", file=sys.stderr)
+            return 1
+        _print(format_json(rows) if args.json else format_table(rows))
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
+        _print("")
+
+
 def _add_traffic_args(parser: argparse.ArgumentParser, users: int, bad_share: float) -> None:
     """The synthetic-traffic knobs shared by `demo` and `produce`."""
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
@@ -208,6 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_traffic_args(produce, users=500, bad_share=0.0)
     produce.set_defaults(func=cmd_produce)
+
+    lag = sub.add_parser(
+        "lag",
+        help="consumer lag per partition, in messages and in seconds (works with every worker down)",
+        description="Read the committed offsets of a consumer group (default SAIL_APP_ID) through the Kafka admin "
+        "API and print, per partition: committed and log-end offsets, messages behind, and seconds behind "
+        "(the age of the oldest unprocessed record, from record timestamps). Per topic, a total line.",
+    )
+    lag.add_argument("--group", help="consumer group (default SAIL_APP_ID)")
+    lag.add_argument("--topics", metavar="LIST", help="comma-separated topics (default: the worker's input topics)")
+    lag.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lag.add_argument("--watch", type=float, metavar="S", help="repeat every S seconds until Ctrl-C")
+    lag.set_defaults(func=cmd_lag)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")
     show.add_argument("--json", action="store_true")

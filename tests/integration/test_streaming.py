@@ -296,3 +296,34 @@ def test_triton_down_means_backpressure_and_recovery_not_loss(stack: Stack, sett
         stack.up(["triton"])
     _wait(lambda: len(_items(settings, ids)) == len(ids), what="uploads stored after Triton came back")
     assert not any(tag.encode() in letter.original for letter in _dead_letters(settings))
+
+
+def test_lag_counts_what_was_produced_and_seconds_behind_grow_while_the_worker_is_paused(settings: Settings, worker: ManagedProcess) -> None:
+    import os
+    import signal
+
+    from streams.lag import read_lag
+
+    topic = settings.topics().interactions.name
+    _wait(lambda: _drained(settings), what="a drained group")
+    record = worker.record()
+    assert record is not None
+    os.killpg(record.pgid, signal.SIGSTOP)
+    try:
+        tag = uuid.uuid4().hex[:6]
+        events = [Interaction(event_id=f"{tag}-{k}", user_id=f"{tag}-u{k % 4}", item_id="anything", action=Action.VIEW, timestamp_ms=k) for k in range(17)]
+        _send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in events])
+
+        def lag() -> tuple[int, float]:
+            rows = read_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topic], now_ms=int(time.time() * 1000))
+            return sum(r.messages_behind for r in rows), max(r.seconds_behind for r in rows)
+
+        first = lag()
+        time.sleep(2.5)
+        second = lag()
+    finally:
+        os.killpg(record.pgid, signal.SIGCONT)
+    assert first[0] == second[0] == len(events)
+    assert second[1] >= first[1] + 2.0
+    _wait(lambda: lag()[0] == 0, what="lag back to zero after resuming")
+    assert lag() == (0, 0.0)
