@@ -47,7 +47,7 @@ from topology.codec import (
     encode_item_embedding,
     encode_retry,
 )
-from topology.collections import VECTOR_FIELD, user_key
+from topology.collections import RECENT_ITEMS_CHARS, VECTOR_FIELD, user_key
 from topology.messages import ContentUpload, DeadLetter, ItemEmbedding, RetryEnvelope
 from topology.settings import Settings
 
@@ -299,7 +299,8 @@ class Updater:
                 continue  # negatives only so far: no interest vector to write yet
             for slot, vector in enumerate(slots):
                 rows.append({"user_key": user_key(user, slot), "user_id": user, "slot": slot, "updated_at_ms": state.updated_at_ms,
-                             "event_count": state.event_count, "model_version": "", VECTOR_FIELD: vector.tolist()})  # fmt: skip
+                             "event_count": state.event_count, "model_version": "", "recent_item_ids": recent_items_field(state),
+                             VECTOR_FIELD: vector.tolist()})  # fmt: skip
         if rows:
             await self.retrying("milvus upsert users", lambda: self.sink.upsert(self.users.name, rows))
         for user, state in changed.items():
@@ -345,6 +346,16 @@ class Updater:
             attempts=envelope.attempts + 1, first_seen_ms=envelope.first_seen_ms, not_before_ms=now_ms() + int(backoff_ms),
         )  # fmt: skip
         await self.send(self.retry_topic, key, encode_retry(again))
+
+
+def recent_items_field(state: Any) -> str:
+    """The window's item ids, newest first, cut to the collection's varchar limit."""
+    ids = list(dict.fromkeys(s.item_id for s in sorted((*state.positives, *state.negatives), key=lambda s: s.order, reverse=True)))
+    text = ",".join(ids)
+    while len(text) > RECENT_ITEMS_CHARS and ids:
+        ids.pop()
+        text = ",".join(ids)
+    return text
 
 
 def _credentials(settings: Settings) -> Any:

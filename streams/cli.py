@@ -158,6 +158,61 @@ def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
         _print("")
 
 
+def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from aiohttp import web
+
+    from streams.recall import Recall, RecallError, recall_app
+    from streams.sink import MilvusSink
+
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    items, users = settings.collections()
+
+    async def make() -> tuple[MilvusSink, Recall]:
+        sink = MilvusSink(settings.milvus_uri, token, settings.milvus_backend)
+        await sink.start()
+        return sink, Recall(sink, items, users, settings.interest_slots)
+
+    if args.action != "serve" and not args.id:
+        print(f"sail-stream recall {args.action}: give the {args.action}_id", file=sys.stderr)
+        return 2
+    if args.action == "serve":
+        args.port = args.port or settings.recall_port
+
+        async def app_factory() -> web.Application:
+            sink, recall = await make()
+            app = recall_app(recall)
+            app.on_cleanup.append(lambda _app: sink.close())
+            return app
+
+        _print(f"recall API on http://{args.host}:{args.port} (GET /v1/users/<user_id>/items, /v1/items/<item_id>/similar, /healthz)")
+        web.run_app(app_factory(), host=args.host, port=args.port, print=None)
+        return 0
+
+    async def query() -> list[object]:
+        sink, recall = await make()
+        try:
+            common = {"k": args.k, "created_after_ms": args.created_after_ms, "exclude_creator": args.exclude_creator, "consistency": args.consistency}
+            if args.action == "user":
+                return await recall.user_to_item(args.id, **common)  # type: ignore[return-value]
+            return await recall.item_to_item(args.id, **common)  # type: ignore[return-value]
+        finally:
+            await sink.close()
+
+    try:
+        results = asyncio.run(query())
+    except RecallError as exc:
+        print(f"sail-stream recall: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print(json.dumps([asdict(r) for r in results], indent=2))  # type: ignore[call-overload]
+    else:
+        for r in results:
+            _print(f"{r.score:8.4f}  {r.item_id}  creator={r.creator_id}  created_at_ms={r.created_at_ms}")  # type: ignore[attr-defined]
+    return 0
+
+
 def _add_traffic_args(parser: argparse.ArgumentParser, users: int, bad_share: float) -> None:
     """The synthetic-traffic knobs shared by `demo` and `produce`."""
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
@@ -242,6 +297,24 @@ def build_parser() -> argparse.ArgumentParser:
     lag.add_argument("--json", action="store_true", help="print JSON instead of a table")
     lag.add_argument("--watch", type=float, metavar="S", help="repeat every S seconds until Ctrl-C")
     lag.set_defaults(func=cmd_lag)
+
+    recall = sub.add_parser(
+        "recall",
+        help="query fresh recall: a user's top unseen items, or items similar to an item; or serve the HTTP API",
+        description="`recall user USER_ID` and `recall item ITEM_ID` query Milvus directly; `recall serve` runs the "
+        "HTTP API (GET /v1/users/<user_id>/items, GET /v1/items/<item_id>/similar; parameters k, created_after_ms, "
+        "exclude_creator, exclude, dim, consistency). --consistency Strong gives read-your-writes.",
+    )
+    recall.add_argument("action", choices=("user", "item", "serve"))
+    recall.add_argument("id", nargs="?", help="user_id (user) or item_id (item)")
+    recall.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    recall.add_argument("--created-after-ms", type=int, help="fresh-only: items created at or after this time")
+    recall.add_argument("--exclude-creator", help="leave out this creator's items")
+    recall.add_argument("--consistency", default="Bounded", choices=("Strong", "Session", "Bounded", "Eventually"))
+    recall.add_argument("--json", action="store_true")
+    recall.add_argument("--host", default="127.0.0.1", help="serve: address to listen on (default loopback)")
+    recall.add_argument("--port", type=int, help="serve: port (default SAIL_RECALL_PORT, 8090)")
+    recall.set_defaults(func=cmd_recall)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")
     show.add_argument("--json", action="store_true")

@@ -68,6 +68,7 @@ def index_for(backend: Backend) -> IndexSpec:
 
 
 _ID_CHARS: Final = 128
+RECENT_ITEMS_CHARS: Final = 8192
 
 
 def items_collection(prefix: str, dim: int) -> CollectionSpec:
@@ -97,6 +98,8 @@ def users_collection(prefix: str, dim: int) -> CollectionSpec:
             FieldSpec("slot", "int64"),
             FieldSpec("updated_at_ms", "int64"),
             FieldSpec("event_count", "int64"),
+            # the items in the interest windows, comma-separated: recall excludes what the user has seen
+            FieldSpec("recent_item_ids", "varchar", max_length=RECENT_ITEMS_CHARS),
             FieldSpec("model_version", "varchar", max_length=128),
             FieldSpec(VECTOR_FIELD, "float_vector", dim=dim),
         ),

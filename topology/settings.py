@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     media_fetch_timeout_s: float = Field(5.0, gt=0, description="time limit to fetch one http(s) media URI")
     retry_backoff_max_s: float = Field(5.0, gt=0, description="longest pause between retries of a down dependency")
 
+    recall_port: int = Field(8090, description="port of `sail-stream recall serve` (loopback unless --host)")
+
     # Message limits (see topology.codec.Limits)
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_image_bytes: int = Field(4 * 1024 * 1024, ge=1)

@@ -1,0 +1,198 @@
+"""Recall for recommendation services: user-to-item and item-to-item over the fresh Milvus data.
+
+`Recall` is the query logic (filters, exclusions, multi-interest merge); `recall_app` serves it over
+HTTP (aiohttp), `RecallClient` calls that HTTP API. Consistency is the caller's choice: `Strong`
+(or `Session` from the writing client) gives read-your-writes, so an item upserted a moment ago
+can be returned at once; `Bounded` (Milvus's default) may hide writes for up to ~5 s on a server.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+from aiohttp import web
+
+from streams.sink import Consistency, MilvusSink
+from topology.collections import VECTOR_FIELD, CollectionSpec, user_key
+
+CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
+ITEM_FIELDS = ["creator_id", "created_at_ms", "model_version"]
+
+
+class RecallError(ValueError):
+    """A request that cannot be answered as asked (unknown user or item, bad parameter)."""
+
+    def __init__(self, status: Literal[400, 404], message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    item_id: str
+    score: float
+    creator_id: str
+    created_at_ms: int
+
+
+def _filter(created_after_ms: int | None, exclude_creator: str | None, exclude_items: list[str]) -> str:
+    clauses = []
+    if created_after_ms is not None:
+        clauses.append(f"created_at_ms >= {int(created_after_ms)}")
+    if exclude_creator:
+        clauses.append(f"creator_id != {json.dumps(exclude_creator)}")
+    if exclude_items:
+        clauses.append(f"item_id not in {json.dumps(sorted(set(exclude_items)))}")
+    return " and ".join(clauses)
+
+
+class Recall:
+    """Queries over the `items` and `users` collections through one `MilvusSink`."""
+
+    def __init__(self, sink: MilvusSink, items: CollectionSpec, users: CollectionSpec, slots: int) -> None:
+        self._sink = sink
+        self._items = items
+        self._users = users
+        self._slots = slots
+
+    def _check(self, k: int, dim: int | None, consistency: str) -> Consistency:
+        if not 1 <= k <= 1000:
+            raise RecallError(400, f"k must be 1..1000, got {k}")
+        if dim is not None and dim != self._items.dim:
+            raise RecallError(400, f"the items collection stores only the full {self._items.dim}-dim vector; a Matryoshka prefix of {dim} is not indexed")
+        if consistency not in CONSISTENCY_LEVELS:
+            raise RecallError(400, f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}")
+        return consistency  # type: ignore[return-value]
+
+    async def _search(self, vectors: np.ndarray, k: int, filter_expr: str, consistency: Consistency) -> list[Recalled]:
+        hits = await self._sink.search(self._items.name, vectors, limit=k, vector_field=VECTOR_FIELD, output_fields=ITEM_FIELDS, filter_expr=filter_expr, consistency=consistency)
+        best: dict[str, Recalled] = {}
+        for per_query in hits:  # several interest slots: keep each item's best score
+            for hit in per_query:
+                if hit.id not in best or best[hit.id].score < hit.score:
+                    best[hit.id] = Recalled(hit.id, round(hit.score, 6), str(hit.fields.get("creator_id", "")), int(hit.fields.get("created_at_ms", 0)))
+        return sorted(best.values(), key=lambda r: (-r.score, r.item_id))[:k]
+
+    async def user_to_item(
+        self, user_id: str, k: int = 10, created_after_ms: int | None = None, exclude_creator: str | None = None,
+        exclude_items: list[str] | None = None, dim: int | None = None, consistency: str = "Bounded",
+    ) -> list[Recalled]:  # fmt: skip
+        """Top-k items for the user's interest vector(s), without the items in their recent history.
+
+        Raises:
+            RecallError: unknown user (404) or a bad parameter (400).
+        """
+        level = self._check(k, dim, consistency)
+        keys = [user_key(user_id, slot) for slot in range(self._slots)]
+        rows = await self._sink.get(self._users.name, keys, fields=[VECTOR_FIELD, "recent_item_ids"])
+        if not rows:
+            raise RecallError(404, f"no interest vector for user {user_id!r} yet")
+        seen = [i for row in rows for i in str(row.get("recent_item_ids", "")).split(",") if i]
+        vectors = np.stack([np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows])
+        return await self._search(vectors, k, _filter(created_after_ms, exclude_creator, seen + list(exclude_items or [])), level)
+
+    async def item_to_item(
+        self, item_id: str, k: int = 10, created_after_ms: int | None = None, exclude_creator: str | None = None,
+        dim: int | None = None, consistency: str = "Bounded",
+    ) -> list[Recalled]:  # fmt: skip
+        """Top-k items most similar to `item_id` (itself excluded).
+
+        Raises:
+            RecallError: unknown item (404) or a bad parameter (400).
+        """
+        level = self._check(k, dim, consistency)
+        rows = await self._sink.get(self._items.name, [item_id], fields=[VECTOR_FIELD])
+        if not rows:
+            raise RecallError(404, f"no embedding for item {item_id!r} yet")
+        vector = np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)[None, :]
+        return await self._search(vector, k, _filter(created_after_ms, exclude_creator, [item_id]), level)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _int_arg(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise RecallError(400, f"{name} must be an integer, got {raw!r}") from exc
+
+
+def recall_app(recall: Recall) -> web.Application:
+    """GET /v1/users/{user_id}/items, GET /v1/items/{item_id}/similar, GET /healthz.
+
+    Query parameters: k, created_after_ms, exclude_creator, exclude (comma list, users only), dim,
+    consistency (Strong | Session | Bounded | Eventually).
+    """
+
+    async def respond(request: web.Request, call: Any) -> web.Response:
+        try:
+            results = await call(
+                k=_int_arg(request, "k") or 10,
+                created_after_ms=_int_arg(request, "created_after_ms"),
+                exclude_creator=request.query.get("exclude_creator") or None,
+                dim=_int_arg(request, "dim"),
+                consistency=request.query.get("consistency", "Bounded"),
+            )
+        except RecallError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        return web.json_response({"items": [asdict(r) for r in results]})
+
+    async def user_items(request: web.Request) -> web.Response:
+        exclude = [i for i in request.query.get("exclude", "").split(",") if i]
+
+        async def call(**kwargs: Any) -> list[Recalled]:
+            return await recall.user_to_item(request.match_info["user_id"], exclude_items=exclude, **kwargs)
+
+        return await respond(request, call)
+
+    async def similar_items(request: web.Request) -> web.Response:
+        async def call(**kwargs: Any) -> list[Recalled]:
+            return await recall.item_to_item(request.match_info["item_id"], **kwargs)
+
+        return await respond(request, call)
+
+    async def healthz(request: web.Request) -> web.Response:  # noqa: ARG001 - aiohttp handler signature
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/v1/users/{user_id}/items", user_items)
+    app.router.add_get("/v1/items/{item_id}/similar", similar_items)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+class RecallClient:
+    """A small synchronous client of the recall HTTP API (standard library only)."""
+
+    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+        self._base = base_url.rstrip("/")
+        self._timeout_s = timeout_s
+
+    def _get(self, path: str, params: dict[str, Any]) -> list[Recalled]:
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        try:
+            with urllib.request.urlopen(f"{self._base}{path}?{query}", timeout=self._timeout_s) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = json.loads(exc.read() or b"{}").get("error", str(exc))
+            raise RecallError(exc.code if exc.code in (400, 404) else 400, detail) from exc  # type: ignore[arg-type]
+        return [Recalled(**item) for item in body["items"]]
+
+    def user_items(self, user_id: str, k: int = 10, **filters: Any) -> list[Recalled]:
+        """Top-k unseen items for a user; filters: created_after_ms, exclude_creator, exclude (list), dim, consistency."""
+        if isinstance(filters.get("exclude"), list):
+            filters["exclude"] = ",".join(filters["exclude"])
+        return self._get(f"/v1/users/{urllib.parse.quote(user_id, safe='')}/items", {"k": k, **filters})
+
+    def similar_items(self, item_id: str, k: int = 10, **filters: Any) -> list[Recalled]:
+        """Top-k items similar to an item; filters: created_after_ms, exclude_creator, dim, consistency."""
+        return self._get(f"/v1/items/{urllib.parse.quote(item_id, safe='')}/similar", {"k": k, **filters})

@@ -1,0 +1,103 @@
+"""Recall over real Milvus: read-your-writes, filters, exclusions, and the HTTP API with its client."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from deploy.local.stack import free_ports
+from streams.interest import l2_normalise
+from streams.recall import Recall, RecallClient, RecallError, recall_app
+from streams.sink import MilvusSink
+from topology.collections import VECTOR_FIELD, user_key
+from topology.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def world(settings: Settings):
+    """Twelve items in two clusters and one user who has seen two of them."""
+    sink = MilvusSink(settings.milvus_uri, None, settings.milvus_backend)
+    await sink.start()
+    items, users = settings.collections()
+    tag = uuid.uuid4().hex[:6]
+    rng = np.random.default_rng(int(tag, 16))
+    dim = items.dim
+    axis = l2_normalise(rng.standard_normal((2, dim)).astype(np.float32))  # random centres: other tests' items are far away
+    vectors = l2_normalise(np.concatenate([axis[0] + 0.1 * rng.standard_normal((6, dim)), axis[1] + 0.1 * rng.standard_normal((6, dim))]).astype(np.float32))
+    ids = [f"{tag}-i{n}" for n in range(12)]
+    rows = [{"item_id": ids[n], "creator_id": f"{tag}-c{n % 3}", "created_at_ms": 1000 + n, "encoded_at_ms": 2000 + n, "model_version": "v",
+             VECTOR_FIELD: vectors[n].tolist()} for n in range(12)]  # fmt: skip
+    await sink.upsert(items.name, rows)
+    user = f"{tag}-user"
+    await sink.upsert(users.name, [{"user_key": user_key(user, 0), "user_id": user, "slot": 0, "updated_at_ms": 1, "event_count": 2, "model_version": "",
+                                    "recent_item_ids": f"{ids[0]},{ids[1]}", VECTOR_FIELD: l2_normalise(vectors[0] + vectors[1]).tolist()}])  # fmt: skip
+    yield sink, Recall(sink, items, users, slots=1), ids, user, tag
+    await sink.close()
+
+
+async def test_an_item_upserted_a_moment_ago_is_recalled_at_strong_consistency(world) -> None:
+    sink, recall, ids, _, tag = world
+    similar = await recall.item_to_item(ids[2], k=3, consistency="Strong")
+    assert len(similar) == 3 and ids[2] not in [r.item_id for r in similar]
+    assert {r.item_id for r in similar} <= set(ids[:6])  # its own cluster
+
+
+async def test_user_recall_leaves_out_seen_items_and_applies_filters(world) -> None:
+    _, recall, ids, user, tag = world
+    top = await recall.user_to_item(user, k=4, consistency="Strong")
+    got = [r.item_id for r in top]
+    assert ids[0] not in got and ids[1] not in got  # in the user's recent history
+    assert set(got) <= set(ids[2:6])
+    fresh = await recall.user_to_item(user, k=20, created_after_ms=1004, exclude_creator=f"{tag}-c2", exclude_items=[ids[4]], consistency="Strong")
+    assert fresh and all(r.created_at_ms >= 1004 and r.creator_id != f"{tag}-c2" and r.item_id != ids[4] for r in fresh)
+
+
+async def test_unknown_ids_and_bad_parameters_are_clear_errors(world, settings: Settings) -> None:
+    _, recall, ids, _, _ = world
+    with pytest.raises(RecallError, match="no interest vector for user"):
+        await recall.user_to_item("nobody", consistency="Strong")
+    with pytest.raises(RecallError, match="stores only the full"):
+        await recall.item_to_item(ids[0], dim=settings.embedding_dim // 2)
+    with pytest.raises(RecallError, match="k must be"):
+        await recall.item_to_item(ids[0], k=0)
+
+
+async def test_http_api_and_client(world) -> None:
+    _, recall, ids, user, _ = world
+    runner = web.AppRunner(recall_app(recall))
+    await runner.setup()
+    (port,) = free_ports(1)
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        client = RecallClient(f"http://127.0.0.1:{port}")
+        direct = await recall.user_to_item(user, k=3, consistency="Strong")
+        over_http = await asyncio.to_thread(client.user_items, user, 3, consistency="Strong")
+        assert over_http == direct
+        similar = await asyncio.to_thread(client.similar_items, ids[7], 2, consistency="Strong", created_after_ms=1000)
+        assert len(similar) == 2 and all(r.item_id in ids[6:] for r in similar)
+        with pytest.raises(RecallError, match="no embedding for item") as info:
+            await asyncio.to_thread(client.similar_items, "missing-item")
+        assert info.value.status == 404
+    finally:
+        await runner.cleanup()
+
+
+def test_recall_command_line(world, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from streams.cli import main
+
+    _, _, ids, user, _ = world
+    for name, value in settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    assert main(["recall", "user", user, "-k", "2", "--consistency", "Strong", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert len(got) == 2 and all(r["item_id"] in ids[2:6] for r in got)
+    assert main(["recall", "user", "nobody", "--consistency", "Strong"]) == 1
+    assert "no interest vector" in capsys.readouterr().err
