@@ -88,16 +88,18 @@ async def test_http_api_and_client(world) -> None:
         await runner.cleanup()
 
 
-def test_recall_command_line(world, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_recall_command_line(world, settings: Settings) -> None:
     import json
-
-    from streams.cli import main
+    import os
+    import subprocess
+    import sys
 
     _, _, ids, user, _ = world
-    for name, value in settings.as_env().items():
-        monkeypatch.setenv(name, value)
-    assert main(["recall", "user", user, "-k", "2", "--consistency", "Strong", "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)
+    env = {**os.environ, **settings.as_env()}
+    command = [sys.executable, "-m", "streams.cli", "recall", "user"]
+    done = subprocess.run([*command, user, "-k", "2", "--consistency", "Strong", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
     assert len(got) == 2 and all(r["item_id"] in ids[2:6] for r in got)
-    assert main(["recall", "user", "nobody", "--consistency", "Strong"]) == 1
-    assert "no interest vector" in capsys.readouterr().err
+    missing = subprocess.run([*command, "nobody", "--consistency", "Strong"], env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "no interest vector" in missing.stderr
