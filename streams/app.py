@@ -23,7 +23,6 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +34,10 @@ from encoders.client import EncoderClient, EncoderUnavailable
 from encoders.signature import EncodeRequest
 from streams.interest import InterestParams, apply_interaction, decode_state, encode_state, interest_vectors
 from streams.media import MediaResolver
+from streams.health import Thresholds
+from streams.metrics import Metrics
+from streams.recall import CANARY_CREATOR
+from streams.status import LagWatch, dependency_states, render_status, status_json
 from streams.sink import MilvusSink, MilvusUnavailable
 from topology import reasons
 from topology.codec import (
@@ -87,18 +90,6 @@ class ItemCache:
         return vector
 
 
-@dataclass
-class Counters:
-    """What this worker did, for logs (and the metrics of issue 5)."""
-
-    uploads: int = 0
-    items_upserted: int = 0
-    interactions: int = 0
-    users_upserted: int = 0
-    retried: int = 0
-    dead_letters: dict[str, int] = field(default_factory=dict)
-
-
 class Updater:
     """The worker's dependencies and per-batch logic; the agents in `create_app` call into it."""
 
@@ -117,7 +108,7 @@ class Updater:
         self.sink = MilvusSink(s.milvus_uri, token, s.milvus_backend)
         self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s)
         self.cache = ItemCache(s.item_cache_size)
-        self.counters = Counters()
+        self.metrics = Metrics()
         self._started = False
         self._lock = asyncio.Lock()
         self.dead_letter_topic = app.topic(self.topics.dead_letters.name, key_serializer="raw", value_serializer="raw")
@@ -143,17 +134,21 @@ class Updater:
 
     # ------------------------------------------------------------------ plumbing
 
-    async def retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+    async def retrying(self, dependency: str, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         """Run `operation` until it succeeds, backing off on dependency failures (never drops)."""
         delay = 0.1
         while True:
             try:
-                return await operation()
+                result = await operation()
             except TRANSIENT as exc:
-                self.counters.retried += 1
-                logger.warning("dependency down, retrying what=%s in %.1fs error=%s", what, delay, str(exc).splitlines()[0][:200])
+                self.metrics.dependency_errors.labels(dependency).inc()
+                self.metrics.dependency_up.labels(dependency).set(0)
+                logger.warning("dependency down, retrying dependency=%s what=%s in %.1fs error=%s", dependency, what, delay, str(exc).splitlines()[0][:200])
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_backoff_max_s)
+                continue
+            self.metrics.dependency_up.labels(dependency).set(1)
+            return result
 
     async def send(self, topic: Any, key: bytes | None, value: bytes) -> None:
         """Produce and wait for Kafka's acknowledgement (retried while Kafka is down)."""
@@ -162,13 +157,13 @@ class Updater:
             delivery = await topic.send(key=key, value=value, force=True)  # not attached to the event: sent now
             await delivery
 
-        await self.retrying(f"produce {topic.get_topic_name()}", once)
+        await self.retrying("kafka", f"produce {topic.get_topic_name()}", once)
 
     async def dead_letter(self, original: bytes, key: bytes | None, source: tuple[str, int, int], reason: str, detail: str) -> None:
         topic, partition, offset = source
         letter = DeadLetter(original=original, source_topic=topic, partition=partition, offset=offset, reason=reason, detail=detail[:4000], key=key, failed_at_ms=now_ms())
         await self.send(self.dead_letter_topic, key, encode_dead_letter(letter))
-        self.counters.dead_letters[reason] = self.counters.dead_letters.get(reason, 0) + 1
+        self.metrics.dead_letters.labels(reason, topic).inc()
         logger.warning("dead-letter reason=%s tp=%s[%d]@%d detail=%s", reason, topic, partition, offset, detail[:200])
 
     async def dead_letter_event(self, event: Any, reason: str, detail: str) -> None:
@@ -186,7 +181,7 @@ class Updater:
             else:
                 found[item_id] = vector
         if missing:
-            rows = await self.retrying("milvus get items", lambda: self.sink.get(self.items.name, missing, fields=[VECTOR_FIELD]))
+            rows = await self.retrying("milvus", "get items", lambda: self.sink.get(self.items.name, missing, fields=[VECTOR_FIELD]))
             for row in rows:
                 vector = np.asarray(row[VECTOR_FIELD], dtype=np.float32)
                 self.cache.put(row["item_id"], vector)
@@ -207,6 +202,7 @@ class Updater:
     async def handle_uploads(self, events: Sequence[Any]) -> None:
         """One micro-batch of uploads, end to end; returns only when its effects are durable."""
         await self.ensure_started()
+        self.metrics.count_events("content", len(events))
         accepted: list[tuple[Any, ContentUpload]] = []
         for event in events:
             try:
@@ -224,7 +220,14 @@ class Updater:
                 ready.append((event, upload, request))
         if not ready:
             return
-        results = await self.retrying("triton encode", lambda: self.encoder.encode([request for _, _, request in ready]))
+        requests = [request for _, _, request in ready]
+        self.metrics.triton_batch.observe(len(requests))
+
+        async def encode() -> list[Any]:
+            with self.metrics.timed(self.metrics.triton_seconds):
+                return await self.encoder.encode(requests)
+
+        results = await self.retrying("triton", "encode", encode)
         newest: dict[str, tuple[ContentUpload, np.ndarray, str]] = {}
         for (event, upload, _), result in zip(ready, results):
             if result.vector is None:
@@ -243,7 +246,10 @@ class Updater:
              "model_version": version, VECTOR_FIELD: vector.tolist()}
             for u, vector, version in newest.values()
         ]  # fmt: skip
-        await self.retrying("milvus upsert items", lambda: self.sink.upsert(self.items.name, rows))
+        await self.retrying("milvus", "upsert items", lambda: self._upsert(self.items.name, rows))
+        acked_s = time.time()
+        for upload, _, _ in newest.values():
+            self.metrics.observe_item_freshness(max(acked_s - upload.created_at_ms / 1000, 0.0))
         for upload, vector, version in newest.values():
             embedding = ItemEmbedding(
                 item_id=upload.item_id, vector=vector.astype("<f4").tobytes(), dim=len(vector), model_version=version,
@@ -251,8 +257,6 @@ class Updater:
             )  # fmt: skip
             await self.send(self.embeddings_topic, upload.item_id.encode(), encode_item_embedding(embedding))
             self.cache.put(upload.item_id, vector)
-        self.counters.uploads += len(events)
-        self.counters.items_upserted += len(rows)
 
     def cache_embedding(self, data: bytes) -> None:
         try:
@@ -267,6 +271,7 @@ class Updater:
     async def handle_interactions(self, events: Sequence[Any], table: Any) -> None:
         """One micro-batch of interactions; users' rows reach Milvus before their table state."""
         await self.ensure_started()
+        self.metrics.count_events("interest", len(events))
         by_user: dict[str, list[tuple[Any, Any]]] = {}
         for event in events:
             try:
@@ -302,12 +307,44 @@ class Updater:
                              "event_count": state.event_count, "model_version": "", "recent_item_ids": recent_items_field(state),
                              VECTOR_FIELD: vector.tolist()})  # fmt: skip
         if rows:
-            await self.retrying("milvus upsert users", lambda: self.sink.upsert(self.users.name, rows))
+            await self.retrying("milvus", "upsert users", lambda: self._upsert(self.users.name, rows))
+            acked_s = time.time()
+            for user in {r["user_id"] for r in rows}:
+                newest_ms = max(i.timestamp_ms for _, i in by_user[user])
+                self.metrics.user_freshness.observe(max(acked_s - newest_ms / 1000, 0.0))
         for user, state in changed.items():
             table[user.encode()] = encode_state(state)
-        await self.retrying("flush table changelog", self.app.producer.flush)
-        self.counters.interactions += len(events)
-        self.counters.users_upserted += len({r["user_id"] for r in rows})
+        await self.retrying("kafka", "flush table changelog", self.app.producer.flush)
+
+    async def probe_freshness(self) -> None:
+        """Write a canary item and time how long until a recall search at the recall consistency
+        level returns it (`sail_item_freshness_seconds{stage="searchable"}`); then delete it."""
+        await self.ensure_started()
+        canary = f"{CANARY_CREATOR}-{self.settings.worker_web_port}"
+        vector = np.random.default_rng().standard_normal(self.items.dim).astype(np.float32)
+        vector /= np.linalg.norm(vector)
+        written = time.time()
+        row = {"item_id": canary, "creator_id": CANARY_CREATOR, "created_at_ms": int(written * 1000), "encoded_at_ms": int(written * 1000),
+               "model_version": "canary", VECTOR_FIELD: vector.tolist()}  # fmt: skip
+        try:
+            await self.sink.upsert(self.items.name, [row])
+            deadline = written + 30
+            while time.time() < deadline:
+                hits = await self.sink.search(self.items.name, vector[None, :], limit=1, vector_field=VECTOR_FIELD, consistency=self.settings.recall_consistency)
+                if hits and hits[0] and hits[0][0].id == canary:
+                    self.metrics.observe_item_freshness(time.time() - written, stage="searchable")
+                    break
+                await asyncio.sleep(0.05)
+            await self.sink.delete(self.items.name, [canary])
+            self.metrics.dependency_up.labels("milvus").set(1)
+        except MilvusUnavailable as exc:
+            self.metrics.dependency_errors.labels("milvus").inc()
+            self.metrics.dependency_up.labels("milvus").set(0)
+            logger.warning("freshness probe failed: %s", str(exc).splitlines()[0][:200])
+
+    async def _upsert(self, collection: str, rows: list[dict[str, Any]]) -> int:
+        with self.metrics.timed(self.metrics.milvus_seconds.labels(collection)):
+            return await self.sink.upsert(collection, rows)
 
     async def _wait_for_item(self, event: Any) -> None:
         message = event.message
@@ -322,6 +359,7 @@ class Updater:
         """An interaction whose item had no embedding: wait for its turn, then send it back to the
         interactions topic once the item exists, or dead-letter it after `item_wait_s`."""
         await self.ensure_started()
+        self.metrics.count_events("retry", 1)
         try:
             envelope = decode_retry(event.value, self.limits)
             interaction = decode_interaction(envelope.original, self.limits)
@@ -430,9 +468,46 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
         async for event in stream.events():
             updater.cache_embedding(event.value)
 
+    watch = LagWatch(
+        s.kafka_bootstrap, s.kafka_security(), s.app_id,
+        [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name, topics.item_embeddings.name],
+        window=max(3, int(120 / s.status_interval_s)),
+    )  # fmt: skip
+    thresholds = Thresholds(lag_seconds_degraded=s.lag_seconds_degraded, freshness_p99_slo_s=s.freshness_slo_s, stall_window_s=s.stall_window_s)
+
+    def current_status() -> dict[str, object]:
+        metrics = updater.metrics
+        verdict = watch.verdict(dependency_states(metrics), metrics.freshness_percentiles().get("p99"), thresholds)
+        return status_json(watch, metrics, verdict)
+
+    @app.timer(s.status_interval_s)
+    async def sample_lag() -> None:
+        try:
+            await watch.sample(updater.metrics)
+            updater.metrics.dependency_up.labels("kafka").set(1)
+        except Exception as exc:  # noqa: BLE001 - a failed sample is reported, the worker goes on
+            updater.metrics.dependency_up.labels("kafka").set(0)
+            logger.warning("lag sample failed: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
+    @app.timer(max(s.status_interval_s, 5.0) * 3)
+    async def probe_freshness() -> None:
+        await updater.probe_freshness()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:  # noqa: ARG001 - Faust view signature
+        return web.bytes(updater.metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/status")
+    async def status_page(web: Any, request: Any) -> Any:  # noqa: ARG001
+        return web.html(render_status(current_status(), f"sail-stream worker :{s.worker_web_port}", refresh_s=int(max(s.status_interval_s, 2))))
+
+    @app.page("/status.json")
+    async def status_data(web: Any, request: Any) -> Any:  # noqa: ARG001
+        return web.json(current_status())
+
     @app.timer(30.0)
     async def log_progress() -> None:
-        logger.info("progress %s", updater.counters)
+        logger.info("progress events_per_s=%s freshness=%s", updater.metrics.rates(), updater.metrics.freshness_percentiles())
 
     return app, updater
 

@@ -40,8 +40,11 @@ class Recalled:
     created_at_ms: int
 
 
+CANARY_CREATOR = "__canary__"  # the workers' freshness probe writes such rows for a moment
+
+
 def _filter(created_after_ms: int | None, exclude_creator: str | None, exclude_items: list[str]) -> str:
-    clauses = []
+    clauses = [f'creator_id != "{CANARY_CREATOR}"']
     if created_after_ms is not None:
         clauses.append(f"created_at_ms >= {int(created_after_ms)}")
     if exclude_creator:

@@ -169,6 +169,17 @@ class MilvusSink:
             raise MilvusUnavailable(f"upsert of {len(rows)} rows into {collection} failed: {exc}") from exc
         return int(result["upsert_count"])
 
+    async def delete(self, collection: str, ids: Sequence[str]) -> None:
+        """Delete rows by primary key.
+
+        Raises:
+            MilvusUnavailable: the delete failed.
+        """
+        try:
+            await self._c.delete(collection, ids=list(ids), timeout=self._timeout_s)
+        except MilvusException as exc:
+            raise MilvusUnavailable(f"delete from {collection} failed: {exc}") from exc
+
     async def get(self, collection: str, ids: Sequence[str], fields: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Rows by primary key, read at Strong consistency (a get must see the latest upsert).
 

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(5.0, gt=0, description="longest pause between retries of a down dependency")
 
     recall_port: int = Field(8090, description="port of `sail-stream recall serve` (loopback unless --host)")
+    recall_consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = Field(
+        "Bounded", description="the consistency recall services read at; the freshness probe measures at this level"
+    )
+    status_interval_s: float = Field(5.0, gt=0, description="how often a worker samples lag and probes freshness")
+    freshness_slo_s: float = Field(5.0, gt=0, description="item freshness p99 objective (status verdict, alerts)")
+    lag_seconds_degraded: float = Field(30.0, gt=0, description="seconds behind that make the verdict degraded")
+    stall_window_s: float = Field(30.0, gt=0, description="committed offset still this long with lag > 0 = stalled partition")
 
     # Message limits (see topology.codec.Limits)
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)

@@ -1,0 +1,74 @@
+"""The healthy / degraded / failing verdict of the status page, in the spirit of Burrow's lag
+evaluation: judge a window of lag samples, not one number. Pure: samples and time are arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Status = Literal["healthy", "degraded", "failing"]
+
+
+@dataclass(frozen=True, slots=True)
+class LagSample:
+    """One reading of one partition."""
+
+    at_s: float
+    committed: int
+    end: int
+    seconds_behind: float
+
+    @property
+    def behind(self) -> int:
+        return max(self.end - self.committed, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    lag_seconds_degraded: float = 30.0
+    lag_seconds_failing: float = 300.0
+    freshness_p99_slo_s: float = 5.0  # Milvus's bounded-staleness window: freshness must beat it
+    stall_window_s: float = 30.0  # committed offset still while lag > 0 this long = stalled
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: Status
+    reasons: tuple[str, ...]
+
+
+_RANK = {"healthy": 0, "degraded": 1, "failing": 2}
+
+
+def evaluate(
+    history: Mapping[tuple[str, int], Sequence[LagSample]],
+    dependencies_up: Mapping[str, bool],
+    freshness_p99_s: float | None,
+    thresholds: Thresholds = Thresholds(),
+) -> Verdict:
+    """The worst finding over partitions (oldest sample first per partition) and dependencies."""
+    findings: list[tuple[Status, str]] = []
+    for dependency, up in sorted(dependencies_up.items()):
+        if not up:
+            findings.append(("failing", f"{dependency} is down (calls failing, being retried)"))
+    for (topic, partition), samples in sorted(history.items()):
+        if not samples:
+            continue
+        where = f"{topic}[{partition}]"
+        last = samples[-1]
+        span = last.at_s - samples[0].at_s
+        if last.behind > 0 and span >= thresholds.stall_window_s and all(s.committed == last.committed for s in samples) and all(s.behind > 0 for s in samples):
+            findings.append(("failing", f"{where} stalled: committed offset {last.committed} has not moved for {span:.0f}s with {last.behind} messages behind"))
+        elif last.seconds_behind >= thresholds.lag_seconds_failing:
+            findings.append(("failing", f"{where} is {last.seconds_behind:.0f}s behind"))
+        elif len(samples) >= 3 and all(b.behind > a.behind for a, b in zip(samples, samples[1:])):
+            findings.append(("degraded", f"{where} lag growing over the last {span:.0f}s ({samples[0].behind} -> {last.behind} messages)"))
+        elif last.seconds_behind >= thresholds.lag_seconds_degraded:
+            findings.append(("degraded", f"{where} is {last.seconds_behind:.0f}s behind"))
+    if freshness_p99_s is not None and freshness_p99_s > thresholds.freshness_p99_slo_s:
+        findings.append(("degraded", f"item freshness p99 {freshness_p99_s:.1f}s is over the {thresholds.freshness_p99_slo_s:.0f}s SLO"))
+    if not findings:
+        return Verdict("healthy", ("all partitions keep up, all dependencies answer",))
+    worst = max(findings, key=lambda f: _RANK[f[0]])[0]
+    return Verdict(worst, tuple(reason for status, reason in findings if status == worst))
