@@ -30,6 +30,7 @@ class Thresholds:
     lag_seconds_failing: float = 300.0
     freshness_p99_slo_s: float = 5.0  # Milvus's bounded-staleness window: freshness must beat it
     stall_window_s: float = 30.0  # committed offset still while lag > 0 this long = stalled
+    growth_samples: int = 4  # lag rising across this many consecutive samples = growing
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +58,16 @@ def evaluate(
             continue
         where = f"{topic}[{partition}]"
         last = samples[-1]
-        span = last.at_s - samples[0].at_s
-        if last.behind > 0 and span >= thresholds.stall_window_s and all(s.committed == last.committed for s in samples) and all(s.behind > 0 for s in samples):
-            findings.append(("failing", f"{where} stalled: committed offset {last.committed} has not moved for {span:.0f}s with {last.behind} messages behind"))
+        recent = [s for s in samples if s.at_s >= last.at_s - thresholds.stall_window_s]  # the trailing stall window
+        covered = last.at_s - samples[0].at_s >= thresholds.stall_window_s
+        growth = samples[-thresholds.growth_samples :]
+        if covered and last.behind > 0 and all(s.committed == last.committed and s.behind > 0 for s in recent):
+            findings.append(("failing", f"{where} stalled: committed offset {last.committed} has not moved for {thresholds.stall_window_s:.0f}s with {last.behind} messages behind"))
         elif last.seconds_behind >= thresholds.lag_seconds_failing:
             findings.append(("failing", f"{where} is {last.seconds_behind:.0f}s behind"))
-        elif len(samples) >= 3 and all(b.behind > a.behind for a, b in zip(samples, samples[1:])):
-            findings.append(("degraded", f"{where} lag growing over the last {span:.0f}s ({samples[0].behind} -> {last.behind} messages)"))
+        elif len(growth) >= thresholds.growth_samples and all(b.behind > a.behind for a, b in zip(growth, growth[1:])):
+            span = growth[-1].at_s - growth[0].at_s
+            findings.append(("degraded", f"{where} lag growing over the last {span:.0f}s ({growth[0].behind} -> {last.behind} messages)"))
         elif last.seconds_behind >= thresholds.lag_seconds_degraded:
             findings.append(("degraded", f"{where} is {last.seconds_behind:.0f}s behind"))
     if freshness_p99_s is not None and freshness_p99_s > thresholds.freshness_p99_slo_s:

@@ -18,12 +18,13 @@ fi
 need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the status page is tested in a real headless browser
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing ${need_apt[*]} with apt-get (needed for the local Kafka broker)"
+    say "installing ${need_apt[*]} with apt-get"
     apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2
   else
-    say "missing ${need_apt[*]}: install Java 17+ and Maven to run the local Kafka broker"
+    say "missing ${need_apt[*]}: install Java 17+ and Maven (local Kafka broker) and Chromium (status page tests)"
   fi
 fi
 

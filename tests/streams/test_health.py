@@ -11,10 +11,21 @@ def test_keeping_up_is_healthy() -> None:
 
 
 def test_growing_lag_is_degraded_with_the_partition_named() -> None:
-    history = {("uploads", 3): samples([(0, 10, 15, 1.0), (10, 15, 25, 2.0), (20, 20, 40, 3.0)])}
+    history = {("uploads", 3): samples([(0, 0, 0, 0.0), (5, 0, 0, 0.0), (10, 10, 15, 1.0), (15, 15, 25, 2.0), (20, 20, 40, 3.0), (25, 21, 50, 3.5)])}
     verdict = evaluate(history, {}, None)
     assert verdict.status == "degraded"
-    assert "uploads[3] lag growing" in verdict.reasons[0] and "5 -> 20" in verdict.reasons[0]
+    assert "uploads[3] lag growing" in verdict.reasons[0] and "5 -> 29" in verdict.reasons[0]
+
+
+def test_lag_that_stopped_growing_and_is_small_is_healthy_again() -> None:
+    history = {("t", 0): samples([(0, 10, 15, 1.0), (5, 15, 25, 2.0), (10, 20, 40, 3.0), (15, 40, 40, 0.0)])}
+    assert evaluate(history, {}, None).status == "healthy"
+
+
+def test_stall_is_judged_on_the_trailing_window_only() -> None:
+    moving_then_stuck = [(t, min(t, 40), 100, 1.0) for t in range(0, 41, 5)] + [(t, 40, 100, float(t - 40)) for t in range(45, 80, 5)]
+    verdict = evaluate({("t", 0): samples(moving_then_stuck)}, {}, None, Thresholds(stall_window_s=30, lag_seconds_degraded=1000))
+    assert verdict.status == "failing" and "stalled" in verdict.reasons[0]
 
 
 def test_committed_offset_not_moving_with_lag_is_a_stalled_partition() -> None:
@@ -29,7 +40,7 @@ def test_idle_partition_with_nothing_behind_is_not_stalled() -> None:
 
 
 def test_dependency_down_is_failing_and_outranks_degraded() -> None:
-    history = {("t", 0): samples([(0, 10, 15, 1.0), (10, 15, 25, 2.0), (20, 20, 40, 40.0)])}
+    history = {("t", 0): samples([(0, 10, 15, 1.0), (10, 15, 25, 2.0), (20, 20, 40, 3.0), (30, 25, 60, 40.0)])}
     verdict = evaluate(history, {"milvus": False, "triton": True}, None)
     assert verdict.status == "failing" and verdict.reasons == ("milvus is down (calls failing, being retried)",)
 

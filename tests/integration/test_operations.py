@@ -1,0 +1,126 @@
+"""Operators' view of a real run: /metrics, the status page in headless Chromium, the verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from deploy.local.stack import Stack, free_ports
+from deploy.local.workers import start_worker, wait_for_group
+from streams.broker import producer
+from topology.codec import encode_interaction, encode_upload
+from topology.messages import Action, ContentUpload, Interaction
+from topology.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def _chromium(url: str, screenshot: Path) -> str:
+    """The page's DOM after rendering in real headless Chromium (and a screenshot of it)."""
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is needed (deploy/local/bootstrap.sh installs it with apt-get)"
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={screenshot.parent / 'chromium-profile'}"]  # fmt: skip
+    subprocess.run([*flags, "--window-size=1100,1400", f"--screenshot={screenshot}", url], capture_output=True, timeout=60, check=True)
+    return subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+def _traffic(settings: Settings, tag: str, items: int, interactions: int) -> None:
+    p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes)
+    topics = settings.topics()
+    for n in range(items):
+        upload = ContentUpload(item_id=f"{tag}-i{n}", creator_id="c", created_at_ms=int(time.time() * 1000), title=f"clip {n} of {tag}")
+        p.send(topics.uploads.name, key=upload.item_id.encode(), value=encode_upload(upload))
+    for n in range(interactions):
+        event = Interaction(event_id=f"{tag}-e{n}", user_id=f"{tag}-u{n % 7}", item_id=f"{tag}-i{n % items}", action=Action.LIKE, timestamp_ms=int(time.time() * 1000))
+        p.send(topics.interactions.name, key=event.user_id.encode(), value=encode_interaction(event))
+    p.send(topics.uploads.name, key=b"junk", value=b"\xc1 not msgpack")
+    p.flush()
+    p.close()
+
+
+def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: Settings, tmp_path: Path) -> None:
+    # one lag sample a second; a long stall window so that a paused worker reads as degraded (growing lag)
+    ops = settings.model_copy(update={"app_id": f"ops{uuid.uuid4().hex[:6]}", "status_interval_s": 1.0, "stall_window_s": 300.0})
+    port_a, port_b = free_ports(2)
+    a = start_worker(ops, port_a, stack.state_dir / "ops")
+    b = start_worker(ops, port_b, stack.state_dir / "ops")
+    try:
+        wait_for_group(ops, [a, b])
+        tag = uuid.uuid4().hex[:6]
+        _traffic(ops, tag, items=12, interactions=60)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status = json.loads(_get(f"http://127.0.0.1:{port_a}/status.json"))
+            if status["verdict"] == "healthy" and status["lag"] and not any(r["messages_behind"] for r in status["lag"]) and status["freshness_s"]:
+                break
+            time.sleep(1)
+        assert status["verdict"] == "healthy", status["reasons"]
+
+        per_worker = [_get(f"http://127.0.0.1:{port}/metrics").decode() for port in (port_a, port_b)]
+        metrics = "".join(per_worker)
+        for series in ("sail_consumer_lag_messages", "sail_consumer_lag_seconds", "sail_item_freshness_seconds_bucket", "sail_user_freshness_seconds_count",
+                       "sail_triton_request_seconds_count", "sail_triton_batch_items_count", "sail_milvus_upsert_seconds_count", "sail_dead_letters_total",
+                       "sail_events_total", "sail_dependency_up"):  # fmt: skip
+            assert series in metrics, series
+
+        def total(prefix: str) -> float:
+            return sum(float(line.rsplit(" ", 1)[1]) for text in per_worker for line in text.splitlines() if line.startswith(prefix))
+
+        upserted = total('sail_item_freshness_seconds_count{stage="upserted"}')
+        assert upserted == 12  # both workers together stored every item, each once
+        assert 0 < total('sail_item_freshness_seconds_sum{stage="upserted"}') / upserted < 30  # plausible: seconds, not hours
+        assert total('sail_dead_letters_total{reason="decode.msgpack"') == 1
+        assert total('sail_events_total{agent="content"}') == 13
+
+        dom = _chromium(f"http://127.0.0.1:{port_a}/status", tmp_path / "healthy.png")
+        assert '<span id="verdict">healthy</span>' in dom
+        assert "content-uploads" in dom and 'id="dead-letters"' in dom and "triton: up" in dom and "p99:" in dom
+        dead = [json.loads(_get(f"http://127.0.0.1:{port}/status.json"))["dead_letters"] for port in (port_a, port_b)]
+        assert sum(d.get("decode.msgpack", 0) for d in dead) == 1  # each worker shows its own dead letters
+
+        # Stop worker B (SIGSTOP: a hung worker keeps its partitions) and keep producing.
+        record = b.record()
+        assert record is not None
+        os.killpg(record.pgid, signal.SIGSTOP)
+        stop = threading.Event()
+
+        def keep_producing() -> None:
+            while not stop.is_set():
+                _traffic(ops, uuid.uuid4().hex[:6], items=6, interactions=30)
+                time.sleep(0.7)
+
+        feeder = threading.Thread(target=keep_producing, daemon=True)
+        feeder.start()
+        try:
+            verdict = "healthy"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and verdict == "healthy":
+                time.sleep(1.0)
+                verdict = json.loads(_get(f"http://127.0.0.1:{port_a}/status.json"))["verdict"]
+            dom = _chromium(f"http://127.0.0.1:{port_a}/status", tmp_path / "degraded.png")
+        finally:
+            stop.set()
+            feeder.join()
+            os.killpg(record.pgid, signal.SIGCONT)
+        assert verdict == "degraded"
+        assert '<span id="verdict">degraded</span>' in dom and "lag growing" in dom
+        shutil.copy(tmp_path / "degraded.png", stack.state_dir / "status-degraded.png")
+    finally:
+        a.stop()
+        b.stop()
