@@ -19,12 +19,13 @@ need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the status page is tested in a real headless browser
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # promtool checks and unit-tests the alert rules
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${need_apt[*]} with apt-get"
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
   else
-    say "missing ${need_apt[*]}: install Java 17+ and Maven (local Kafka broker) and Chromium (status page tests)"
+    say "missing ${need_apt[*]}: install Java 17+ and Maven (local Kafka broker), Chromium and promtool (tests)"
   fi
 fi
 
