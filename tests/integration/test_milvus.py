@@ -77,7 +77,7 @@ async def test_replayed_upsert_overwrites_instead_of_duplicating(settings: Setti
     _, users = settings.collections()
     rng = np.random.default_rng(3)
     first, second = _unit(rng, 2, users.dim)
-    row = {"user_key": user_key("u1", 0), "user_id": "u1", "slot": 0, "updated_at_ms": 1, "event_count": 1, "model_version": "v", VECTOR_FIELD: first.tolist()}
+    row = {"user_key": user_key("u1", 0), "user_id": "u1", "slot": 0, "updated_at_ms": 1, "event_count": 1, "model_version": "v", "recent_item_ids": "i1,i2", VECTOR_FIELD: first.tolist()}
     await sink.upsert(users.name, [row])
     await sink.upsert(users.name, [row])
     await sink.upsert(users.name, [{**row, "event_count": 2, VECTOR_FIELD: second.tolist()}])

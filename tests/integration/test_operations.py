@@ -17,7 +17,7 @@ import pytest
 
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
-from streams.broker import producer
+from streams.broker import ensure_topics, producer
 from topology.codec import encode_interaction, encode_upload
 from topology.messages import Action, ContentUpload, Interaction
 from topology.settings import Settings
@@ -56,7 +56,10 @@ def _traffic(settings: Settings, tag: str, items: int, interactions: int) -> Non
 
 def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: Settings, tmp_path: Path) -> None:
     # one lag sample a second; a long stall window so that a paused worker reads as degraded (growing lag)
-    ops = settings.model_copy(update={"app_id": f"ops{uuid.uuid4().hex[:6]}", "status_interval_s": 1.0, "stall_window_s": 300.0})
+    # Own topics and group, so that other tests' traffic does not count here.
+    run = uuid.uuid4().hex[:6]
+    ops = settings.model_copy(update={"app_id": f"ops{run}", "topic_prefix": f"ops{run}.", "status_interval_s": 1.0, "stall_window_s": 300.0})
+    ensure_topics(ops.kafka_bootstrap, ops.kafka_security(), ops.topics().all())
     port_a, port_b = free_ports(2)
     a = start_worker(ops, port_a, stack.state_dir / "ops")
     b = start_worker(ops, port_b, stack.state_dir / "ops")
