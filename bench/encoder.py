@@ -1,6 +1,6 @@
 """What serving costs: the SAIL encoder in-process vs through Triton, on this machine.
 
-    python -m bench.encoder [--encoder sail-tiny] [--items 256] [--quick] [--write BENCHMARKS.md]
+    python -m bench.encoder [--encoder sail-tiny] [--items 256] [--cover] [--frames N] [--quick] [--json FILE]
 
 For each batch size, the in-process baseline (`SailEncoder.encode` on a batch) and the Triton path
 (`EncoderClient.encode` from concurrent callers, through tritonserver's dynamic batcher) run on the
