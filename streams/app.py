@@ -103,7 +103,7 @@ class Updater:
         self.params = InterestParams(
             window=s.interest_window, half_life_s=s.interest_half_life_s, negative_weight=s.interest_negative_weight, slots=s.interest_slots
         )
-        token = s.milvus_token.get_secret_value() if s.milvus_token else None
+        token = s.milvus_token_value
         self.encoder = EncoderClient(s.triton_grpc_address, s.triton_timeout_s, max_batch=s.triton_max_batch_size, max_wait_ms=s.encoder_max_wait_ms, retries=s.encoder_retries)
         self.sink = MilvusSink(s.milvus_uri, token, s.milvus_backend)
         self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s)

@@ -166,7 +166,7 @@ def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
     from streams.recall import Recall, RecallError, recall_app
     from streams.sink import MilvusSink
 
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    token = settings.milvus_token_value
     items, users = settings.collections()
 
     async def make() -> tuple[MilvusSink, Recall]:

@@ -184,6 +184,11 @@ class Settings(BaseSettings):
         return env
 
     @property
+    def milvus_token_value(self) -> str | None:
+        """The Milvus token in clear, for the Milvus client only (never log it)."""
+        return self.milvus_token.get_secret_value() if self.milvus_token else None
+
+    @property
     def milvus_embedded(self) -> bool:
         """True when the URI names a Milvus Lite file opened in-process (one process only)."""
         return self.milvus_uri.endswith(".db")

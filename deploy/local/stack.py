@@ -136,7 +136,7 @@ class Stack:
             info = check_broker(s.kafka_bootstrap, s.kafka_security(), timeout_s)
             return f"cluster {info.cluster_id}, {info.broker_count} broker(s), {info.topic_count} topics"
         if service == "milvus":
-            token = s.milvus_token.get_secret_value() if s.milvus_token else None
+            token = s.milvus_token_value
             collections = check_milvus(s.milvus_uri, token, timeout_s)
             return f"{s.milvus_backend}, {len(collections)} collections"
         health = check_triton(s.triton_grpc_address, (PROBE.name, SAIL_ENCODER.name), timeout_s)
@@ -259,7 +259,7 @@ class Stack:
             created = ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
             self.progress(f"kafka: topics ready ({len(created)} created, {len(s.topics().all()) - len(created)} existed)")
         if "milvus" in services:
-            token = s.milvus_token.get_secret_value() if s.milvus_token else None
+            token = s.milvus_token_value
             created = ensure_collections(s.milvus_uri, token, s.collections(), s.milvus_backend)
             self.progress(f"milvus: collections ready ({len(created)} created, {2 - len(created)} existed)")
 

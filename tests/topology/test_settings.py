@@ -46,6 +46,8 @@ def test_secrets_never_appear_in_repr_or_dump() -> None:
         assert "hunter2-secret" not in text and "milvus-secret" not in text
     assert s.kafka_security().sasl_password is not None
     assert s.kafka_security().sasl_password.get_secret_value() == "hunter2-secret"
+    assert s.milvus_token_value == "root:milvus-secret"
+    assert Settings().milvus_token_value is None
 
 
 def test_settings_are_frozen() -> None:
