@@ -67,9 +67,10 @@ async def test_upserted_items_are_got_by_key_and_found_by_similarity(settings: S
     # Filters the recall side will use: fresh-only and exclude-creator.
     filtered = await sink.search(
         items.name, vectors[[10]], limit=50, vector_field=VECTOR_FIELD,
-        filter_expr='created_at_ms >= 1030 and creator_id != "c1"', output_fields=["creator_id", "created_at_ms"], consistency="Strong",
+        filter_expr='created_at_ms >= 1030 and created_at_ms < 1050 and creator_id != "c1"', output_fields=["creator_id", "created_at_ms"], consistency="Strong",
     )  # fmt: skip
-    assert filtered[0] and all(h.fields["created_at_ms"] >= 1030 and h.fields["creator_id"] != "c1" for h in filtered[0])
+    # (the upper bound keeps other tests' items, which share the collection, out of the count)
+    assert filtered[0] and all(1030 <= h.fields["created_at_ms"] < 1050 and h.fields["creator_id"] != "c1" for h in filtered[0])
     assert len(filtered[0]) == 16  # items 30..49 minus the four of creator c1
 
 
