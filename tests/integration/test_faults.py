@@ -16,7 +16,7 @@ from deploy.local.workers import start_worker, wait_for_group
 from streams.broker import ensure_topics, group_lag, producer
 from streams.interest import InterestParams, fold_interactions, interest_vectors
 from streams.produce import LoadPlan, Traffic
-from tests.integration.test_streaming import _items, _user_vectors, _wait
+from tests.integration.test_streaming import _drained, _items, _user_vectors, _wait
 from topology.codec import encode_interaction, encode_upload
 from topology.settings import Settings
 
@@ -28,14 +28,6 @@ def _own(settings: Settings, name: str) -> Settings:
     own = settings.model_copy(update={"app_id": f"{name}{run}", "topic_prefix": f"{name}{run}."})
     ensure_topics(own.kafka_bootstrap, own.kafka_security(), own.topics().all())
     return own
-
-
-def _drained(settings: Settings) -> bool:
-    topics = settings.topics()
-    return all(
-        not any(group_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, t.name).values())
-        for t in (topics.uploads, topics.interactions, topics.interactions_retry)
-    )
 
 
 def _stream(settings: Settings, seed: int, uploads: int, interactions: int) -> tuple[list, list]:
