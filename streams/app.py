@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError
 from encoders.client import EncoderClient, EncoderUnavailable
 from encoders.signature import EncodeRequest
 from streams.interest import InterestParams, apply_interaction, decode_state, encode_state, interest_vectors
+from streams.lag import caught_up, oldest_pending
 from streams.media import MediaResolver
 from streams.health import Thresholds
 from streams.metrics import Metrics
@@ -111,6 +112,7 @@ class Updater:
         self.metrics = Metrics()
         self._started = False
         self._lock = asyncio.Lock()
+        self._uploads_pending: tuple[float, list[int | None]] | None = None  # (checked at, oldest pending upload per partition)
         self.dead_letter_topic = app.topic(self.topics.dead_letters.name, key_serializer="raw", value_serializer="raw")
         self.embeddings_topic = app.topic(self.topics.item_embeddings.name, key_serializer="raw", value_serializer="raw")
         self.interactions_topic = app.topic(self.topics.interactions.name, key_serializer="raw", value_serializer="raw")
@@ -194,10 +196,7 @@ class Updater:
         cover = await self.media.resolve(upload.cover, "cover")
         frames = [await self.media.resolve(frame, f"frames[{i}]") for i, frame in enumerate(upload.frames)]
         audio = await self.media.resolve(upload.audio, "audio")
-        return EncodeRequest(
-            role="target", title=upload.title, ocr_text=upload.ocr_text, asr_text=upload.asr_text, author_nickname=upload.author_nickname,
-            tags=upload.tags, cover=cover, frames=tuple(f for f in frames if f is not None), audio=audio,
-        )  # fmt: skip
+        return encode_request(upload, cover, tuple(f for f in frames if f is not None), audio)
 
     async def handle_uploads(self, events: Sequence[Any]) -> None:
         """One micro-batch of uploads, end to end; returns only when its effects are durable."""
@@ -355,9 +354,25 @@ class Updater:
         )  # fmt: skip
         await self.send(self.retry_topic, message.key, encode_retry(envelope))
 
+    async def content_caught_up(self, since_ms: int) -> bool:
+        """True once the group has processed every upload written up to `since_ms`. While the content
+        agent is behind (a crash, Triton or Milvus down, a backlog) the item may still be on its way.
+        Checked against Kafka at most once a second; unknown (Kafka unreachable) counts as behind."""
+        checked = self._uploads_pending
+        if checked is None or time.monotonic() - checked[0] > 1.0:
+            try:
+                pending = await asyncio.to_thread(oldest_pending, self.settings.kafka_bootstrap, self.settings.kafka_security(), self.settings.app_id, self.topics.uploads.name)
+            except Exception as exc:  # noqa: BLE001 - kafka-python admin errors of every kind mean "unknown"
+                logger.warning("cannot read the content agent's progress, the interaction keeps waiting: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                return False
+            checked = self._uploads_pending = (time.monotonic(), pending)
+        return caught_up(checked[1], since_ms)
+
     async def handle_retry(self, event: Any) -> None:
         """An interaction whose item had no embedding: wait for its turn, then send it back to the
-        interactions topic once the item exists, or dead-letter it after `item_wait_s`."""
+        interactions topic once the item exists, or dead-letter it once it has waited `item_wait_s`
+        and the content agent has processed every upload written before the interaction was seen
+        (so a crash or an outage upstream never turns a good interaction into a dead letter)."""
         await self.ensure_started()
         self.metrics.count_events("retry", 1)
         try:
@@ -374,9 +389,9 @@ class Updater:
             await self.send(self.interactions_topic, key, envelope.original)
             return
         waited_s = (now_ms() - envelope.first_seen_ms) / 1000
-        if waited_s >= self.settings.item_wait_s:
+        if waited_s >= self.settings.item_wait_s and await self.content_caught_up(envelope.first_seen_ms):
             source = (envelope.source_topic, envelope.partition, envelope.offset)
-            await self.dead_letter(envelope.original, key, source, reasons.ITEM_NOT_FOUND, f"item {interaction.item_id} had no embedding after {waited_s:.1f}s")
+            await self.dead_letter(envelope.original, key, source, reasons.ITEM_NOT_FOUND, f"item {interaction.item_id} had no embedding after {waited_s:.1f}s, with every earlier upload processed")
             return
         backoff_ms = min(self.settings.item_retry_backoff_ms * 2 ** (envelope.attempts + 1), self.settings.retry_backoff_max_s * 1000)
         again = RetryEnvelope(
@@ -384,6 +399,14 @@ class Updater:
             attempts=envelope.attempts + 1, first_seen_ms=envelope.first_seen_ms, not_before_ms=now_ms() + int(backoff_ms),
         )  # fmt: skip
         await self.send(self.retry_topic, key, encode_retry(again))
+
+
+def encode_request(upload: ContentUpload, cover: bytes | None, frames: tuple[bytes, ...], audio: bytes | None) -> EncodeRequest:
+    """What the encoder is asked for an upload, once its media bytes are in hand."""
+    return EncodeRequest(
+        role="target", title=upload.title, ocr_text=upload.ocr_text, asr_text=upload.asr_text, author_nickname=upload.author_nickname,
+        tags=upload.tags, cover=cover, frames=frames, audio=audio,
+    )  # fmt: skip
 
 
 def recent_items_field(state: Any) -> str:
@@ -434,6 +457,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
         producer_max_request_size=s.max_message_bytes + 128 * 1024,
         consumer_max_fetch_size=s.max_message_bytes + 128 * 1024,
         broker_commit_interval=1.0,
+        broker_session_timeout=s.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.kafka_session_timeout_s / 3),
         stream_buffer_maxsize=1024,
     )
     updater = Updater(s, app)

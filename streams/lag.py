@@ -34,11 +34,30 @@ def lag_of(committed: int, end: int, oldest_unprocessed_ms: int | None, now_ms: 
     return behind, max(now_ms - oldest_unprocessed_ms, 0) / 1000.0
 
 
-def read_lag(bootstrap: str, security: KafkaSecurity, group_id: str, topics: Iterable[str], now_ms: int) -> list[PartitionLag]:
-    """Lag of `group_id` on each partition of `topics`."""
+def caught_up(oldest_pending_ms: Iterable[int | None], since_ms: int) -> bool:
+    """True when no partition still holds an unprocessed record written at or before `since_ms`.
+    A partition with lag whose oldest record could not be read (None) counts as not caught up."""
+    return all(stamp is not None and stamp > since_ms for stamp in oldest_pending_ms)
+
+
+def _pending(bootstrap: str, security: KafkaSecurity, group_id: str, topics: Iterable[str]) -> tuple[dict[str, dict[int, tuple[int, int]]], dict[tuple[str, int], int]]:
+    """(committed, end) offsets per topic and partition, and the timestamp of the oldest unprocessed
+    record of each partition with lag."""
     offsets = {topic: partition_offsets(bootstrap, security, group_id, topic) for topic in topics}
     behind = {(t, p): done for t, parts in offsets.items() for p, (done, end) in parts.items() if end > done}
-    stamps = record_timestamps(bootstrap, security, behind)
+    return offsets, record_timestamps(bootstrap, security, behind)
+
+
+def oldest_pending(bootstrap: str, security: KafkaSecurity, group_id: str, topic: str) -> list[int | None]:
+    """Timestamp (ms) of the oldest record `group_id` has not processed yet, for each partition of
+    `topic` with lag (None where it could not be read); empty when the group is caught up."""
+    offsets, stamps = _pending(bootstrap, security, group_id, [topic])
+    return [stamps.get((topic, p)) for p, (done, end) in offsets[topic].items() if end > done]
+
+
+def read_lag(bootstrap: str, security: KafkaSecurity, group_id: str, topics: Iterable[str], now_ms: int) -> list[PartitionLag]:
+    """Lag of `group_id` on each partition of `topics`."""
+    offsets, stamps = _pending(bootstrap, security, group_id, topics)
     rows = []
     for topic, parts in offsets.items():
         for partition, (done, end) in sorted(parts.items()):

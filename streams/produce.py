@@ -101,15 +101,17 @@ class Traffic:
             author_nickname=f"{topic}_creator_{creator}", tags=(topic, str(self.rng.choice(["fun", "howto", "daily", "top"]))), cover=cover,
         )  # fmt: skip
 
-    def interaction(self, now_ms: int) -> Interaction | None:
-        if not self.items:
+    def interaction(self, now_ms: int, visible: int | None = None) -> Interaction | None:
+        """A user acting on one of the first `visible` items (default: every item uploaded so far)."""
+        seen = len(self.items) if visible is None else min(visible, len(self.items))
+        if not seen:
             return None
         user = int(self.rng.integers(self.plan.users))
         likes = self.user_topics[user]
         # Zipf popularity over existing items, biased to the user's topics 70% of the time
         for _ in range(8):
             rank = int(self.rng.zipf(self.plan.zipf_a)) - 1
-            index = len(self.items) - 1 - (rank % len(self.items))  # newer items are more popular
+            index = seen - 1 - (rank % seen)  # newer items are more popular
             if self.item_topics[index] in likes or self.rng.random() < 0.3:
                 break
         action = ACTIONS[int(self.rng.choice(len(ACTIONS), p=ACTION_P))]

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("sail.", description="every topic is named <prefix><base>")
     topic_partitions: int = Field(6, ge=1, description="partitions: the unit of parallelism across workers")
     topic_replication_factor: int = Field(1, ge=1)
+    kafka_session_timeout_s: float = Field(
+        20.0, ge=6, le=300, description="a worker that stops heartbeating (crash, kill) loses its partitions to the others after this long"
+    )
 
     # Milvus
     milvus_uri: str = Field(

@@ -69,12 +69,6 @@ def _check_end_state(settings: Settings, items: list, events: list) -> None:
     assert not wrong, f"{len(wrong)} of {len(users)} users differ from the recomputation: " + "; ".join(wrong)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (issue 7): after SIGKILL and restart, users' interest state is not restored from the "
-    "Faust table changelog (event counts far below the log, e.g. 5 of 49); the restarted worker's recovery "
-    "reports an empty changelog for its partitions. Found by this test, not fixed yet.",
-)
 def test_worker_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice(stack: Stack, settings: Settings) -> None:
     own = _own(settings, "kill")
     (port,) = free_ports(1)

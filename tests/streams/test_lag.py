@@ -1,4 +1,4 @@
-from streams.lag import PartitionLag, format_table, lag_of
+from streams.lag import PartitionLag, caught_up, format_table, lag_of
 
 
 def test_nothing_behind_means_zero_seconds_whatever_the_timestamps() -> None:
@@ -17,3 +17,10 @@ def test_table_totals_sum_messages_and_take_the_worst_seconds() -> None:
     rows = [PartitionLag("g", "t", 0, 5, 9, 4, 2.0), PartitionLag("g", "t", 1, 3, 3, 0, 0.0), PartitionLag("g", "t", 2, 1, 4, 3, 7.5)]
     last = format_table(rows).splitlines()[-1].split()
     assert last == ["g", "t", "all", "7", "7.5"]
+
+
+def test_caught_up_only_when_every_pending_record_is_newer_than_the_moment() -> None:
+    assert caught_up([], since_ms=5_000)  # no lag anywhere
+    assert caught_up([6_000, 9_000], since_ms=5_000)  # what is left was written after the moment
+    assert not caught_up([6_000, 5_000], since_ms=5_000)  # a record from that moment still waits
+    assert not caught_up([None], since_ms=5_000)  # lag whose age is unknown: not caught up

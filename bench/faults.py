@@ -1,0 +1,595 @@
+"""Fault harness: the delivery promise under crashes, outages and hostile input, on the real stack.
+
+    python -m bench.faults                                  # every scenario, 2,000 uploads each
+    python -m bench.faults --scenarios worker-kill,hostile --uploads 10000
+    python -m bench.faults --json faults.json --markdown faults.md
+
+Each scenario starts its own workers (own consumer group, topics and collections) on one local stack
+(Kafka KRaft, Milvus Lite, Triton), streams a known, seeded workload at a steady rate (uploads, five
+interactions per upload, duplicates, out-of-order events and hostile messages interleaved), injects
+its faults mid-stream, waits until the lag is zero without any manual step, and checks the end state
+against a recomputation from the event log:
+- every good upload is in Milvus with the vector the encoder gives for it (cosine >= 0.999);
+- every user's vector equals the pure function over that user's good events (duplicates once);
+- every bad message is in the dead-letter topic with its reason, and no good event is there;
+- no worker exited except those the scenario killed.
+Recovery times come from the group's committed offsets, sampled every second: *resumed* = from the
+end of a fault until the affected partitions commit again; *caught up* = until the lag is back to
+its level before the fault. Never a test by itself: `tests/integration/test_faults.py` runs the same
+scenarios small and asserts on correctness only, never on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.hostile import Fuzzer, Hostile
+from deploy.local.process import ManagedProcess
+from deploy.local.stack import Stack, free_ports
+from deploy.local.workers import start_worker, wait_for_group
+from encoders.client import EncoderClient
+from streams.app import encode_request
+from streams.broker import consumer, ensure_topics, group_assignment, partition_offsets, producer
+from streams.interest import InterestParams, fold_interactions, interest_vectors
+from streams.produce import LoadPlan, Traffic
+from streams.sink import MilvusSink, ensure_collections
+from topology import reasons
+from topology.codec import decode_dead_letter, encode_interaction, encode_upload
+from topology.collections import VECTOR_FIELD, user_key
+from topology.messages import ContentUpload, Interaction
+from topology.settings import Settings
+
+SCENARIOS = ("worker-kill", "two-workers-one-killed", "triton-down", "milvus-down", "kafka-restart", "hostile")
+TP = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """The seeded workload of one scenario."""
+
+    uploads: int = 2000
+    uploads_per_s: float = 30.0
+    interactions_per_upload: float = 5.0
+    hostile_share: float = 0.05  # bad messages per good event
+    duplicate_share: float = 0.02  # exact re-sends of good interactions
+    late_share: float = 0.02  # good interactions stamped up to an hour in the past
+    users: int = 200
+    seed: int = 7
+    visible_after_s: float = 3.0  # users act on items uploaded at least this long ago
+    image_share: float = 0.3
+
+    @property
+    def duration_s(self) -> float:
+        return self.uploads / self.uploads_per_s
+
+
+@dataclass
+class Sent:
+    """Everything the stream produced: the log the end state is checked against."""
+
+    uploads: list[ContentUpload] = field(default_factory=list)
+    interactions: list[Interaction] = field(default_factory=list)  # good ones, duplicates included
+    good_bytes: set[bytes] = field(default_factory=set)
+    bad: list[Hostile] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return len(self.uploads) + len(self.interactions) + len(self.bad)
+
+
+class Stream(threading.Thread):
+    """Produces the plan at its rate; a producer that outlives a broker restart (idempotent, acks=all,
+    re-sends what failed), so every record counted in `sent` is in Kafka."""
+
+    def __init__(self, settings: Settings, plan: StreamPlan, run_id: str) -> None:
+        super().__init__(name="fault-stream", daemon=True)
+        self.settings, self.plan, self.run_id = settings, plan, run_id
+        self.sent = Sent()
+        self.error: BaseException | None = None
+        self.finished_at: float | None = None
+
+    def run(self) -> None:
+        try:
+            self._produce()
+        except BaseException as exc:  # noqa: BLE001 - reported by the harness
+            self.error = exc
+        self.finished_at = time.monotonic()
+
+    def _produce(self) -> None:
+        s, plan, sent = self.settings, self.plan, self.sent
+        topics = s.topics()
+        names = {"uploads": topics.uploads.name, "interactions": topics.interactions.name}
+        traffic = Traffic(LoadPlan(users=plan.users, seed=plan.seed, image_share=plan.image_share), run_id=self.run_id)
+        fuzzer = Fuzzer(plan.seed + 1, s.limits(), self.run_id)
+        rng = np.random.default_rng(plan.seed + 2)
+        p = producer(s.kafka_bootstrap, s.kafka_security(), s.max_message_bytes, max_block_ms=300_000, linger_ms=5)
+        pending: list[tuple[str, bytes, bytes, object]] = []
+
+        def send(topic: str, key: bytes, value: bytes) -> None:
+            pending.append((topic, key, value, p.send(topic, key=key, value=value)))
+
+        uploaded_at: list[float] = []
+        began = time.monotonic()
+        try:
+            while len(sent.uploads) < plan.uploads:
+                elapsed = time.monotonic() - began
+                while len(sent.uploads) < min(plan.uploads, plan.uploads_per_s * elapsed):
+                    upload = traffic.upload(int(time.time() * 1000))
+                    sent.uploads.append(upload)
+                    uploaded_at.append(time.monotonic())
+                    data = encode_upload(upload)
+                    sent.good_bytes.add(data)
+                    send(names["uploads"], upload.item_id.encode(), data)
+                visible = int(np.searchsorted(uploaded_at, time.monotonic() - plan.visible_after_s))
+                while visible and len(sent.interactions) < plan.interactions_per_upload * plan.uploads_per_s * elapsed:
+                    event = traffic.interaction(int(time.time() * 1000), visible=visible)
+                    assert event is not None
+                    roll = rng.random()
+                    if roll < plan.late_share:
+                        event = fuzzer.out_of_order(event)
+                    self._interaction(send, names["interactions"], event)
+                    if rng.random() < plan.duplicate_share and sent.interactions:
+                        again = sent.interactions[int(rng.integers(len(sent.interactions)))]
+                        self._interaction(send, names["interactions"], again)
+                    while len(sent.bad) < plan.hostile_share * (len(sent.uploads) + len(sent.interactions)):
+                        bad = fuzzer.bad(sent.uploads[int(rng.integers(len(sent.uploads)))], event)
+                        sent.bad.append(bad)
+                        send(names[bad.topic], bad.key, bad.value)
+                time.sleep(0.01)
+            self._settle(p, pending)
+        finally:
+            p.close()
+
+    def _interaction(self, send: Callable[[str, bytes, bytes], None], topic: str, event: Interaction) -> None:
+        data = encode_interaction(event)
+        self.sent.interactions.append(event)
+        self.sent.good_bytes.add(data)
+        send(topic, event.user_id.encode(), data)
+
+    @staticmethod
+    def _settle(p: object, pending: list[tuple[str, bytes, bytes, object]]) -> None:
+        """Flush, then re-send whatever the client gave up on (a re-send is a duplicate, which the
+        pipeline must absorb anyway) until every record is acknowledged."""
+        for _ in range(20):
+            p.flush()  # type: ignore[attr-defined]
+            failed = [(t, k, v) for t, k, v, future in pending if future.failed()]  # type: ignore[attr-defined]
+            if not failed:
+                return
+            pending[:] = [(t, k, v, p.send(t, key=k, value=v)) for t, k, v in failed]  # type: ignore[attr-defined]
+            time.sleep(1.0)
+        raise RuntimeError(f"{len(pending)} records could not be produced after 20 flushes")
+
+
+class Monitor(threading.Thread):
+    """Samples the group's committed and log-end offsets per partition every second."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(name="fault-monitor", daemon=True)
+        self.settings = settings
+        topics = settings.topics()
+        self.topics = [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name]
+        self.samples: list[tuple[float, dict[TP, tuple[int, int]]]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        s = self.settings
+        while not self._halt.is_set():
+            try:
+                offsets = {(t, p): v for t in self.topics for p, v in partition_offsets(s.kafka_bootstrap, s.kafka_security(), s.app_id, t, timeout_s=3.0).items()}
+                self.samples.append((time.monotonic(), offsets))
+            except Exception:  # noqa: BLE001 - Kafka down: no sample this second
+                pass
+            self._halt.wait(1.0)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+
+
+@dataclass
+class Fault:
+    what: str
+    injected_at: float
+    restored_at: float
+    partitions: frozenset[TP] | None = None  # the partitions it stopped; None: all
+    resumed_s: float | None = None
+    caught_up_s: float | None = None
+
+
+def _lag(offsets: dict[TP, tuple[int, int]], partitions: frozenset[TP] | None = None) -> int:
+    return sum(end - done for tp, (done, end) in offsets.items() if partitions is None or tp in partitions)
+
+
+def measure(fault: Fault, samples: list[tuple[float, dict[TP, tuple[int, int]]]]) -> None:
+    """Fill in resumed_s and caught_up_s from the offset samples (None where never seen)."""
+    mine = fault.partitions
+
+    def committed(offsets: dict[TP, tuple[int, int]]) -> int:
+        return sum(done for tp, (done, _) in offsets.items() if mine is None or tp in mine)
+
+    before = [o for t, o in samples if fault.injected_at - 10 <= t <= fault.injected_at]
+    at_restore = [o for t, o in samples if t <= fault.restored_at]
+    after = [(t, o) for t, o in samples if t > fault.restored_at]
+    if not at_restore or not after:
+        return
+    base = committed(at_restore[-1])
+    level = max((_lag(o, mine) for o in before), default=0)
+    for t, offsets in after:
+        if fault.resumed_s is None and (committed(offsets) > base or _lag(offsets, mine) == 0):
+            fault.resumed_s = round(t - fault.restored_at, 1)
+        if fault.caught_up_s is None and _lag(offsets, mine) <= level:
+            fault.caught_up_s = round(t - fault.restored_at, 1)
+
+
+@dataclass
+class Result:
+    scenario: str
+    events_in: int
+    uploads: int
+    interactions: int
+    bad_sent: int
+    items_verified: int
+    items_lost: int
+    items_wrong: int
+    users_verified: int
+    users_wrong: int
+    dead_lettered: int
+    bad_not_dead_lettered: int
+    bad_wrong_reason: int
+    good_dead_lettered: int
+    workers_exited: int
+    drained_s: float
+    faults: list[Fault]
+    problems: list[str]
+
+    @property
+    def lost(self) -> int:
+        return self.items_lost + self.users_wrong + self.bad_not_dead_lettered
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+class Scenario:
+    """One run: own group, topics and collections; workers started here and stopped at the end."""
+
+    def __init__(
+        self, stack: Stack, name: str, plan: StreamPlan, run_dir: Path, progress: Callable[[str], None] = lambda line: None,
+        outage_s: float = 30.0, **overrides: object,
+    ) -> None:  # fmt: skip
+        if name not in SCENARIOS:
+            raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+        tag = f"{name.replace('-', '')[:10]}{uuid.uuid4().hex[:6]}"
+        self.stack, self.name, self.plan, self.progress, self.outage_s = stack, name, plan, progress, outage_s
+        self.settings = stack.settings.model_copy(
+            update={"item_wait_s": 10.0, **overrides, "app_id": tag, "topic_prefix": f"{tag}.", "milvus_collection_prefix": f"{tag}_"}
+        )
+        s = self.settings
+        ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
+        ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend)
+        self.run_dir = run_dir / tag
+        self.rng = np.random.default_rng(plan.seed + 100)
+        self.workers: list[ManagedProcess] = []
+        self.killed: set[str] = set()
+        self.faults: list[Fault] = []
+        self.began = 0.0
+        self._members_before: dict[str, set[TP]] = {}
+
+    # ------------------------------------------------------------------ workers and faults
+
+    def start_workers(self, count: int) -> None:
+        for port in free_ports(count):
+            self.workers.append(start_worker(self.settings, port, self.run_dir, loglevel="warning"))
+        wait_for_group(self.settings, [w for w in self.workers if w.is_running()])
+
+    def kill(self, worker: ManagedProcess) -> None:
+        record = worker.record()
+        if record is not None:
+            os.killpg(record.pgid, signal.SIGKILL)
+        worker.stop()
+        self.killed.add(worker.name)
+
+    def restart(self, worker: ManagedProcess) -> ManagedProcess:
+        port = int(worker.name.rsplit("-", 1)[1])
+        fresh = start_worker(self.settings, port, self.run_dir, loglevel="warning")
+        self.workers[self.workers.index(worker)] = fresh
+        self.killed.discard(worker.name)
+        return fresh
+
+    def at(self, fraction: float) -> None:
+        """Sleep until `fraction` of the stream's duration has passed."""
+        time.sleep(max(self.began + fraction * self.plan.duration_s - time.monotonic(), 0.0))
+
+    def outage(self, service: str, down_s: float) -> None:
+        injected = time.monotonic()
+        self.stack.down([service])
+        self.progress(f"{self.name}: {service} down for {down_s:.0f}s")
+        time.sleep(down_s)
+        self.stack.up([service])
+        self.faults.append(Fault(f"{service} down {down_s:.0f}s", injected, time.monotonic()))
+
+    def inject(self) -> None:
+        """The scenario's faults, at seeded points of the stream."""
+        u = self.rng.uniform
+        if self.name == "worker-kill":
+            (worker,) = self.workers
+            for label, when in (("mid-stream", u(0.15, 0.3)), ("during recovery", None), ("late", u(0.55, 0.75))):
+                if when is None:
+                    time.sleep(u(3.0, 8.0))  # the restarted worker waits in a rebalance for the dead member to expire
+                else:
+                    self.at(when)
+                injected = time.monotonic()
+                self.kill(worker)
+                worker = self.restart(worker)
+                self.progress(f"{self.name}: SIGKILL ({label}) and restart")
+                self.faults.append(Fault(f"SIGKILL {label}, restart", injected, time.monotonic()))
+        elif self.name == "two-workers-one-killed":
+            self.at(u(0.25, 0.5))
+            _, self._members_before = group_assignment(self.settings.kafka_bootstrap, self.settings.kafka_security(), self.settings.app_id)
+            injected = time.monotonic()
+            self.kill(self.workers[1])
+            self.progress(f"{self.name}: SIGKILL one of two workers, not restarted")
+            self.faults.append(Fault("SIGKILL 1 of 2 workers, survivor takes over", injected, injected))
+        elif self.name == "triton-down":
+            self.at(0.25)
+            self.outage("triton", self.outage_s)
+        elif self.name == "milvus-down":
+            self.at(0.25)
+            self.outage("milvus", self.outage_s)
+        elif self.name == "kafka-restart":
+            self.at(0.3)
+            self.outage("kafka", min(self.outage_s, 10.0))
+
+    def _victims(self) -> frozenset[TP] | None:
+        """The partitions the killed worker held: those of the member that is gone from the group."""
+        if not self._members_before:
+            return None
+        _, now = group_assignment(self.settings.kafka_bootstrap, self.settings.kafka_security(), self.settings.app_id)
+        gone = [parts for member, parts in self._members_before.items() if member not in now]
+        return frozenset().union(*gone) if gone else None
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self, drain_timeout_s: float = 900.0) -> Result:
+        plan = self.plan
+        self.start_workers(2 if self.name == "two-workers-one-killed" else 1)
+        monitor = Monitor(self.settings)
+        monitor.start()
+        stream = Stream(self.settings, plan, run_id=f"{self.settings.app_id}")
+        self.began = time.monotonic()
+        stream.start()
+        try:
+            self.inject()
+            stream.join()
+            if stream.error is not None:
+                raise RuntimeError(f"the stream producer failed: {stream.error}") from stream.error
+            self.progress(f"{self.name}: stream done ({stream.sent.events} events), waiting for zero lag")
+            drained = self._drain(drain_timeout_s)
+        finally:
+            monitor.stop()
+        if self.name == "two-workers-one-killed":
+            self.faults[0].partitions = self._victims()
+        for fault in self.faults:
+            measure(fault, monitor.samples)
+        exited = [w.name for w in self.workers if w.name not in self.killed and not w.is_running()]
+        try:
+            return self.verify(stream.sent, drained - (stream.finished_at or drained), exited)
+        finally:
+            for worker in self.workers:
+                worker.stop()
+
+    def _drain(self, timeout_s: float) -> float:
+        s = self.settings
+        topics = [t.name for t in (s.topics().uploads, s.topics().interactions, s.topics().interactions_retry)]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if all(done >= end for t in topics for done, end in partition_offsets(s.kafka_bootstrap, s.kafka_security(), s.app_id, t).values()):
+                    return time.monotonic()
+            except Exception:  # noqa: BLE001 - Kafka still coming back
+                pass
+            time.sleep(1.0)
+        raise TimeoutError(f"{self.name}: lag did not return to zero within {timeout_s:.0f}s")
+
+    # ------------------------------------------------------------------ the check
+
+    def verify(self, sent: Sent, drained_s: float, exited: list[str]) -> Result:
+        s = self.settings
+        problems: list[str] = []
+        stored = asyncio.run(_stored_items(s, [u.item_id for u in sent.uploads]))
+        expected = asyncio.run(_encode(s, sent.uploads))
+        lost = [u.item_id for u in sent.uploads if u.item_id not in stored]
+        wrong = [i for i, v in expected.items() if i in stored and float(stored[i] @ v / (np.linalg.norm(stored[i]) * np.linalg.norm(v))) < 0.999]
+        if lost:
+            problems.append(f"{len(lost)} uploads missing from Milvus, e.g. {lost[:3]}")
+        if wrong:
+            problems.append(f"{len(wrong)} items with a vector unlike the encoder's (cosine < 0.999), e.g. {wrong[:3]}")
+
+        params = InterestParams(s.interest_window, s.interest_half_life_s, negative_weight=s.interest_negative_weight, slots=s.interest_slots)
+        logs: dict[str, list[Interaction]] = {}
+        for event in sent.interactions:
+            logs.setdefault(event.user_id, []).append(event)
+        got = asyncio.run(_user_rows(s, sorted(logs)))
+        users_wrong = []
+        for user, log in sorted(logs.items()):
+            state = fold_interactions(log, params)
+            want = interest_vectors(state, stored, params)
+            row = got.get(user)
+            if want is None:
+                if row is not None:
+                    users_wrong.append(f"{user}: a row although no positive event")
+            elif row is None:
+                users_wrong.append(f"{user}: no row")
+            elif row[1] != state.event_count or not np.allclose(row[0], want[0], atol=1e-5):
+                users_wrong.append(f"{user}: event_count {row[1]} vs {state.event_count} in the log, max |diff| {float(np.abs(row[0] - want[0]).max()):.1e}")
+        if users_wrong:
+            problems.append(f"{len(users_wrong)} of {len(logs)} users differ from the recomputation: " + "; ".join(users_wrong[:5]))
+
+        letters = _dead_letters(s)
+        by_original: dict[bytes, set[str]] = {}
+        for original, reason in letters:
+            by_original.setdefault(original, set()).add(reason)
+        missing = [b for b in sent.bad if b.value not in by_original]
+        wrong_reason = [b for b in sent.bad if b.value in by_original and not (by_original[b.value] <= reasons.ALL and (b.reason is None or b.reason in by_original[b.value]))]
+        good_there = sum(1 for original, _ in letters if original in sent.good_bytes)
+        if missing:
+            problems.append(f"{len(missing)} bad messages not dead-lettered, kinds {dict(Counter(b.kind for b in missing))}")
+        if wrong_reason:
+            problems.append(f"{len(wrong_reason)} bad messages with a wrong reason, e.g. {[(b.kind, sorted(by_original[b.value])) for b in wrong_reason[:3]]}")
+        if good_there:
+            problems.append(f"{good_there} good events in the dead-letter topic")
+        if exited:
+            problems.append(f"workers exited by themselves: {exited}")
+        return Result(
+            scenario=self.name, events_in=sent.events, uploads=len(sent.uploads), interactions=len(sent.interactions), bad_sent=len(sent.bad),
+            items_verified=len(sent.uploads) - len(lost) - len(wrong), items_lost=len(lost), items_wrong=len(wrong),
+            users_verified=len(logs) - len(users_wrong), users_wrong=len(users_wrong), dead_lettered=len(letters),
+            bad_not_dead_lettered=len(missing), bad_wrong_reason=len(wrong_reason), good_dead_lettered=good_there,
+            workers_exited=len(exited), drained_s=round(drained_s, 1), faults=self.faults, problems=problems,
+        )  # fmt: skip
+
+
+async def _stored_items(settings: Settings, ids: list[str]) -> dict[str, np.ndarray]:
+    sink = MilvusSink(settings.milvus_uri, settings.milvus_token_value, settings.milvus_backend)
+    await sink.start()
+    try:
+        found = {}
+        for start in range(0, len(ids), 500):
+            for row in await sink.get(settings.collections()[0].name, ids[start : start + 500], fields=[VECTOR_FIELD]):
+                found[row["item_id"]] = np.asarray(row[VECTOR_FIELD], dtype=np.float32)
+        return found
+    finally:
+        await sink.close()
+
+
+async def _user_rows(settings: Settings, users: list[str]) -> dict[str, tuple[np.ndarray, int]]:
+    sink = MilvusSink(settings.milvus_uri, settings.milvus_token_value, settings.milvus_backend)
+    await sink.start()
+    try:
+        found = {}
+        for start in range(0, len(users), 500):
+            keys = [user_key(u, 0) for u in users[start : start + 500]]
+            for row in await sink.get(settings.collections()[1].name, keys, fields=[VECTOR_FIELD, "event_count", "user_id"]):
+                found[row["user_id"]] = (np.asarray(row[VECTOR_FIELD], dtype=np.float32), int(row["event_count"]))
+        return found
+    finally:
+        await sink.close()
+
+
+async def _encode(settings: Settings, uploads: list[ContentUpload]) -> dict[str, np.ndarray]:
+    """The encoder's own vector for each upload, asked of Triton directly (inline media only)."""
+    client = EncoderClient(settings.triton_grpc_address, timeout_s=60.0, max_batch=settings.triton_max_batch_size)
+    await client.start()
+    try:
+        vectors = {}
+        for start in range(0, len(uploads), 32):
+            batch = uploads[start : start + 32]
+            requests = [encode_request(u, u.cover.data if u.cover else None, tuple(f.data for f in u.frames if f.data), u.audio.data if u.audio else None) for u in batch]
+            for upload, result in zip(batch, await client.encode(requests)):
+                if result.vector is not None:
+                    vectors[upload.item_id] = result.vector
+        return vectors
+    finally:
+        await client.close()
+
+
+def _dead_letters(settings: Settings) -> list[tuple[bytes, str]]:
+    """(original bytes, reason) of every record in the dead-letter topic."""
+    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().dead_letters.name, auto_offset_reset="earliest",
+                 enable_auto_commit=False, consumer_timeout_ms=5000, max_partition_fetch_bytes=settings.max_message_bytes + 256 * 1024)  # fmt: skip
+    try:
+        return [(letter.original, letter.reason) for letter in (decode_dead_letter(r.value, settings.limits()) for r in c)]
+    finally:
+        c.close()
+
+
+# --------------------------------------------------------------------------- report
+
+
+def markdown(results: list[Result], plan: StreamPlan, info: dict[str, object]) -> str:
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}; {info['date']}. "
+        f"Per scenario: {plan.uploads} uploads at {plan.uploads_per_s:g}/s, {plan.interactions_per_upload:g} interactions per upload, "
+        f"hostile share {plan.hostile_share:g} (hostile scenario: 0.3), seed {plan.seed}.",
+        "",
+        "| scenario | events in | items verified | users verified | lost | dead-lettered (bad sent) | good in DLQ | faults: resumed / caught up after | drained after stream | result |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for r in results:
+        faults = "; ".join(f"{f.what}: {_s(f.resumed_s)} / {_s(f.caught_up_s)}" for f in r.faults) or "none"
+        lines.append(
+            f"| {r.scenario} | {r.events_in:,} | {r.items_verified:,} / {r.uploads:,} | {r.users_verified} / {r.users_verified + r.users_wrong} | "
+            f"{r.lost} | {r.dead_lettered:,} ({r.bad_sent:,}) | {r.good_dead_lettered} | {faults} | {r.drained_s:.1f} s | "
+            f"{'pass' if r.passed else 'FAIL: ' + '; '.join(r.problems)} |"
+        )
+    return "\n".join(lines)
+
+
+def _s(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
+
+
+def main() -> None:
+    from bench.encoder import machine
+    from bench.pipeline import settings_for
+
+    parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)")
+    parser.add_argument("--uploads", type=int, default=StreamPlan().uploads, help="good uploads per scenario (5 interactions each)")
+    parser.add_argument("--rate", type=float, default=StreamPlan().uploads_per_s, help="uploads per second offered")
+    parser.add_argument("--seed", type=int, default=StreamPlan().seed)
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--markdown", type=Path, help="write the scenario table here")
+    args = parser.parse_args()
+    chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
+
+    def progress(line: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+    state = Path(tempfile.mkdtemp(prefix="sail-bench-faults-"))
+    settings = settings_for(state, f"faults{uuid.uuid4().hex[:6]}.").model_copy(
+        update={"encoder": "sail-tiny-omni", "max_image_bytes": 256 * 1024, "topic_partitions": 4}
+    )
+    stack = Stack(settings, progress=progress)
+    plan = StreamPlan(uploads=args.uploads, uploads_per_s=args.rate, seed=args.seed)
+    results = []
+    info = machine()
+    try:
+        stack.up()
+        for name in chosen:
+            mine = StreamPlan(**{**asdict(plan), "hostile_share": 0.3}) if name == "hostile" else plan
+            progress(f"{name}: {mine.uploads} uploads over {mine.duration_s:.0f}s")
+            result = Scenario(stack, name, mine, state / "faults", progress).run()
+            progress(f"{name}: {'pass' if result.passed else 'FAIL'} {json.dumps(asdict(result))[:600]}")
+            results.append(result)
+    finally:
+        stack.down()
+    table = markdown(results, plan, info)
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "plan": asdict(plan), "results": [asdict(r) for r in results]}, indent=2, default=str))
+    raise SystemExit(0 if all(r.passed for r in results) else 1)
+
+
+if __name__ == "__main__":
+    main()
