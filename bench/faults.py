@@ -270,18 +270,18 @@ class Scenario:
 
     def __init__(
         self, stack: Stack, name: str, plan: StreamPlan, run_dir: Path, progress: Callable[[str], None] = lambda line: None,
-        outage_s: float = 30.0, **overrides: object,
+        outage_s: float = 30.0, loglevel: str = "info", **overrides: object,
     ) -> None:  # fmt: skip
         if name not in SCENARIOS:
             raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
         tag = f"{name.replace('-', '')[:10]}{uuid.uuid4().hex[:6]}"
-        self.stack, self.name, self.plan, self.progress, self.outage_s = stack, name, plan, progress, outage_s
+        self.stack, self.name, self.plan, self.progress, self.outage_s, self.loglevel = stack, name, plan, progress, outage_s, loglevel
         self.settings = stack.settings.model_copy(
             update={"item_wait_s": 10.0, **overrides, "app_id": tag, "topic_prefix": f"{tag}.", "milvus_collection_prefix": f"{tag}_"}
         )
         s = self.settings
         ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
-        ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend)
+        ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend, tls=s.milvus_tls())
         self.run_dir = run_dir / tag
         self.rng = np.random.default_rng(plan.seed + 100)
         self.workers: list[ManagedProcess] = []
@@ -294,7 +294,7 @@ class Scenario:
 
     def start_workers(self, count: int) -> None:
         for port in free_ports(count):
-            self.workers.append(start_worker(self.settings, port, self.run_dir, loglevel="warning"))
+            self.workers.append(start_worker(self.settings, port, self.run_dir, loglevel=self.loglevel))
         wait_for_group(self.settings, [w for w in self.workers if w.is_running()])
 
     def kill(self, worker: ManagedProcess) -> None:
@@ -306,7 +306,7 @@ class Scenario:
 
     def restart(self, worker: ManagedProcess) -> ManagedProcess:
         port = int(worker.name.rsplit("-", 1)[1])
-        fresh = start_worker(self.settings, port, self.run_dir, loglevel="warning")
+        fresh = start_worker(self.settings, port, self.run_dir, loglevel=self.loglevel)
         self.workers[self.workers.index(worker)] = fresh
         self.killed.discard(worker.name)
         return fresh
@@ -465,7 +465,7 @@ class Scenario:
 
 
 async def _stored_items(settings: Settings, ids: list[str]) -> dict[str, np.ndarray]:
-    sink = MilvusSink(settings.milvus_uri, settings.milvus_token_value, settings.milvus_backend)
+    sink = MilvusSink.for_settings(settings)
     await sink.start()
     try:
         found = {}
@@ -478,7 +478,7 @@ async def _stored_items(settings: Settings, ids: list[str]) -> dict[str, np.ndar
 
 
 async def _user_rows(settings: Settings, users: list[str]) -> dict[str, tuple[np.ndarray, int]]:
-    sink = MilvusSink(settings.milvus_uri, settings.milvus_token_value, settings.milvus_backend)
+    sink = MilvusSink.for_settings(settings)
     await sink.start()
     try:
         found = {}
@@ -493,7 +493,7 @@ async def _user_rows(settings: Settings, users: list[str]) -> dict[str, tuple[np
 
 async def _encode(settings: Settings, uploads: list[ContentUpload]) -> dict[str, np.ndarray]:
     """The encoder's own vector for each upload, asked of Triton directly (inline media only)."""
-    client = EncoderClient(settings.triton_grpc_address, timeout_s=60.0, max_batch=settings.triton_max_batch_size)
+    client = EncoderClient.for_settings(settings, timeout_s=60.0, max_wait_ms=5.0)
     await client.start()
     try:
         vectors = {}
@@ -553,6 +553,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=StreamPlan().uploads, help="good uploads per scenario (5 interactions each)")
     parser.add_argument("--rate", type=float, default=StreamPlan().uploads_per_s, help="uploads per second offered")
     parser.add_argument("--seed", type=int, default=StreamPlan().seed)
+    parser.add_argument("--drain-timeout", type=float, default=900.0, help="seconds to wait for zero lag after the stream before failing")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--markdown", type=Path, help="write the scenario table here")
     args = parser.parse_args()
@@ -577,8 +578,8 @@ def main() -> None:
         for name in chosen:
             mine = StreamPlan(**{**asdict(plan), "hostile_share": 0.3}) if name == "hostile" else plan
             progress(f"{name}: {mine.uploads} uploads over {mine.duration_s:.0f}s")
-            result = Scenario(stack, name, mine, state / "faults", progress).run()
-            progress(f"{name}: {'pass' if result.passed else 'FAIL'} {json.dumps(asdict(result))[:600]}")
+            result = Scenario(stack, name, mine, state / "faults", progress).run(args.drain_timeout)
+            progress(f"{name}: {'pass' if result.passed else 'FAIL'} {json.dumps(asdict(result), default=sorted)[:600]}")
             results.append(result)
     finally:
         stack.down()
@@ -587,7 +588,7 @@ def main() -> None:
     if args.markdown:
         args.markdown.write_text(table + "\n")
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "plan": asdict(plan), "results": [asdict(r) for r in results]}, indent=2, default=str))
+        args.json.write_text(json.dumps({"machine": info, "plan": asdict(plan), "results": [asdict(r) for r in results]}, indent=2, default=sorted))
     raise SystemExit(0 if all(r.passed for r in results) else 1)
 
 

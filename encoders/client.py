@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -21,6 +22,7 @@ from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
 from encoders.signature import PROBE, SAIL_ENCODER, EncodeRequest, EncodeResult, ModelSignature, pack_request
+from topology.settings import Settings, TlsFiles
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +39,13 @@ class TritonHealth:
     server_version: str
 
 
-def check_triton(address: str, models: tuple[str, ...], timeout_s: float = 5.0) -> TritonHealth:
+def check_triton(address: str, models: tuple[str, ...], timeout_s: float = 5.0, tls: TlsFiles | None = None) -> TritonHealth:
     """Liveness, readiness and per-model readiness of the server at `host:port` (gRPC).
 
     Raises:
         EncoderUnavailable: the server did not answer.
     """
-    client = grpcclient.InferenceServerClient(address)
+    client = grpcclient.InferenceServerClient(address, **(tls.triton_kwargs() if tls else {}))
     try:
         live = client.is_server_live(client_timeout=timeout_s)
         ready = client.is_server_ready(client_timeout=timeout_s)
@@ -76,8 +78,10 @@ class EncoderClient:
         max_wait_ms: float = 5.0,
         retries: int = 3,
         backoff_s: float = 0.2,
+        tls: TlsFiles | None = None,
     ) -> None:
         self._address = address
+        self._tls = tls
         self._timeout_s = timeout_s
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000.0
@@ -89,8 +93,16 @@ class EncoderClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._requests = self._items = self._retried = 0
 
+    @classmethod
+    def for_settings(cls, settings: Settings, **overrides: Any) -> EncoderClient:
+        """The client for `settings` (address, timeout, batching, retries, TLS); `overrides` win."""
+        s = settings
+        values: dict[str, Any] = {"timeout_s": s.triton_timeout_s, "max_batch": s.triton_max_batch_size, "max_wait_ms": s.encoder_max_wait_ms,
+                                  "retries": s.encoder_retries, "tls": s.triton_tls(), **overrides}  # fmt: skip
+        return cls(s.triton_grpc_address, **values)
+
     async def start(self) -> None:
-        self._client = aiogrpc.InferenceServerClient(self._address)
+        self._client = aiogrpc.InferenceServerClient(self._address, **(self._tls.triton_kwargs() if self._tls else {}))
 
     async def close(self) -> None:
         self._flush_now()

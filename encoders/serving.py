@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,8 +76,10 @@ def serve(
     max_batch_size: int,
     queue_delay_us: int,
     instances: int,
+    tls: tuple[Path, Path] | None = None,
 ) -> None:
-    """Start tritonserver with the models bound and block until SIGINT/SIGTERM."""
+    """Start tritonserver with the models bound and block until SIGINT/SIGTERM; with `tls`
+    (certificate, key) its gRPC endpoint speaks TLS only."""
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig
     from pytriton.triton import Triton, TritonConfig
@@ -89,6 +92,7 @@ def serve(
         metrics_port=metrics_port,
         allow_metrics=True,
         log_verbose=0,
+        **({"grpc_use_ssl": True, "grpc_server_cert": tls[0], "grpc_server_key": tls[1]} if tls else {}),
     )
     from encoders.model import load_encoder
 
@@ -128,9 +132,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-batch-size", type=int, default=64, help="dynamic batcher's largest batch")
     parser.add_argument("--queue-delay-us", type=int, default=2000, help="how long a request may wait to be batched")
     parser.add_argument("--instances", type=int, default=1, help="model instances (Python processes) per model")
+    parser.add_argument("--tls-cert", type=Path, help="serve gRPC over TLS with this PEM certificate (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, help="the PEM key of --tls-cert")
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    serve(args.encoder, args.device, args.host, args.grpc_port, args.http_port, args.metrics_port, args.max_batch_size, args.queue_delay_us, args.instances)
+    serve(args.encoder, args.device, args.host, args.grpc_port, args.http_port, args.metrics_port, args.max_batch_size, args.queue_delay_us, args.instances,
+          (args.tls_cert, args.tls_key) if args.tls_cert else None)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from encoders.client import EncoderClient, EncoderUnavailable
 from encoders.signature import EncodeRequest
+from streams.commits import CommitRepair
 from streams.interest import InterestParams, apply_interaction, decode_state, encode_state, interest_vectors
 from streams.lag import caught_up, oldest_pending
 from streams.media import MediaResolver
@@ -104,9 +105,8 @@ class Updater:
         self.params = InterestParams(
             window=s.interest_window, half_life_s=s.interest_half_life_s, negative_weight=s.interest_negative_weight, slots=s.interest_slots
         )
-        token = s.milvus_token_value
-        self.encoder = EncoderClient(s.triton_grpc_address, s.triton_timeout_s, max_batch=s.triton_max_batch_size, max_wait_ms=s.encoder_max_wait_ms, retries=s.encoder_retries)
-        self.sink = MilvusSink(s.milvus_uri, token, s.milvus_backend)
+        self.encoder = EncoderClient.for_settings(s)
+        self.sink = MilvusSink.for_settings(s)
         self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s)
         self.cache = ItemCache(s.item_cache_size)
         self.metrics = Metrics()
@@ -530,6 +530,14 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
     async def status_data(web: Any, request: Any) -> Any:  # noqa: ARG001
         return web.json(current_status())
 
+    repair = CommitRepair(lambda: app.consumer, [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name, topics.item_embeddings.name])
+
+    @app.timer(10.0)
+    async def repair_commits() -> None:
+        for fix in await repair.check():
+            updater.metrics.commit_repairs.labels(fix.kind, fix.topic).inc()
+            logger.warning("repaired a Faust offset-commit fault kind=%s tp=%s[%d]: %s", fix.kind, fix.topic, fix.partition, fix.detail)
+
     @app.timer(30.0)
     async def log_progress() -> None:
         logger.info("progress events_per_s=%s freshness=%s", updater.metrics.rates(), updater.metrics.freshness_percentiles())
@@ -547,4 +555,6 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         await updater.stop()
 
     worker = faust.Worker(app, loglevel=loglevel)
+    # kafka-python (the lag sampler's admin client) logs every connection at INFO: keep its warnings only
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     worker.execute_from_commandline()

@@ -135,7 +135,8 @@ def producer(bootstrap: str, security: KafkaSecurity, max_request_bytes: int, **
 
 
 def consumer(bootstrap: str, security: KafkaSecurity, *topics: str, **kwargs: Any) -> KafkaConsumer:
-    """A synchronous consumer for tools and tests."""
+    """A synchronous consumer for tools and tests; without a group it never commits (and says nothing)."""
+    kwargs.setdefault("enable_auto_commit", kwargs.get("group_id") is not None)
     return KafkaConsumer(*topics, **client_kwargs(bootstrap, security), **kwargs)
 
 

@@ -166,11 +166,10 @@ def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
     from streams.recall import Recall, RecallError, recall_app
     from streams.sink import MilvusSink
 
-    token = settings.milvus_token_value
     items, users = settings.collections()
 
     async def make() -> tuple[MilvusSink, Recall]:
-        sink = MilvusSink(settings.milvus_uri, token, settings.milvus_backend)
+        sink = MilvusSink.for_settings(settings)
         await sink.start()
         return sink, Recall(sink, items, users, settings.interest_slots)
 

@@ -133,8 +133,7 @@ def run_demo(settings: Settings, plan: LoadPlan, workers: int, keep_stack: bool,
     produced: list[Produced] = []
     traffic = Traffic(plan, run_id=f"demo{plan.seed}-{int(time.time())}")
     loop = asyncio.new_event_loop()
-    token = settings.milvus_token_value
-    sink = MilvusSink(settings.milvus_uri, token, settings.milvus_backend)
+    sink = MilvusSink.for_settings(settings)
     drained = False
     try:
         began = time.monotonic()

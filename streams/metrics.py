@@ -23,6 +23,7 @@ DEPENDENCY_ERRORS: Final = "sail_dependency_errors"  # exported as sail_dependen
 DEPENDENCY_UP: Final = "sail_dependency_up"
 DEAD_LETTERS: Final = "sail_dead_letters"  # exported as sail_dead_letters_total
 EVENTS: Final = "sail_events"  # exported as sail_events_total
+COMMIT_REPAIRS: Final = "sail_commit_repairs"  # exported as sail_commit_repairs_total
 
 _LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _FRESHNESS_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
@@ -49,6 +50,7 @@ class Metrics:
         self.dependency_up = Gauge(DEPENDENCY_UP, "1 when the dependency's last call succeeded", ["dependency"], registry=r)
         self.dead_letters = Counter(DEAD_LETTERS, "Messages sent to the dead-letter topic", ["reason", "topic"], registry=r)
         self.events = Counter(EVENTS, "Events consumed per agent", ["agent"], registry=r)
+        self.commit_repairs = Counter(COMMIT_REPAIRS, "Faust offset-commit faults repaired (streams/commits.py)", ["kind", "topic"], registry=r)
         for dependency in ("triton", "milvus", "kafka"):
             self.dependency_up.labels(dependency).set(1)
         self._recent_freshness: deque[tuple[float, float]] = deque(maxlen=5000)  # (observed at, seconds)

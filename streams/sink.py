@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
 
 from topology.collections import Backend, CollectionSpec, FieldSpec, IndexSpec, index_for
+from topology.settings import Settings, TlsFiles
 
 logger = logging.getLogger(__name__)
 
@@ -40,20 +41,20 @@ class Hit:
     fields: dict[str, Any]
 
 
-def _client(uri: str, token: str | None, timeout_s: float) -> MilvusClient:
+def _client(uri: str, token: str | None, timeout_s: float, tls: TlsFiles | None = None) -> MilvusClient:
     try:
-        return MilvusClient(uri=uri, token=token or "", timeout=timeout_s)
+        return MilvusClient(uri=uri, token=token or "", timeout=timeout_s, **(tls.milvus_kwargs() if tls else {}))
     except MilvusException as exc:
         raise MilvusUnavailable(f"Milvus at {uri} did not answer: {exc}") from exc
 
 
-def check_milvus(uri: str, token: str | None, timeout_s: float = 5.0) -> list[str]:
+def check_milvus(uri: str, token: str | None, timeout_s: float = 5.0, tls: TlsFiles | None = None) -> list[str]:
     """The collections Milvus lists, as a health check.
 
     Raises:
         MilvusUnavailable: no answer within `timeout_s`.
     """
-    client = _client(uri, token, timeout_s)
+    client = _client(uri, token, timeout_s, tls)
     try:
         return list(client.list_collections(timeout=timeout_s))
     except MilvusException as exc:
@@ -83,7 +84,7 @@ def _index_params(client: MilvusClient, spec: CollectionSpec, index: IndexSpec) 
 
 
 def ensure_collections(
-    uri: str, token: str | None, specs: Iterable[CollectionSpec], backend: Backend, timeout_s: float = 30.0
+    uri: str, token: str | None, specs: Iterable[CollectionSpec], backend: Backend, timeout_s: float = 30.0, tls: TlsFiles | None = None
 ) -> list[str]:
     """Create (with index) and load each missing collection; returns the names created (idempotent).
 
@@ -91,7 +92,7 @@ def ensure_collections(
         MilvusUnavailable: Milvus did not answer.
         SchemaMismatch: an existing collection's vector width differs from its spec.
     """
-    client = _client(uri, token, timeout_s)
+    client = _client(uri, token, timeout_s, tls)
     created: list[str] = []
     try:
         for spec in specs:
@@ -134,15 +135,22 @@ def _check_dim(client: MilvusClient, spec: CollectionSpec) -> None:
 class MilvusSink:
     """Async upserts and reads against one Milvus; open with `await sink.start()`."""
 
-    def __init__(self, uri: str, token: str | None, backend: Backend, timeout_s: float = 10.0) -> None:
+    def __init__(self, uri: str, token: str | None, backend: Backend, timeout_s: float = 10.0, tls: TlsFiles | None = None) -> None:
         self._uri = uri
         self._token = token
+        self._tls = tls
         self._index = index_for(backend)
         self._timeout_s = timeout_s
         self._client: AsyncMilvusClient | None = None
 
+    @classmethod
+    def for_settings(cls, settings: Settings, timeout_s: float = 10.0) -> MilvusSink:
+        """The sink for `settings`: URI, token, backend and TLS."""
+        s = settings
+        return cls(s.milvus_uri, s.milvus_token_value, s.milvus_backend, timeout_s, s.milvus_tls())
+
     async def start(self) -> None:
-        self._client = AsyncMilvusClient(uri=self._uri, token=self._token or "", timeout=self._timeout_s)
+        self._client = AsyncMilvusClient(uri=self._uri, token=self._token or "", timeout=self._timeout_s, **(self._tls.milvus_kwargs() if self._tls else {}))
 
     async def close(self) -> None:
         if self._client is not None:

@@ -31,6 +31,37 @@ class KafkaSecurity:
     ssl_keyfile: Path | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """A TLS client's files: the CA (or self-signed server certificate) to trust, and for mutual TLS
+    the client's certificate and key; `server_name` overrides the name checked in the certificate."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = None
+
+    def milvus_kwargs(self) -> dict[str, object]:
+        """pymilvus connection arguments (one-way TLS: `server_pem_path`; mutual: CA + client pair)."""
+        kwargs: dict[str, object] = {"secure": True}
+        if self.cert_file and self.key_file:
+            kwargs.update(client_pem_path=str(self.cert_file), client_key_path=str(self.key_file), ca_pem_path=str(self.ca_file or ""))
+        elif self.ca_file:
+            kwargs["server_pem_path"] = str(self.ca_file)
+        if self.server_name:
+            kwargs["server_name"] = self.server_name
+        return kwargs
+
+    def triton_kwargs(self) -> dict[str, object]:
+        """tritonclient gRPC arguments (it reads the files itself)."""
+        return {
+            "ssl": True,
+            "root_certificates": str(self.ca_file) if self.ca_file else None,
+            "private_key": str(self.key_file) if self.key_file else None,
+            "certificate_chain": str(self.cert_file) if self.cert_file else None,
+        }
+
+
 def host_port(address: str) -> tuple[str, int]:
     """`grpc://h:p`, `http://h:p` or `h:p` -> (h, p).
 
@@ -70,6 +101,10 @@ class Settings(BaseSettings):
         description="http(s)://host:port of a Milvus server, or a path ending in .db for embedded Milvus Lite",
     )
     milvus_token: SecretStr | None = Field(None, description="user:password or API token")
+    milvus_tls_ca_file: Path | None = Field(None, description="CA or server certificate to trust (TLS; also implied by an https:// URI)")
+    milvus_tls_cert_file: Path | None = Field(None, description="client certificate for mutual TLS (with _KEY_FILE and _CA_FILE)")
+    milvus_tls_key_file: Path | None = None
+    milvus_tls_server_name: str | None = Field(None, description="name to check in Milvus's certificate when it differs from the host")
     milvus_backend: Backend = Field("lite", description="lite: Milvus Lite (FLAT index); server: Milvus standalone/distributed (HNSW)")
     milvus_collection_prefix: str = "sail_"
     embedding_dim: int = Field(384, ge=1, description="width of the vectors stored in Milvus")
@@ -78,7 +113,12 @@ class Settings(BaseSettings):
     encoder: str = Field("sail-tiny", description="encoder preset (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large) or saved folder")
     encoder_max_wait_ms: float = Field(5.0, ge=0, description="client micro-batching: how long a request waits for company")
     encoder_retries: int = Field(3, ge=0, description="retries (exponential backoff) before Triton counts as down")
-    triton_url: str = Field("grpc://127.0.0.1:8001", description="Triton's gRPC endpoint")
+    triton_url: str = Field("grpc://127.0.0.1:8001", description="Triton's gRPC endpoint; grpcs:// for TLS")
+    triton_tls_ca_file: Path | None = Field(None, description="CA or server certificate to trust (TLS; implies grpcs)")
+    triton_tls_cert_file: Path | None = Field(None, description="client certificate for mutual TLS (with _KEY_FILE)")
+    triton_tls_key_file: Path | None = None
+    triton_tls_server_cert_file: Path | None = Field(None, description="local stack only: serve Triton's gRPC over TLS with this certificate")
+    triton_tls_server_key_file: Path | None = Field(None, description="local stack only: the key of that certificate")
     triton_http_port: int = 8000
     triton_metrics_port: int = 8002
     triton_timeout_s: float = Field(2.0, gt=0)
@@ -139,6 +179,10 @@ class Settings(BaseSettings):
         for address in self.kafka_bootstrap.split(","):
             host_port(address.strip())
         host_port(self.triton_url)
+        for name in ("milvus_tls", "triton_tls", "triton_tls_server"):
+            cert, key = getattr(self, f"{name}_cert_file"), getattr(self, f"{name}_key_file")
+            if (cert is None) != (key is None):
+                raise ValueError(f"SAIL_{name.upper()}_CERT_FILE and SAIL_{name.upper()}_KEY_FILE go together")
         if not self.milvus_uri.endswith(".db"):
             host_port(self.milvus_uri)
         return self
@@ -190,6 +234,20 @@ class Settings(BaseSettings):
     def milvus_token_value(self) -> str | None:
         """The Milvus token in clear, for the Milvus client only (never log it)."""
         return self.milvus_token.get_secret_value() if self.milvus_token else None
+
+    def milvus_tls(self) -> TlsFiles | None:
+        """TLS for the Milvus client: an https:// URI or any TLS file turns it on."""
+        files = (self.milvus_tls_ca_file, self.milvus_tls_cert_file, self.milvus_tls_key_file)
+        if not (self.milvus_uri.startswith("https://") or any(files)):
+            return None
+        return TlsFiles(*files, server_name=self.milvus_tls_server_name)
+
+    def triton_tls(self) -> TlsFiles | None:
+        """TLS for the Triton client: a grpcs:// URL or any TLS file turns it on."""
+        files = (self.triton_tls_ca_file, self.triton_tls_cert_file, self.triton_tls_key_file)
+        if not (self.triton_url.startswith("grpcs://") or any(files)):
+            return None
+        return TlsFiles(*files)
 
     @property
     def milvus_embedded(self) -> bool:

@@ -20,6 +20,7 @@ command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the status page is tested in a real headless browser
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # promtool checks and unit-tests the alert rules
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # test certificates for the TLS tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${need_apt[*]} with apt-get"

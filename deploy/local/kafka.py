@@ -112,18 +112,39 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def server_properties(data_dir: Path, host: str, port: int, controller_port: int, max_message_bytes: int) -> str:
-    """One node that is both broker and controller, listening on loopback only."""
+def server_properties(
+    data_dir: Path, host: str, port: int, controller_port: int, max_message_bytes: int, sasl_plain: tuple[str, str] | None = None
+) -> str:
+    """One node that is both broker and controller, listening on loopback only; with `sasl_plain`
+    (user, password) its client listener is SASL_PLAINTEXT with the PLAIN mechanism and that one user.
+
+    Raises:
+        ValueError: a user name or password the JAAS configuration cannot quote.
+    """
+    listener = "PLAINTEXT"
+    sasl: list[str] = []
+    if sasl_plain is not None:
+        user, password = sasl_plain
+        if any(c in value for value in (user, password) for c in '"\\;\n') or not user.isidentifier():
+            raise ValueError("the local broker's SASL user must be an identifier and the password free of quotes, backslashes, ';' and newlines")
+        listener = "SASL_PLAINTEXT"
+        sasl = [
+            "sasl.enabled.mechanisms=PLAIN",
+            "sasl.mechanism.inter.broker.protocol=PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{user}" password="{password}" user_{user}="{password}";',
+        ]
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{host}:{controller_port}",
-            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            f"listeners={listener}://{host}:{port},CONTROLLER://{host}:{controller_port}",
+            f"advertised.listeners={listener}://{host}:{port}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
+            f"listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT",
+            f"inter.broker.listener.name={listener}",
+            *sasl,
             f"log.dirs={data_dir}",
             # Topics come from topology/ specs; a typo must fail, not create a 1-partition topic.
             "auto.create.topics.enable=false",
@@ -143,9 +164,11 @@ def server_properties(data_dir: Path, host: str, port: int, controller_port: int
 
 
 def prepare(
-    state_dir: Path, libs: Path, java: str, host: str, port: int, controller_port: int, max_message_bytes: int, heap_mb: int
-) -> list[str]:
-    """Write the config, format the storage on first use, and return the broker's command line.
+    state_dir: Path, libs: Path, java: str, host: str, port: int, controller_port: int, max_message_bytes: int, heap_mb: int,
+    sasl_plain: tuple[str, str] | None = None,
+) -> list[str]:  # fmt: skip
+    """Write the config (owner-only: it may hold the SASL password), format the storage on first
+    use, and return the broker's command line.
 
     Raises:
         RuntimeError: the storage could not be formatted.
@@ -153,7 +176,9 @@ def prepare(
     data_dir = state_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     config = state_dir / "server.properties"
-    config.write_text(server_properties(data_dir, host, port, controller_port, max_message_bytes))
+    config.touch(mode=0o600)
+    config.chmod(0o600)
+    config.write_text(server_properties(data_dir, host, port, controller_port, max_message_bytes, sasl_plain))
     log4j = state_dir / "log4j2.yaml"
     log4j.write_text(_LOG4J2)
     base = [java, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]

@@ -76,6 +76,24 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def local_sasl(settings: Settings) -> tuple[str, str] | None:
+    """The (user, password) the local broker accepts, from the Kafka security settings.
+
+    Raises:
+        ToolMissing: a protocol the local broker does not offer (SSL needs your own certificates:
+            point SAIL_KAFKA_BOOTSTRAP at a cluster that has them).
+    """
+    s = settings
+    if s.kafka_security_protocol == "PLAINTEXT":
+        return None
+    if s.kafka_security_protocol == "SASL_PLAINTEXT" and s.kafka_sasl_mechanism == "PLAIN" and s.kafka_sasl_username and s.kafka_sasl_password:
+        return s.kafka_sasl_username, s.kafka_sasl_password.get_secret_value()
+    raise kafka.ToolMissing(
+        f"the local Kafka broker runs PLAINTEXT or SASL_PLAINTEXT with PLAIN, not {s.kafka_security_protocol} "
+        f"with {s.kafka_sasl_mechanism}; use an external cluster for that"
+    )
+
+
 class Stack:
     """The local stack for one `Settings`: starts, probes and stops Kafka, Milvus and Triton.
 
@@ -137,9 +155,9 @@ class Stack:
             return f"cluster {info.cluster_id}, {info.broker_count} broker(s), {info.topic_count} topics"
         if service == "milvus":
             token = s.milvus_token_value
-            collections = check_milvus(s.milvus_uri, token, timeout_s)
+            collections = check_milvus(s.milvus_uri, token, timeout_s, s.milvus_tls())
             return f"{s.milvus_backend}, {len(collections)} collections"
-        health = check_triton(s.triton_grpc_address, (PROBE.name, SAIL_ENCODER.name), timeout_s)
+        health = check_triton(s.triton_grpc_address, (PROBE.name, SAIL_ENCODER.name), timeout_s, s.triton_tls())
         if not (health.live and health.ready and all(health.models_ready.values())):
             raise RuntimeError(f"triton live={health.live} ready={health.ready} models={health.models_ready}")
         return f"tritonserver {health.server_version}, models ready: {', '.join(health.models_ready)}"
@@ -154,7 +172,9 @@ class Stack:
             java = kafka.require_java()
             libs = kafka.resolve_jars(s.kafka_version, s.cache_dir, self.progress)
             host, port = host_port(s.kafka_bootstrap)
-            command = kafka.prepare(run_dir, libs, java, host, port, s.kafka_controller_port, s.max_message_bytes + 128 * 1024, s.kafka_heap_mb)
+            command = kafka.prepare(
+                run_dir, libs, java, host, port, s.kafka_controller_port, s.max_message_bytes + 128 * 1024, s.kafka_heap_mb, local_sasl(s)
+            )
             return command, env
         if service == "milvus":
             host, port = host_port(s.milvus_uri)
@@ -260,7 +280,7 @@ class Stack:
             self.progress(f"kafka: topics ready ({len(created)} created, {len(s.topics().all()) - len(created)} existed)")
         if "milvus" in services:
             token = s.milvus_token_value
-            created = ensure_collections(s.milvus_uri, token, s.collections(), s.milvus_backend)
+            created = ensure_collections(s.milvus_uri, token, s.collections(), s.milvus_backend, tls=s.milvus_tls())
             self.progress(f"milvus: collections ready ({len(created)} created, {2 - len(created)} existed)")
 
     def down(self, services: Iterable[Service] = SERVICES) -> list[str]:

@@ -1,0 +1,73 @@
+"""Repair for two faust-streaming (0.15.x) offset-commit faults that the fault tests hit after a
+rebalance (a worker killed, the survivor taking its partitions):
+
+- **duplicates in the acked list**: the same offset acked twice after a re-delivery; Faust then
+  commits one offset per commit interval, so the lag drains at 1 message/s;
+- **a head gap**: offsets between the committed offset and the first acked one that no stream holds
+  any more (delivered around the rebalance, then dropped without an ack); Faust never commits that
+  partition again, its lag stays, the status page says "stalled", and a restart replays all of it.
+
+Neither loses an effect (the agents already applied the later events, and every effect is
+idempotent), but both break what operators watch. `CommitRepair.check()` runs on a timer in each
+worker: it deduplicates the acked list, and when a head gap is still there on the next check with
+none of its offsets in flight, seeks the partition back to its committed offset, so the missing
+events are delivered again and applied once. Faust's consumer internals (`_acked`,
+`_committed_offset`, `_read_offset`, `_unacked_messages`) are read as of faust-streaming 0.15.3,
+pinned in constraints.txt; `tests/streams/test_commits.py` pins the behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    kind: str  # "dedup" or "seek"
+    topic: str
+    partition: int
+    detail: str
+
+
+class CommitRepair:
+    """Watches the acked offsets of `topics` on one Faust consumer (`consumer()` returns it; Faust
+    creates it when the worker starts)."""
+
+    def __init__(self, consumer: Callable[[], Any], topics: Iterable[str]) -> None:
+        self._consumer = consumer
+        self._topics = frozenset(topics)
+        self._gaps: dict[Any, tuple[int, int]] = {}  # tp -> (committed, first acked) seen last check
+
+    async def check(self) -> list[Repair]:
+        c = self._consumer()
+        repairs: list[Repair] = []
+        for tp in list(c.assignment()):
+            if tp.topic not in self._topics:
+                continue
+            acked = c._acked.get(tp)
+            if not acked:
+                self._gaps.pop(tp, None)
+                continue
+            if len(set(acked)) != len(acked):
+                before = len(acked)
+                acked[:] = sorted(set(acked))
+                repairs.append(Repair("dedup", tp.topic, tp.partition, f"{before - len(acked)} duplicate acked offsets removed"))
+            committed = c._committed_offset.get(tp)
+            head = min(acked)
+            read = c._read_offset.get(tp)
+            if committed is None or head <= committed or read is None or read < head:
+                self._gaps.pop(tp, None)
+                continue
+            in_flight = any(m.tp == tp and committed <= m.offset < head and not m.acked for m in list(c._unacked_messages))
+            if in_flight:
+                self._gaps.pop(tp, None)
+                continue
+            if self._gaps.get(tp) != (committed, head):
+                self._gaps[tp] = (committed, head)  # seen once: give it one more interval
+                continue
+            await c.seek(tp, committed)
+            self._gaps.pop(tp, None)
+            repairs.append(Repair("seek", tp.topic, tp.partition, f"offsets {committed}..{head - 1} were never acked: re-reading from {committed}"))
+        return repairs

@@ -1,0 +1,85 @@
+"""CommitRepair against a stand-in for Faust's consumer bookkeeping (the fault tests run the real one)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from streams.commits import CommitRepair
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass(eq=False)
+class Message:
+    tp: TP
+    offset: int
+    acked: bool = False
+
+
+@dataclass
+class Consumer:
+    """The attributes of faust.transport.consumer.Consumer that CommitRepair reads, and its seek."""
+
+    tps: list[TP]
+    _acked: dict[TP, list[int]] = field(default_factory=dict)
+    _committed_offset: dict[TP, int] = field(default_factory=dict)
+    _read_offset: dict[TP, int] = field(default_factory=dict)
+    _unacked_messages: set[Any] = field(default_factory=set)
+    seeks: list[tuple[TP, int]] = field(default_factory=list)
+
+    def assignment(self) -> set[TP]:
+        return set(self.tps)
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+        self._read_offset[tp] = offset
+
+
+TOPIC = TP("sail.interactions", 0)
+
+
+def _repair(consumer: Consumer) -> CommitRepair:
+    return CommitRepair(lambda: consumer, ["sail.interactions"])
+
+
+def test_duplicate_acked_offsets_are_removed() -> None:
+    c = Consumer([TOPIC], _acked={TOPIC: [84, 85, 85, 86, 86, 87]}, _committed_offset={TOPIC: 84}, _read_offset={TOPIC: 88})
+    repairs = asyncio.run(_repair(c).check())
+    assert c._acked[TOPIC] == [84, 85, 86, 87]
+    assert [r.kind for r in repairs] == ["dedup"] and not c.seeks
+
+
+def test_a_head_gap_nobody_holds_is_re_read_from_the_committed_offset_on_the_second_check() -> None:
+    c = Consumer([TOPIC], _acked={TOPIC: [40, 41, 42]}, _committed_offset={TOPIC: 24}, _read_offset={TOPIC: 204})
+    repair = _repair(c)
+    assert asyncio.run(repair.check()) == [] and not c.seeks  # first sighting: wait one interval
+    repairs = asyncio.run(repair.check())
+    assert c.seeks == [(TOPIC, 24)]
+    assert [(r.kind, r.partition) for r in repairs] == [("seek", 0)]
+
+
+def test_a_gap_whose_events_are_in_flight_is_left_alone() -> None:
+    held = Message(TOPIC, 30)  # delivered to an agent that is still working on it (e.g. Milvus down)
+    c = Consumer([TOPIC], _acked={TOPIC: [40]}, _committed_offset={TOPIC: 24}, _read_offset={TOPIC: 41}, _unacked_messages={held})
+    repair = _repair(c)
+    for _ in range(3):
+        assert asyncio.run(repair.check()) == []
+    assert not c.seeks
+
+
+def test_no_gap_no_other_topic_and_a_moving_gap_need_nothing() -> None:
+    other = TP("sail.item-embeddings", 0)
+    c = Consumer(
+        [TOPIC, other], _acked={TOPIC: [24, 25], other: [90]}, _committed_offset={TOPIC: 24, other: 10}, _read_offset={TOPIC: 26, other: 91}
+    )
+    repair = _repair(c)
+    assert asyncio.run(repair.check()) == [] and asyncio.run(repair.check()) == []
+    c._acked[TOPIC], c._committed_offset[TOPIC] = [30], 26  # a gap, but a different one on each check
+    asyncio.run(repair.check())
+    c._acked[TOPIC], c._committed_offset[TOPIC] = [31], 28
+    assert asyncio.run(repair.check()) == [] and not c.seeks
