@@ -557,4 +557,5 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     worker = faust.Worker(app, loglevel=loglevel)
     # kafka-python (the lag sampler's admin client) logs every connection at INFO: keep its warnings only
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    logging.getLogger("kafka.net.sasl.plain").setLevel(logging.ERROR)  # "password in the clear" on every lag sample under SASL_PLAINTEXT
     worker.execute_from_commandline()

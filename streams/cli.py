@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from streams import redact
 from topology.settings import Settings, load_settings
 
 DESCRIPTION = """\
@@ -330,9 +331,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = load_settings(args.settings)
-    except (ValidationError, FileNotFoundError) as exc:
-        print(f"sail-stream: invalid settings:\n{exc}", file=sys.stderr)
+    except ValidationError as exc:  # explained without the input values, which may hold secrets
+        problems = "\n".join(f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors(include_url=False, include_input=False))
+        print(f"sail-stream: invalid settings:\n{problems}", file=sys.stderr)
         return 2
+    except FileNotFoundError as exc:
+        print(f"sail-stream: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    redact.install(settings.secret_values())
     return int(args.func(settings, args))
 
 

@@ -230,6 +230,11 @@ class Settings(BaseSettings):
             env[f"SAIL_{name.upper()}"] = str(value)
         return env
 
+    def secret_values(self) -> list[str]:
+        """Every secret in clear (and the password part of a `user:password` token), to redact."""
+        values = [v.get_secret_value() for _, v in self if isinstance(v, SecretStr)]
+        return values + [v.split(":", 1)[1] for v in values if ":" in v]
+
     @property
     def milvus_token_value(self) -> str | None:
         """The Milvus token in clear, for the Milvus client only (never log it)."""

@@ -205,6 +205,8 @@ class Stack:
             "--queue-delay-us", str(s.triton_queue_delay_us),
             "--instances", str(s.triton_instances),
         ]  # fmt: skip
+        if s.triton_tls_server_cert_file and s.triton_tls_server_key_file:
+            command += ["--tls-cert", str(s.triton_tls_server_cert_file), "--tls-key", str(s.triton_tls_server_key_file)]
         return command, env
 
     def up(self, services: Iterable[Service] = SERVICES) -> list[ServiceStatus]:

@@ -96,7 +96,7 @@ def test_a_worker_authenticates_and_no_secret_appears_anywhere(secure: tuple[Set
             run = subprocess.run([sys.executable, "-m", "streams.cli", *command], env=env, capture_output=True, text=True, timeout=120, check=False)
             assert run.returncode == 0, run.stderr[-2000:]
             seen[f"sail-stream {' '.join(command)}"] = run.stdout + run.stderr
-        assert "sail" in seen["sail-stream lag"] and "**********" in seen["sail-stream settings"]
+        assert settings.app_id in seen["sail-stream lag"] and "**********" in seen["sail-stream settings"]  # both answered
         leaks = [(where, secret[:4]) for where, text in seen.items() for secret in secrets if secret in text]
         assert not leaks, f"secrets found in: {leaks}"
     finally:

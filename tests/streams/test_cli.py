@@ -43,3 +43,12 @@ def test_streaming_commands_explain_their_knobs(command: str, capsys: pytest.Cap
     out = capsys.readouterr().out
     expected = {"demo": ["--duration", "--workers", "--items-per-s", "--keep-stack"], "produce": ["--interactions-per-s", "--bad-share", "--seed"], "worker": ["--web-port", "SAIL_APP_ID"]}
     assert all(flag in out for flag in expected[command])
+
+
+def test_an_invalid_setting_never_echoes_a_secret(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAIL_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SAIL_KAFKA_SASL_PASSWORD", "pw-do-not-print")  # mechanism and user missing: invalid
+    monkeypatch.setenv("SAIL_KAFKA_BOOTSTRAP", "broker-without-port")
+    assert main(["settings"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid settings" in err and "pw-do-not-print" not in err
