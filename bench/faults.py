@@ -42,7 +42,7 @@ from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
-from streams.app import encode_request
+from streams.app import inline_request
 from streams.broker import consumer, ensure_topics, group_assignment, partition_offsets, producer
 from streams.interest import InterestParams, fold_interactions, interest_vectors
 from streams.produce import LoadPlan, Traffic
@@ -499,7 +499,7 @@ async def _encode(settings: Settings, uploads: list[ContentUpload]) -> dict[str,
         vectors = {}
         for start in range(0, len(uploads), 32):
             batch = uploads[start : start + 32]
-            requests = [encode_request(u, u.cover.data if u.cover else None, tuple(f.data for f in u.frames if f.data), u.audio.data if u.audio else None) for u in batch]
+            requests = [inline_request(u) for u in batch]
             for upload, result in zip(batch, await client.encode(requests)):
                 if result.vector is not None:
                     vectors[upload.item_id] = result.vector

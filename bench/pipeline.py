@@ -34,7 +34,7 @@ from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from encoders.model import load_encoder
-from encoders.signature import EncodeRequest
+from streams.app import inline_request
 from streams.broker import consumer, ensure_topics, group_lag, producer
 from streams.interest import InterestParams, apply_interaction, interest_vectors
 from streams.produce import LoadPlan, Traffic, run_producer
@@ -42,13 +42,6 @@ from streams.sink import MilvusSink
 from topology.codec import decode_interaction, decode_upload, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD, user_key
 from topology.settings import Settings
-
-
-def _request(upload) -> EncodeRequest:  # type: ignore[no-untyped-def]
-    return EncodeRequest(
-        title=upload.title, ocr_text=upload.ocr_text, asr_text=upload.asr_text, author_nickname=upload.author_nickname,
-        tags=upload.tags, cover=upload.cover.data if upload.cover else None,
-    )  # fmt: skip
 
 
 def settings_for(state: Path, prefix: str) -> Settings:
@@ -78,7 +71,7 @@ def cpu_seconds(pgid: int) -> float:
 
 def ceiling(count: int) -> float:
     traffic = Traffic(LoadPlan(image_share=0.5), run_id="ceiling")
-    requests = [_request(traffic.upload(0)) for _ in range(count)]
+    requests = [inline_request(traffic.upload(0)) for _ in range(count)]
     return in_process_rate(load_encoder("sail-tiny"), requests, batch=32)
 
 
@@ -162,7 +155,7 @@ def naive_content(settings: Settings, count: int) -> float:
                 for records in c.poll(timeout_ms=1000).values():
                     for record in records:
                         upload = decode_upload(record.value)
-                        (result,) = await encoder.encode([_request(upload)])
+                        (result,) = await encoder.encode([inline_request(upload)])
                         await sink.upsert(items.name, [{"item_id": upload.item_id, "creator_id": upload.creator_id, "created_at_ms": upload.created_at_ms,
                                                        "encoded_at_ms": int(time.time() * 1000), "model_version": result.model_version,
                                                        VECTOR_FIELD: result.vector.tolist()}])  # type: ignore[union-attr]  # fmt: skip

@@ -409,6 +409,12 @@ def encode_request(upload: ContentUpload, cover: bytes | None, frames: tuple[byt
     )  # fmt: skip
 
 
+def inline_request(upload: ContentUpload) -> EncodeRequest:
+    """`encode_request` for an upload whose media are all inline (benchmarks, fault checks)."""
+    cover, audio = (m.data if m is not None else None for m in (upload.cover, upload.audio))
+    return encode_request(upload, cover, tuple(f.data for f in upload.frames if f.data is not None), audio)
+
+
 def recent_items_field(state: Any) -> str:
     """The window's item ids, newest first, cut to the collection's varchar limit."""
     ids = list(dict.fromkeys(s.item_id for s in sorted((*state.positives, *state.negatives), key=lambda s: s.order, reverse=True)))

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import grpc
 import numpy as np
 from numpy.typing import NDArray
 from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
@@ -30,6 +31,11 @@ class MilvusUnavailable(RuntimeError):
     """Milvus did not answer or refused a request; retry with backoff, never dead-letter."""
 
 
+# pymilvus raises its own exceptions for most failures, but a connection lost mid-call surfaces as
+# the gRPC error itself (seen when Milvus is stopped under load); both mean "Milvus unavailable".
+MILVUS_FAILURES = (MilvusException, grpc.RpcError)
+
+
 class SchemaMismatch(RuntimeError):
     """A collection exists with a different shape than its spec (e.g. another embedding width)."""
 
@@ -44,7 +50,7 @@ class Hit:
 def _client(uri: str, token: str | None, timeout_s: float, tls: TlsFiles | None = None) -> MilvusClient:
     try:
         return MilvusClient(uri=uri, token=token or "", timeout=timeout_s, **(tls.milvus_kwargs() if tls else {}))
-    except MilvusException as exc:
+    except MILVUS_FAILURES as exc:
         raise MilvusUnavailable(f"Milvus at {uri} did not answer: {exc}") from exc
 
 
@@ -57,7 +63,7 @@ def check_milvus(uri: str, token: str | None, timeout_s: float = 5.0, tls: TlsFi
     client = _client(uri, token, timeout_s, tls)
     try:
         return list(client.list_collections(timeout=timeout_s))
-    except MilvusException as exc:
+    except MILVUS_FAILURES as exc:
         raise MilvusUnavailable(f"Milvus at {uri} failed list_collections: {exc}") from exc
     finally:
         client.close()
@@ -111,7 +117,7 @@ def ensure_collections(
                 created.append(spec.name)
                 logger.info("created collection=%s dim=%d backend=%s", spec.name, spec.dim, backend)
             client.load_collection(spec.name)
-    except MilvusException as exc:
+    except MILVUS_FAILURES as exc:
         raise MilvusUnavailable(f"Milvus at {uri} refused collection setup: {exc}") from exc
     finally:
         client.close()
@@ -173,7 +179,7 @@ class MilvusSink:
             return 0
         try:
             result = await self._c.upsert(collection, list(rows), timeout=self._timeout_s)
-        except MilvusException as exc:
+        except MILVUS_FAILURES as exc:
             raise MilvusUnavailable(f"upsert of {len(rows)} rows into {collection} failed: {exc}") from exc
         return int(result["upsert_count"])
 
@@ -185,7 +191,7 @@ class MilvusSink:
         """
         try:
             await self._c.delete(collection, ids=list(ids), timeout=self._timeout_s)
-        except MilvusException as exc:
+        except MILVUS_FAILURES as exc:
             raise MilvusUnavailable(f"delete from {collection} failed: {exc}") from exc
 
     async def get(self, collection: str, ids: Sequence[str], fields: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -198,7 +204,7 @@ class MilvusSink:
             rows = await self._c.get(
                 collection, ids=list(ids), output_fields=list(fields) if fields else None, timeout=self._timeout_s, consistency_level="Strong"
             )
-        except MilvusException as exc:
+        except MILVUS_FAILURES as exc:
             raise MilvusUnavailable(f"get from {collection} failed: {exc}") from exc
         return [dict(row) for row in rows]
 
@@ -210,7 +216,7 @@ class MilvusSink:
         """
         try:
             rows = await self._c.query(collection, filter=filter_expr, output_fields=list(fields), limit=limit, consistency_level=consistency, timeout=self._timeout_s)
-        except MilvusException as exc:
+        except MILVUS_FAILURES as exc:
             raise MilvusUnavailable(f"query of {collection} failed: {exc}") from exc
         return [dict(row) for row in rows]
 
@@ -241,6 +247,6 @@ class MilvusSink:
                 consistency_level=consistency,
                 timeout=self._timeout_s,
             )
-        except MilvusException as exc:
+        except MILVUS_FAILURES as exc:
             raise MilvusUnavailable(f"search in {collection} failed: {exc}") from exc
         return [[Hit(id=str(h["id"]), score=float(h["distance"]), fields=dict(h.get("entity", {}))) for h in hits] for hits in results]
