@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 
 from encoders.client import EncoderClient, EncoderUnavailable
 from encoders.signature import EncodeRequest
-from streams.commits import CommitRepair
+from streams.commits import CommitRepair, install_strict_commits
 from streams.interest import InterestParams, apply_interaction, decode_state, encode_state, interest_vectors
 from streams.lag import caught_up, oldest_pending
 from streams.media import MediaResolver
@@ -440,6 +440,12 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
+async def acknowledge(stream: Any, events: Sequence[Any]) -> None:
+    """Acknowledge events whose effects are durable (Faust commits an offset once it is acked)."""
+    for event in events:
+        await stream.ack(event)
+
+
 def worker_dir(settings: Settings) -> Path:
     """Faust's data folder for one worker (one per web port, so workers on a host do not collide)."""
     return (settings.state_dir / "faust" / f"{settings.app_id}-{settings.worker_web_port}").resolve()
@@ -469,6 +475,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
     )
     updater = Updater(s, app)
     topics = s.topics()
+    install_strict_commits([topics.uploads.name, topics.interactions.name, topics.interactions_retry.name])
     uploads = app.topic(topics.uploads.name, key_serializer="raw", value_serializer="raw")
     interactions = app.topic(topics.interactions.name, key_serializer="raw", value_serializer="raw")
     embeddings = app.topic(topics.item_embeddings.name, key_serializer="raw", value_serializer="raw")
@@ -479,20 +486,27 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
         "user-interest", default=None, partitions=s.topic_partitions, key_type=bytes, value_type=bytes, use_partitioner=True
     )
 
+    # Every source agent acknowledges an event itself, after its effect is durable: Faust's take_events
+    # and events() acknowledge in a `finally`, i.e. also when the body raised or was cancelled
+    # (a shutdown or a rebalance mid-batch), which commits events whose effect never happened.
     @app.agent(uploads)
     async def encode_uploads(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(s.content_batch_max, within=s.content_batch_wait_ms / 1000):
+        async for events in stream.noack_take(s.content_batch_max, within=s.content_batch_wait_ms / 1000):
             await updater.handle_uploads(events)
+            await acknowledge(stream, events)
 
     @app.agent(interactions)
     async def update_interests(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(s.interest_batch_max, within=s.interest_batch_wait_ms / 1000):
+        async for events in stream.noack_take(s.interest_batch_max, within=s.interest_batch_wait_ms / 1000):
             await updater.handle_interactions(events, interests)
+            await acknowledge(stream, events)
 
     @app.agent(retries)
     async def retry_interactions(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+        manual = stream.noack()
+        async for event in manual.events():
             await updater.handle_retry(event)
+            await acknowledge(manual, [event])
 
     @app.agent(embeddings)
     async def cache_item_vectors(stream: faust.StreamT) -> None:

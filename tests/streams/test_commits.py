@@ -83,3 +83,13 @@ def test_no_gap_no_other_topic_and_a_moving_gap_need_nothing() -> None:
     asyncio.run(repair.check())
     c._acked[TOPIC], c._committed_offset[TOPIC] = [31], 28
     assert asyncio.run(repair.check()) == [] and not c.seeks
+
+
+def test_next_commit_only_covers_a_run_from_the_committed_offset() -> None:
+    from streams.commits import next_commit
+
+    assert next_commit(24, [24, 25, 26, 30]) == (27, [30])
+    assert next_commit(24, [25, 26]) == (None, [25, 26])  # 24 not acked: never committed over (Faust allowed a gap of one)
+    assert next_commit(24, [40, 41]) == (None, [40, 41])
+    assert next_commit(84, [84, 85, 85, 86, 86, 87]) == (88, [])  # duplicates do not break the run
+    assert next_commit(10, [3, 9, 10]) == (11, [])  # already committed offsets are dropped
