@@ -8,9 +8,11 @@
                                          back to interactions, or dead letter `item.not_found`
     item-embeddings -> cache_item_vectors: the worker's in-memory item vector cache
 
-Delivery: at-least-once, exactly-once effect. `take_events` acks a micro-batch only after its body
-returned, i.e. after Milvus acknowledged the upserts and Kafka the produced records; Milvus rows are
-keyed, and interest states remember applied event ids, so a replay overwrites with the same values.
+Delivery: at-least-once, exactly-once effect. Each agent acknowledges a micro-batch itself, after
+Milvus acknowledged the upserts and Kafka the produced records (`noack_take`; Faust's own take_events
+acknowledges even a batch that failed), and Faust commits only contiguous acknowledged offsets
+(`streams/commits.py`); Milvus rows are keyed, and interest states remember applied event ids, so a
+replay overwrites with the same values.
 Bad input goes to the dead-letter topic; a down Triton/Milvus/Kafka is retried with backoff while the
 agent holds its batch, so no new events are pulled (backpressure) and nothing is dropped.
 """

@@ -1,4 +1,8 @@
-"""Repair for two faust-streaming (0.15.x) offset-commit faults that the fault tests hit after a
+"""Offset commits that follow effects, on faust-streaming 0.15.x.
+
+`install_strict_commits` makes Faust commit the source topics only over a contiguous run of
+acknowledged offsets (its own logic can jump over unprocessed ones after a rebalance: a two-worker kill
+test lost uploads that way). `CommitRepair` heals two faults that the fault tests hit after a
 rebalance (a worker killed, the survivor taking its partitions):
 
 - **duplicates in the acked list**: the same offset acked twice after a re-delivery; Faust then
