@@ -214,21 +214,29 @@ def _lag(offsets: dict[TP, tuple[int, int]], partitions: frozenset[TP] | None = 
     return sum(end - done for tp, (done, end) in offsets.items() if partitions is None or tp in partitions)
 
 
-def measure(fault: Fault, samples: list[tuple[float, dict[TP, tuple[int, int]]]]) -> None:
-    """Fill in resumed_s and caught_up_s from the offset samples (None where never seen)."""
+def measure(fault: Fault, samples: list[tuple[float, dict[TP, tuple[int, int]]]], settle_s: float = 1.5) -> None:
+    """Fill in resumed_s and caught_up_s from the offset samples (None where never seen).
+
+    The committed offsets to beat are read `settle_s` after the fault began (a sample finishing
+    earlier may have started before it, when the killed worker could still commit); *resumed* is the
+    first sample after the restore that commits beyond them, *caught up* the first whose lag is back
+    to the worst of the 10 s before the fault. Only the fault's partitions count when it names them.
+    """
     mine = fault.partitions
 
     def committed(offsets: dict[TP, tuple[int, int]]) -> int:
         return sum(done for tp, (done, _) in offsets.items() if mine is None or tp in mine)
 
     before = [o for t, o in samples if fault.injected_at - 10 <= t <= fault.injected_at]
-    at_restore = [o for t, o in samples if t <= fault.restored_at]
-    after = [(t, o) for t, o in samples if t > fault.restored_at]
-    if not at_restore or not after:
+    settled = [o for t, o in samples if t >= fault.injected_at + settle_s]
+    if not settled:
         return
-    base = committed(at_restore[-1])
+    base = committed(settled[0])
     level = max((_lag(o, mine) for o in before), default=0)
-    for t, offsets in after:
+    start = max(fault.restored_at, fault.injected_at + settle_s)
+    for t, offsets in samples:
+        if t <= start:
+            continue
         if fault.resumed_s is None and (committed(offsets) > base or _lag(offsets, mine) == 0):
             fault.resumed_s = round(t - fault.restored_at, 1)
         if fault.caught_up_s is None and _lag(offsets, mine) <= level:
@@ -321,7 +329,9 @@ class Scenario:
         self.progress(f"{self.name}: {service} down for {down_s:.0f}s")
         time.sleep(down_s)
         self.stack.up([service])
-        self.faults.append(Fault(f"{service} down {down_s:.0f}s", injected, time.monotonic()))
+        uploads = self.settings.topics().uploads.name  # without Triton only the content agent stops
+        stopped = frozenset((uploads, p) for p in range(self.settings.topic_partitions)) if service == "triton" else None
+        self.faults.append(Fault(f"{service} down {down_s:.0f}s", injected, time.monotonic(), stopped))
 
     def inject(self) -> None:
         """The scenario's faults, at seeded points of the stream."""

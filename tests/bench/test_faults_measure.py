@@ -1,0 +1,39 @@
+"""How the fault harness turns offset samples into recovery times (pure; no stack)."""
+
+from __future__ import annotations
+
+from bench.faults import Fault, measure
+
+TP0, TP1 = ("up", 0), ("up", 1)
+
+
+def _sample(t: float, done0: int, done1: int, end: int = 100) -> tuple[float, dict]:
+    return t, {TP0: (done0, end), TP1: (done1, end)}
+
+
+def test_resumed_counts_from_the_restore_and_ignores_commits_made_before_the_fault() -> None:
+    samples = [
+        _sample(9.0, 40, 40, end=100),  # lag 120 before the fault
+        _sample(10.2, 45, 40, end=105),  # the killed worker's last commit, read just after the kill at 10.0
+        _sample(12.0, 45, 40, end=110),
+        _sample(30.0, 45, 40, end=150),  # restarted at 20.0, still waiting for the group
+        _sample(31.0, 60, 50, end=150),  # commits again (lag 190)
+        _sample(60.0, 150, 140, end=150),  # lag 10
+    ]
+    fault = Fault("kill", injected_at=10.0, restored_at=20.0)
+    measure(fault, samples)
+    assert fault.resumed_s == 11.0  # 31.0 - 20.0, not the stale commit at 10.2
+    assert fault.caught_up_s == 40.0  # lag back under the 120 of the 10 s before at 60.0
+
+
+def test_only_the_faults_partitions_count() -> None:
+    samples = [_sample(9.0, 10, 10), _sample(12.0, 10, 20), _sample(25.0, 10, 30), _sample(40.0, 15, 40)]
+    fault = Fault("survivor takes over", injected_at=10.0, restored_at=10.0, partitions=frozenset({TP0}))
+    measure(fault, samples)
+    assert fault.resumed_s == 30.0  # TP1 kept committing all along; TP0 moved at 40.0
+
+
+def test_never_resumed_stays_none() -> None:
+    fault = Fault("down", injected_at=10.0, restored_at=20.0)
+    measure(fault, [_sample(9.0, 10, 10, end=20), _sample(12.0, 10, 10, end=30), _sample(25.0, 10, 10, end=40)])
+    assert fault.resumed_s is None and fault.caught_up_s is None
