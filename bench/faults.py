@@ -217,25 +217,27 @@ def _lag(offsets: dict[TP, tuple[int, int]], partitions: frozenset[TP] | None = 
 def measure(fault: Fault, samples: list[tuple[float, dict[TP, tuple[int, int]]]], settle_s: float = 1.5) -> None:
     """Fill in resumed_s and caught_up_s from the offset samples (None where never seen).
 
-    The committed offsets to beat are read `settle_s` after the fault began (a sample finishing
-    earlier may have started before it, when the killed worker could still commit); *resumed* is the
-    first sample after the restore that commits beyond them, *caught up* the first whose lag is back
-    to the worst of the 10 s before the fault. Only the fault's partitions count when it names them.
+    The committed offsets to beat: those read `settle_s` after the fault began (a sample finishing
+    earlier may have started before it, when a killed worker could still commit); when no sample
+    could be read during the fault (Kafka itself down, so nothing committed), the last one before it.
+    *Resumed*: the first sample after the restore that commits beyond them, or shows no lag; *caught
+    up*: the first whose lag is back to the worst of the 10 s before the fault. Only the fault's
+    partitions count when it names them.
     """
     mine = fault.partitions
 
     def committed(offsets: dict[TP, tuple[int, int]]) -> int:
         return sum(done for tp, (done, _) in offsets.items() if mine is None or tp in mine)
 
-    before = [o for t, o in samples if fault.injected_at - 10 <= t <= fault.injected_at]
-    settled = [o for t, o in samples if t >= fault.injected_at + settle_s]
+    before = [(t, o) for t, o in samples if t <= fault.injected_at]
+    blind = fault.restored_at - fault.injected_at > settle_s and not any(fault.injected_at < t <= fault.restored_at for t, _ in samples)
+    settled = before[-1:] if blind else [(t, o) for t, o in samples if t >= fault.injected_at + settle_s][:1]
     if not settled:
         return
-    base = committed(settled[0])
-    level = max((_lag(o, mine) for o in before), default=0)
-    start = max(fault.restored_at, fault.injected_at + settle_s)
+    base_t, base = settled[0][0], committed(settled[0][1])
+    level = max((_lag(o, mine) for t, o in before if t >= fault.injected_at - 10), default=0)
     for t, offsets in samples:
-        if t <= start:
+        if t <= fault.restored_at or t < base_t:
             continue
         if fault.resumed_s is None and (committed(offsets) > base or _lag(offsets, mine) == 0):
             fault.resumed_s = round(t - fault.restored_at, 1)

@@ -37,3 +37,10 @@ def test_never_resumed_stays_none() -> None:
     fault = Fault("down", injected_at=10.0, restored_at=20.0)
     measure(fault, [_sample(9.0, 10, 10, end=20), _sample(12.0, 10, 10, end=30), _sample(25.0, 10, 10, end=40)])
     assert fault.resumed_s is None and fault.caught_up_s is None
+
+
+def test_a_kafka_outage_with_no_sample_during_it_counts_from_the_last_sample_before() -> None:
+    samples = [_sample(9.0, 10, 10, end=50), _sample(25.0, 50, 50, end=50)]  # monitor blind from 10 to 20
+    fault = Fault("kafka down", injected_at=10.0, restored_at=20.0)
+    measure(fault, samples)
+    assert fault.resumed_s == 5.0 and fault.caught_up_s == 5.0  # drained by the first sample after

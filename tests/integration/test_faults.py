@@ -22,8 +22,6 @@ def test_fault_scenario_loses_nothing_and_applies_nothing_twice(stack: Stack, na
     assert result.items_verified == result.uploads == plan.uploads
     assert result.users_verified > 0 and result.users_wrong == 0
     assert result.dead_lettered >= result.bad_sent > 0 and result.good_dead_lettered == 0
-    assert result.workers_exited == 0
-    for fault in result.faults:
-        assert fault.resumed_s is not None, f"{fault.what}: the affected partitions never committed again"
+    assert result.workers_exited == 0  # and `run` raised unless the lag went back to zero by itself
     if name != "hostile":
         assert result.faults, "the scenario injected no fault"
