@@ -477,7 +477,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
     )
     updater = Updater(s, app)
     topics = s.topics()
-    install_strict_commits([topics.uploads.name, topics.interactions.name, topics.interactions_retry.name])
+    sources = [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name]  # effects must be durable before a commit
+    install_strict_commits(sources)
     uploads = app.topic(topics.uploads.name, key_serializer="raw", value_serializer="raw")
     interactions = app.topic(topics.interactions.name, key_serializer="raw", value_serializer="raw")
     embeddings = app.topic(topics.item_embeddings.name, key_serializer="raw", value_serializer="raw")
@@ -552,7 +553,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
     async def status_data(web: Any, request: Any) -> Any:  # noqa: ARG001
         return web.json(current_status())
 
-    repair = CommitRepair(lambda: app.consumer, [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name, topics.item_embeddings.name])
+    repair = CommitRepair(lambda: app.consumer, [*sources, topics.item_embeddings.name], contiguous=sources)
 
     @app.timer(10.0)
     async def repair_commits() -> None:

@@ -39,11 +39,14 @@ class Repair:
 
 class CommitRepair:
     """Watches the acked offsets of `topics` on one Faust consumer (`consumer()` returns it; Faust
-    creates it when the worker starts)."""
+    creates it when the worker starts). Duplicates are removed on every topic; a head gap is re-read
+    only on `contiguous` topics: on a compacted topic missing offsets are legitimate (Faust tracks
+    them itself), and seeking back would re-read the same hole for ever."""
 
-    def __init__(self, consumer: Callable[[], Any], topics: Iterable[str]) -> None:
+    def __init__(self, consumer: Callable[[], Any], topics: Iterable[str], contiguous: Iterable[str]) -> None:
         self._consumer = consumer
         self._topics = frozenset(topics)
+        self._contiguous = frozenset(contiguous)
         self._gaps: dict[Any, tuple[int, int]] = {}  # tp -> (committed, first acked) seen last check
 
     async def check(self) -> list[Repair]:
@@ -63,7 +66,7 @@ class CommitRepair:
             committed = c._committed_offset.get(tp)
             head = min(acked)
             read = c._read_offset.get(tp)
-            if committed is None or head <= committed or read is None or read < head:
+            if tp.topic not in self._contiguous or committed is None or head <= committed or read is None or read < head:
                 self._gaps.pop(tp, None)
                 continue
             in_flight = any(m.tp == tp and committed <= m.offset < head and not m.acked for m in list(c._unacked_messages))

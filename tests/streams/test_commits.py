@@ -44,7 +44,7 @@ TOPIC = TP("sail.interactions", 0)
 
 
 def _repair(consumer: Consumer) -> CommitRepair:
-    return CommitRepair(lambda: consumer, ["sail.interactions"])
+    return CommitRepair(lambda: consumer, ["sail.interactions", "sail.item-embeddings"], contiguous=["sail.interactions"])
 
 
 def test_duplicate_acked_offsets_are_removed() -> None:
@@ -93,3 +93,12 @@ def test_next_commit_only_covers_a_run_from_the_committed_offset() -> None:
     assert next_commit(24, [40, 41]) == (None, [40, 41])
     assert next_commit(84, [84, 85, 85, 86, 86, 87]) == (88, [])  # duplicates do not break the run
     assert next_commit(10, [3, 9, 10]) == (11, [])  # already committed offsets are dropped
+
+
+def test_a_gap_on_a_compacted_topic_is_never_re_read() -> None:
+    compacted = TP("sail.item-embeddings", 0)  # offsets compacted away are holes for good
+    c = Consumer([compacted], _acked={compacted: [40, 41]}, _committed_offset={compacted: 24}, _read_offset={compacted: 42})
+    repair = _repair(c)
+    for _ in range(3):
+        assert asyncio.run(repair.check()) == []
+    assert not c.seeks
