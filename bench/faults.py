@@ -423,7 +423,7 @@ class Scenario:
     def verify(self, sent: Sent, drained_s: float, exited: list[str]) -> Result:
         s = self.settings
         problems: list[str] = []
-        stored = asyncio.run(_stored_items(s, [u.item_id for u in sent.uploads]))
+        stored = _stored_items(s, [u.item_id for u in sent.uploads])
         expected = asyncio.run(_encode(s, sent.uploads))
         lost = [u.item_id for u in sent.uploads if u.item_id not in stored]
         wrong = [i for i, v in expected.items() if i in stored and float(stored[i] @ v / (np.linalg.norm(stored[i]) * np.linalg.norm(v))) < 0.999]
@@ -436,7 +436,7 @@ class Scenario:
         logs: dict[str, list[Interaction]] = {}
         for event in sent.interactions:
             logs.setdefault(event.user_id, []).append(event)
-        got = asyncio.run(_user_rows(s, sorted(logs)))
+        got = _user_rows(s, sorted(logs))
         users_wrong = []
         for user, log in sorted(logs.items()):
             state = fold_interactions(log, params)
@@ -476,31 +476,24 @@ class Scenario:
         )  # fmt: skip
 
 
-async def _stored_items(settings: Settings, ids: list[str]) -> dict[str, np.ndarray]:
+async def _rows(settings: Settings, collection: str, keys: list[str], fields: list[str]) -> list[dict]:
+    """Rows by primary key, 500 keys per Milvus get."""
     sink = MilvusSink.for_settings(settings)
     await sink.start()
     try:
-        found = {}
-        for start in range(0, len(ids), 500):
-            for row in await sink.get(settings.collections()[0].name, ids[start : start + 500], fields=[VECTOR_FIELD]):
-                found[row["item_id"]] = np.asarray(row[VECTOR_FIELD], dtype=np.float32)
-        return found
+        return [row for start in range(0, len(keys), 500) for row in await sink.get(collection, keys[start : start + 500], fields=fields)]
     finally:
         await sink.close()
 
 
-async def _user_rows(settings: Settings, users: list[str]) -> dict[str, tuple[np.ndarray, int]]:
-    sink = MilvusSink.for_settings(settings)
-    await sink.start()
-    try:
-        found = {}
-        for start in range(0, len(users), 500):
-            keys = [user_key(u, 0) for u in users[start : start + 500]]
-            for row in await sink.get(settings.collections()[1].name, keys, fields=[VECTOR_FIELD, "event_count", "user_id"]):
-                found[row["user_id"]] = (np.asarray(row[VECTOR_FIELD], dtype=np.float32), int(row["event_count"]))
-        return found
-    finally:
-        await sink.close()
+def _stored_items(settings: Settings, ids: list[str]) -> dict[str, np.ndarray]:
+    rows = asyncio.run(_rows(settings, settings.collections()[0].name, ids, [VECTOR_FIELD]))
+    return {row["item_id"]: np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}
+
+
+def _user_rows(settings: Settings, users: list[str]) -> dict[str, tuple[np.ndarray, int]]:
+    rows = asyncio.run(_rows(settings, settings.collections()[1].name, [user_key(u, 0) for u in users], [VECTOR_FIELD, "event_count", "user_id"]))
+    return {row["user_id"]: (np.asarray(row[VECTOR_FIELD], dtype=np.float32), int(row["event_count"])) for row in rows}
 
 
 async def _encode(settings: Settings, uploads: list[ContentUpload]) -> dict[str, np.ndarray]:
