@@ -4,7 +4,9 @@
 `max_batch` items or `max_wait_ms`), Triton's dynamic batcher then merges requests across clients.
 Transient failures are retried with exponential backoff; after the last try the caller gets
 `EncoderUnavailable` (retry later, never dead-letter). Per-item failures (a corrupt image) come back
-as that item's `EncodeResult.error`, never as an exception for the batch.
+as that item's `EncodeResult.error`, never as an exception for the batch. A request Triton refuses
+as invalid is `EncoderRejected` at once (retrying the same request cannot help); `encoder_verdict`
+and `answers` let `streams.isolation` find the record behind it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -28,7 +30,39 @@ logger = logging.getLogger(__name__)
 
 
 class EncoderUnavailable(RuntimeError):
-    """Triton did not answer in time or refused the request."""
+    """Triton did not answer in time or failed the request.
+
+    `suspect`: Triton answered with an error of its own (INTERNAL, UNKNOWN...), not a lost
+    connection or a deadline, so a record in the request may be the cause.
+    """
+
+    def __init__(self, message: str, suspect: bool = False) -> None:
+        super().__init__(message)
+        self.suspect = suspect
+
+
+class EncoderRejected(RuntimeError):
+    """Triton refused the request as invalid (INVALID_ARGUMENT); retrying it cannot help."""
+
+
+# gRPC codes that say nothing about the request: the server is away, busy or slow
+_UNAVAILABLE_CODES = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED", "StatusCode.RESOURCE_EXHAUSTED", "None"})
+
+
+def _failure(exc: InferenceServerException, what: str) -> EncoderUnavailable | EncoderRejected:
+    status = str(exc.status())
+    if status == "StatusCode.INVALID_ARGUMENT":
+        return EncoderRejected(f"{what}: {exc}")
+    return EncoderUnavailable(f"{what}: {exc}", suspect=status not in _UNAVAILABLE_CODES)
+
+
+def encoder_verdict(exc: Exception) -> Literal["rejected", "suspect", "down"]:
+    """How `streams.isolation` reads an encoder error."""
+    if isinstance(exc, EncoderRejected):
+        return "rejected"
+    if isinstance(exc, EncoderUnavailable) and exc.suspect:
+        return "suspect"
+    return "down"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +165,7 @@ class EncoderClient:
         try:
             result = await self._client.infer(signature.name, inputs, outputs=outputs, client_timeout=self._timeout_s)
         except InferenceServerException as exc:
-            raise EncoderUnavailable(f"{signature.name} at {self._address}: {exc}") from exc
+            raise _failure(exc, f"{signature.name} at {self._address}") from exc
         return {spec.name: result.as_numpy(spec.name) for spec in signature.outputs}
 
     async def _infer(self, signature: ModelSignature, arrays: dict[str, NDArray]) -> dict[str, NDArray]:
@@ -163,7 +197,8 @@ class EncoderClient:
         """Embed requests with the SAIL encoder, `max_batch` per Triton request.
 
         Raises:
-            EncoderUnavailable: Triton down, timed out or refused, after the retries.
+            EncoderUnavailable: Triton down, timed out or failing, after the retries.
+            EncoderRejected: Triton refused the request as invalid.
         """
         results: list[EncodeResult] = []
         for start in range(0, len(requests), self._max_batch):
@@ -178,6 +213,15 @@ class EncoderClient:
                 vector = None if error else out["embedding"][row].astype(np.float32)
                 results.append(EncodeResult(vector=vector, error=error, model_version=version))
         return results
+
+    async def answers(self) -> bool:
+        """Whether Triton encodes a known-good request now (the probe of `streams.isolation`)."""
+        try:
+            results = await self.encode([EncodeRequest(title="probe")])
+        except (EncoderUnavailable, EncoderRejected) as exc:
+            logger.warning("encoder probe failed: %s", str(exc).splitlines()[0][:200])
+            return False
+        return results[0].vector is not None
 
     async def encode_one(self, request: EncodeRequest) -> EncodeResult:
         """Embed one request, batched with whatever other callers send within `max_wait_ms`.

@@ -14,7 +14,10 @@ acknowledges even a batch that failed), and Faust commits only contiguous acknow
 (`streams/commits.py`); Milvus rows are keyed, and interest states remember applied event ids, so a
 replay overwrites with the same values.
 Bad input goes to the dead-letter topic; a down Triton/Milvus/Kafka is retried with backoff while the
-agent holds its batch, so no new events are pulled (backpressure) and nothing is dropped.
+agent holds its batch, so no new events are pulled (backpressure) and nothing is dropped. A record
+Triton or Milvus refuses (a poison pill) is isolated from its batch (`streams.isolation`) and
+dead-lettered with the dependency's message; the rest of the batch is stored. On shutdown every retry
+loop stops at once and its batch stays unacknowledged, so it is redone after the restart.
 """
 
 from __future__ import annotations
@@ -32,19 +35,20 @@ import faust
 import numpy as np
 from aiokafka.errors import KafkaError
 
-from encoders.client import EncoderClient, EncoderUnavailable
-from encoders.signature import EncodeRequest
+from encoders.client import EncoderClient, EncoderRejected, EncoderUnavailable, encoder_verdict
+from encoders.signature import EncodeRequest, EncodeResult
 from streams.commits import CommitRepair, install_strict_commits
+from streams.isolation import Isolated, isolate
 from streams.interest import InterestParams, apply_interaction, decode_state, encode_state, interest_vectors
 from streams.lag import caught_up, oldest_pending
 from streams.media import MediaResolver
 from streams.health import Thresholds
 from streams.metrics import Metrics
-from streams.recall import CANARY_CREATOR
 from streams.status import LagWatch, dependency_states, render_status, status_json
 from streams.sink import MilvusSink, MilvusUnavailable
 from topology import reasons
 from topology.codec import (
+    Arrival,
     BadInput,
     decode_interaction,
     decode_item_embedding,
@@ -54,7 +58,7 @@ from topology.codec import (
     encode_item_embedding,
     encode_retry,
 )
-from topology.collections import RECENT_ITEMS_CHARS, VECTOR_FIELD, user_key
+from topology.collections import CANARY, RECENT_ITEMS_CHARS, VECTOR_FIELD, CollectionSpec, user_key
 from topology.messages import ContentUpload, DeadLetter, ItemEmbedding, RetryEnvelope
 from topology.settings import Settings
 
@@ -66,6 +70,18 @@ TRANSIENT = (EncoderUnavailable, MilvusUnavailable, KafkaError, asyncio.TimeoutE
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def arrival(event: Any) -> Arrival:
+    """The record's key and arrival time: its Kafka timestamp, never later than now (a producer
+    cannot move the arrival into the future; a replay checks against the same time as the first read)."""
+    message = event.message
+    stamped_ms = int((message.timestamp or 0) * 1000)
+    return Arrival(key=message.key, at_ms=min(stamped_ms, now_ms()) if stamped_ms > 0 else now_ms())
+
+
+class ShuttingDown(Exception):
+    """The worker is stopping: the batch in hand is left unacknowledged, to be redone after a restart."""
 
 
 class ConfigMismatch(RuntimeError):
@@ -109,10 +125,11 @@ class Updater:
         )
         self.encoder = EncoderClient.for_settings(s)
         self.sink = MilvusSink.for_settings(s)
-        self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s)
+        self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s, policy=s.media_policy())
         self.cache = ItemCache(s.item_cache_size)
         self.metrics = Metrics()
         self._started = False
+        self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
         self._uploads_pending: tuple[float, list[int | None]] | None = None  # (checked at, oldest pending upload per partition)
         self.dead_letter_topic = app.topic(self.topics.dead_letters.name, key_serializer="raw", value_serializer="raw")
@@ -138,17 +155,52 @@ class Updater:
 
     # ------------------------------------------------------------------ plumbing
 
+    def begin_shutdown(self) -> None:
+        """Stop every retry loop now (called before Faust waits for the agents to finish their batches)."""
+        self._stopping.set()
+
+    async def _unless_stopping(self, operation: Awaitable[T]) -> T:
+        """`operation`, abandoned (cancelled) as soon as shutdown begins.
+
+        Raises:
+            ShuttingDown: the worker is stopping.
+        """
+        if self._stopping.is_set():
+            if asyncio.iscoroutine(operation):
+                operation.close()  # never started
+            raise ShuttingDown
+        work = asyncio.ensure_future(operation)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            work.cancel()
+            raise
+        finally:
+            stop.cancel()
+        if work not in done:
+            work.cancel()
+            raise ShuttingDown
+        return work.result()
+
     async def retrying(self, dependency: str, what: str, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run `operation` until it succeeds, backing off on dependency failures (never drops)."""
+        """Run `operation` until it succeeds, backing off on dependency failures (never drops).
+
+        Raises:
+            ShuttingDown: the worker began to stop; the operation may or may not have taken effect.
+        """
         delay = 0.1
         while True:
             try:
-                result = await operation()
+                result = await self._unless_stopping(operation())
             except TRANSIENT as exc:
                 self.metrics.dependency_errors.labels(dependency).inc()
                 self.metrics.dependency_up.labels(dependency).set(0)
                 logger.warning("dependency down, retrying dependency=%s what=%s in %.1fs error=%s", dependency, what, delay, str(exc).splitlines()[0][:200])
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
                 delay = min(delay * 2, self.settings.retry_backoff_max_s)
                 continue
             self.metrics.dependency_up.labels(dependency).set(1)
@@ -207,7 +259,7 @@ class Updater:
         accepted: list[tuple[Any, ContentUpload]] = []
         for event in events:
             try:
-                accepted.append((event, decode_upload(event.value, self.limits)))
+                accepted.append((event, decode_upload(event.value, self.limits, arrival(event))))
             except BadInput as exc:
                 await self.dead_letter_event(event, exc.reason, exc.detail)
         resolved = await asyncio.gather(*(self._request(upload) for _, upload in accepted), return_exceptions=True)
@@ -224,34 +276,44 @@ class Updater:
         requests = [request for _, _, request in ready]
         self.metrics.triton_batch.observe(len(requests))
 
-        async def encode() -> list[Any]:
+        async def encode() -> Isolated[EncodeResult]:
             with self.metrics.timed(self.metrics.triton_seconds):
-                return await self.encoder.encode(requests)
+                return await isolate(requests, self.encoder.encode, encoder_verdict, self.encoder.answers)
 
-        results = await self.retrying("triton", "encode", encode)
-        newest: dict[str, tuple[ContentUpload, np.ndarray, str]] = {}
-        for (event, upload, _), result in zip(ready, results):
+        encoded = await self.retrying("triton", "encode", encode)
+        newest: dict[str, tuple[Any, ContentUpload, np.ndarray, str]] = {}
+        for index, (event, upload, _) in enumerate(ready):
+            if index in encoded.rejected:
+                await self.dead_letter_event(event, reasons.ENCODER_REJECTED, encoded.rejected[index])
+                continue
+            result = encoded.done[index]
             if result.vector is None:
                 await self.dead_letter_event(event, result.reason or reasons.MEDIA_UNREADABLE, result.error)
                 continue
             if len(result.vector) != self.items.dim:
                 raise ConfigMismatch(f"encoder {result.model_version} gives dim {len(result.vector)}, SAIL_EMBEDDING_DIM is {self.items.dim}")
             previous = newest.get(upload.item_id)
-            if previous is None or previous[0].created_at_ms <= upload.created_at_ms:  # one row per key per upsert
-                newest[upload.item_id] = (upload, result.vector, result.model_version)
+            if previous is None or previous[1].created_at_ms <= upload.created_at_ms:  # one row per key per upsert
+                newest[upload.item_id] = (event, upload, result.vector, result.model_version)
         if not newest:
             return
         encoded_at = now_ms()
         rows = [
             {"item_id": u.item_id, "creator_id": u.creator_id, "created_at_ms": u.created_at_ms, "encoded_at_ms": encoded_at,
              "model_version": version, VECTOR_FIELD: vector.tolist()}
-            for u, vector, version in newest.values()
+            for _, u, vector, version in newest.values()
         ]  # fmt: skip
-        await self.retrying("milvus", "upsert items", lambda: self._upsert(self.items.name, rows))
+        refused = await self.retrying("milvus", "upsert items", lambda: self._upsert_each(self.items, rows))
+        stored = []
+        for index, (event, upload, vector, version) in enumerate(newest.values()):
+            if index in refused:
+                await self.dead_letter_event(event, reasons.SINK_REJECTED, refused[index])
+            else:
+                stored.append((upload, vector, version))
         acked_s = time.time()
-        for upload, _, _ in newest.values():
+        for upload, _, _ in stored:
             self.metrics.observe_item_freshness(max(acked_s - upload.created_at_ms / 1000, 0.0))
-        for upload, vector, version in newest.values():
+        for upload, vector, version in stored:
             embedding = ItemEmbedding(
                 item_id=upload.item_id, vector=vector.astype("<f4").tobytes(), dim=len(vector), model_version=version,
                 created_at_ms=upload.created_at_ms, encoded_at_ms=encoded_at, creator_id=upload.creator_id,
@@ -276,7 +338,7 @@ class Updater:
         by_user: dict[str, list[tuple[Any, Any]]] = {}
         for event in events:
             try:
-                interaction = decode_interaction(event.value, self.limits)
+                interaction = decode_interaction(event.value, self.limits, arrival(event))
             except BadInput as exc:
                 await self.dead_letter_event(event, exc.reason, exc.detail)
                 continue
@@ -287,6 +349,7 @@ class Updater:
         needed = {i.item_id for pairs in by_user.values() for _, i in pairs} | {item for s in states.values() for item in s.item_ids()}
         vectors = await self.item_vectors(needed)
         changed = {}
+        applied: dict[str, list[Any]] = {}
         for user, pairs in by_user.items():
             state = states[user]
             for event, interaction in pairs:
@@ -296,6 +359,7 @@ class Updater:
                     await self._wait_for_item(event)
                     continue
                 state = apply_interaction(state, interaction, self.params)
+                applied.setdefault(user, []).append(event)
             if state is not states[user]:
                 changed[user] = state
         rows = []
@@ -308,9 +372,13 @@ class Updater:
                              "event_count": state.event_count, "model_version": "", "recent_item_ids": recent_items_field(state),
                              VECTOR_FIELD: vector.tolist()})  # fmt: skip
         if rows:
-            await self.retrying("milvus", "upsert users", lambda: self._upsert(self.users.name, rows))
+            refused = await self.retrying("milvus", "upsert users", lambda: self._upsert_each(self.users, rows))
+            for user, reason in {rows[i]["user_id"]: message for i, message in refused.items()}.items():
+                del changed[user]  # the user's state stays as Milvus has it; this batch's events of theirs are dead letters
+                for event in applied[user]:
+                    await self.dead_letter_event(event, reasons.SINK_REJECTED, reason)
             acked_s = time.time()
-            for user in {r["user_id"] for r in rows}:
+            for user in {r["user_id"] for r in rows} & changed.keys():
                 newest_ms = max(i.timestamp_ms for _, i in by_user[user])
                 self.metrics.user_freshness.observe(max(acked_s - newest_ms / 1000, 0.0))
         for user, state in changed.items():
@@ -319,13 +387,20 @@ class Updater:
 
     async def probe_freshness(self) -> None:
         """Write a canary item and time how long until a recall search at the recall consistency
-        level returns it (`sail_item_freshness_seconds{stage="searchable"}`); then delete it."""
+        level returns it (`sail_item_freshness_seconds{stage="searchable"}`); then delete it.
+        Abandoned when the worker begins to stop (the clients close under it)."""
+        try:
+            await self._unless_stopping(self._probe_freshness())
+        except ShuttingDown:
+            return
+
+    async def _probe_freshness(self) -> None:
         await self.ensure_started()
-        canary = f"{CANARY_CREATOR}-{self.settings.worker_web_port}"
+        canary = f"{CANARY}-{self.settings.worker_web_port}"
         vector = np.random.default_rng().standard_normal(self.items.dim).astype(np.float32)
         vector /= np.linalg.norm(vector)
         written = time.time()
-        row = {"item_id": canary, "creator_id": CANARY_CREATOR, "created_at_ms": int(written * 1000), "encoded_at_ms": int(written * 1000),
+        row = {"item_id": canary, "creator_id": CANARY, "created_at_ms": int(written * 1000), "encoded_at_ms": int(written * 1000),
                "model_version": "canary", VECTOR_FIELD: vector.tolist()}  # fmt: skip
         try:
             await self.sink.upsert(self.items.name, [row])
@@ -343,9 +418,10 @@ class Updater:
             self.metrics.dependency_up.labels("milvus").set(0)
             logger.warning("freshness probe failed: %s", str(exc).splitlines()[0][:200])
 
-    async def _upsert(self, collection: str, rows: list[dict[str, Any]]) -> int:
-        with self.metrics.timed(self.metrics.milvus_seconds.labels(collection)):
-            return await self.sink.upsert(collection, rows)
+    async def _upsert_each(self, spec: CollectionSpec, rows: list[dict[str, Any]]) -> dict[int, str]:
+        """Upsert what Milvus accepts of `rows`; the refused ones by index, with the reason."""
+        with self.metrics.timed(self.metrics.milvus_seconds.labels(spec.name)):
+            return await self.sink.upsert_each(spec, rows)
 
     async def _wait_for_item(self, event: Any) -> None:
         message = event.message
@@ -385,7 +461,7 @@ class Updater:
             return
         wait_ms = envelope.not_before_ms - now_ms()
         if wait_ms > 0:
-            await asyncio.sleep(wait_ms / 1000)
+            await self._unless_stopping(asyncio.sleep(wait_ms / 1000))
         key = interaction.user_id.encode()
         if interaction.item_id in await self.item_vectors([interaction.item_id]):
             await self.send(self.interactions_topic, key, envelope.original)
@@ -418,10 +494,11 @@ def inline_request(upload: ContentUpload) -> EncodeRequest:
 
 
 def recent_items_field(state: Any) -> str:
-    """The window's item ids, newest first, cut to the collection's varchar limit."""
+    """The window's item ids, newest first, cut to the collection's VARCHAR limit (UTF-8 bytes;
+    identifiers never contain the comma, see `topology.codec.ID_FORBIDDEN_CHARS`)."""
     ids = list(dict.fromkeys(s.item_id for s in sorted((*state.positives, *state.negatives), key=lambda s: s.order, reverse=True)))
     text = ",".join(ids)
-    while len(text) > RECENT_ITEMS_CHARS and ids:
+    while len(text.encode()) > RECENT_ITEMS_CHARS and ids:
         ids.pop()
         text = ",".join(ids)
     return text
@@ -448,6 +525,24 @@ async def acknowledge(stream: Any, events: Sequence[Any]) -> None:
         await stream.ack(event)
 
 
+class SailApp(faust.App):
+    """The Faust app, stopping the agents' retry loops before Faust waits for their batches.
+
+    faust-streaming's stop first waits for every event handed to an agent to be acknowledged
+    (`stream_wait_empty`); an agent retrying a down dependency never acknowledges, so a worker
+    ignored SIGTERM for as long as the outage lasted. Here the retry loops end at once and their
+    batches stay unacknowledged (uncommitted), to be redone by whoever owns the partition next.
+    """
+
+    before_stop: Callable[[], None] | None = None
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            self.before_stop()
+        self.conf.stream_wait_empty = False  # the unacknowledged batches are abandoned, not awaited
+        await super().on_stop()
+
+
 def worker_dir(settings: Settings) -> Path:
     """Faust's data folder for one worker (one per web port, so workers on a host do not collide)."""
     return (settings.state_dir / "faust" / f"{settings.app_id}-{settings.worker_web_port}").resolve()
@@ -456,7 +551,7 @@ def worker_dir(settings: Settings) -> Path:
 def create_app(settings: Settings) -> tuple[faust.App, Updater]:
     """The Faust app with every agent wired to one `Updater`; nothing connects until the worker starts."""
     s = settings
-    app = faust.App(
+    app = SailApp(
         s.app_id,
         broker=[f"kafka://{address.strip()}" for address in s.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(s),
@@ -476,6 +571,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
         stream_buffer_maxsize=1024,
     )
     updater = Updater(s, app)
+    app.before_stop = updater.begin_shutdown
     topics = s.topics()
     sources = [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name]  # effects must be durable before a commit
     install_strict_commits(sources)
@@ -495,20 +591,29 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
     @app.agent(uploads)
     async def encode_uploads(stream: faust.StreamT) -> None:
         async for events in stream.noack_take(s.content_batch_max, within=s.content_batch_wait_ms / 1000):
-            await updater.handle_uploads(events)
+            try:
+                await updater.handle_uploads(events)
+            except ShuttingDown:
+                return  # unacknowledged: redone after the restart
             await acknowledge(stream, events)
 
     @app.agent(interactions)
     async def update_interests(stream: faust.StreamT) -> None:
         async for events in stream.noack_take(s.interest_batch_max, within=s.interest_batch_wait_ms / 1000):
-            await updater.handle_interactions(events, interests)
+            try:
+                await updater.handle_interactions(events, interests)
+            except ShuttingDown:
+                return
             await acknowledge(stream, events)
 
     @app.agent(retries)
     async def retry_interactions(stream: faust.StreamT) -> None:
         manual = stream.noack()
         async for event in manual.events():
-            await updater.handle_retry(event)
+            try:
+                await updater.handle_retry(event)
+            except ShuttingDown:
+                return
             await acknowledge(manual, [event])
 
     @app.agent(embeddings)

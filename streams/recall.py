@@ -17,8 +17,9 @@ from typing import Any, Literal
 import numpy as np
 from aiohttp import web
 
-from streams.sink import Consistency, MilvusSink
-from topology.collections import VECTOR_FIELD, CollectionSpec, user_key
+from streams.sink import Consistency, MilvusSink, milvus_string, milvus_strings
+from topology.codec import DEFAULT_LIMITS, BadInput, check_identifier
+from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, user_key
 
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
 ITEM_FIELDS = ["creator_id", "created_at_ms", "model_version"]
@@ -40,18 +41,29 @@ class Recalled:
     created_at_ms: int
 
 
-CANARY_CREATOR = "__canary__"  # the workers' freshness probe writes such rows for a moment
 
 
 def _filter(created_after_ms: int | None, exclude_creator: str | None, exclude_items: list[str]) -> str:
-    clauses = [f'creator_id != "{CANARY_CREATOR}"']
+    clauses = [f"creator_id != {milvus_string(CANARY)}"]
     if created_after_ms is not None:
         clauses.append(f"created_at_ms >= {int(created_after_ms)}")
     if exclude_creator:
-        clauses.append(f"creator_id != {json.dumps(exclude_creator)}")
+        clauses.append(f"creator_id != {milvus_string(exclude_creator)}")
     if exclude_items:
-        clauses.append(f"item_id not in {json.dumps(sorted(set(exclude_items)))}")
+        clauses.append(f"item_id not in {milvus_strings(sorted(set(exclude_items)))}")
     return " and ".join(clauses)
+
+
+def _ids(what: str, values: list[str]) -> list[str]:
+    """`values` if each is an identifier the codec accepts (so it can be stored, and filtered on).
+
+    Raises:
+        RecallError: 400 naming the bad one.
+    """
+    try:
+        return [check_identifier(v, what, DEFAULT_LIMITS.max_id_bytes) for v in values]
+    except BadInput as exc:
+        raise RecallError(400, exc.detail) from exc
 
 
 class Recall:
@@ -91,6 +103,9 @@ class Recall:
             RecallError: unknown user (404) or a bad parameter (400).
         """
         level = self._check(k, dim, consistency)
+        _ids("user_id", [user_id])
+        _ids("exclude", list(exclude_items or []))
+        _ids("exclude_creator", [exclude_creator] if exclude_creator else [])
         keys = [user_key(user_id, slot) for slot in range(self._slots)]
         rows = await self._sink.get(self._users.name, keys, fields=[VECTOR_FIELD, "recent_item_ids"])
         if not rows:
@@ -109,6 +124,8 @@ class Recall:
             RecallError: unknown item (404) or a bad parameter (400).
         """
         level = self._check(k, dim, consistency)
+        _ids("item_id", [item_id])
+        _ids("exclude_creator", [exclude_creator] if exclude_creator else [])
         rows = await self._sink.get(self._items.name, [item_id], fields=[VECTOR_FIELD])
         if not rows:
             raise RecallError(404, f"no embedding for item {item_id!r} yet")

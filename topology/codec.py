@@ -5,6 +5,14 @@ Each message is one msgpack map with a schema version `v`. Decoding checks every
 dead-letter the original bytes and move on. Unknown extra keys are ignored (newer producers may add
 fields); missing or mistyped known keys are errors. Inline media travels as msgpack `bin`, media by
 reference as a `str` URI.
+
+Validation matches what the sinks accept, so a record that decodes is one Milvus can store:
+integers fit int64; identifiers are at most `max_id_bytes` UTF-8 bytes (Milvus VARCHAR lengths are
+bytes), printable, and free of the characters that quote or separate them in Milvus filter
+expressions and in the users' comma-joined `recent_item_ids` (`ID_FORBIDDEN_CHARS`). Given the
+record's `Arrival` (its Kafka key and arrival time), decoding also checks the body's claims against
+it: the key must be the id the body names, and event times may not run ahead of the arrival by more
+than `max_future_skew_ms` (nor, when `max_age_ms` is set, lag behind it by more).
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from topology.messages import Action, ContentUpload, DeadLetter, Interaction, It
 
 SCHEMA_VERSION: Final = 1
 MEDIA_URI_SCHEMES: Final = frozenset({"file", "http", "https"})
+INT64_MAX: Final = 2**63 - 1
+ID_FORBIDDEN_CHARS: Final = frozenset("'\"\\,")  # quote, double quote, backslash, comma
 
 _MiB: Final = 1024 * 1024
 
@@ -30,7 +40,7 @@ class Limits:
     """Size limits applied while decoding. Defaults fit the topics' `max.message.bytes` (8 MiB)."""
 
     max_message_bytes: int = 8 * _MiB
-    max_id_chars: int = 128
+    max_id_bytes: int = 128  # UTF-8 bytes: the VARCHAR length of the id fields in Milvus
     max_title_chars: int = 512
     max_text_chars: int = 8192  # OCR and ASR transcripts; the encoder truncates to its token budget anyway
     max_nickname_chars: int = 128
@@ -40,6 +50,17 @@ class Limits:
     max_frames: int = 16
     max_audio_bytes: int = 4 * _MiB
     max_uri_chars: int = 2048
+    max_future_skew_ms: int = 300_000  # event times up to 5 min ahead of the record's arrival (client clocks)
+    max_age_ms: int = 0  # event times at most this far behind the arrival; 0: any age (replays, backfills)
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """What Kafka says about a record, to check the body's claims against: its key, and when it
+    arrived (ms; the record's timestamp, never later than the moment it is read)."""
+
+    key: bytes | None
+    at_ms: int
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -84,12 +105,12 @@ class _Fields:
     def _wrong_type(self, name: str, expected: str, value: object) -> BadInput:
         return BadInput(reasons.SCHEMA_WRONG_TYPE, f"{self._where(name)}: expected {expected}, got {type(value).__name__}")
 
-    def ident(self, name: str, max_chars: int) -> str:
-        """A required, non-empty, printable identifier."""
-        value = self.text(name, max_chars, required=True)
-        if not value or not value.isprintable():
-            raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: must be non-empty printable text")
-        return value
+    def ident(self, name: str, max_bytes: int) -> str:
+        """A required identifier (see `check_identifier`)."""
+        value = self._get(name, required=True)
+        if not isinstance(value, str):
+            raise self._wrong_type(name, "str", value)
+        return check_identifier(value, self._where(name), max_bytes)
 
     def text(self, name: str, max_chars: int, required: bool = False) -> str:
         value = self._get(name, required)
@@ -101,7 +122,7 @@ class _Fields:
             raise BadInput(reasons.LIMIT_TEXT_CHARS, f"{self._where(name)}: {len(value)} chars > limit {max_chars}")
         return value
 
-    def integer(self, name: str, required: bool = True, minimum: int = 0) -> int:
+    def integer(self, name: str, required: bool = True, minimum: int = 0, maximum: int = INT64_MAX) -> int:
         value = self._get(name, required)
         if value is None:
             return minimum
@@ -109,6 +130,8 @@ class _Fields:
             raise self._wrong_type(name, "int", value)
         if value < minimum:
             raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: {value} < {minimum}")
+        if value > maximum:
+            raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: {value} > {maximum}")
         return value
 
     def binary(self, name: str, max_bytes: int, required: bool = True) -> bytes | None:
@@ -149,6 +172,46 @@ class _Fields:
         if len(value) > max_items:
             raise BadInput(reasons.LIMIT_FRAMES, f"{self._where(name)}: {len(value)} > limit {max_items}")
         return tuple(_media(item, f"{self._where(name)}[{i}]", max_bytes, max_uri_chars) for i, item in enumerate(value))
+
+
+def check_identifier(value: str, where: str, max_bytes: int) -> str:
+    """`value` if it is a valid identifier: non-empty, printable (no control, format or zero-width
+    characters), at most `max_bytes` UTF-8 bytes, and none of `ID_FORBIDDEN_CHARS`.
+
+    Raises:
+        BadInput: `limit.text_chars` when too long, `schema.invalid_value` otherwise.
+    """
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise BadInput(reasons.LIMIT_TEXT_CHARS, f"{where}: identifier of {size} UTF-8 bytes > limit {max_bytes}")
+    if not value or not value.isprintable():
+        raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{where}: must be non-empty printable text")
+    forbidden = sorted(ID_FORBIDDEN_CHARS.intersection(value))
+    if forbidden:
+        raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{where}: identifiers may not contain {' '.join(forbidden)}")
+    return value
+
+
+def check_arrival(kind: str, key_field: str, key_value: str, times: Mapping[str, int], arrival: Arrival, limits: Limits) -> None:
+    """The body's claims against its record: the Kafka key names the same id, and each event time
+    lies within the allowed skew ahead of (and age behind) the arrival.
+
+    Raises:
+        BadInput: `schema.key_mismatch` or `schema.invalid_time`.
+    """
+    if arrival.key != key_value.encode():
+        shown = "no key" if arrival.key is None else f"key {arrival.key[:64]!r}"
+        raise BadInput(reasons.SCHEMA_KEY_MISMATCH, f"{kind}.{key_field}: {key_value!r} but the record has {shown}")
+    for name, value_ms in times.items():
+        ahead_ms = value_ms - arrival.at_ms
+        if ahead_ms > limits.max_future_skew_ms:
+            raise BadInput(
+                reasons.SCHEMA_INVALID_TIME, f"{kind}.{name}: {value_ms} is {ahead_ms / 1000:.0f}s after the record arrived (allowed skew {limits.max_future_skew_ms / 1000:.0f}s)"
+            )
+        if limits.max_age_ms and -ahead_ms > limits.max_age_ms:
+            raise BadInput(
+                reasons.SCHEMA_INVALID_TIME, f"{kind}.{name}: {value_ms} is {-ahead_ms / 1000:.0f}s before the record arrived (allowed age {limits.max_age_ms / 1000:.0f}s)"
+            )
 
 
 def _media(value: object, where: str, max_bytes: int, max_uri_chars: int) -> Media:
@@ -229,16 +292,16 @@ def encode_upload(upload: ContentUpload) -> bytes:
     )
 
 
-def decode_upload(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ContentUpload:
-    """Decode and validate one content upload.
+def decode_upload(data: bytes, limits: Limits = DEFAULT_LIMITS, arrival: Arrival | None = None) -> ContentUpload:
+    """Decode and validate one content upload; with its `arrival`, check its key and time too.
 
     Raises:
         BadInput: undecodable, invalid or over a limit; `reason` says which.
     """
     f = _unpack(data, "ContentUpload", limits)
-    return ContentUpload(
-        item_id=f.ident("item_id", limits.max_id_chars),
-        creator_id=f.ident("creator_id", limits.max_id_chars),
+    upload = ContentUpload(
+        item_id=f.ident("item_id", limits.max_id_bytes),
+        creator_id=f.ident("creator_id", limits.max_id_bytes),
         created_at_ms=f.integer("created_at_ms"),
         title=f.text("title", limits.max_title_chars),
         ocr_text=f.text("ocr_text", limits.max_text_chars),
@@ -249,6 +312,9 @@ def decode_upload(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ContentUpload
         frames=f.media_list("frames", limits.max_frames, limits.max_image_bytes, limits.max_uri_chars),
         audio=f.media("audio", limits.max_audio_bytes, limits.max_uri_chars),
     )
+    if arrival is not None:
+        check_arrival("ContentUpload", "item_id", upload.item_id, {"created_at_ms": upload.created_at_ms}, arrival, limits)
+    return upload
 
 
 def encode_interaction(event: Interaction) -> bytes:
@@ -265,23 +331,23 @@ def encode_interaction(event: Interaction) -> bytes:
     )
 
 
-def decode_interaction(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Interaction:
-    """Decode and validate one interaction.
+def decode_interaction(data: bytes, limits: Limits = DEFAULT_LIMITS, arrival: Arrival | None = None) -> Interaction:
+    """Decode and validate one interaction; with its `arrival`, check its key and time too.
 
     Raises:
         BadInput: undecodable, invalid (unknown action, negative time) or over a limit.
     """
     f = _unpack(data, "Interaction", limits)
-    event_id = f.ident("event_id", limits.max_id_chars)
-    user_id = f.ident("user_id", limits.max_id_chars)
-    item_id = f.ident("item_id", limits.max_id_chars)
+    event_id = f.ident("event_id", limits.max_id_bytes)
+    user_id = f.ident("user_id", limits.max_id_bytes)
+    item_id = f.ident("item_id", limits.max_id_bytes)
     action_name = f.ident("action", 32)
     try:
         action = Action(action_name)
     except ValueError as exc:
         known = ", ".join(a.value for a in Action)
         raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"Interaction.action: {action_name!r} not one of {known}") from exc
-    return Interaction(
+    event = Interaction(
         event_id=event_id,
         user_id=user_id,
         item_id=item_id,
@@ -289,6 +355,9 @@ def decode_interaction(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Interact
         timestamp_ms=f.integer("timestamp_ms"),
         dwell_ms=f.integer("dwell_ms", required=False),
     )
+    if arrival is not None:
+        check_arrival("Interaction", "user_id", event.user_id, {"timestamp_ms": event.timestamp_ms}, arrival, limits)
+    return event
 
 
 def encode_dead_letter(letter: DeadLetter) -> bytes:
@@ -325,7 +394,7 @@ def decode_dead_letter(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DeadLett
         offset=f.integer("offset"),
         reason=f.ident("reason", 64),
         detail=f.text("detail", 4096),
-        key=f.binary("key", limits.max_id_chars * 4, required=False),
+        key=f.binary("key", wrapped_limit, required=False),  # the key exactly as it arrived, whatever its size
         failed_at_ms=f.integer("failed_at_ms", required=False),
     )
 
@@ -357,13 +426,13 @@ def decode_item_embedding(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ItemE
     if vector is None or len(vector) != 4 * dim:
         raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"ItemEmbedding.vector: {len(vector or b'')} bytes for dim {dim}")
     return ItemEmbedding(
-        item_id=f.ident("item_id", limits.max_id_chars),
+        item_id=f.ident("item_id", limits.max_id_bytes),
         vector=vector,
         dim=dim,
         model_version=f.ident("model_version", 128),
         created_at_ms=f.integer("created_at_ms"),
         encoded_at_ms=f.integer("encoded_at_ms"),
-        creator_id=f.text("creator_id", limits.max_id_chars),
+        creator_id=f.text("creator_id", limits.max_id_bytes),
     )
 
 

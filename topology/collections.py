@@ -7,8 +7,14 @@ upsert overwrites the same row with the same value.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+CANARY: Final = "__canary__"  # creator (and every other text field) of the rows workers write to probe Milvus; recall skips them
 
 ITEMS: Final = "items"
 USERS: Final = "users"
@@ -111,3 +117,41 @@ def users_collection(prefix: str, dim: int) -> CollectionSpec:
 def user_key(user_id: str, slot: int) -> str:
     """The primary key of one user interest slot."""
     return f"{user_id}#{slot}"
+
+
+def row_problem(spec: CollectionSpec, row: Mapping[str, object]) -> str | None:
+    """Why Milvus would refuse `row` for `spec` (None: it fits): a missing field, a VARCHAR over its
+    length in UTF-8 bytes, an integer outside int64, a vector of another width or with NaN/inf."""
+    for field in spec.fields:
+        if field.name not in row:
+            return f"{spec.name}.{field.name}: missing"
+        value = row[field.name]
+        if field.type == "varchar":
+            if not isinstance(value, str):
+                return f"{spec.name}.{field.name}: expected str, got {type(value).__name__}"
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > field.max_length:
+                return f"{spec.name}.{field.name}: {size} UTF-8 bytes > VARCHAR({field.max_length})"
+        elif field.type == "int64":
+            if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
+                return f"{spec.name}.{field.name}: {value!r} is not an int64"
+        else:
+            values = list(value) if isinstance(value, (list, tuple)) else None  # type: ignore[arg-type]
+            if values is None or len(values) != field.dim:
+                return f"{spec.name}.{field.name}: expected {field.dim} floats"
+            if not all(math.isfinite(v) for v in values):
+                return f"{spec.name}.{field.name}: NaN or infinite component"
+    return None
+
+
+def probe_row(spec: CollectionSpec, key: str) -> dict[str, object]:
+    """A row `spec` certainly accepts, keyed `key`, for probing that Milvus takes writes (then delete it)."""
+    row: dict[str, object] = {}
+    for field in spec.fields:
+        if field.type == "varchar":
+            row[field.name] = key if field.is_primary else CANARY
+        elif field.type == "int64":
+            row[field.name] = 0
+        else:
+            row[field.name] = [1.0] + [0.0] * (field.dim - 1)
+    return row

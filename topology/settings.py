@@ -62,6 +62,16 @@ class TlsFiles:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class MediaPolicy:
+    """Where media URIs may point. `file://` only under `roots` (none: no local reads at all), regular
+    files only; `http(s)://` to public addresses, plus the `allow_hosts` (names, IP addresses or CIDR
+    networks) a deployment names for its own private media servers."""
+
+    roots: tuple[Path, ...] = ()
+    allow_hosts: tuple[str, ...] = ()
+
+
 def host_port(address: str) -> tuple[str, int]:
     """`grpc://h:p`, `http://h:p` or `h:p` -> (h, p).
 
@@ -141,6 +151,18 @@ class Settings(BaseSettings):
     item_retry_backoff_ms: float = Field(500.0, gt=0)
     item_cache_size: int = Field(100_000, ge=0, description="item vectors kept in each worker's memory")
     media_fetch_timeout_s: float = Field(5.0, gt=0, description="time limit to fetch one http(s) media URI")
+    media_roots: str = Field(
+        "", description="comma-separated folders that file:// media URIs may name (empty: file:// refused); regular files only"
+    )
+    media_allow_hosts: str = Field(
+        "",
+        description="comma-separated host names, IP addresses or CIDR networks that http(s):// media may come from besides public "
+        "addresses (loopback, private and link-local addresses are refused unless named here)",
+    )
+    event_max_future_s: float = Field(
+        300.0, ge=0, description="how far an event time (timestamp_ms, created_at_ms) may run ahead of its record's arrival; beyond: dead letter"
+    )
+    event_max_age_s: float = Field(0.0, ge=0, description="how far an event time may lag behind its record's arrival; 0: any age (replays, backfills)")
     retry_backoff_max_s: float = Field(5.0, gt=0, description="longest pause between retries of a down dependency")
 
     recall_port: int = Field(8090, description="port of `sail-stream recall serve` (loopback unless --host)")
@@ -198,7 +220,14 @@ class Settings(BaseSettings):
             max_image_bytes=self.max_image_bytes,
             max_frames=self.max_frames,
             max_text_chars=self.max_text_chars,
+            max_future_skew_ms=int(self.event_max_future_s * 1000),
+            max_age_ms=int(self.event_max_age_s * 1000),
         )
+
+    def media_policy(self) -> MediaPolicy:
+        """Where the content agent may fetch media from (`SAIL_MEDIA_ROOTS`, `SAIL_MEDIA_ALLOW_HOSTS`)."""
+        roots = tuple(Path(p.strip()).expanduser() for p in self.media_roots.split(",") if p.strip())
+        return MediaPolicy(roots=roots, allow_hosts=tuple(h.strip().lower() for h in self.media_allow_hosts.split(",") if h.strip()))
 
     def collections(self) -> tuple[CollectionSpec, CollectionSpec]:
         """(items, users)"""

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from topology import reasons
 from topology.codec import (
+    INT64_MAX,
     SCHEMA_VERSION,
+    Arrival,
     BadInput,
     Limits,
     decode_dead_letter,
@@ -26,7 +28,7 @@ from topology.messages import Action, ContentUpload, DeadLetter, Interaction, It
 
 SMALL = Limits(max_message_bytes=64 * 1024, max_image_bytes=4096, max_frames=4, max_tags=5, max_title_chars=40, max_text_chars=100)
 
-ids = st.text(st.characters(codec="utf-8", categories=("L", "N", "P")), min_size=1, max_size=20)
+ids = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "S"), exclude_characters="'\"\\,"), min_size=1, max_size=20)
 texts = st.text(max_size=40)
 media = st.one_of(
     st.binary(min_size=1, max_size=512).map(Media.inline),
@@ -130,6 +132,15 @@ def test_truncated_upload_is_rejected_as_bad_input(upload: ContentUpload, cut: i
         (_raw(**_upload_fields(created_at_ms="yesterday")), reasons.SCHEMA_WRONG_TYPE, "ContentUpload.created_at_ms: expected int, got str"),
         (_raw(**_upload_fields(created_at_ms=True)), reasons.SCHEMA_WRONG_TYPE, "created_at_ms"),
         (_raw(**_upload_fields(created_at_ms=-5)), reasons.SCHEMA_INVALID_VALUE, "-5 < 0"),
+        (_raw(**_upload_fields(created_at_ms=2**64 - 1)), reasons.SCHEMA_INVALID_VALUE, f"{2**64 - 1} > {INT64_MAX}"),
+        (_raw(**_upload_fields(created_at_ms=2**63)), reasons.SCHEMA_INVALID_VALUE, "created_at_ms"),
+        (_raw(**_upload_fields(item_id="a,b")), reasons.SCHEMA_INVALID_VALUE, "identifiers may not contain ,"),
+        (_raw(**_upload_fields(creator_id='say "hi"')), reasons.SCHEMA_INVALID_VALUE, 'may not contain "'),
+        (_raw(**_upload_fields(item_id="it's")), reasons.SCHEMA_INVALID_VALUE, "may not contain '"),
+        (_raw(**_upload_fields(item_id="back\\slash")), reasons.SCHEMA_INVALID_VALUE, "may not contain \\"),
+        (_raw(**_upload_fields(item_id="zero\u200bwidth")), reasons.SCHEMA_INVALID_VALUE, "printable"),
+        (_raw(**_upload_fields(item_id="x" * 129)), reasons.LIMIT_TEXT_CHARS, "129 UTF-8 bytes > limit 128"),
+        (_raw(**_upload_fields(item_id="é" * 65)), reasons.LIMIT_TEXT_CHARS, "130 UTF-8 bytes > limit 128"),
         (_raw(**_upload_fields(item_id="")), reasons.SCHEMA_INVALID_VALUE, "ContentUpload.item_id"),
         (_raw(**_upload_fields(item_id="a\nb")), reasons.SCHEMA_INVALID_VALUE, "printable"),
         (_raw(**_upload_fields(title="x" * 41)), reasons.LIMIT_TEXT_CHARS, "ContentUpload.title: 41 chars > limit 40"),
@@ -157,6 +168,9 @@ def test_invalid_upload_is_rejected_with_precise_reason(data: bytes, reason: str
     [
         ({"action": "poke"}, reasons.SCHEMA_INVALID_VALUE, "'poke' not one of view, like"),
         ({"dwell_ms": -1}, reasons.SCHEMA_INVALID_VALUE, "Interaction.dwell_ms"),
+        ({"dwell_ms": 2**63}, reasons.SCHEMA_INVALID_VALUE, "Interaction.dwell_ms"),
+        ({"timestamp_ms": 2**64 - 1}, reasons.SCHEMA_INVALID_VALUE, "Interaction.timestamp_ms"),
+        ({"user_id": "u,1"}, reasons.SCHEMA_INVALID_VALUE, "Interaction.user_id"),
         ({"timestamp_ms": 1.5}, reasons.SCHEMA_WRONG_TYPE, "Interaction.timestamp_ms: expected int, got float"),
         ({"user_id": None}, reasons.SCHEMA_MISSING_FIELD, "Interaction.user_id is required"),
         ({"item_id": 7}, reasons.SCHEMA_WRONG_TYPE, "Interaction.item_id: expected str"),
@@ -186,3 +200,56 @@ def test_item_embedding_with_wrong_vector_length_is_rejected() -> None:
         decode_item_embedding(data)
     assert info.value.reason == reasons.SCHEMA_INVALID_VALUE
     assert "12 bytes for dim 4" in info.value.detail
+
+
+def test_identifiers_up_to_the_byte_limit_round_trip_whatever_their_script() -> None:
+    for item_id in ("x" * 128, "é" * 64, "猫" * 42, "emoji😀-#1", "ÄÖÜ-ß/x:y@z"):
+        assert decode_upload(_raw(**_upload_fields(item_id=item_id)), SMALL).item_id == item_id
+
+
+NOW_MS = 1_800_000_000_000
+EVENT = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "action": "like", "dwell_ms": 3}
+
+
+def test_an_event_within_the_allowed_skew_and_age_is_accepted() -> None:
+    limits = Limits(max_future_skew_ms=60_000, max_age_ms=3_600_000)
+    for ts in (NOW_MS + 60_000, NOW_MS, NOW_MS - 3_600_000):
+        assert decode_interaction(_raw(**EVENT, timestamp_ms=ts), limits, Arrival(b"u1", NOW_MS)).timestamp_ms == ts
+    upload = decode_upload(_raw(**_upload_fields(item_id="i9", created_at_ms=NOW_MS + 1000)), limits, Arrival(b"i9", NOW_MS))
+    assert upload.created_at_ms == NOW_MS + 1000
+
+
+@pytest.mark.parametrize(
+    ("timestamp_ms", "detail"),
+    [(NOW_MS + 60_001, "60s after the record arrived (allowed skew 60s)"), (NOW_MS + 1000 * 365 * 86_400_000, "after the record arrived"),
+     (NOW_MS - 3_600_001, "3600s before the record arrived (allowed age 3600s)"), (0, "before the record arrived")],
+)  # fmt: skip
+def test_an_event_time_beyond_the_skew_or_age_is_invalid(timestamp_ms: int, detail: str) -> None:
+    limits = Limits(max_future_skew_ms=60_000, max_age_ms=3_600_000)
+    with pytest.raises(BadInput) as info:
+        decode_interaction(_raw(**EVENT, timestamp_ms=timestamp_ms), limits, Arrival(b"u1", NOW_MS))
+    assert info.value.reason == reasons.SCHEMA_INVALID_TIME and detail in info.value.detail
+
+
+def test_any_age_is_accepted_by_default_but_not_the_far_future() -> None:
+    assert decode_interaction(_raw(**EVENT, timestamp_ms=1), arrival=Arrival(b"u1", NOW_MS)).timestamp_ms == 1
+    with pytest.raises(BadInput) as info:
+        decode_upload(_raw(**_upload_fields(created_at_ms=NOW_MS + 301_000)), arrival=Arrival(b"i1", NOW_MS))
+    assert info.value.reason == reasons.SCHEMA_INVALID_TIME and "ContentUpload.created_at_ms" in info.value.detail
+
+
+@pytest.mark.parametrize(("key", "shown"), [(b"u2", "key b'u2'"), (None, "no key"), (b"U1", "key b'U1'")])
+def test_a_key_that_is_not_the_bodys_id_is_a_mismatch(key: bytes | None, shown: str) -> None:
+    with pytest.raises(BadInput) as info:
+        decode_interaction(_raw(**EVENT, timestamp_ms=NOW_MS), arrival=Arrival(key, NOW_MS))
+    assert info.value.reason == reasons.SCHEMA_KEY_MISMATCH
+    assert info.value.detail == f"Interaction.user_id: 'u1' but the record has {shown}"
+    with pytest.raises(BadInput) as info:
+        decode_upload(_raw(**_upload_fields()), arrival=Arrival(b"u1", NOW_MS))
+    assert info.value.reason == reasons.SCHEMA_KEY_MISMATCH
+
+
+def test_a_body_error_is_reported_before_its_key() -> None:
+    with pytest.raises(BadInput) as info:
+        decode_interaction(_raw(**{**EVENT, "action": "poke"}, timestamp_ms=NOW_MS), arrival=Arrival(b"someone-else", NOW_MS))
+    assert info.value.reason == reasons.SCHEMA_INVALID_VALUE

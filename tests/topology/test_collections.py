@@ -1,4 +1,6 @@
-from topology.collections import index_for, items_collection, user_key, users_collection
+import pytest
+
+from topology.collections import CANARY, index_for, items_collection, probe_row, row_problem, user_key, users_collection
 
 
 def test_items_collection_is_keyed_by_item_id_with_the_scalars_recall_filters_on() -> None:
@@ -22,3 +24,45 @@ def test_index_follows_the_backend() -> None:
     server = index_for("server")
     assert server.index_type == "HNSW" and dict(server.build_params)["M"] == 16
     assert {index_for(b).metric_type for b in ("lite", "server")} == {"IP"}
+
+
+def _item(**overrides: object) -> dict[str, object]:
+    row: dict[str, object] = {"item_id": "i1", "creator_id": "c1", "created_at_ms": 1, "encoded_at_ms": 2, "model_version": "m", "embedding": [0.6, 0.8, 0.0, 0.0]}
+    row.update(overrides)
+    return row
+
+
+def test_a_row_that_fits_the_schema_has_no_problem() -> None:
+    assert row_problem(items_collection("x_", dim=4), _item()) is None
+    assert row_problem(items_collection("x_", dim=4), _item(item_id="猫" * 42)) is None  # 126 bytes
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"created_at_ms": 2**63}, "x_items.created_at_ms: 9223372036854775808 is not an int64"),
+        ({"created_at_ms": True}, "is not an int64"),
+        ({"item_id": "é" * 65}, "x_items.item_id: 130 UTF-8 bytes > VARCHAR(128)"),
+        ({"creator_id": 7}, "x_items.creator_id: expected str, got int"),
+        ({"embedding": [1.0, 0.0]}, "x_items.embedding: expected 4 floats"),
+        ({"embedding": [float("nan"), 0.0, 0.0, 0.0]}, "NaN or infinite"),
+        ({"embedding": [float("inf"), 0.0, 0.0, 0.0]}, "NaN or infinite"),
+    ],
+)
+def test_a_row_milvus_would_refuse_says_why(overrides: dict[str, object], problem: str) -> None:
+    found = row_problem(items_collection("x_", dim=4), _item(**overrides))
+    assert found is not None and problem in found
+
+
+def test_a_row_missing_a_field_says_which() -> None:
+    row = _item()
+    del row["model_version"]
+    assert row_problem(items_collection("x_", dim=4), row) == "x_items.model_version: missing"
+
+
+def test_probe_rows_fit_their_collection_and_are_marked_as_canaries() -> None:
+    for spec in (items_collection("x_", dim=8), users_collection("x_", dim=8)):
+        row = probe_row(spec, "__canary__-probe")
+        assert row_problem(spec, row) is None
+        assert row[spec.primary_key] == "__canary__-probe"
+    assert probe_row(items_collection("x_", dim=8), "k")["creator_id"] == CANARY  # recall leaves canaries out
