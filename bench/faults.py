@@ -51,7 +51,7 @@ from topology import reasons
 from topology.codec import decode_dead_letter, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD, user_key
 from topology.messages import ContentUpload, Interaction
-from topology.settings import Settings
+from topology.settings import Settings, host_port
 
 SCENARIOS = ("worker-kill", "two-workers-one-killed", "triton-down", "milvus-down", "kafka-restart", "hostile")
 TP = tuple[str, int]
@@ -114,7 +114,7 @@ class Stream(threading.Thread):
         topics = s.topics()
         names = {"uploads": topics.uploads.name, "interactions": topics.interactions.name}
         traffic = Traffic(LoadPlan(users=plan.users, seed=plan.seed, image_share=plan.image_share), run_id=self.run_id)
-        fuzzer = Fuzzer(plan.seed + 1, s.limits(), self.run_id)
+        fuzzer = Fuzzer(plan.seed + 1, s.limits(), self.run_id, internal_port=host_port(s.milvus_uri)[1])
         rng = np.random.default_rng(plan.seed + 2)
         p = producer(s.kafka_bootstrap, s.kafka_security(), s.max_message_bytes, max_block_ms=300_000, linger_ms=5)
         pending: list[tuple[str, bytes, bytes, object]] = []
@@ -261,7 +261,10 @@ class Result:
     bad_not_dead_lettered: int
     bad_wrong_reason: int
     good_dead_lettered: int
+    bad_dead_lettered_again: int  # bad messages with more than one dead letter (a replay after a kill)
+    bad_kinds: dict[str, int]
     workers_exited: int
+    worker_peak_rss_mb: float  # the largest peak resident memory (VmHWM) of the scenario's live workers
     drained_s: float
     faults: list[Fault]
     problems: list[str]
@@ -386,6 +389,13 @@ class Scenario:
         self.began = time.monotonic()
         stream.start()
         try:
+            return self._run(stream, monitor, drain_timeout_s)
+        finally:
+            for worker in self.workers:  # also when the run failed or timed out: no worker outlives its scenario
+                worker.stop()
+
+    def _run(self, stream: Stream, monitor: Monitor, drain_timeout_s: float) -> Result:
+        try:
             self.inject()
             stream.join()
             if stream.error is not None:
@@ -399,28 +409,28 @@ class Scenario:
         for fault in self.faults:
             measure(fault, monitor.samples)
         exited = [w.name for w in self.workers if w.name not in self.killed and not w.is_running()]
-        try:
-            return self.verify(stream.sent, drained - (stream.finished_at or drained), exited)
-        finally:
-            for worker in self.workers:
-                worker.stop()
+        peak_mb = max((peak_rss_mb(w) for w in self.workers if w.is_running()), default=0.0)
+        return self.verify(stream.sent, drained - (stream.finished_at or drained), exited, peak_mb)
 
     def _drain(self, timeout_s: float) -> float:
         s = self.settings
         topics = [t.name for t in (s.topics().uploads, s.topics().interactions, s.topics().interactions_retry)]
         deadline = time.monotonic() + timeout_s
+        behind: dict[str, int] = {}
         while time.monotonic() < deadline:
             try:
-                if all(done >= end for t in topics for done, end in partition_offsets(s.kafka_bootstrap, s.kafka_security(), s.app_id, t).values()):
+                offsets = {(t, p): v for t in topics for p, v in partition_offsets(s.kafka_bootstrap, s.kafka_security(), s.app_id, t).items()}
+                behind = {f"{t}[{p}]@{done}": end - done for (t, p), (done, end) in offsets.items() if done < end}
+                if not behind:
                     return time.monotonic()
             except Exception:  # noqa: BLE001 - Kafka still coming back
                 pass
             time.sleep(1.0)
-        raise TimeoutError(f"{self.name}: lag did not return to zero within {timeout_s:.0f}s")
+        raise TimeoutError(f"{self.name}: lag did not return to zero within {timeout_s:.0f}s; behind (committed offset: messages): {behind}")
 
     # ------------------------------------------------------------------ the check
 
-    def verify(self, sent: Sent, drained_s: float, exited: list[str]) -> Result:
+    def verify(self, sent: Sent, drained_s: float, exited: list[str], peak_mb: float = 0.0) -> Result:
         s = self.settings
         problems: list[str] = []
         stored = _stored_items(s, [u.item_id for u in sent.uploads])
@@ -459,6 +469,8 @@ class Scenario:
         missing = [b for b in sent.bad if b.value not in by_original]
         wrong_reason = [b for b in sent.bad if b.value in by_original and not (by_original[b.value] <= reasons.ALL and (b.reason is None or b.reason in by_original[b.value]))]
         good_there = sum(1 for original, _ in letters if original in sent.good_bytes)
+        copies = Counter(original for original, _ in letters)
+        again = sum(1 for b in {b.value for b in sent.bad} if copies[b] > 1)
         if missing:
             problems.append(f"{len(missing)} bad messages not dead-lettered, kinds {dict(Counter(b.kind for b in missing))}")
         if wrong_reason:
@@ -471,9 +483,21 @@ class Scenario:
             scenario=self.name, events_in=sent.events, uploads=len(sent.uploads), interactions=len(sent.interactions), bad_sent=len(sent.bad),
             items_verified=len(sent.uploads) - len(lost) - len(wrong), items_lost=len(lost), items_wrong=len(wrong),
             users_verified=len(logs) - len(users_wrong), users_wrong=len(users_wrong), dead_lettered=len(letters),
-            bad_not_dead_lettered=len(missing), bad_wrong_reason=len(wrong_reason), good_dead_lettered=good_there,
-            workers_exited=len(exited), drained_s=round(drained_s, 1), faults=self.faults, problems=problems,
+            bad_not_dead_lettered=len(missing), bad_wrong_reason=len(wrong_reason), good_dead_lettered=good_there, bad_dead_lettered_again=again,
+            bad_kinds=dict(sorted(Counter(b.kind for b in sent.bad).items())), workers_exited=len(exited), worker_peak_rss_mb=round(peak_mb, 1),
+            drained_s=round(drained_s, 1), faults=self.faults, problems=problems,
         )  # fmt: skip
+
+
+def peak_rss_mb(worker: ManagedProcess) -> float:
+    """A live worker's peak resident memory so far (VmHWM), in MiB; 0 when it cannot be read."""
+    record = worker.record()
+    try:
+        status = Path(f"/proc/{record.pid}/status").read_text() if record is not None else ""
+    except OSError:
+        return 0.0
+    kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    return kb / 1024
 
 
 async def _rows(settings: Settings, collection: str, keys: list[str], fields: list[str]) -> list[dict]:
@@ -532,16 +556,21 @@ def markdown(results: list[Result], plan: StreamPlan, info: dict[str, object]) -
         f"Per scenario: {plan.uploads} uploads at {plan.uploads_per_s:g}/s, {plan.interactions_per_upload:g} interactions per upload, "
         f"hostile share {plan.hostile_share:g} (hostile scenario: 0.3), seed {plan.seed}.",
         "",
-        "| scenario | events in | items verified | users verified | lost | dead-lettered (bad sent) | good in DLQ | faults: resumed / caught up after | drained after stream | result |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
+        "| scenario | events in | items verified | users verified | lost | dead-lettered (bad sent) | good in DLQ | faults: resumed / caught up after | drained after stream | worker peak RSS | result |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in results:
         faults = "; ".join(f"{f.what}: {_s(f.resumed_s)} / {_s(f.caught_up_s)}" for f in r.faults) or "none"
         lines.append(
             f"| {r.scenario} | {r.events_in:,} | {r.items_verified:,} / {r.uploads:,} | {r.users_verified} / {r.users_verified + r.users_wrong} | "
-            f"{r.lost} | {r.dead_lettered:,} ({r.bad_sent:,}) | {r.good_dead_lettered} | {faults} | {r.drained_s:.1f} s | "
+            f"{r.lost} | {r.dead_lettered:,} ({r.bad_sent:,}) | {r.good_dead_lettered} | {faults} | {r.drained_s:.1f} s | {r.worker_peak_rss_mb:,.0f} MiB | "
             f"{'pass' if r.passed else 'FAIL: ' + '; '.join(r.problems)} |"
         )
+    hostile = [r for r in results if r.scenario == "hostile"]
+    if hostile:
+        r = hostile[0]
+        lines += ["", f"Hostile scenario, bad messages by kind ({r.bad_sent:,} in all, {r.bad_dead_lettered_again} dead-lettered more than once):", "",
+                  "| kind | sent |", "|---|---:|", *(f"| {kind} | {n:,} |" for kind, n in r.bad_kinds.items())]  # fmt: skip
     return "\n".join(lines)
 
 

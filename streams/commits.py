@@ -9,12 +9,14 @@ rebalance (a worker killed, the survivor taking its partitions):
   commits one offset per commit interval, so the lag drains at 1 message/s;
 - **a head gap**: offsets between the committed offset and the first acked one that no stream holds
   any more (delivered around the rebalance, then dropped without an ack); Faust never commits that
-  partition again, its lag stays, the status page says "stalled", and a restart replays all of it.
+  partition again, its lag stays, the status page says "stalled", and a restart replays all of it;
+- **a tail gap**: the same with nothing acked after the dropped offsets (they were the last ones
+  read): the worker idles with lag for good (seen once in the worker-kill fault test).
 
 Neither loses an effect (the agents already applied the later events, and every effect is
 idempotent), but both break what operators watch. `CommitRepair.check()` runs on a timer in each
-worker: it deduplicates the acked list, and when a head gap is still there on the next check with
-none of its offsets in flight, seeks the partition back to its committed offset, so the missing
+worker: it deduplicates the acked list, and when a head or tail gap is still there on the next check
+with none of its offsets in flight, seeks the partition back to its committed offset, so the missing
 events are delivered again and applied once. Faust's consumer internals (`_acked`,
 `_committed_offset`, `_read_offset`, `_unacked_messages`) are read as of faust-streaming 0.15.3,
 pinned in constraints.txt; `tests/streams/test_commits.py` pins the behaviour.
@@ -55,30 +57,30 @@ class CommitRepair:
         for tp in list(c.assignment()):
             if tp.topic not in self._topics:
                 continue
-            acked = c._acked.get(tp)
-            if not acked:
-                self._gaps.pop(tp, None)
-                continue
+            acked = c._acked.get(tp) or []
             if len(set(acked)) != len(acked):
                 before = len(acked)
                 acked[:] = sorted(set(acked))
                 repairs.append(Repair("dedup", tp.topic, tp.partition, f"{before - len(acked)} duplicate acked offsets removed"))
             committed = c._committed_offset.get(tp)
-            head = min(acked)
             read = c._read_offset.get(tp)
-            if tp.topic not in self._contiguous or committed is None or head <= committed or read is None or read < head:
+            # the first offset past the gap: the first acked one (a head gap), or past the last one
+            # read when nothing is acked (a tail gap: read, then dropped, and nothing came after)
+            end = min(acked) if acked else (read + 1 if read is not None else None)
+            if tp.topic not in self._contiguous or committed is None or end is None or end <= committed or read is None or read < min(acked, default=end - 1):
                 self._gaps.pop(tp, None)
                 continue
-            in_flight = any(m.tp == tp and committed <= m.offset < head and not m.acked for m in list(c._unacked_messages))
+            in_flight = any(m.tp == tp and committed <= m.offset < end and not m.acked for m in list(c._unacked_messages))
             if in_flight:
                 self._gaps.pop(tp, None)
                 continue
-            if self._gaps.get(tp) != (committed, head):
-                self._gaps[tp] = (committed, head)  # seen once: give it one more interval
+            if self._gaps.get(tp) != (committed, end):
+                self._gaps[tp] = (committed, end)  # seen once: give it one more interval
                 continue
             await c.seek(tp, committed)
             self._gaps.pop(tp, None)
-            repairs.append(Repair("seek", tp.topic, tp.partition, f"offsets {committed}..{head - 1} were never acked: re-reading from {committed}"))
+            kind = "a later one was" if acked else "nothing after them was"
+            repairs.append(Repair("seek", tp.topic, tp.partition, f"offsets {committed}..{end - 1} were never acked ({kind}): re-reading from {committed}"))
         return repairs
 
 

@@ -102,3 +102,23 @@ def test_a_gap_on_a_compacted_topic_is_never_re_read() -> None:
     for _ in range(3):
         assert asyncio.run(repair.check()) == []
     assert not c.seeks
+
+
+def test_a_tail_gap_read_but_never_acked_is_re_read_on_the_second_check() -> None:
+    """Offsets 24..30 were read, then dropped around a rebalance; nothing after them came: no ack at all."""
+    c = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 24}, _read_offset={TOPIC: 30})
+    repair = _repair(c)
+    assert asyncio.run(repair.check()) == [] and not c.seeks
+    repairs = asyncio.run(repair.check())
+    assert c.seeks == [(TOPIC, 24)] and [r.kind for r in repairs] == ["seek"] and "24..30" in repairs[0].detail
+
+
+def test_a_tail_in_flight_or_fully_committed_is_left_alone() -> None:
+    held = Message(TOPIC, 27)  # an agent still works on it (a retry sleeping, a dependency down)
+    busy = Consumer([TOPIC], _committed_offset={TOPIC: 24}, _read_offset={TOPIC: 30}, _unacked_messages={held})
+    done = Consumer([TOPIC], _committed_offset={TOPIC: 31}, _read_offset={TOPIC: 30})  # everything read is committed
+    for c in (busy, done):
+        repair = _repair(c)
+        for _ in range(3):
+            assert asyncio.run(repair.check()) == []
+        assert not c.seeks
