@@ -3,6 +3,7 @@ and/or a dotenv-style file; every other module gets plain values passed down."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -207,6 +208,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"SAIL_{name.upper()}_CERT_FILE and SAIL_{name.upper()}_KEY_FILE go together")
         if not self.milvus_uri.endswith(".db"):
             host_port(self.milvus_uri)
+        for host in self.media_policy().allow_hosts:
+            if "/" in host:
+                try:
+                    ipaddress.ip_network(host, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"SAIL_MEDIA_ALLOW_HOSTS: {host!r} is not a CIDR network") from exc
         return self
 
     # ------------------------------------------------------------------ derived contracts

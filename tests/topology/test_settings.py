@@ -69,3 +69,32 @@ def test_address_without_port_is_rejected() -> None:
 def test_milvus_db_file_means_embedded() -> None:
     assert Settings(milvus_uri="./local.db").milvus_embedded
     assert not Settings().milvus_embedded
+
+
+def test_media_policy_comes_from_comma_separated_settings() -> None:
+    from pathlib import Path
+
+    from topology.settings import Settings
+
+    policy = Settings(media_roots="/srv/media, ~/covers", media_allow_hosts="Media.Internal,10.20.0.0/16").media_policy()
+    assert policy.roots == (Path("/srv/media"), Path("~/covers").expanduser())
+    assert policy.allow_hosts == ("media.internal", "10.20.0.0/16")
+    assert Settings().media_policy().roots == () and Settings().media_policy().allow_hosts == ()
+
+
+def test_a_malformed_allowed_network_is_a_clear_error() -> None:
+    import pydantic
+    import pytest
+
+    from topology.settings import Settings
+
+    with pytest.raises(pydantic.ValidationError, match="SAIL_MEDIA_ALLOW_HOSTS"):
+        Settings(media_allow_hosts="10.0.0.0/33")
+
+
+def test_event_time_limits_reach_the_codec() -> None:
+    from topology.settings import Settings
+
+    limits = Settings(event_max_future_s=60, event_max_age_s=86_400).limits()
+    assert (limits.max_future_skew_ms, limits.max_age_ms) == (60_000, 86_400_000)
+    assert Settings().limits().max_age_ms == 0
