@@ -35,7 +35,7 @@ import faust
 import numpy as np
 from aiokafka.errors import KafkaError
 
-from encoders.client import EncoderClient, EncoderRejected, EncoderUnavailable, encoder_verdict
+from encoders.client import EncoderClient, EncoderUnavailable, encoder_verdict
 from encoders.signature import EncodeRequest, EncodeResult
 from streams.commits import CommitRepair, install_strict_commits
 from streams.isolation import Isolated, isolate
