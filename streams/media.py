@@ -112,7 +112,8 @@ class MediaResolver:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self._addresses))
-        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self._timeout_s), trust_env=False)
+        # no per-request timeout here: `resolve` bounds the whole fetch, every redirect hop included
+        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -25,11 +25,11 @@ from urllib.parse import urlsplit
 import msgpack
 
 from topology import reasons
+from topology.collections import INT64_MAX  # Milvus's int64: what decodes is what the sink can store
 from topology.messages import Action, ContentUpload, DeadLetter, Interaction, ItemEmbedding, Media, RetryEnvelope
 
 SCHEMA_VERSION: Final = 1
 MEDIA_URI_SCHEMES: Final = frozenset({"file", "http", "https"})
-INT64_MAX: Final = 2**63 - 1
 ID_FORBIDDEN_CHARS: Final = frozenset("'\"\\,")  # quote, double quote, backslash, comma
 
 _MiB: Final = 1024 * 1024

@@ -24,7 +24,7 @@ from streams.broker import ensure_topics, producer
 from streams.recall import Recall, RecallError
 from streams.sink import MilvusRejected, MilvusSink
 from tests.encoders.media import image_bytes
-from tests.integration.test_streaming import _dead_letters, _drained, _items, _user_vectors, _wait
+from tests.integration.test_streaming import _dead_letters, _drained, _items, _send, _user_vectors, _wait
 from topology import reasons
 from topology.codec import encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD, items_collection
@@ -77,11 +77,7 @@ def _send_uploads(settings: Settings, records: list[tuple[bytes, bytes]]) -> Non
 
 
 def _send_interactions(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
-    p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes)
-    for key, value in records:
-        p.send(settings.topics().interactions.name, key=key, value=value)
-    p.flush()
-    p.close()
+    _send(settings, [(settings.topics().interactions.name, key, value) for key, value in records])
 
 
 def _letters_for(settings: Settings, originals: list[bytes]) -> dict[bytes, list]:

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from topology import reasons
 from topology.codec import (
-    INT64_MAX,
     SCHEMA_VERSION,
     Arrival,
     BadInput,
@@ -24,6 +23,7 @@ from topology.codec import (
     encode_item_embedding,
     encode_upload,
 )
+from topology.collections import INT64_MAX
 from topology.messages import Action, ContentUpload, DeadLetter, Interaction, ItemEmbedding, Media
 
 SMALL = Limits(max_message_bytes=64 * 1024, max_image_bytes=4096, max_frames=4, max_tags=5, max_title_chars=40, max_text_chars=100)
