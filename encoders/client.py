@@ -2,8 +2,9 @@
 
 `EncoderClient.encode_one()` micro-batches concurrent callers into one Triton request (up to
 `max_batch` items or `max_wait_ms`), Triton's dynamic batcher then merges requests across clients.
-Transient failures are retried with exponential backoff; after the last try the caller gets
-`EncoderUnavailable` (retry later, never dead-letter). Per-item failures (a corrupt image) come back
+Each request is tried once, under a `Deadline` that follows the measured service time; a failure is
+`EncoderUnavailable` for the caller to retry later (never dead-letter); the client never resends
+work itself, so there is one retry layer (the worker's). Per-item failures (a corrupt image) come back
 as that item's `EncodeResult.error`, never as an exception for the batch. A request Triton refuses
 as invalid is `EncoderRejected` at once (retrying the same request cannot help); `encoder_verdict`
 and `answers` let `streams.isolation` find the record behind it.
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -33,12 +35,14 @@ class EncoderUnavailable(RuntimeError):
     """Triton did not answer in time or failed the request.
 
     `suspect`: Triton answered with an error of its own (INTERNAL, UNKNOWN...), not a lost
-    connection or a deadline, so a record in the request may be the cause.
+    connection or a deadline, so a record in the request may be the cause. `busy`: Triton refused
+    the request as over its queue bound, before computing it (overload, not an outage).
     """
 
-    def __init__(self, message: str, suspect: bool = False) -> None:
+    def __init__(self, message: str, suspect: bool = False, busy: bool = False) -> None:
         super().__init__(message)
         self.suspect = suspect
+        self.busy = busy
 
 
 class EncoderRejected(RuntimeError):
@@ -49,11 +53,16 @@ class EncoderRejected(RuntimeError):
 _UNAVAILABLE_CODES = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED", "StatusCode.RESOURCE_EXHAUSTED", "None"})
 
 
+# tritonserver's words for a request its queue policy refused (gRPC UNAVAILABLE): never computed
+_BUSY_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
+
+
 def _failure(exc: InferenceServerException, what: str) -> EncoderUnavailable | EncoderRejected:
     status = str(exc.status())
     if status == "StatusCode.INVALID_ARGUMENT":
         return EncoderRejected(f"{what}: {exc}")
-    return EncoderUnavailable(f"{what}: {exc}", suspect=status not in _UNAVAILABLE_CODES)
+    busy = status == "StatusCode.UNAVAILABLE" and any(m in str(exc) for m in _BUSY_MESSAGES)
+    return EncoderUnavailable(f"{what}: {exc}", suspect=status not in _UNAVAILABLE_CODES, busy=busy)
 
 
 def encoder_verdict(exc: Exception) -> Literal["rejected", "suspect", "down"]:
@@ -92,17 +101,69 @@ def check_triton(address: str, models: tuple[str, ...], timeout_s: float = 5.0, 
     return TritonHealth(live=live, ready=ready, models_ready=models_ready, server_version=version)
 
 
+class Deadline:
+    """The client deadline of an encode request, following the work rather than a fixed number.
+
+    The smoothed per-item latency and its deviation (RFC 6298's estimator, as TCP times its
+    retransmissions): (per-item latency + 4 deviations) x batch size x 2, never under `floor_s`; after
+    a missed deadline it doubles (up to 64x) until a request succeeds. A slow server is waited for:
+    a request Triton has admitted is computed even when the client gives up on it, so a deadline that
+    fires on mere slowness only sends the server the same work twice. Pure: no clock, no I/O.
+    """
+
+    CEILING_S: Final = 600.0
+
+    def __init__(self, floor_s: float) -> None:
+        self.floor_s = floor_s
+        self._per_item_s: float | None = None
+        self._deviation_s = 0.0
+        self._backoff = 1
+
+    def seconds(self, items: int) -> float:
+        if self._per_item_s is None:
+            estimate = 0.0
+        else:
+            estimate = 2.0 * max(items, 1) * (self._per_item_s + 4 * self._deviation_s)
+        return min(max(estimate, self.floor_s) * self._backoff, self.CEILING_S)
+
+    def observe(self, items: int, seconds: float) -> None:
+        """A request of `items` answered after `seconds`."""
+        sample = seconds / max(items, 1)
+        if self._per_item_s is None:
+            self._per_item_s, self._deviation_s = sample, sample / 2
+        else:
+            self._deviation_s = 0.75 * self._deviation_s + 0.25 * abs(self._per_item_s - sample)
+            self._per_item_s = 0.875 * self._per_item_s + 0.125 * sample
+        self._backoff = 1
+
+    def missed(self) -> None:
+        """A request passed its deadline: wait twice as long next time."""
+        self._backoff = min(self._backoff * 2, 64)
+
+
+Outcome = Literal["ok", "abandoned", "rejected", "failed"]
+
+
 @dataclass(frozen=True, slots=True)
 class ClientStats:
-    """Counters for metrics and tests: how well micro-batching works."""
+    """Counters for metrics, benchmarks and tests: how well micro-batching works, and what was lost.
+
+    `abandoned`: requests whose deadline passed (Triton may still have computed them);
+    `rejected`: requests Triton refused as over its queue bound (never computed)."""
 
     requests: int
     items: int
-    retries: int
+    abandoned: int
+    rejected: int
+    failed: int
 
 
 class EncoderClient:
-    """Async Triton client over gRPC; open with `await client.start()`."""
+    """Async Triton client over gRPC; open with `await client.start()`.
+
+    One attempt per request: retrying belongs to the caller (the worker's retry loop backs off with
+    jitter), so there is one retry layer. `observe(outcome, items, seconds)` hears every request.
+    """
 
     def __init__(
         self,
@@ -110,29 +171,28 @@ class EncoderClient:
         timeout_s: float,
         max_batch: int = 64,
         max_wait_ms: float = 5.0,
-        retries: int = 3,
-        backoff_s: float = 0.2,
         tls: TlsFiles | None = None,
+        observe: Callable[[Outcome, int, float], None] | None = None,
     ) -> None:
         self._address = address
         self._tls = tls
-        self._timeout_s = timeout_s
+        self.deadline = Deadline(timeout_s)
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000.0
-        self._retries = retries
-        self._backoff_s = backoff_s
+        self._observe = observe
         self._client: aiogrpc.InferenceServerClient | None = None
         self._pending: list[tuple[EncodeRequest, asyncio.Future[EncodeResult]]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._requests = self._items = self._retried = 0
+        self._counts: dict[Outcome, int] = {"ok": 0, "abandoned": 0, "rejected": 0, "failed": 0}
+        self._items = 0
 
     @classmethod
     def for_settings(cls, settings: Settings, **overrides: Any) -> EncoderClient:
-        """The client for `settings` (address, timeout, batching, retries, TLS); `overrides` win."""
+        """The client for `settings` (address, deadline floor, batching, TLS); `overrides` win."""
         s = settings
         values: dict[str, Any] = {"timeout_s": s.triton_timeout_s, "max_batch": s.triton_max_batch_size, "max_wait_ms": s.encoder_max_wait_ms,
-                                  "retries": s.encoder_retries, "tls": s.triton_tls(), **overrides}  # fmt: skip
+                                  "tls": s.triton_tls(), **overrides}  # fmt: skip
         return cls(s.triton_grpc_address, **values)
 
     async def start(self) -> None:
@@ -148,11 +208,23 @@ class EncoderClient:
 
     @property
     def stats(self) -> ClientStats:
-        return ClientStats(requests=self._requests, items=self._items, retries=self._retried)
+        c = self._counts
+        return ClientStats(requests=c["ok"], items=self._items, abandoned=c["abandoned"], rejected=c["rejected"], failed=c["failed"])
 
     # ------------------------------------------------------------------ transport
 
-    async def _infer_once(self, signature: ModelSignature, arrays: dict[str, NDArray]) -> dict[str, NDArray]:
+    def _count(self, outcome: Outcome, items: int, seconds: float) -> None:
+        self._counts[outcome] += 1
+        if self._observe is not None:
+            self._observe(outcome, items, seconds)
+
+    async def _infer(self, signature: ModelSignature, arrays: dict[str, NDArray]) -> dict[str, NDArray]:
+        """One Triton request under the current `Deadline`.
+
+        Raises:
+            EncoderUnavailable: down, refused as busy (`busy`), failed, or past the deadline.
+            EncoderRejected: refused as invalid.
+        """
         if self._client is None:
             raise RuntimeError("EncoderClient used before start()")
         inputs = []
@@ -162,25 +234,26 @@ class EncoderClient:
             tensor.set_data_from_numpy(array if spec.dtype == "BYTES" else array.astype(spec.numpy_dtype, copy=False))
             inputs.append(tensor)
         outputs = [aiogrpc.InferRequestedOutput(spec.name) for spec in signature.outputs]
+        items = len(next(iter(arrays.values())))
+        began = time.perf_counter()
         try:
-            result = await self._client.infer(signature.name, inputs, outputs=outputs, client_timeout=self._timeout_s)
+            result = await self._client.infer(signature.name, inputs, outputs=outputs, client_timeout=self.deadline.seconds(items))
         except InferenceServerException as exc:
-            raise _failure(exc, f"{signature.name} at {self._address}") from exc
+            elapsed = time.perf_counter() - began
+            failure = _failure(exc, f"{signature.name} at {self._address}")
+            if str(exc.status()) == "StatusCode.DEADLINE_EXCEEDED":
+                self.deadline.missed()
+                self._count("abandoned", items, elapsed)
+            elif isinstance(failure, EncoderUnavailable) and failure.busy:
+                self._count("rejected", items, elapsed)
+            else:
+                self._count("failed", items, elapsed)
+            raise failure from exc
+        elapsed = time.perf_counter() - began
+        self.deadline.observe(items, elapsed)
+        self._items += items
+        self._count("ok", items, elapsed)
         return {spec.name: result.as_numpy(spec.name) for spec in signature.outputs}
-
-    async def _infer(self, signature: ModelSignature, arrays: dict[str, NDArray]) -> dict[str, NDArray]:
-        """`_infer_once` with `retries` retries and exponential backoff."""
-        for attempt in range(self._retries + 1):
-            try:
-                return await self._infer_once(signature, arrays)
-            except EncoderUnavailable as exc:
-                if attempt == self._retries:
-                    raise
-                delay = self._backoff_s * 2**attempt
-                self._retried += 1
-                logger.warning("triton retry model=%s attempt=%d delay_s=%.2f error=%s", signature.name, attempt + 1, delay, exc)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ models
 
@@ -188,7 +261,7 @@ class EncoderClient:
         """The probe model: (batch, dim) -> (batch, dim) unit rows, computed by Triton.
 
         Raises:
-            EncoderUnavailable: Triton down, timed out or refused, after the retries.
+            EncoderUnavailable: Triton down, past the deadline, busy or failing.
         """
         out = await self._infer(PROBE, {"vector": np.asarray(vectors, dtype=np.float32)})
         return out["normalised"]
@@ -197,7 +270,7 @@ class EncoderClient:
         """Embed requests with the SAIL encoder, `max_batch` per Triton request.
 
         Raises:
-            EncoderUnavailable: Triton down, timed out or failing, after the retries.
+            EncoderUnavailable: Triton down, past the deadline, busy or failing.
             EncoderRejected: Triton refused the request as invalid.
         """
         results: list[EncodeResult] = []
@@ -205,8 +278,6 @@ class EncoderClient:
             chunk = requests[start : start + self._max_batch]
             blobs = np.array([[pack_request(r)] for r in chunk], dtype=np.object_)  # (B, 1)
             out = await self._infer(SAIL_ENCODER, {"item": blobs})
-            self._requests += 1
-            self._items += len(chunk)
             for row in range(len(chunk)):
                 error = bytes(out["error"][row, 0]).decode()
                 version = bytes(out["model_version"][row, 0]).decode()
@@ -227,7 +298,7 @@ class EncoderClient:
         """Embed one request, batched with whatever other callers send within `max_wait_ms`.
 
         Raises:
-            EncoderUnavailable: Triton down, timed out or refused, after the retries.
+            EncoderUnavailable: Triton down, past the deadline, busy or failing.
         """
         future: asyncio.Future[EncodeResult] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from encoders.signature import PROBE, SAIL_ENCODER, ModelSignature, unpack_request
+from encoders.standin import NAME as STANDIN
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +78,15 @@ def serve(
     queue_delay_us: int,
     instances: int,
     tls: tuple[Path, Path] | None = None,
+    max_queue_size: int = 0,
+    standin_control: Path | None = None,
 ) -> None:
     """Start tritonserver with the models bound and block until SIGINT/SIGTERM; with `tls`
-    (certificate, key) its gRPC endpoint speaks TLS only."""
+    (certificate, key) its gRPC endpoint speaks TLS only. `max_queue_size` > 0 bounds each model's
+    queue (requests beyond it are refused at once, never computed); `encoder_name` "standin" serves
+    `encoders.standin` with the service time in `standin_control`."""
     from pytriton.decorators import batch
-    from pytriton.model_config import DynamicBatcher, ModelConfig
+    from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy
     from pytriton.triton import Triton, TritonConfig
 
     config = TritonConfig(
@@ -94,15 +99,24 @@ def serve(
         log_verbose=0,
         **({"grpc_use_ssl": True, "grpc_server_cert": tls[0], "grpc_server_key": tls[1]} if tls else {}),
     )
-    from encoders.model import load_encoder
+    models: list[tuple[ModelSignature, list[object]]] = [(PROBE, [batch(normalise_rows)] * instances)]
+    if encoder_name == STANDIN:
+        if standin_control is None:
+            raise ValueError("the stand-in encoder needs --standin-control")
+        from encoders.standin import read_control, standin_infer_fn
 
-    # Start-up, not import: weights load here, one copy per instance (tokenizers are not thread-safe).
-    encoders = [load_encoder(encoder_name, device) for _ in range(instances)]
-    logger.info("loaded encoder=%s model_version=%s dim=%d", encoder_name, encoders[0].model_version, encoders[0].config.output_dim)
-    models: list[tuple[ModelSignature, list[object]]] = [
-        (PROBE, [batch(normalise_rows)] * instances),
-        (SAIL_ENCODER, [batch(encoder_infer_fn(e)) for e in encoders]),
-    ]
+        logger.info("encoder=standin service time %s (control file %s)", read_control(standin_control), standin_control)
+        models.append((SAIL_ENCODER, [batch(standin_infer_fn(standin_control)) for _ in range(instances)]))
+    else:
+        from encoders.model import load_encoder
+
+        # Start-up, not import: weights load here, one copy per instance (tokenizers are not thread-safe).
+        encoders = [load_encoder(encoder_name, device) for _ in range(instances)]
+        logger.info("loaded encoder=%s model_version=%s dim=%d", encoder_name, encoders[0].model_version, encoders[0].config.output_dim)
+        models.append((SAIL_ENCODER, [batch(encoder_infer_fn(e)) for e in encoders]))
+    # The queue bound refuses the excess before it is computed (a refused request costs nothing);
+    # nothing times out in the queue: a request admitted is a request computed.
+    queue = QueuePolicy(max_queue_size=max_queue_size) if max_queue_size > 0 else None
     with Triton(config=config) as triton:
         for signature, infer_funcs in models:
             triton.bind(
@@ -112,7 +126,7 @@ def serve(
                 outputs=_tensors(signature.outputs),
                 config=ModelConfig(
                     max_batch_size=max_batch_size,
-                    batcher=DynamicBatcher(max_queue_delay_microseconds=queue_delay_us),
+                    batcher=DynamicBatcher(max_queue_delay_microseconds=queue_delay_us, default_queue_policy=queue),
                 ),
                 strict=True,
             )
@@ -123,7 +137,9 @@ def serve(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m encoders.serving", description="Serve sail-stream's encoder models with Triton.")
-    parser.add_argument("--encoder", default="sail-tiny", help="preset name (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large) or a saved encoder folder")
+    parser.add_argument("--encoder", default="sail-tiny",
+                        help="preset name (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large), a saved encoder folder, or 'standin' "
+                             "(encoders.standin: sleeps a configured service time per batch, for measuring the pipeline)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (the GPU when there is one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     parser.add_argument("--grpc-port", type=int, default=8001)
@@ -132,14 +148,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-batch-size", type=int, default=64, help="dynamic batcher's largest batch")
     parser.add_argument("--queue-delay-us", type=int, default=2000, help="how long a request may wait to be batched")
     parser.add_argument("--instances", type=int, default=1, help="model instances (Python processes) per model")
+    parser.add_argument("--max-queue-size", type=int, default=0, help="requests a model may queue; beyond, refused at once (0: unbounded)")
+    parser.add_argument("--standin-control", type=Path, help="with --encoder standin: the JSON file holding its service time (re-read on change)")
     parser.add_argument("--tls-cert", type=Path, help="serve gRPC over TLS with this PEM certificate (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, help="the PEM key of --tls-cert")
     args = parser.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.encoder == STANDIN and args.standin_control is None:
+        parser.error("--encoder standin needs --standin-control")
     serve(args.encoder, args.device, args.host, args.grpc_port, args.http_port, args.metrics_port, args.max_batch_size, args.queue_delay_us, args.instances,
-          (args.tls_cert, args.tls_key) if args.tls_cert else None)
+          (args.tls_cert, args.tls_key) if args.tls_cert else None, args.max_queue_size, args.standin_control)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +41,7 @@ from aiokafka.errors import KafkaError
 from encoders.client import EncoderClient, EncoderUnavailable, encoder_verdict
 from encoders.signature import EncodeRequest, EncodeResult
 from streams.commits import CommitRepair, install_strict_commits
+from streams.inflight import Abandoned, InOrderPipeline
 from streams.isolation import Isolated, isolate
 from streams.interest import InterestParams, apply_interaction, decode_state, encode_state, interest_vectors
 from streams.lag import caught_up, oldest_pending
@@ -88,6 +92,16 @@ class ConfigMismatch(RuntimeError):
     """The encoder's vectors do not fit the Milvus collections (SAIL_EMBEDDING_DIM)."""
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedUpload:
+    """An upload with its vector, between the two stages of a content batch."""
+
+    event: Any
+    upload: ContentUpload
+    vector: np.ndarray
+    model_version: str
+
+
 class ItemCache:
     """Bounded LRU of item vectors in this worker, fed by the item-embeddings topic and Milvus reads."""
 
@@ -123,11 +137,13 @@ class Updater:
         self.params = InterestParams(
             window=s.interest_window, half_life_s=s.interest_half_life_s, negative_weight=s.interest_negative_weight, slots=s.interest_slots
         )
-        self.encoder = EncoderClient.for_settings(s)
+        self.metrics = Metrics()
+        self.encoder = EncoderClient.for_settings(s, observe=self._observe_encode)
+        self.content = InOrderPipeline[list[EncodedUpload]](s.content_in_flight)
+        self._full_counted = 0.0
         self.sink = MilvusSink.for_settings(s)
         self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s, policy=s.media_policy())
         self.cache = ItemCache(s.item_cache_size)
-        self.metrics = Metrics()
         self._started = False
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -154,6 +170,24 @@ class Updater:
             self._started = False
 
     # ------------------------------------------------------------------ plumbing
+
+    def _observe_encode(self, outcome: str, items: int, seconds: float) -> None:  # noqa: ARG002 - the client's observer signature
+        self.metrics.triton_requests.labels(outcome).inc()
+        if outcome == "abandoned":
+            logger.warning("triton request of %d items passed its %.1fs deadline (abandoned; the next deadline doubles)", items, seconds)
+
+    def sample_pipeline(self) -> None:
+        """Export the content pipeline's state (in flight, time waited for a slot, deadline)."""
+        self.metrics.content_in_flight.set(self.content.in_flight)
+        waited = self.content.full_seconds()
+        self.metrics.add_pipeline_full(waited - self._full_counted)
+        self._full_counted = waited
+        self.metrics.triton_deadline.set(self.encoder.deadline.seconds(self.content_batch_max))
+
+    @property
+    def content_batch_max(self) -> int:
+        """The content agent's largest micro-batch: the setting, bounded by the model's max batch."""
+        return min(self.settings.content_batch_max, self.settings.triton_max_batch_size)
 
     def begin_shutdown(self) -> None:
         """Stop every retry loop now (called before Faust waits for the agents to finish their batches)."""
@@ -186,6 +220,10 @@ class Updater:
     async def retrying(self, dependency: str, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         """Run `operation` until it succeeds, backing off on dependency failures (never drops).
 
+        The pause doubles up to `retry_backoff_max_s` and is drawn between half and all of it
+        ("equal jitter"), so workers that failed together do not come back together. This is the
+        only retry layer: the clients under it try once.
+
         Raises:
             ShuttingDown: the worker began to stop; the operation may or may not have taken effect.
         """
@@ -194,11 +232,16 @@ class Updater:
             try:
                 result = await self._unless_stopping(operation())
             except TRANSIENT as exc:
-                self.metrics.dependency_errors.labels(dependency).inc()
-                self.metrics.dependency_up.labels(dependency).set(0)
-                logger.warning("dependency down, retrying dependency=%s what=%s in %.1fs error=%s", dependency, what, delay, str(exc).splitlines()[0][:200])
+                busy = isinstance(exc, EncoderUnavailable) and exc.busy
+                pause = delay * random.uniform(0.5, 1.0)
+                if busy:  # refused before it was computed: the encoder is at capacity, not down
+                    logger.info("encoder busy, retrying what=%s in %.2fs", what, pause)
+                else:
+                    self.metrics.dependency_errors.labels(dependency).inc()
+                    self.metrics.dependency_up.labels(dependency).set(0)
+                    logger.warning("dependency down, retrying dependency=%s what=%s in %.2fs error=%s", dependency, what, pause, str(exc).splitlines()[0][:200])
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                    await asyncio.wait_for(self._stopping.wait(), timeout=pause)
                 except asyncio.TimeoutError:
                     pass
                 delay = min(delay * 2, self.settings.retry_backoff_max_s)
@@ -206,25 +249,50 @@ class Updater:
             self.metrics.dependency_up.labels(dependency).set(1)
             return result
 
-    async def send(self, topic: Any, key: bytes | None, value: bytes) -> None:
-        """Produce and wait for Kafka's acknowledgement (retried while Kafka is down)."""
+    async def send_all(self, records: Sequence[tuple[Any, bytes | None, bytes]], what: str) -> None:
+        """Produce (topic, key, value) records together and wait for Kafka's acknowledgement of all of
+        them; while Kafka is down, only the records it has not acknowledged are sent again."""
+        pending = list(records)
 
-        async def once() -> None:
+        async def deliver(topic: Any, key: bytes | None, value: bytes) -> None:
             delivery = await topic.send(key=key, value=value, force=True)  # not attached to the event: sent now
             await delivery
 
-        await self.retrying("kafka", f"produce {topic.get_topic_name()}", once)
+        async def once() -> None:
+            nonlocal pending
+            outcomes = await asyncio.gather(*(deliver(*record) for record in pending), return_exceptions=True)
+            pending = [record for record, outcome in zip(pending, outcomes) if isinstance(outcome, BaseException)]
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+
+        if pending:
+            await self.retrying("kafka", what, once)
+
+    async def send(self, topic: Any, key: bytes | None, value: bytes) -> None:
+        """Produce one record and wait for Kafka's acknowledgement (retried while Kafka is down)."""
+        await self.send_all([(topic, key, value)], f"produce {topic.get_topic_name()}")
 
     async def dead_letter(self, original: bytes, key: bytes | None, source: tuple[str, int, int], reason: str, detail: str) -> None:
-        topic, partition, offset = source
-        letter = DeadLetter(original=original, source_topic=topic, partition=partition, offset=offset, reason=reason, detail=detail[:4000], key=key, failed_at_ms=now_ms())
-        await self.send(self.dead_letter_topic, key, encode_dead_letter(letter))
-        self.metrics.dead_letters.labels(reason, topic).inc()
-        logger.warning("dead-letter reason=%s tp=%s[%d]@%d detail=%s", reason, topic, partition, offset, detail[:200])
+        await self.dead_letters([(original, key, source, reason, detail)])
+
+    async def dead_letters(self, letters: Sequence[tuple[bytes, bytes | None, tuple[str, int, int], str, str]]) -> None:
+        """Send (original, key, (topic, partition, offset), reason, detail) to the dead-letter topic together."""
+        records = []
+        for original, key, (topic, partition, offset), reason, detail in letters:
+            letter = DeadLetter(original=original, source_topic=topic, partition=partition, offset=offset, reason=reason, detail=detail[:4000], key=key, failed_at_ms=now_ms())
+            records.append((self.dead_letter_topic, key, encode_dead_letter(letter)))
+        await self.send_all(records, "produce dead letters")
+        for _, _, (topic, partition, offset), reason, detail in letters:
+            self.metrics.dead_letters.labels(reason, topic).inc()
+            logger.warning("dead-letter reason=%s tp=%s[%d]@%d detail=%s", reason, topic, partition, offset, detail[:200])
+
+    async def dead_letter_events(self, refused: Sequence[tuple[Any, str, str]]) -> None:
+        """Dead-letter (event, reason, detail) triples together."""
+        await self.dead_letters([(e.value, e.message.key, (e.message.topic, e.message.partition, e.message.offset), r, d) for e, r, d in refused])
 
     async def dead_letter_event(self, event: Any, reason: str, detail: str) -> None:
-        message = event.message
-        await self.dead_letter(event.value, message.key, (message.topic, message.partition, message.offset), reason, detail)
+        await self.dead_letter_events([(event, reason, detail)])
 
     async def item_vectors(self, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
         """Vectors of the items that have one: the cache first, then one Milvus get for the rest."""
@@ -254,72 +322,87 @@ class Updater:
 
     async def handle_uploads(self, events: Sequence[Any]) -> None:
         """One micro-batch of uploads, end to end; returns only when its effects are durable."""
+        await self.store_uploads(await self.prepare_uploads(events))
+
+    async def prepare_uploads(self, events: Sequence[Any]) -> list[EncodedUpload]:
+        """The first stage of a batch: decode, resolve media, encode; dead-letters what fails on the
+        way. Several batches may be here at once (`content_in_flight`)."""
         await self.ensure_started()
         self.metrics.count_events("content", len(events))
+        self.metrics.content_batch.set(len(events))
+        refused: list[tuple[Any, str, str]] = []
         accepted: list[tuple[Any, ContentUpload]] = []
         for event in events:
             try:
                 accepted.append((event, decode_upload(event.value, self.limits, arrival(event))))
             except BadInput as exc:
-                await self.dead_letter_event(event, exc.reason, exc.detail)
+                refused.append((event, exc.reason, exc.detail))
         resolved = await asyncio.gather(*(self._request(upload) for _, upload in accepted), return_exceptions=True)
         ready: list[tuple[Any, ContentUpload, EncodeRequest]] = []
         for (event, upload), request in zip(accepted, resolved):
             if isinstance(request, BadInput):
-                await self.dead_letter_event(event, request.reason, request.detail)
+                refused.append((event, request.reason, request.detail))
             elif isinstance(request, BaseException):
                 raise request  # a bug: let it crash visibly
             else:
                 ready.append((event, upload, request))
-        if not ready:
-            return
-        requests = [request for _, _, request in ready]
-        self.metrics.triton_batch.observe(len(requests))
+        encoded: list[EncodedUpload] = []
+        if ready:
+            requests = [request for _, _, request in ready]
+            self.metrics.triton_batch.observe(len(requests))
 
-        async def encode() -> Isolated[EncodeResult]:
-            with self.metrics.timed(self.metrics.triton_seconds):
-                return await isolate(requests, self.encoder.encode, encoder_verdict, self.encoder.answers)
+            async def encode() -> Isolated[EncodeResult]:
+                with self.metrics.timed(self.metrics.triton_seconds):
+                    return await isolate(requests, self.encoder.encode, encoder_verdict, self.encoder.answers)
 
-        encoded = await self.retrying("triton", "encode", encode)
-        newest: dict[str, tuple[Any, ContentUpload, np.ndarray, str]] = {}
-        for index, (event, upload, _) in enumerate(ready):
-            if index in encoded.rejected:
-                await self.dead_letter_event(event, reasons.ENCODER_REJECTED, encoded.rejected[index])
-                continue
-            result = encoded.done[index]
-            if result.vector is None:
-                await self.dead_letter_event(event, result.reason or reasons.MEDIA_UNREADABLE, result.error)
-                continue
-            if len(result.vector) != self.items.dim:
-                raise ConfigMismatch(f"encoder {result.model_version} gives dim {len(result.vector)}, SAIL_EMBEDDING_DIM is {self.items.dim}")
-            previous = newest.get(upload.item_id)
-            if previous is None or previous[1].created_at_ms <= upload.created_at_ms:  # one row per key per upsert
-                newest[upload.item_id] = (event, upload, result.vector, result.model_version)
+            results = await self.retrying("triton", "encode", encode)
+            for index, (event, upload, _) in enumerate(ready):
+                if index in results.rejected:
+                    refused.append((event, reasons.ENCODER_REJECTED, results.rejected[index]))
+                    continue
+                result = results.done[index]
+                if result.vector is None:
+                    refused.append((event, result.reason or reasons.MEDIA_UNREADABLE, result.error))
+                    continue
+                if len(result.vector) != self.items.dim:
+                    raise ConfigMismatch(f"encoder {result.model_version} gives dim {len(result.vector)}, SAIL_EMBEDDING_DIM is {self.items.dim}")
+                encoded.append(EncodedUpload(event, upload, result.vector, result.model_version))
+        if refused:
+            await self.dead_letter_events(refused)
+        return encoded
+
+    async def store_uploads(self, encoded: Sequence[EncodedUpload]) -> None:
+        """The second stage: upsert the rows, publish the embeddings (batches arrive here in order)."""
+        newest: dict[str, EncodedUpload] = {}
+        for item in encoded:
+            previous = newest.get(item.upload.item_id)
+            if previous is None or previous.upload.created_at_ms <= item.upload.created_at_ms:  # one row per key per upsert
+                newest[item.upload.item_id] = item
         if not newest:
             return
         encoded_at = now_ms()
         rows = [
-            {"item_id": u.item_id, "creator_id": u.creator_id, "created_at_ms": u.created_at_ms, "encoded_at_ms": encoded_at,
-             "model_version": version, VECTOR_FIELD: vector.tolist()}
-            for _, u, vector, version in newest.values()
+            {"item_id": e.upload.item_id, "creator_id": e.upload.creator_id, "created_at_ms": e.upload.created_at_ms, "encoded_at_ms": encoded_at,
+             "model_version": e.model_version, VECTOR_FIELD: e.vector.tolist()}
+            for e in newest.values()
         ]  # fmt: skip
         refused = await self.retrying("milvus", "upsert items", lambda: self._upsert_each(self.items, rows))
-        stored = []
-        for index, (event, upload, vector, version) in enumerate(newest.values()):
-            if index in refused:
-                await self.dead_letter_event(event, reasons.SINK_REJECTED, refused[index])
-            else:
-                stored.append((upload, vector, version))
+        stored = [e for index, e in enumerate(newest.values()) if index not in refused]
+        if refused:
+            await self.dead_letter_events([(e.event, reasons.SINK_REJECTED, refused[index]) for index, e in enumerate(newest.values()) if index in refused])
         acked_s = time.time()
-        for upload, _, _ in stored:
-            self.metrics.observe_item_freshness(max(acked_s - upload.created_at_ms / 1000, 0.0))
-        for upload, vector, version in stored:
+        for e in stored:
+            self.metrics.observe_item_freshness(max(acked_s - e.upload.created_at_ms / 1000, 0.0))
+        records = []
+        for e in stored:
             embedding = ItemEmbedding(
-                item_id=upload.item_id, vector=vector.astype("<f4").tobytes(), dim=len(vector), model_version=version,
-                created_at_ms=upload.created_at_ms, encoded_at_ms=encoded_at, creator_id=upload.creator_id,
+                item_id=e.upload.item_id, vector=e.vector.astype("<f4").tobytes(), dim=len(e.vector), model_version=e.model_version,
+                created_at_ms=e.upload.created_at_ms, encoded_at_ms=encoded_at, creator_id=e.upload.creator_id,
             )  # fmt: skip
-            await self.send(self.embeddings_topic, upload.item_id.encode(), encode_item_embedding(embedding))
-            self.cache.put(upload.item_id, vector)
+            records.append((self.embeddings_topic, e.upload.item_id.encode(), encode_item_embedding(embedding)))
+        await self.send_all(records, f"produce {self.topics.item_embeddings.name}")
+        for e in stored:
+            self.cache.put(e.upload.item_id, e.vector)
 
     def cache_embedding(self, data: bytes) -> None:
         try:
@@ -336,13 +419,16 @@ class Updater:
         await self.ensure_started()
         self.metrics.count_events("interest", len(events))
         by_user: dict[str, list[tuple[Any, Any]]] = {}
+        malformed: list[tuple[Any, str, str]] = []
         for event in events:
             try:
                 interaction = decode_interaction(event.value, self.limits, arrival(event))
             except BadInput as exc:
-                await self.dead_letter_event(event, exc.reason, exc.detail)
+                malformed.append((event, exc.reason, exc.detail))
                 continue
             by_user.setdefault(interaction.user_id, []).append((event, interaction))
+        if malformed:
+            await self.dead_letter_events(malformed)
         if not by_user:
             return
         states = {user: decode_state(table.get(user.encode())) for user in by_user}
@@ -350,18 +436,21 @@ class Updater:
         vectors = await self.item_vectors(needed)
         changed = {}
         applied: dict[str, list[Any]] = {}
+        waiting: list[Any] = []
         for user, pairs in by_user.items():
             state = states[user]
             for event, interaction in pairs:
                 if state.has_applied(interaction.event_id):
                     continue
                 if interaction.item_id not in vectors:
-                    await self._wait_for_item(event)
+                    waiting.append(event)
                     continue
                 state = apply_interaction(state, interaction, self.params)
                 applied.setdefault(user, []).append(event)
             if state is not states[user]:
                 changed[user] = state
+        if waiting:
+            await self._wait_for_items(waiting)
         rows = []
         for user, state in changed.items():
             slots = interest_vectors(state, vectors, self.params)
@@ -373,10 +462,12 @@ class Updater:
                              VECTOR_FIELD: vector.tolist()})  # fmt: skip
         if rows:
             refused = await self.retrying("milvus", "upsert users", lambda: self._upsert_each(self.users, rows))
+            letters = []
             for user, reason in {rows[i]["user_id"]: message for i, message in refused.items()}.items():
                 del changed[user]  # the user's state stays as Milvus has it; this batch's events of theirs are dead letters
-                for event in applied[user]:
-                    await self.dead_letter_event(event, reasons.SINK_REJECTED, reason)
+                letters += [(event, reasons.SINK_REJECTED, reason) for event in applied[user]]
+            if letters:
+                await self.dead_letter_events(letters)
             acked_s = time.time()
             for user in {r["user_id"] for r in rows} & changed.keys():
                 newest_ms = max(i.timestamp_ms for _, i in by_user[user])
@@ -423,14 +514,18 @@ class Updater:
         with self.metrics.timed(self.metrics.milvus_seconds.labels(spec.name)):
             return await self.sink.upsert_each(spec, rows)
 
-    async def _wait_for_item(self, event: Any) -> None:
-        message = event.message
+    async def _wait_for_items(self, events: Sequence[Any]) -> None:
+        """Park interactions whose item has no embedding yet on the retry topic, together."""
         first_seen = now_ms()
-        envelope = RetryEnvelope(
-            original=event.value, source_topic=message.topic, partition=message.partition, offset=message.offset,
-            attempts=0, first_seen_ms=first_seen, not_before_ms=first_seen + int(self.settings.item_retry_backoff_ms),
-        )  # fmt: skip
-        await self.send(self.retry_topic, message.key, encode_retry(envelope))
+        records = []
+        for event in events:
+            message = event.message
+            envelope = RetryEnvelope(
+                original=event.value, source_topic=message.topic, partition=message.partition, offset=message.offset,
+                attempts=0, first_seen_ms=first_seen, not_before_ms=first_seen + int(self.settings.item_retry_backoff_ms),
+            )  # fmt: skip
+            records.append((self.retry_topic, message.key, encode_retry(envelope)))
+        await self.send_all(records, f"produce {self.topics.interactions_retry.name}")
 
     async def content_caught_up(self, since_ms: int) -> bool:
         """True once the group has processed every upload written up to `since_ms`. While the content
@@ -588,14 +683,21 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
     # Every source agent acknowledges an event itself, after its effect is durable: Faust's take_events
     # and events() acknowledge in a `finally`, i.e. also when the body raised or was cancelled
     # (a shutdown or a rebalance mid-batch), which commits events whose effect never happened.
+    # Uploads: up to `content_in_flight` batches at once (streams/inflight.py), stored and
+    # acknowledged in order. A batch holds what is waiting, up to the model's max batch: one or two
+    # uploads when idle, full batches once the in-flight slots are taken and a backlog builds.
     @app.agent(uploads)
     async def encode_uploads(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(s.content_batch_max, within=s.content_batch_wait_ms / 1000):
-            try:
-                await updater.handle_uploads(events)
-            except ShuttingDown:
-                return  # unacknowledged: redone after the restart
-            await acknowledge(stream, events)
+        pipeline = updater.content
+        try:
+            async for events in stream.noack_take(updater.content_batch_max, within=s.content_batch_wait_ms / 1000):
+                batch = list(events)
+                await pipeline.submit(partial(updater.prepare_uploads, batch), updater.store_uploads, partial(acknowledge, stream, batch))
+            await pipeline.drain()
+        except (ShuttingDown, Abandoned):
+            return  # unacknowledged: redone after the restart
+        finally:
+            await pipeline.cancel()  # what is still in flight is never acknowledged
 
     @app.agent(interactions)
     async def update_interests(stream: faust.StreamT) -> None:
@@ -630,11 +732,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Updater]:
 
     def current_status() -> dict[str, object]:
         metrics = updater.metrics
-        verdict = watch.verdict(dependency_states(metrics), metrics.freshness_percentiles().get("p99"), thresholds)
+        verdict = watch.verdict(dependency_states(metrics), metrics.freshness_percentiles().get("p99"), thresholds, metrics.saturation())
         return status_json(watch, metrics, verdict)
 
     @app.timer(s.status_interval_s)
     async def sample_lag() -> None:
+        updater.sample_pipeline()
         try:
             await watch.sample(updater.metrics)
             updater.metrics.dependency_up.labels("kafka").set(1)

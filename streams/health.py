@@ -31,6 +31,7 @@ class Thresholds:
     freshness_p99_slo_s: float = 5.0  # Milvus's bounded-staleness window: freshness must beat it
     stall_window_s: float = 30.0  # committed offset still while lag > 0 this long = stalled
     growth_samples: int = 4  # lag rising across this many consecutive samples = growing
+    saturated_share: float = 0.9  # the content agent waited for a free in-flight slot this share of the time
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +48,10 @@ def evaluate(
     dependencies_up: Mapping[str, bool],
     freshness_p99_s: float | None,
     thresholds: Thresholds = Thresholds(),
+    saturation: float | None = None,
 ) -> Verdict:
-    """The worst finding over partitions (oldest sample first per partition) and dependencies."""
+    """The worst finding over partitions (oldest sample first per partition) and dependencies.
+    `saturation`: the share of the recent past the content agent waited for the encoder."""
     findings: list[tuple[Status, str]] = []
     for dependency, up in sorted(dependencies_up.items()):
         if not up:
@@ -70,6 +73,9 @@ def evaluate(
             findings.append(("degraded", f"{where} lag growing over the last {span:.0f}s ({growth[0].behind} -> {last.behind} messages)"))
         elif last.seconds_behind >= thresholds.lag_seconds_degraded:
             findings.append(("degraded", f"{where} is {last.seconds_behind:.0f}s behind"))
+    if saturation is not None and saturation >= thresholds.saturated_share:
+        findings.append(("degraded", f"encoder at capacity: the content agent waited for it {saturation:.0%} of the last minute; "
+                                     "uploads queue in Kafka and drain when arrivals fall below capacity"))  # fmt: skip
     if freshness_p99_s is not None and freshness_p99_s > thresholds.freshness_p99_slo_s:
         findings.append(("degraded", f"item freshness p99 {freshness_p99_s:.1f}s is over the {thresholds.freshness_p99_slo_s:.0f}s SLO"))
     if not findings:

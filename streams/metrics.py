@@ -24,6 +24,11 @@ DEPENDENCY_UP: Final = "sail_dependency_up"
 DEAD_LETTERS: Final = "sail_dead_letters"  # exported as sail_dead_letters_total
 EVENTS: Final = "sail_events"  # exported as sail_events_total
 COMMIT_REPAIRS: Final = "sail_commit_repairs"  # exported as sail_commit_repairs_total
+TRITON_REQUESTS: Final = "sail_triton_requests"  # exported as sail_triton_requests_total{outcome}
+TRITON_DEADLINE_SECONDS: Final = "sail_triton_deadline_seconds"
+CONTENT_BATCH_ITEMS: Final = "sail_content_batch_items"
+CONTENT_IN_FLIGHT: Final = "sail_content_batches_in_flight"
+CONTENT_PIPELINE_FULL: Final = "sail_content_pipeline_full_seconds"  # exported as ..._seconds_total
 
 _LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _FRESHNESS_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
@@ -51,10 +56,24 @@ class Metrics:
         self.dead_letters = Counter(DEAD_LETTERS, "Messages sent to the dead-letter topic", ["reason", "topic"], registry=r)
         self.events = Counter(EVENTS, "Events consumed per agent", ["agent"], registry=r)
         self.commit_repairs = Counter(COMMIT_REPAIRS, "Faust offset-commit faults repaired (streams/commits.py)", ["kind", "topic"], registry=r)
+        self.triton_requests = Counter(
+            TRITON_REQUESTS, "Encode requests by outcome: ok; abandoned (past the client deadline, Triton may have computed it anyway); "
+            "rejected (Triton refused it as over its queue bound, never computed); failed", ["outcome"], registry=r,
+        )  # fmt: skip
+        self.triton_deadline = Gauge(TRITON_DEADLINE_SECONDS, "Client deadline of a full micro-batch now (follows the measured service time)", registry=r)
+        self.content_batch = Gauge(CONTENT_BATCH_ITEMS, "Uploads in the content agent's latest micro-batch (adaptive: what was waiting)", registry=r)
+        self.content_in_flight = Gauge(CONTENT_IN_FLIGHT, "Content micro-batches in flight in this worker", registry=r)
+        self.content_full = Counter(
+            CONTENT_PIPELINE_FULL, "Time the content agent waited for a free in-flight slot (the encoder or the sinks at capacity)", registry=r
+        )
+        for outcome in ("ok", "abandoned", "rejected", "failed"):
+            self.triton_requests.labels(outcome)
         for dependency in ("triton", "milvus", "kafka"):
             self.dependency_up.labels(dependency).set(1)
         self._recent_freshness: deque[tuple[float, float]] = deque(maxlen=5000)  # (observed at, seconds)
         self._recent_events: deque[tuple[float, str, int]] = deque(maxlen=5000)
+        self._full_samples: deque[tuple[float, float]] = deque(maxlen=1000)  # (at, seconds waited so far)
+        self._full_total = 0.0
 
     @contextmanager
     def timed(self, histogram: Histogram) -> Iterator[None]:
@@ -87,6 +106,23 @@ class Metrics:
             if t >= cutoff:
                 totals[agent] = totals.get(agent, 0) + count
         return {agent: total / window_s for agent, total in totals.items()}
+
+    def add_pipeline_full(self, seconds: float) -> None:
+        """`seconds` more waited for a free in-flight slot (called at every status sample, 0 included)."""
+        if seconds > 0:
+            self.content_full.inc(seconds)
+            self._full_total += seconds
+        self._full_samples.append((time.monotonic(), self._full_total))
+
+    def saturation(self, window_s: float = 60.0) -> float | None:
+        """Share of the last `window_s` the content agent waited for a free slot: near 1, uploads
+        arrive faster than the encoder takes them. None until the window has two samples."""
+        now = time.monotonic()
+        inside = [(t, total) for t, total in self._full_samples if t >= now - window_s]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] < window_s / 4:
+            return None
+        (t0, f0), (t1, f1) = inside[0], inside[-1]
+        return min(max((f1 - f0) / (t1 - t0), 0.0), 1.0)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -35,8 +35,8 @@ class LagWatch:
             metrics.lag_seconds.labels(r.topic, str(r.partition)).set(r.seconds_behind)
             self.history.setdefault((r.topic, r.partition), deque(maxlen=self._window)).append(LagSample(now, r.committed, r.end, r.seconds_behind))
 
-    def verdict(self, dependencies_up: Mapping[str, bool], freshness_p99_s: float | None, thresholds: Thresholds) -> Verdict:
-        return evaluate({k: list(v) for k, v in self.history.items()}, dependencies_up, freshness_p99_s, thresholds)
+    def verdict(self, dependencies_up: Mapping[str, bool], freshness_p99_s: float | None, thresholds: Thresholds, saturation: float | None = None) -> Verdict:
+        return evaluate({k: list(v) for k, v in self.history.items()}, dependencies_up, freshness_p99_s, thresholds, saturation)
 
 
 def dependency_states(metrics: Metrics) -> dict[str, bool]:
@@ -61,6 +61,7 @@ def status_json(watch: LagWatch, metrics: Metrics, verdict: Verdict) -> dict[str
         "events_per_s": metrics.rates(),
         "dead_letters": dead_letter_counts(metrics),
         "dependencies": dependency_states(metrics),
+        "encoder_saturation": metrics.saturation(),
     }
 
 

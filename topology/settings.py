@@ -121,9 +121,14 @@ class Settings(BaseSettings):
     embedding_dim: int = Field(384, ge=1, description="width of the vectors stored in Milvus")
 
     # Encoder and Triton
-    encoder: str = Field("sail-tiny", description="encoder preset (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large) or saved folder")
+    encoder: str = Field(
+        "sail-tiny",
+        description="encoder preset (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large), saved folder, or standin (a measurable "
+        "stand-in that sleeps its service time, for benchmarks; encoders/standin.py)",
+    )
     encoder_max_wait_ms: float = Field(5.0, ge=0, description="client micro-batching: how long a request waits for company")
-    encoder_retries: int = Field(3, ge=0, description="retries (exponential backoff) before Triton counts as down")
+    standin_fixed_ms: float = Field(20.0, ge=0, description="SAIL_ENCODER=standin: time per batch, spent off the CPU like a GPU's")
+    standin_per_item_ms: float = Field(2.0, ge=0, description="SAIL_ENCODER=standin: time per item of a batch")
     triton_url: str = Field("grpc://127.0.0.1:8001", description="Triton's gRPC endpoint; grpcs:// for TLS")
     triton_tls_ca_file: Path | None = Field(None, description="CA or server certificate to trust (TLS; implies grpcs)")
     triton_tls_cert_file: Path | None = Field(None, description="client certificate for mutual TLS (with _KEY_FILE)")
@@ -132,16 +137,29 @@ class Settings(BaseSettings):
     triton_tls_server_key_file: Path | None = Field(None, description="local stack only: the key of that certificate")
     triton_http_port: int = 8000
     triton_metrics_port: int = 8002
-    triton_timeout_s: float = Field(2.0, gt=0)
+    triton_timeout_s: float = Field(
+        5.0, gt=0, description="shortest deadline of an encode request; it grows with the batch and the measured service time, "
+        "and doubles after a missed one (a slow encoder is waited for, never sent the same work twice)",
+    )  # fmt: skip
     triton_max_batch_size: int = Field(64, ge=1)
     triton_queue_delay_us: int = Field(2000, ge=0, description="dynamic batcher: how long a request may wait for company")
+    triton_max_queue_size: int = Field(
+        64, ge=0, description="local Triton: requests a model may queue; beyond, refused at once and retried later (0: unbounded)"
+    )
     triton_instances: int = Field(1, ge=1)
 
     # Streaming workers (Faust)
     app_id: str = Field("sail-stream", description="Faust app id = Kafka consumer group of the workers")
     worker_web_port: int = Field(6066, description="each worker's HTTP port (metrics, status); one per worker on a host")
-    content_batch_max: int = Field(32, ge=1, description="uploads encoded per micro-batch")
-    content_batch_wait_ms: float = Field(50.0, ge=1, description="how long a micro-batch waits to fill")
+    content_batch_max: int = Field(
+        64, ge=1, description="most uploads per micro-batch (also bounded by SAIL_TRITON_MAX_BATCH_SIZE); a batch holds what is waiting, "
+        "so batches are small when idle and full under a backlog",
+    )  # fmt: skip
+    content_batch_wait_ms: float = Field(20.0, ge=1, description="how long a micro-batch of uploads waits for company when few arrive")
+    content_in_flight: int = Field(
+        2, ge=1, description="micro-batches of uploads a worker has in flight (encode the next while the last is stored); effects and "
+        "commits stay in order",
+    )  # fmt: skip
     interest_batch_max: int = Field(256, ge=1)
     interest_batch_wait_ms: float = Field(50.0, ge=1)
     interest_window: int = Field(10, ge=1, description="last N positive items per user, as in the SAIL report")

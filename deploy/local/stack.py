@@ -26,6 +26,8 @@ from deploy.local import kafka
 from deploy.local.process import ManagedProcess, ServiceFailed
 from encoders.client import check_triton
 from encoders.signature import PROBE, SAIL_ENCODER
+from encoders.standin import NAME as STANDIN
+from encoders.standin import ServiceTime, write_control
 from streams.broker import check_broker, ensure_topics
 from streams.sink import check_milvus, ensure_collections
 from topology.settings import LOOPBACK_HOSTS, Settings, host_port
@@ -162,6 +164,12 @@ class Stack:
             raise RuntimeError(f"triton live={health.live} ready={health.ready} models={health.models_ready}")
         return f"tritonserver {health.server_version}, models ready: {', '.join(health.models_ready)}"
 
+    @property
+    def standin_control(self) -> Path:
+        """The control file of a stand-in encoder (`SAIL_ENCODER=standin`): `encoders.standin.write_control`
+        on it changes the running server's service time."""
+        return self.state_dir / "triton" / "standin.json"
+
     # ------------------------------------------------------------------ commands
 
     def _command(self, service: Service) -> tuple[list[str], dict[str, str]]:
@@ -204,7 +212,11 @@ class Stack:
             "--max-batch-size", str(s.triton_max_batch_size),
             "--queue-delay-us", str(s.triton_queue_delay_us),
             "--instances", str(s.triton_instances),
+            "--max-queue-size", str(s.triton_max_queue_size),
         ]  # fmt: skip
+        if s.encoder == STANDIN:
+            write_control(self.standin_control, ServiceTime(s.standin_fixed_ms, s.standin_per_item_ms, s.embedding_dim))
+            command += ["--standin-control", str(self.standin_control)]
         if s.triton_tls_server_cert_file and s.triton_tls_server_key_file:
             command += ["--tls-cert", str(s.triton_tls_server_cert_file), "--tls-key", str(s.triton_tls_server_key_file)]
         return command, env

@@ -1,5 +1,5 @@
 """The SAIL encoder through the real tritonserver: same vectors as in-process, per-item errors,
-client micro-batching and retries."""
+client micro-batching and how it reports a down server."""
 
 from __future__ import annotations
 
@@ -79,15 +79,18 @@ async def test_a_request_blob_the_server_cannot_read_fails_only_its_row(settings
     assert np.linalg.norm(out.as_numpy("embedding")[0]) == pytest.approx(1.0, abs=1e-5)
 
 
-async def test_down_server_is_retried_with_backoff_then_reported() -> None:
+async def test_down_server_is_reported_once_for_the_caller_to_retry() -> None:
     from deploy.local.stack import free_ports
 
     (port,) = free_ports(1)
-    client = EncoderClient(f"127.0.0.1:{port}", timeout_s=1.0, retries=2, backoff_s=0.05)
+    seen: list[str] = []
+    client = EncoderClient(f"127.0.0.1:{port}", timeout_s=1.0, observe=lambda outcome, items, seconds: seen.append(outcome))
     await client.start()
     try:
-        with pytest.raises(EncoderUnavailable, match=f"127.0.0.1:{port}"):
+        with pytest.raises(EncoderUnavailable, match=f"127.0.0.1:{port}") as raised:
             await client.encode_one(EncodeRequest(title="anyone there?"))
-        assert client.stats.retries == 2
+        assert not raised.value.busy and not raised.value.suspect
+        assert seen == ["failed"]  # one attempt: the worker's retry loop is the only retry layer
+        assert client.stats.failed == 1 and client.stats.abandoned == 0
     finally:
         await client.close()

@@ -76,7 +76,7 @@ def test_triton_over_tls(stack: Stack, certificate: tuple[Path, Path], tmp_path:
         (local,) = load_encoder("sail-tiny", "cpu").encode([request])  # the same model, in this process
         assert local.vector is not None and float(over_tls @ local.vector) > 0.999
         with pytest.raises(EncoderUnavailable):
-            _encode(EncoderClient(f"127.0.0.1:{grpc}", timeout_s=3.0, retries=0), request)  # plaintext is refused
+            _encode(EncoderClient(f"127.0.0.1:{grpc}", timeout_s=3.0), request)  # plaintext is refused
     finally:
         secure.down(["triton"])
 

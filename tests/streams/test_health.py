@@ -55,3 +55,10 @@ def test_seconds_behind_thresholds() -> None:
     assert evaluate(slow, {}, None).status == "degraded"
     very_slow = {("t", 0): samples([(0, 0, 5, 301.0)])}
     assert evaluate(very_slow, {}, None).status == "failing"
+
+
+def test_an_encoder_at_capacity_is_degraded_with_the_reason() -> None:
+    verdict = evaluate({}, {"triton": True}, None, saturation=0.97)
+    assert verdict.status == "degraded"
+    assert "encoder at capacity" in verdict.reasons[0] and "97%" in verdict.reasons[0]
+    assert evaluate({}, {"triton": True}, None, saturation=0.5).status == "healthy"

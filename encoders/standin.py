@@ -1,0 +1,119 @@
+"""A measurable encoder stand-in: the SAIL encoder's inputs and outputs, with its service time spent
+off the CPU (a sleep of `fixed_ms + per_item_ms x batch` per batch), as a GPU model would.
+
+Benchmarks use it to tell the pipeline's own overhead from "the encoder shares the CPU with the
+worker and the broker"; the slow-encoder test raises its service time mid-run. Select it with
+`SAIL_ENCODER=standin`; `SAIL_STANDIN_FIXED_MS` / `SAIL_STANDIN_PER_ITEM_MS` set the service time.
+The serving process reads the time from a small JSON control file (`deploy.local` writes it from
+the settings when it starts Triton) and re-reads it whenever the file changes, so a running server
+can be slowed down and restored without a restart.
+
+Vectors are deterministic (a hash of the request seeds a unit vector): the same upload always gets
+the same vector, different uploads different ones. They carry no meaning; recall quality measured
+on them means nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+NAME = "standin"  # the encoder name (SAIL_ENCODER, `encoders.serving --encoder`) that selects it
+MODEL_VERSION = "standin-v1"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTime:
+    """How long one batch takes: `fixed_ms + per_item_ms x items`, and the vectors' width."""
+
+    fixed_ms: float = 20.0
+    per_item_ms: float = 2.0
+    dim: int = 384
+
+    def seconds(self, items: int) -> float:
+        return (self.fixed_ms + self.per_item_ms * items) / 1000.0
+
+    def capacity(self, batch: int) -> float:
+        """Items per second one model instance serves at a constant batch size."""
+        return batch / self.seconds(batch)
+
+
+def write_control(path: Path, service: ServiceTime) -> None:
+    """Set the service time of a running (or future) stand-in; atomic, so the server never reads half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(asdict(service)))
+    os.replace(partial, path)
+
+
+def read_control(path: Path) -> ServiceTime:
+    """The service time in a control file.
+
+    Raises:
+        ValueError: the file is not a service time.
+    """
+    try:
+        values = json.loads(path.read_text())
+        service = ServiceTime(fixed_ms=float(values["fixed_ms"]), per_item_ms=float(values["per_item_ms"]), dim=int(values["dim"]))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a stand-in service time: {exc}") from exc
+    if service.fixed_ms < 0 or service.per_item_ms < 0 or service.dim < 1:
+        raise ValueError(f"{path}: times must be >= 0 and dim >= 1, got {service}")
+    return service
+
+
+def vector_for(blob: bytes, dim: int) -> NDArray[np.float32]:
+    """The stand-in's unit vector for one request blob (a function of its bytes)."""
+    seed = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little")
+    vector = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def standin_infer_fn(control: Path) -> object:
+    """The batched Triton function: the SAIL encoder's tensors, `ServiceTime` from `control` (re-read
+    when the file changes; a broken file keeps the last good time and is logged once)."""
+    from encoders.signature import unpack_request
+    from topology import reasons
+
+    current = {"mtime": -1.0, "service": read_control(control)}
+
+    def service_time() -> ServiceTime:
+        try:
+            mtime = control.stat().st_mtime
+        except OSError:
+            return current["service"]  # type: ignore[return-value]
+        if mtime != current["mtime"]:
+            current["mtime"] = mtime
+            try:
+                current["service"] = read_control(control)
+            except ValueError as exc:
+                print(f"standin: keeping the last service time: {exc}", flush=True)
+        return current["service"]  # type: ignore[return-value]
+
+    def infer(item: NDArray[np.object_]) -> dict[str, NDArray]:
+        began = time.monotonic()
+        service = service_time()
+        embedding = np.zeros((len(item), service.dim), dtype=np.float32)
+        errors = [b""] * len(item)
+        for row, blob in enumerate(item[:, 0]):
+            try:
+                unpack_request(bytes(blob))
+            except (ValueError, TypeError) as exc:
+                errors[row] = f"{reasons.DECODE_MSGPACK}: encode request: {exc}"[:300].encode()
+                continue
+            embedding[row] = vector_for(bytes(blob), service.dim)
+        time.sleep(max(service.seconds(len(item)) - (time.monotonic() - began), 0.0))  # off the CPU, like a GPU kernel
+        return {
+            "embedding": embedding,
+            "error": np.array([[e] for e in errors], dtype=np.object_),
+            "model_version": np.array([[MODEL_VERSION.encode()]] * len(item), dtype=np.object_),
+        }
+
+    return infer

@@ -1,0 +1,48 @@
+"""The client deadline follows the measured service time and backs off after a miss (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from encoders.client import Deadline
+
+
+def test_before_any_answer_the_floor_applies() -> None:
+    assert Deadline(5.0).seconds(64) == 5.0
+
+
+def test_grows_with_the_batch_and_the_measured_service_time() -> None:
+    deadline = Deadline(floor_s=0.5)
+    for _ in range(20):
+        deadline.observe(32, 3.2)  # a steady 0.1 s per item
+    assert deadline.seconds(1) == 0.5  # small batches: the floor
+    assert deadline.seconds(32) == pytest.approx(2 * 32 * 0.1, rel=0.15)  # twice the expected time, little jitter
+    assert deadline.seconds(64) == pytest.approx(2 * deadline.seconds(32), rel=0.01)
+
+
+def test_a_slower_server_raises_the_deadline_instead_of_abandoning_its_work() -> None:
+    deadline = Deadline(floor_s=0.1)
+    for _ in range(10):
+        deadline.observe(10, 0.5)
+    before = deadline.seconds(10)
+    deadline.observe(10, 5.0)  # ten times slower, once
+    assert deadline.seconds(10) > 3 * before  # the deviation term reacts at once
+
+
+def test_a_missed_deadline_doubles_the_next_until_a_request_succeeds() -> None:
+    deadline = Deadline(floor_s=2.0)
+    deadline.missed()
+    assert deadline.seconds(8) == 4.0
+    deadline.missed()
+    assert deadline.seconds(8) == 8.0
+    for _ in range(10):
+        deadline.missed()
+    assert deadline.seconds(8) == 128.0  # backoff capped at 64x
+    deadline.observe(8, 0.08)
+    assert deadline.seconds(8) == 2.0
+
+
+def test_never_past_the_ceiling() -> None:
+    deadline = Deadline(floor_s=500.0)
+    deadline.missed()
+    assert deadline.seconds(1) == Deadline.CEILING_S
