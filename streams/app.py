@@ -13,8 +13,11 @@ Milvus acknowledged the upserts and Kafka the produced records (`noack_take`; Fa
 acknowledges even a batch that failed), and Faust commits only contiguous acknowledged offsets
 (`streams/commits.py`); Milvus rows are keyed, and interest states remember applied event ids, so a
 replay overwrites with the same values.
-Bad input goes to the dead-letter topic; a down Triton/Milvus/Kafka is retried with backoff while the
-agent holds its batch, so no new events are pulled (backpressure) and nothing is dropped. A record
+Up to `content_in_flight` upload batches are in flight (`streams/inflight.py`): the next is encoded
+while the last is stored, and stores, publishes and acknowledgements keep arrival order.
+Bad input goes to the dead-letter topic; a down Triton/Milvus/Kafka is retried with jittered backoff
+while the agent holds its batch, so no new events are pulled (backpressure) and nothing is dropped;
+this retry loop is the only one (the clients try once; a slow Triton is waited for, not resent to). A record
 Triton or Milvus refuses (a poison pill) is isolated from its batch (`streams.isolation`) and
 dead-lettered with the dependency's message; the rest of the batch is stored. On shutdown every retry
 loop stops at once and its batch stays unacknowledged, so it is redone after the restart.
@@ -319,10 +322,6 @@ class Updater:
         frames = [await self.media.resolve(frame, f"frames[{i}]") for i, frame in enumerate(upload.frames)]
         audio = await self.media.resolve(upload.audio, "audio")
         return encode_request(upload, cover, tuple(f for f in frames if f is not None), audio)
-
-    async def handle_uploads(self, events: Sequence[Any]) -> None:
-        """One micro-batch of uploads, end to end; returns only when its effects are durable."""
-        await self.store_uploads(await self.prepare_uploads(events))
 
     async def prepare_uploads(self, events: Sequence[Any]) -> list[EncodedUpload]:
         """The first stage of a batch: decode, resolve media, encode; dead-letters what fails on the

@@ -82,6 +82,8 @@ def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> s
     fresh = status["freshness_s"] or {}
     fresh_cells = "".join(f"<td>{e(k)}: {v:.2f} s</td>" for k, v in fresh.items()) or "<td>no items in the last 5 minutes</td>"  # type: ignore[union-attr]
     rates = "".join(f"<li>{e(k)}: {v:.1f} events/s</li>" for k, v in status["events_per_s"].items()) or "<li>idle</li>"  # type: ignore[attr-defined]
+    saturation = status.get("encoder_saturation")
+    rates += f"<li>encoder saturation: {saturation:.0%} of the last minute waiting for it</li>" if isinstance(saturation, float) else ""
     dead = "".join(f"<li>{e(k)}: {v}</li>" for k, v in status["dead_letters"].items()) or "<li>none</li>"  # type: ignore[attr-defined]
     deps = "".join(f"<li class={'up' if up else 'down'}>{e(k)}: {'up' if up else 'DOWN'}</li>" for k, up in status["dependencies"].items())  # type: ignore[attr-defined]
     return f"""<!doctype html>
