@@ -12,8 +12,8 @@ One run on the real local stack (Kafka KRaft, Milvus Lite, Triton), one worker:
    of capacity; 150 % of capacity for `--overload-s`, then 50 % until freshness recovers;
 2. the real `sail-tiny` encoder with another process spinning on one core for the whole part: a bare
    client against the pipeline on the same Triton under the same contention.
-Every row carries the encoder's duty cycle (from Triton's own metrics: the share of wall time it
-spent computing) and the requests Triton computed that the worker had abandoned (Triton's successful
+Every stand-in row carries the encoder's duty cycle (the share of wall time it spent serving: the
+executions and items Triton counted, times the stand-in's service time) and the requests Triton computed that the worker had abandoned (Triton's successful
 requests minus the worker's answered ones). Freshness is upload event time to the row's upsert
 (`encoded_at_ms` is stamped just before it; Milvus Lite serves an acknowledged upsert to the next
 search). Never a test: nothing here asserts on time.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,12 +38,13 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.encoder import machine
-from bench.pipeline import settings_for
+from bench.pipeline import cpu_seconds, settings_for
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from encoders.signature import EncodeRequest
+from encoders.standin import NAME as STANDIN
 from encoders.standin import ServiceTime
 from streams.app import inline_request
 from streams.broker import producer
@@ -72,24 +74,29 @@ class TritonReading:
     at: float
     requests: float
     executions: float
-    compute_us: float
+    items: float
 
     @classmethod
     def read(cls, settings: Settings) -> TritonReading:
         s = _samples(f"http://127.0.0.1:{settings.triton_metrics_port}/metrics")
         model = {"model": "sail_encoder"}
         return cls(time.monotonic(), _value(s, "nv_inference_request_success", **model), _value(s, "nv_inference_exec_count", **model),
-                   _value(s, "nv_inference_compute_infer_duration_us", **model))  # fmt: skip
+                   _value(s, "nv_inference_count", **model))  # fmt: skip
 
-    def duty(self, before: TritonReading) -> float:
-        """Share of the wall time between two readings the model spent computing. Triton adds a
-        batch's compute time once per request in it; dividing by the mean requests per execution
-        gives the time per execution (exact when an execution's requests are alike)."""
-        requests = self.requests - before.requests
-        if requests <= 0:
-            return 0.0
-        busy_s = (self.compute_us - before.compute_us) / 1e6 * (self.executions - before.executions) / requests
+    def duty(self, before: TritonReading, service: ServiceTime | None) -> float | None:
+        """Share of the wall time between two readings the stand-in spent serving: its executions
+        and items counted by Triton, times its service time (`fixed_ms` per execution, `per_item_ms`
+        per item). None for a real model: PyTriton's compute time also counts a request waiting
+        for the model process, so it overlaps (sums past 1) under concurrent requests."""
+        if service is None:
+            return None
+        busy_s = ((self.executions - before.executions) * service.fixed_ms + (self.items - before.items) * service.per_item_ms) / 1000
         return round(busy_s / (self.at - before.at), 3)
+
+
+def service_of(settings: Settings) -> ServiceTime | None:
+    """The stand-in's service time, or None for a real model."""
+    return ServiceTime(settings.standin_fixed_ms, settings.standin_per_item_ms) if settings.encoder == STANDIN else None
 
 
 def _worker_answered(port: int) -> tuple[float, float]:
@@ -134,7 +141,7 @@ def _requests(count: int, image_share: float) -> list[EncodeRequest]:
     return [inline_request(traffic.upload(int(time.time() * 1000))) for _ in range(count)]
 
 
-def bare_client(settings: Settings, requests: list[EncodeRequest], seconds: float, concurrency: int = 4) -> tuple[float, float]:
+def bare_client(settings: Settings, requests: list[EncodeRequest], seconds: float, concurrency: int = 4) -> tuple[float, float | None]:
     """The encoder's capacity: full batches from `concurrency` callers for `seconds`. (items/s, duty)."""
 
     async def run() -> tuple[float, float]:
@@ -159,7 +166,7 @@ def bare_client(settings: Settings, requests: list[EncodeRequest], seconds: floa
             stop = began + seconds
             await asyncio.gather(*(caller(i * batch) for i in range(concurrency)))
             after = TritonReading.read(settings)
-            return done / (time.monotonic() - began), after.duty(before)
+            return done / (time.monotonic() - began), after.duty(before, service_of(settings))
         finally:
             await client.close()
 
@@ -190,28 +197,34 @@ class Row:
     freshness_p50_s: float | None
     freshness_p95_s: float | None
     freshness_p99_s: float | None
-    duty: float
+    duty: float | None
     recomputed: int  # requests Triton computed that the worker abandoned
+    cpu: str = "-"  # share of the machine's CPU: worker / kafka / milvus / triton
 
 
 class Worker:
     """One worker process and the counters read around each run."""
 
-    def __init__(self, settings: Settings, state: Path) -> None:
+    def __init__(self, settings: Settings, state: Path, stack: Stack) -> None:
         (self.port,) = free_ports(1)
         self.settings = settings
         self.proc: ManagedProcess = start_worker(settings, self.port, state / "workers", loglevel="warning")
         wait_for_group(settings, [self.proc])
+        records = {name: stack._procs[name].record() for name in ("kafka", "milvus", "triton")}
+        self.groups = {"worker": self.proc.record(), **records}
+        self.cpu = ""  # each process's share of the machine's CPU over the last run
 
-    def mark(self) -> tuple[TritonReading, float]:
-        return TritonReading.read(self.settings), _worker_answered(self.port)[0]
+    def mark(self) -> tuple[TritonReading, float, dict[str, float]]:
+        return TritonReading.read(self.settings), _worker_answered(self.port)[0], {n: cpu_seconds(r.pgid) for n, r in self.groups.items() if r}
 
-    def since(self, mark: tuple[TritonReading, float]) -> tuple[float, int]:
+    def since(self, mark: tuple[TritonReading, float, dict[str, float]]) -> tuple[float | None, int]:
         """(duty, requests Triton computed beyond those the worker was answered) since `mark`."""
-        before, answered = mark
+        before, answered, cpu = mark
         after = TritonReading.read(self.settings)
         now_answered = _worker_answered(self.port)[0]
-        return after.duty(before), int(round((after.requests - before.requests) - (now_answered - answered)))
+        machine_s = (after.at - before.at) * (os.cpu_count() or 1)
+        self.cpu = " / ".join(f"{(cpu_seconds(r.pgid) - cpu[n]) / machine_s:.2f}" for n, r in self.groups.items() if r)
+        return after.duty(before, service_of(self.settings)), int(round((after.requests - before.requests) - (now_answered - answered)))
 
     def stop(self) -> None:
         self.proc.stop()
@@ -227,7 +240,7 @@ def drain_run(worker: Worker, encoder: str, count: int, image_share: float, capa
     duty, recomputed = worker.since(mark)
     after = [r["encoded_at_ms"] for r in rows if r["encoded_at_ms"] > last]
     rate = len(after) / max((max(after) - last) / 1000, 1e-3) if after else 0.0
-    return Row(encoder, "backlog", None, len(rows), round(rate, 1), round(rate / capacity, 3), None, None, None, duty, recomputed)
+    return Row(encoder, "backlog", None, len(rows), round(rate, 1), round(rate / capacity, 3), None, None, None, duty, recomputed, worker.cpu)
 
 
 def offered_run(worker: Worker, encoder: str, rate: float, seconds: float, capacity: float, image_share: float, label: str) -> Row:
@@ -240,7 +253,7 @@ def offered_run(worker: Worker, encoder: str, rate: float, seconds: float, capac
     duty, recomputed = worker.since(mark)
     span_s = (max(r["encoded_at_ms"] for r in rows) - min(r["created_at_ms"] for r in rows)) / 1000
     items_s = len(rows) / span_s
-    return Row(encoder, label, round(rate, 1), len(rows), round(items_s, 1), round(items_s / capacity, 3), *_freshness(rows), duty, recomputed)
+    return Row(encoder, label, round(rate, 1), len(rows), round(items_s, 1), round(items_s / capacity, 3), *_freshness(rows), duty, recomputed, worker.cpu)
 
 
 @dataclass
@@ -250,7 +263,7 @@ class Overload:
     overload_s: float
     items_s_during_overload: float
     vs_capacity_during_overload: float
-    duty_during_overload: float
+    duty_during_overload: float | None
     recovery_s: float | None  # from the end of the overload until every later second's p99 freshness < 1 s
     drain_bound_s: float  # backlog at the end / (capacity - low rate): FIFO cannot recover sooner
     recomputed: int
@@ -293,6 +306,10 @@ def hog() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+def _duty(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def markdown(info: dict, service: ServiceTime, capacity: float, rows: list[Row], overload: Overload | None, bare_real: tuple[float, float] | None) -> str:
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['device']}; Python {info['python']}; {info['date']}.",
@@ -300,25 +317,25 @@ def markdown(info: dict, service: ServiceTime, capacity: float, rows: list[Row],
         f"Stand-in: {service.fixed_ms:g} ms + {service.per_item_ms:g} ms/item per batch (off the CPU), max batch 64; "
         f"bare-client capacity **{capacity:.1f} items/s**.",
         "",
-        "| encoder | run | offered items/s | items | items/s | / capacity | freshness p50 / p95 / p99 (s) | encoder duty | recomputed |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|",
+        "| encoder | run | offered items/s | items | items/s | / capacity | freshness p50 / p95 / p99 (s) | encoder duty | recomputed | CPU: worker / kafka / milvus / triton |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in rows:
         fresh = "-" if r.freshness_p50_s is None else f"{r.freshness_p50_s:.2f} / {r.freshness_p95_s:.2f} / {r.freshness_p99_s:.2f}"
         offered = "backlog" if r.offered_items_s is None else f"{r.offered_items_s:.1f}"
-        lines.append(f"| {r.encoder} | {r.run} | {offered} | {r.items} | {r.items_s:.1f} | {r.vs_capacity:.2f} | {fresh} | {r.duty:.2f} | {r.recomputed} |")
+        lines.append(f"| {r.encoder} | {r.run} | {offered} | {r.items} | {r.items_s:.1f} | {r.vs_capacity:.2f} | {fresh} | {_duty(r.duty)} | {r.recomputed} | {r.cpu} |")
     if overload is not None:
         o = overload
         lines += [
             "",
             f"Overload: {o.offered_high_items_s:.1f} items/s (150 %) for {o.overload_s:.0f} s, then {o.offered_low_items_s:.1f}/s (50 %): "
             f"**{o.items_s_during_overload:.1f} items/s stored during the overload ({o.vs_capacity_during_overload:.2f} of capacity)**, "
-            f"encoder duty {o.duty_during_overload:.2f}; freshness p99 back under 1 s "
+            f"encoder duty {_duty(o.duty_during_overload)}; freshness p99 back under 1 s "
             f"{'after ' + format(o.recovery_s, '.0f') + ' s' if o.recovery_s is not None else 'not within the run'} "
             f"(FIFO bound: the backlog left / spare capacity = {o.drain_bound_s:.0f} s); {o.recomputed} requests recomputed.",
         ]
     if bare_real is not None:
-        lines += ["", f"sail-tiny under contention: bare client {bare_real[0]:.1f} items/s (duty {bare_real[1]:.2f})."]
+        lines += ["", f"sail-tiny under contention: bare client {bare_real[0]:.1f} items/s."]
     return "\n".join(lines)
 
 
@@ -344,9 +361,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         stack.up()
         capacity, duty = bare_client(settings, _requests(512, 0.0), seconds=15)
-        print(f"stand-in capacity (bare client): {capacity:.1f} items/s, duty {duty:.2f}", flush=True)
+        print(f"stand-in capacity (bare client): {capacity:.1f} items/s, duty {_duty(duty)}", flush=True)
         rows.append(Row("standin", "bare client", None, 0, round(capacity, 1), 1.0, None, None, None, duty, 0))
-        worker = Worker(settings, state)
+        worker = Worker(settings, state, stack)
         try:
             rows.append(drain_run(worker, "standin", int(capacity * 25), 0.0, capacity))
             print(f"backlog: {rows[-1]}", flush=True)
@@ -366,9 +383,9 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 requests = _requests(256, 0.5)
                 bare_real = bare_client(real, requests, seconds=30, concurrency=2)
-                print(f"sail-tiny beside a CPU hog, bare client: {bare_real[0]:.1f} items/s, duty {bare_real[1]:.2f}", flush=True)
+                print(f"sail-tiny beside a CPU hog, bare client: {bare_real[0]:.1f} items/s", flush=True)
                 rows.append(Row("sail-tiny + hog", "bare client", None, 0, round(bare_real[0], 1), 1.0, None, None, None, bare_real[1], 0))
-                worker = Worker(real, state)
+                worker = Worker(real, state, stack)
                 try:
                     rows.append(drain_run(worker, "sail-tiny + hog", int(bare_real[0] * 40), 0.5, bare_real[0]))
                     print(f"sail-tiny beside a CPU hog, pipeline: {rows[-1]}", flush=True)

@@ -785,6 +785,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         await updater.stop()
 
     worker = faust.Worker(app, loglevel=loglevel)
+    # Faust's terminal spinner, kept at warning level and above, sets the root logger to DEBUG so that it
+    # spins on every record: every debug call of aiokafka, grpc and Faust then built a LogRecord (~5 %
+    # of a busy worker's CPU). A worker's output is a log, not a terminal.
+    worker.spinner = None
     # kafka-python (the lag sampler's admin client) logs every connection at INFO: keep its warnings only
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     logging.getLogger("kafka.net.sasl.plain").setLevel(logging.ERROR)  # "password in the clear" on every lag sample under SASL_PLAINTEXT
