@@ -310,11 +310,12 @@ def _duty(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def markdown(info: dict, service: ServiceTime, capacity: float, rows: list[Row], overload: Overload | None, bare_real: tuple[float, float] | None) -> str:
+def markdown(info: dict, service: ServiceTime, instances: int, capacity: float, rows: list[Row], overload: Overload | None, bare_real: tuple[float, float] | None) -> str:
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['device']}; Python {info['python']}; {info['date']}.",
         "",
-        f"Stand-in: {service.fixed_ms:g} ms + {service.per_item_ms:g} ms/item per batch (off the CPU), max batch 64; "
+        f"Stand-in: {service.fixed_ms:g} ms + {service.per_item_ms:g} ms/item per batch (off the CPU), max batch 64, {instances} Triton "
+        f"instance(s) sharing one simulated device; "
         f"bare-client capacity **{capacity:.1f} items/s**.",
         "",
         "| encoder | run | offered items/s | items | items/s | / capacity | freshness p50 / p95 / p99 (s) | encoder duty | recomputed | CPU: worker / kafka / milvus / triton |",
@@ -343,6 +344,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.overload", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fixed-ms", type=float, default=20.0, help="stand-in time per batch (default 20)")
     parser.add_argument("--per-item-ms", type=float, default=2.0, help="stand-in time per item (default 2)")
+    parser.add_argument("--instances", type=int, default=2,
+                        help="Triton instances of the stand-in, sharing its one simulated device as instances on one GPU do (default 2)")
     parser.add_argument("--phase-s", type=float, default=30.0, help="length of the 50 %% and 80 %% runs (default 30)")
     parser.add_argument("--overload-s", type=float, default=60.0, help="length of the 150 %% overload (default 60)")
     parser.add_argument("--skip-contention", action="store_true", help="skip the sail-tiny run beside a CPU hog")
@@ -351,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
     state = Path(tempfile.mkdtemp(prefix="sail-bench-overload-"))
     service = ServiceTime(args.fixed_ms, args.per_item_ms)
     settings = settings_for(state, f"ov{uuid.uuid4().hex[:6]}.").model_copy(
-        update={"encoder": "standin", "standin_fixed_ms": service.fixed_ms, "standin_per_item_ms": service.per_item_ms}
+        update={"encoder": "standin", "standin_fixed_ms": service.fixed_ms, "standin_per_item_ms": service.per_item_ms, "triton_instances": args.instances}
     )
     stack = Stack(settings, progress=lambda line: print(f"  {line}", flush=True))
     info = machine()
@@ -376,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
             worker.stop()
         if not args.skip_contention:
             stack.down(["triton"])
-            real = settings.model_copy(update={"encoder": "sail-tiny"})
+            real = settings.model_copy(update={"encoder": "sail-tiny", "triton_instances": 1})
             stack = Stack(real, progress=lambda line: print(f"  {line}", flush=True))
             stack.up(["triton"])
             spinner = hog()
@@ -396,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stack.down()
     print()
-    print(markdown(info, service, capacity, rows, overload, bare_real))
+    print(markdown(info, service, args.instances, capacity, rows, overload, bare_real))
     headline = {
         "standin_capacity_items_s": round(capacity, 1),
         "pipeline_vs_capacity": next(r.vs_capacity for r in rows if r.encoder == "standin" and r.run == "backlog"),
@@ -408,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     print(json.dumps(headline))
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "service": asdict(service), "rows": [asdict(r) for r in rows],
+        args.json.write_text(json.dumps({"machine": info, "service": asdict(service), "instances": args.instances, "rows": [asdict(r) for r in rows],
                                          "overload": asdict(overload) if overload else None, "headline": headline}, indent=2))  # fmt: skip
 
 

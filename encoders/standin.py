@@ -4,7 +4,9 @@ off the CPU (a sleep of `fixed_ms + per_item_ms x batch` per batch), as a GPU mo
 Benchmarks use it to tell the pipeline's own overhead from "the encoder shares the CPU with the
 worker and the broker"; the slow-encoder test raises its service time mid-run. Select it with
 `SAIL_ENCODER=standin`; `SAIL_STANDIN_FIXED_MS` / `SAIL_STANDIN_PER_ITEM_MS` set the service time.
-The serving process reads the time from a small JSON control file (`deploy.local` writes it from
+Several Triton instances (`SAIL_TRITON_INSTANCES`) share one simulated device, as instances on one
+GPU do: each does its host-side work (unpacking, hashing, Triton's hand-off) on its own, and waits for
+the device to sleep its service time. The serving process reads the time from a small JSON control file (`deploy.local` writes it from
 the settings when it starts Triton) and re-reads it whenever the file changes, so a running server
 can be slowed down and restored without a restart.
 
@@ -15,10 +17,13 @@ on them means nothing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,6 +81,17 @@ def vector_for(blob: bytes, dim: int) -> NDArray[np.float32]:
     return vector / np.linalg.norm(vector)
 
 
+@contextmanager
+def _device(control: Path) -> Iterator[None]:
+    """Exclusive use of the one simulated device, across the instances (threads or processes) of a server."""
+    with open(control.with_suffix(".device"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def standin_infer_fn(control: Path) -> object:
     """The batched Triton function: the SAIL encoder's tensors, `ServiceTime` from `control` (re-read
     when the file changes; a broken file keeps the last good time and is logged once)."""
@@ -98,7 +114,6 @@ def standin_infer_fn(control: Path) -> object:
         return current["service"]  # type: ignore[return-value]
 
     def infer(item: NDArray[np.object_]) -> dict[str, NDArray]:
-        began = time.monotonic()
         service = service_time()
         embedding = np.zeros((len(item), service.dim), dtype=np.float32)
         errors = [b""] * len(item)
@@ -109,7 +124,8 @@ def standin_infer_fn(control: Path) -> object:
                 errors[row] = f"{reasons.DECODE_MSGPACK}: encode request: {exc}"[:300].encode()
                 continue
             embedding[row] = vector_for(bytes(blob), service.dim)
-        time.sleep(max(service.seconds(len(item)) - (time.monotonic() - began), 0.0))  # off the CPU, like a GPU kernel
+        with _device(control):  # one "GPU" however many instances: their host-side work overlaps, their device time does not
+            time.sleep(service.seconds(len(item)))  # off the CPU, like a GPU kernel
         return {
             "embedding": embedding,
             "error": np.array([[e] for e in errors], dtype=np.object_),

@@ -58,3 +58,20 @@ def test_infer_sleeps_the_service_time_read_at_each_batch(tmp_path: Path) -> Non
     slow = time.monotonic() - began
     assert fast >= 0.021 and slow >= 0.171
     assert slow - fast >= 0.14
+
+
+def test_instances_share_one_device(tmp_path: Path) -> None:
+    """Two instances serving at once take turns on the simulated device, like two instances on one GPU."""
+    import threading
+
+    control = tmp_path / "standin.json"
+    write_control(control, ServiceTime(fixed_ms=100, per_item_ms=0, dim=4))
+    instances = [standin_infer_fn(control), standin_infer_fn(control)]
+    batch = np.array([[pack_request(EncodeRequest(title="t"))]], dtype=np.object_)
+    threads = [threading.Thread(target=infer, args=(batch,)) for infer in instances]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.monotonic() - began >= 0.2
