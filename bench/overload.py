@@ -267,6 +267,7 @@ class Overload:
     recovery_s: float | None  # from the end of the overload until every later second's p99 freshness < 1 s
     drain_bound_s: float  # backlog at the end / (capacity - low rate): FIFO cannot recover sooner
     recomputed: int
+    cpu_during_overload: str  # worker / kafka / milvus / triton / this load generator, shares of the machine
 
 
 def overload_run(worker: Worker, capacity: float, seconds: float, low_max_s: float) -> Overload:
@@ -274,10 +275,12 @@ def overload_run(worker: Worker, capacity: float, seconds: float, low_max_s: flo
     settings = worker.settings
     high, low = round(1.5 * capacity, 1), round(0.5 * capacity, 1)
     mark = worker.mark()
+    own = time.process_time()
     began = int(time.time() * 1000)
     produced = run_producer(settings, LoadPlan(items_per_s=high, interactions_per_s=0.0, duration_s=seconds, seed=11, image_share=0.0))
     ended = int(time.time() * 1000)
     duty_high, _ = worker.since(mark)
+    cpu_high = f"{worker.cpu} / {(time.process_time() - own) / ((time.time() * 1000 - began) / 1000 * (os.cpu_count() or 1)):.2f}"
     during = asyncio.run(_rows(settings, began, ended))
     stored_in_window = sum(1 for r in during if r["encoded_at_ms"] < ended)
     backlog_left = produced.uploads - stored_in_window
@@ -295,7 +298,7 @@ def overload_run(worker: Worker, capacity: float, seconds: float, low_max_s: flo
             break
     window_s = (ended - began) / 1000
     return Overload(high, low, round(window_s, 1), round(stored_in_window / window_s, 1), round(stored_in_window / window_s / capacity, 3), duty_high,
-                    recovered, round(backlog_left / max(capacity - low, 1e-6), 1), recomputed)  # fmt: skip
+                    recovered, round(backlog_left / max(capacity - low, 1e-6), 1), recomputed, cpu_high)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- main
@@ -333,7 +336,8 @@ def markdown(info: dict, service: ServiceTime, instances: int, capacity: float, 
             f"**{o.items_s_during_overload:.1f} items/s stored during the overload ({o.vs_capacity_during_overload:.2f} of capacity)**, "
             f"encoder duty {_duty(o.duty_during_overload)}; freshness p99 back under 1 s "
             f"{'after ' + format(o.recovery_s, '.0f') + ' s' if o.recovery_s is not None else 'not within the run'} "
-            f"(FIFO bound: the backlog left / spare capacity = {o.drain_bound_s:.0f} s); {o.recomputed} requests recomputed.",
+            f"(FIFO bound: the backlog left / spare capacity = {o.drain_bound_s:.0f} s); {o.recomputed} requests recomputed; "
+            f"CPU during the overload, worker / kafka / milvus / triton / load generator: {o.cpu_during_overload}.",
         ]
     if bare_real is not None:
         lines += ["", f"sail-tiny under contention: bare client {bare_real[0]:.1f} items/s."]
@@ -373,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
             for fraction in (0.5, 0.8):
                 rows.append(offered_run(worker, "standin", fraction * capacity, args.phase_s, capacity, 0.0, f"{fraction:.0%} of capacity"))
                 print(f"{fraction:.0%}: {rows[-1]}", flush=True)
-            overload = overload_run(worker, capacity, args.overload_s, low_max_s=max(2 * args.overload_s, 60))
+            overload = overload_run(worker, capacity, args.overload_s, low_max_s=max(3 * args.overload_s, 60))
             print(f"overload: {overload}", flush=True)
         finally:
             worker.stop()

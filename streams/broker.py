@@ -6,7 +6,7 @@ Faust (over aiokafka) owns the hot path; this module is for the stack, the CLI a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +143,12 @@ def consumer(bootstrap: str, security: KafkaSecurity, *topics: str, **kwargs: An
 def partition_offsets(bootstrap: str, security: KafkaSecurity, group_id: str, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
     """(committed, log-end) offset per partition of `topic` for `group_id`; a partition the group
     never committed counts from the log start. Read with the admin API: works with every worker down."""
+    return group_offsets(bootstrap, security, group_id, [topic], timeout_s)[topic]
+
+
+def group_offsets(bootstrap: str, security: KafkaSecurity, group_id: str, topics: Sequence[str], timeout_s: float = 10.0) -> dict[str, dict[int, tuple[int, int]]]:
+    """`partition_offsets` of several topics with one admin client and one consumer (a worker samples
+    its lag every few seconds: a client per topic made each sample cost seconds of CPU)."""
     from kafka import TopicPartition
 
     admin = _admin(bootstrap, security, timeout_s)
@@ -151,17 +157,20 @@ def partition_offsets(bootstrap: str, security: KafkaSecurity, group_id: str, to
             offsets = admin.list_group_offsets({group_id: None}).get(group_id, {})
         except (CoordinatorNotAvailableError, GroupIdNotFoundError):  # no group has committed yet
             offsets = {}
-        committed = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+        committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
     finally:
         admin.close()
     c = consumer(bootstrap, security)
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        partitions = [TopicPartition(topic, p) for topic in topics for p in sorted(c.partitions_for_topic(topic) or ())]
         ends = c.end_offsets(partitions)
         starts = c.beginning_offsets(partitions)
     finally:
         c.close()
-    return {tp.partition: (max(committed.get(tp.partition, -1), starts[tp]), ends[tp]) for tp in partitions}
+    found: dict[str, dict[int, tuple[int, int]]] = {topic: {} for topic in topics}
+    for tp in partitions:
+        found[tp.topic][tp.partition] = (max(committed.get((tp.topic, tp.partition), -1), starts[tp]), ends[tp])
+    return found
 
 
 def group_lag(bootstrap: str, security: KafkaSecurity, group_id: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from streams.broker import partition_offsets, record_timestamps
+from streams.broker import group_offsets, record_timestamps
 from topology.settings import KafkaSecurity
 
 
@@ -43,7 +43,7 @@ def caught_up(oldest_pending_ms: Iterable[int | None], since_ms: int) -> bool:
 def _pending(bootstrap: str, security: KafkaSecurity, group_id: str, topics: Iterable[str]) -> tuple[dict[str, dict[int, tuple[int, int]]], dict[tuple[str, int], int]]:
     """(committed, end) offsets per topic and partition, and the timestamp of the oldest unprocessed
     record of each partition with lag."""
-    offsets = {topic: partition_offsets(bootstrap, security, group_id, topic) for topic in topics}
+    offsets = group_offsets(bootstrap, security, group_id, list(topics))
     behind = {(t, p): done for t, parts in offsets.items() for p, (done, end) in parts.items() if end > done}
     return offsets, record_timestamps(bootstrap, security, behind)
 
