@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
