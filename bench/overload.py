@@ -4,6 +4,7 @@ overload above it, and a real encoder sharing the CPU with another process.
     python -m bench.overload                  # ~10 minutes, prints a markdown table and one JSON line
     python -m bench.overload --json out.json  # also writes every figure
     python -m bench.overload --skip-contention --overload-s 30   # shorter
+    python -m bench.overload --overload-only  # the stand-in's capacity and the overload, ~6 minutes
 
 One run on the real local stack (Kafka KRaft, Milvus Lite, Triton), one worker:
 1. the encoder stand-in (`encoders/standin.py`: its service time is a sleep, off the CPU, like a GPU
@@ -264,7 +265,8 @@ class Overload:
     items_s_during_overload: float
     vs_capacity_during_overload: float
     duty_during_overload: float | None
-    recovery_s: float | None  # from the end of the overload until every later second's p99 freshness < 1 s
+    recovery_s: float | None  # from the end of the overload to the first second whose uploads have p99 freshness < 1 s
+    fresh_share_after: float | None  # share of the later seconds (to the end of the run) with p99 < 1 s
     drain_bound_s: float  # backlog at the end / (capacity - low rate): FIFO cannot recover sooner
     recomputed: int
     cpu_during_overload: str  # worker / kafka / milvus / triton / this load generator, shares of the machine
@@ -291,14 +293,13 @@ def overload_run(worker: Worker, capacity: float, seconds: float, low_max_s: flo
     seconds_after: dict[int, list[float]] = {}
     for r in rows:
         seconds_after.setdefault((r["created_at_ms"] - ended) // 1000, []).append((r["encoded_at_ms"] - r["created_at_ms"]) / 1000)
-    recovered = None
-    for second in sorted(seconds_after):
-        if all(float(np.percentile(v, 99)) < 1.0 for s, v in seconds_after.items() if s >= second):
-            recovered = float(second)
-            break
+    p99 = {second: float(np.percentile(v, 99)) for second, v in sorted(seconds_after.items())}
+    recovered = next((float(second) for second, value in p99.items() if value < 1.0), None)
+    later = [value for second, value in p99.items() if recovered is not None and second >= recovered]
+    fresh_share = round(sum(v < 1.0 for v in later) / len(later), 3) if later else None
     window_s = (ended - began) / 1000
     return Overload(high, low, round(window_s, 1), round(stored_in_window / window_s, 1), round(stored_in_window / window_s / capacity, 3), duty_high,
-                    recovered, round(backlog_left / max(capacity - low, 1e-6), 1), recomputed, cpu_high)  # fmt: skip
+                    recovered, fresh_share, round(backlog_left / max(capacity - low, 1e-6), 1), recomputed, cpu_high)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- main
@@ -336,6 +337,7 @@ def markdown(info: dict, service: ServiceTime, instances: int, capacity: float, 
             f"**{o.items_s_during_overload:.1f} items/s stored during the overload ({o.vs_capacity_during_overload:.2f} of capacity)**, "
             f"encoder duty {_duty(o.duty_during_overload)}; freshness p99 back under 1 s "
             f"{'after ' + format(o.recovery_s, '.0f') + ' s' if o.recovery_s is not None else 'not within the run'} "
+            f"({'-' if o.fresh_share_after is None else format(o.fresh_share_after, '.0%')} of the later seconds stayed under 1 s) "
             f"(FIFO bound: the backlog left / spare capacity = {o.drain_bound_s:.0f} s); {o.recomputed} requests recomputed; "
             f"CPU during the overload, worker / kafka / milvus / triton / load generator: {o.cpu_during_overload}.",
         ]
@@ -353,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--phase-s", type=float, default=30.0, help="length of the 50 %% and 80 %% runs (default 30)")
     parser.add_argument("--overload-s", type=float, default=60.0, help="length of the 150 %% overload (default 60)")
     parser.add_argument("--skip-contention", action="store_true", help="skip the sail-tiny run beside a CPU hog")
+    parser.add_argument("--overload-only", action="store_true", help="the stand-in's capacity and the overload only")
     parser.add_argument("--json", type=Path, help="write every figure and the machine here")
     args = parser.parse_args(argv)
     state = Path(tempfile.mkdtemp(prefix="sail-bench-overload-"))
@@ -372,16 +375,17 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(Row("standin", "bare client", None, 0, round(capacity, 1), 1.0, None, None, None, duty, 0))
         worker = Worker(settings, state, stack)
         try:
-            rows.append(drain_run(worker, "standin", int(capacity * 25), 0.0, capacity))
-            print(f"backlog: {rows[-1]}", flush=True)
-            for fraction in (0.5, 0.8):
-                rows.append(offered_run(worker, "standin", fraction * capacity, args.phase_s, capacity, 0.0, f"{fraction:.0%} of capacity"))
-                print(f"{fraction:.0%}: {rows[-1]}", flush=True)
+            if not args.overload_only:
+                rows.append(drain_run(worker, "standin", int(capacity * 25), 0.0, capacity))
+                print(f"backlog: {rows[-1]}", flush=True)
+                for fraction in (0.5, 0.8):
+                    rows.append(offered_run(worker, "standin", fraction * capacity, args.phase_s, capacity, 0.0, f"{fraction:.0%} of capacity"))
+                    print(f"{fraction:.0%}: {rows[-1]}", flush=True)
             overload = overload_run(worker, capacity, args.overload_s, low_max_s=max(3 * args.overload_s, 60))
             print(f"overload: {overload}", flush=True)
         finally:
             worker.stop()
-        if not args.skip_contention:
+        if not (args.skip_contention or args.overload_only):
             stack.down(["triton"])
             real = settings.model_copy(update={"encoder": "sail-tiny", "triton_instances": 1})
             stack = Stack(real, progress=lambda line: print(f"  {line}", flush=True))
@@ -406,10 +410,11 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(info, service, args.instances, capacity, rows, overload, bare_real))
     headline = {
         "standin_capacity_items_s": round(capacity, 1),
-        "pipeline_vs_capacity": next(r.vs_capacity for r in rows if r.encoder == "standin" and r.run == "backlog"),
-        "freshness_p99_s_at_80pct": next(r.freshness_p99_s for r in rows if r.run == "80% of capacity"),
+        "pipeline_vs_capacity": next((r.vs_capacity for r in rows if r.encoder == "standin" and r.run == "backlog"), None),
+        "freshness_p99_s_at_80pct": next((r.freshness_p99_s for r in rows if r.run == "80% of capacity"), None),
         "overload_vs_capacity": overload.vs_capacity_during_overload if overload else None,
         "recovery_s": overload.recovery_s if overload else None,
+        "fresh_share_after": overload.fresh_share_after if overload else None,
         "sail_tiny_hog_vs_bare": next((r.vs_capacity for r in rows if r.encoder == "sail-tiny + hog" and r.run == "backlog"), None),
         "recomputed": sum(r.recomputed for r in rows) + (overload.recomputed if overload else 0),
     }
