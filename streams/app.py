@@ -143,7 +143,6 @@ class Updater:
         self.metrics = Metrics()
         self.encoder = EncoderClient.for_settings(s, observe=self._observe_encode)
         self.content = InOrderPipeline[list[EncodedUpload]](s.content_in_flight)
-        self._full_counted = 0.0
         self.sink = MilvusSink.for_settings(s)
         self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s, policy=s.media_policy())
         self.cache = ItemCache(s.item_cache_size)
@@ -182,9 +181,7 @@ class Updater:
     def sample_pipeline(self) -> None:
         """Export the content pipeline's state (in flight, time waited for a slot, deadline)."""
         self.metrics.content_in_flight.set(self.content.in_flight)
-        waited = self.content.full_seconds()
-        self.metrics.add_pipeline_full(waited - self._full_counted)
-        self._full_counted = waited
+        self.metrics.note_pipeline_full(self.content.full_seconds())
         self.metrics.triton_deadline.set(self.encoder.deadline.seconds(self.content_batch_max))
 
     @property

@@ -37,7 +37,6 @@ class InOrderPipeline(Generic[T]):
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.depth = depth
         self._inflight: deque[asyncio.Task[None]] = deque()
-        self._full_since: float | None = None
         self._full_s = 0.0
 
     @property

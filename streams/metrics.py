@@ -73,7 +73,7 @@ class Metrics:
         self._recent_freshness: deque[tuple[float, float]] = deque(maxlen=5000)  # (observed at, seconds)
         self._recent_events: deque[tuple[float, str, int]] = deque(maxlen=5000)
         self._full_samples: deque[tuple[float, float]] = deque(maxlen=1000)  # (at, seconds waited so far)
-        self._full_total = 0.0
+        self._full_total = 0.0  # what content_full has counted
 
     @contextmanager
     def timed(self, histogram: Histogram) -> Iterator[None]:
@@ -107,11 +107,12 @@ class Metrics:
                 totals[agent] = totals.get(agent, 0) + count
         return {agent: total / window_s for agent, total in totals.items()}
 
-    def add_pipeline_full(self, seconds: float) -> None:
-        """`seconds` more waited for a free in-flight slot (called at every status sample, 0 included)."""
-        if seconds > 0:
-            self.content_full.inc(seconds)
-            self._full_total += seconds
+    def note_pipeline_full(self, total_s: float) -> None:
+        """The content pipeline has waited `total_s` in all for a free in-flight slot (its running
+        total, read at every status sample)."""
+        if total_s > self._full_total:
+            self.content_full.inc(total_s - self._full_total)
+            self._full_total = total_s
         self._full_samples.append((time.monotonic(), self._full_total))
 
     def saturation(self, window_s: float = 60.0) -> float | None:

@@ -12,14 +12,16 @@ def test_saturation_is_the_share_of_the_window_spent_waiting(monkeypatch: pytest
     clock = [1000.0]
     monkeypatch.setattr(metrics_module.time, "monotonic", lambda: clock[0])
     m = Metrics()
-    m.add_pipeline_full(0.0)
+    waited = 0.0
+    m.note_pipeline_full(waited)
     assert m.saturation() is None  # one sample says nothing yet
     for _ in range(12):
         clock[0] += 5.0
-        m.add_pipeline_full(4.5)  # waited 4.5 s of every 5 s
+        waited += 4.5  # waited 4.5 s of every 5 s
+        m.note_pipeline_full(waited)
     assert m.saturation() == pytest.approx(0.9)
     for _ in range(12):
         clock[0] += 5.0
-        m.add_pipeline_full(0.0)  # the overload ended
+        m.note_pipeline_full(waited)  # the overload ended
     assert m.saturation() == pytest.approx(0.0)
     assert b"sail_content_pipeline_full_seconds_total 54.0" in m.exposition()
