@@ -26,8 +26,8 @@ import numpy as np
 from deploy.local.stack import Stack
 from encoders.client import EncoderClient
 from encoders.model import SailEncoder, load_encoder
-from encoders.signature import EncodeRequest
-from tests.encoders.media import image_bytes
+from topology.messages import EncodeRequest
+from tests.support.media import image_bytes
 from deploy.local.stack import free_ports
 from topology.settings import Settings
 

@@ -42,11 +42,11 @@ from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
-from streams.app import inline_request
-from streams.broker import consumer, ensure_topics, group_assignment, partition_offsets, producer
-from streams.interest import InterestParams, fold_interactions, interest_vectors
-from streams.produce import LoadPlan, Traffic
-from streams.sink import MilvusSink, ensure_collections
+from streams.worker.content import inline_request
+from streams.sinks.kafka import consumer, ensure_topics, group_assignment, partition_offsets, producer
+from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
+from deploy.traffic import LoadPlan, Traffic
+from streams.sinks.milvus import MilvusSink, ensure_collections
 from topology import reasons
 from topology.codec import decode_dead_letter, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD, user_key
@@ -426,7 +426,8 @@ class Scenario:
             except Exception:  # noqa: BLE001 - Kafka still coming back
                 pass
             time.sleep(1.0)
-        raise TimeoutError(f"{self.name}: lag did not return to zero within {timeout_s:.0f}s; behind (committed offset: messages): {behind}")
+        logs = "\n".join(f"--- {w.name} ({'running' if w.is_running() else 'exited'}), last lines:\n{w.log_tail(40)}" for w in self.workers)
+        raise TimeoutError(f"{self.name}: lag did not return to zero within {timeout_s:.0f}s; behind (committed offset: messages): {behind}\n{logs}")
 
     # ------------------------------------------------------------------ the check
 
@@ -491,7 +492,8 @@ class Scenario:
 
 
 def peak_rss_mb(worker: ManagedProcess) -> float:
-    """A live worker's peak resident memory so far (VmHWM), in MiB; 0 when it cannot be read."""
+    """A live worker's peak resident memory so far (VmHWM), in MiB; 0 when it cannot be read.
+    Read from /proc: psutil reports the current RSS only, not the peak."""
     record = worker.record()
     try:
         status = Path(f"/proc/{record.pid}/status").read_text() if record is not None else ""
@@ -523,7 +525,7 @@ def _user_rows(settings: Settings, users: list[str]) -> dict[str, tuple[np.ndarr
 
 async def _encode(settings: Settings, uploads: list[ContentUpload]) -> dict[str, np.ndarray]:
     """The encoder's own vector for each upload, asked of Triton directly (inline media only)."""
-    client = EncoderClient.for_settings(settings, timeout_s=60.0, max_wait_ms=5.0)
+    client = EncoderClient.for_settings(settings, timeout_s=60.0)
     await client.start()
     try:
         vectors = {}
@@ -581,7 +583,7 @@ def _s(value: float | None) -> str:
 
 def main() -> None:
     from bench.encoder import machine
-    from bench.pipeline import settings_for
+    from tests.support.stack import local_settings
 
     parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)")
@@ -601,7 +603,7 @@ def main() -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
     state = Path(tempfile.mkdtemp(prefix="sail-bench-faults-"))
-    settings = settings_for(state, f"faults{uuid.uuid4().hex[:6]}.").model_copy(
+    settings = local_settings(state, f"faults{uuid.uuid4().hex[:6]}.", topic_partitions=4).model_copy(
         update={"encoder": "sail-tiny-omni", "max_image_bytes": 256 * 1024, "topic_partitions": 4}
     )
     stack = Stack(settings, progress=progress)

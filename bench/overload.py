@@ -30,44 +30,32 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.encoder import machine
-from bench.pipeline import cpu_seconds, settings_for
+from bench.pipeline import cpu_seconds
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
-from encoders.signature import EncodeRequest
+from topology.messages import EncodeRequest
 from encoders.standin import NAME as STANDIN
 from encoders.standin import ServiceTime
-from streams.app import inline_request
-from streams.broker import producer
-from streams.produce import LoadPlan, Traffic, run_producer
-from streams.sink import MilvusSink
+from streams.worker.content import inline_request
+from streams.sinks.kafka import producer
+from deploy.traffic import LoadPlan, Traffic, run_producer
+from streams.sinks.milvus import MilvusSink
 from topology.codec import encode_upload
+from tests.support.metrics import sample, scrape
+from tests.support.stack import local_settings
 from topology.settings import Settings
 
 
 # ---------------------------------------------------------------------- observations
-
-
-def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    page = urllib.request.urlopen(url, timeout=10).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): float(s.value) for f in text_string_to_metric_families(page) for s in f.samples}
-
-
-def _value(samples: dict, name: str, **labels: str) -> float:
-    for (sample, sample_labels), value in samples.items():
-        if sample in (name, f"{name}_total") and all(dict(sample_labels).get(k) == v for k, v in labels.items()):
-            return value
-    return 0.0
 
 
 @dataclass
@@ -79,10 +67,10 @@ class TritonReading:
 
     @classmethod
     def read(cls, settings: Settings) -> TritonReading:
-        s = _samples(f"http://127.0.0.1:{settings.triton_metrics_port}/metrics")
+        page = scrape(f"http://127.0.0.1:{settings.triton_metrics_port}/metrics")
         model = {"model": "sail_encoder"}
-        return cls(time.monotonic(), _value(s, "nv_inference_request_success", **model), _value(s, "nv_inference_exec_count", **model),
-                   _value(s, "nv_inference_count", **model))  # fmt: skip
+        return cls(time.monotonic(), sample(page, "nv_inference_request_success", **model), sample(page, "nv_inference_exec_count", **model),
+                   sample(page, "nv_inference_count", **model))  # fmt: skip
 
     def duty(self, before: TritonReading, service: ServiceTime | None) -> float | None:
         """Share of the wall time between two readings the stand-in spent serving: its executions
@@ -102,8 +90,8 @@ def service_of(settings: Settings) -> ServiceTime | None:
 
 def _worker_answered(port: int) -> tuple[float, float]:
     """(requests answered, requests abandoned) by a worker's encoder client so far."""
-    s = _samples(f"http://127.0.0.1:{port}/metrics")
-    return _value(s, "sail_triton_requests_total", outcome="ok"), _value(s, "sail_triton_requests_total", outcome="abandoned")
+    page = scrape(f"http://127.0.0.1:{port}/metrics")
+    return sample(page, "sail_triton_requests", outcome="ok"), sample(page, "sail_triton_requests", outcome="abandoned")
 
 
 async def _rows(settings: Settings, since_ms: int, until_ms: int) -> list[dict]:
@@ -360,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     state = Path(tempfile.mkdtemp(prefix="sail-bench-overload-"))
     service = ServiceTime(args.fixed_ms, args.per_item_ms)
-    settings = settings_for(state, f"ov{uuid.uuid4().hex[:6]}.").model_copy(
+    settings = local_settings(state, f"ov{uuid.uuid4().hex[:6]}.", topic_partitions=4).model_copy(
         update={"encoder": "standin", "standin_fixed_ms": service.fixed_ms, "standin_per_item_ms": service.per_item_ms, "triton_instances": args.instances}
     )
     stack = Stack(settings, progress=lambda line: print(f"  {line}", flush=True))

@@ -33,39 +33,31 @@ from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from encoders.model import load_encoder
-from streams.app import inline_request
-from streams.broker import consumer, ensure_topics, group_lag, producer
-from streams.interest import InterestParams, apply_interaction, interest_vectors
-from streams.produce import LoadPlan, Traffic, run_producer
-from streams.sink import MilvusSink
+from streams.worker.content import inline_request
+from streams.sinks.kafka import consumer, ensure_topics, group_lag, producer
+from streams.interest.maths import InterestParams, apply_interaction, interest_vectors
+from deploy.traffic import LoadPlan, Traffic, run_producer
+from streams.sinks.milvus import MilvusSink
 from topology.codec import decode_interaction, decode_upload, encode_interaction, encode_upload
-from topology.collections import VECTOR_FIELD, user_key
+from topology.collections import VECTOR_FIELD, item_row, user_key, user_row
+from tests.support.stack import local_settings
 from topology.settings import Settings
-
-
-def settings_for(state: Path, prefix: str) -> Settings:
-    kafka, controller, milvus, grpc, http, metrics = free_ports(6)
-    return Settings(
-        kafka_bootstrap=f"127.0.0.1:{kafka}", kafka_controller_port=controller, milvus_uri=f"http://127.0.0.1:{milvus}",
-        triton_url=f"grpc://127.0.0.1:{grpc}", triton_http_port=http, triton_metrics_port=metrics, state_dir=state,
-        topic_prefix=prefix, milvus_collection_prefix=prefix.replace(".", "_"), app_id=prefix.rstrip("."), topic_partitions=4,
-    )  # fmt: skip
 
 
 def cpu_seconds(pgid: int) -> float:
     """CPU time (user + system) used so far by the live processes of a process group."""
-    import os
+    import psutil
 
     from deploy.local.process import group_members
 
-    total = 0
+    total = 0.0
     for pid in group_members(pgid):
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
+        total += times.user + times.system
+    return total
 
 
 def ceiling(count: int) -> float:
@@ -155,9 +147,7 @@ def naive_content(settings: Settings, count: int) -> float:
                     for record in records:
                         upload = decode_upload(record.value)
                         (result,) = await encoder.encode([inline_request(upload)])
-                        await sink.upsert(items.name, [{"item_id": upload.item_id, "creator_id": upload.creator_id, "created_at_ms": upload.created_at_ms,
-                                                       "encoded_at_ms": int(time.time() * 1000), "model_version": result.model_version,
-                                                       VECTOR_FIELD: result.vector.tolist()}])  # type: ignore[union-attr]  # fmt: skip
+                        await sink.upsert(items.name, [item_row(upload.item_id, upload.creator_id, upload.created_at_ms, int(time.time() * 1000), result.model_version, result.vector)])
                         c.commit()
                         done += 1
             return done / (time.perf_counter() - began)
@@ -222,7 +212,7 @@ def interest_runs(settings: Settings, state: Path, count: int) -> InterestRun:
         began = time.perf_counter()
         try:
             for event in sample:  # one event at a time: state, item vector, maths, one upsert
-                from streams.interest import InterestState
+                from topology.messages import InterestState
 
                 state = apply_interaction(states.get(event.user_id, InterestState()), event, params)  # type: ignore[arg-type]
                 states[event.user_id] = state
@@ -230,9 +220,7 @@ def interest_runs(settings: Settings, state: Path, count: int) -> InterestRun:
                 vectors = {r["item_id"]: np.asarray(r[VECTOR_FIELD], dtype=np.float32) for r in rows}
                 slots = interest_vectors(state, vectors, params)
                 if slots is not None:
-                    await sink.upsert(users.name, [{"user_key": user_key(event.user_id + "-naive", 0), "user_id": event.user_id, "slot": 0,
-                                                    "updated_at_ms": state.updated_at_ms, "event_count": state.event_count, "model_version": "",
-                                                    "recent_item_ids": "", VECTOR_FIELD: slots[0].tolist()}])  # fmt: skip
+                    await sink.upsert(users.name, [{**user_row(event.user_id, 0, state.updated_at_ms, state.event_count, "", "", slots[0]), "user_key": user_key(event.user_id + "-naive", 0)}])
             return len(sample) / (time.perf_counter() - began)
         finally:
             await sink.close()
@@ -272,7 +260,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write all figures and machine info here (full mode)")
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="sail-bench-pipeline-"))
-    settings = settings_for(state, f"bench{uuid.uuid4().hex[:6]}.")
+    settings = local_settings(state, f"bench{uuid.uuid4().hex[:6]}.", topic_partitions=4)
     stack = Stack(settings, progress=lambda line: print(f"  {line}", flush=True))
     info = machine()
     try:

@@ -1,18 +1,16 @@
 """The tritonclient adapter: health checks and the asyncio inference client the streams call.
 
-`EncoderClient.encode_one()` micro-batches concurrent callers into one Triton request (up to
-`max_batch` items or `max_wait_ms`), Triton's dynamic batcher then merges requests across clients.
-Each request is tried once, under a `Deadline` that follows the measured service time; a failure is
+`EncoderClient.encode()` sends a caller's batch (the content agent's micro-batch), in requests of at
+most `max_batch` items; Triton's dynamic batcher merges requests across callers and workers. Each request is tried once, under a `Deadline` that follows the measured service time; a failure is
 `EncoderUnavailable` for the caller to retry later (never dead-letter); the client never resends
 work itself, so there is one retry layer (the worker's). Per-item failures (a corrupt image) come back
 as that item's `EncodeResult.error`, never as an exception for the batch. A request Triton refuses
 as invalid is `EncoderRejected` at once (retrying the same request cannot help); `encoder_verdict`
-and `answers` let `streams.isolation` find the record behind it.
+and `answers` let `streams.sinks.isolation` find the record behind it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +24,9 @@ from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
-from encoders.signature import PROBE, SAIL_ENCODER, EncodeRequest, EncodeResult, ModelSignature, pack_request
+from encoders.signature import PROBE, SAIL_ENCODER, EncodeResult, ModelSignature
+from topology.codec import encode_encoder_request
+from topology.messages import EncodeRequest
 from topology.settings import Settings, TlsFiles
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def _failure(exc: InferenceServerException, what: str) -> EncoderUnavailable | E
 
 
 def encoder_verdict(exc: Exception) -> Literal["rejected", "suspect", "down"]:
-    """How `streams.isolation` reads an encoder error."""
+    """How `streams.sinks.isolation` reads an encoder error."""
     if isinstance(exc, EncoderRejected):
         return "rejected"
     if isinstance(exc, EncoderUnavailable) and exc.suspect:
@@ -189,7 +189,6 @@ class EncoderClient:
         address: str,
         timeout_s: float,
         max_batch: int = 64,
-        max_wait_ms: float = 5.0,
         tls: TlsFiles | None = None,
         observe: Callable[[Outcome, int, float], None] | None = None,
     ) -> None:
@@ -197,12 +196,8 @@ class EncoderClient:
         self._tls = tls
         self.deadline = Deadline(timeout_s)
         self._max_batch = max_batch
-        self._max_wait_s = max_wait_ms / 1000.0
         self._observe = observe
         self._client: aiogrpc.InferenceServerClient | None = None
-        self._pending: list[tuple[EncodeRequest, asyncio.Future[EncodeResult]]] = []
-        self._flush_handle: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._counts: dict[Outcome, int] = {"ok": 0, "abandoned": 0, "rejected": 0, "failed": 0}
         self._items = 0
 
@@ -210,17 +205,13 @@ class EncoderClient:
     def for_settings(cls, settings: Settings, **overrides: Any) -> EncoderClient:
         """The client for `settings` (address, deadline floor, batching, TLS); `overrides` win."""
         s = settings
-        values: dict[str, Any] = {"timeout_s": s.triton_timeout_s, "max_batch": s.triton_max_batch_size, "max_wait_ms": s.encoder_max_wait_ms,
-                                  "tls": s.triton_tls(), **overrides}  # fmt: skip
+        values: dict[str, Any] = {"timeout_s": s.triton_timeout_s, "max_batch": s.triton_max_batch_size, "tls": s.triton_tls(), **overrides}
         return cls(s.triton_grpc_address, **values)
 
     async def start(self) -> None:
         self._client = aiogrpc.InferenceServerClient(self._address, channel_args=_channel_args(), **(self._tls.triton_kwargs() if self._tls else {}))
 
     async def close(self) -> None:
-        self._flush_now()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -295,7 +286,7 @@ class EncoderClient:
         results: list[EncodeResult] = []
         for start in range(0, len(requests), self._max_batch):
             chunk = requests[start : start + self._max_batch]
-            blobs = np.array([[pack_request(r)] for r in chunk], dtype=np.object_)  # (B, 1)
+            blobs = np.array([[encode_encoder_request(r)] for r in chunk], dtype=np.object_)  # (B, 1)
             out = await self._infer(SAIL_ENCODER, {"item": blobs})
             for row in range(len(chunk)):
                 error = bytes(out["error"][row, 0]).decode()
@@ -305,47 +296,10 @@ class EncoderClient:
         return results
 
     async def answers(self) -> bool:
-        """Whether Triton encodes a known-good request now (the probe of `streams.isolation`)."""
+        """Whether Triton encodes a known-good request now (the probe of `streams.sinks.isolation`)."""
         try:
             results = await self.encode([EncodeRequest(title="probe")])
         except (EncoderUnavailable, EncoderRejected) as exc:
             logger.warning("encoder probe failed: %s", str(exc).splitlines()[0][:200])
             return False
         return results[0].vector is not None
-
-    async def encode_one(self, request: EncodeRequest) -> EncodeResult:
-        """Embed one request, batched with whatever other callers send within `max_wait_ms`.
-
-        Raises:
-            EncoderUnavailable: Triton down, past the deadline, busy or failing.
-        """
-        future: asyncio.Future[EncodeResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future))
-        if len(self._pending) >= self._max_batch:
-            self._flush_now()
-        elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(self._max_wait_s, self._flush_now)
-        return await future
-
-    def _flush_now(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, batch: list[tuple[EncodeRequest, asyncio.Future[EncodeResult]]]) -> None:
-        try:
-            results = await self.encode([request for request, _ in batch])
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting caller, not swallowed
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, results):
-            if not future.done():
-                future.set_result(result)

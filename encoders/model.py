@@ -28,7 +28,8 @@ from torch import nn
 
 from encoders.config import CONFIG_FILE, AudioConfig, EncoderConfig, VisionConfig
 from encoders.preprocess import MediaError, PreparedItem, prepare
-from encoders.signature import EncodeRequest, EncodeResult
+from encoders.signature import EncodeResult
+from topology.messages import EncodeRequest
 
 logger = logging.getLogger(__name__)
 

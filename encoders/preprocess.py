@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from encoders.config import AudioConfig, EncoderConfig, VisionConfig
-from encoders.signature import EncodeRequest
+from topology.messages import EncodeRequest
 from topology import reasons
 
 # CLIP's normalisation constants, the convention of the ViT towers the report builds on.

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from encoders.signature import PROBE, SAIL_ENCODER, ModelSignature, unpack_request
+from encoders.signature import PROBE, SAIL_ENCODER, ModelSignature
+from topology.codec import BadInput, decode_encoder_request
 from encoders.standin import NAME as STANDIN
 
 logger = logging.getLogger(__name__)
@@ -29,8 +30,7 @@ def encoder_infer_fn(encoder: object) -> object:
     """The batched Triton function of the SAIL encoder: (B, 1) request blobs -> embedding (B, D),
     error (B, 1), model_version (B, 1). A blob that is not a request fails only its own row."""
     from encoders.model import SailEncoder
-    from encoders.signature import EncodeRequest
-    from topology import reasons
+    from topology.messages import EncodeRequest
 
     assert isinstance(encoder, SailEncoder)
     dim = encoder.config.output_dim
@@ -41,10 +41,10 @@ def encoder_infer_fn(encoder: object) -> object:
         errors = [b""] * len(item)
         for row, blob in enumerate(item[:, 0]):
             try:
-                requests.append(unpack_request(bytes(blob)))
-            except (ValueError, TypeError) as exc:
+                requests.append(decode_encoder_request(bytes(blob)))
+            except BadInput as exc:
                 requests.append(None)
-                errors[row] = f"{reasons.DECODE_MSGPACK}: encode request: {exc}"[:300].encode()
+                errors[row] = f"{exc.reason}: {exc.detail}"[:300].encode()
         rows = [r for r, req in enumerate(requests) if req is not None]
         embedding = np.zeros((len(item), dim), dtype=np.float32)
         for row, result in zip(rows, encoder.encode([requests[r] for r in rows])):  # type: ignore[misc]

@@ -95,8 +95,7 @@ def _device(control: Path) -> Iterator[None]:
 def standin_infer_fn(control: Path) -> object:
     """The batched Triton function: the SAIL encoder's tensors, `ServiceTime` from `control` (re-read
     when the file changes; a broken file keeps the last good time and is logged once)."""
-    from encoders.signature import unpack_request
-    from topology import reasons
+    from topology.codec import BadInput, decode_encoder_request
 
     current = {"mtime": -1.0, "service": read_control(control)}
 
@@ -119,9 +118,9 @@ def standin_infer_fn(control: Path) -> object:
         errors = [b""] * len(item)
         for row, blob in enumerate(item[:, 0]):
             try:
-                unpack_request(bytes(blob))
-            except (ValueError, TypeError) as exc:
-                errors[row] = f"{reasons.DECODE_MSGPACK}: encode request: {exc}"[:300].encode()
+                decode_encoder_request(bytes(blob))
+            except BadInput as exc:
+                errors[row] = f"{exc.reason}: {exc.detail}"[:300].encode()
                 continue
             embedding[row] = vector_for(bytes(blob), service.dim)
         with _device(control):  # one "GPU" however many instances: their host-side work overlaps, their device time does not

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from streams import redact
+from streams.ops import redact
 from topology.settings import Settings, load_settings
 
 DESCRIPTION = """\
@@ -111,7 +111,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.local.kafka import ToolMissing
     from deploy.local.process import ServiceFailed
     from deploy.local.stack import PortBusy
-    from streams.demo import run_demo
+    from deploy.demo import run_demo
 
     _quiet_probes(args.verbose)
     try:
@@ -122,7 +122,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.app import run_worker
+    from streams.worker.app import run_worker
 
     if args.web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": args.web_port})
@@ -131,7 +131,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.produce import run_producer
+    from deploy.traffic import run_producer
 
     counts = run_producer(settings, _plan(args), progress=_print)  # type: ignore[arg-type]
     _print(f"produced {counts.uploads} uploads, {counts.interactions} interactions, {counts.bad} malformed in {counts.elapsed_s:.1f}s")
@@ -139,8 +139,8 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.broker import BrokerUnavailable
-    from streams.lag import format_json, format_table, read_lag
+    from streams.sinks.kafka import BrokerUnavailable
+    from streams.ops.lag import format_json, format_table, read_lag
 
     _quiet_probes(args.verbose)
     topics = settings.topics()
@@ -164,8 +164,9 @@ def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from streams.recall import Recall, RecallError, recall_app
-    from streams.sink import MilvusSink
+    from streams.recall.api import recall_app
+    from streams.recall.query import Recall, RecallError
+    from streams.sinks.milvus import MilvusSink
 
     items, users = settings.collections()
 
@@ -225,7 +226,7 @@ def _add_traffic_args(parser: argparse.ArgumentParser, users: int, bad_share: fl
 
 
 def _plan(args: argparse.Namespace) -> object:
-    from streams.produce import LoadPlan
+    from deploy.traffic import LoadPlan
 
     return LoadPlan(
         items_per_s=args.items_per_s, interactions_per_s=args.interactions_per_s, duration_s=args.duration,

@@ -26,7 +26,7 @@ import msgpack
 
 from topology import reasons
 from topology.collections import INT64_MAX  # Milvus's int64: what decodes is what the sink can store
-from topology.messages import Action, ContentUpload, DeadLetter, Interaction, ItemEmbedding, Media, RetryEnvelope
+from topology.messages import Action, ContentUpload, DeadLetter, EncodeRequest, Interaction, InterestState, ItemEmbedding, Media, RetryEnvelope, Signal
 
 SCHEMA_VERSION: Final = 1
 MEDIA_URI_SCHEMES: Final = frozenset({"file", "http", "https"})
@@ -158,6 +158,44 @@ class _Fields:
             if len(tag) > limits.max_tag_chars:
                 raise BadInput(reasons.LIMIT_TEXT_CHARS, f"{self._where(name)}[]: {len(tag)} chars > limit {limits.max_tag_chars}")
         return tuple(value)
+
+    def binary_list(self, name: str, max_items: int, max_bytes: int) -> tuple[bytes, ...]:
+        value = self._get(name, required=False)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self._wrong_type(name, "array of bin", value)
+        if len(value) > max_items:
+            raise BadInput(reasons.LIMIT_FRAMES, f"{self._where(name)}: {len(value)} > limit {max_items}")
+        for item in value:
+            if not isinstance(item, bytes):
+                raise self._wrong_type(f"{name}[]", "bin", item)
+        return tuple(value)
+
+    def strings(self, name: str, max_items: int) -> tuple[str, ...]:
+        value = self._get(name, required=False)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._wrong_type(name, "array of str", value)
+        if len(value) > max_items:
+            raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: {len(value)} > limit {max_items}")
+        return tuple(value)
+
+    def signals(self, name: str) -> tuple[Signal, ...]:
+        """[[event_id, item_id, timestamp_ms, weight], ...] rows of an interest state."""
+        value = self._get(name, required=False)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self._wrong_type(name, "array of signals", value)
+        out = []
+        for row in value:
+            if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str) and isinstance(row[1], str)
+                    and isinstance(row[2], int) and isinstance(row[3], (int, float))):  # fmt: skip
+                raise self._wrong_type(f"{name}[]", "[str, str, int, float]", row)
+            out.append(Signal(row[0], row[1], row[2], float(row[3])))
+        return tuple(out)
 
     def media(self, name: str, max_bytes: int, max_uri_chars: int) -> Media | None:
         value = self._get(name, required=False)
@@ -469,3 +507,69 @@ def decode_retry(data: bytes, limits: Limits = DEFAULT_LIMITS) -> RetryEnvelope:
         first_seen_ms=f.integer("first_seen_ms"),
         not_before_ms=f.integer("not_before_ms"),
     )
+
+
+def encode_encoder_request(request: EncodeRequest) -> bytes:
+    """One encode request as the per-item element of the encoder's `item` BYTES tensor."""
+    return _pack(
+        {
+            "role": request.role,
+            "title": request.title,
+            "ocr_text": request.ocr_text,
+            "asr_text": request.asr_text,
+            "author_nickname": request.author_nickname,
+            "tags": list(request.tags),
+            "cover": request.cover,
+            "frames": list(request.frames),
+            "audio": request.audio,
+        }
+    )
+
+
+def decode_encoder_request(data: bytes, limits: Limits = DEFAULT_LIMITS) -> EncodeRequest:
+    """Decode an encode request on the server. Field types are checked; sizes only against the
+    message limit (the worker checked the upload's own limits, which the server does not know).
+
+    Raises:
+        BadInput: not a request blob.
+    """
+    f = _unpack(data, "EncodeRequest", limits)
+    size = limits.max_message_bytes
+    role = f.text("role", 8, required=True)
+    if role not in ("target", "query"):
+        raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"EncodeRequest.role: {role!r} is not target or query")
+    return EncodeRequest(
+        role=role,  # type: ignore[arg-type]
+        title=f.text("title", size),
+        ocr_text=f.text("ocr_text", size),
+        asr_text=f.text("asr_text", size),
+        author_nickname=f.text("author_nickname", size),
+        tags=f.strings("tags", size),
+        cover=f.binary("cover", size, required=False),
+        frames=f.binary_list("frames", size, size),
+        audio=f.binary("audio", size, required=False),
+    )
+
+
+def encode_interest_state(state: InterestState) -> bytes:
+    """A user's interest state as the value of the worker's table (and its changelog record)."""
+
+    def rows(signals: tuple[Signal, ...]) -> list[list[object]]:
+        return [[s.event_id, s.item_id, s.timestamp_ms, s.weight] for s in signals]
+
+    return _pack(
+        {"pos": rows(state.positives), "neg": rows(state.negatives), "ids": list(state.recent_event_ids),
+         "count": state.event_count, "updated": state.updated_at_ms}
+    )  # fmt: skip
+
+
+def decode_interest_state(data: bytes | None, limits: Limits = DEFAULT_LIMITS) -> InterestState:
+    """Inverse of `encode_interest_state`; None (a user never seen) is the empty state.
+
+    Raises:
+        BadInput: not an interest state (a changelog record of another writer, or corrupt).
+    """
+    if data is None:
+        return InterestState()
+    f = _unpack(data, "InterestState", limits)
+    return InterestState(f.signals("pos"), f.signals("neg"), f.strings("ids", limits.max_message_bytes), f.integer("count"), f.integer("updated"))

@@ -1,4 +1,4 @@
-"""Milvus collection specs as plain data; `streams.sink` translates them for pymilvus.
+"""Milvus collection specs as plain data; `streams.sinks.milvus` translates them for pymilvus.
 
 `items` holds one row per item (primary key `item_id`); `users` one row per user interest slot
 (primary key `user_key` = `<user_id>#<slot>`, slot 0 for the single-vector default), so a replayed
@@ -8,9 +8,9 @@ upsert overwrites the same row with the same value.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -117,6 +117,25 @@ def users_collection(prefix: str, dim: int) -> CollectionSpec:
 def user_key(user_id: str, slot: int) -> str:
     """The primary key of one user interest slot."""
     return f"{user_id}#{slot}"
+
+
+def _floats(vector: Sequence[float] | Any) -> list[float]:
+    """A vector as the list of floats pymilvus sends (a numpy array's `tolist`, or any sequence)."""
+    return vector.tolist() if hasattr(vector, "tolist") else [float(v) for v in vector]
+
+
+def item_row(item_id: str, creator_id: str, created_at_ms: int, encoded_at_ms: int, model_version: str, vector: Sequence[float] | Any) -> dict[str, object]:
+    """One row of `items_collection`, every field named as the spec names it."""
+    return {"item_id": item_id, "creator_id": creator_id, "created_at_ms": created_at_ms, "encoded_at_ms": encoded_at_ms,
+            "model_version": model_version, VECTOR_FIELD: _floats(vector)}  # fmt: skip
+
+
+def user_row(
+    user_id: str, slot: int, updated_at_ms: int, event_count: int, recent_item_ids: str, model_version: str, vector: Sequence[float] | Any
+) -> dict[str, object]:  # fmt: skip
+    """One row of `users_collection` (one interest slot of a user; the key is `user_key`)."""
+    return {"user_key": user_key(user_id, slot), "user_id": user_id, "slot": slot, "updated_at_ms": updated_at_ms, "event_count": event_count,
+            "recent_item_ids": recent_item_ids, "model_version": model_version, VECTOR_FIELD: _floats(vector)}  # fmt: skip
 
 
 def row_problem(spec: CollectionSpec, row: Mapping[str, object]) -> str | None:

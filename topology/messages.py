@@ -1,9 +1,11 @@
-"""Message types carried on the topics. Plain frozen data; `topology.codec` puts them on the wire."""
+"""Message types carried on the topics, the interest state kept in the table's changelog, and the
+request the worker sends the encoder. Plain frozen data; `topology.codec` puts them on the wire."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +117,61 @@ class RetryEnvelope:
     attempts: int
     first_seen_ms: int
     not_before_ms: int
+
+
+# --------------------------------------------------------------------------- the user-interest table's changelog
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One applied positive or negative event, as kept in the state (vectors are looked up)."""
+
+    event_id: str
+    item_id: str
+    timestamp_ms: int
+    weight: float
+
+    @property
+    def order(self) -> tuple[int, str]:
+        return (self.timestamp_ms, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class InterestState:
+    """A user's interest state: the value of the worker's table (key `user_id`), so the changelog
+    topic's records. `streams.interest.maths` computes it; `topology.codec` puts it on the wire."""
+
+    positives: tuple[Signal, ...] = ()  # oldest first, at most `window`
+    negatives: tuple[Signal, ...] = ()
+    recent_event_ids: tuple[str, ...] = ()  # arrival order, bounded (streams.interest.maths.RECENT_IDS)
+    event_count: int = 0
+    updated_at_ms: int = 0  # the newest event timestamp applied
+
+    def has_applied(self, event_id: str) -> bool:
+        return event_id in self.recent_event_ids or any(s.event_id == event_id for s in (*self.positives, *self.negatives))
+
+    def item_ids(self) -> set[str]:
+        return {s.item_id for s in (*self.positives, *self.negatives)}
+
+
+# --------------------------------------------------------------------------- the encoder's request (worker -> Triton)
+
+Role = Literal["target", "query"]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeRequest:
+    """One item (role `target`) or query (role `query`) to embed: token-free text and raw media bytes.
+
+    Media URIs are resolved by the caller; the server decodes and preprocesses next to the model.
+    """
+
+    role: Role = "target"
+    title: str = ""
+    ocr_text: str = ""
+    asr_text: str = ""
+    author_nickname: str = ""
+    tags: tuple[str, ...] = ()
+    cover: bytes | None = None
+    frames: tuple[bytes, ...] = ()
+    audio: bytes | None = None  # a WAV file's bytes

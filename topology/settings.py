@@ -126,7 +126,6 @@ class Settings(BaseSettings):
         description="encoder preset (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large), saved folder, or standin (a measurable "
         "stand-in that sleeps its service time, for benchmarks; encoders/standin.py)",
     )
-    encoder_max_wait_ms: float = Field(5.0, ge=0, description="client micro-batching: how long a request waits for company")
     standin_fixed_ms: float = Field(20.0, ge=0, description="SAIL_ENCODER=standin: time per batch, spent off the CPU like a GPU's")
     standin_per_item_ms: float = Field(2.0, ge=0, description="SAIL_ENCODER=standin: time per item of a batch")
     triton_url: str = Field("grpc://127.0.0.1:8001", description="Triton's gRPC endpoint; grpcs:// for TLS")

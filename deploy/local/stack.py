@@ -28,8 +28,8 @@ from encoders.client import check_triton
 from encoders.signature import PROBE, SAIL_ENCODER
 from encoders.standin import NAME as STANDIN
 from encoders.standin import ServiceTime, write_control
-from streams.broker import check_broker, ensure_topics
-from streams.sink import check_milvus, ensure_collections
+from streams.sinks.kafka import check_broker, ensure_topics
+from streams.sinks.milvus import check_milvus, ensure_collections
 from topology.settings import LOOPBACK_HOSTS, Settings, host_port
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from deploy.local.process import ManagedProcess, ServiceFailed
-from streams.broker import group_assignment
+from streams.sinks.kafka import group_assignment
 from topology.settings import Settings
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bench.hostile import BAD_KINDS, MEDIA_KINDS, Fuzzer, Hostile
-from streams.media import MediaResolver
+from streams.sinks.media import MediaResolver
 from topology import reasons
 from topology.codec import Arrival, BadInput, Limits, decode_interaction, decode_upload
 from topology.messages import Action, ContentUpload, Interaction

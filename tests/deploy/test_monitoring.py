@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from streams import metrics
+from streams.ops import metrics
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 EXPORTED = {getattr(metrics, name) for name in dir(metrics) if name.isupper() and isinstance(getattr(metrics, name), str) and getattr(metrics, name).startswith("sail_")}

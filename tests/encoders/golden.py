@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from encoders.model import load_encoder
-from encoders.signature import EncodeRequest
+from topology.messages import EncodeRequest
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden_sail_tiny.json"
 REQUESTS = [

@@ -12,9 +12,9 @@ import torch
 
 from encoders.config import PRESETS
 from encoders.model import SailEncoder, load_encoder
-from encoders.signature import EncodeRequest
-from streams.interest import matryoshka
-from tests.encoders.media import image_bytes, wav_bytes
+from topology.messages import EncodeRequest
+from streams.interest.maths import matryoshka
+from tests.support.media import image_bytes, wav_bytes
 from topology import reasons
 
 

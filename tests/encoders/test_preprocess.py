@@ -5,8 +5,8 @@ import pytest
 
 from encoders.config import PRESETS, AudioConfig, VisionConfig
 from encoders.preprocess import MediaError, clean_text, compose_text, decode_image, decode_wav, log_mel_chunks, prepare, sample_frames
-from encoders.signature import EncodeRequest
-from tests.encoders.media import image_bytes, wav_bytes
+from topology.messages import EncodeRequest
+from tests.support.media import image_bytes, wav_bytes
 
 TINY = PRESETS["sail-tiny"]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders.signature import EncodeRequest, pack_request
+from topology.codec import encode_encoder_request
+from topology.messages import EncodeRequest
 from encoders.standin import ServiceTime, read_control, standin_infer_fn, vector_for, write_control
 from topology import reasons
 
@@ -34,7 +35,7 @@ def test_control_file_round_trip_and_refusals(tmp_path: Path) -> None:
 
 
 def test_vectors_are_a_deterministic_function_of_the_request() -> None:
-    a, b = pack_request(EncodeRequest(title="a")), pack_request(EncodeRequest(title="b"))
+    a, b = encode_encoder_request(EncodeRequest(title="a")), encode_encoder_request(EncodeRequest(title="b"))
     assert np.array_equal(vector_for(a, 16), vector_for(a, 16))
     assert not np.allclose(vector_for(a, 16), vector_for(b, 16))
     assert np.linalg.norm(vector_for(a, 16)) == pytest.approx(1.0)
@@ -44,7 +45,7 @@ def test_infer_sleeps_the_service_time_read_at_each_batch(tmp_path: Path) -> Non
     control = tmp_path / "standin.json"
     write_control(control, ServiceTime(fixed_ms=0, per_item_ms=1, dim=8))
     infer = standin_infer_fn(control)
-    batch = np.array([[pack_request(EncodeRequest(title=f"t{i}"))] for i in range(20)] + [[b"\xc1junk"]], dtype=np.object_)
+    batch = np.array([[encode_encoder_request(EncodeRequest(title=f"t{i}"))] for i in range(20)] + [[b"\xc1junk"]], dtype=np.object_)
     began = time.monotonic()
     out = infer(batch)
     fast = time.monotonic() - began
@@ -67,7 +68,7 @@ def test_instances_share_one_device(tmp_path: Path) -> None:
     control = tmp_path / "standin.json"
     write_control(control, ServiceTime(fixed_ms=100, per_item_ms=0, dim=4))
     instances = [standin_infer_fn(control), standin_infer_fn(control)]
-    batch = np.array([[pack_request(EncodeRequest(title="t"))]], dtype=np.object_)
+    batch = np.array([[encode_encoder_request(EncodeRequest(title="t"))]], dtype=np.object_)
     threads = [threading.Thread(target=infer, args=(batch,)) for infer in instances]
     began = time.monotonic()
     for t in threads:

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from deploy.local.stack import Stack
-from streams.demo import run_demo
-from streams.produce import LoadPlan
-from tests.integration.conftest import stack_settings
+from deploy.demo import run_demo
+from deploy.traffic import LoadPlan
+from tests.support.stack import stack_settings
 
 pytestmark = pytest.mark.integration
 

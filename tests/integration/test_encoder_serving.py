@@ -10,8 +10,9 @@ import pytest
 
 from encoders.client import EncoderClient, EncoderUnavailable
 from encoders.model import load_encoder
-from encoders.signature import SAIL_ENCODER, EncodeRequest
-from tests.encoders.media import image_bytes, wav_bytes
+from encoders.signature import SAIL_ENCODER
+from topology.messages import EncodeRequest
+from tests.support.media import image_bytes, wav_bytes
 from topology import reasons
 from topology.settings import Settings
 
@@ -29,7 +30,7 @@ def _requests() -> list[EncodeRequest]:
 
 @pytest.fixture
 async def client(settings: Settings):
-    c = EncoderClient(settings.triton_grpc_address, timeout_s=30.0, max_batch=16, max_wait_ms=20.0)
+    c = EncoderClient(settings.triton_grpc_address, timeout_s=30.0, max_batch=16)
     await c.start()
     yield c
     await c.close()
@@ -52,23 +53,23 @@ async def test_corrupt_image_fails_only_that_item_across_the_wire(settings: Sett
     assert results[0].vector is not None and results[2].vector is not None
 
 
-async def test_concurrent_callers_are_micro_batched(client: EncoderClient) -> None:
-    requests = [EncodeRequest(title=f"clip number {i}") for i in range(48)]
-    results = await asyncio.gather(*(client.encode_one(r) for r in requests))
-    assert all(r.vector is not None for r in results)
-    direct = await client.encode(requests[:3])
-    np.testing.assert_allclose(np.stack([r.vector for r in results[:3]]), np.stack([r.vector for r in direct]), atol=1e-5)  # type: ignore[misc]
-    assert client.stats.requests <= 1 + 4  # 48 callers -> 3 full batches of 16 (+ the direct call)
+async def test_a_batch_over_the_max_is_sent_as_full_requests_with_results_in_order(client: EncoderClient) -> None:
+    requests = [EncodeRequest(title=f"clip number {i}") for i in range(40)]
+    before = client.stats
+    results = await client.encode(requests)
+    assert client.stats.requests - before.requests == 3 and client.stats.items - before.items == 40  # 16 + 16 + 8
+    singles = await asyncio.gather(*(client.encode([r]) for r in (requests[0], requests[17], requests[39])))
+    np.testing.assert_allclose(np.stack([results[i].vector for i in (0, 17, 39)]), np.stack([s[0].vector for s in singles]), atol=1e-5)  # type: ignore[misc]
 
 
 async def test_a_request_blob_the_server_cannot_read_fails_only_its_row(settings: Settings) -> None:
     import tritonclient.grpc as grpcclient
 
-    from encoders.signature import pack_request
+    from topology.codec import encode_encoder_request
 
     client = grpcclient.InferenceServerClient(settings.triton_grpc_address)
     try:
-        blobs = np.array([[pack_request(EncodeRequest(title="ok"))], [b"\x93 not a request"]], dtype=np.object_)
+        blobs = np.array([[encode_encoder_request(EncodeRequest(title="ok"))], [b"\x93 not a request"]], dtype=np.object_)
         tensor = grpcclient.InferInput("item", list(blobs.shape), "BYTES")
         tensor.set_data_from_numpy(blobs)
         out = client.infer(SAIL_ENCODER.name, [tensor], client_timeout=30)
@@ -88,7 +89,7 @@ async def test_down_server_is_reported_once_for_the_caller_to_retry() -> None:
     await client.start()
     try:
         with pytest.raises(EncoderUnavailable, match=f"127.0.0.1:{port}") as raised:
-            await client.encode_one(EncodeRequest(title="anyone there?"))
+            await client.encode([EncodeRequest(title="anyone there?")])
         assert not raised.value.busy and not raised.value.suspect
         assert seen == ["failed"]  # one attempt: the worker's retry loop is the only retry layer
         assert client.stats.failed == 1 and client.stats.abandoned == 0

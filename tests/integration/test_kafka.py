@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import check_broker, consumer, describe_topics, ensure_topics, group_lag, producer
+from streams.sinks.kafka import check_broker, consumer, describe_topics, ensure_topics, group_lag, producer
 from topology.codec import decode_interaction, decode_upload, encode_interaction, encode_upload
 from topology.messages import Action, ContentUpload, Interaction, Media
 from topology.settings import Settings

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from streams.sink import MilvusSink, MilvusUnavailable, SchemaMismatch, check_milvus, ensure_collections
-from topology.collections import VECTOR_FIELD, user_key
+from streams.sinks.milvus import MilvusSink, MilvusUnavailable, SchemaMismatch, check_milvus, ensure_collections
+from topology.collections import VECTOR_FIELD, item_row, user_key, user_row
 from topology.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -47,10 +47,9 @@ async def test_upserted_items_are_got_by_key_and_found_by_similarity(settings: S
     rng = np.random.default_rng(7)
     vectors = _unit(rng, 50, items.dim)
     rows = [
-        {"item_id": f"m-{i}", "creator_id": f"c{i % 5}", "created_at_ms": 1000 + i, "encoded_at_ms": 2000 + i,
-         "model_version": "probe-v1", VECTOR_FIELD: vectors[i].tolist()}
+        item_row(f"m-{i}", f"c{i % 5}", 1000 + i, 2000 + i, "probe-v1", vectors[i])
         for i in range(50)
-    ]  # fmt: skip
+    ]
     assert await sink.upsert(items.name, rows) == 50
 
     got = await sink.get(items.name, ["m-3", "m-42"], fields=["creator_id", "created_at_ms", VECTOR_FIELD])
@@ -78,7 +77,7 @@ async def test_replayed_upsert_overwrites_instead_of_duplicating(settings: Setti
     _, users = settings.collections()
     rng = np.random.default_rng(3)
     first, second = _unit(rng, 2, users.dim)
-    row = {"user_key": user_key("u1", 0), "user_id": "u1", "slot": 0, "updated_at_ms": 1, "event_count": 1, "model_version": "v", "recent_item_ids": "i1,i2", VECTOR_FIELD: first.tolist()}
+    row = user_row("u1", 0, 1, 1, "i1,i2", "v", first)
     await sink.upsert(users.name, [row])
     await sink.upsert(users.name, [row])
     await sink.upsert(users.name, [{**row, "event_count": 2, VECTOR_FIELD: second.tolist()}])

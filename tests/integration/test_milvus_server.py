@@ -9,9 +9,9 @@ import pytest
 
 from deploy.local.process import group_members
 from deploy.local.stack import Stack
-from streams.sink import MilvusSink
-from topology.collections import VECTOR_FIELD
-from tests.integration.conftest import stack_settings
+from streams.sinks.milvus import MilvusSink
+from topology.collections import VECTOR_FIELD, item_row
+from tests.support.stack import stack_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.milvus_server]
 
@@ -32,7 +32,7 @@ async def test_standalone_server_serves_collections_with_hnsw(tmp_path: Path) ->
             vectors = rng.standard_normal((200, items.dim)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             rows = [
-                {"item_id": f"s-{i}", "creator_id": "c", "created_at_ms": i, "encoded_at_ms": i, "model_version": "v", VECTOR_FIELD: v.tolist()}
+                item_row(f"s-{i}", "c", i, i, "v", v)
                 for i, v in enumerate(vectors)
             ]
             assert await sink.upsert(items.name, rows) == 200

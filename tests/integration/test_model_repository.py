@@ -13,8 +13,9 @@ from deploy.local.process import ManagedProcess, group_members
 from deploy.local.tritonserver import MODEL_REPOSITORY, server_command
 from encoders.client import EncoderClient, check_triton
 from encoders.model import load_encoder
-from encoders.signature import SAIL_ENCODER, EncodeRequest
-from tests.encoders.media import image_bytes
+from encoders.signature import SAIL_ENCODER
+from topology.messages import EncodeRequest
+from tests.support.media import image_bytes
 from deploy.local.stack import free_ports
 from topology import reasons
 

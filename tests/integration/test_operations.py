@@ -17,7 +17,7 @@ import pytest
 
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
-from streams.broker import ensure_topics, producer
+from streams.sinks.kafka import ensure_topics, producer
 from topology.codec import encode_interaction, encode_upload
 from topology.messages import Action, ContentUpload, Interaction
 from topology.settings import Settings

@@ -20,14 +20,14 @@ import pytest
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
-from streams.broker import ensure_topics, producer
-from streams.recall import Recall, RecallError
-from streams.sink import MilvusRejected, MilvusSink
-from tests.encoders.media import image_bytes
-from tests.integration.test_streaming import _dead_letters, _drained, _items, _send, _user_vectors, _wait
+from streams.sinks.kafka import ensure_topics, producer
+from streams.recall.query import Recall, RecallError
+from streams.sinks.milvus import MilvusRejected, MilvusSink
+from tests.support.media import image_bytes
+from tests.support.streaming import dead_letters, drained, send, stored_items, user_vectors, wait_until
 from topology import reasons
 from topology.codec import encode_interaction, encode_upload
-from topology.collections import VECTOR_FIELD, items_collection
+from topology.collections import VECTOR_FIELD, item_row, items_collection
 from topology.messages import Action, ContentUpload, Interaction, Media
 from topology.settings import Settings
 
@@ -77,12 +77,12 @@ def _send_uploads(settings: Settings, records: list[tuple[bytes, bytes]]) -> Non
 
 
 def _send_interactions(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
-    _send(settings, [(settings.topics().interactions.name, key, value) for key, value in records])
+    send(settings, [(settings.topics().interactions.name, key, value) for key, value in records])
 
 
 def _letters_for(settings: Settings, originals: list[bytes]) -> dict[bytes, list]:
     found: dict[bytes, list] = {o: [] for o in originals}
-    for letter in _dead_letters(settings):
+    for letter in dead_letters(settings):
         if letter.original in found:
             found[letter.original].append(letter)
     return found
@@ -97,9 +97,9 @@ def _bad_uploads_between_good_ones(settings: Settings, tag: str, bad: list[bytes
         records += [(key, value), (goods[n + 1].item_id.encode(), encode_upload(goods[n + 1]))]
     _send_uploads(settings, records)
     ids = [g.item_id for g in goods]
-    _wait(lambda: len(_items(settings, ids)) == len(ids), what="the good uploads around the bad ones")
-    _wait(lambda: all(_letters_for(settings, bad).values()), timeout_s=60, what="a dead letter per bad upload")
-    _wait(lambda: _drained(settings), what="lag back to zero")
+    wait_until(lambda: len(stored_items(settings, ids)) == len(ids), what="the good uploads around the bad ones")
+    wait_until(lambda: all(_letters_for(settings, bad).values()), timeout_s=60, what="a dead letter per bad upload")
+    wait_until(lambda: drained(settings), what="lag back to zero")
     letters = _letters_for(settings, bad)
     assert all(len(v) == 1 for v in letters.values()), {k[:40]: len(v) for k, v in letters.items()}
     return letters
@@ -112,7 +112,7 @@ def test_an_int64_overflow_is_dead_lettered_and_its_batch_is_stored(poison: tupl
     letters = _bad_uploads_between_good_ones(settings, tag, [encode_upload(bad)], [bad.item_id.encode()])
     (letter,) = letters[encode_upload(bad)]
     assert letter.reason == reasons.SCHEMA_INVALID_VALUE and "created_at_ms" in letter.detail
-    assert _items(settings, [bad.item_id]) == {} and worker.is_running()
+    assert stored_items(settings, [bad.item_id]) == {} and worker.is_running()
 
 
 def test_special_and_outside_files_are_never_read(poison: tuple[Settings, ManagedProcess], media_root: Path) -> None:
@@ -128,7 +128,7 @@ def test_special_and_outside_files_are_never_read(poison: tuple[Settings, Manage
     # a regular file under the root is read as before
     good = _upload(tag, "file-ok", cover=Media.at(f"file://{media_root}/cover.jpg"))
     _send_uploads(settings, [(good.item_id.encode(), encode_upload(good))])
-    _wait(lambda: bool(_items(settings, [good.item_id])), what="an upload whose cover is a file under the media root")
+    wait_until(lambda: bool(stored_items(settings, [good.item_id])), what="an upload whose cover is a file under the media root")
     assert worker.is_running()
 
 
@@ -154,7 +154,7 @@ def test_forged_times_and_keys_are_dead_lettered_and_never_applied(poison: tuple
     assert letters[encode_upload(future)][0].reason == reasons.SCHEMA_INVALID_TIME
     assert letters[encode_upload(wrong_key)][0].reason == reasons.SCHEMA_KEY_MISMATCH
     _send_uploads(settings, [(item.item_id.encode(), encode_upload(item))])
-    _wait(lambda: bool(_items(settings, [item.item_id])), what="the liked item")
+    wait_until(lambda: bool(stored_items(settings, [item.item_id])), what="the liked item")
 
     user, other = f"{tag}-user", f"{tag}-other"
     now = _now_ms()
@@ -166,13 +166,13 @@ def test_forged_times_and_keys_are_dead_lettered_and_never_applied(poison: tuple
     misrouted = encode_interaction(event(2, now, who=other))  # body names `other`, key says `user`
     _send_interactions(settings, [(user.encode(), encode_interaction(event(0, now))), (user.encode(), forged), (user.encode(), misrouted),
                                   (user.encode(), encode_interaction(event(3, now + 1)))])  # fmt: skip
-    _wait(lambda: _user_vectors(settings, [user]).get(user, (None, 0))[1] == 2, what="the two good interactions applied")
-    _wait(lambda: all(_letters_for(settings, [forged, misrouted]).values()), timeout_s=60, what="dead letters of the forged ones")
-    _wait(lambda: _drained(settings), what="lag back to zero")
+    wait_until(lambda: user_vectors(settings, [user]).get(user, (None, 0))[1] == 2, what="the two good interactions applied")
+    wait_until(lambda: all(_letters_for(settings, [forged, misrouted]).values()), timeout_s=60, what="dead letters of the forged ones")
+    wait_until(lambda: drained(settings), what="lag back to zero")
     letters = _letters_for(settings, [forged, misrouted])
     assert [x.reason for x in letters[forged]] == [reasons.SCHEMA_INVALID_TIME]
     assert [x.reason for x in letters[misrouted]] == [reasons.SCHEMA_KEY_MISMATCH]
-    assert _user_vectors(settings, [other]) == {}  # never applied on the wrong partition
+    assert user_vectors(settings, [other]) == {}  # never applied on the wrong partition
     rows = _rows_updated_at(settings, user)
     assert rows <= now + 1  # the forged year never became the user's newest event
 
@@ -202,15 +202,15 @@ def test_identifiers_round_trip_through_recall_and_its_filters(poison: tuple[Set
     records = [(u.item_id.encode(), encode_upload(u)) for u in (*uploads, *rejected)]
     _send_uploads(settings, records)
     ids = [u.item_id for u in uploads]
-    _wait(lambda: len(_items(settings, ids)) == len(ids), what="uploads with non-ASCII ids")
-    _wait(lambda: all(_letters_for(settings, [encode_upload(r) for r in rejected]).values()), timeout_s=60, what="dead letters of the bad ids")
+    wait_until(lambda: len(stored_items(settings, ids)) == len(ids), what="uploads with non-ASCII ids")
+    wait_until(lambda: all(_letters_for(settings, [encode_upload(r) for r in rejected]).values()), timeout_s=60, what="dead letters of the bad ids")
     assert {x[0].reason for x in _letters_for(settings, [encode_upload(r) for r in rejected]).values()} == {reasons.SCHEMA_INVALID_VALUE}
 
     user = f"ユーザー-{tag}"
     seen = ids[:2]
     events = [Interaction(event_id=f"{tag}-e{n}", user_id=user, item_id=i, action=Action.LIKE, timestamp_ms=_now_ms()) for n, i in enumerate(seen)]
     _send_interactions(settings, [(user.encode(), encode_interaction(e)) for e in events])
-    _wait(lambda: _user_vectors(settings, [user]).get(user, (None, 0))[1] == 2, what="the non-ASCII user's vector")
+    wait_until(lambda: user_vectors(settings, [user]).get(user, (None, 0))[1] == 2, what="the non-ASCII user's vector")
 
     async def recall() -> None:
         sink = MilvusSink(settings.milvus_uri, None, settings.milvus_backend)
@@ -247,7 +247,7 @@ def test_the_sink_stores_what_milvus_accepts_and_names_what_it_refuses(settings:
     unit = [1.0] + [0.0] * (spec.dim - 1)
 
     def row(item_id: str, **overrides: object) -> dict[str, object]:
-        return {"item_id": item_id, "creator_id": "c", "created_at_ms": 1, "encoded_at_ms": 2, "model_version": "m", VECTOR_FIELD: unit, **overrides}
+        return {**item_row(item_id, "c", 1, 2, "m", unit), **overrides}
 
     rows = [row(f"{tag}-0"), row(f"{tag}-big", created_at_ms=2**64 - 1), row(f"{tag}-2"), row(f"{tag}-it's"), row(f"{tag}-4"),
             row(f"{tag}-nan", **{VECTOR_FIELD: [float("nan")] * spec.dim}), row(f"{tag}-6")]  # fmt: skip
@@ -265,7 +265,7 @@ def test_the_sink_stores_what_milvus_accepts_and_names_what_it_refuses(settings:
     refused = asyncio.run(go())
     assert set(refused) == {1, 3, 5}
     assert "not an int64" in refused[1] and "NaN" in refused[5] and refused[3]
-    stored = _items(settings, [str(r["item_id"]) for n, r in enumerate(rows) if n != 3])  # pymilvus's get cannot quote a "'"
+    stored = stored_items(settings, [str(r["item_id"]) for n, r in enumerate(rows) if n != 3])  # pymilvus's get cannot quote a "'"
     assert set(stored) == {f"{tag}-{n}" for n in (0, 2, 4, 6)}
     np.testing.assert_allclose(stored[f"{tag}-0"], unit)
 
@@ -286,18 +286,18 @@ def test_sigterm_ends_a_worker_retrying_a_down_milvus_and_its_batch_is_redone(st
         try:
             _send_uploads(own, [(u.item_id.encode(), encode_upload(u)) for u in uploads])
             log = stack.state_dir / "sigterm" / f"worker-{port_a}.log"
-            _wait(lambda: "dependency down, retrying dependency=milvus" in log.read_text(errors="replace"), timeout_s=60, what="the worker retrying")
+            wait_until(lambda: "dependency down, retrying dependency=milvus" in log.read_text(errors="replace"), timeout_s=60, what="the worker retrying")
             record = worker.record()
             assert record is not None
             os.killpg(record.pgid, signal.SIGTERM)
-            _wait(lambda: not worker.is_running(), timeout_s=45, what="the worker to exit on SIGTERM while Milvus is down")
+            wait_until(lambda: not worker.is_running(), timeout_s=45, what="the worker to exit on SIGTERM while Milvus is down")
         finally:
             stack.up(["milvus"])
         restarted = start_worker(own, port_b, stack.state_dir / "sigterm")
         wait_for_group(own, [restarted])
         ids = [u.item_id for u in uploads]
-        _wait(lambda: len(_items(own, ids)) == len(ids), what="the abandoned batch redone after the restart")
-        _wait(lambda: _drained(own), what="lag back to zero")
+        wait_until(lambda: len(stored_items(own, ids)) == len(ids), what="the abandoned batch redone after the restart")
+        wait_until(lambda: drained(own), what="lag back to zero")
     finally:
         worker.stop()
         if restarted is not None:

@@ -10,10 +10,12 @@ import pytest
 from aiohttp import web
 
 from deploy.local.stack import free_ports
-from streams.interest import l2_normalise
-from streams.recall import Recall, RecallClient, RecallError, recall_app
-from streams.sink import MilvusSink
-from topology.collections import VECTOR_FIELD, user_key
+from streams.interest.maths import l2_normalise
+from streams.recall.api import recall_app
+from streams.recall.client import RecallClient
+from streams.recall.query import Recall, RecallError
+from streams.sinks.milvus import MilvusSink
+from topology.collections import item_row, user_row
 from topology.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -31,12 +33,10 @@ async def world(settings: Settings):
     axis = l2_normalise(rng.standard_normal((2, dim)).astype(np.float32))  # random centres: other tests' items are far away
     vectors = l2_normalise(np.concatenate([axis[0] + 0.1 * rng.standard_normal((6, dim)), axis[1] + 0.1 * rng.standard_normal((6, dim))]).astype(np.float32))
     ids = [f"{tag}-i{n}" for n in range(12)]
-    rows = [{"item_id": ids[n], "creator_id": f"{tag}-c{n % 3}", "created_at_ms": 1000 + n, "encoded_at_ms": 2000 + n, "model_version": "v",
-             VECTOR_FIELD: vectors[n].tolist()} for n in range(12)]  # fmt: skip
+    rows = [item_row(ids[n], f"{tag}-c{n % 3}", 1000 + n, 2000 + n, "v", vectors[n]) for n in range(12)]
     await sink.upsert(items.name, rows)
     user = f"{tag}-user"
-    await sink.upsert(users.name, [{"user_key": user_key(user, 0), "user_id": user, "slot": 0, "updated_at_ms": 1, "event_count": 2, "model_version": "",
-                                    "recent_item_ids": f"{ids[0]},{ids[1]}", VECTOR_FIELD: l2_normalise(vectors[0] + vectors[1]).tolist()}])  # fmt: skip
+    await sink.upsert(users.name, [user_row(user, 0, 1, 2, f"{ids[0]},{ids[1]}", "", l2_normalise(vectors[0] + vectors[1]))])
     yield sink, Recall(sink, items, users, slots=1), ids, user, tag
     await sink.close()
 

@@ -5,10 +5,10 @@ broker's log ever shows the Kafka password or the Milvus token."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -19,8 +19,10 @@ from pydantic import SecretStr
 
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
-from streams.broker import BrokerUnavailable, check_broker, consumer
-from tests.integration.test_streaming import _items, _send, _upload, _wait
+from streams.sinks.kafka import BrokerUnavailable, check_broker, consumer
+from tests.support.metrics import sample
+from tests.support.streaming import clip_upload, send, stored_items, wait_until
+from topology import reasons
 from topology.codec import encode_upload
 from topology.settings import KafkaSecurity, Settings
 
@@ -69,10 +71,10 @@ def test_a_worker_authenticates_and_no_secret_appears_anywhere(secure: tuple[Set
     try:
         wait_for_group(settings, [worker])
         tag = uuid.uuid4().hex[:6]
-        uploads = [_upload(tag, n) for n in range(3)]
+        uploads = [clip_upload(tag, n) for n in range(3)]
         topics = settings.topics()
-        _send(settings, [(topics.uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads] + [(topics.uploads.name, b"k", b"\xc1 not msgpack")])
-        _wait(lambda: len(_items(settings, [u.item_id for u in uploads])) == 3, what="the uploads in Milvus via the SASL broker")
+        send(settings, [(topics.uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads] + [(topics.uploads.name, b"k", b"\xc1 not msgpack")])
+        wait_until(lambda: len(stored_items(settings, [u.item_id for u in uploads])) == 3, what="the uploads in Milvus via the SASL broker")
         letters: list[bytes] = []
 
         def dead_lettered() -> bool:
@@ -81,8 +83,8 @@ def test_a_worker_authenticates_and_no_secret_appears_anywhere(secure: tuple[Set
             c.close()
             return bool(letters)
 
-        _wait(dead_lettered, what="the malformed upload in the dead-letter topic")
-        time.sleep(settings.status_interval_s + 1)  # one lag sample, so the status page has content
+        wait_until(dead_lettered, what="the malformed upload in the dead-letter topic")
+        wait_until(lambda: any(r["topic"] == topics.uploads.name for r in json.loads(_get(f"http://127.0.0.1:{port}/status.json"))["lag"]), what="a lag sample on the status page")
         seen = {
             "worker log": worker.log_path.read_text(errors="replace"),
             "/metrics": _get(f"http://127.0.0.1:{port}/metrics"),
@@ -97,6 +99,10 @@ def test_a_worker_authenticates_and_no_secret_appears_anywhere(secure: tuple[Set
             assert run.returncode == 0, run.stderr[-2000:]
             seen[f"sail-stream {' '.join(command)}"] = run.stdout + run.stderr
         assert settings.app_id in seen["sail-stream lag"] and "**********" in seen["sail-stream settings"]  # both answered
+        # every page searched has what it exists to show, so "no secret in it" is not "nothing in it"
+        assert sample(seen["/metrics"], "sail_events", agent="content") >= 4 and sample(seen["/metrics"], "sail_dead_letters", reason=reasons.DECODE_MSGPACK) == 1
+        assert topics.uploads.name in seen["/status"] and topics.uploads.name in seen["/status.json"]
+        assert "dead-letter reason=decode.msgpack" in seen["worker log"] and "not msgpack" in seen["dead letters"]
         leaks = [(where, secret[:4]) for where, text in seen.items() for secret in secrets if secret in text]
         assert not leaks, f"secrets found in: {leaks}"
     finally:

@@ -6,20 +6,19 @@ Triton computed no request the worker abandoned, and the lag returns to zero by 
 from __future__ import annotations
 
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.standin import ServiceTime, write_control
-from streams.broker import consumer, ensure_topics, producer
-from tests.integration.test_streaming import _dead_letters, _drained, _items, _upload, _wait
+from streams.sinks.kafka import consumer, ensure_topics, producer
+from tests.support.metrics import sample, scrape
+from tests.support.streaming import clip_upload, dead_letters, drained, stored_items, wait_until
 from topology.codec import encode_upload
 from topology.settings import Settings
 
@@ -51,16 +50,6 @@ def standin(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathF
         triton.down(["triton"])
 
 
-def _metric(url: str, name: str, **labels: str) -> float:
-    """The value of one sample on a Prometheus page (0 when absent; the parser names counters `_total`)."""
-    page = urllib.request.urlopen(url, timeout=5).read().decode()
-    for family in text_string_to_metric_families(page):
-        for sample in family.samples:
-            if sample.name in (name, f"{name}_total") and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
-
-
 def _published(settings: Settings, ids: set[str]) -> Counter[str]:
     c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().item_embeddings.name, auto_offset_reset="earliest", consumer_timeout_ms=3000)
     try:
@@ -79,24 +68,25 @@ def test_a_slowed_encoder_is_waited_for_and_every_upload_is_stored_once(standin:
     for service, count in phases:
         write_control(control, ServiceTime(service.fixed_ms, service.per_item_ms, settings.embedding_dim))
         for _ in range(count):
-            upload = _upload(tag, len(uploads))
+            upload = clip_upload(tag, len(uploads))
             uploads.append(upload)
             p.send(settings.topics().uploads.name, key=upload.item_id.encode(), value=encode_upload(upload))
             p.flush()
             time.sleep(0.1)
     p.close()
     ids = [u.item_id for u in uploads]
-    _wait(lambda: len(_items(settings, ids)) == len(ids), timeout_s=120, what="every upload in Milvus")
-    _wait(lambda: _drained(settings), timeout_s=60, what="lag back to 0")
+    wait_until(lambda: len(stored_items(settings, ids)) == len(ids), timeout_s=120, what="every upload in Milvus")
+    wait_until(lambda: drained(settings), timeout_s=60, what="lag back to 0")
     worker.ensure_alive()
 
-    assert not [d for d in _dead_letters(settings) if tag in d.original.decode(errors="replace")]
+    assert not [d for d in dead_letters(settings) if tag in d.original.decode(errors="replace")]
     assert _published(settings, set(ids)) == Counter({i: 1 for i in ids})  # each upload encoded, stored and published once
 
     web = f"http://127.0.0.1:{worker.name.rsplit('-', 1)[1]}/metrics"
-    ok = _metric(web, "sail_triton_requests_total", outcome="ok")
-    abandoned = _metric(web, "sail_triton_requests_total", outcome="abandoned")
-    computed = _metric(f"http://127.0.0.1:{settings.triton_metrics_port}/metrics", "nv_inference_request_success", model="sail_encoder")
+    page = scrape(web)
+    ok = sample(page, "sail_triton_requests", outcome="ok")
+    abandoned = sample(page, "sail_triton_requests", outcome="abandoned")
+    computed = sample(scrape(f"http://127.0.0.1:{settings.triton_metrics_port}/metrics"), "nv_inference_request_success", model="sail_encoder")
     assert ok > 0 and abandoned == 0
     assert computed == ok  # Triton computed exactly the requests the worker waited for: nothing twice
-    assert _metric(web, "sail_content_batch_items") >= 1
+    assert sample(page, "sail_content_batch_items") >= 1

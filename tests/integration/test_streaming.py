@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,14 +14,15 @@ from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
-from encoders.signature import EncodeRequest
-from streams.broker import consumer, group_assignment, group_lag, producer
-from streams.interest import InterestParams, fold_interactions, interest_vectors
-from streams.sink import MilvusSink
-from tests.encoders.media import image_bytes
+from topology.messages import EncodeRequest
+from streams.sinks.kafka import consumer, group_assignment, group_lag
+from streams.interest.maths import fold_interactions, interest_vectors
+from streams.sinks.milvus import MilvusSink
+from tests.support.metrics import sample, scrape
+from tests.support.streaming import clip_upload, dead_letters, drained, interest_params, send, stored_items, user_vectors, wait_until
 from topology import reasons
-from topology.codec import decode_dead_letter, encode_interaction, encode_upload
-from topology.collections import VECTOR_FIELD, user_key
+from topology.codec import decode_retry, encode_interaction, encode_upload
+from topology.collections import VECTOR_FIELD
 from topology.messages import Action, ContentUpload, Interaction, Media
 from topology.settings import Settings
 
@@ -39,63 +40,20 @@ def worker(stack: Stack, settings: Settings) -> Iterator[ManagedProcess]:
         proc.stop()
 
 
-def _send(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> None:
-    p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes)
-    for topic, key, value in records:
-        p.send(topic, key=key, value=value)
-    p.flush()
-    p.close()
 
 
-def _drained(settings: Settings) -> bool:
-    topics = settings.topics()
-    return all(
-        not any(group_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, t.name).values())
-        for t in (topics.uploads, topics.interactions, topics.interactions_retry)
-    )
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float = 90.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
-def _rows(settings: Settings, collection: str, ids: list[str], fields: list[str]) -> dict[str, dict]:
-    async def go() -> list[dict]:
-        sink = MilvusSink(settings.milvus_uri, None, settings.milvus_backend)
-        await sink.start()
-        try:
-            return await sink.get(collection, ids, fields=fields)
-        finally:
-            await sink.close()
-
-    key = "item_id" if collection.endswith("items") else "user_key"
-    return {row[key]: row for row in asyncio.run(go())}
 
 
-def _items(settings: Settings, ids: list[str]) -> dict[str, np.ndarray]:
-    rows = _rows(settings, settings.collections()[0].name, ids, [VECTOR_FIELD])
-    return {k: np.asarray(v[VECTOR_FIELD], dtype=np.float32) for k, v in rows.items()}
 
 
-def _user_vectors(settings: Settings, users: list[str]) -> dict[str, tuple[np.ndarray, int]]:
-    rows = _rows(settings, settings.collections()[1].name, [user_key(u, 0) for u in users], [VECTOR_FIELD, "event_count", "user_id"])
-    return {r["user_id"]: (np.asarray(r[VECTOR_FIELD], dtype=np.float32), int(r["event_count"])) for r in rows.values()}
 
 
-def _params(settings: Settings) -> InterestParams:
-    return InterestParams(settings.interest_window, settings.interest_half_life_s, negative_weight=settings.interest_negative_weight, slots=settings.interest_slots)
 
 
-def _upload(tag: str, n: int, cover: bool = False) -> ContentUpload:
-    return ContentUpload(
-        item_id=f"{tag}-item-{n}", creator_id=f"{tag}-creator", created_at_ms=int(time.time() * 1000), title=f"{tag} clip number {n} about cats",
-        tags=("cats",), cover=Media.inline(image_bytes(n)) if cover else None,
-    )  # fmt: skip
 
 
 def _request(upload: ContentUpload) -> EncodeRequest:
@@ -104,11 +62,11 @@ def _request(upload: ContentUpload) -> EncodeRequest:
 
 def test_upload_becomes_searchable_with_the_encoders_vector(settings: Settings, worker: ManagedProcess) -> None:
     tag = uuid.uuid4().hex[:6]
-    uploads = [_upload(tag, n, cover=n % 2 == 0) for n in range(6)]
-    _send(settings, [(settings.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
+    uploads = [clip_upload(tag, n, cover=n % 2 == 0) for n in range(6)]
+    send(settings, [(settings.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
     ids = [u.item_id for u in uploads]
-    _wait(lambda: len(_items(settings, ids)) == len(ids), what="items in Milvus")
-    stored = _items(settings, ids)
+    wait_until(lambda: len(stored_items(settings, ids)) == len(ids), what="items in Milvus")
+    stored = stored_items(settings, ids)
 
     async def direct() -> list[np.ndarray]:
         client = EncoderClient(settings.triton_grpc_address, timeout_s=30.0)
@@ -134,10 +92,10 @@ def test_upload_becomes_searchable_with_the_encoders_vector(settings: Settings, 
 
 
 def _world(settings: Settings, tag: str, n_items: int = 8) -> list[str]:
-    uploads = [_upload(tag, n) for n in range(n_items)]
-    _send(settings, [(settings.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
+    uploads = [clip_upload(tag, n) for n in range(n_items)]
+    send(settings, [(settings.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
     ids = [u.item_id for u in uploads]
-    _wait(lambda: len(_items(settings, ids)) == len(ids), what="items in Milvus")
+    wait_until(lambda: len(stored_items(settings, ids)) == len(ids), what="items in Milvus")
     return ids
 
 
@@ -154,7 +112,7 @@ def _log(tag: str, items: list[str], users: int = 3, per_user: int = 14) -> list
 def _expected(settings: Settings, log: list[Interaction], items: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     expected = {}
     for user in sorted({e.user_id for e in log}):
-        vectors = interest_vectors(fold_interactions([e for e in log if e.user_id == user], _params(settings)), items, _params(settings))
+        vectors = interest_vectors(fold_interactions([e for e in log if e.user_id == user], interest_params(settings)), items, interest_params(settings))
         if vectors is not None:
             expected[user] = vectors[0]
     return expected
@@ -165,10 +123,10 @@ def test_user_vectors_equal_the_pure_function_and_replays_change_nothing(setting
     items = _world(settings, tag)
     log = _log(tag, items)
     topic = settings.topics().interactions.name
-    _send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in log])
-    _wait(lambda: _drained(settings), what="interactions processed")
-    expected = _expected(settings, log, _items(settings, items))
-    got = _user_vectors(settings, list(expected))
+    send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in log])
+    wait_until(lambda: drained(settings), what="interactions processed")
+    expected = _expected(settings, log, stored_items(settings, items))
+    got = user_vectors(settings, list(expected))
     assert set(got) == set(expected)
     for user, vector in expected.items():
         np.testing.assert_allclose(got[user][0], vector, atol=1e-5)
@@ -177,52 +135,55 @@ def test_user_vectors_equal_the_pure_function_and_replays_change_nothing(setting
     # Deliver the same interactions again, shuffled: every user's state and vector stay the same.
     replay = list(log)
     np.random.default_rng(1).shuffle(replay)
-    _send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in replay])
-    _wait(lambda: _drained(settings), what="replay processed")
-    again = _user_vectors(settings, list(expected))
+    send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in replay])
+    wait_until(lambda: drained(settings), what="replay processed")
+    again = user_vectors(settings, list(expected))
     for user in expected:
         np.testing.assert_array_equal(again[user][0], got[user][0])
         assert again[user][1] == got[user][1]
 
 
+def _parked(settings: Settings, original: bytes) -> bool:
+    """Whether the worker put this interaction on the retry topic (it read it and found no item vector)."""
+    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().interactions_retry.name, auto_offset_reset="earliest", consumer_timeout_ms=2000)
+    try:
+        return any(decode_retry(r.value).original == original for r in c)
+    finally:
+        c.close()
+
+
 def test_interaction_before_its_item_is_applied_once_the_item_exists(settings: Settings, worker: ManagedProcess) -> None:
     tag = uuid.uuid4().hex[:6]
-    late = _upload(tag, 99)
+    late = clip_upload(tag, 99)
     event = Interaction(event_id=f"{tag}-early", user_id=f"{tag}-user", item_id=late.item_id, action=Action.LIKE, timestamp_ms=1_700_000_000_000)
-    _send(settings, [(settings.topics().interactions.name, event.user_id.encode(), encode_interaction(event))])
-    time.sleep(1.5)  # the interaction is now waiting on the retry topic
-    assert _user_vectors(settings, [event.user_id]) == {}
-    _send(settings, [(settings.topics().uploads.name, late.item_id.encode(), encode_upload(late))])
-    _wait(lambda: bool(_user_vectors(settings, [event.user_id])), what="the waiting interaction applied")
-    vector, count = _user_vectors(settings, [event.user_id])[event.user_id]
-    np.testing.assert_allclose(vector, _items(settings, [late.item_id])[late.item_id], atol=1e-5)
+    send(settings, [(settings.topics().interactions.name, event.user_id.encode(), encode_interaction(event))])
+    wait_until(lambda: _parked(settings, encode_interaction(event)), timeout_s=60, what="the interaction parked on the retry topic")
+    assert user_vectors(settings, [event.user_id]) == {}  # read, not applied: its item has no vector yet
+    send(settings, [(settings.topics().uploads.name, late.item_id.encode(), encode_upload(late))])
+    wait_until(lambda: bool(user_vectors(settings, [event.user_id])), what="the waiting interaction applied")
+    vector, count = user_vectors(settings, [event.user_id])[event.user_id]
+    np.testing.assert_allclose(vector, stored_items(settings, [late.item_id])[late.item_id], atol=1e-5)
     assert count == 1
 
 
-def _dead_letters(settings: Settings) -> list:
-    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().dead_letters.name, auto_offset_reset="earliest", consumer_timeout_ms=2000)
-    try:
-        return [decode_dead_letter(r.value) for r in c]
-    finally:
-        c.close()
 
 
 def test_malformed_messages_are_dead_lettered_and_the_good_ones_around_them_processed(settings: Settings, worker: ManagedProcess) -> None:
     tag = uuid.uuid4().hex[:6]
     topics = settings.topics()
-    good = [_upload(tag, n) for n in range(4)]
+    good = [clip_upload(tag, n) for n in range(4)]
     bad_upload = b"\xc1 garbage " + tag.encode()
     bad_interaction = encode_interaction(Interaction(event_id=f"{tag}-bad", user_id=f"{tag}-u", item_id="x", action=Action.LIKE, timestamp_ms=1)).replace(b"like", b"poke")
     missing_item = Interaction(event_id=f"{tag}-ghost", user_id=f"{tag}-u2", item_id=f"{tag}-never-uploaded", action=Action.LIKE, timestamp_ms=1)
     records = [(topics.uploads.name, good[0].item_id.encode(), encode_upload(good[0])), (topics.uploads.name, b"bad", bad_upload)]
     records += [(topics.uploads.name, u.item_id.encode(), encode_upload(u)) for u in good[1:]]
     records += [(topics.interactions.name, b"u", bad_interaction), (topics.interactions.name, missing_item.user_id.encode(), encode_interaction(missing_item))]
-    _send(settings, records)
-    _wait(lambda: len(_items(settings, [u.item_id for u in good])) == len(good), what="good uploads")
+    send(settings, records)
+    wait_until(lambda: len(stored_items(settings, [u.item_id for u in good])) == len(good), what="good uploads")
 
     def letters() -> dict[str, object]:
         found = {}
-        for letter in _dead_letters(settings):
+        for letter in dead_letters(settings):
             if letter.original == bad_upload:
                 found["upload"] = letter
             elif letter.original == bad_interaction:
@@ -231,7 +192,7 @@ def test_malformed_messages_are_dead_lettered_and_the_good_ones_around_them_proc
                 found["missing"] = letter
         return found
 
-    _wait(lambda: len(letters()) == 3, timeout_s=60, what="three dead letters")
+    wait_until(lambda: len(letters()) == 3, timeout_s=60, what="three dead letters")
     found = letters()
     assert found["upload"].reason == reasons.DECODE_MSGPACK and found["upload"].source_topic == topics.uploads.name  # type: ignore[attr-defined]
     assert found["interaction"].reason == reasons.SCHEMA_INVALID_VALUE and "poke" in found["interaction"].detail  # type: ignore[attr-defined]
@@ -241,15 +202,15 @@ def test_malformed_messages_are_dead_lettered_and_the_good_ones_around_them_proc
 
 def test_corrupt_cover_is_dead_lettered_and_its_batch_neighbours_are_stored(settings: Settings, worker: ManagedProcess) -> None:
     tag = uuid.uuid4().hex[:6]
-    good = [_upload(tag, n, cover=True) for n in range(3)]
+    good = [clip_upload(tag, n, cover=True) for n in range(3)]
     broken = ContentUpload(item_id=f"{tag}-broken", creator_id="c", created_at_ms=1, title="broken cover", cover=Media.inline(b"\xff\xd8 not a jpeg " + tag.encode()))
     topic = settings.topics().uploads.name
-    _send(settings, [(topic, u.item_id.encode(), encode_upload(u)) for u in (good[0], broken, *good[1:])])
-    _wait(lambda: len(_items(settings, [u.item_id for u in good])) == 3, what="good uploads")
-    _wait(lambda: any(l.key == broken.item_id.encode() for l in _dead_letters(settings)), timeout_s=30, what="dead letter")
-    letter = next(l for l in _dead_letters(settings) if l.key == broken.item_id.encode())
+    send(settings, [(topic, u.item_id.encode(), encode_upload(u)) for u in (good[0], broken, *good[1:])])
+    wait_until(lambda: len(stored_items(settings, [u.item_id for u in good])) == 3, what="good uploads")
+    wait_until(lambda: any(l.key == broken.item_id.encode() for l in dead_letters(settings)), timeout_s=30, what="dead letter")
+    letter = next(l for l in dead_letters(settings) if l.key == broken.item_id.encode())
     assert letter.reason == reasons.MEDIA_UNREADABLE and "image" in letter.detail
-    assert _items(settings, [broken.item_id]) == {}
+    assert stored_items(settings, [broken.item_id]) == {}
 
 
 def test_two_workers_split_the_partitions_and_process_every_event_once_in_effect(stack: Stack, settings: Settings, worker: ManagedProcess) -> None:
@@ -265,10 +226,10 @@ def test_two_workers_split_the_partitions_and_process_every_event_once_in_effect
         tag = uuid.uuid4().hex[:6]
         items = _world(settings, tag, n_items=12)
         log = _log(tag, items, users=8, per_user=10)
-        _send(settings, [(settings.topics().interactions.name, e.user_id.encode(), encode_interaction(e)) for e in log])
-        _wait(lambda: _drained(settings), what="interactions processed by two workers")
-        expected = _expected(settings, log, _items(settings, items))
-        got = _user_vectors(settings, list(expected))
+        send(settings, [(settings.topics().interactions.name, e.user_id.encode(), encode_interaction(e)) for e in log])
+        wait_until(lambda: drained(settings), what="interactions processed by two workers")
+        expected = _expected(settings, log, stored_items(settings, items))
+        got = user_vectors(settings, list(expected))
         for user, vector in expected.items():
             np.testing.assert_allclose(got[user][0], vector, atol=1e-5)
             assert got[user][1] == sum(e.user_id == user for e in log)
@@ -281,49 +242,61 @@ def test_two_workers_split_the_partitions_and_process_every_event_once_in_effect
 def test_triton_down_means_backpressure_and_recovery_not_loss(stack: Stack, settings: Settings, worker: ManagedProcess) -> None:
     """With Triton stopped, uploads are neither stored nor dead-lettered; when it is back, they all land."""
     tag = uuid.uuid4().hex[:6]
-    uploads = [_upload(tag, n) for n in range(5)]
+    uploads = [clip_upload(tag, n) for n in range(5)]
     ids = [u.item_id for u in uploads]
+    web = f"http://127.0.0.1:{worker.name.rsplit('-', 1)[1]}/metrics"
+    before = scrape(web)
     stack.down(["triton"])
     try:
-        _send(settings, [(settings.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
-        time.sleep(6)  # the worker is retrying with backoff meanwhile
-        assert _items(settings, ids) == {}
-        assert not any(tag.encode() in letter.original for letter in _dead_letters(settings))
+        send(settings, [(settings.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
+
+        def retrying() -> bool:  # the worker took the uploads and has failed to reach Triton with them since
+            now = scrape(web)
+            took = sample(now, "sail_events", agent="content") - sample(before, "sail_events", agent="content")
+            failed = sample(now, "sail_dependency_errors", dependency="triton") - sample(before, "sail_dependency_errors", dependency="triton")
+            return took >= len(uploads) and failed >= 2 and sample(now, "sail_dependency_up", dependency="triton") == 0
+
+        wait_until(retrying, timeout_s=60, what="the worker retrying Triton with the uploads in hand")
+        assert stored_items(settings, ids) == {}
+        assert not any(tag.encode() in letter.original for letter in dead_letters(settings))
         assert worker.is_running()
         lag = group_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, settings.topics().uploads.name)
         assert sum(lag.values()) >= len(uploads)  # nothing acknowledged while Triton is down
     finally:
         stack.up(["triton"])
-    _wait(lambda: len(_items(settings, ids)) == len(ids), what="uploads stored after Triton came back")
-    assert not any(tag.encode() in letter.original for letter in _dead_letters(settings))
+    wait_until(lambda: len(stored_items(settings, ids)) == len(ids), what="uploads stored after Triton came back")
+    assert not any(tag.encode() in letter.original for letter in dead_letters(settings))
 
 
-def test_lag_counts_what_was_produced_and_seconds_behind_grow_while_the_worker_is_paused(settings: Settings, worker: ManagedProcess) -> None:
+def test_lag_counts_what_was_produced_and_seconds_behind_are_the_age_of_the_oldest_unprocessed_record(settings: Settings, worker: ManagedProcess) -> None:
     import os
     import signal
 
-    from streams.lag import read_lag
+    from streams.ops.lag import read_lag
 
     topic = settings.topics().interactions.name
-    _wait(lambda: _drained(settings), what="a drained group")
+    wait_until(lambda: drained(settings), what="a drained group")
     record = worker.record()
     assert record is not None
     os.killpg(record.pgid, signal.SIGSTOP)
     try:
         tag = uuid.uuid4().hex[:6]
         events = [Interaction(event_id=f"{tag}-{k}", user_id=f"{tag}-u{k % 4}", item_id="anything", action=Action.VIEW, timestamp_ms=k) for k in range(17)]
-        _send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in events])
+        sent_at_ms = int(time.time() * 1000) - 5  # producer timestamps are milliseconds: leave room for rounding
+        send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in events])
 
         def lag() -> tuple[int, float]:
             rows = read_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topic], now_ms=int(time.time() * 1000))
             return sum(r.messages_behind for r in rows), max(r.seconds_behind for r in rows)
 
-        first = lag()
-        time.sleep(2.5)
-        second = lag()
+        read_at_ms = int(time.time() * 1000)
+        rows = read_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topic], now_ms=read_at_ms)
+        later = read_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topic], now_ms=read_at_ms + 60_000)
     finally:
         os.killpg(record.pgid, signal.SIGCONT)
-    assert first[0] == second[0] == len(events)
-    assert second[1] >= first[1] + 2.0
-    _wait(lambda: lag()[0] == 0, what="lag back to zero after resuming")
+    assert sum(r.messages_behind for r in rows) == sum(r.messages_behind for r in later) == len(events)  # nothing processed while paused
+    oldest_age_s = (read_at_ms - sent_at_ms) / 1000  # the oldest unprocessed record was produced after sent_at_ms
+    assert 0.0 <= max(r.seconds_behind for r in rows) <= oldest_age_s + 1.0
+    assert max(r.seconds_behind for r in later) == pytest.approx(max(r.seconds_behind for r in rows) + 60.0, abs=0.01)  # age = now - record time
+    wait_until(lambda: lag()[0] == 0, what="lag back to zero after resuming")
     assert lag() == (0, 0.0)

@@ -22,9 +22,9 @@ import pytest
 from deploy.local.stack import Stack, free_ports
 from encoders.client import EncoderClient, EncoderUnavailable
 from encoders.model import load_encoder
-from encoders.signature import EncodeRequest
-from streams.sink import MilvusSink
-from topology.collections import VECTOR_FIELD
+from topology.messages import EncodeRequest
+from streams.sinks.milvus import MilvusSink
+from topology.collections import VECTOR_FIELD, item_row
 from topology.settings import Settings, host_port
 
 pytestmark = pytest.mark.integration
@@ -141,7 +141,7 @@ def test_milvus_over_tls(milvus_tls: Settings, stack: Stack) -> None:
     item_id = f"tls-{uuid.uuid4().hex[:8]}"
     vector = np.random.default_rng(5).standard_normal(items.dim).astype(np.float32)
     vector /= np.linalg.norm(vector)
-    row = {"item_id": item_id, "creator_id": "tls", "created_at_ms": 1, "encoded_at_ms": 1, "model_version": "tls", VECTOR_FIELD: vector.tolist()}
+    row = item_row(item_id, "tls", 1, 1, "tls", vector)
 
     async def roundtrip(settings: Settings, write: bool) -> list[dict]:
         sink = MilvusSink.for_settings(settings)

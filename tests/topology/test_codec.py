@@ -10,6 +10,10 @@ from hypothesis import strategies as st
 
 from topology import reasons
 from topology.codec import (
+    decode_encoder_request,
+    decode_interest_state,
+    encode_encoder_request,
+    encode_interest_state,
     SCHEMA_VERSION,
     Arrival,
     BadInput,
@@ -24,7 +28,7 @@ from topology.codec import (
     encode_upload,
 )
 from topology.collections import INT64_MAX
-from topology.messages import Action, ContentUpload, DeadLetter, Interaction, ItemEmbedding, Media
+from topology.messages import Action, ContentUpload, DeadLetter, EncodeRequest, Interaction, InterestState, ItemEmbedding, Media, Signal
 
 SMALL = Limits(max_message_bytes=64 * 1024, max_image_bytes=4096, max_frames=4, max_tags=5, max_title_chars=40, max_text_chars=100)
 
@@ -253,3 +257,31 @@ def test_a_body_error_is_reported_before_its_key() -> None:
     with pytest.raises(BadInput) as info:
         decode_interaction(_raw(**{**EVENT, "action": "poke"}, timestamp_ms=NOW_MS), arrival=Arrival(b"someone-else", NOW_MS))
     assert info.value.reason == reasons.SCHEMA_INVALID_VALUE
+
+
+def test_encoder_request_round_trips_with_its_media_bytes() -> None:
+    request = EncodeRequest(role="query", title="a cat", tags=("pets",), cover=b"\x89PNG", frames=(b"f1", b"f2"), audio=b"RIFF")
+    assert decode_encoder_request(encode_encoder_request(request)) == request
+    assert decode_encoder_request(encode_encoder_request(EncodeRequest())) == EncodeRequest()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "detail"),
+    [
+        (b"\x93 not a request", reasons.DECODE_MSGPACK, "EncodeRequest: ExtraData"),
+        (msgpack.packb({"v": 1, "role": "boss"}), reasons.SCHEMA_INVALID_VALUE, "EncodeRequest.role: 'boss'"),
+        (msgpack.packb({"v": 1, "role": "target", "frames": ["not bytes"]}), reasons.SCHEMA_WRONG_TYPE, "EncodeRequest.frames[]: expected bin"),
+        (msgpack.packb({"role": "target"}), reasons.SCHEMA_VERSION, "EncodeRequest.v"),
+    ],
+)
+def test_a_blob_that_is_not_an_encoder_request_is_bad_input(data: bytes, reason: str, detail: str) -> None:
+    with pytest.raises(BadInput) as caught:
+        decode_encoder_request(data)
+    assert caught.value.reason == reason and caught.value.detail.startswith(detail)
+
+
+def test_a_corrupt_interest_state_is_bad_input_naming_the_field() -> None:
+    state = InterestState(positives=(Signal("e1", "i1", 5, 2.0),), recent_event_ids=("e1",), event_count=1, updated_at_ms=5)
+    assert decode_interest_state(encode_interest_state(state)) == state
+    with pytest.raises(BadInput, match=r"InterestState.pos\[\]: expected \[str, str, int, float\]"):
+        decode_interest_state(msgpack.packb({"v": 1, "pos": [["e1", "i1", "late", 1.0]], "count": 1, "updated": 0}))

@@ -1,6 +1,7 @@
+import numpy as np
 import pytest
 
-from topology.collections import CANARY, index_for, items_collection, probe_row, row_problem, user_key, users_collection
+from topology.collections import CANARY, index_for, item_row, items_collection, probe_row, row_problem, user_key, user_row, users_collection
 
 
 def test_items_collection_is_keyed_by_item_id_with_the_scalars_recall_filters_on() -> None:
@@ -27,7 +28,7 @@ def test_index_follows_the_backend() -> None:
 
 
 def _item(**overrides: object) -> dict[str, object]:
-    row: dict[str, object] = {"item_id": "i1", "creator_id": "c1", "created_at_ms": 1, "encoded_at_ms": 2, "model_version": "m", "embedding": [0.6, 0.8, 0.0, 0.0]}
+    row = item_row("i1", "c1", 1, 2, "m", [0.6, 0.8, 0.0, 0.0])
     row.update(overrides)
     return row
 
@@ -66,3 +67,13 @@ def test_probe_rows_fit_their_collection_and_are_marked_as_canaries() -> None:
         assert row_problem(spec, row) is None
         assert row[spec.primary_key] == "__canary__-probe"
     assert probe_row(items_collection("x_", dim=8), "k")["creator_id"] == CANARY  # recall leaves canaries out
+
+
+def test_row_builders_fill_exactly_the_fields_of_their_collection() -> None:
+    items, users = items_collection("x_", dim=3), users_collection("x_", dim=3)
+    item = item_row("i1", "c1", 1, 2, "m", np.array([0.6, 0.8, 0.0], dtype=np.float32))
+    user = user_row("u1", 2, 5, 7, "i1,i2", "m", [1.0, 0.0, 0.0])
+    assert set(item) == {f.name for f in items.fields} and row_problem(items, item) is None
+    assert set(user) == {f.name for f in users.fields} and row_problem(users, user) is None
+    assert user["user_key"] == user_key("u1", 2) and user["slot"] == 2
+    assert item[items.vector_field] == pytest.approx([0.6, 0.8, 0.0]) and isinstance(item[items.vector_field], list)

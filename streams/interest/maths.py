@@ -1,0 +1,154 @@
+"""Pure vector maths of the streams: normalisation, Matryoshka truncation and user interest.
+
+No clock, no table, no network: the agent reads state (`topology.messages.InterestState`, on the wire
+as `topology.codec.encode_interest_state`), calls these functions, writes state. The
+interest of a user is a function of the *set* of their events (order and duplicates do not matter),
+so a replay, a retry that arrives late, or two workers racing through a rebalance all land on the
+same vector.
+
+Interest (after SAIL-Embedding: the mean of the last 10 positive items), made explicit:
+- positives: the last `window` positive events by (timestamp, event_id); each weighs its action
+  (view scaled by dwell, like, comment, share, follow) times a recency decay with half-life
+  `half_life_s`, measured from the user's newest event (not the wall clock, so replays agree);
+- negatives (skip, dislike): the last `window` of them, weighted the same way, pushed away with
+  `negative_weight`: v = normalise(mean_w(positives) - negative_weight * mean_w(negatives));
+- K interest slots (`slots` > 1): the recent positives clustered online (weighted k-means seeded
+  deterministically), one vector per cluster, strongest first; fewer clusters repeat the strongest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from topology.messages import Action, Interaction, InterestState, Signal
+
+Vector = NDArray[np.float32]
+
+ACTION_WEIGHTS: Final[dict[Action, float]] = {
+    Action.VIEW: 1.0,  # scaled by dwell, see action_weight
+    Action.LIKE: 2.0,
+    Action.COMMENT: 2.5,
+    Action.SHARE: 3.0,
+    Action.FOLLOW: 3.0,
+    Action.SKIP: 0.5,
+    Action.DISLIKE: 2.0,
+}
+RECENT_IDS: Final = 1024  # event ids remembered for de-duplication beyond the windows
+
+
+def l2_normalise(vectors: Vector) -> Vector:
+    """Rows scaled to unit L2 norm, shape kept: (dim,) or (n, dim); zero rows stay zero."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def matryoshka(vectors: Vector, dim: int) -> Vector:
+    """The first `dim` components, renormalised: (..., D) -> (..., dim), for a smaller index."""
+    if not 0 < dim <= vectors.shape[-1]:
+        raise ValueError(f"matryoshka dim {dim} outside 1..{vectors.shape[-1]}")
+    return l2_normalise(vectors[..., :dim])
+
+
+@dataclass(frozen=True, slots=True)
+class InterestParams:
+    window: int = 10  # last N positive items, as in the SAIL report
+    half_life_s: float = 6 * 3600.0
+    full_view_dwell_ms: int = 10_000  # a view counts fully from this dwell on
+    negative_weight: float = 0.3
+    slots: int = 1  # K interest vectors per user
+
+
+def action_weight(event: Interaction, params: InterestParams) -> float:
+    """How much one event says about the user's interest (always > 0; the sign is its kind)."""
+    weight = ACTION_WEIGHTS[event.action]
+    if event.action is Action.VIEW:
+        weight *= 0.25 + 0.75 * min(1.0, event.dwell_ms / params.full_view_dwell_ms)
+    return weight
+
+
+def _keep_newest(signals: Iterable[Signal], window: int) -> tuple[Signal, ...]:
+    return tuple(sorted(signals, key=lambda s: s.order)[-window:])
+
+
+def apply_interaction(state: InterestState, event: Interaction, params: InterestParams) -> InterestState:
+    """The state after one more event; a replayed event changes nothing."""
+    if state.has_applied(event.event_id):
+        return state  # at-least-once delivery: a replay must change nothing
+    signal = Signal(event.event_id, event.item_id, event.timestamp_ms, action_weight(event, params))
+    positives, negatives = state.positives, state.negatives
+    if event.action.is_negative:
+        negatives = _keep_newest((*negatives, signal), params.window)
+    else:
+        positives = _keep_newest((*positives, signal), params.window)
+    return replace(
+        state,
+        positives=positives,
+        negatives=negatives,
+        recent_event_ids=(*state.recent_event_ids, event.event_id)[-RECENT_IDS:],
+        event_count=state.event_count + 1,
+        updated_at_ms=max(state.updated_at_ms, event.timestamp_ms),
+    )
+
+
+def fold_interactions(events: Iterable[Interaction], params: InterestParams) -> InterestState:
+    """The state of a user from their whole event log (the reference the streaming state must equal)."""
+    state = InterestState()
+    for event in events:
+        state = apply_interaction(state, event, params)
+    return state
+
+
+def _weighted(signals: tuple[Signal, ...], vectors: Mapping[str, Vector], newest_ms: int, params: InterestParams) -> tuple[Vector, NDArray[np.float64]] | None:
+    """(n, dim) vectors of the signals whose item is known, and their recency-decayed weights (n,)."""
+    known = [s for s in signals if s.item_id in vectors]
+    if not known:
+        return None
+    age_s = np.array([(newest_ms - s.timestamp_ms) / 1000.0 for s in known])
+    weights = np.array([s.weight for s in known]) * 0.5 ** (np.maximum(age_s, 0.0) / params.half_life_s)
+    return np.stack([vectors[s.item_id] for s in known]).astype(np.float32), weights
+
+
+def _mean(matrix: Vector, weights: NDArray[np.float64]) -> Vector:
+    return (weights[:, None] * matrix).sum(axis=0) / max(weights.sum(), 1e-12)  # (n, dim) -> (dim,)
+
+
+def _clusters(matrix: Vector, weights: NDArray[np.float64], k: int, iterations: int = 8) -> list[NDArray[np.int64]]:
+    """Member indices of up to k clusters (weighted spherical k-means, farthest-point seeding from
+    the newest item), strongest cluster first. Deterministic for a given input order."""
+    unit = l2_normalise(matrix)
+    seeds = [len(unit) - 1]
+    while len(seeds) < min(k, len(unit)):
+        similarity = (unit @ unit[seeds].T).max(axis=1)
+        candidate = int(np.argmin(similarity))
+        if similarity[candidate] > 0.9999:  # the rest duplicate a seed
+            break
+        seeds.append(candidate)
+    centroids = unit[seeds]
+    assign = np.zeros(len(unit), dtype=np.int64)
+    for _ in range(iterations):
+        assign = np.argmax(unit @ centroids.T, axis=1)
+        centroids = np.stack(
+            [l2_normalise(_mean(unit[assign == c], weights[assign == c])) if (assign == c).any() else centroids[c] for c in range(len(centroids))]
+        )
+    groups = [np.flatnonzero(assign == c) for c in range(len(centroids)) if (assign == c).any()]
+    return sorted(groups, key=lambda g: (-weights[g].sum(), int(g.min())))
+
+
+def interest_vectors(state: InterestState, vectors: Mapping[str, Vector], params: InterestParams) -> Vector | None:
+    """(slots, dim) unit interest vectors, or None while no positive item's vector is known."""
+    newest = state.updated_at_ms
+    positive = _weighted(state.positives, vectors, newest, params)
+    if positive is None:
+        return None
+    matrix, weights = positive
+    negative = _weighted(state.negatives, vectors, newest, params)
+    push = params.negative_weight * _mean(*negative) if negative is not None else 0.0
+    groups = _clusters(matrix, weights, params.slots) if params.slots > 1 else [np.arange(len(matrix))]
+    slots = [l2_normalise(_mean(matrix[g], weights[g]) - push) for g in groups]
+    slots += [slots[0]] * (params.slots - len(slots))
+    return np.stack(slots).astype(np.float32)

@@ -1,0 +1,121 @@
+"""Prometheus metrics of a worker. Metric names are public API: they are named here once, in base
+units, and the dashboards and alert rules in deploy/ use exactly these names."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Final
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONSUMER_LAG_MESSAGES: Final = "sail_consumer_lag_messages"
+CONSUMER_LAG_SECONDS: Final = "sail_consumer_lag_seconds"
+ITEM_FRESHNESS_SECONDS: Final = "sail_item_freshness_seconds"
+USER_FRESHNESS_SECONDS: Final = "sail_user_freshness_seconds"
+TRITON_REQUEST_SECONDS: Final = "sail_triton_request_seconds"
+TRITON_BATCH_ITEMS: Final = "sail_triton_batch_items"
+MILVUS_UPSERT_SECONDS: Final = "sail_milvus_upsert_seconds"
+DEPENDENCY_ERRORS: Final = "sail_dependency_errors"  # exported as sail_dependency_errors_total
+DEPENDENCY_UP: Final = "sail_dependency_up"
+DEAD_LETTERS: Final = "sail_dead_letters"  # exported as sail_dead_letters_total
+EVENTS: Final = "sail_events"  # exported as sail_events_total
+COMMIT_REPAIRS: Final = "sail_commit_repairs"  # exported as sail_commit_repairs_total
+TRITON_REQUESTS: Final = "sail_triton_requests"  # exported as sail_triton_requests_total{outcome}
+TRITON_DEADLINE_SECONDS: Final = "sail_triton_deadline_seconds"
+CONTENT_BATCH_ITEMS: Final = "sail_content_batch_items"
+CONTENT_IN_FLIGHT: Final = "sail_content_batches_in_flight"
+CONTENT_PIPELINE_FULL: Final = "sail_content_pipeline_full_seconds"  # exported as ..._seconds_total
+
+_LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_FRESHNESS_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
+_BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    """One worker's metrics in its own registry (any number of workers, no module globals)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.lag_messages = Gauge(CONSUMER_LAG_MESSAGES, "Messages behind: log-end minus committed offset", ["topic", "partition"], registry=r)
+        self.lag_seconds = Gauge(CONSUMER_LAG_SECONDS, "Age of the oldest unprocessed record", ["topic", "partition"], registry=r)
+        self.item_freshness = Histogram(
+            ITEM_FRESHNESS_SECONDS, "Upload event time to the item being upserted (stage=upserted) or searchable by recall (stage=searchable)",
+            ["stage"], buckets=_FRESHNESS_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.user_freshness = Histogram(USER_FRESHNESS_SECONDS, "Interaction event time to the user's vector being upserted", buckets=_FRESHNESS_BUCKETS, registry=r)
+        self.triton_seconds = Histogram(TRITON_REQUEST_SECONDS, "Latency of one encode request to Triton", buckets=_LATENCY_BUCKETS, registry=r)
+        self.triton_batch = Histogram(TRITON_BATCH_ITEMS, "Items per encode request (micro-batch size achieved)", buckets=_BATCH_BUCKETS, registry=r)
+        self.milvus_seconds = Histogram(MILVUS_UPSERT_SECONDS, "Latency of one acknowledged Milvus upsert", ["collection"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.dependency_errors = Counter(DEPENDENCY_ERRORS, "Failed calls to a dependency (each retried)", ["dependency"], registry=r)
+        self.dependency_up = Gauge(DEPENDENCY_UP, "1 when the dependency's last call succeeded", ["dependency"], registry=r)
+        self.dead_letters = Counter(DEAD_LETTERS, "Messages sent to the dead-letter topic", ["reason", "topic"], registry=r)
+        self.events = Counter(EVENTS, "Events consumed per agent", ["agent"], registry=r)
+        self.commit_repairs = Counter(COMMIT_REPAIRS, "Faust offset-commit faults repaired (streams/worker/commits.py)", ["kind", "topic"], registry=r)
+        self.triton_requests = Counter(
+            TRITON_REQUESTS, "Encode requests by outcome: ok; abandoned (past the client deadline, Triton may have computed it anyway); "
+            "rejected (Triton refused it as over its queue bound, never computed); failed", ["outcome"], registry=r,
+        )  # fmt: skip
+        self.triton_deadline = Gauge(TRITON_DEADLINE_SECONDS, "Client deadline of a full micro-batch now (follows the measured service time)", registry=r)
+        self.content_batch = Gauge(CONTENT_BATCH_ITEMS, "Uploads in the content agent's latest micro-batch (adaptive: what was waiting)", registry=r)
+        self.content_in_flight = Gauge(CONTENT_IN_FLIGHT, "Content micro-batches in flight in this worker", registry=r)
+        self.content_full = Counter(
+            CONTENT_PIPELINE_FULL, "Time the content agent waited for a free in-flight slot (the encoder or the sinks at capacity)", registry=r
+        )
+        for outcome in ("ok", "abandoned", "rejected", "failed"):
+            self.triton_requests.labels(outcome)
+        for dependency in ("triton", "milvus", "kafka"):
+            self.dependency_up.labels(dependency).set(1)
+        self._recent_freshness: deque[tuple[float, float]] = deque(maxlen=5000)  # (observed at, seconds)
+        self._recent_events: deque[tuple[float, str, int]] = deque(maxlen=5000)
+        self._full_samples: deque[tuple[float, float]] = deque(maxlen=1000)  # (at, seconds waited so far)
+        self._full_total = 0.0  # what content_full has counted
+
+    def observe_item_freshness(self, seconds: float, stage: str = "upserted") -> None:
+        self.item_freshness.labels(stage).observe(seconds)
+        if stage == "upserted":
+            self._recent_freshness.append((time.time(), seconds))
+
+    def count_events(self, agent: str, count: int) -> None:
+        self.events.labels(agent).inc(count)
+        self._recent_events.append((time.time(), agent, count))
+
+    def freshness_percentiles(self, window_s: float = 300.0) -> dict[str, float]:
+        """p50/p95/p99 of item freshness (upserted) over the last `window_s`, for the status page."""
+        cutoff = time.time() - window_s
+        values = [s for t, s in self._recent_freshness if t >= cutoff]
+        if not values:
+            return {}
+        return {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
+
+    def rates(self, window_s: float = 60.0) -> dict[str, float]:
+        """Events per second per agent over the last `window_s`."""
+        cutoff = time.time() - window_s
+        totals: dict[str, int] = {}
+        for t, agent, count in self._recent_events:
+            if t >= cutoff:
+                totals[agent] = totals.get(agent, 0) + count
+        return {agent: total / window_s for agent, total in totals.items()}
+
+    def note_pipeline_full(self, total_s: float) -> None:
+        """The content pipeline has waited `total_s` in all for a free in-flight slot (its running
+        total, read at every status sample)."""
+        if total_s > self._full_total:
+            self.content_full.inc(total_s - self._full_total)
+            self._full_total = total_s
+        self._full_samples.append((time.monotonic(), self._full_total))
+
+    def saturation(self, window_s: float = 60.0) -> float | None:
+        """Share of the last `window_s` the content agent waited for a free slot: near 1, uploads
+        arrive faster than the encoder takes them. None until the window has two samples."""
+        now = time.monotonic()
+        inside = [(t, total) for t, total in self._full_samples if t >= now - window_s]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] < window_s / 4:
+            return None
+        (t0, f0), (t1, f1) = inside[0], inside[-1]
+        return min(max((f1 - f0) / (t1 - t0), 0.0), 1.0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,350 @@
+"""The pymilvus adapter: collections from `topology.collections` specs, and the async sink.
+
+Collection admin (create, index, load) is synchronous and runs at start-up; upserts and reads on the
+hot path go through `AsyncMilvusClient`. Library errors become ours, so callers choose by type:
+`MilvusUnavailable` (retry with backoff) or `MilvusRejected` (the request carries a value Milvus will
+never accept). `upsert_each` stores what Milvus accepts of a batch and names the rows it refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
+from pymilvus.exceptions import (
+    ConnectError,
+    DataNotMatchException,
+    DataTypeNotMatchException,
+    FieldTypeException,
+    MilvusUnavailableException,
+    ParamError,
+    PrimaryKeyException,
+)
+
+from streams.sinks.isolation import Verdict, isolate
+from topology.collections import CANARY, Backend, CollectionSpec, FieldSpec, IndexSpec, index_for, probe_row, row_problem
+from topology.settings import Settings, TlsFiles
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Consistency = Literal["Strong", "Session", "Bounded", "Eventually"]
+
+_TYPES = {"varchar": DataType.VARCHAR, "int64": DataType.INT64, "float_vector": DataType.FLOAT_VECTOR}
+
+
+class MilvusUnavailable(RuntimeError):
+    """Milvus did not answer or failed a request; retry with backoff, never dead-letter.
+
+    `suspect`: Milvus answered with an error it does not explain (not a lost connection), which may
+    come from a record in the request: `upsert_each` then looks for it before retrying.
+    """
+
+    def __init__(self, message: str, suspect: bool = False) -> None:
+        super().__init__(message)
+        self.suspect = suspect
+
+
+class MilvusRejected(RuntimeError):
+    """Milvus refused the request for what it carries (a value its schema cannot hold); retrying the
+    same request cannot help."""
+
+
+# pymilvus raises its own exceptions for most failures, but a connection lost mid-call surfaces as
+# the gRPC error itself (seen when Milvus is stopped under load).
+MILVUS_FAILURES = (MilvusException, grpc.RpcError)
+# pymilvus checks rows against the schema before sending them (an int beyond int64 is
+# DataNotMatchException); Milvus's own codes 1100-1199 are invalid parameters.
+_INVALID_REQUEST = (ParamError, DataNotMatchException, DataTypeNotMatchException, FieldTypeException, PrimaryKeyException)
+_LOST_CONNECTION = (grpc.RpcError, ConnectError, MilvusUnavailableException)
+
+
+def _failure(exc: Exception, what: str) -> MilvusUnavailable | MilvusRejected:
+    """Our error for a pymilvus/gRPC error raised while doing `what`."""
+    message = f"{what} failed: {exc}"
+    if isinstance(exc, _INVALID_REQUEST) or (isinstance(exc, MilvusException) and 1100 <= exc.code < 1200):
+        return MilvusRejected(message)
+    return MilvusUnavailable(message, suspect=not isinstance(exc, _LOST_CONNECTION))
+
+
+def milvus_verdict(exc: Exception) -> Verdict:
+    """How `streams.sinks.isolation` reads a sink error."""
+    if isinstance(exc, MilvusRejected):
+        return "rejected"
+    if isinstance(exc, MilvusUnavailable) and exc.suspect:
+        return "suspect"
+    return "down"
+
+
+def milvus_string(value: str) -> str:
+    """`value` as a string literal of Milvus's filter expressions (quotes and backslashes escaped,
+    other characters as they are: the parser reads `\\uXXXX` escapes as literal text)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def milvus_strings(values: Iterable[str]) -> str:
+    """A list literal of strings for `field in [...]` filters."""
+    return "[" + ", ".join(milvus_string(v) for v in values) + "]"
+
+
+class SchemaMismatch(RuntimeError):
+    """A collection exists with a different shape than its spec (e.g. another embedding width)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: str
+    score: float
+    fields: dict[str, Any]
+
+
+def _client(uri: str, token: str | None, timeout_s: float, tls: TlsFiles | None = None) -> MilvusClient:
+    try:
+        return MilvusClient(uri=uri, token=token or "", timeout=timeout_s, **(tls.milvus_kwargs() if tls else {}))
+    except MILVUS_FAILURES as exc:
+        raise MilvusUnavailable(f"Milvus at {uri} did not answer: {exc}") from exc
+
+
+def check_milvus(uri: str, token: str | None, timeout_s: float = 5.0, tls: TlsFiles | None = None) -> list[str]:
+    """The collections Milvus lists, as a health check.
+
+    Raises:
+        MilvusUnavailable: no answer within `timeout_s`.
+    """
+    client = _client(uri, token, timeout_s, tls)
+    try:
+        return list(client.list_collections(timeout=timeout_s))
+    except MILVUS_FAILURES as exc:
+        raise MilvusUnavailable(f"Milvus at {uri} failed list_collections: {exc}") from exc
+    finally:
+        client.close()
+
+
+def _add_field(schema: Any, spec: FieldSpec) -> None:
+    kwargs: dict[str, Any] = {}
+    if spec.type == "varchar":
+        kwargs["max_length"] = spec.max_length
+    if spec.type == "float_vector":
+        kwargs["dim"] = spec.dim
+    schema.add_field(spec.name, _TYPES[spec.type], is_primary=spec.is_primary, **kwargs)
+
+
+def _index_params(client: MilvusClient, spec: CollectionSpec, index: IndexSpec) -> Any:
+    params = client.prepare_index_params()
+    params.add_index(
+        field_name=spec.vector_field,
+        index_type=index.index_type,
+        metric_type=index.metric_type,
+        params=dict(index.build_params),
+    )
+    return params
+
+
+def ensure_collections(
+    uri: str, token: str | None, specs: Iterable[CollectionSpec], backend: Backend, timeout_s: float = 30.0, tls: TlsFiles | None = None
+) -> list[str]:
+    """Create (with index) and load each missing collection; returns the names created (idempotent).
+
+    Raises:
+        MilvusUnavailable: Milvus did not answer.
+        SchemaMismatch: an existing collection's vector width differs from its spec.
+    """
+    client = _client(uri, token, timeout_s, tls)
+    created: list[str] = []
+    try:
+        for spec in specs:
+            if client.has_collection(spec.name):
+                _check_dim(client, spec)
+            else:
+                schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=spec.description)
+                for field in spec.fields:
+                    _add_field(schema, field)
+                client.create_collection(
+                    spec.name,
+                    schema=schema,
+                    index_params=_index_params(client, spec, index_for(backend)),
+                    consistency_level="Bounded",
+                )
+                created.append(spec.name)
+                logger.info("created collection=%s dim=%d backend=%s", spec.name, spec.dim, backend)
+            client.load_collection(spec.name)
+    except MILVUS_FAILURES as exc:
+        raise MilvusUnavailable(f"Milvus at {uri} refused collection setup: {exc}") from exc
+    finally:
+        client.close()
+    return created
+
+
+def _check_dim(client: MilvusClient, spec: CollectionSpec) -> None:
+    described = client.describe_collection(spec.name)
+    for field in described["fields"]:
+        if field["name"] == spec.vector_field:
+            dim = int(field["params"]["dim"])
+            if dim != spec.dim:
+                raise SchemaMismatch(
+                    f"collection {spec.name} stores dim={dim} vectors but the settings say {spec.dim}: "
+                    f"use another SAIL_MILVUS_COLLECTION_PREFIX or drop the collection"
+                )
+            return
+    raise SchemaMismatch(f"collection {spec.name} has no vector field {spec.vector_field!r}")
+
+
+class MilvusSink:
+    """Async upserts and reads against one Milvus; open with `await sink.start()`."""
+
+    def __init__(self, uri: str, token: str | None, backend: Backend, timeout_s: float = 10.0, tls: TlsFiles | None = None) -> None:
+        self._uri = uri
+        self._token = token
+        self._tls = tls
+        self._index = index_for(backend)
+        self._timeout_s = timeout_s
+        self._client: AsyncMilvusClient | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings, timeout_s: float = 10.0) -> MilvusSink:
+        """The sink for `settings`: URI, token, backend and TLS."""
+        s = settings
+        return cls(s.milvus_uri, s.milvus_token_value, s.milvus_backend, timeout_s, s.milvus_tls())
+
+    async def start(self) -> None:
+        self._client = AsyncMilvusClient(uri=self._uri, token=self._token or "", timeout=self._timeout_s, **(self._tls.milvus_kwargs() if self._tls else {}))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    @property
+    def _c(self) -> AsyncMilvusClient:
+        if self._client is None:
+            raise RuntimeError("MilvusSink used before start()")
+        return self._client
+
+    async def _call(self, what: str, call: Awaitable[T]) -> T:
+        """`call` within the sink's time limit, its errors translated to ours.
+
+        pymilvus's own `timeout` does not bound everything: a client that has never reached Milvus
+        waits for its channel to become ready without a deadline (a worker started while Milvus was
+        down hung in its first upsert, silently).
+        """
+        try:
+            async with asyncio.timeout(self._timeout_s + 1.0):
+                return await call
+        except MILVUS_FAILURES as exc:
+            raise _failure(exc, what) from exc
+        except TimeoutError as exc:
+            raise MilvusUnavailable(f"{what}: no answer within {self._timeout_s + 1.0:.0f}s") from exc
+
+    async def upsert(self, collection: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Upsert rows keyed by primary key; returns the count Milvus acknowledged.
+
+        Raises:
+            MilvusUnavailable: the upsert was not acknowledged.
+            MilvusRejected: Milvus refused a value in the rows.
+        """
+        if not rows:
+            return 0
+        result = await self._call(f"upsert of {len(rows)} rows into {collection}", self._c.upsert(collection, list(rows), timeout=self._timeout_s))
+        return int(result["upsert_count"])
+
+    async def upsert_each(self, spec: CollectionSpec, rows: Sequence[dict[str, Any]]) -> dict[int, str]:
+        """Upsert what Milvus accepts of `rows`; returns the refused rows by index, with the reason
+        (checked against `spec` first, then Milvus's own message for what only Milvus knows).
+
+        Raises:
+            MilvusUnavailable: Milvus is down or failing every request; nothing is blamed on a row.
+        """
+        refused = {i: problem for i, row in enumerate(rows) if (problem := row_problem(spec, row)) is not None}
+        fit = [i for i in range(len(rows)) if i not in refused]
+        if not fit:
+            return refused
+
+        async def attempt(part: Sequence[dict[str, Any]]) -> list[None]:
+            await self.upsert(spec.name, part)
+            return [None] * len(part)
+
+        outcome = await isolate([rows[i] for i in fit], attempt, milvus_verdict, lambda: self.takes_writes(spec))
+        refused.update({fit[j]: message for j, message in outcome.rejected.items()})
+        return refused
+
+    async def takes_writes(self, spec: CollectionSpec) -> bool:
+        """Whether Milvus accepts a known-good row into `spec` now (written, then deleted)."""
+        key = f"{CANARY}-probe"
+        try:
+            await self.upsert(spec.name, [probe_row(spec, key)])
+            await self.delete(spec.name, [key])
+        except (MilvusUnavailable, MilvusRejected) as exc:
+            logger.warning("milvus write probe failed collection=%s: %s", spec.name, str(exc).splitlines()[0][:200])
+            return False
+        return True
+
+    async def delete(self, collection: str, ids: Sequence[str]) -> None:
+        """Delete rows by primary key.
+
+        Raises:
+            MilvusUnavailable: the delete failed.
+        """
+        await self._call(f"delete from {collection}", self._c.delete(collection, ids=list(ids), timeout=self._timeout_s))
+
+    async def get(self, collection: str, ids: Sequence[str], fields: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Rows by primary key, read at Strong consistency (a get must see the latest upsert).
+
+        Raises:
+            MilvusUnavailable: the read failed.
+        """
+        rows = await self._call(
+            f"get from {collection}",
+            self._c.get(collection, ids=list(ids), output_fields=list(fields) if fields else None, timeout=self._timeout_s, consistency_level="Strong"),
+        )
+        return [dict(row) for row in rows]
+
+    async def query(self, collection: str, filter_expr: str, fields: Sequence[str], limit: int = 16384, consistency: Consistency = "Strong") -> list[dict[str, Any]]:
+        """Rows matching a scalar filter (e.g. `encoded_at_ms >= 1700000000000`).
+
+        Raises:
+            MilvusUnavailable: the query failed.
+        """
+        rows = await self._call(
+            f"query of {collection}",
+            self._c.query(collection, filter=filter_expr, output_fields=list(fields), limit=limit, consistency_level=consistency, timeout=self._timeout_s),
+        )
+        return [dict(row) for row in rows]
+
+    async def search(
+        self,
+        collection: str,
+        vectors: NDArray[np.float32],
+        limit: int,
+        vector_field: str,
+        output_fields: Sequence[str] = (),
+        filter_expr: str = "",
+        consistency: Consistency = "Bounded",
+    ) -> list[list[Hit]]:
+        """Top-`limit` hits for each query vector of shape (n, dim), best first.
+
+        Raises:
+            MilvusUnavailable: the search failed.
+        """
+        results = await self._call(
+            f"search in {collection}",
+            self._c.search(
+                collection,
+                data=np.asarray(vectors, dtype=np.float32).tolist(),
+                limit=limit,
+                anns_field=vector_field,
+                filter=filter_expr,
+                output_fields=list(output_fields),
+                search_params={"metric_type": self._index.metric_type, "params": dict(self._index.search_params)},
+                consistency_level=consistency,
+                timeout=self._timeout_s,
+            ),
+        )
+        return [[Hit(id=str(h["id"]), score=float(h["distance"]), fields=dict(h.get("entity", {}))) for h in hits] for hits in results]

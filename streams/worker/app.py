@@ -1,0 +1,245 @@
+"""The Faust app: content agent, interest agent, retry agent, item-embedding cache feed.
+
+    content-uploads --> encode_uploads    (content.py): decode -> resolve media -> Triton -> Milvus
+                                          `items` -> item-embeddings topic -> ack
+    interactions ----> update_interests  (interest.py): decode -> item vectors (items.py) -> pure
+                                          interest maths -> Milvus `users` -> Faust table -> ack
+                       (item unknown yet) -> interactions-retry --> retry_interactions (waiting.py):
+                                          wait, then back to interactions, or dead letter `item.not_found`
+    item-embeddings -> cache_item_vectors (items.py): the worker's in-memory item vector cache
+
+This module is the wiring only: the Faust app, its agents, timers and pages, each calling into the
+stage that does the work. What the stages share (clients, metrics, retries, outbox) is `context.py`.
+
+Delivery: at-least-once, exactly-once effect. Each agent acknowledges a micro-batch itself, after
+Milvus acknowledged the upserts and Kafka the produced records (`noack_take`; Faust's own take_events
+acknowledges even a batch that failed), and Faust commits only contiguous acknowledged offsets
+(`streams/worker/commits.py`); Milvus rows are keyed, and interest states remember applied event ids, so a
+replay overwrites with the same values.
+Up to `content_in_flight` upload batches are in flight (`streams/worker/inflight.py`): the next is encoded
+while the last is stored, and stores, publishes and acknowledgements keep arrival order.
+Bad input goes to the dead-letter topic; a down Triton/Milvus/Kafka is retried with jittered backoff
+while the agent holds its batch, so no new events are pulled (backpressure) and nothing is dropped;
+this retry loop (`retry.py`) is the only one (the clients try once; a slow Triton is waited for, not resent to). A record
+Triton or Milvus refuses (a poison pill) is isolated from its batch (`streams.sinks.isolation`) and
+dead-lettered with the dependency's message; the rest of the batch is stored. On shutdown every retry
+loop stops at once and its batch stays unacknowledged, so it is redone after the restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from streams.ops.health import Thresholds
+from streams.ops.status import LagWatch, dependency_states, render_status, status_json
+from streams.worker.canary import FreshnessCanary
+from streams.worker.commits import CommitRepair, install_strict_commits
+from streams.worker.content import ContentStage
+from streams.worker.context import Context
+from streams.worker.events import acknowledge
+from streams.worker.inflight import Abandoned
+from streams.worker.interest import InterestStage
+from streams.worker.retry import ShuttingDown
+from streams.worker.waiting import ItemWait
+from topology.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> tuple[faust.App, Context]:
+    """The Faust app with every agent wired to its stage; nothing connects until the worker starts."""
+    s = settings
+    app = SailApp(
+        s.app_id,
+        broker=[f"kafka://{address.strip()}" for address in s.kafka_bootstrap.split(",")],
+        broker_credentials=kafka_credentials(s),
+        store="memory://",  # state is rebuilt from the table's changelog topic on start
+        topic_partitions=s.topic_partitions,
+        topic_replication_factor=s.topic_replication_factor,
+        datadir=str(worker_dir(s)),
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=s.worker_web_port,
+        producer_max_request_size=s.max_message_bytes + 128 * 1024,
+        consumer_max_fetch_size=s.max_message_bytes + 128 * 1024,
+        broker_commit_interval=1.0,
+        broker_session_timeout=s.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.kafka_session_timeout_s / 3),
+        stream_buffer_maxsize=1024,
+    )
+    ctx = Context(s, app)
+    app.before_stop = ctx.retry.begin_shutdown
+    content = ContentStage(ctx)
+    waiting = ItemWait(ctx)
+    interest = InterestStage(ctx, waiting)
+    canary = FreshnessCanary(ctx)
+    topics = s.topics()
+    sources = [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name]  # effects must be durable before a commit
+    install_strict_commits(sources)
+    # Keyed by user_id like the interactions topic; the producer's partitioner places each user's
+    # changelog records in the partition of that user's interactions, as co-partitioning requires.
+    interests = app.Table(
+        "user-interest", default=None, partitions=s.topic_partitions, key_type=bytes, value_type=bytes, use_partitioner=True
+    )
+
+    # Every source agent acknowledges an event itself, after its effect is durable: Faust's take_events
+    # and events() acknowledge in a `finally`, i.e. also when the body raised or was cancelled
+    # (a shutdown or a rebalance mid-batch), which commits events whose effect never happened.
+    # Uploads: up to `content_in_flight` batches at once, stored and acknowledged in order. A batch
+    # holds what is waiting, up to the model's max batch: one or two uploads when idle, full batches
+    # once the in-flight slots are taken and a backlog builds.
+    @app.agent(ctx.topic(topics.uploads.name))
+    async def encode_uploads(stream: faust.StreamT) -> None:
+        pipeline = content.pipeline
+        try:
+            async for events in stream.noack_take(content.batch_max, within=s.content_batch_wait_ms / 1000):
+                batch = list(events)
+                await pipeline.submit(partial(content.prepare, batch), content.store, partial(acknowledge, stream, batch))
+            await pipeline.drain()
+        except (ShuttingDown, Abandoned):
+            return  # unacknowledged: redone after the restart
+        finally:
+            await pipeline.cancel()  # what is still in flight is never acknowledged
+
+    @app.agent(ctx.topic(topics.interactions.name))
+    async def update_interests(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(s.interest_batch_max, within=s.interest_batch_wait_ms / 1000):
+            try:
+                await interest.handle(events, interests)
+            except ShuttingDown:
+                return
+            await acknowledge(stream, events)
+
+    @app.agent(ctx.topic(topics.interactions_retry.name))
+    async def retry_interactions(stream: faust.StreamT) -> None:
+        manual = stream.noack()
+        async for event in manual.events():
+            try:
+                await waiting.handle(event)
+            except ShuttingDown:
+                return
+            await acknowledge(manual, [event])
+
+    @app.agent(ctx.topic(topics.item_embeddings.name))
+    async def cache_item_vectors(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            ctx.vectors.cache_embedding(event.value)
+
+    # ------------------------------------------------------------------ operations: lag, health, status pages, commit repair
+    watch = LagWatch(
+        s.kafka_bootstrap, s.kafka_security(), s.app_id,
+        [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name, topics.item_embeddings.name],
+        window=max(3, int(120 / s.status_interval_s)),
+    )  # fmt: skip
+    thresholds = Thresholds(lag_seconds_degraded=s.lag_seconds_degraded, freshness_p99_slo_s=s.freshness_slo_s, stall_window_s=s.stall_window_s)
+
+    def current_status() -> dict[str, object]:
+        metrics = ctx.metrics
+        verdict = watch.verdict(dependency_states(metrics), metrics.freshness_percentiles().get("p99"), thresholds, metrics.saturation())
+        return status_json(watch, metrics, verdict)
+
+    @app.timer(s.status_interval_s)
+    async def sample_lag() -> None:
+        content.sample()
+        try:
+            await watch.sample(ctx.metrics)
+            ctx.metrics.dependency_up.labels("kafka").set(1)
+        except Exception as exc:  # noqa: BLE001 - a failed sample is reported, the worker goes on
+            ctx.metrics.dependency_up.labels("kafka").set(0)
+            logger.warning("lag sample failed: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
+    @app.timer(max(s.status_interval_s, 5.0) * 3)
+    async def probe_freshness() -> None:
+        await canary.probe()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:  # noqa: ARG001 - Faust view signature
+        return web.bytes(ctx.metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/status")
+    async def status_page(web: Any, request: Any) -> Any:  # noqa: ARG001
+        return web.html(render_status(current_status(), f"sail-stream worker :{s.worker_web_port}", refresh_s=int(max(s.status_interval_s, 2))))
+
+    @app.page("/status.json")
+    async def status_data(web: Any, request: Any) -> Any:  # noqa: ARG001
+        return web.json(current_status())
+
+    repair = CommitRepair(lambda: app.consumer, [*sources, topics.item_embeddings.name], contiguous=sources)
+
+    @app.timer(10.0)
+    async def repair_commits() -> None:
+        for fix in await repair.check():
+            ctx.metrics.commit_repairs.labels(fix.kind, fix.topic).inc()
+            logger.warning("repaired a Faust offset-commit fault kind=%s tp=%s[%d]: %s", fix.kind, fix.topic, fix.partition, fix.detail)
+
+    @app.timer(30.0)
+    async def log_progress() -> None:
+        logger.info("progress events_per_s=%s freshness=%s", ctx.metrics.rates(), ctx.metrics.freshness_percentiles())
+
+    return app, ctx
+
+
+class SailApp(faust.App):
+    """The Faust app, stopping the agents' retry loops before Faust waits for their batches.
+
+    faust-streaming's stop first waits for every event handed to an agent to be acknowledged
+    (`stream_wait_empty`); an agent retrying a down dependency never acknowledges, so a worker
+    ignored SIGTERM for as long as the outage lasted. Here the retry loops end at once and their
+    batches stay unacknowledged (uncommitted), to be redone by whoever owns the partition next.
+    """
+
+    before_stop: Callable[[], None] | None = None
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            self.before_stop()
+        self.conf.stream_wait_empty = False  # the unacknowledged batches are abandoned, not awaited
+        await super().on_stop()
+
+
+def worker_dir(settings: Settings) -> Path:
+    """Faust's data folder for one worker (one per web port, so workers on a host do not collide)."""
+    return (settings.state_dir / "faust" / f"{settings.app_id}-{settings.worker_web_port}").resolve()
+
+
+def kafka_credentials(settings: Settings) -> Any:
+    security = settings.kafka_security()
+    context = None
+    if security.protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(security.ssl_cafile) if security.ssl_cafile else None)
+        if security.ssl_certfile:
+            context.load_cert_chain(str(security.ssl_certfile), str(security.ssl_keyfile) if security.ssl_keyfile else None)
+    if security.protocol.startswith("SASL_"):
+        password = security.sasl_password.get_secret_value() if security.sasl_password else None
+        return faust.SASLCredentials(username=security.sasl_username, password=password, mechanism=security.sasl_mechanism, ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run one worker until SIGINT/SIGTERM; several share the partitions of one consumer group."""
+    worker_dir(settings).mkdir(parents=True, exist_ok=True)
+    app, ctx = create_app(settings)
+
+    @app.on_before_shutdown.connect  # type: ignore[misc]
+    async def close_clients(app: faust.App, **kwargs: Any) -> None:  # noqa: ARG001 - Faust signal signature
+        await ctx.stop()
+
+    worker = faust.Worker(app, loglevel=loglevel)
+    # Faust's terminal spinner, kept at warning level and above, sets the root logger to DEBUG so that it
+    # spins on every record: every debug call of aiokafka, grpc and Faust then built a LogRecord (~5 %
+    # of a busy worker's CPU). A worker's output is a log, not a terminal.
+    worker.spinner = None
+    # kafka-python (the lag sampler's admin client) logs every connection at INFO: keep its warnings only
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    logging.getLogger("kafka.net.sasl.plain").setLevel(logging.ERROR)  # "password in the clear" on every lag sample under SASL_PLAINTEXT
+    worker.execute_from_commandline()

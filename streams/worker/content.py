@@ -1,0 +1,159 @@
+"""Uploads -> vectors -> Milvus `items` and the item-embeddings topic.
+
+A batch goes through two stages. `prepare`: decode, resolve media, encode through Triton;
+dead-letter what fails on the way. Up to `content_in_flight` batches are in this stage at once
+(`streams.worker.inflight`), so the encoder works on the next batch while the last is stored.
+`store`: upsert the rows, publish the embeddings; batches arrive here, and are acknowledged, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from encoders.client import encoder_verdict
+from encoders.signature import EncodeResult
+from streams.sinks.isolation import Isolated, isolate
+from streams.worker.context import Context
+from streams.worker.events import arrival, now_ms
+from streams.worker.inflight import InOrderPipeline
+from topology import reasons
+from topology.codec import BadInput, decode_upload, encode_item_embedding
+from topology.collections import item_row
+from topology.messages import ContentUpload, EncodeRequest, ItemEmbedding
+
+
+class ConfigMismatch(RuntimeError):
+    """The encoder's vectors do not fit the Milvus collections (SAIL_EMBEDDING_DIM)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedUpload:
+    """An upload with its vector, between the two stages of a content batch."""
+
+    event: Any
+    upload: ContentUpload
+    vector: np.ndarray
+    model_version: str
+
+
+def request_for(upload: ContentUpload, cover: bytes | None, frames: tuple[bytes, ...], audio: bytes | None) -> EncodeRequest:
+    """What the encoder is asked for an upload, once its media bytes are in hand."""
+    return EncodeRequest(
+        role="target", title=upload.title, ocr_text=upload.ocr_text, asr_text=upload.asr_text, author_nickname=upload.author_nickname,
+        tags=upload.tags, cover=cover, frames=frames, audio=audio,
+    )  # fmt: skip
+
+
+def inline_request(upload: ContentUpload) -> EncodeRequest:
+    """`request_for` an upload whose media are all inline (benchmarks, fault checks)."""
+    cover, audio = (m.data if m is not None else None for m in (upload.cover, upload.audio))
+    return request_for(upload, cover, tuple(f.data for f in upload.frames if f.data is not None), audio)
+
+
+class ContentStage:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.pipeline = InOrderPipeline[list[EncodedUpload]](ctx.settings.content_in_flight)
+        self.embeddings_topic = ctx.topic(ctx.topics.item_embeddings.name)
+
+    @property
+    def batch_max(self) -> int:
+        """The content agent's largest micro-batch: the setting, bounded by the model's max batch."""
+        return min(self.ctx.settings.content_batch_max, self.ctx.settings.triton_max_batch_size)
+
+    def sample(self) -> None:
+        """Export the pipeline's state (in flight, time waited for a slot, the encoder's deadline)."""
+        metrics = self.ctx.metrics
+        metrics.content_in_flight.set(self.pipeline.in_flight)
+        metrics.note_pipeline_full(self.pipeline.full_seconds())
+        metrics.triton_deadline.set(self.ctx.encoder.deadline.seconds(self.batch_max))
+
+    async def _request(self, upload: ContentUpload) -> EncodeRequest:
+        media = self.ctx.media
+        cover = await media.resolve(upload.cover, "cover")
+        frames = [await media.resolve(frame, f"frames[{i}]") for i, frame in enumerate(upload.frames)]
+        audio = await media.resolve(upload.audio, "audio")
+        return request_for(upload, cover, tuple(f for f in frames if f is not None), audio)
+
+    async def prepare(self, events: Sequence[Any]) -> list[EncodedUpload]:
+        """Decode, resolve media, encode; dead-letters what fails on the way."""
+        ctx = self.ctx
+        await ctx.ensure_started()
+        ctx.metrics.count_events("content", len(events))
+        ctx.metrics.content_batch.set(len(events))
+        refused: list[tuple[Any, str, str]] = []
+        accepted: list[tuple[Any, ContentUpload]] = []
+        for event in events:
+            try:
+                accepted.append((event, decode_upload(event.value, ctx.limits, arrival(event))))
+            except BadInput as exc:
+                refused.append((event, exc.reason, exc.detail))
+        resolved = await asyncio.gather(*(self._request(upload) for _, upload in accepted), return_exceptions=True)
+        ready: list[tuple[Any, ContentUpload, EncodeRequest]] = []
+        for (event, upload), request in zip(accepted, resolved):
+            if isinstance(request, BadInput):
+                refused.append((event, request.reason, request.detail))
+            elif isinstance(request, BaseException):
+                raise request  # a bug: let it crash visibly
+            else:
+                ready.append((event, upload, request))
+        encoded: list[EncodedUpload] = []
+        if ready:
+            requests = [request for _, _, request in ready]
+            ctx.metrics.triton_batch.observe(len(requests))
+
+            async def encode() -> Isolated[EncodeResult]:
+                with ctx.metrics.triton_seconds.time():
+                    return await isolate(requests, ctx.encoder.encode, encoder_verdict, ctx.encoder.answers)
+
+            results = await ctx.retry.retrying("triton", "encode", encode)
+            for index, (event, upload, _) in enumerate(ready):
+                if index in results.rejected:
+                    refused.append((event, reasons.ENCODER_REJECTED, results.rejected[index]))
+                    continue
+                result = results.done[index]
+                if result.vector is None:
+                    refused.append((event, result.reason or reasons.MEDIA_UNREADABLE, result.error))
+                    continue
+                if len(result.vector) != ctx.items.dim:
+                    raise ConfigMismatch(f"encoder {result.model_version} gives dim {len(result.vector)}, SAIL_EMBEDDING_DIM is {ctx.items.dim}")
+                encoded.append(EncodedUpload(event, upload, result.vector, result.model_version))
+        if refused:
+            await ctx.outbox.dead_letter_events(refused)
+        return encoded
+
+    async def store(self, encoded: Sequence[EncodedUpload]) -> None:
+        """Upsert the rows, publish the embeddings, cache the vectors."""
+        ctx = self.ctx
+        newest: dict[str, EncodedUpload] = {}
+        for item in encoded:
+            previous = newest.get(item.upload.item_id)
+            if previous is None or previous.upload.created_at_ms <= item.upload.created_at_ms:  # one row per key per upsert
+                newest[item.upload.item_id] = item
+        if not newest:
+            return
+        encoded_at = now_ms()
+        rows = [item_row(e.upload.item_id, e.upload.creator_id, e.upload.created_at_ms, encoded_at, e.model_version, e.vector) for e in newest.values()]
+        refused = await ctx.upsert_each(ctx.items, rows)
+        stored = [e for index, e in enumerate(newest.values()) if index not in refused]
+        if refused:
+            await ctx.outbox.dead_letter_events([(e.event, reasons.SINK_REJECTED, refused[index]) for index, e in enumerate(newest.values()) if index in refused])
+        acked_s = time.time()
+        for e in stored:
+            ctx.metrics.observe_item_freshness(max(acked_s - e.upload.created_at_ms / 1000, 0.0))
+        records = []
+        for e in stored:
+            embedding = ItemEmbedding(
+                item_id=e.upload.item_id, vector=e.vector.astype("<f4").tobytes(), dim=len(e.vector), model_version=e.model_version,
+                created_at_ms=e.upload.created_at_ms, encoded_at_ms=encoded_at, creator_id=e.upload.creator_id,
+            )  # fmt: skip
+            records.append((self.embeddings_topic, e.upload.item_id.encode(), encode_item_embedding(embedding)))
+        await ctx.outbox.send_all(records, f"produce {ctx.topics.item_embeddings.name}")
+        for e in stored:
+            ctx.vectors.cache.put(e.upload.item_id, e.vector)

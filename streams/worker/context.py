@@ -1,0 +1,77 @@
+"""What the agents of one worker share: settings, topics, the Triton, Milvus and media clients,
+metrics, the retry policy, the outbox and the item vectors. Built once by `streams.worker.app`;
+nothing connects until the worker starts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from encoders.client import EncoderClient
+from streams.ops.metrics import Metrics
+from streams.sinks.media import MediaResolver
+from streams.sinks.milvus import MilvusSink
+from streams.worker.items import ItemCache, ItemVectors
+from streams.worker.outbox import Outbox
+from streams.worker.retry import Retry
+from topology.collections import CollectionSpec
+from topology.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Context:
+    def __init__(self, settings: Settings, app: faust.App) -> None:
+        s = settings
+        self.settings = s
+        self.app = app
+        self.topics = s.topics()
+        self.limits = s.limits()
+        self.items, self.users = s.collections()
+        self.metrics = Metrics()
+        self.retry = Retry(self.metrics, s.retry_backoff_max_s)
+        self.encoder = EncoderClient.for_settings(s, observe=self._observe_encode)
+        self.sink = MilvusSink.for_settings(s)
+        self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s, policy=s.media_policy())
+        self.vectors = ItemVectors(ItemCache(s.item_cache_size), self.sink, self.items, self.retry, self.limits)
+        self.outbox = Outbox(self.retry, self.metrics, self.topic(self.topics.dead_letters.name))
+        self._started = False
+        self._lock = asyncio.Lock()
+
+    def topic(self, name: str) -> Any:
+        """A Faust topic of raw bytes (every codec is `topology.codec`'s)."""
+        return self.app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    async def ensure_started(self) -> None:
+        """Open the Triton, Milvus and HTTP clients once per worker (start-up, never import)."""
+        async with self._lock:
+            if not self._started:
+                await self.encoder.start()
+                await self.sink.start()
+                await self.media.start()
+                self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.encoder.close()
+            await self.sink.close()
+            await self.media.close()
+            self._started = False
+
+    async def upsert_each(self, spec: CollectionSpec, rows: list[dict[str, Any]]) -> dict[int, str]:
+        """Upsert what Milvus accepts of `rows` (retried while it is down); the refused ones by
+        index, with Milvus's reason."""
+
+        async def upsert() -> dict[int, str]:
+            with self.metrics.milvus_seconds.labels(spec.name).time():
+                return await self.sink.upsert_each(spec, rows)
+
+        return await self.retry.retrying("milvus", f"upsert {spec.name}", upsert)
+
+    def _observe_encode(self, outcome: str, items: int, seconds: float) -> None:
+        self.metrics.triton_requests.labels(outcome).inc()
+        if outcome == "abandoned":
+            logger.warning("triton request of %d items passed its %.1fs deadline (abandoned; the next deadline doubles)", items, seconds)

@@ -1,0 +1,105 @@
+"""Interactions -> user-interest states (the Faust table) and Milvus `users` rows.
+
+One micro-batch: decode; read each user's state; fetch the vectors of every item involved
+(`streams.worker.items`); apply the events through the pure maths (`streams.interest.maths`; a
+replayed event changes nothing); park events whose item has no vector yet (`streams.worker.waiting`);
+upsert the users' rows; then write the states. Users' rows reach Milvus before their table state,
+so a crash in between replays to the same result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from streams.interest.maths import InterestParams, apply_interaction, interest_vectors
+from streams.worker.context import Context
+from streams.worker.events import arrival
+from streams.worker.waiting import ItemWait
+from topology import reasons
+from topology.codec import BadInput, decode_interaction, decode_interest_state, encode_interest_state
+from topology.collections import RECENT_ITEMS_CHARS, user_row
+from topology.messages import InterestState
+
+
+def recent_items_field(state: InterestState) -> str:
+    """The window's item ids, newest first, cut to the collection's VARCHAR limit (UTF-8 bytes;
+    identifiers never contain the comma, see `topology.codec.ID_FORBIDDEN_CHARS`)."""
+    ids = list(dict.fromkeys(s.item_id for s in sorted((*state.positives, *state.negatives), key=lambda s: s.order, reverse=True)))
+    text = ",".join(ids)
+    while len(text.encode()) > RECENT_ITEMS_CHARS and ids:
+        ids.pop()
+        text = ",".join(ids)
+    return text
+
+
+class InterestStage:
+    def __init__(self, ctx: Context, waiting: ItemWait) -> None:
+        s = ctx.settings
+        self.ctx = ctx
+        self.waiting = waiting
+        self.params = InterestParams(
+            window=s.interest_window, half_life_s=s.interest_half_life_s, negative_weight=s.interest_negative_weight, slots=s.interest_slots
+        )
+
+    async def handle(self, events: Sequence[Any], table: Any) -> None:
+        """One micro-batch of interactions."""
+        ctx = self.ctx
+        await ctx.ensure_started()
+        ctx.metrics.count_events("interest", len(events))
+        by_user: dict[str, list[tuple[Any, Any]]] = {}
+        malformed: list[tuple[Any, str, str]] = []
+        for event in events:
+            try:
+                interaction = decode_interaction(event.value, ctx.limits, arrival(event))
+            except BadInput as exc:
+                malformed.append((event, exc.reason, exc.detail))
+                continue
+            by_user.setdefault(interaction.user_id, []).append((event, interaction))
+        if malformed:
+            await ctx.outbox.dead_letter_events(malformed)
+        if not by_user:
+            return
+        states = {user: decode_interest_state(table.get(user.encode())) for user in by_user}
+        needed = {i.item_id for pairs in by_user.values() for _, i in pairs} | {item for s in states.values() for item in s.item_ids()}
+        vectors = await ctx.vectors.get(needed)
+        changed = {}
+        applied: dict[str, list[Any]] = {}
+        waiting: list[Any] = []
+        for user, pairs in by_user.items():
+            state = states[user]
+            for event, interaction in pairs:
+                if state.has_applied(interaction.event_id):
+                    continue
+                if interaction.item_id not in vectors:
+                    waiting.append(event)
+                    continue
+                state = apply_interaction(state, interaction, self.params)
+                applied.setdefault(user, []).append(event)
+            if state is not states[user]:
+                changed[user] = state
+        if waiting:
+            await self.waiting.park(waiting)
+        rows = []
+        for user, state in changed.items():
+            slots = interest_vectors(state, vectors, self.params)
+            if slots is None:
+                continue  # negatives only so far: no interest vector to write yet
+            for slot, vector in enumerate(slots):
+                rows.append(user_row(user, slot, state.updated_at_ms, state.event_count, recent_items_field(state), "", vector))
+        if rows:
+            refused = await ctx.upsert_each(ctx.users, rows)
+            letters = []
+            for user, reason in {rows[i]["user_id"]: message for i, message in refused.items()}.items():
+                del changed[user]  # the user's state stays as Milvus has it; this batch's events of theirs are dead letters
+                letters += [(event, reasons.SINK_REJECTED, reason) for event in applied[user]]
+            if letters:
+                await ctx.outbox.dead_letter_events(letters)
+            acked_s = time.time()
+            for user in {r["user_id"] for r in rows} & changed.keys():
+                newest_ms = max(i.timestamp_ms for _, i in by_user[user])
+                ctx.metrics.user_freshness.observe(max(acked_s - newest_ms / 1000, 0.0))
+        for user, state in changed.items():
+            table[user.encode()] = encode_interest_state(state)
+        await ctx.retry.retrying("kafka", "flush table changelog", ctx.app.producer.flush)

@@ -1,0 +1,67 @@
+"""What the worker writes to Kafka besides its table: produced records acknowledged together, and
+dead letters with their reason. Sends are retried while Kafka is down (only what it has not
+acknowledged is sent again), so nothing is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from streams.ops.metrics import Metrics
+from streams.worker.events import now_ms, source
+from streams.worker.retry import Retry
+from topology.codec import encode_dead_letter
+from topology.messages import DeadLetter
+
+logger = logging.getLogger(__name__)
+
+Record = tuple[Any, bytes | None, bytes]  # (Faust topic, key, value)
+Letter = tuple[bytes, bytes | None, tuple[str, int, int], str, str]  # (original, key, (topic, partition, offset), reason, detail)
+
+
+class Outbox:
+    def __init__(self, retry: Retry, metrics: Metrics, dead_letter_topic: Any) -> None:
+        self.retry = retry
+        self.metrics = metrics
+        self.dead_letter_topic = dead_letter_topic
+
+    async def send_all(self, records: Sequence[Record], what: str) -> None:
+        """Produce (topic, key, value) records together and wait for Kafka's acknowledgement of all of
+        them; while Kafka is down, only the records it has not acknowledged are sent again."""
+        pending = list(records)
+
+        async def deliver(topic: Any, key: bytes | None, value: bytes) -> None:
+            delivery = await topic.send(key=key, value=value, force=True)  # not attached to the event: sent now
+            await delivery
+
+        async def once() -> None:
+            nonlocal pending
+            outcomes = await asyncio.gather(*(deliver(*record) for record in pending), return_exceptions=True)
+            pending = [record for record, outcome in zip(pending, outcomes) if isinstance(outcome, BaseException)]
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+
+        if pending:
+            await self.retry.retrying("kafka", what, once)
+
+    async def send(self, topic: Any, key: bytes | None, value: bytes) -> None:
+        """Produce one record and wait for Kafka's acknowledgement (retried while Kafka is down)."""
+        await self.send_all([(topic, key, value)], f"produce {topic.get_topic_name()}")
+
+    async def dead_letters(self, letters: Sequence[Letter]) -> None:
+        """Send (original, key, (topic, partition, offset), reason, detail) to the dead-letter topic together."""
+        records = []
+        for original, key, (topic, partition, offset), reason, detail in letters:
+            letter = DeadLetter(original=original, source_topic=topic, partition=partition, offset=offset, reason=reason, detail=detail[:4000], key=key, failed_at_ms=now_ms())
+            records.append((self.dead_letter_topic, key, encode_dead_letter(letter)))
+        await self.send_all(records, "produce dead letters")
+        for _, _, (topic, partition, offset), reason, detail in letters:
+            self.metrics.dead_letters.labels(reason, topic).inc()
+            logger.warning("dead-letter reason=%s tp=%s[%d]@%d detail=%s", reason, topic, partition, offset, detail[:200])
+
+    async def dead_letter_events(self, refused: Sequence[tuple[Any, str, str]]) -> None:
+        """Dead-letter (event, reason, detail) triples together."""
+        await self.dead_letters([(e.value, e.message.key, source(e), r, d) for e, r, d in refused])

@@ -1,0 +1,98 @@
+"""Interactions whose item has no embedding yet: parked on the interactions-retry topic, sent back
+once the item exists, or dead-lettered (`item.not_found`) once they have waited `item_wait_s` *and*
+the content agent has processed every upload written before the interaction was seen, so a crash or
+an outage upstream never turns a good interaction into a dead letter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from streams.sinks.kafka import oldest_pending
+from streams.worker.context import Context
+from streams.worker.events import now_ms
+from streams.worker.retry import backoff_s
+from topology import reasons
+from topology.codec import BadInput, decode_interaction, decode_retry, encode_retry
+from topology.messages import RetryEnvelope
+
+logger = logging.getLogger(__name__)
+
+
+def caught_up(oldest_pending_ms: Iterable[int | None], since_ms: int) -> bool:
+    """True when no partition still holds an unprocessed record written at or before `since_ms`.
+    A partition with lag whose oldest record could not be read (None) counts as not caught up."""
+    return all(stamp is not None and stamp > since_ms for stamp in oldest_pending_ms)
+
+
+class ItemWait:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.retry_topic = ctx.topic(ctx.topics.interactions_retry.name)
+        self.interactions_topic = ctx.topic(ctx.topics.interactions.name)
+        self._uploads_pending: tuple[float, list[int | None]] | None = None  # (checked at, oldest pending upload per partition)
+
+    async def park(self, events: Sequence[Any]) -> None:
+        """Put interactions whose item has no embedding yet on the retry topic, together."""
+        s = self.ctx.settings
+        first_seen = now_ms()
+        records = []
+        for event in events:
+            message = event.message
+            envelope = RetryEnvelope(
+                original=event.value, source_topic=message.topic, partition=message.partition, offset=message.offset,
+                attempts=0, first_seen_ms=first_seen, not_before_ms=first_seen + int(s.item_retry_backoff_ms),
+            )  # fmt: skip
+            records.append((self.retry_topic, message.key, encode_retry(envelope)))
+        await self.ctx.outbox.send_all(records, f"produce {self.ctx.topics.interactions_retry.name}")
+
+    async def content_caught_up(self, since_ms: int) -> bool:
+        """True once the group has processed every upload written up to `since_ms`. While the content
+        agent is behind (a crash, Triton or Milvus down, a backlog) the item may still be on its way.
+        Checked against Kafka at most once a second; unknown (Kafka unreachable) counts as behind."""
+        s = self.ctx.settings
+        checked = self._uploads_pending
+        if checked is None or time.monotonic() - checked[0] > 1.0:
+            try:
+                pending = await asyncio.to_thread(oldest_pending, s.kafka_bootstrap, s.kafka_security(), s.app_id, self.ctx.topics.uploads.name)
+            except Exception as exc:  # noqa: BLE001 - kafka-python admin errors of every kind mean "unknown"
+                logger.warning("cannot read the content agent's progress, the interaction keeps waiting: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                return False
+            checked = self._uploads_pending = (time.monotonic(), pending)
+        return caught_up(checked[1], since_ms)
+
+    async def handle(self, event: Any) -> None:
+        """One record of the retry topic: wait for its turn, then send it back, dead-letter it, or
+        park it again with a longer pause."""
+        ctx = self.ctx
+        s = ctx.settings
+        await ctx.ensure_started()
+        ctx.metrics.count_events("retry", 1)
+        try:
+            envelope = decode_retry(event.value, ctx.limits)
+            interaction = decode_interaction(envelope.original, ctx.limits)
+        except BadInput as exc:
+            await ctx.outbox.dead_letter_events([(event, exc.reason, exc.detail)])
+            return
+        wait_ms = envelope.not_before_ms - now_ms()
+        if wait_ms > 0:
+            await ctx.retry.unless_stopping(asyncio.sleep(wait_ms / 1000))
+        key = interaction.user_id.encode()
+        if interaction.item_id in await ctx.vectors.get([interaction.item_id]):
+            await ctx.outbox.send(self.interactions_topic, key, envelope.original)
+            return
+        waited_s = (now_ms() - envelope.first_seen_ms) / 1000
+        if waited_s >= s.item_wait_s and await self.content_caught_up(envelope.first_seen_ms):
+            where = (envelope.source_topic, envelope.partition, envelope.offset)
+            detail = f"item {interaction.item_id} had no embedding after {waited_s:.1f}s, with every earlier upload processed"
+            await ctx.outbox.dead_letters([(envelope.original, key, where, reasons.ITEM_NOT_FOUND, detail)])
+            return
+        pause_s = backoff_s(envelope.attempts + 1, s.item_retry_backoff_ms / 1000, s.retry_backoff_max_s)
+        again = RetryEnvelope(
+            original=envelope.original, source_topic=envelope.source_topic, partition=envelope.partition, offset=envelope.offset,
+            attempts=envelope.attempts + 1, first_seen_ms=envelope.first_seen_ms, not_before_ms=now_ms() + int(pause_s * 1000),
+        )  # fmt: skip
+        await ctx.outbox.send(self.retry_topic, key, encode_retry(again))

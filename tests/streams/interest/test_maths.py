@@ -1,0 +1,137 @@
+"""User-interest maths: pure functions, so replays, reordering and duplicates must not matter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.interest.maths import (
+    InterestParams,
+    apply_interaction,
+    fold_interactions,
+    interest_vectors,
+    l2_normalise,
+    matryoshka,
+)
+from topology.codec import decode_interest_state, encode_interest_state
+from topology.messages import Action, Interaction, InterestState
+
+DIM = 8
+RNG = np.random.default_rng(0)
+ITEMS = {f"i{n}": l2_normalise(RNG.standard_normal(DIM).astype(np.float32)) for n in range(30)}
+PARAMS = InterestParams(window=10)
+
+
+def ev(n: int, item: str, action: Action = Action.LIKE, ts: int | None = None, dwell: int = 0) -> Interaction:
+    return Interaction(event_id=f"e{n}", user_id="u", item_id=item, action=action, timestamp_ms=ts if ts is not None else n * 1000, dwell_ms=dwell)
+
+
+events_strategy = st.lists(
+    st.builds(
+        lambda n, item, action, ts: ev(n, f"i{item}", action, ts),
+        st.integers(0, 60), st.integers(0, 29), st.sampled_from(list(Action)), st.integers(0, 10**7),
+    ),
+    max_size=40,
+    unique_by=lambda e: e.event_id,
+)  # fmt: skip
+
+
+def test_mean_of_the_last_ten_positive_items_as_in_the_sail_report() -> None:
+    params = InterestParams(window=10, half_life_s=1e12)  # no decay: the plain SAIL mean
+    events = [ev(n, f"i{n}") for n in range(15)]
+    vector = interest_vectors(fold_interactions(events, params), ITEMS, params)
+    assert vector is not None and vector.shape == (1, DIM)
+    expected = l2_normalise(np.mean([ITEMS[f"i{n}"] for n in range(5, 15)], axis=0))
+    np.testing.assert_allclose(vector[0], expected, atol=1e-6)
+
+
+def test_replayed_event_leaves_state_and_vector_unchanged() -> None:
+    state = fold_interactions([ev(1, "i1"), ev(2, "i2", Action.DISLIKE)], PARAMS)
+    assert apply_interaction(state, ev(1, "i1"), PARAMS) is state
+    assert apply_interaction(state, ev(2, "i2", Action.DISLIKE), PARAMS) is state
+
+
+@settings(max_examples=150)
+@given(events_strategy, st.randoms(use_true_random=False))
+def test_order_and_duplicates_do_not_change_the_vector(events: list[Interaction], rnd) -> None:
+    shuffled = events + events[: len(events) // 2]
+    rnd.shuffle(shuffled)
+    for slots in (1, 3):
+        params = InterestParams(window=10, slots=slots)
+        a = interest_vectors(fold_interactions(events, params), ITEMS, params)
+        b = interest_vectors(fold_interactions(shuffled, params), ITEMS, params)
+        if a is None:
+            assert b is None
+        else:
+            assert b is not None
+            np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_negatives_push_the_vector_away() -> None:
+    likes = [ev(n, f"i{n}") for n in range(3)]
+    base = interest_vectors(fold_interactions(likes, PARAMS), ITEMS, PARAMS)
+    pushed = interest_vectors(fold_interactions([*likes, ev(9, "i20", Action.DISLIKE, ts=2500)], PARAMS), ITEMS, PARAMS)
+    assert base is not None and pushed is not None
+    assert float(pushed[0] @ ITEMS["i20"]) < float(base[0] @ ITEMS["i20"])
+
+
+def test_only_negatives_give_no_vector_yet() -> None:
+    state = fold_interactions([ev(1, "i1", Action.SKIP)], PARAMS)
+    assert interest_vectors(state, ITEMS, PARAMS) is None
+    assert state.event_count == 1
+
+
+def test_longer_dwell_weighs_a_view_more() -> None:
+    short = fold_interactions([ev(1, "i1", Action.VIEW, dwell=500)], PARAMS).positives[0].weight
+    full = fold_interactions([ev(1, "i1", Action.VIEW, dwell=30_000)], PARAMS).positives[0].weight
+    assert short < full == 1.0
+
+
+def test_recency_decay_favours_the_newest_item() -> None:
+    params = InterestParams(window=10, half_life_s=60.0)
+    vector = interest_vectors(fold_interactions([ev(1, "i1", ts=0), ev(2, "i2", ts=600_000)], params), ITEMS, params)
+    assert vector is not None
+    assert float(vector[0] @ ITEMS["i2"]) > float(vector[0] @ ITEMS["i1"])
+
+
+def test_k_slots_separate_two_distinct_interests() -> None:
+    cats = l2_normalise(np.eye(DIM, dtype=np.float32)[0] + 0.05 * RNG.standard_normal((4, DIM)).astype(np.float32))
+    cars = l2_normalise(np.eye(DIM, dtype=np.float32)[1] + 0.05 * RNG.standard_normal((3, DIM)).astype(np.float32))
+    vectors = {**{f"cat{n}": v for n, v in enumerate(cats)}, **{f"car{n}": v for n, v in enumerate(cars)}}
+    events = [ev(n, f"cat{n}") for n in range(4)] + [ev(10 + n, f"car{n}") for n in range(3)]
+    params = InterestParams(window=10, slots=2)
+    slots = interest_vectors(fold_interactions(events, params), vectors, params)
+    assert slots is not None and slots.shape == (2, DIM)
+    assert np.argmax(np.abs(slots[0])) == 0  # the stronger interest (4 cats) first
+    assert np.argmax(np.abs(slots[1])) == 1
+    np.testing.assert_allclose(np.linalg.norm(slots, axis=1), 1.0, atol=1e-6)
+
+
+def test_fewer_clusters_than_slots_repeat_the_strongest() -> None:
+    params = InterestParams(window=10, slots=3)
+    slots = interest_vectors(fold_interactions([ev(1, "i1"), ev(2, "i1")], params), ITEMS, params)
+    assert slots is not None and slots.shape == (3, DIM)
+    np.testing.assert_allclose(slots[1], slots[0])
+
+
+def test_items_without_a_known_vector_are_left_out() -> None:
+    state = fold_interactions([ev(1, "i1"), ev(2, "unknown")], PARAMS)
+    vector = interest_vectors(state, ITEMS, PARAMS)
+    assert vector is not None
+    np.testing.assert_allclose(vector[0], ITEMS["i1"], atol=1e-6)
+
+
+@given(events_strategy)
+def test_state_round_trips_through_table_bytes(events: list[Interaction]) -> None:
+    state = fold_interactions(events, PARAMS)
+    assert decode_interest_state(encode_interest_state(state)) == state
+    assert decode_interest_state(None) == InterestState()
+
+
+def test_matryoshka_prefix_is_unit_norm() -> None:
+    v = l2_normalise(RNG.standard_normal((3, 16)).astype(np.float32))
+    np.testing.assert_allclose(np.linalg.norm(matryoshka(v, 4), axis=1), 1.0, atol=1e-6)
+    with pytest.raises(ValueError):
+        matryoshka(v, 17)

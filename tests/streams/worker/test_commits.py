@@ -1,0 +1,168 @@
+"""CommitRepair against a stand-in for Faust's consumer bookkeeping (the fault tests run the real one)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import pytest
+
+from streams.worker.commits import CommitRepair
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass(eq=False)
+class Message:
+    tp: TP
+    offset: int
+    acked: bool = False
+
+
+@dataclass
+class Consumer:
+    """The attributes of faust.transport.consumer.Consumer that CommitRepair reads, and its seek."""
+
+    tps: list[TP]
+    _acked: dict[TP, list[int]] = field(default_factory=dict)
+    _committed_offset: dict[TP, int] = field(default_factory=dict)
+    _read_offset: dict[TP, int] = field(default_factory=dict)
+    _unacked_messages: set[Any] = field(default_factory=set)
+    seeks: list[tuple[TP, int]] = field(default_factory=list)
+
+    def assignment(self) -> set[TP]:
+        return set(self.tps)
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+        self._read_offset[tp] = offset
+
+
+TOPIC = TP("sail.interactions", 0)
+
+
+def _repair(consumer: Consumer) -> CommitRepair:
+    return CommitRepair(lambda: consumer, ["sail.interactions", "sail.item-embeddings"], contiguous=["sail.interactions"])
+
+
+def test_duplicate_acked_offsets_are_removed() -> None:
+    c = Consumer([TOPIC], _acked={TOPIC: [84, 85, 85, 86, 86, 87]}, _committed_offset={TOPIC: 84}, _read_offset={TOPIC: 88})
+    repairs = asyncio.run(_repair(c).check())
+    assert c._acked[TOPIC] == [84, 85, 86, 87]
+    assert [r.kind for r in repairs] == ["dedup"] and not c.seeks
+
+
+def test_a_head_gap_nobody_holds_is_re_read_from_the_committed_offset_on_the_second_check() -> None:
+    c = Consumer([TOPIC], _acked={TOPIC: [40, 41, 42]}, _committed_offset={TOPIC: 24}, _read_offset={TOPIC: 204})
+    repair = _repair(c)
+    assert asyncio.run(repair.check()) == [] and not c.seeks  # first sighting: wait one interval
+    repairs = asyncio.run(repair.check())
+    assert c.seeks == [(TOPIC, 24)]
+    assert [(r.kind, r.partition) for r in repairs] == [("seek", 0)]
+
+
+def test_a_gap_whose_events_are_in_flight_is_left_alone() -> None:
+    held = Message(TOPIC, 30)  # delivered to an agent that is still working on it (e.g. Milvus down)
+    c = Consumer([TOPIC], _acked={TOPIC: [40]}, _committed_offset={TOPIC: 24}, _read_offset={TOPIC: 41}, _unacked_messages={held})
+    repair = _repair(c)
+    for _ in range(3):
+        assert asyncio.run(repair.check()) == []
+    assert not c.seeks
+
+
+def test_no_gap_no_other_topic_and_a_moving_gap_need_nothing() -> None:
+    other = TP("sail.item-embeddings", 0)
+    c = Consumer(
+        [TOPIC, other], _acked={TOPIC: [24, 25], other: [90]}, _committed_offset={TOPIC: 24, other: 10}, _read_offset={TOPIC: 26, other: 91}
+    )
+    repair = _repair(c)
+    assert asyncio.run(repair.check()) == [] and asyncio.run(repair.check()) == []
+    c._acked[TOPIC], c._committed_offset[TOPIC] = [30], 26  # a gap, but a different one on each check
+    asyncio.run(repair.check())
+    c._acked[TOPIC], c._committed_offset[TOPIC] = [31], 28
+    assert asyncio.run(repair.check()) == [] and not c.seeks
+
+
+def test_next_commit_only_covers_a_run_from_the_committed_offset() -> None:
+    from streams.worker.commits import next_commit
+
+    assert next_commit(24, [24, 25, 26, 30]) == (27, [30])
+    assert next_commit(24, [25, 26]) == (None, [25, 26])  # 24 not acked: never committed over (Faust allowed a gap of one)
+    assert next_commit(24, [40, 41]) == (None, [40, 41])
+    assert next_commit(84, [84, 85, 85, 86, 86, 87]) == (88, [])  # duplicates do not break the run
+    assert next_commit(10, [3, 9, 10]) == (11, [])  # already committed offsets are dropped
+
+
+def test_a_gap_on_a_compacted_topic_is_never_re_read() -> None:
+    compacted = TP("sail.item-embeddings", 0)  # offsets compacted away are holes for good
+    c = Consumer([compacted], _acked={compacted: [40, 41]}, _committed_offset={compacted: 24}, _read_offset={compacted: 42})
+    repair = _repair(c)
+    for _ in range(3):
+        assert asyncio.run(repair.check()) == []
+    assert not c.seeks
+
+
+def test_a_tail_gap_read_but_never_acked_is_re_read_on_the_second_check() -> None:
+    """Offsets 24..30 were read, then dropped around a rebalance; nothing after them came: no ack at all."""
+    c = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 24}, _read_offset={TOPIC: 30})
+    repair = _repair(c)
+    assert asyncio.run(repair.check()) == [] and not c.seeks
+    repairs = asyncio.run(repair.check())
+    assert c.seeks == [(TOPIC, 24)] and [r.kind for r in repairs] == ["seek"] and "24..30" in repairs[0].detail
+
+
+def test_a_tail_in_flight_or_fully_committed_is_left_alone() -> None:
+    held = Message(TOPIC, 27)  # an agent still works on it (a retry sleeping, a dependency down)
+    busy = Consumer([TOPIC], _committed_offset={TOPIC: 24}, _read_offset={TOPIC: 30}, _unacked_messages={held})
+    done = Consumer([TOPIC], _committed_offset={TOPIC: 31}, _read_offset={TOPIC: 30})  # everything read is committed
+    for c in (busy, done):
+        repair = _repair(c)
+        for _ in range(3):
+            assert asyncio.run(repair.check()) == []
+        assert not c.seeks
+
+
+def test_strict_commits_hold_on_fausts_real_consumer_and_leave_other_topics_to_faust() -> None:
+    """The patch on the real class (faust.transport.drivers.aiokafka.Consumer, built by a real app
+    that never connects): where Faust's own logic commits over an offset nobody acked, ours waits."""
+    import faust
+    from faust.types import TP as FaustTP
+
+    from streams.worker.commits import install_strict_commits
+
+    async def run() -> None:
+        consumer = faust.App("commits-probe", broker="kafka://127.0.0.1:9", store="memory://", web_enabled=False).consumer
+        assert type(consumer).__module__ == "faust.transport.drivers.aiokafka"
+
+        def offer(tp: FaustTP, committed: int, acked: list[int]) -> int | None:
+            consumer._committed_offset[tp] = committed
+            consumer._acked[tp] = list(acked)
+            consumer._acked_index[tp] = set(acked)
+            return consumer._new_offset(tp)  # type: ignore[no-any-return]
+
+        other = FaustTP("commits-probe-other", 0)
+        assert offer(other, 10, [11, 12]) == 13  # Faust's own: over offset 10, which nobody acked
+        install_strict_commits(["commits-probe-strict"])
+        strict = FaustTP("commits-probe-strict", 0)
+        assert offer(strict, 10, [11, 12]) is None  # ours: 10 is not acked, nothing is committed
+        assert consumer._acked[strict] == [11, 12]
+        consumer._acked[strict].append(10)
+        assert consumer._new_offset(strict) == 13  # once 10 is acked, the whole run
+        assert offer(FaustTP("commits-probe-other", 1), 10, [11, 12]) == 13  # other topics keep Faust's logic
+
+    asyncio.run(run())
+
+
+def test_any_faust_release_but_the_proven_one_is_refused_with_what_to_do() -> None:
+    import faust
+
+    from streams.worker.commits import PROVEN_FAUST, FaustVersionMismatch, check_faust_version
+
+    assert faust.__version__ == PROVEN_FAUST  # the pin in pyproject.toml holds
+    check_faust_version()
+    with pytest.raises(FaustVersionMismatch, match=r"faust-streaming 0\.16\.0 is installed.*faust-streaming==0\.15\.3"):
+        check_faust_version("0.16.0")

@@ -1,0 +1,1 @@
+"""Helpers the tests and the benchmarks share (the one place bench/ may import from tests/)."""
