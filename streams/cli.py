@@ -123,7 +123,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from streams.worker.app import run_worker
+    from streams.worker.commits import FaustVersionMismatch, check_faust_version
 
+    try:
+        check_faust_version()  # before Faust starts: its private consumer methods are patched
+    except FaustVersionMismatch as exc:
+        print(f"sail-stream worker: {exc}", file=sys.stderr)
+        return 2
     if args.web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": args.web_port})
     run_worker(settings, loglevel=args.loglevel)

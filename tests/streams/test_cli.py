@@ -52,3 +52,12 @@ def test_an_invalid_setting_never_echoes_a_secret(capsys: pytest.CaptureFixture[
     assert main(["settings"]) == 2
     err = capsys.readouterr().err
     assert "invalid settings" in err and "pw-do-not-print" not in err
+
+
+def test_a_worker_on_an_unproven_faust_release_refuses_to_start_with_what_to_do(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import faust
+
+    monkeypatch.setattr(faust, "__version__", "0.16.0")
+    assert main(["worker"]) == 2  # before any connection is tried
+    err = capsys.readouterr().err
+    assert "faust-streaming 0.16.0 is installed" in err and "faust-streaming==0.15.3" in err
