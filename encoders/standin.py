@@ -45,10 +45,6 @@ class ServiceTime:
     def seconds(self, items: int) -> float:
         return (self.fixed_ms + self.per_item_ms * items) / 1000.0
 
-    def capacity(self, batch: int) -> float:
-        """Items per second one model instance serves at a constant batch size."""
-        return batch / self.seconds(batch)
-
 
 def write_control(path: Path, service: ServiceTime) -> None:
     """Set the service time of a running (or future) stand-in; atomic, so the server never reads half."""

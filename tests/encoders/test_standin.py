@@ -16,10 +16,10 @@ from encoders.standin import ServiceTime, read_control, standin_infer_fn, vector
 from topology import reasons
 
 
-def test_service_time_and_capacity() -> None:
+def test_service_time_is_fixed_plus_per_item() -> None:
     service = ServiceTime(fixed_ms=20, per_item_ms=2)
     assert service.seconds(10) == pytest.approx(0.040)
-    assert service.capacity(64) == pytest.approx(64 / 0.148)
+    assert service.seconds(64) == pytest.approx(0.148)
 
 
 def test_control_file_round_trip_and_refusals(tmp_path: Path) -> None:
