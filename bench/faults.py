@@ -443,7 +443,7 @@ class Scenario:
         if wrong:
             problems.append(f"{len(wrong)} items with a vector unlike the encoder's (cosine < 0.999), e.g. {wrong[:3]}")
 
-        params = InterestParams(s.interest_window, s.interest_half_life_s, negative_weight=s.interest_negative_weight, slots=s.interest_slots)
+        params = InterestParams.for_settings(s)
         logs: dict[str, list[Interaction]] = {}
         for event in sent.interactions:
             logs.setdefault(event.user_id, []).append(event)

@@ -17,6 +17,8 @@ than `max_future_skew_ms` (nor, when `max_age_ms` is set, lag behind it by more)
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -83,14 +85,19 @@ class _Fields:
 
     __slots__ = ("_kind", "_obj")
 
-    def __init__(self, obj: object, kind: str) -> None:
+    def __init__(self, obj: object, kind: str, versions: tuple[int, ...] = (SCHEMA_VERSION,)) -> None:
         if not isinstance(obj, dict):
             raise BadInput(reasons.SCHEMA_NOT_A_MAP, f"{kind}: expected a msgpack map, got {type(obj).__name__}")
         self._obj: dict[str, Any] = obj
         self._kind = kind
         version = obj.get("v", None)
-        if version != SCHEMA_VERSION:
-            raise BadInput(reasons.SCHEMA_VERSION, f"{kind}.v: expected {SCHEMA_VERSION}, got {version!r}")
+        if version not in versions:
+            expected = " or ".join(str(v) for v in versions)
+            raise BadInput(reasons.SCHEMA_VERSION, f"{kind}.v: expected {expected}, got {version!r}")
+
+    @property
+    def version(self) -> int:
+        return int(self._obj["v"])
 
     def _where(self, name: str) -> str:
         return f"{self._kind}.{name}"
@@ -181,6 +188,14 @@ class _Fields:
         if len(value) > max_items:
             raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: {len(value)} > limit {max_items}")
         return tuple(value)
+
+    def stamped_hashes(self, name: str) -> tuple[tuple[int, int], ...]:
+        """(timestamp_ms, hash) pairs packed as little-endian int64 + uint64 in one bin, ascending."""
+        value = self.binary(name, max_bytes=16 * 65536, required=False) or b""
+        if len(value) % 16:
+            raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: {len(value)} bytes is not a whole number of 16-byte pairs")
+        pairs = struct.unpack(f"<{len(value) // 16 * 'qQ'}", value)
+        return tuple(zip(pairs[::2], pairs[1::2]))
 
     def signals(self, name: str) -> tuple[Signal, ...]:
         """[[event_id, item_id, timestamp_ms, weight], ...] rows of an interest state."""
@@ -288,18 +303,18 @@ def check_media_uri(uri: str, where: str = "uri") -> None:
 # --------------------------------------------------------------------------- bytes <-> map
 
 
-def _unpack(data: bytes, kind: str, limits: Limits) -> _Fields:
+def _unpack(data: bytes, kind: str, limits: Limits, versions: tuple[int, ...] = (SCHEMA_VERSION,)) -> _Fields:
     if len(data) > limits.max_message_bytes:
         raise BadInput(reasons.LIMIT_MESSAGE_BYTES, f"{kind}: {len(data)} bytes > limit {limits.max_message_bytes}")
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except (msgpack.UnpackException, ValueError, TypeError) as exc:  # ExtraData, FormatError, bad UTF-8, ...
         raise BadInput(reasons.DECODE_MSGPACK, f"{kind}: {type(exc).__name__}: {exc}"[:300]) from exc
-    return _Fields(obj, kind)
+    return _Fields(obj, kind, versions)
 
 
-def _pack(fields: Mapping[str, object]) -> bytes:
-    return msgpack.packb({"v": SCHEMA_VERSION, **fields}, use_bin_type=True)
+def _pack(fields: Mapping[str, object], version: int = SCHEMA_VERSION) -> bytes:
+    return msgpack.packb({"v": version, **fields}, use_bin_type=True)
 
 
 def _media_wire(media: Media | None) -> bytes | str | None:
@@ -551,25 +566,61 @@ def decode_encoder_request(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Enco
     )
 
 
+INTEREST_STATE_VERSION: Final = 2  # 1: up to 1,024 remembered event ids in arrival order (read, migrated)
+
+
+def event_id_hash(event_id: str) -> int:
+    """The stable 64-bit hash of an event id that an interest state remembers (BLAKE2b, 8 bytes)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+
+
+def _stamped_hashes(pairs: tuple[tuple[int, int], ...]) -> bytes:
+    return struct.pack(f"<{len(pairs) * 'qQ'}", *(x for pair in pairs for x in pair))
+
+
 def encode_interest_state(state: InterestState) -> bytes:
-    """A user's interest state as the value of the worker's table (and its changelog record)."""
+    """A user's interest state as the value of the worker's table (and its changelog record): the
+    windows as msgpack rows, the remembered (timestamp, id hash) pairs as 16-byte binary records."""
 
     def rows(signals: tuple[Signal, ...]) -> list[list[object]]:
         return [[s.event_id, s.item_id, s.timestamp_ms, s.weight] for s in signals]
 
+    def beyond(window: tuple[Signal, ...], recent: tuple[tuple[int, int], ...]) -> bytes:
+        """The remembered pairs the window does not already carry (it holds their ids and times)."""
+        shown = {(s.timestamp_ms, event_id_hash(s.event_id)) for s in window}
+        return _stamped_hashes(tuple(pair for pair in recent if pair not in shown))
+
     return _pack(
-        {"pos": rows(state.positives), "neg": rows(state.negatives), "ids": list(state.recent_event_ids),
-         "count": state.event_count, "updated": state.updated_at_ms}
+        {"pos": rows(state.positives), "neg": rows(state.negatives), "rp": beyond(state.positives, state.recent_positive),
+         "rn": beyond(state.negatives, state.recent_negative), "fp": state.floor_positive_ms, "fn": state.floor_negative_ms,
+         "count": state.event_count, "updated": state.updated_at_ms},
+        version=INTEREST_STATE_VERSION,
     )  # fmt: skip
 
 
 def decode_interest_state(data: bytes | None, limits: Limits = DEFAULT_LIMITS) -> InterestState:
-    """Inverse of `encode_interest_state`; None (a user never seen) is the empty state.
+    """Inverse of `encode_interest_state`; None (a user never seen) is the empty state. A version-1
+    state (written before the bounded de-duplication) is migrated: its windows are kept, their
+    events become the remembered ones, and each kind's floor is its window's oldest event when the
+    user applied more events than the windows hold (an older replay changes nothing either way).
 
     Raises:
         BadInput: not an interest state (a changelog record of another writer, or corrupt).
     """
     if data is None:
         return InterestState()
-    f = _unpack(data, "InterestState", limits)
-    return InterestState(f.signals("pos"), f.signals("neg"), f.strings("ids", limits.max_message_bytes), f.integer("count"), f.integer("updated"))
+    f = _unpack(data, "InterestState", limits, versions=(1, INTEREST_STATE_VERSION))
+    positives, negatives = f.signals("pos"), f.signals("neg")
+    count, updated = f.integer("count"), f.integer("updated")
+    def remembered(window: tuple[Signal, ...], beyond: tuple[tuple[int, int], ...] = ()) -> tuple[tuple[int, int], ...]:
+        return tuple(sorted({*beyond, *((s.timestamp_ms, event_id_hash(s.event_id)) for s in window)}))
+
+    if f.version == INTEREST_STATE_VERSION:
+        rp, rn = remembered(positives, f.stamped_hashes("rp")), remembered(negatives, f.stamped_hashes("rn"))
+        return InterestState(positives, negatives, rp, rn, f.integer("fp"), f.integer("fn"), count, updated)
+    from_windows = count > len(positives) + len(negatives)  # some applied events are in neither window
+
+    def floor(window: tuple[Signal, ...]) -> int:
+        return min(s.timestamp_ms for s in window) if window and from_windows else 0
+
+    return InterestState(positives, negatives, remembered(positives), remembered(negatives), floor(positives), floor(negatives), count, updated)

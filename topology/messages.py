@@ -139,16 +139,20 @@ class Signal:
 @dataclass(frozen=True, slots=True)
 class InterestState:
     """A user's interest state: the value of the worker's table (key `user_id`), so the changelog
-    topic's records. `streams.interest.maths` computes it; `topology.codec` puts it on the wire."""
+    topic's records. `streams.interest.maths` computes it; `topology.codec` puts it on the wire.
+
+    De-duplication is bounded: per kind (positive, negative), the (timestamp_ms, 64-bit id hash) of
+    the newest applied events, at most `InterestParams.dedup_per_kind`, and a floor below which an
+    event counts as applied already (too old to tell)."""
 
     positives: tuple[Signal, ...] = ()  # oldest first, at most `window`
     negatives: tuple[Signal, ...] = ()
-    recent_event_ids: tuple[str, ...] = ()  # arrival order, bounded (streams.interest.maths.RECENT_IDS)
-    event_count: int = 0
+    recent_positive: tuple[tuple[int, int], ...] = ()  # (timestamp_ms, id hash), ascending
+    recent_negative: tuple[tuple[int, int], ...] = ()
+    floor_positive_ms: int = 0  # a positive event older than this counts as applied
+    floor_negative_ms: int = 0
+    event_count: int = 0  # events applied (each once)
     updated_at_ms: int = 0  # the newest event timestamp applied
-
-    def has_applied(self, event_id: str) -> bool:
-        return event_id in self.recent_event_ids or any(s.event_id == event_id for s in (*self.positives, *self.negatives))
 
     def item_ids(self) -> set[str]:
         return {s.item_id for s in (*self.positives, *self.negatives)}

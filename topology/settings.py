@@ -165,8 +165,14 @@ class Settings(BaseSettings):
     interest_half_life_s: float = Field(6 * 3600.0, gt=0, description="recency decay of an interaction's weight")
     interest_negative_weight: float = Field(0.3, ge=0, description="how hard skips and dislikes push away")
     interest_slots: int = Field(1, ge=1, description="K interest vectors per user (online clustering)")
+    interest_dedup_per_kind: int = Field(
+        64, ge=1, description="newest applied positive (and negative) events each user's state remembers to drop replays; at least the window"
+    )
     item_wait_s: float = Field(30.0, gt=0, description="how long an interaction waits for its item's embedding before the dead-letter topic")
-    item_retry_backoff_ms: float = Field(500.0, gt=0)
+    item_retry_backoff_ms: float = Field(500.0, gt=0, description="first pause of an interaction waiting for its item (doubles per try)")
+    item_retry_backoff_max_ms: float = Field(
+        1000.0, gt=0, description="longest pause between two looks for a waiting interaction's item: how soon it follows a late item"
+    )
     item_cache_size: int = Field(100_000, ge=0, description="item vectors kept in each worker's memory")
     media_fetch_timeout_s: float = Field(5.0, gt=0, description="time limit to fetch one http(s) media URI")
     media_roots: str = Field(

@@ -25,7 +25,9 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
+from topology.codec import event_id_hash
 from topology.messages import Action, Interaction, InterestState, Signal
+from topology.settings import Settings
 
 Vector = NDArray[np.float32]
 
@@ -38,7 +40,6 @@ ACTION_WEIGHTS: Final[dict[Action, float]] = {
     Action.SKIP: 0.5,
     Action.DISLIKE: 2.0,
 }
-RECENT_IDS: Final = 1024  # event ids remembered for de-duplication beyond the windows
 
 
 def l2_normalise(vectors: Vector) -> Vector:
@@ -61,6 +62,17 @@ class InterestParams:
     full_view_dwell_ms: int = 10_000  # a view counts fully from this dwell on
     negative_weight: float = 0.3
     slots: int = 1  # K interest vectors per user
+    dedup_per_kind: int = 64  # newest applied events remembered per kind (positive, negative) to drop replays
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> InterestParams:
+        s = settings
+        return cls(window=s.interest_window, half_life_s=s.interest_half_life_s, negative_weight=s.interest_negative_weight,
+                   slots=s.interest_slots, dedup_per_kind=s.interest_dedup_per_kind)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.dedup_per_kind < self.window:
+            raise ValueError(f"dedup_per_kind ({self.dedup_per_kind}) must be at least the window ({self.window})")
 
 
 def action_weight(event: Interaction, params: InterestParams) -> float:
@@ -75,24 +87,45 @@ def _keep_newest(signals: Iterable[Signal], window: int) -> tuple[Signal, ...]:
     return tuple(sorted(signals, key=lambda s: s.order)[-window:])
 
 
+def already_applied(state: InterestState, event: Interaction) -> bool:
+    """Whether applying `event` would change nothing: it is one of the newest events of its kind
+    (in the window, or among the remembered hashes), or older than the kind's floor.
+
+    The floor is what keeps the state bounded: once `dedup_per_kind` events of a kind are
+    remembered, the oldest one is forgotten and the floor rises past it, so a replay of it (or of
+    anything older) is recognised by its time. The interest vector never depends on such an event:
+    `dedup_per_kind` >= `window` events of its kind at least as new are in the state, so it cannot be
+    in the window (barring more than `dedup_per_kind - window` events of one millisecond). A
+    genuinely new event that old (arriving after `dedup_per_kind` newer ones of its kind)
+    is not counted in `event_count` either: that is the price of the bound.
+    """
+    negative = event.action.is_negative
+    if event.timestamp_ms < (state.floor_negative_ms if negative else state.floor_positive_ms):
+        return True
+    window = state.negatives if negative else state.positives
+    if any(s.event_id == event.event_id for s in window):
+        return True
+    key = event_id_hash(event.event_id)
+    return any(h == key for _, h in (state.recent_negative if negative else state.recent_positive))
+
+
 def apply_interaction(state: InterestState, event: Interaction, params: InterestParams) -> InterestState:
     """The state after one more event; a replayed event changes nothing."""
-    if state.has_applied(event.event_id):
+    if already_applied(state, event):
         return state  # at-least-once delivery: a replay must change nothing
     signal = Signal(event.event_id, event.item_id, event.timestamp_ms, action_weight(event, params))
-    positives, negatives = state.positives, state.negatives
-    if event.action.is_negative:
-        negatives = _keep_newest((*negatives, signal), params.window)
+    negative = event.action.is_negative
+    recent = sorted((*(state.recent_negative if negative else state.recent_positive), (event.timestamp_ms, event_id_hash(event.event_id))))
+    floor = state.floor_negative_ms if negative else state.floor_positive_ms
+    if len(recent) > params.dedup_per_kind:
+        forgotten = recent[: len(recent) - params.dedup_per_kind]
+        recent = recent[len(forgotten) :]
+        floor = max(floor, forgotten[-1][0] + 1)
+    if negative:
+        changed = {"negatives": _keep_newest((*state.negatives, signal), params.window), "recent_negative": tuple(recent), "floor_negative_ms": floor}
     else:
-        positives = _keep_newest((*positives, signal), params.window)
-    return replace(
-        state,
-        positives=positives,
-        negatives=negatives,
-        recent_event_ids=(*state.recent_event_ids, event.event_id)[-RECENT_IDS:],
-        event_count=state.event_count + 1,
-        updated_at_ms=max(state.updated_at_ms, event.timestamp_ms),
-    )
+        changed = {"positives": _keep_newest((*state.positives, signal), params.window), "recent_positive": tuple(recent), "floor_positive_ms": floor}
+    return replace(state, **changed, event_count=state.event_count + 1, updated_at_ms=max(state.updated_at_ms, event.timestamp_ms))  # type: ignore[arg-type]
 
 
 def fold_interactions(events: Iterable[Interaction], params: InterestParams) -> InterestState:

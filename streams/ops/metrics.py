@@ -27,10 +27,14 @@ TRITON_DEADLINE_SECONDS: Final = "sail_triton_deadline_seconds"
 CONTENT_BATCH_ITEMS: Final = "sail_content_batch_items"
 CONTENT_IN_FLIGHT: Final = "sail_content_batches_in_flight"
 CONTENT_PIPELINE_FULL: Final = "sail_content_pipeline_full_seconds"  # exported as ..._seconds_total
+INTEREST_APPLIED: Final = "sail_interest_applied"  # exported as sail_interest_applied_total
+INTEREST_CHANGELOG_BYTES: Final = "sail_interest_changelog_bytes"  # exported as ..._bytes_total
+INTEREST_STATE_BYTES: Final = "sail_interest_state_bytes"
 
 _LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _FRESHNESS_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
 _BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_STATE_BUCKETS: Final = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
 class Metrics:
@@ -64,6 +68,11 @@ class Metrics:
         self.content_full = Counter(
             CONTENT_PIPELINE_FULL, "Time the content agent waited for a free in-flight slot (the encoder or the sinks at capacity)", registry=r
         )
+        self.interest_applied = Counter(INTEREST_APPLIED, "Interactions applied to a user's interest state (replays and duplicates not counted)", registry=r)
+        self.interest_changelog_bytes = Counter(
+            INTEREST_CHANGELOG_BYTES, "Bytes of interest state written to the table's changelog (divide by sail_interest_applied_total: bytes per interaction)", registry=r
+        )
+        self.interest_state_bytes = Histogram(INTEREST_STATE_BYTES, "Size of each user's interest state as written", buckets=_STATE_BUCKETS, registry=r)
         for outcome in ("ok", "abandoned", "rejected", "failed"):
             self.triton_requests.labels(outcome)
         for dependency in ("triton", "milvus", "kafka"):

@@ -120,13 +120,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
 
     @app.agent(ctx.topic(topics.interactions_retry.name))
     async def retry_interactions(stream: faust.StreamT) -> None:
-        manual = stream.noack()
-        async for event in manual.events():
+        async for events in stream.noack_take(s.interest_batch_max, within=s.interest_batch_wait_ms / 1000):
             try:
-                await waiting.handle(event)
+                await waiting.handle(events)
             except ShuttingDown:
                 return
-            await acknowledge(manual, [event])
+            await acknowledge(stream, events)
 
     @app.agent(ctx.topic(topics.item_embeddings.name))
     async def cache_item_vectors(stream: faust.StreamT) -> None:

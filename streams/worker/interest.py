@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from streams.interest.maths import InterestParams, apply_interaction, interest_vectors
+from streams.interest.maths import InterestParams, already_applied, apply_interaction, interest_vectors
 from streams.worker.context import Context
 from streams.worker.events import arrival
 from streams.worker.waiting import ItemWait
@@ -39,9 +39,7 @@ class InterestStage:
         s = ctx.settings
         self.ctx = ctx
         self.waiting = waiting
-        self.params = InterestParams(
-            window=s.interest_window, half_life_s=s.interest_half_life_s, negative_weight=s.interest_negative_weight, slots=s.interest_slots
-        )
+        self.params = InterestParams.for_settings(s)
 
     async def handle(self, events: Sequence[Any], table: Any) -> None:
         """One micro-batch of interactions."""
@@ -70,7 +68,7 @@ class InterestStage:
         for user, pairs in by_user.items():
             state = states[user]
             for event, interaction in pairs:
-                if state.has_applied(interaction.event_id):
+                if already_applied(state, interaction):
                     continue
                 if interaction.item_id not in vectors:
                     waiting.append(event)
@@ -100,6 +98,11 @@ class InterestStage:
             for user in {r["user_id"] for r in rows} & changed.keys():
                 newest_ms = max(i.timestamp_ms for _, i in by_user[user])
                 ctx.metrics.user_freshness.observe(max(acked_s - newest_ms / 1000, 0.0))
+        metrics = ctx.metrics
         for user, state in changed.items():
-            table[user.encode()] = encode_interest_state(state)
+            blob = encode_interest_state(state)  # one changelog record per user per batch
+            table[user.encode()] = blob
+            metrics.interest_state_bytes.observe(len(blob))
+            metrics.interest_changelog_bytes.inc(len(blob))
+            metrics.interest_applied.inc(len(applied.get(user, ())))
         await ctx.retry.retrying("kafka", "flush table changelog", ctx.app.producer.flush)

@@ -64,35 +64,55 @@ class ItemWait:
             checked = self._uploads_pending = (time.monotonic(), pending)
         return caught_up(checked[1], since_ms)
 
-    async def handle(self, event: Any) -> None:
-        """One record of the retry topic: wait for its turn, then send it back, dead-letter it, or
-        park it again with a longer pause."""
+    async def handle(self, events: Sequence[Any]) -> None:
+        """One batch of the retry topic: wait until its earliest record is due, look every item up at
+        once, then send back what has its item, dead-letter what has waited long enough with every
+        earlier upload processed, and park the rest again (unchanged if not due yet, else with a
+        longer pause, at most `item_retry_backoff_max_ms`, so a late item's interactions follow it
+        within about that)."""
         ctx = self.ctx
         s = ctx.settings
         await ctx.ensure_started()
-        ctx.metrics.count_events("retry", 1)
-        try:
-            envelope = decode_retry(event.value, ctx.limits)
-            interaction = decode_interaction(envelope.original, ctx.limits)
-        except BadInput as exc:
-            await ctx.outbox.dead_letter_events([(event, exc.reason, exc.detail)])
+        ctx.metrics.count_events("retry", len(events))
+        parked: list[tuple[Any, RetryEnvelope, Any]] = []
+        bad: list[tuple[Any, str, str]] = []
+        for event in events:
+            try:
+                envelope = decode_retry(event.value, ctx.limits)
+                parked.append((event, envelope, decode_interaction(envelope.original, ctx.limits)))
+            except BadInput as exc:
+                bad.append((event, exc.reason, exc.detail))
+        if bad:
+            await ctx.outbox.dead_letter_events(bad)
+        if not parked:
             return
-        wait_ms = envelope.not_before_ms - now_ms()
+        wait_ms = min(envelope.not_before_ms for _, envelope, _ in parked) - now_ms()
         if wait_ms > 0:
             await ctx.retry.unless_stopping(asyncio.sleep(wait_ms / 1000))
-        key = interaction.user_id.encode()
-        if interaction.item_id in await ctx.vectors.get([interaction.item_id]):
-            await ctx.outbox.send(self.interactions_topic, key, envelope.original)
-            return
-        waited_s = (now_ms() - envelope.first_seen_ms) / 1000
-        if waited_s >= s.item_wait_s and await self.content_caught_up(envelope.first_seen_ms):
-            where = (envelope.source_topic, envelope.partition, envelope.offset)
-            detail = f"item {interaction.item_id} had no embedding after {waited_s:.1f}s, with every earlier upload processed"
-            await ctx.outbox.dead_letters([(envelope.original, key, where, reasons.ITEM_NOT_FOUND, detail)])
-            return
-        pause_s = backoff_s(envelope.attempts + 1, s.item_retry_backoff_ms / 1000, s.retry_backoff_max_s)
-        again = RetryEnvelope(
-            original=envelope.original, source_topic=envelope.source_topic, partition=envelope.partition, offset=envelope.offset,
-            attempts=envelope.attempts + 1, first_seen_ms=envelope.first_seen_ms, not_before_ms=now_ms() + int(pause_s * 1000),
-        )  # fmt: skip
-        await ctx.outbox.send(self.retry_topic, key, encode_retry(again))
+        vectors = await ctx.vectors.get({interaction.item_id for _, _, interaction in parked})
+        now = now_ms()
+        records: list[tuple[Any, bytes | None, bytes]] = []
+        letters = []
+        for _, envelope, interaction in parked:
+            key = interaction.user_id.encode()
+            if interaction.item_id in vectors:
+                records.append((self.interactions_topic, key, envelope.original))
+                continue
+            if envelope.not_before_ms > now:  # not its turn yet: back in the queue as it was
+                records.append((self.retry_topic, key, encode_retry(envelope)))
+                continue
+            waited_s = (now - envelope.first_seen_ms) / 1000
+            if waited_s >= s.item_wait_s and await self.content_caught_up(envelope.first_seen_ms):
+                where = (envelope.source_topic, envelope.partition, envelope.offset)
+                detail = f"item {interaction.item_id} had no embedding after {waited_s:.1f}s, with every earlier upload processed"
+                letters.append((envelope.original, key, where, reasons.ITEM_NOT_FOUND, detail))
+                continue
+            pause_s = backoff_s(envelope.attempts + 1, s.item_retry_backoff_ms / 1000, s.item_retry_backoff_max_ms / 1000)
+            again = RetryEnvelope(
+                original=envelope.original, source_topic=envelope.source_topic, partition=envelope.partition, offset=envelope.offset,
+                attempts=envelope.attempts + 1, first_seen_ms=envelope.first_seen_ms, not_before_ms=now + int(pause_s * 1000),
+            )  # fmt: skip
+            records.append((self.retry_topic, key, encode_retry(again)))
+        await ctx.outbox.send_all(records, "produce interactions back and re-parked")
+        if letters:
+            await ctx.outbox.dead_letters(letters)

@@ -16,10 +16,10 @@ from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from topology.messages import EncodeRequest
 from streams.sinks.kafka import consumer, group_assignment, group_lag
-from streams.interest.maths import fold_interactions, interest_vectors
+from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
 from streams.sinks.milvus import MilvusSink
 from tests.support.metrics import sample, scrape
-from tests.support.streaming import clip_upload, dead_letters, drained, interest_params, send, stored_items, user_vectors, wait_until
+from tests.support.streaming import clip_upload, dead_letters, drained, send, stored_items, user_vectors, wait_until
 from topology import reasons
 from topology.codec import decode_retry, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD
@@ -112,7 +112,7 @@ def _log(tag: str, items: list[str], users: int = 3, per_user: int = 14) -> list
 def _expected(settings: Settings, log: list[Interaction], items: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     expected = {}
     for user in sorted({e.user_id for e in log}):
-        vectors = interest_vectors(fold_interactions([e for e in log if e.user_id == user], interest_params(settings)), items, interest_params(settings))
+        vectors = interest_vectors(fold_interactions([e for e in log if e.user_id == user], InterestParams.for_settings(settings)), items, InterestParams.for_settings(settings))
         if vectors is not None:
             expected[user] = vectors[0]
     return expected

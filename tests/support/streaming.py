@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from streams.interest.maths import InterestParams
 from streams.sinks.kafka import consumer, group_lag, producer
 from streams.sinks.milvus import MilvusSink
 from tests.support.media import image_bytes
@@ -74,10 +73,6 @@ def dead_letters(settings: Settings) -> list:
         return [decode_dead_letter(r.value) for r in c]
     finally:
         c.close()
-
-
-def interest_params(settings: Settings) -> InterestParams:
-    return InterestParams(settings.interest_window, settings.interest_half_life_s, negative_weight=settings.interest_negative_weight, slots=settings.interest_slots)
 
 
 def clip_upload(tag: str, n: int, cover: bool = False) -> ContentUpload:

@@ -14,6 +14,7 @@ from topology.codec import (
     decode_interest_state,
     encode_encoder_request,
     encode_interest_state,
+    event_id_hash,
     SCHEMA_VERSION,
     Arrival,
     BadInput,
@@ -281,7 +282,35 @@ def test_a_blob_that_is_not_an_encoder_request_is_bad_input(data: bytes, reason:
 
 
 def test_a_corrupt_interest_state_is_bad_input_naming_the_field() -> None:
-    state = InterestState(positives=(Signal("e1", "i1", 5, 2.0),), recent_event_ids=("e1",), event_count=1, updated_at_ms=5)
+    remembered = tuple(sorted([(3, 99), (5, event_id_hash("e1"))]))  # one forgotten by the window, one in it
+    state = InterestState(positives=(Signal("e1", "i1", 5, 2.0),), recent_positive=remembered, event_count=2, updated_at_ms=5)
     assert decode_interest_state(encode_interest_state(state)) == state
+    assert len(msgpack.unpackb(encode_interest_state(state))["rp"]) == 16  # only the pair the window does not carry is written
     with pytest.raises(BadInput, match=r"InterestState.pos\[\]: expected \[str, str, int, float\]"):
-        decode_interest_state(msgpack.packb({"v": 1, "pos": [["e1", "i1", "late", 1.0]], "count": 1, "updated": 0}))
+        decode_interest_state(msgpack.packb({"v": 2, "pos": [["e1", "i1", "late", 1.0]], "count": 1, "updated": 0}))
+    with pytest.raises(BadInput, match=r"InterestState.rp: 7 bytes is not a whole number"):
+        decode_interest_state(msgpack.packb({"v": 2, "rp": b"1234567", "count": 1, "updated": 0}))
+
+
+def test_a_version_1_state_is_read_and_migrated_without_losing_a_user() -> None:
+    """What a worker before issue 14 wrote to the changelog: windows plus up to 1,024 event ids."""
+    from streams.interest.maths import InterestParams, already_applied, apply_interaction, fold_interactions
+
+    params = InterestParams(window=3)
+    likes = [Interaction(f"e{n}", "u", f"i{n}", Action.LIKE, 1000 * n) for n in range(6)]
+    skip = Interaction("s1", "u", "i9", Action.SKIP, 2500)
+    state = fold_interactions([*likes, skip], params)
+
+    def rows(signals: tuple[Signal, ...]) -> list[list[object]]:
+        return [[s.event_id, s.item_id, s.timestamp_ms, s.weight] for s in signals]
+
+    v1 = msgpack.packb({"v": 1, "pos": rows(state.positives), "neg": rows(state.negatives), "ids": [e.event_id for e in (*likes, skip)],
+                        "count": 7, "updated": 5000}, use_bin_type=True)  # fmt: skip
+    old = decode_interest_state(v1)
+    assert (old.positives, old.negatives, old.event_count, old.updated_at_ms) == (state.positives, state.negatives, 7, 5000)
+    assert all(already_applied(old, e) for e in (*likes, skip))  # every replay, in the window or older, changes nothing
+    newer = Interaction("e9", "u", "i7", Action.LIKE, 9000)
+    assert not already_applied(old, newer)
+    after = apply_interaction(old, newer, params)
+    assert after.event_count == 8 and [s.event_id for s in after.positives] == ["e4", "e5", "e9"]
+    assert decode_interest_state(encode_interest_state(after)) == after  # written back as version 2

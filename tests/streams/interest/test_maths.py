@@ -135,3 +135,43 @@ def test_matryoshka_prefix_is_unit_norm() -> None:
     np.testing.assert_allclose(np.linalg.norm(matryoshka(v, 4), axis=1), 1.0, atol=1e-6)
     with pytest.raises(ValueError):
         matryoshka(v, 17)
+
+
+def test_the_state_stays_bounded_however_many_events_a_user_has() -> None:
+    from topology.codec import encode_interest_state
+
+    kinds = [Action.LIKE, Action.VIEW, Action.SKIP, Action.SHARE, Action.DISLIKE]
+    events = [ev(n, f"i{n % 30}", kinds[n % len(kinds)]) for n in range(5000)]
+    state = fold_interactions(events, PARAMS)
+    assert state.event_count == 5000 and state.updated_at_ms == 4999 * 1000
+    assert len(state.recent_positive) == len(state.recent_negative) == PARAMS.dedup_per_kind
+    assert len(encode_interest_state(state)) < 4096  # was ~20 kB with 1,024 remembered ids
+    for old in (events[0], events[2], events[4000], events[-1]):  # forgotten long ago, or remembered
+        assert apply_interaction(state, old, PARAMS) is state
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.builds(lambda n, item, action: (n, f"i{item}", action), st.integers(0, 80), st.integers(0, 29), st.sampled_from(list(Action))),
+             max_size=40, unique_by=lambda t: t[0]),
+    st.randoms(use_true_random=False),
+)  # fmt: skip
+def test_forgetting_old_ids_changes_neither_the_vector_nor_the_replay_invariance(spec: list[tuple[int, str, Action]], rnd) -> None:
+    """With a de-duplication memory barely over the window, most ids are forgotten: the windows and
+    the newest time are still a function of the set of events, whatever the order and duplicates."""
+    params = InterestParams(window=3, dedup_per_kind=4)
+    events = [ev(n, item, action, ts=n * 7) for n, item, action in spec]  # distinct milliseconds
+    shuffled = events + events[: len(events) // 2]
+    rnd.shuffle(shuffled)
+    a, b = fold_interactions(events, params), fold_interactions(shuffled, params)
+    assert (a.positives, a.negatives, a.updated_at_ms) == (b.positives, b.negatives, b.updated_at_ms)
+    va, vb = interest_vectors(a, ITEMS, params), interest_vectors(b, ITEMS, params)
+    assert (va is None) == (vb is None)
+    if va is not None:
+        np.testing.assert_allclose(va, vb, atol=1e-6)  # type: ignore[arg-type]
+    assert len(b.recent_positive) <= 4 and len(b.recent_negative) <= 4
+
+
+def test_a_memory_smaller_than_the_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="dedup_per_kind"):
+        InterestParams(window=10, dedup_per_kind=5)

@@ -1,0 +1,285 @@
+"""The interest path at platform rates: workers applying a backlog of interactions (issue 14).
+
+    python -m bench.interest                          # 50,000 interactions, 5,000 users, 20,000 items; 1 then 2 workers
+    python -m bench.interest --interactions 10000 --users 1000 --items 4000 --workers 1
+    python -m bench.interest --profile profile.txt    # py-spy (if installed) on the worker while it drains
+
+On the real local stack (Kafka KRaft, Milvus Lite, Triton with the stand-in encoder, which uses no
+CPU: the interest path never calls the encoder). Every item is stored first (Milvus rows and the
+item-embeddings topic, as the content agent leaves them); the interactions are produced as a
+backlog; then the workers start and drain it. Reported, each against a baseline of the same run:
+- applied interactions/s: from the first committed progress until the group's committed offsets on
+  the interactions and retry topics reach their ends, vs a naive per-event loop (state, item
+  vectors, maths, one upsert per event) over a sample of the same events;
+- changelog bytes per applied interaction (every value the table wrote, summed) and state bytes per
+  user (p50/p99 of the last value per user);
+- 2 workers vs 1 on the same backlog (own topics and collections each run).
+A benchmark, never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploy.local.stack import Stack, free_ports
+from deploy.local.workers import start_worker, wait_for_group
+from encoders.standin import NAME as STANDIN
+from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
+from streams.sinks.kafka import consumer, ensure_topics, group_offsets, producer
+from streams.sinks.milvus import MilvusSink, ensure_collections
+from tests.support.stack import local_settings
+from topology.codec import encode_interaction, encode_item_embedding
+from topology.collections import VECTOR_FIELD, item_row, user_row
+from topology.messages import Action, Interaction, InterestState, ItemEmbedding
+from topology.settings import Settings
+
+ACTIONS = [Action.VIEW, Action.VIEW, Action.VIEW, Action.LIKE, Action.SHARE, Action.COMMENT, Action.SKIP, Action.DISLIKE]
+
+
+@dataclass
+class Drain:
+    workers: int
+    interactions: int
+    seconds: float
+    applied_s: float
+    changelog_records: int
+    changelog_bytes_per_interaction: float
+    state_bytes_p50: float
+    state_bytes_p99: float
+    users: int
+
+
+def _prefixed(settings: Settings, tag: str) -> Settings:
+    s = settings.model_copy(update={"app_id": tag, "topic_prefix": f"{tag}.", "milvus_collection_prefix": f"{tag}_"})
+    ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
+    ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend, tls=s.milvus_tls())
+    return s
+
+
+def store_items(settings: Settings, count: int, rng: np.random.Generator) -> list[str]:
+    """`count` items with unit vectors in Milvus and on the item-embeddings topic."""
+    ids = [f"item-{n}" for n in range(count)]
+    vectors = l2_normalise(rng.standard_normal((count, settings.embedding_dim)).astype(np.float32))
+    now = int(time.time() * 1000)
+
+    async def upsert() -> None:
+        sink = MilvusSink.for_settings(settings)
+        await sink.start()
+        try:
+            for start in range(0, count, 500):
+                await sink.upsert(settings.collections()[0].name, [item_row(ids[i], "c", now, now, "bench", vectors[i]) for i in range(start, min(start + 500, count))])
+        finally:
+            await sink.close()
+
+    asyncio.run(upsert())
+    p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes)
+    for i, item in enumerate(ids):
+        embedding = ItemEmbedding(item_id=item, vector=vectors[i].astype("<f4").tobytes(), dim=settings.embedding_dim, model_version="bench", created_at_ms=now, encoded_at_ms=now, creator_id="c")
+        p.send(settings.topics().item_embeddings.name, key=item.encode(), value=encode_item_embedding(embedding))
+    p.flush()
+    p.close()
+    return ids
+
+
+def interactions(users: int, items: list[str], count: int, rng: np.random.Generator) -> list[Interaction]:
+    """`count` events by `users` users over `items`, event times increasing (one per ms)."""
+    base = int(time.time() * 1000) - count
+    who = rng.integers(0, users, count)
+    what = rng.integers(0, len(items), count)
+    kind = rng.integers(0, len(ACTIONS), count)
+    dwell = rng.integers(0, 20_000, count)
+    run = uuid.uuid4().hex[:6]
+    return [
+        Interaction(event_id=f"{run}-{n}", user_id=f"user-{who[n]}", item_id=items[what[n]], action=ACTIONS[kind[n]], timestamp_ms=base + n, dwell_ms=int(dwell[n]))
+        for n in range(count)
+    ]
+
+
+def produce(settings: Settings, events: list[Interaction]) -> None:
+    p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=20, batch_size=256 * 1024)
+    topic = settings.topics().interactions.name
+    for event in events:
+        p.send(topic, key=event.user_id.encode(), value=encode_interaction(event))
+    p.flush()
+    p.close()
+
+
+def _committed(settings: Settings) -> tuple[int, int]:
+    topics = settings.topics()
+    offsets = group_offsets(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topics.interactions.name, topics.interactions_retry.name])
+    done = sum(d for parts in offsets.values() for d, _ in parts.values())
+    end = sum(e for parts in offsets.values() for _, e in parts.values())
+    return done, end
+
+
+def _changelog(settings: Settings) -> tuple[int, int, list[int]]:
+    """(records, value bytes summed, the last value's size per user) of the interest table's changelog."""
+    topic = f"{settings.app_id}-user-interest-changelog"
+    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), topic, auto_offset_reset="earliest", consumer_timeout_ms=5000, enable_auto_commit=False)
+    records = total = 0
+    last: dict[bytes, int] = {}
+    try:
+        for r in c:
+            records += 1
+            total += len(r.value or b"")
+            last[r.key] = len(r.value or b"")
+    finally:
+        c.close()
+    return records, total, list(last.values())
+
+
+def _profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy")
+    if spy is None:
+        print("py-spy not found: no profile (pip install py-spy)", flush=True)
+        return None
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50", "--format", "raw", "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
+    """(function, self share, inclusive share) of the most expensive frames in a py-spy raw profile."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        samples = int(count)
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")" if " (" in f else f for f in stack.split(";")]
+        total += samples
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+    return [(frame, own[frame] / total, inclusive[frame] / total) for frame, _ in own.most_common(n)] if total else []
+
+
+def drain(settings: Settings, stack_dir: Path, events: list[Interaction], workers: int, profile: Path | None, progress) -> Drain:  # type: ignore[no-untyped-def]
+    produce(settings, events)
+    procs = [start_worker(settings, port, stack_dir / "workers", loglevel="warning") for port in free_ports(workers)]
+    spy = None
+    try:
+        wait_for_group(settings, procs)
+        began = None
+        first_done = 0
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            done, end = _committed(settings)
+            now = time.monotonic()
+            if began is None and done > 0:
+                began, first_done = now, done
+                if profile is not None:
+                    record = procs[0].record()
+                    spy = _profile(record.pid, 15, profile) if record else None
+            if done >= end and end >= len(events):
+                break
+            time.sleep(0.25)
+        else:
+            raise TimeoutError(f"the backlog did not drain: {_committed(settings)}")
+        finished = time.monotonic()
+        seconds = finished - (began or finished)
+        applied = (done - first_done) / seconds if seconds > 0 else 0.0
+        progress(f"{workers} worker(s): {len(events):,} interactions drained, {applied:,.0f}/s after the first commit")
+    finally:
+        if spy is not None:
+            spy.wait(timeout=60)
+        for proc in procs:
+            proc.stop()
+    records, total, sizes = _changelog(settings)
+    return Drain(workers, len(events), round(seconds, 1), round(applied, 1), records, round(total / len(events), 1),
+                 float(np.percentile(sizes, 50)) if sizes else 0.0, float(np.percentile(sizes, 99)) if sizes else 0.0, len(sizes))  # fmt: skip
+
+
+def naive(settings: Settings, events: list[Interaction]) -> float:
+    """Events/s of a per-event loop: the user's state, one Milvus get of their items, the maths, one upsert."""
+    params = InterestParams()
+
+    async def go() -> float:
+        sink = MilvusSink.for_settings(settings)
+        await sink.start()
+        states: dict[str, InterestState] = {}
+        began = time.perf_counter()
+        try:
+            for event in events:
+                state = apply_interaction(states.get(event.user_id, InterestState()), event, params)
+                states[event.user_id] = state
+                rows = await sink.get(settings.collections()[0].name, sorted(state.item_ids()), fields=[VECTOR_FIELD])
+                vectors = {r["item_id"]: np.asarray(r[VECTOR_FIELD], dtype=np.float32) for r in rows}
+                slots = interest_vectors(state, vectors, params)
+                if slots is not None:
+                    await sink.upsert(settings.collections()[1].name, [user_row(event.user_id, 0, state.updated_at_ms, state.event_count, "", "", slots[0])])
+            return len(events) / (time.perf_counter() - began)
+        finally:
+            await sink.close()
+
+    return round(asyncio.run(go()), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.interest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--interactions", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts, one drain each (default: 1,2)")
+    parser.add_argument("--naive-sample", type=int, default=500, help="events timed in the naive per-event loop")
+    parser.add_argument("--profile", type=Path, help="write the 1-worker drain's py-spy top frames here (needs py-spy)")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--seed", type=int, default=14)
+    args = parser.parse_args()
+
+    def progress(line: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+    state = Path(tempfile.mkdtemp(prefix="sail-bench-interest-"))
+    settings = local_settings(state, f"in{uuid.uuid4().hex[:6]}.", topic_partitions=4, encoder=STANDIN)
+    stack = Stack(settings, progress=progress)
+    rng = np.random.default_rng(args.seed)
+    results: list[Drain] = []
+    top: list[tuple[str, float, float]] = []
+    try:
+        stack.up()
+        for count in (int(w) for w in args.workers.split(",")):
+            mine = _prefixed(settings, f"in{uuid.uuid4().hex[:6]}w{count}")
+            progress(f"{count} worker(s): storing {args.items:,} items")
+            items = store_items(mine, args.items, rng)
+            events = interactions(args.users, items, args.interactions, rng)
+            raw = state / f"profile-{count}.txt" if args.profile is not None and count == 1 else None
+            results.append(drain(mine, state, events, count, raw, progress))
+            if raw is not None and raw.exists():
+                top = top_frames(raw)
+            if count == 1:
+                naive_s = naive(mine, events[: args.naive_sample])
+                progress(f"naive per-event loop: {naive_s:,.1f}/s")
+    finally:
+        stack.down()
+    report = {
+        "machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+        "drains": [asdict(r) for r in results],
+        "naive_interactions_s": naive_s,
+        "vs_naive": round(results[0].applied_s / naive_s, 2) if results and naive_s else None,
+        "two_vs_one": round(results[1].applied_s / results[0].applied_s, 2) if len(results) > 1 and results[0].applied_s else None,
+        "profile_top": [{"frame": f, "self": round(a, 3), "inclusive": round(b, 3)} for f, a, b in top],
+    }
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.profile and top:
+        args.profile.write_text("\n".join(f"{a:6.1%} self {b:6.1%} incl  {f}" for f, a, b in top) + "\n")
+
+
+if __name__ == "__main__":
+    main()
