@@ -34,12 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.pipeline import cpu_seconds
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.standin import NAME as STANDIN
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
 from streams.sinks.kafka import consumer, ensure_topics, group_offsets, producer
 from streams.sinks.milvus import MilvusSink, ensure_collections
+from tests.support.metrics import scrape
 from tests.support.stack import local_settings
 from topology.codec import encode_interaction, encode_item_embedding
 from topology.collections import VECTOR_FIELD, item_row, user_row
@@ -60,6 +62,7 @@ class Drain:
     state_bytes_p50: float
     state_bytes_p99: float
     users: int
+    cpu_share: dict[str, float]  # each part's CPU time over the machine's (cores x wall time) while draining
 
 
 def _prefixed(settings: Settings, tag: str) -> Settings:
@@ -168,12 +171,21 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
     return [(frame, own[frame] / total, inclusive[frame] / total) for frame, _ in own.most_common(n)] if total else []
 
 
-def drain(settings: Settings, stack_dir: Path, events: list[Interaction], workers: int, profile: Path | None, progress) -> Drain:  # type: ignore[no-untyped-def]
+def _groups(stack: Stack, procs: list) -> dict[str, int]:  # type: ignore[type-arg]
+    """Process group of each part: the stack's services and the workers."""
+    groups = {name: record.pgid for name in ("kafka", "milvus", "triton") if (record := stack._procs[name].record()) is not None}
+    groups.update({f"worker{i}": record.pgid for i, p in enumerate(procs) if (record := p.record()) is not None})
+    return groups
+
+
+def drain(settings: Settings, stack: Stack, events: list[Interaction], workers: int, profile: Path | None, progress) -> Drain:  # type: ignore[no-untyped-def]
     produce(settings, events)
-    procs = [start_worker(settings, port, stack_dir / "workers", loglevel="warning") for port in free_ports(workers)]
+    procs = [start_worker(settings, port, stack.state_dir / "workers", loglevel="warning") for port in free_ports(workers)]
     spy = None
+    cpu0: dict[str, float] = {}
     try:
         wait_for_group(settings, procs)
+        groups = _groups(stack, procs)
         began = None
         first_done = 0
         deadline = time.monotonic() + 1800
@@ -182,6 +194,7 @@ def drain(settings: Settings, stack_dir: Path, events: list[Interaction], worker
             now = time.monotonic()
             if began is None and done > 0:
                 began, first_done = now, done
+                cpu0 = {name: cpu_seconds(pgid) for name, pgid in groups.items()}
                 if profile is not None:
                     record = procs[0].record()
                     spy = _profile(record.pid, 15, profile) if record else None
@@ -193,6 +206,8 @@ def drain(settings: Settings, stack_dir: Path, events: list[Interaction], worker
         finished = time.monotonic()
         seconds = finished - (began or finished)
         applied = (done - first_done) / seconds if seconds > 0 else 0.0
+        machine_s = (os.cpu_count() or 1) * seconds
+        share = {name: round((cpu_seconds(pgid) - cpu0.get(name, 0.0)) / machine_s, 3) for name, pgid in groups.items()} if seconds > 0 else {}
         progress(f"{workers} worker(s): {len(events):,} interactions drained, {applied:,.0f}/s after the first commit")
     finally:
         if spy is not None:
@@ -201,7 +216,72 @@ def drain(settings: Settings, stack_dir: Path, events: list[Interaction], worker
             proc.stop()
     records, total, sizes = _changelog(settings)
     return Drain(workers, len(events), round(seconds, 1), round(applied, 1), records, round(total / len(events), 1),
-                 float(np.percentile(sizes, 50)) if sizes else 0.0, float(np.percentile(sizes, 99)) if sizes else 0.0, len(sizes))  # fmt: skip
+                 float(np.percentile(sizes, 50)) if sizes else 0.0, float(np.percentile(sizes, 99)) if sizes else 0.0, len(sizes), share)  # fmt: skip
+
+
+def histogram_quantile(text: str, name: str, q: float) -> float | None:
+    """Prometheus's histogram_quantile over one histogram of a /metrics page (linear within a bucket)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets = sorted(
+        (float(s.labels["le"]), s.value) for f in text_string_to_metric_families(text) for s in f.samples if s.name == f"{name}_bucket"
+    )
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = bound, count
+    return lower
+
+
+def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: float, seconds: float, rng: np.random.Generator, progress) -> dict[str, float | None]:  # type: ignore[no-untyped-def]
+    """User freshness with interactions offered at `rate`/s for `seconds` (event time = send time),
+    once the worker has restored its table and committed a warm-up: p50/p99 of
+    `sail_user_freshness_seconds` from the worker's own histogram (the warm-up's 20 events included)."""
+    (port,) = free_ports(1)
+    proc = start_worker(settings, port, stack.state_dir / "workers", loglevel="warning")
+    p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=5)
+    topic = settings.topics().interactions.name
+    try:
+        wait_for_group(settings, [proc])
+        run = uuid.uuid4().hex[:6]
+        for n in range(20):  # warm-up: the worker first restores the table from its changelog, then commits these
+            event = Interaction(event_id=f"{run}-warm-{n}", user_id=f"user-{n}", item_id=items[n], action=Action.LIKE, timestamp_ms=int(time.time() * 1000))
+            p.send(topic, key=event.user_id.encode(), value=encode_interaction(event))
+        p.flush()
+        deadline = time.monotonic() + 300
+        while _committed(settings)[0] < _committed(settings)[1] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        began = time.monotonic()
+        sent = 0
+        while (elapsed := time.monotonic() - began) < seconds:
+            for _ in range(int(elapsed * rate) - sent):
+                now = int(time.time() * 1000)
+                event = Interaction(event_id=f"{run}-{sent}", user_id=f"user-{rng.integers(users)}", item_id=items[int(rng.integers(len(items)))],
+                                    action=ACTIONS[int(rng.integers(len(ACTIONS)))], timestamp_ms=now, dwell_ms=5000)  # fmt: skip
+                p.send(topic, key=event.user_id.encode(), value=encode_interaction(event))
+                sent += 1
+            p.flush()
+            time.sleep(0.02)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done, end = _committed(settings)
+            if done >= end:
+                break
+            time.sleep(0.25)
+        page = scrape(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        p.close()
+        proc.stop()
+    result = {"offered_s": round(sent / seconds, 1), "p50_s": histogram_quantile(page, "sail_user_freshness_seconds", 0.5),
+              "p99_s": histogram_quantile(page, "sail_user_freshness_seconds", 0.99)}  # fmt: skip
+    progress(f"paced at {rate:,.0f}/s for {seconds:.0f}s: user freshness {result}")
+    return result
 
 
 def naive(settings: Settings, events: list[Interaction]) -> float:
@@ -238,6 +318,7 @@ def main() -> None:
     parser.add_argument("--naive-sample", type=int, default=500, help="events timed in the naive per-event loop")
     parser.add_argument("--profile", type=Path, help="write the 1-worker drain's py-spy top frames here (needs py-spy)")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--paced-s", type=float, default=30.0, help="seconds of interactions offered at 80%% of the 1-worker drain rate, for user freshness (0: skip)")
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()
 
@@ -250,6 +331,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     results: list[Drain] = []
     top: list[tuple[str, float, float]] = []
+    naive_s = 0.0
+    fresh: dict[str, float] = {}
     try:
         stack.up()
         for count in (int(w) for w in args.workers.split(",")):
@@ -258,12 +341,15 @@ def main() -> None:
             items = store_items(mine, args.items, rng)
             events = interactions(args.users, items, args.interactions, rng)
             raw = state / f"profile-{count}.txt" if args.profile is not None and count == 1 else None
-            results.append(drain(mine, state, events, count, raw, progress))
+            results.append(drain(mine, stack, events, count, raw, progress))
             if raw is not None and raw.exists():
                 top = top_frames(raw)
             if count == 1:
                 naive_s = naive(mine, events[: args.naive_sample])
                 progress(f"naive per-event loop: {naive_s:,.1f}/s")
+                if args.paced_s > 0:
+                    rate = 0.8 * results[-1].applied_s
+                    fresh = paced(mine, stack, items, args.users, rate, args.paced_s, rng, progress)  # the same group, after its drain
     finally:
         stack.down()
     report = {
@@ -272,6 +358,7 @@ def main() -> None:
         "naive_interactions_s": naive_s,
         "vs_naive": round(results[0].applied_s / naive_s, 2) if results and naive_s else None,
         "two_vs_one": round(results[1].applied_s / results[0].applied_s, 2) if len(results) > 1 and results[0].applied_s else None,
+        "user_freshness_at_80pct": fresh,
         "profile_top": [{"frame": f, "self": round(a, 3), "inclusive": round(b, 3)} for f, a, b in top],
     }
     print(json.dumps(report, indent=2))
