@@ -173,6 +173,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
 
     repair = CommitRepair(lambda: app.consumer, [*sources, topics.item_embeddings.name], contiguous=sources)
 
+    @app.timer(1.0)
+    async def commit_bases() -> None:
+        try:
+            await repair.ensure_base()
+        except Exception as exc:  # noqa: BLE001 - Kafka unreachable: the strict commit keeps waiting, tried again in 1 s
+            logger.warning("cannot read the first offsets of new partitions: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
     @app.timer(10.0)
     async def repair_commits() -> None:
         for fix in await repair.check():

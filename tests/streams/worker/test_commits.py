@@ -138,6 +138,16 @@ def test_strict_commits_hold_on_fausts_real_consumer_and_leave_other_topics_to_f
         consumer = faust.App("commits-probe", broker="kafka://127.0.0.1:9", store="memory://", web_enabled=False).consumer
         assert type(consumer).__module__ == "faust.transport.drivers.aiokafka"
 
+        def faust_new_offset_of(c: object, tp: FaustTP) -> int | None:
+            from faust.transport.consumer import Consumer as FaustConsumer
+
+            original = getattr(FaustConsumer._new_offset, "__wrapped_faust__", None)
+            saved = list(c._acked[tp])  # type: ignore[attr-defined]
+            result = original(c, tp) if original else None
+            c._acked[tp][:] = saved  # type: ignore[attr-defined]
+            c._acked_index[tp] = set(saved)  # type: ignore[attr-defined]
+            return result  # type: ignore[no-any-return]
+
         def offer(tp: FaustTP, committed: int, acked: list[int]) -> int | None:
             consumer._committed_offset[tp] = committed
             consumer._acked[tp] = list(acked)
@@ -153,6 +163,11 @@ def test_strict_commits_hold_on_fausts_real_consumer_and_leave_other_topics_to_f
         consumer._acked[strict].append(10)
         assert consumer._new_offset(strict) == 13  # once 10 is acked, the whole run
         assert offer(FaustTP("commits-probe-other", 1), 10, [11, 12]) == 13  # other topics keep Faust's logic
+        fresh = FaustTP("commits-probe-strict", 1)
+        consumer._acked[fresh] = [4, 5, 6]  # a new group: Faust holds no committed offset (None, as for 0)
+        consumer._acked_index[fresh] = {4, 5, 6}
+        assert faust_new_offset_of(consumer, fresh) == 7  # Faust's own logic would commit over 0..3
+        assert consumer._new_offset(fresh) is None  # ours waits for the base (CommitRepair.ensure_base)
 
     asyncio.run(run())
 
@@ -166,3 +181,18 @@ def test_any_faust_release_but_the_proven_one_is_refused_with_what_to_do() -> No
     check_faust_version()
     with pytest.raises(FaustVersionMismatch, match=r"faust-streaming 0\.16\.0 is installed.*faust-streaming==0\.15\.3"):
         check_faust_version("0.16.0")
+
+
+def test_ensure_base_gives_new_partitions_their_first_offset_and_leaves_the_rest() -> None:
+    a, b, other = TP("uploads", 0), TP("uploads", 1), TP("embeddings", 0)
+    consumer = Consumer([a, b, other], _committed_offset={b: 17})
+    offsets = {a: 3, b: 0, other: 0}
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        return {tp: offsets[tp] for tp in tps}
+
+    consumer.earliest_offsets = earliest_offsets  # type: ignore[attr-defined]
+    repair = CommitRepair(lambda: consumer, ["uploads", "embeddings"], contiguous=["uploads"])
+    assert asyncio.run(repair.ensure_base()) == 1
+    assert consumer._committed_offset == {a: 3, b: 17}  # the new one from its first offset; the committed one kept; not the compacted topic
+    assert asyncio.run(repair.ensure_base()) == 0
