@@ -255,7 +255,10 @@ def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: 
             p.send(topic, key=event.user_id.encode(), value=encode_interaction(event))
         p.flush()
         deadline = time.monotonic() + 300
-        while _committed(settings)[0] < _committed(settings)[1] and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            done, end = _committed(settings)  # one read: committed and end offsets of the same moment
+            if done >= end:
+                break
             time.sleep(0.5)
         began = time.monotonic()
         sent = 0
