@@ -289,9 +289,7 @@ class Scenario:
             raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
         tag = f"{name.replace('-', '')[:10]}{uuid.uuid4().hex[:6]}"
         self.stack, self.name, self.plan, self.progress, self.outage_s, self.loglevel = stack, name, plan, progress, outage_s, loglevel
-        self.settings = stack.settings.model_copy(
-            update={"item_wait_s": 10.0, **overrides, "app_id": tag, "topic_prefix": f"{tag}.", "milvus_collection_prefix": f"{tag}_"}
-        )
+        self.settings = stack.settings.model_copy(update={"item_wait_s": 10.0, **overrides}).namespaced(tag)
         s = self.settings
         ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
         ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend, tls=s.milvus_tls())

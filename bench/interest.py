@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -66,7 +67,7 @@ class Drain:
 
 
 def _prefixed(settings: Settings, tag: str) -> Settings:
-    s = settings.model_copy(update={"app_id": tag, "topic_prefix": f"{tag}.", "milvus_collection_prefix": f"{tag}_"})
+    s = settings.namespaced(tag)
     ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
     ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend, tls=s.milvus_tls())
     return s
@@ -287,6 +288,21 @@ def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: 
     return result
 
 
+def floor(settings: Settings, mode: str, count: int, progress) -> float | None:  # type: ignore[no-untyped-def]
+    """Records/s of bench.floor's `mode` reading the same interactions topic under a group of its own."""
+    progress(f"floor: {mode} reading {count:,} records")
+    done = subprocess.run([sys.executable, "-m", "bench.floor", mode, settings.kafka_bootstrap, settings.topics().interactions.name, str(count)],
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    # Faust sends a worker's stdout to its log (stderr), so the figure may arrive on either
+    lines = [line[line.index('{"mode"') :] for line in (done.stdout + done.stderr).splitlines() if '{"mode"' in line]
+    if not lines:
+        progress(f"floor: {mode} gave no figure (rc {done.returncode}): {done.stderr[-400:]}")
+        return None
+    rate = json.loads(lines[-1])["per_s"]
+    progress(f"floor: {mode} {rate:,.1f} records/s")
+    return rate
+
+
 def naive(settings: Settings, events: list[Interaction]) -> float:
     """Events/s of a per-event loop: the user's state, one Milvus get of their items, the maths, one upsert."""
     params = InterestParams()
@@ -322,6 +338,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="write the 1-worker drain's py-spy top frames here (needs py-spy)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--paced-s", type=float, default=30.0, help="seconds of interactions offered at 80%% of the 1-worker drain rate, for user freshness (0: skip)")
+    parser.add_argument("--floor", action="store_true", help="after the 1-worker drain, time an empty Faust agent and a bare aiokafka loop on the same backlog (bench.floor)")
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()
 
@@ -336,6 +353,7 @@ def main() -> None:
     top: list[tuple[str, float, float]] = []
     naive_s = 0.0
     fresh: dict[str, float] = {}
+    floors: dict[str, float | None] = {}
     try:
         stack.up()
         for count in (int(w) for w in args.workers.split(",")):
@@ -350,6 +368,8 @@ def main() -> None:
             if count == 1:
                 naive_s = naive(mine, events[: args.naive_sample])
                 progress(f"naive per-event loop: {naive_s:,.1f}/s")
+                if args.floor:
+                    floors = {mode: floor(mine, mode, len(events), progress) for mode in ("kafka", "faust")}
                 if args.paced_s > 0:
                     rate = 0.8 * results[-1].applied_s
                     fresh = paced(mine, stack, items, args.users, rate, args.paced_s, rng, progress)  # the same group, after its drain
@@ -362,6 +382,7 @@ def main() -> None:
         "vs_naive": round(results[0].applied_s / naive_s, 2) if results and naive_s else None,
         "two_vs_one": round(results[1].applied_s / results[0].applied_s, 2) if len(results) > 1 and results[0].applied_s else None,
         "user_freshness_at_80pct": fresh,
+        "floor_per_s": floors,
         "profile_top": [{"frame": f, "self": round(a, 3), "inclusive": round(b, 3)} for f, a, b in top],
     }
     print(json.dumps(report, indent=2))

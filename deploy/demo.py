@@ -1,9 +1,11 @@
 """`sail-stream demo`: the main job on local defaults.
 
-Brings the local stack up, starts streaming workers and the synthetic producer, shows live progress
+Brings the local stack up, starts streaming workers and a traffic source (MovieLens replayed by
+default, `deploy.movielens`; or the synthetic generator, `deploy.traffic`), shows live progress
 (items and interactions per second, freshness p50/p99, consumer lag, dead letters), then a sample
-recall (a fresh item's neighbours, a user's top items), and shuts everything down on Ctrl-C or after
-`--duration`.
+recall a person can judge (a user's recent likes and top unseen items, by title; a fresh item's
+neighbours), and shuts everything down on Ctrl-C or when the source is done. Every run has its own
+topics, collections and consumer group (`Settings.namespaced`), so runs never see each other's items.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -20,7 +23,9 @@ from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from streams.sinks.kafka import end_offsets_total, partition_offsets
+from deploy.movielens import MovieLens, replay
 from deploy.traffic import LoadPlan, Produced, Traffic, run_producer
+from streams.recall.query import Recall, RecallError
 from streams.sinks.milvus import MilvusSink
 from topology.collections import VECTOR_FIELD, user_key
 from topology.settings import Settings
@@ -95,43 +100,121 @@ class Monitor:
         return line, uploads_lag + events_lag + retry_lag
 
 
-async def _recall(settings: Settings, sink: MilvusSink, traffic: Traffic, say: Say) -> None:
-    items, users = settings.collections()
-    if not traffic.items:
-        return
-    fresh = traffic.items[-1]
-    got = await sink.get(items.name, [fresh], fields=[VECTOR_FIELD])
-    if got:
-        vector = np.asarray(got[0][VECTOR_FIELD], dtype=np.float32)[None, :]
-        hits = (await sink.search(items.name, vector, limit=6, vector_field=VECTOR_FIELD, consistency="Strong"))[0]
-        topic = traffic.item_topics[traffic.items.index(fresh)]
-        say(f"item-to-item: the freshest item {fresh} [{topic}] {traffic.titles[fresh]!r} -> nearest items:")
-        for hit in hits[1:]:
-            index = traffic.items.index(hit.id) if hit.id in traffic.titles else -1
-            say(f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] {traffic.titles.get(hit.id, hit.id)!r}")
-    if traffic.user_items:
-        user = max(traffic.user_items, key=lambda u: len(traffic.user_items[u]))
-        rows = await sink.get(users.name, [user_key(user, 0)], fields=[VECTOR_FIELD, "event_count"])
-        if rows:
-            seen = traffic.user_items[user]
-            exclude = ", ".join(f'"{i}"' for i in sorted(seen))
-            vector = np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)[None, :]
-            hits = (await sink.search(items.name, vector, limit=5, vector_field=VECTOR_FIELD, filter_expr=f"item_id not in [{exclude}]", consistency="Strong"))[0]
-            likes = ", ".join(traffic.user_topics[int(user.split("-")[1])])
-            say(f"user-to-item: {user} ({rows[0]['event_count']} events; prefers {likes}) -> top unseen items:")
-            for hit in hits:
+class Source(Protocol):
+    """What the demo streams: `describe` is its banner, `run` sends it (until done or `stop()`),
+    `show` prints the recall a person can judge once every event is processed."""
+
+    def describe(self) -> str: ...
+
+    def run(self, settings: Settings, stop: Callable[[], bool], say: Say) -> Produced: ...
+
+    async def show(self, settings: Settings, sink: MilvusSink, say: Say) -> None: ...
+
+
+class Synthetic:
+    """The synthetic world of `deploy.traffic` at the plan's rates, with a malformed share."""
+
+    def __init__(self, plan: LoadPlan) -> None:
+        self.plan = plan
+        self.traffic = Traffic(plan, run_id=f"demo{plan.seed}-{int(time.time())}")
+
+    def describe(self) -> str:
+        p = self.plan
+        return f"synthetic traffic: {p.duration_s:.0f}s of {p.items_per_s:g} uploads/s and {p.interactions_per_s:g} interactions/s"
+
+    def run(self, settings: Settings, stop: Callable[[], bool], say: Say) -> Produced:
+        return run_producer(settings, self.plan, stop=stop, traffic=self.traffic)
+
+    async def show(self, settings: Settings, sink: MilvusSink, say: Say) -> None:
+        items, users = settings.collections()
+        traffic = self.traffic
+        if not traffic.items:
+            return
+        fresh = traffic.items[-1]
+        got = await sink.get(items.name, [fresh], fields=[VECTOR_FIELD])
+        if got:
+            vector = np.asarray(got[0][VECTOR_FIELD], dtype=np.float32)[None, :]
+            hits = (await sink.search(items.name, vector, limit=6, vector_field=VECTOR_FIELD, consistency="Strong"))[0]
+            topic = traffic.item_topics[traffic.items.index(fresh)]
+            say(f"item-to-item: the freshest item {fresh} [{topic}] {traffic.titles[fresh]!r} -> nearest items:")
+            for hit in hits[1:]:
                 index = traffic.items.index(hit.id) if hit.id in traffic.titles else -1
                 say(f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] {traffic.titles.get(hit.id, hit.id)!r}")
+        if traffic.user_items:
+            user = max(traffic.user_items, key=lambda u: len(traffic.user_items[u]))
+            rows = await sink.get(users.name, [user_key(user, 0)], fields=[VECTOR_FIELD, "event_count"])
+            if rows:
+                seen = traffic.user_items[user]
+                exclude = ", ".join(f'"{i}"' for i in sorted(seen))
+                vector = np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)[None, :]
+                hits = (await sink.search(items.name, vector, limit=5, vector_field=VECTOR_FIELD, filter_expr=f"item_id not in [{exclude}]", consistency="Strong"))[0]
+                likes = ", ".join(traffic.user_topics[int(user.split("-")[1])])
+                say(f"user-to-item: {user} ({rows[0]['event_count']} events; prefers {likes}) -> top unseen items:")
+                for hit in hits:
+                    index = traffic.items.index(hit.id) if hit.id in traffic.titles else -1
+                    say(f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] {traffic.titles.get(hit.id, hit.id)!r}")
 
 
-def run_demo(settings: Settings, plan: LoadPlan, workers: int, keep_stack: bool, say: Say, interval_s: float = 5.0) -> int:
-    """The main job; returns 0 when every produced event was processed (lag back to zero)."""
-    say(f"sail-stream demo: {plan.duration_s:.0f}s of {plan.items_per_s:g} uploads/s and {plan.interactions_per_s:g} interactions/s, {workers} worker(s)")
+class MovieLensReplay:
+    """The first ratings of MovieLens in log order: movies as uploads, ratings as interactions."""
+
+    def __init__(self, data: MovieLens, speedup: float, max_gap_s: float) -> None:
+        self.data, self.speedup, self.max_gap_s = data, speedup, max_gap_s
+        self.titles = data.labels()
+
+    def describe(self) -> str:
+        users = len({r.user for r in self.data.ratings})
+        return (f"MovieLens replay: {len(self.data.ratings):,} ratings by {users:,} users on {len(self.data.movies):,} movies, "
+                f"{self.speedup:,.0f}x faster than the log (quiet spells cut to {self.max_gap_s:g}s)")  # fmt: skip
+
+    def run(self, settings: Settings, stop: Callable[[], bool], say: Say) -> Produced:
+        done = replay(settings, self.data, self.speedup, self.max_gap_s, progress=say, stop=stop)
+        return Produced(done.uploads, done.interactions, 0, done.elapsed_s)
+
+    async def show(self, settings: Settings, sink: MilvusSink, say: Say) -> None:
+        items, users = settings.collections()
+        recall = Recall(sink, items, users, settings.interest_slots)
+        liked: dict[int, list[str]] = {}
+        rated: dict[int, set[str]] = {}
+        for r in self.data.ratings:
+            rated.setdefault(r.user, set()).add(r.item_id)
+            if r.rating >= 4.0:
+                liked.setdefault(r.user, []).append(r.item_id)
+        if not liked:
+            return
+        user = max(liked, key=lambda u: (len(liked[u]), -u))
+        user_id = f"ml-user-{user}"
+        say(f"user-to-item: {user_id} rated {len(rated[user])} movies; their latest likes:")
+        for item in liked[user][-5:][::-1]:
+            say(f"   {self.titles[item]}")
+        try:
+            top = await recall.user_to_item(user_id, k=8, exclude_items=sorted(rated[user]), consistency="Strong")
+        except RecallError as exc:
+            say(f"   (no recommendation: {exc})")
+            return
+        say("  -> their top unseen movies now:")
+        for hit in top:
+            say(f"   {hit.score:6.3f}  {self.titles.get(hit.item_id, hit.item_id)}")
+        fresh = next((r.item_id for r in reversed(self.data.ratings) if r.rating >= 4.0), None)
+        if fresh is not None:
+            near = await recall.item_to_item(fresh, k=5, consistency="Strong")
+            say(f"item-to-item: the last movie liked in the replay, {self.titles[fresh]} -> nearest movies:")
+            for hit in near:
+                say(f"   {hit.score:6.3f}  {self.titles.get(hit.item_id, hit.item_id)}")
+
+
+def run_demo(settings: Settings, source: Source, workers: int, keep_stack: bool, say: Say, interval_s: float = 5.0, stall_s: float = 60.0) -> int:
+    """The main job; returns 0 when every event sent was processed (lag back to zero).
+
+    After the source is done the demo waits while the lag shrinks, and gives up after `stall_s`
+    without progress."""
+    settings = settings.namespaced(f"demo{time.strftime('%Y%m%d%H%M%S')}")
+    say(f"sail-stream demo: {source.describe()}, {workers} worker(s)")
+    say(f"this run's topics, collections and consumer group: {settings.topic_prefix}*, {settings.milvus_collection_prefix}*, {settings.app_id}")
     stack = Stack(settings, progress=lambda line: say(f"  {line}"))
     procs: list[ManagedProcess] = []
     stop = threading.Event()
     produced: list[Produced] = []
-    traffic = Traffic(plan, run_id=f"demo{plan.seed}-{int(time.time())}")
     loop = asyncio.new_event_loop()
     sink = MilvusSink.for_settings(settings)
     drained = False
@@ -144,26 +227,28 @@ def run_demo(settings: Settings, plan: LoadPlan, workers: int, keep_stack: bool,
         loop.run_until_complete(sink.start())
         monitor = Monitor(settings, sink)
         monitor.start(loop)
-        producer = threading.Thread(target=lambda: produced.append(run_producer(settings, plan, stop=stop.is_set, traffic=traffic)), daemon=True)
+        producer = threading.Thread(target=lambda: produced.append(source.run(settings, stop.is_set, say)), daemon=True)
         producer.start()
         t0 = time.monotonic()
         while producer.is_alive():
             producer.join(timeout=interval_s)
             line, _ = monitor.sample(loop)
             say(f"[{time.monotonic() - t0:5.0f}s] {line}")
-        say("producer finished; waiting for the workers to catch up ...")
-        deadline = time.monotonic() + max(60.0, settings.item_wait_s * 2)
-        while time.monotonic() < deadline:
+        say("source finished; waiting for the workers to catch up ...")
+        best, progressed = None, time.monotonic()
+        while time.monotonic() - progressed < max(stall_s, settings.item_wait_s * 2):
             time.sleep(2.0)
             line, lag = monitor.sample(loop)
             say(f"[{time.monotonic() - t0:5.0f}s] {line}")
             if lag == 0:
                 drained = True
                 break
+            if best is None or lag < best:
+                best, progressed = lag, time.monotonic()
         if produced:
             p = produced[0]
-            say(f"produced {p.uploads} uploads and {p.interactions} interactions in {p.elapsed_s:.0f}s; all processed: {'yes' if drained else 'NO (lag left)'}")
-        loop.run_until_complete(_recall(settings, sink, traffic, say))
+            say(f"sent {p.uploads} uploads and {p.interactions} interactions in {p.elapsed_s:.0f}s; all processed: {'yes' if drained else 'NO (lag left)'}")
+        loop.run_until_complete(source.show(settings, sink, say))
     except KeyboardInterrupt:
         say("interrupted: shutting down")
     finally:
@@ -173,7 +258,8 @@ def run_demo(settings: Settings, plan: LoadPlan, workers: int, keep_stack: bool,
         for proc in procs:
             proc.stop()
         if keep_stack:
-            say("stack left running (--keep-stack); stop it with `sail-stream stack down`")
+            say(f"stack left running (--keep-stack); query this run with SAIL_APP_ID={settings.app_id} SAIL_TOPIC_PREFIX={settings.topic_prefix} "
+                f"SAIL_MILVUS_COLLECTION_PREFIX={settings.milvus_collection_prefix}; stop it with `sail-stream stack down`")  # fmt: skip
         else:
             stack.down()
     return 0 if drained else 1

@@ -94,7 +94,7 @@ class Traffic:
             cover = Media.inline(self.covers[topic][int(self.rng.integers(4))])
         self.items.append(item_id)
         self.item_topics.append(topic)
-        self.titles[item_id] = f"{phrase} part {n % 7 + 1}"
+        self.titles[item_id] = f"{phrase}, episode {n + 1}"  # distinct: the demo lists titles side by side
         return ContentUpload(
             item_id=item_id, creator_id=f"creator-{creator}", created_at_ms=now_ms, title=self.titles[item_id],
             ocr_text=f"{phrase.upper()}. subscribe for more", asr_text=f"hi everyone today {phrase}. thanks for watching",

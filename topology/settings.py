@@ -195,6 +195,11 @@ class Settings(BaseSettings):
     )
     status_interval_s: float = Field(5.0, gt=0, description="how often a worker samples lag and probes freshness")
     freshness_slo_s: float = Field(5.0, gt=0, description="item freshness p99 objective (status verdict, alerts)")
+    online_hit_sample: float = Field(
+        0.02, ge=0, le=1, description="share of positive interactions checked for the online hit rate (was the item in the user's top-K "
+        "just before?); one Milvus search per batch's sample, beside the stream; 0: off",
+    )  # fmt: skip
+    online_hit_k: int = Field(50, ge=1, le=1000, description="K of the online hit rate")
     lag_seconds_degraded: float = Field(30.0, gt=0, description="seconds behind that make the verdict degraded")
     stall_window_s: float = Field(30.0, gt=0, description="committed offset still this long with lag > 0 = stalled partition")
 
@@ -276,6 +281,13 @@ class Settings(BaseSettings):
             ssl_certfile=self.kafka_ssl_certfile,
             ssl_keyfile=self.kafka_ssl_keyfile,
         )
+
+    def namespaced(self, tag: str) -> Settings:
+        """These settings with topics, Milvus collections and a consumer group of their own, named
+        after `tag` (letters, digits, '_'), so one run on a shared stack sees nothing of another's."""
+        if not tag or not all(c.isascii() and (c.isalnum() or c == "_") for c in tag):
+            raise ValueError(f"a namespace tag is letters, digits and '_', got {tag!r}")
+        return self.model_copy(update={"app_id": tag, "topic_prefix": f"{tag}.", "milvus_collection_prefix": f"{tag}_"})
 
     def as_env(self) -> dict[str, str]:
         """These settings as SAIL_* variables, to hand to a child process (secrets included: keep the

@@ -39,7 +39,7 @@ if [ ! -f "$venv/.complete" ]; then
   mkdir -p "$cache"
   "$python" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip >&2
-  if ! "$venv/bin/pip" install -c "$root/constraints.txt" -e "$root[dev,milvus-server]" >"$cache/install.log" 2>&1; then
+  if ! "$venv/bin/pip" install -c "$root/constraints.txt" -e "$root[dev,milvus-server,movielens]" >"$cache/install.log" 2>&1; then
     tail -40 "$cache/install.log" >&2
     say "dependency install failed; full log in $cache/install.log"
     exit 1

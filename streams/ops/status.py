@@ -1,5 +1,6 @@
 """What a worker knows about the pipeline's health: a lag window per partition (sampled from Kafka),
-the verdict, and the status page that shows them (self-contained HTML, no external assets)."""
+the verdict, a trend of the last minutes, and the status page that shows them (self-contained HTML
+with inline SVG charts, no external assets)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import html
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 
 from streams.ops.health import LagSample, Thresholds, Verdict, evaluate
 from streams.ops.lag import PartitionLag, read_lag
@@ -39,6 +40,35 @@ class LagWatch:
         return evaluate({k: list(v) for k, v in self.history.items()}, dependencies_up, freshness_p99_s, thresholds, saturation)
 
 
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    """One status sample: what the charts draw."""
+
+    at_s: float
+    lag_messages: int
+    freshness_p50_s: float | None
+    freshness_p99_s: float | None
+    events_per_s: float
+    online_hit_rate: float | None
+
+
+class Trend:
+    """The status samples of the last `window_s` (one every `interval_s`)."""
+
+    def __init__(self, window_s: float = 900.0, interval_s: float = 5.0) -> None:
+        self.points: deque[TrendPoint] = deque(maxlen=max(2, int(window_s / interval_s) + 1))
+
+    def record(self, watch: LagWatch, metrics: Metrics, hit_rate: float | None) -> None:
+        fresh = metrics.freshness_percentiles()
+        self.points.append(TrendPoint(
+            time.time(), sum(r.messages_behind for r in watch.rows), fresh.get("p50"), fresh.get("p99"),
+            round(sum(metrics.rates().values()), 3), hit_rate,
+        ))  # fmt: skip
+
+    def series(self) -> dict[str, list[float | None]]:
+        return {f.name: [getattr(p, f.name) for p in self.points] for f in fields(TrendPoint)}
+
+
 def dependency_states(metrics: Metrics) -> dict[str, bool]:
     return {s.labels["dependency"]: s.value == 1 for family in metrics.dependency_up.collect() for s in family.samples}
 
@@ -52,7 +82,11 @@ def dead_letter_counts(metrics: Metrics) -> dict[str, int]:
     return counts
 
 
-def status_json(watch: LagWatch, metrics: Metrics, verdict: Verdict) -> dict[str, object]:
+def status_json(
+    watch: LagWatch, metrics: Metrics, verdict: Verdict, trend: Trend | None = None, online: tuple[int, float | None, int] | None = None
+) -> dict[str, object]:
+    """Everything the status page shows; `online` is (K, hit rate, checks) of the online hit rate."""
+    k, rate, checks = online if online is not None else (0, None, 0)
     return {
         "verdict": verdict.status,
         "reasons": list(verdict.reasons),
@@ -62,10 +96,60 @@ def status_json(watch: LagWatch, metrics: Metrics, verdict: Verdict) -> dict[str
         "dead_letters": dead_letter_counts(metrics),
         "dependencies": dependency_states(metrics),
         "encoder_saturation": metrics.saturation(),
+        "online_hit_rate": {"k": k, "rate": rate, "checks": checks},
+        "trend": trend.series() if trend is not None else {},
     }
 
 
 _COLOURS = {"healthy": "#1a7f37", "degraded": "#bf8700", "failing": "#cf222e"}
+_W, _H = 320, 64
+
+
+def _segments(at: Sequence[float], values: Sequence[float | None], low: float, high: float, t0: float, t1: float) -> list[str]:
+    """SVG polyline point lists, one per run of known values (a gap where a value is None)."""
+    runs: list[list[str]] = [[]]
+    for t, v in zip(at, values):
+        if v is None:
+            runs.append([])
+            continue
+        x = (t - t0) / (t1 - t0) * _W if t1 > t0 else _W
+        y = _H - (v - low) / (high - low) * (_H - 4) - 2 if high > low else _H / 2
+        runs[-1].append(f"{x:.1f},{y:.1f}")
+    return [" ".join(r) for r in runs if r]
+
+
+def chart(chart_id: str, title: str, at: Sequence[float], lines: Sequence[tuple[str, str, Sequence[float | None]]], unit: str, floor: float = 0.0) -> str:
+    """A small line chart as inline SVG: `lines` are (label, colour, values at `at`); the title
+    carries each line's latest value, the axis its maximum."""
+    known = [v for _, _, values in lines for v in values if v is not None]
+    e = html.escape
+    if len(at) < 2 or not known:
+        return f"<figure id={chart_id}><figcaption>{e(title)}: no data yet</figcaption></figure>"
+    low, high = min(floor, min(known)), max(known)
+    high = high if high > low else low + 1.0
+    latest = ", ".join(f"{e(label)} {next((v for v in reversed(values) if v is not None), float('nan')):.3g}{unit}" for label, _, values in lines)
+    polylines = "".join(
+        f'<polyline fill=none stroke="{colour}" stroke-width=1.5 points="{points}"><title>{e(label)}</title></polyline>'
+        for label, colour, values in lines for points in _segments(at, values, low, high, at[0], at[-1])
+    )  # fmt: skip
+    minutes = (at[-1] - at[0]) / 60
+    return (f"<figure id={chart_id}><figcaption>{e(title)} (last {minutes:.0f} min): {latest}</figcaption>"
+            f'<svg id="svg-{chart_id}" width={_W} height={_H} viewBox="0 0 {_W} {_H}" role=img aria-label="{e(title)}">'
+            f'<rect width={_W} height={_H} fill="#f6f8fa"/>{polylines}'
+            f'<text x=2 y=10 font-size=9 fill="#57606a">{high:.3g}{unit}</text><text x=2 y={_H - 2} font-size=9 fill="#57606a">{low:.3g}{unit}</text></svg></figure>')  # fmt: skip
+
+
+def _charts(trend: Mapping[str, Sequence[float | None]], k: int) -> str:
+    at = [float(t) for t in trend.get("at_s", []) if t is not None]
+    if not at:
+        return "<p>no samples yet</p>"
+    hit = [None if v is None else 100.0 * v for v in trend["online_hit_rate"]]
+    return "".join([
+        chart("chart-lag", "Consumer lag, messages", at, [("lag", "#0969da", trend["lag_messages"])], ""),
+        chart("chart-freshness", "Item freshness, s", at, [("p50", "#1a7f37", trend["freshness_p50_s"]), ("p99", "#cf222e", trend["freshness_p99_s"])], " s"),
+        chart("chart-throughput", "Throughput, events/s", at, [("events/s", "#8250df", trend["events_per_s"])], ""),
+        chart("chart-hit-rate", f"Online hit rate @{k}, %", at, [("hit rate", "#bf8700", hit)], " %"),
+    ])  # fmt: skip
 
 
 def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> str:
@@ -84,6 +168,12 @@ def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> s
     rates = "".join(f"<li>{e(k)}: {v:.1f} events/s</li>" for k, v in status["events_per_s"].items()) or "<li>idle</li>"  # type: ignore[attr-defined]
     saturation = status.get("encoder_saturation")
     rates += f"<li>encoder saturation: {saturation:.0%} of the last minute waiting for it</li>" if isinstance(saturation, float) else ""
+    online = status.get("online_hit_rate") or {}
+    k, hit_rate, checks = online.get("k", 0), online.get("rate"), online.get("checks", 0)  # type: ignore[union-attr]
+    quality = (f"<li>online hit rate @{k}: {hit_rate:.1%} of the last {checks} sampled positive interactions were in the user's top {k} just before</li>"
+               if isinstance(hit_rate, float) else f"<li>online hit rate @{k}: no sampled interaction checked yet</li>")  # fmt: skip
+    trend = status.get("trend") or {}
+    charts = _charts(trend, int(k)) if trend else "<p>no samples yet</p>"  # type: ignore[arg-type]
     dead = "".join(f"<li>{e(k)}: {v}</li>" for k, v in status["dead_letters"].items()) or "<li>none</li>"  # type: ignore[attr-defined]
     deps = "".join(f"<li class={'up' if up else 'down'}>{e(k)}: {'up' if up else 'DOWN'}</li>" for k, up in status["dependencies"].items())  # type: ignore[attr-defined]
     return f"""<!doctype html>
@@ -100,6 +190,8 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #d0d7de;padding:.25em 
 <section><h2>Dependencies</h2><ul id=dependencies>{deps}</ul></section>
 <section><h2>Item freshness (upload to Milvus, last 5 min)</h2><table id=freshness><tr>{fresh_cells}</tr></table></section>
 <section><h2>Throughput (last minute)</h2><ul id=throughput>{rates}</ul></section>
+<section><h2>Trends</h2><div id=charts style="display:flex;flex-wrap:wrap;gap:1em">{charts}</div></section>
+<section><h2>Recommendation quality</h2><ul id=quality>{quality}</ul></section>
 <section><h2>Dead letters by reason</h2><ul id=dead-letters>{dead}</ul></section>
 <section><h2>Consumer lag</h2><table id=lag><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th><th>messages behind</th><th>seconds behind</th></tr>{lag_rows}</table></section>
 <p><small>generated {time.strftime('%Y-%m-%d %H:%M:%S')}; refreshes every {refresh_s} s; JSON at <a href="/status.json">/status.json</a>, Prometheus at <a href="/metrics">/metrics</a></small></p>

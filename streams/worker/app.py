@@ -38,7 +38,7 @@ from typing import Any
 import faust
 
 from streams.ops.health import Thresholds
-from streams.ops.status import LagWatch, dependency_states, render_status, status_json
+from streams.ops.status import LagWatch, Trend, dependency_states, render_status, status_json
 from streams.worker.canary import FreshnessCanary
 from streams.worker.commits import CommitRepair, install_strict_commits
 from streams.worker.content import ContentStage
@@ -140,10 +140,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     )  # fmt: skip
     thresholds = Thresholds(lag_seconds_degraded=s.lag_seconds_degraded, freshness_p99_slo_s=s.freshness_slo_s, stall_window_s=s.stall_window_s)
 
+    trend = Trend(window_s=900.0, interval_s=s.status_interval_s)
+
     def current_status() -> dict[str, object]:
         metrics = ctx.metrics
         verdict = watch.verdict(dependency_states(metrics), metrics.freshness_percentiles().get("p99"), thresholds, metrics.saturation())
-        return status_json(watch, metrics, verdict)
+        return status_json(watch, metrics, verdict, trend, (ctx.online.k, *ctx.online.rate()))
 
     @app.timer(s.status_interval_s)
     async def sample_lag() -> None:
@@ -151,6 +153,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         try:
             await watch.sample(ctx.metrics)
             ctx.metrics.dependency_up.labels("kafka").set(1)
+            trend.record(watch, ctx.metrics, ctx.online.rate()[0])
         except Exception as exc:  # noqa: BLE001 - a failed sample is reported, the worker goes on
             ctx.metrics.dependency_up.labels("kafka").set(0)
             logger.warning("lag sample failed: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)

@@ -12,6 +12,7 @@ import faust
 
 from encoders.client import EncoderClient
 from streams.ops.metrics import Metrics
+from streams.ops.quality import OnlineHitRate
 from streams.sinks.media import MediaResolver
 from streams.sinks.milvus import MilvusSink
 from streams.worker.items import ItemCache, ItemVectors
@@ -38,6 +39,7 @@ class Context:
         self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s, policy=s.media_policy())
         self.vectors = ItemVectors(ItemCache(s.item_cache_size), self.sink, self.items, self.retry, self.limits)
         self.outbox = Outbox(self.retry, self.metrics, self.topic(self.topics.dead_letters.name))
+        self.online = OnlineHitRate(self.sink, self.items, s.online_hit_k, self.metrics)
         self._started = False
         self._lock = asyncio.Lock()
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streams.interest.maths import InterestParams, already_applied, apply_interaction, interest_vectors
+from streams.ops.quality import probe
 from streams.worker.context import Context
 from streams.worker.events import arrival
 from streams.worker.waiting import ItemWait
@@ -65,8 +66,13 @@ class InterestStage:
         changed = {}
         applied: dict[str, list[Any]] = {}
         waiting: list[Any] = []
+        probes = []
+        share = ctx.settings.online_hit_sample
         for user, pairs in by_user.items():
             state = states[user]
+            if share > 0:  # the online hit rate: sampled positives against the vectors before this batch
+                fresh = (i for _, i in pairs if i.item_id in vectors and not already_applied(state, i))
+                probes += [p for i in fresh if (p := probe(i, state, vectors, self.params, share)) is not None][:1]
             for event, interaction in pairs:
                 if already_applied(state, interaction):
                     continue
@@ -77,6 +83,7 @@ class InterestStage:
                 applied.setdefault(user, []).append(event)
             if state is not states[user]:
                 changed[user] = state
+        ctx.online.submit(probes)
         if waiting:
             await self.waiting.park(waiting)
         rows = []

@@ -35,7 +35,7 @@ def _version_1(state: InterestState, ids: list[str]) -> bytes:
 
 def test_a_worker_upgraded_over_a_version_1_changelog_keeps_every_users_vector(stack: Stack, settings: Settings) -> None:
     tag = f"up{uuid.uuid4().hex[:6]}"
-    s = settings.model_copy(update={"app_id": tag, "topic_prefix": f"{tag}.", "milvus_collection_prefix": f"{tag}_"})
+    s = settings.namespaced(tag)
     ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
     ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend)
     params = InterestParams.for_settings(s)

