@@ -195,9 +195,10 @@ class Replayed:
 
 def replay(
     settings: Settings, data: MovieLens, speedup: float = 2_000_000.0, max_gap_s: float = 1.0,
-    progress: Callable[[str], None] = lambda line: None, stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[str], None] = lambda line: None, stop: Callable[[], bool] = lambda: False, uploads_sent: bool = False,
 ) -> Replayed:  # fmt: skip
-    """Send `data` to the uploads and interactions topics in log order, paced by `schedule`."""
+    """Send `data` to the uploads and interactions topics in log order, paced by `schedule`
+    (`uploads_sent`: the movies went out before, e.g. by `send_uploads`; only the ratings now)."""
     topics = settings.topics()
     p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=5)
     began = time.monotonic()
@@ -218,6 +219,8 @@ def replay(
                 time.sleep(wait)
             now_ms = max(int(time.time() * 1000) - lead_ms, now_ms + 1)
             if step.movie is not None:
+                if uploads_sent:
+                    continue
                 upload = upload_for(step.movie, now_ms)
                 p.send(topics.uploads.name, key=upload.item_id.encode(), value=encode_upload(upload))
                 uploads += 1
@@ -233,3 +236,17 @@ def replay(
     finally:
         p.close()
     return Replayed(uploads, interactions, time.monotonic() - began, sent)
+
+
+def send_uploads(settings: Settings, data: MovieLens) -> int:
+    """Every movie of `data` to the uploads topic at once (a backlog for the encoder); how many."""
+    p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=5)
+    now_ms = int(time.time() * 1000)
+    try:
+        for movie in data.movies.values():
+            upload = upload_for(movie, now_ms)
+            p.send(settings.topics().uploads.name, key=upload.item_id.encode(), value=encode_upload(upload))
+        p.flush()
+    finally:
+        p.close()
+    return len(data.movies)

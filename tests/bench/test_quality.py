@@ -71,3 +71,11 @@ def test_a_movie_without_a_vector_is_an_error_not_a_silent_miss() -> None:
     del vectors["ml-2"]
     with pytest.raises(ValueError, match="1 rated movies have no vector"):
         evaluate(data, vectors)
+
+
+def test_the_warm_subset_holds_only_likes_a_nightly_job_could_serve() -> None:
+    data, vectors = _world()
+    result = evaluate(data, vectors)
+    warm = {m["method"]: m for m in result["warm_methods"]}
+    assert all(m["queries"] == 1 for m in warm.values())  # only the next-day like: the user had positives before that day
+    assert warm["daily-mean10"]["hit_rate_10"] == 1.0 and warm["realtime-mean10"]["hit_rate_10"] == 1.0
