@@ -48,9 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.movielens import MovieLens, Rating, action_for
+from deploy.movielens import MovieLens, Rating, interaction_for
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
-from topology.messages import Action, Interaction, InterestState
+from topology.messages import Action, InterestState
 
 DAY_S = 86_400
 KNN_PAIRS = 50  # each new positive is paired with the user's previous 50 positives
@@ -70,8 +70,6 @@ class Score:
 
     def add(self, rank: float, top10: Iterable[int]) -> None:
         self.queries += 1
-        if math.isinf(rank):
-            return
         self.served += 1
         self.hits10 += rank < 10
         self.hits50 += rank < 50
@@ -115,13 +113,6 @@ class User:
     day: int = -1  # the log day of the user's latest event
     daily_state: InterestState = field(default_factory=InterestState)  # the state at the start of `day`
     daily_positives: list[int] = field(default_factory=list)
-
-
-def _event(rating: Rating) -> Interaction:
-    """The interaction of `rating` with its original time (the protocol's clock is the log's)."""
-    action = action_for(rating.rating)
-    return Interaction(event_id=f"ml-{rating.user}-{rating.movie_id}", user_id=rating.user_id, item_id=rating.item_id, action=action,
-                       timestamp_ms=rating.timestamp_s * 1000, dwell_ms=10_000 if action is Action.VIEW else 0)  # fmt: skip
 
 
 def evaluate(
@@ -173,7 +164,7 @@ def evaluate(
             user.daily_state = user.state
             user.daily_positives = list(user.positives)
             user.day = day
-        event = _event(rating)
+        event = interaction_for(rating, rating.timestamp_s * 1000)  # the protocol's clock is the log's
         now = rating.timestamp_s
         while recent and recent[0][0] <= now - DAY_S:
             popular[recent.popleft()[1]] -= 1
@@ -250,7 +241,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     from streams.sinks.kafka import group_offsets
     from streams.sinks.milvus import MilvusSink
     from tests.support.stack import local_settings
-    from topology.collections import VECTOR_FIELD
+    from tests.support.streaming import stored_items
 
     def progress(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
@@ -288,21 +279,18 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
             apply_s = drain("applying the ratings")
             progress(f"{len(data.movies):,} movies encoded and stored in {encode_s:.0f}s, {sent.interactions:,} ratings applied in {apply_s:.0f}s")
 
-            async def read() -> tuple[dict[str, np.ndarray], dict[str, object]]:
+            ids = list(data.labels())
+            vectors = {k: v for start in range(0, len(ids), 500) for k, v in stored_items(mine, ids[start : start + 500]).items()}
+
+            async def check() -> dict[str, object]:
                 sink = MilvusSink.for_settings(mine)
                 await sink.start()
                 try:
-                    items = mine.collections()[0].name
-                    ids = list(data.labels())
-                    got: dict[str, np.ndarray] = {}
-                    for start in range(0, len(ids), 500):
-                        for row in await sink.get(items, ids[start : start + 500], fields=[VECTOR_FIELD]):
-                            got[str(row["item_id"])] = np.asarray(row[VECTOR_FIELD], dtype=np.float32)
-                    return got, await agreement(mine, sink, data, got, sent.sent)
+                    return await agreement(mine, sink, data, vectors, sent.sent)
                 finally:
                     await sink.close()
 
-            vectors, agree = asyncio.run(read())
+            agree = asyncio.run(check())
         finally:
             for proc in procs:
                 proc.stop()
@@ -345,7 +333,7 @@ async def agreement(settings, sink, data: MovieLens, vectors: dict[str, np.ndarr
         client = RecallClient(f"http://127.0.0.1:{port}", timeout_s=30.0)
         for user in chosen:
             rated = by_user[user]
-            events = [replace(_event(r), timestamp_ms=sent[f"ml-{r.user}-{r.movie_id}"]) for r in rated]
+            events = [interaction_for(r, sent[r.event_id]) for r in rated]
             query = interest_vectors(fold_interactions(events, params), vectors, params)
             if query is None:
                 continue

@@ -67,6 +67,10 @@ class Rating:
         return f"ml-user-{self.user}"
 
     @property
+    def event_id(self) -> str:
+        return f"ml-{self.user}-{self.movie_id}"  # a user rates a movie once
+
+    @property
     def item_id(self) -> str:
         return f"ml-{self.movie_id}"
 
@@ -137,7 +141,7 @@ def upload_for(movie: Movie, created_at_ms: int) -> ContentUpload:
 def interaction_for(rating: Rating, timestamp_ms: int) -> Interaction:
     action = action_for(rating.rating)
     return Interaction(
-        event_id=f"ml-{rating.user}-{rating.movie_id}", user_id=rating.user_id, item_id=rating.item_id, action=action,
+        event_id=rating.event_id, user_id=rating.user_id, item_id=rating.item_id, action=action,
         timestamp_ms=timestamp_ms, dwell_ms=FULL_VIEW_DWELL_MS if action is Action.VIEW else 0,
     )  # fmt: skip
 

@@ -147,7 +147,7 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from deploy.movielens import DatasetMissing, load_movielens, replay, speedup_for
+    from deploy.movielens import DatasetMissing, load_movielens, replay
 
     try:
         data = load_movielens().first(args.ratings)
@@ -156,7 +156,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     from kafka.errors import KafkaError
 
-    speedup = args.speedup if args.speedup is not None else speedup_for(data, args.duration, args.max_gap_s)
+    speedup = _speedup(args, data)
     _print(f"replaying {len(data.ratings):,} ratings on {len(data.movies):,} movies at {speedup:,.0f}x (0: as fast as Kafka takes them)")
     try:
         done = replay(settings, data, speedup, args.max_gap_s, progress=_print)
@@ -265,12 +265,19 @@ def _add_replay_args(parser: argparse.ArgumentParser, ratings: int | None) -> No
 def _source(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The demo's traffic source for --dataset."""
     from deploy.demo import MovieLensReplay, Synthetic
-    from deploy.movielens import load_movielens, speedup_for
+    from deploy.movielens import load_movielens
 
     if args.dataset == "synthetic":
         return Synthetic(_plan(args))  # type: ignore[arg-type]
     data = load_movielens().first(args.ratings)
-    return MovieLensReplay(data, args.speedup if args.speedup is not None else speedup_for(data, args.duration, args.max_gap_s), args.max_gap_s)
+    return MovieLensReplay(data, _speedup(args, data), args.max_gap_s)
+
+
+def _speedup(args: argparse.Namespace, data: object) -> float:
+    """--speedup, or the one that makes the replay last --duration."""
+    from deploy.movielens import speedup_for
+
+    return args.speedup if args.speedup is not None else speedup_for(data, args.duration, args.max_gap_s)  # type: ignore[arg-type]
 
 
 def _plan(args: argparse.Namespace) -> object:

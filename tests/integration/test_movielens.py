@@ -53,7 +53,7 @@ def test_a_movielens_slice_streams_through_and_the_quality_protocol_runs_on_it(s
         got = user_vectors(s, users)
         served = []
         for user in users:
-            events = [interaction_for(r, sent.sent[f"ml-{r.user}-{r.movie_id}"]) for r in data.ratings if r.user_id == user]
+            events = [interaction_for(r, sent.sent[r.event_id]) for r in data.ratings if r.user_id == user]
             expected = interest_vectors(fold_interactions(events, params), vectors, params)
             if expected is None:  # only negatives so far: no vector to store
                 continue
