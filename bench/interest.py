@@ -220,13 +220,19 @@ def drain(settings: Settings, stack: Stack, events: list[Interaction], workers: 
                  float(np.percentile(sizes, 50)) if sizes else 0.0, float(np.percentile(sizes, 99)) if sizes else 0.0, len(sizes), share)  # fmt: skip
 
 
-def histogram_quantile(text: str, name: str, q: float) -> float | None:
-    """Prometheus's histogram_quantile over one histogram of a /metrics page (linear within a bucket)."""
+def _buckets(text: str, name: str) -> list[tuple[float, float]]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    buckets = sorted(
-        (float(s.labels["le"]), s.value) for f in text_string_to_metric_families(text) for s in f.samples if s.name == f"{name}_bucket"
-    )
+    return sorted((float(s.labels["le"]), s.value) for f in text_string_to_metric_families(text) for s in f.samples if s.name == f"{name}_bucket")
+
+
+def histogram_quantile(text: str, name: str, q: float, since: str | None = None) -> float | None:
+    """Prometheus's histogram_quantile over one histogram of a /metrics page (linear within a bucket);
+    with `since` (an earlier page of the same worker), over what was observed between the two."""
+    buckets = _buckets(text, name)
+    if since is not None:
+        before = dict(_buckets(since, name))
+        buckets = [(bound, count - before.get(bound, 0.0)) for bound, count in buckets]
     if not buckets or buckets[-1][1] == 0:
         return None
     rank = q * buckets[-1][1]
@@ -240,18 +246,20 @@ def histogram_quantile(text: str, name: str, q: float) -> float | None:
     return lower
 
 
-def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: float, seconds: float, rng: np.random.Generator, progress) -> dict[str, float | None]:  # type: ignore[no-untyped-def]
-    """User freshness with interactions offered at `rate`/s for `seconds` (event time = send time),
-    once the worker has restored its table and committed a warm-up: p50/p99 of
-    `sail_user_freshness_seconds` from the worker's own histogram (the warm-up's 20 events included)."""
+def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: float, seconds: float, warm_s: float, rng: np.random.Generator, progress) -> dict[str, float | None]:  # type: ignore[no-untyped-def]
+    """User freshness with interactions offered at `rate`/s (event time = send time) by a worker
+    started over the drained group: p50/p99 of its `sail_user_freshness_seconds` over the first
+    `warm_s` (just after the restart: the table restored, the item cache empty) and over the
+    `seconds` after those (steady state)."""
     (port,) = free_ports(1)
     proc = start_worker(settings, port, stack.state_dir / "workers", loglevel="warning")
     p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=5)
     topic = settings.topics().interactions.name
+    metrics = f"http://127.0.0.1:{port}/metrics"
     try:
         wait_for_group(settings, [proc])
         run = uuid.uuid4().hex[:6]
-        for n in range(20):  # warm-up: the worker first restores the table from its changelog, then commits these
+        for n in range(20):  # the worker first restores the table from its changelog, then commits these
             event = Interaction(event_id=f"{run}-warm-{n}", user_id=f"user-{n}", item_id=items[n], action=Action.LIKE, timestamp_ms=int(time.time() * 1000))
             p.send(topic, key=event.user_id.encode(), value=encode_interaction(event))
         p.flush()
@@ -261,9 +269,13 @@ def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: 
             if done >= end:
                 break
             time.sleep(0.5)
+        start_page = scrape(metrics)
         began = time.monotonic()
         sent = 0
-        while (elapsed := time.monotonic() - began) < seconds:
+        warm_page = None
+        while (elapsed := time.monotonic() - began) < warm_s + seconds:
+            if warm_page is None and elapsed >= warm_s:
+                warm_page = scrape(metrics)
             for _ in range(int(elapsed * rate) - sent):
                 now = int(time.time() * 1000)
                 event = Interaction(event_id=f"{run}-{sent}", user_id=f"user-{rng.integers(users)}", item_id=items[int(rng.integers(len(items)))],
@@ -278,13 +290,16 @@ def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: 
             if done >= end:
                 break
             time.sleep(0.25)
-        page = scrape(f"http://127.0.0.1:{port}/metrics")
+        page = scrape(metrics)
     finally:
         p.close()
         proc.stop()
-    result = {"offered_s": round(sent / seconds, 1), "p50_s": histogram_quantile(page, "sail_user_freshness_seconds", 0.5),
-              "p99_s": histogram_quantile(page, "sail_user_freshness_seconds", 0.99)}  # fmt: skip
-    progress(f"paced at {rate:,.0f}/s for {seconds:.0f}s: user freshness {result}")
+    warm_page = warm_page or start_page
+    name = "sail_user_freshness_seconds"
+    result = {"offered_s": round(sent / (warm_s + seconds), 1),
+              "restart_p50_s": histogram_quantile(warm_page, name, 0.5, since=start_page), "restart_p99_s": histogram_quantile(warm_page, name, 0.99, since=start_page),
+              "p50_s": histogram_quantile(page, name, 0.5, since=warm_page), "p99_s": histogram_quantile(page, name, 0.99, since=warm_page)}  # fmt: skip
+    progress(f"paced at {rate:,.0f}/s, {warm_s:.0f}s after the restart then {seconds:.0f}s: user freshness {result}")
     return result
 
 
@@ -337,7 +352,9 @@ def main() -> None:
     parser.add_argument("--naive-sample", type=int, default=500, help="events timed in the naive per-event loop")
     parser.add_argument("--profile", type=Path, help="write the 1-worker drain's py-spy top frames here (needs py-spy)")
     parser.add_argument("--json", type=Path, help="write every figure here")
-    parser.add_argument("--paced-s", type=float, default=30.0, help="seconds of interactions offered at 80%% of the 1-worker drain rate, for user freshness (0: skip)")
+    parser.add_argument("--paced-s", type=float, default=30.0, help="seconds of interactions offered at 80%% of the 1-worker drain rate, for steady-state user freshness (0: skip)")
+    parser.add_argument("--paced-rate", type=float, help="offer this many interactions/s instead of 80%% of the drain rate (to compare trees at one rate)")
+    parser.add_argument("--paced-warm-s", type=float, default=30.0, help="seconds offered before those, just after the worker's restart (reported apart)")
     parser.add_argument("--floor", action="store_true", help="after the 1-worker drain, time an empty Faust agent and a bare aiokafka loop on the same backlog (bench.floor)")
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()
@@ -371,8 +388,8 @@ def main() -> None:
                 if args.floor:
                     floors = {mode: floor(mine, mode, len(events), progress) for mode in ("kafka", "faust")}
                 if args.paced_s > 0:
-                    rate = 0.8 * results[-1].applied_s
-                    fresh = paced(mine, stack, items, args.users, rate, args.paced_s, rng, progress)  # the same group, after its drain
+                    rate = args.paced_rate or 0.8 * results[-1].applied_s
+                    fresh = paced(mine, stack, items, args.users, rate, args.paced_s, args.paced_warm_s, rng, progress)  # the same group, after its drain
     finally:
         stack.down()
     report = {

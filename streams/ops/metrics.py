@@ -30,6 +30,7 @@ CONTENT_PIPELINE_FULL: Final = "sail_content_pipeline_full_seconds"  # exported 
 INTEREST_APPLIED: Final = "sail_interest_applied"  # exported as sail_interest_applied_total
 INTEREST_CHANGELOG_BYTES: Final = "sail_interest_changelog_bytes"  # exported as ..._bytes_total
 INTEREST_STATE_BYTES: Final = "sail_interest_state_bytes"
+INTEREST_SECONDS: Final = "sail_interest_seconds"  # exported as sail_interest_seconds_total{phase}
 ONLINE_HIT_CHECKS: Final = "sail_online_hit_checks"  # exported as sail_online_hit_checks_total
 ONLINE_HITS: Final = "sail_online_hits"  # exported as sail_online_hits_total
 ONLINE_HIT_SKIPPED: Final = "sail_online_hit_skipped"  # exported as sail_online_hit_skipped_total
@@ -76,6 +77,10 @@ class Metrics:
             INTEREST_CHANGELOG_BYTES, "Bytes of interest state written to the table's changelog (divide by sail_interest_applied_total: bytes per interaction)", registry=r
         )
         self.interest_state_bytes = Histogram(INTEREST_STATE_BYTES, "Size of each user's interest state as written", buckets=_STATE_BUCKETS, registry=r)
+        self.interest_seconds = Counter(
+            INTEREST_SECONDS, "Time the interest agent spent in each phase of its micro-batches (decode, state, vectors, maths, upsert, "
+            "changelog): where a busy interest path's time goes", ["phase"], registry=r,
+        )  # fmt: skip
         self.online_hit_checks = Counter(ONLINE_HIT_CHECKS, "Sampled positive interactions checked: was the item in the user's top-K just before?", registry=r)
         self.online_hits = Counter(ONLINE_HITS, "Checked interactions whose item was in the user's top-K (divide by sail_online_hit_checks_total)", registry=r)
         self.online_hit_skipped = Counter(ONLINE_HIT_SKIPPED, "Sampled interactions not checked (a search still running, or it failed)", registry=r)

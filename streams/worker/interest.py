@@ -47,6 +47,7 @@ class InterestStage:
         ctx = self.ctx
         await ctx.ensure_started()
         ctx.metrics.count_events("interest", len(events))
+        phase = Phases(ctx.metrics.interest_seconds)
         by_user: dict[str, list[tuple[Any, Any]]] = {}
         malformed: list[tuple[Any, str, str]] = []
         for event in events:
@@ -60,9 +61,12 @@ class InterestStage:
             await ctx.outbox.dead_letter_events(malformed)
         if not by_user:
             return
+        phase("decode")
         states = {user: decode_interest_state(table.get(user.encode())) for user in by_user}
         needed = {i.item_id for pairs in by_user.values() for _, i in pairs} | {item for s in states.values() for item in s.item_ids()}
+        phase("state")
         vectors = await ctx.vectors.get(needed)
+        phase("vectors")
         changed = {}
         applied: dict[str, list[Any]] = {}
         waiting: list[Any] = []
@@ -86,8 +90,10 @@ class InterestStage:
             if state is not states[user]:
                 changed[user] = state
         ctx.online.submit(probes)
+        phase("maths")
         if waiting:
             await self.waiting.park(waiting)
+            phase("park")
         rows = []
         for user, state in changed.items():
             slots = interest_vectors(state, vectors, self.params)
@@ -95,6 +101,7 @@ class InterestStage:
                 continue  # negatives only so far: no interest vector to write yet
             for slot, vector in enumerate(slots):
                 rows.append(user_row(user, slot, state.updated_at_ms, state.event_count, recent_items_field(state), "", vector))
+        phase("maths")
         if rows:
             refused = await ctx.upsert_each(ctx.users, rows)
             letters = []
@@ -107,11 +114,27 @@ class InterestStage:
             for user in {r["user_id"] for r in rows} & changed.keys():
                 newest_ms = max(i.timestamp_ms for _, i in by_user[user])
                 ctx.metrics.user_freshness.observe(max(acked_s - newest_ms / 1000, 0.0))
+        phase("upsert")
         metrics = ctx.metrics
+        values = {}
         for user, state in changed.items():
             blob = encode_interest_state(state)  # one changelog record per user per batch
-            table[user.encode()] = blob
+            values[user.encode()] = blob
             metrics.interest_state_bytes.observe(len(blob))
             metrics.interest_changelog_bytes.inc(len(blob))
             metrics.interest_applied.inc(len(applied.get(user, ())))
-        await ctx.retry.retrying("kafka", "flush table changelog", ctx.app.producer.flush)
+        await ctx.outbox.write_table(table, values)
+        phase("changelog")
+
+
+class Phases:
+    """Time since the last mark, counted under each phase's name."""
+
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+        self._last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self._counter.labels(name).inc(now - self._last)
+        self._last = now

@@ -47,6 +47,19 @@ class Outbox:
         if pending:
             await self.retry.retrying("kafka", what, once)
 
+    async def write_table(self, table: Any, values: dict[bytes, bytes]) -> None:
+        """Set keys of a Faust table and wait until Kafka acknowledged their changelog records.
+
+        What `table[key] = value` and a producer flush do, but sent together: Faust's own path queues
+        each changelog record in its producer buffer, which sends one record per event-loop turn
+        (~100 ms for a batch's 240 states here, with the agent waiting). The records are the same:
+        raw bytes, partitioned by key as Faust's `use_partitioner` tables are.
+        """
+        for key, value in values.items():
+            table.data[key] = value
+        changelog = table.changelog_topic
+        await self.send_all([(changelog, key, value) for key, value in values.items()], f"write {changelog.get_topic_name()}")
+
     async def send(self, topic: Any, key: bytes | None, value: bytes) -> None:
         """Produce one record and wait for Kafka's acknowledgement (retried while Kafka is down)."""
         await self.send_all([(topic, key, value)], f"produce {topic.get_topic_name()}")

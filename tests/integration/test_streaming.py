@@ -21,7 +21,7 @@ from streams.sinks.milvus import MilvusSink
 from tests.support.metrics import sample, scrape
 from tests.support.streaming import clip_upload, dead_letters, drained, send, stored_items, user_vectors, wait_until
 from topology import reasons
-from topology.codec import decode_retry, encode_interaction, encode_upload
+from topology.codec import decode_interest_state, decode_retry, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD
 from topology.messages import Action, ContentUpload, Interaction, Media
 from topology.settings import Settings
@@ -128,6 +128,9 @@ def test_user_vectors_equal_the_pure_function_and_replays_change_nothing(setting
     expected = _expected(settings, log, stored_items(settings, items))
     got = user_vectors(settings, list(expected))
     assert set(got) == set(expected)
+    page = scrape(f"http://127.0.0.1:{worker.name.rsplit('-', 1)[1]}/metrics")
+    for phase in ("decode", "state", "vectors", "maths", "upsert", "changelog"):  # where the interest path's time went
+        assert sample(page, "sail_interest_seconds", phase=phase) > 0, phase
     for user, vector in expected.items():
         np.testing.assert_allclose(got[user][0], vector, atol=1e-5)
         assert got[user][1] == sum(e.user_id == user for e in log)
@@ -141,6 +144,24 @@ def test_user_vectors_equal_the_pure_function_and_replays_change_nothing(setting
     for user in expected:
         np.testing.assert_array_equal(again[user][0], got[user][0])
         assert again[user][1] == got[user][1]
+
+    # The table's changelog: each user's newest state is the fold of their events, in the partition of
+    # their interactions (co-partitioned, so a worker that takes the partition over restores the user).
+    params = InterestParams.for_settings(settings)
+    states, where = _records(settings, f"{settings.app_id}-user-interest-changelog"), _records(settings, topic)
+    for user in {e.user_id for e in log}:
+        partition, value = states[user.encode()]
+        assert partition == where[user.encode()][0]
+        assert decode_interest_state(value) == fold_interactions([e for e in log if e.user_id == user], params)
+
+
+def _records(settings: Settings, topic: str) -> dict[bytes, tuple[int, bytes]]:
+    """The newest (partition, value) per key of a topic."""
+    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), topic, auto_offset_reset="earliest", consumer_timeout_ms=3000, enable_auto_commit=False)
+    try:
+        return {r.key: (r.partition, r.value) for r in c}
+    finally:
+        c.close()
 
 
 def _parked(settings: Settings, original: bytes) -> bool:
