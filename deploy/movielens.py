@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from encoders.train.collab import Engagement
 from streams.sinks.kafka import producer
 from topology.codec import encode_interaction, encode_upload
 from topology.messages import Action, ContentUpload, Interaction
@@ -144,6 +145,11 @@ def interaction_for(rating: Rating, timestamp_ms: int) -> Interaction:
         event_id=rating.event_id, user_id=rating.user_id, item_id=rating.item_id, action=action,
         timestamp_ms=timestamp_ms, dwell_ms=FULL_VIEW_DWELL_MS if action is Action.VIEW else 0,
     )  # fmt: skip
+
+
+def engagements(data: MovieLens) -> list[Engagement]:
+    """The log as the training recipes read it (`encoders.train.collab`): positive = a like (>= 4 stars)."""
+    return [Engagement(r.user_id, r.item_id, float(r.timestamp_s), action_for(r.rating) is Action.LIKE) for r in data.ratings]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.movielens import MovieLens, Movie, Rating, action_for, interaction_for, schedule, speedup_for, upload_for
+from deploy.movielens import MovieLens, Movie, Rating, action_for, engagements, interaction_for, schedule, speedup_for, upload_for
 from topology.messages import Action
 
 
@@ -62,3 +62,10 @@ def test_the_speedup_for_a_duration_makes_the_replay_last_that_long() -> None:
     assert [s.at_s for s in schedule(data, speedup, 2.0)][-1] == pytest.approx(7.0, rel=1e-3)
     assert speedup_for(data, duration_s=100.0, max_gap_s=0.1) == pytest.approx(1.0)  # cannot last that long: real time
     assert speedup_for(data, duration_s=0.0, max_gap_s=2.0) == 0.0  # no time at all: a backlog
+
+
+def test_the_training_log_has_one_engagement_per_rating_positive_for_likes() -> None:
+    data = _data()
+    log = engagements(data)
+    assert [(x.user, x.item, x.at_s) for x in log] == [(r.user_id, r.item_id, float(r.timestamp_s)) for r in data.ratings]
+    assert [x.positive for x in log] == [r.rating >= 4 for r in data.ratings]
