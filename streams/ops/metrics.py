@@ -78,7 +78,7 @@ class Metrics:
         )
         self.interest_state_bytes = Histogram(INTEREST_STATE_BYTES, "Size of each user's interest state as written", buckets=_STATE_BUCKETS, registry=r)
         self.interest_seconds = Counter(
-            INTEREST_SECONDS, "Time the interest agent spent in each phase of its micro-batches (decode, state, vectors, maths, upsert, "
+            INTEREST_SECONDS, "Time the interest agent spent in each phase of its micro-batches (decode, state, vectors, maths, park, upsert, "
             "changelog): where a busy interest path's time goes", ["phase"], registry=r,
         )  # fmt: skip
         self.online_hit_checks = Counter(ONLINE_HIT_CHECKS, "Sampled positive interactions checked: was the item in the user's top-K just before?", registry=r)
