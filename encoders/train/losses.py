@@ -51,9 +51,9 @@ def info_nce(
     in_batch = queries @ targets.T  # (B, B)
     allowed = ~torch.eye(b, dtype=torch.bool, device=queries.device)
     if target_ids is not None:
-        ids = list(target_ids)
-        same = torch.tensor([[ids[i] == ids[j] for j in range(b)] for i in range(b)], device=queries.device)
-        allowed &= ~same
+        codes: dict[object, int] = {}
+        index = torch.tensor([codes.setdefault(i, len(codes)) for i in target_ids], device=queries.device)
+        allowed &= index[:, None] != index[None, :]
     negatives, masks = [in_batch], [allowed]
     if hard_negatives is not None:
         negatives.append(torch.einsum("bd,bhd->bh", queries, hard_negatives))
