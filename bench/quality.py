@@ -117,11 +117,15 @@ class User:
 
 def evaluate(
     data: MovieLens, vectors: dict[str, np.ndarray], params: InterestParams = InterestParams(), slots: tuple[int, ...] = (1, 3),
-    progress: Callable[[str], None] = lambda line: None,
+    progress: Callable[[str], None] = lambda line: None, score_from_s: float = float("-inf"),
+    item_groups: dict[str, set[str]] | None = None, only: tuple[str, ...] | None = None,
 ) -> dict[str, object]:  # fmt: skip
     """Every method's figures on `data`'s log, time-ordered: each like is ranked before it is applied.
 
     `vectors` maps every rated movie's item id to its unit vector (from Milvus). Pure: no I/O.
+    `score_from_s`: likes before this log time are applied but not ranked (a held-out test period).
+    `item_groups`: name -> item ids; each group also gets the figures over the likes of its items
+    (`groups` in the result), e.g. cold and warm items of a time split. `only`: these methods alone.
     """
     order: list[int] = []  # movie ids in arrival order (first rating)
     index: dict[int, int] = {}
@@ -138,8 +142,11 @@ def evaluate(
     users: dict[int, User] = {}
     variants = {f"realtime-weighted-K{k}": replace(params, slots=k) for k in slots}
     methods = ["realtime-mean10", *variants, "daily-mean10", *(v.replace("realtime", "daily") for v in variants), "popularity", "item-knn"]
+    if only is not None:
+        methods = [m for m in methods if m in only]
     scores = {m: Score(m) for m in methods}
     warm = {m: Score(m) for m in methods}  # only likes by users with a positive before that day: where a nightly job has a vector
+    grouped = {g: {m: Score(m) for m in methods} for g in item_groups or {}}
     popular = np.zeros(n, dtype=np.float64)
     recent: deque[tuple[int, int]] = deque()  # (time, item) of positives in the last day
     cooc = np.zeros((n, n), dtype=np.float32)
@@ -168,20 +175,27 @@ def evaluate(
         now = rating.timestamp_s
         while recent and recent[0][0] <= now - DAY_S:
             popular[recent.popleft()[1]] -= 1
-        if event.action is Action.LIKE:
+        if event.action is Action.LIKE and now >= score_from_s:
             excluded = user.seen
             into = [scores, warm] if user.daily_positives else [scores]
-            rows: dict[str, np.ndarray | None] = {"realtime-mean10": dense(mean10(user.positives)), "daily-mean10": dense(mean10(user.daily_positives))}
-            for name, p in variants.items():
-                rows[name] = dense(interest_vectors(user.state, vectors_by_id, p))
-                rows[name.replace("realtime", "daily")] = dense(interest_vectors(user.daily_state, vectors_by_id, p))
-            rows["popularity"] = popular[:arrived] + _tiebreak(arrived)
-            if user.positives:
-                last = user.positives[-10:]
+            into += [grouped[g] for g, members in (item_groups or {}).items() if rating.item_id in members]
+            def knn(positives: list[int]) -> np.ndarray | None:
+                if not positives:
+                    return None
+                last = positives[-10:]
                 norm = np.sqrt(np.maximum(item_pos, 1.0))
-                rows["item-knn"] = (cooc[last] / norm[last][:, None]).sum(axis=0) / norm
-            else:
-                rows["item-knn"] = None
+                return (cooc[last] / norm[last][:, None]).sum(axis=0) / norm
+
+            makers: dict[str, Callable[[], np.ndarray | None]] = {
+                "realtime-mean10": lambda: dense(mean10(user.positives)),
+                "daily-mean10": lambda: dense(mean10(user.daily_positives)),
+                "popularity": lambda: popular[:arrived] + _tiebreak(arrived),
+                "item-knn": lambda: knn(user.positives),
+            }
+            for name, p in variants.items():
+                makers[name] = lambda p=p: dense(interest_vectors(user.state, vectors_by_id, p))  # type: ignore[misc]
+                makers[name.replace("realtime", "daily")] = lambda p=p: dense(interest_vectors(user.daily_state, vectors_by_id, p))  # type: ignore[misc]
+            rows = {name: makers[name]() for name in scores}  # only the methods asked for are computed
             for name, row in rows.items():
                 ranked = rank_and_top(row, item, excluded, arrived) if row is not None else None
                 for table in into:
@@ -202,12 +216,13 @@ def evaluate(
             popular[item] += 1
             recent.append((now, item))
         if time.monotonic() >= next_report:
-            progress(f"quality: {step + 1:,} of {len(data.ratings):,} events ({scores['popularity'].queries:,} held-out likes ranked)")
+            progress(f"quality: {step + 1:,} of {len(data.ratings):,} events ({next(iter(scores.values())).queries:,} held-out likes ranked)")
             next_report += 15
     return {
-        "events": len(data.ratings), "likes": scores["popularity"].queries, "movies": n, "users": len(users),
+        "events": len(data.ratings), "likes": next(iter(scores.values())).queries, "movies": n, "users": len(users),
         "seconds": round(time.monotonic() - began, 1), "methods": [scores[m].summary(n) for m in methods],
         "warm_methods": [warm[m].summary(n) for m in methods],
+        "groups": {g: [table[m].summary(n) for m in methods] for g, table in grouped.items()},
     }  # fmt: skip
 
 

@@ -219,7 +219,8 @@ def build_fusion(config: EncoderConfig) -> Fusion:
 class SailEncoder(nn.Module):
     """Omni-modal encoder; `encode()` takes requests and returns per-item results."""
 
-    def __init__(self, config: EncoderConfig, fusion: Fusion | None = None) -> None:
+    def __init__(self, config: EncoderConfig, fusion: Fusion | None = None, root: Path | None = None) -> None:
+        """`root`: the saved folder a relative `tokenizer_dir` is read from (`from_pretrained`)."""
         super().__init__()
         from transformers import AutoTokenizer
 
@@ -236,7 +237,8 @@ class SailEncoder(nn.Module):
             self.audio_adapter = nn.Sequential(nn.LayerNorm(config.audio.hidden_size), nn.Linear(config.audio.hidden_size, h))
         self.vision_gate = nn.Parameter(torch.tensor(float(config.vision_gate_init)))
         self.audio_gate = nn.Parameter(torch.tensor(float(config.audio_gate_init)))
-        self.tokenizer = AutoTokenizer.from_pretrained(resolve_dir(config.tokenizer_dir), local_files_only=True)
+        tokenizer_dir = root / config.tokenizer_dir if root is not None and not config.tokenizer_dir.startswith("package:") else resolve_dir(config.tokenizer_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
         self.eval()
         self._version: str | None = None
 
@@ -252,7 +254,7 @@ class SailEncoder(nn.Module):
         from safetensors.torch import save_file
 
         directory.mkdir(parents=True, exist_ok=True)
-        local = _local_config(self.config, directory)
+        local = _local_config(self.config)
         (directory / CONFIG_FILE).write_text(local.to_json())
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_FILE))
@@ -263,7 +265,7 @@ class SailEncoder(nn.Module):
         from safetensors.torch import load_file
 
         config = EncoderConfig.load(directory)
-        encoder = cls(config)
+        encoder = cls(config, root=directory)
         missing, unexpected = encoder.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=False)
         if missing or unexpected:
             raise ValueError(f"weights in {directory} do not match the config: missing={missing[:5]} unexpected={unexpected[:5]}")
@@ -307,6 +309,12 @@ class SailEncoder(nn.Module):
 
     def forward_prepared(self, items: Sequence[PreparedItem]) -> NDArray[np.float32]:
         """(B,) prepared items -> (B, output_dim) unit vectors."""
+        return nn.functional.normalize(self.embed(items), dim=-1).cpu().numpy()
+
+    def embed(self, items: Sequence[PreparedItem]) -> torch.Tensor:
+        """(B,) prepared items -> (B, output_dim) pooled embeddings, float32 and not normalised (the
+        Matryoshka prefixes are normalised by whoever reads them). Differentiable: the training loop
+        (`encoders.train`) calls this same path, so a trained encoder serves what it learned."""
         device = next(self.parameters()).device
         cfg = self.config
         tokens = self.tokenizer(
@@ -321,14 +329,14 @@ class SailEncoder(nn.Module):
         embeds, masks, positions, modal = [], [], [], []
         next_pos = cfg.max_text_tokens  # modal tokens sit after the text budget, whatever is present
         dtype = text_embeds.dtype
-        if float(self.audio_gate) != 0.0:
+        if float(self.audio_gate.detach()) != 0.0:
             audio_tokens, audio_present = self._audio_tokens(items, device, dtype)  # (B, 1, H), (B,)
             embeds.append(torch.tanh(self.audio_gate) * audio_tokens)
             masks.append(audio_present.unsqueeze(1))
             positions.append(torch.full((b, 1), next_pos, device=device))
             modal.append(torch.ones(b, 1, dtype=torch.bool, device=device))
         next_pos += 1
-        if float(self.vision_gate) != 0.0:
+        if float(self.vision_gate.detach()) != 0.0:
             visual_tokens, vision_present = self._visual_tokens(items, device, dtype)  # (B, L, H), (B,)
             n = visual_tokens.shape[1]
             embeds.append(torch.tanh(self.vision_gate) * visual_tokens)
@@ -344,8 +352,7 @@ class SailEncoder(nn.Module):
         hidden = self.fusion(torch.cat(embeds, dim=1), mask, torch.cat(positions, dim=1), torch.cat(modal, dim=1))
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (torch.tanh(hidden) * weights).sum(1) / weights.sum(1)  # (B, S, H) -> (B, H)
-        vectors = pooled[:, : cfg.output_dim].float()
-        return nn.functional.normalize(vectors, dim=-1).cpu().numpy()
+        return pooled[:, : cfg.output_dim].float()
 
     def _visual_tokens(self, items: Sequence[PreparedItem], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         vision = self.config.vision
@@ -387,11 +394,12 @@ class SailEncoder(nn.Module):
         return tokens, present.to(device)
 
 
-def _local_config(config: EncoderConfig, directory: Path) -> EncoderConfig:
-    """The config as saved: weights and tokenizer come from `directory` itself from now on."""
+def _local_config(config: EncoderConfig) -> EncoderConfig:
+    """The config as saved: weights and tokenizer come from the folder itself from now on (the
+    tokenizer path is relative, so the folder can move and keeps its `model_version`)."""
     import dataclasses
 
-    return dataclasses.replace(config, fusion_weights_dir="", tokenizer_dir=str(directory), fusion_config=_fusion_config(config))
+    return dataclasses.replace(config, fusion_weights_dir="", tokenizer_dir=".", fusion_config=_fusion_config(config))
 
 
 def _fusion_config(config: EncoderConfig) -> dict[str, object]:

@@ -167,6 +167,32 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
+    import shutil
+
+    from deploy.emoji import EmojiMissing
+    from deploy.movielens import DatasetMissing
+    from deploy.training import build
+    from encoders.train.loop import CHECKPOINTS, train
+    from encoders.train.recipe import RecipeError, load_recipe
+
+    try:
+        recipe = load_recipe(args.recipe).with_overrides(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+        out = args.out or Path("runs") / recipe.name
+        if args.fresh:
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        data = build(recipe, settings.cache_dir, progress=_print)
+        result = train(recipe, data, out, device=args.device, progress=_print)
+    except (RecipeError, DatasetMissing, EmojiMissing) as exc:
+        print(f"sail-stream train: {exc}", file=sys.stderr)
+        return 2
+    _print(
+        f"trained {result.model_version} ({result.steps} steps on {result.device}, {result.items_per_s:,.0f} items/s) -> {result.encoder_dir}\n"
+        f"serve it: SAIL_ENCODER={result.encoder_dir} sail-stream stack up   (or python -m encoders.serving --encoder {result.encoder_dir})"
+    )
+    return 0
+
+
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
     from streams.sinks.kafka import BrokerUnavailable
     from streams.ops.lag import format_json, format_table, read_lag
@@ -391,6 +417,26 @@ def build_parser() -> argparse.ArgumentParser:
     recall.add_argument("--host", default="127.0.0.1", help="serve: address to listen on (default loopback)")
     recall.add_argument("--port", type=int, help="serve: port (default SAIL_RECALL_PORT, 8090)")
     recall.set_defaults(func=cmd_recall)
+
+    trainer = sub.add_parser(
+        "train",
+        help="train the SAIL encoder at small scale on real data (a recipe) and export it as a servable folder",
+        description="Run a training recipe (encoders/train/recipes/*.toml, or a .toml file): InfoNCE at every Matryoshka "
+        "prefix with a learnable temperature, in-batch and mined hard negatives with a false-negative guard, one source "
+        "per step drawn by weight (stochastic specialization). Recipes: cre-movielens (collaborative recommendation "
+        "enhancement from MovieLens' interactions before a time cut: seq2item, co-engagement, ID2item distillation) and "
+        "vision-emoji (the vision tower aligned to the frozen text model on real emoji images). Checkpoints go to "
+        "OUT/checkpoints and a rerun resumes from the newest; the trained encoder is exported to OUT/encoder with its own "
+        "model_version, ready for SAIL_ENCODER. Deterministic for a recipe and seed; uses the GPU when there is one.",
+    )
+    trainer.add_argument("--recipe", required=True, help="a shipped recipe name (cre-movielens, vision-emoji) or a .toml file")
+    trainer.add_argument("--out", type=Path, help="run folder for checkpoints and the exported encoder (default runs/<recipe name>)")
+    trainer.add_argument("--steps", type=int, help="override the recipe's steps")
+    trainer.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    trainer.add_argument("--seed", type=int, help="override the recipe's seed")
+    trainer.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:1 ...")
+    trainer.add_argument("--fresh", action="store_true", help="delete OUT's checkpoints first instead of resuming from them")
+    trainer.set_defaults(func=cmd_train)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")
     show.add_argument("--json", action="store_true")

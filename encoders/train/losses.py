@@ -61,7 +61,9 @@ def info_nce(
     similarity, mask = torch.cat(negatives, dim=1), torch.cat(masks, dim=1)
     if false_negative_margin is not None:
         mask = mask & (similarity <= positive + false_negative_margin)
-    logits = torch.cat([positive, similarity.masked_fill(~mask, float("-inf"))], dim=1) / tau
+    # masked after the division: -inf / tau would give the temperature a NaN gradient
+    keep = torch.cat([mask.new_ones(b, 1), mask], dim=1)
+    logits = (torch.cat([positive, similarity], dim=1) / tau).masked_fill(~keep, float("-inf"))
     return F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=queries.device))
 
 
