@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_unknown_stack_service_is_rejected(capsys: pytest.CaptureFixture[str]) -
         main(["stack", "status", "--only", "kafka,redis"])
 
 
-@pytest.mark.parametrize("command", ["demo", "produce", "worker", "replay"])
+@pytest.mark.parametrize("command", ["demo", "produce", "worker", "replay", "train"])
 def test_streaming_commands_explain_their_knobs(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -43,7 +44,8 @@ def test_streaming_commands_explain_their_knobs(command: str, capsys: pytest.Cap
     out = capsys.readouterr().out
     expected = {"demo": ["--duration", "--workers", "--items-per-s", "--keep-stack", "--dataset", "--ratings", "--speedup"],
                 "produce": ["--interactions-per-s", "--bad-share", "--seed"], "worker": ["--web-port", "SAIL_APP_ID"],
-                "replay": ["movielens", "--ratings", "--speedup", "--max-gap-s", "GroupLens"]}  # fmt: skip
+                "replay": ["movielens", "--ratings", "--speedup", "--max-gap-s", "GroupLens"],
+                "train": ["--recipe", "cre-movielens", "vision-emoji", "--out", "--steps", "--device", "--fresh", "resumes"]}  # fmt: skip
     assert all(flag in out for flag in expected[command])
 
 
@@ -86,3 +88,9 @@ def test_replay_with_no_broker_is_a_clear_error(capsys: pytest.CaptureFixture[st
     assert main(["replay", "movielens", "--ratings", "5", "--speedup", "0"]) == 1
     err = capsys.readouterr().err
     assert "Kafka at 127.0.0.1:1: " in err and "Unable to bootstrap" in err and "sail-stream stack up" in err
+
+
+def test_train_with_an_unknown_recipe_names_the_shipped_ones(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["train", "--recipe", "no-such-recipe", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no recipe 'no-such-recipe'" in err and "cre-movielens" in err and "vision-emoji" in err

@@ -9,35 +9,10 @@ import pytest
 from safetensors.numpy import load_file
 
 from encoders.model import SailEncoder
-from encoders.train.data import Distill, Pairs, TrainingData
 from encoders.train.loop import CHECKPOINTS, ENCODER, REPORT, Trainer, train
-from encoders.train.recipe import RecipeError, recipe_from_dict
+from encoders.train.recipe import RecipeError
+from tests.support.training import tiny_data, tiny_recipe
 from topology.messages import EncodeRequest
-
-TOPICS = ["cats", "football", "cooking", "guitar", "travel", "chess"]
-
-
-def tiny_data() -> TrainingData:
-    catalogue = {f"{t}-{n}": EncodeRequest(title=f"{t} video number {n}", tags=(t,)) for t in TOPICS for n in range(2)}
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(len(catalogue), 8)).astype(np.float32)
-    return TrainingData(
-        catalogue,
-        {
-            "pairs": Pairs("pairs", [(f"{t}-0",) for t in TOPICS] + [(f"{t}-0", f"{t}-1") for t in TOPICS], [f"{t}-1" for t in TOPICS] * 2),
-            "distill": Distill("distill", list(catalogue), vectors / np.linalg.norm(vectors, axis=1, keepdims=True)),
-        },
-    )
-
-
-def tiny_recipe(**changes: object):  # type: ignore[no-untyped-def]
-    raw = {
-        "name": "sail-tiny-test", "base": "sail-tiny", "dataset": "movielens", "steps": 4, "batch_size": 4, "seed": 7,
-        "trainable": {"fusion.model.encoder.layer.5": 1e-4}, "hard_negatives": 1, "checkpoint_every": 2, "log_every": 2,
-        "sources": [{"name": "pairs"}, {"name": "distill"}],
-    }  # fmt: skip
-    return recipe_from_dict({**raw, **changes})
-
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
@@ -98,3 +73,18 @@ def test_recipes_naming_missing_sources_or_parameters_are_refused(tmp_path: Path
         Trainer(tiny_recipe(sources=[{"name": "nope"}]), tiny_data(), tmp_path, device="cpu")
     with pytest.raises(RecipeError, match="match no parameter"):
         Trainer(tiny_recipe(trainable={"fusion.no.such.layer": 1e-4}), tiny_data(), tmp_path, device="cpu")
+
+
+def test_the_tiny_run_embeds_its_golden_vectors(finished) -> None:  # type: ignore[no-untyped-def]
+    """Training is deterministic for a recipe and seed: a change to the loop or its losses moves these
+    (rewrite with `python -m tests.encoders.golden --trained` when deliberate). The version hash is
+    bit-exact and may differ across CPUs; the vectors are compared to 1e-4."""
+    import json
+
+    from tests.encoders.golden import GOLDEN_TRAINED, REQUESTS
+
+    result, _, _ = finished
+    golden = json.loads(GOLDEN_TRAINED.read_text())
+    vectors = np.stack([r.vector for r in SailEncoder.from_pretrained(result.encoder_dir).encode(REQUESTS)])  # type: ignore[misc]
+    np.testing.assert_allclose(vectors, np.asarray(golden["vectors"], dtype=np.float32), atol=1e-4)
+    assert golden["model_version"].startswith("sail-tiny-test-")
