@@ -103,7 +103,9 @@ def compose_text(request: EncodeRequest, config: EncoderConfig) -> str:
 
 
 def decode_image(data: bytes, vision: VisionConfig) -> NDArray[np.float32]:
-    """Encoded image bytes -> (3, size, size) float32, RGB, resized, CLIP-normalised.
+    """Encoded image bytes -> (3, size, size) float32, RGB, resized, CLIP-normalised. Transparent
+    pixels are composited onto white, as a feed shows them (a plain RGB conversion would show the
+    colour hidden under the alpha: black for most PNG stickers and emoji).
 
     Raises:
         MediaError: not a decodable image.
@@ -113,7 +115,12 @@ def decode_image(data: bytes, vision: VisionConfig) -> NDArray[np.float32]:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            rgb = image.convert("RGB").resize((vision.image_size, vision.image_size), Image.Resampling.BICUBIC)
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                rgba = image.convert("RGBA")
+                flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+            else:
+                flat = image.convert("RGB")
+            rgb = flat.resize((vision.image_size, vision.image_size), Image.Resampling.BICUBIC)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise MediaError(f"image: {type(exc).__name__}: {exc}"[:300]) from exc
     pixels = np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0  # (H, W, 3) -> (3, H, W)

@@ -40,6 +40,26 @@ def test_images_decode_to_one_resolution(fmt: str) -> None:
     assert -3 < pixels.min() < pixels.max() < 3  # CLIP-normalised
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "P"])
+def test_transparent_pixels_show_as_white_not_the_colour_under_the_alpha(mode: str) -> None:
+    import io
+
+    from PIL import Image
+
+    from encoders.preprocess import _MEAN, _STD
+
+    image = Image.new("RGBA", (8, 8), (0, 0, 0, 0))  # fully transparent black, as PNG stickers and emoji store it
+    image.paste((255, 0, 0, 128), (0, 0, 8, 4))  # the top half half-transparent red
+    if mode == "P":
+        image = image.convert("P")  # a palette PNG keeps transparency in its info, not in an alpha band
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    pixels = decode_image(buffer.getvalue(), VisionConfig(image_size=8)) * _STD + _MEAN  # back to 0..1 RGB
+    np.testing.assert_allclose(pixels[:, 6, 4], [1.0, 1.0, 1.0], atol=0.02)  # transparent -> white
+    if mode == "RGBA":
+        np.testing.assert_allclose(pixels[:, 1, 4], [1.0, 0.5, 0.5], atol=0.03)  # red at half alpha over white -> pink
+
+
 @pytest.mark.parametrize("payload", [b"not an image", image_bytes(2)[:40], b"\x89PNG\r\n\x1a\n" + b"\x00" * 50])
 def test_broken_image_is_a_media_error(payload: bytes) -> None:
     with pytest.raises(MediaError, match="image"):
