@@ -162,6 +162,13 @@ def evaluate(
     def mean10(positives: list[int]) -> np.ndarray | None:
         return l2_normalise(matrix[positives[-10:]].mean(axis=0))[None, :] if positives else None
 
+    def knn(positives: list[int]) -> np.ndarray | None:
+        if not positives:
+            return None
+        last = positives[-10:]
+        norm = np.sqrt(np.maximum(item_pos, 1.0))
+        return (cooc[last] / norm[last][:, None]).sum(axis=0) / norm
+
     for step, rating in enumerate(data.ratings):
         item = index[rating.movie_id]
         arrived = max(arrived, item + 1)
@@ -179,13 +186,6 @@ def evaluate(
             excluded = user.seen
             into = [scores, warm] if user.daily_positives else [scores]
             into += [grouped[g] for g, members in (item_groups or {}).items() if rating.item_id in members]
-            def knn(positives: list[int]) -> np.ndarray | None:
-                if not positives:
-                    return None
-                last = positives[-10:]
-                norm = np.sqrt(np.maximum(item_pos, 1.0))
-                return (cooc[last] / norm[last][:, None]).sum(axis=0) / norm
-
             makers: dict[str, Callable[[], np.ndarray | None]] = {
                 "realtime-mean10": lambda: dense(mean10(user.positives)),
                 "daily-mean10": lambda: dense(mean10(user.daily_positives)),

@@ -37,8 +37,8 @@ from deploy.emoji import load_emoji
 from deploy.training import build, emoji_image, emoji_query, movie_requests, movielens_split
 from encoders.model import SailEncoder, load_encoder
 from encoders.train.collab import cold_items, coengagement_pairs
-from encoders.train.loop import train
-from encoders.train.recipe import load_recipe
+from encoders.train.loop import TrainResult, train
+from encoders.train.recipe import Recipe, load_recipe
 from topology.messages import EncodeRequest
 from topology.settings import load_settings
 
@@ -79,12 +79,17 @@ def i2i_recall(vectors: dict[str, np.ndarray], truth: dict[str, set[str]], k: in
     return total / len(queries)
 
 
-def cre(args: argparse.Namespace, cache_dir: Path) -> dict[str, object]:
-    recipe = load_recipe("cre-movielens").with_overrides(steps=args.steps)
-    split = movielens_split(float(recipe.data.get("train_fraction", 0.8)))
+def _train(name: str, steps: int | None, args: argparse.Namespace, cache_dir: Path) -> tuple[Recipe, TrainResult]:
+    """Run (or resume, or reuse) a shipped recipe in `args.runs`."""
+    recipe = load_recipe(name).with_overrides(steps=steps)
     out = args.runs / recipe.name
-    print(f"cre: training {recipe.name} ({recipe.steps} steps) into {out}", flush=True)
-    result = train(recipe, build(recipe, cache_dir, print), out, device=args.device, progress=lambda line: print(line, flush=True))
+    print(f"{name}: training {recipe.name} ({recipe.steps} steps) into {out}", flush=True)
+    return recipe, train(recipe, build(recipe, cache_dir, print), out, device=args.device, progress=lambda line: print(line, flush=True))
+
+
+def cre(args: argparse.Namespace, cache_dir: Path) -> dict[str, object]:
+    recipe, result = _train("cre-movielens", args.steps, args, cache_dir)
+    split = movielens_split(float(recipe.data.get("train_fraction", 0.8)))
     requests = movie_requests(split.data)
     cold = cold_items(split.train, split.test)
     truth: dict[str, set[str]] = {}
@@ -107,7 +112,7 @@ def cre(args: argparse.Namespace, cache_dir: Path) -> dict[str, object]:
             "protocol": {g: protocol["groups"][g] for g in groups}, "protocol_all": protocol["methods"],  # type: ignore[index]
         })  # fmt: skip
     return {
-        "recipe": recipe.to_dict(), "train": {k: str(v) if isinstance(v, Path) else v for k, v in result.__dict__.items()},
+        "recipe": recipe.to_dict(), "train": result.to_dict(),
         "cut_s": split.cut_s, "cold_items": len(cold), "test_items": len(test_items),
         "i2i_queries": {"cold": len(cold_truth), "warm": len(warm_truth)},
         "i2i_chance": round(50 / max(len(requests) - 1, 1), 4), "rows": rows,
@@ -124,16 +129,13 @@ def text_to_image_recall(encoder: SailEncoder, held: list, k: int = 10) -> float
 
 
 def vision(args: argparse.Namespace, cache_dir: Path) -> dict[str, object]:
-    recipe = load_recipe("vision-emoji").with_overrides(steps=args.vision_steps)
-    out = args.runs / recipe.name
-    print(f"vision: training {recipe.name} ({recipe.steps} steps) into {out}", flush=True)
-    result = train(recipe, build(recipe, cache_dir, print), out, device=args.device, progress=lambda line: print(line, flush=True))
+    recipe, result = _train("vision-emoji", args.vision_steps, args, cache_dir)
     held = [e for e in load_emoji(cache_dir) if e.held_out]
     rows = []
     for label, source in (("untrained path (sail-tiny-omni)", "sail-tiny-omni"), (f"trained ({result.model_version})", str(result.encoder_dir))):
         rows.append({"encoder": label, "text_to_image_recall10": round(text_to_image_recall(load_encoder(source), held), 4)})
     rows.append({"encoder": "chance", "text_to_image_recall10": round(10 / len(held), 4)})
-    return {"recipe": recipe.to_dict(), "train": {k: str(v) if isinstance(v, Path) else v for k, v in result.__dict__.items()}, "held_out": len(held), "rows": rows}
+    return {"recipe": recipe.to_dict(), "train": result.to_dict(), "held_out": len(held), "rows": rows}
 
 
 def main() -> None:

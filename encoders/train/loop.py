@@ -56,6 +56,10 @@ class TrainResult:
     device: str
     losses: dict[str, float] = field(default_factory=dict)  # mean loss per source over the last 10 % of steps
 
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready (the folder as a string)."""
+        return {**dataclasses.asdict(self), "encoder_dir": str(self.encoder_dir)}
+
 
 class Trainer:
     def __init__(self, recipe: Recipe, data: TrainingData, out_dir: Path, device: str = "auto", progress: Callable[[str], None] = logger.info) -> None:
@@ -92,7 +96,9 @@ class Trainer:
         self.text_frozen = not any(p.requires_grad for p in self.encoder.fusion.parameters())
         self.constant: dict[str, torch.Tensor] = {}  # text-only entries' embeddings while the text model is frozen
         self.banks: dict[str, torch.Tensor] = {}  # source -> (N, D) unit embeddings of its distinct targets
-        self.bank_ids: dict[str, list[str]] = {}
+        # source -> its distinct targets (the bank's rows) and each one's row: fixed by the data
+        self.bank_ids = {s.name: list(dict.fromkeys(source.targets)) for s in recipe.sources if isinstance(source := data.sources[s.name], Pairs)}
+        self.bank_rows = {name: {i: n for n, i in enumerate(ids)} for name, ids in self.bank_ids.items()}
         self.history: list[tuple[int, str, float]] = []  # (step, source, loss)
 
     # ------------------------------------------------------------------ setup
@@ -156,13 +162,9 @@ class Trainer:
             return
         started = time.monotonic()
         self.encoder.eval()
-        for spec in self.recipe.sources:
-            source = self.data.sources[spec.name]
-            if not isinstance(source, Pairs):
-                continue
-            ids = self.bank_ids.setdefault(spec.name, list(dict.fromkeys(source.targets)))
+        for name, ids in self.bank_ids.items():
             chunks = [self.encoder.embed(self._items(ids[k : k + BANK_BATCH])) for k in range(0, len(ids), BANK_BATCH)]
-            self.banks[spec.name] = F.normalize(torch.cat(chunks), dim=-1)
+            self.banks[name] = F.normalize(torch.cat(chunks), dim=-1)
         self._train_mode()
         self.progress(f"train: mining bank embedded at step {step} ({sum(len(b) for b in self.banks.values()):,} targets, {time.monotonic() - started:.0f} s)")
 
@@ -191,8 +193,7 @@ class Trainer:
         count = len(embedded)
         hard = hard_mask = None
         if self.recipe.hard_negatives > 0:
-            bank, bank_ids = self.banks[spec.name], self.bank_ids[spec.name]
-            position = {i: n for n, i in enumerate(bank_ids)}
+            bank, bank_ids, position = self.banks[spec.name], self.bank_ids[spec.name], self.bank_rows[spec.name]
             known = [{position[e] for e in (*query, target) if e in position} for query, target in zip(queries, targets)]
             picks, hard_mask = mine_hard_negatives(
                 F.normalize(q.detach(), dim=-1), bank, known, self.recipe.hard_negatives, self.recipe.hard_max_similarity
@@ -255,8 +256,6 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.banks = {k: v.to(self.device) for k, v in state["banks"].items()}
-        for name in self.banks:
-            self.bank_ids[name] = list(dict.fromkeys(self.data.sources[name].targets))  # type: ignore[union-attr]
         self.history = [tuple(h) for h in state["history"]]  # type: ignore[misc]
         return int(state["step"])
 
@@ -307,7 +306,7 @@ class Trainer:
         tail = self.history[-max(1, recipe.steps // 10) :]
         losses = {name: round(float(np.mean([h[2] for h in tail if h[1] == name])), 4) for name in {h[1] for h in tail}}
         result = TrainResult(directory, version, recipe.steps, first, round(seconds, 1), round(items / step_seconds, 1) if step_seconds else 0.0, str(self.device), losses)
-        report = {**dataclasses.asdict(result), "encoder_dir": str(directory), "recipe": recipe.to_dict(), "fingerprint": recipe.fingerprint()}
+        report = {**result.to_dict(), "recipe": recipe.to_dict(), "fingerprint": recipe.fingerprint()}
         (directory / REPORT).write_text(json.dumps(report, indent=2, default=str))
         self.progress(f"train: exported {version} to {directory} in {_duration(seconds)}")
         return result

@@ -14,6 +14,7 @@ from encoders.train.recipe import RecipeError
 from tests.support.training import tiny_data, tiny_recipe
 from topology.messages import EncodeRequest
 
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     out = tmp_path_factory.mktemp("run")
