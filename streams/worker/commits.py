@@ -26,6 +26,7 @@ patch on Faust's real consumer class.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,11 +71,19 @@ class CommitRepair:
     only on `contiguous` topics: on a compacted topic missing offsets are legitimate (Faust tracks
     them itself), and seeking back would re-read the same hole for ever."""
 
-    def __init__(self, consumer: Callable[[], Any], topics: Iterable[str], contiguous: Iterable[str]) -> None:
+    def __init__(
+        self, consumer: Callable[[], Any], topics: Iterable[str], contiguous: Iterable[str],
+        queues: Callable[[Any], list[Any]] = lambda tp: [], clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
         self._consumer = consumer
         self._topics = frozenset(topics)
         self._contiguous = frozenset(contiguous)
         self._gaps: dict[Any, tuple[int, int]] = {}  # tp -> (committed, first acked) seen last check
+        self._sought: dict[Any, tuple[int, int]] = {}  # tp -> the gap of its last seek
+        self._queues = queues
+        self._clock = clock
+        self._since: dict[Any, tuple[int | None, float]] = {}  # tp -> (committed, when it was first seen)
+        self._reported: dict[Any, int | None] = {}  # tp -> the committed offset its stall was reported at
 
     async def ensure_base(self) -> int:
         """Give every assigned `contiguous` partition without a committed offset (a new group, or
@@ -106,21 +115,105 @@ class CommitRepair:
             # the first offset past the gap: the first acked one (a head gap), or past the last one
             # read when nothing is acked (a tail gap: read, then dropped, and nothing came after)
             end = min(acked) if acked else (read + 1 if read is not None else None)
+            if not acked and not _beyond(c, tp, committed):
+                end = None  # Faust sets the read offset to the committed one when it seeks: nothing past it exists yet
             if tp.topic not in self._contiguous or committed is None or end is None or end <= committed or read is None or read < min(acked, default=end - 1):
                 self._gaps.pop(tp, None)
                 continue
-            in_flight = any(m.tp == tp and committed <= m.offset < end and not m.acked for m in list(c._unacked_messages))
+            in_flight = any(m.tp == tp and committed <= m.offset < end and not m.acked for m in list(c._unacked_messages)) or self._queued(tp, committed, end)
             if in_flight:
                 self._gaps.pop(tp, None)
                 continue
             if self._gaps.get(tp) != (committed, end):
                 self._gaps[tp] = (committed, end)  # seen once: give it one more interval
                 continue
+            again = self._sought.get(tp) == (committed, end)
+            note = f"; the last seek did not bring them back: {fetch_state(c, tp, self._queues)}" if again else ""
             await c.seek(tp, committed)
             self._gaps.pop(tp, None)
+            self._sought[tp] = (committed, end)
             kind = "a later one was" if acked else "nothing after them was"
-            repairs.append(Repair("seek", tp.topic, tp.partition, f"offsets {committed}..{end - 1} were never acked ({kind}): re-reading from {committed}"))
+            repairs.append(Repair("seek", tp.topic, tp.partition, f"offsets {committed}..{end - 1} were never acked ({kind}): re-reading from {committed}{note}"))
         return repairs
+
+
+    def _queued(self, tp: Any, low: int, high: int) -> bool:
+        """Whether a stream queue fed by `tp` holds one of its offsets in [low, high): delivered, not
+        taken by the agent yet (Faust tracks an event as unacked only once its stream takes it; while an
+        agent retries a down dependency, its queue holds the rest of the fetched records)."""
+        for queue in self._queues(tp):
+            for item in list(getattr(queue, "_queue", ())):
+                message = getattr(item, "message", None)
+                if message is not None and message.tp == tp and low <= message.offset < high:
+                    return True
+        return False
+
+    def stalls(self, after_s: float) -> list[Repair]:
+        """Partitions of `contiguous` topics with records past their committed offset that have not
+        committed for `after_s` seconds, each reported once per committed offset with what stands in
+        the way (`fetch_state`): a dependency being retried, an agent holding its batch, or records
+        that never reached the agent. A report, not a repair."""
+        c = self._consumer()
+        now = self._clock()
+        found: list[Repair] = []
+        assigned = [tp for tp in list(c.assignment()) if tp.topic in self._contiguous]
+        for tp in list(self._since):
+            if tp not in assigned:
+                self._since.pop(tp, None)
+                self._reported.pop(tp, None)
+        for tp in assigned:
+            committed = c._committed_offset.get(tp)
+            if not _beyond(c, tp, committed or 0):
+                self._since.pop(tp, None)
+                continue
+            seen, since = self._since.get(tp, (None, now))
+            if seen != committed or tp not in self._since:
+                self._since[tp] = (committed, now)
+                continue
+            if now - since >= after_s and self._reported.get(tp, -1) != committed:
+                self._reported[tp] = committed
+                behind = _highwater(c, tp) - (committed or 0)  # type: ignore[operator]
+                found.append(Repair("stall", tp.topic, tp.partition, f"no commit for {now - since:.0f}s at offset {committed}, {behind} records behind: {fetch_state(c, tp, self._queues)}"))
+        return found
+
+
+def _highwater(c: Any, tp: Any) -> int | None:
+    try:
+        value = c.highwater(tp)
+    except Exception:  # noqa: BLE001 - not fetched yet: unknown
+        return None
+    return int(value) if value is not None and value >= 0 else None
+
+
+def _beyond(c: Any, tp: Any, offset: int | None) -> bool:
+    """Whether the partition holds records at or past `offset` (unknown highwater: assumed so)."""
+    high = _highwater(c, tp)
+    return high is None or offset is None or high > offset
+
+
+def fetch_state(c: Any, tp: Any, queues: Callable[[Any], list[Any]]) -> str:
+    """What stands between a partition's fetch and its agent, for a log line: Faust's flow and
+    partition sets, aiokafka's position and pause flag, and the size of the stream queues it feeds."""
+    parts: list[str] = []
+
+    def add(label: str, read: Callable[[], object]) -> None:
+        try:
+            parts.append(f"{label}={read()}")
+        except Exception as exc:  # noqa: BLE001 - a diagnosis must never break the repair
+            parts.append(f"{label}=?({type(exc).__name__})")
+
+    add("flow_active", lambda: c.flow_active)
+    add("active", lambda: tp in c._active_partitions)
+    add("paused", lambda: tp in c._paused_partitions)
+    add("buffered", lambda: tp in c._buffered_partitions)
+    add("read", lambda: c._read_offset.get(tp))
+    add("unacked", lambda: sorted(m.offset for m in list(c._unacked_messages) if m.tp == tp)[:8])
+    state = lambda: c._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)  # noqa: E731
+    add("kafka_position", lambda: state()._position)
+    add("kafka_paused", lambda: state().paused)
+    add("prefetched", lambda: tp in c._thread._ensure_consumer()._fetcher._records)
+    add("queues", lambda: [(q.qsize(), len(q._pending_pressure_drop_callbacks)) for q in queues(tp)])
+    return " ".join(parts)
 
 
 def next_commit(committed: int, acked: Sequence[int]) -> tuple[int | None, list[int]]:

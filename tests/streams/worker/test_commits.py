@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import pytest
@@ -32,10 +34,14 @@ class Consumer:
     _committed_offset: dict[TP, int] = field(default_factory=dict)
     _read_offset: dict[TP, int] = field(default_factory=dict)
     _unacked_messages: set[Any] = field(default_factory=set)
+    highwaters: dict[TP, int] = field(default_factory=dict)  # the partitions' end offsets as last fetched (unknown: absent)
     seeks: list[tuple[TP, int]] = field(default_factory=list)
 
     def assignment(self) -> set[TP]:
         return set(self.tps)
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.highwaters.get(tp)
 
     async def seek(self, tp: TP, offset: int) -> None:
         self.seeks.append((tp, offset))
@@ -72,6 +78,21 @@ def test_a_gap_whose_events_are_in_flight_is_left_alone() -> None:
     for _ in range(3):
         assert asyncio.run(repair.check()) == []
     assert not c.seeks
+
+
+def test_a_gap_whose_events_wait_in_the_stream_queue_is_left_alone() -> None:
+    """Faust tracks an event as unacked only when its stream takes it from the queue: while the agent
+    retried a down encoder, the queue held offsets 5..41 of a partition and each check sought them
+    back, adding duplicates to the queue (seen with the Triton outage of bench.faults)."""
+    queued = SimpleNamespace(_queue=deque(SimpleNamespace(message=Message(TOPIC, o)) for o in range(5, 42)))
+    c = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 5}, _read_offset={TOPIC: 41})
+    repair = CommitRepair(lambda: c, ["sail.interactions"], contiguous=["sail.interactions"], queues=lambda tp: [queued])
+    for _ in range(3):
+        assert asyncio.run(repair.check()) == []
+    assert not c.seeks
+    queued._queue.clear()  # taken and dropped (a stale generation) without an ack: now a gap to re-read
+    asyncio.run(repair.check())
+    assert [r.kind for r in asyncio.run(repair.check())] == ["seek"] and c.seeks == [(TOPIC, 5)]
 
 
 def test_no_gap_no_other_topic_and_a_moving_gap_need_nothing() -> None:
@@ -113,6 +134,44 @@ def test_a_tail_gap_read_but_never_acked_is_re_read_on_the_second_check() -> Non
     assert asyncio.run(repair.check()) == [] and not c.seeks
     repairs = asyncio.run(repair.check())
     assert c.seeks == [(TOPIC, 24)] and [r.kind for r in repairs] == ["seek"] and "24..30" in repairs[0].detail
+
+
+def test_an_idle_partition_after_a_seek_to_its_committed_end_is_no_tail_gap() -> None:
+    """Faust's seek to the committed offsets sets the read offset to the committed one (the next to
+    read, not the last read): at the partition's end that looked like one dropped offset, and the
+    same partition was sought back every 20 s for as long as it stayed quiet."""
+    c = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 47}, _read_offset={TOPIC: 47}, highwaters={TOPIC: 47})
+    repair = _repair(c)
+    for _ in range(3):
+        assert asyncio.run(repair.check()) == []
+    assert not c.seeks
+    c.highwaters[TOPIC] = 48  # record 47 exists, was read (read offset 47) and is not acked nor held: a real tail gap
+    asyncio.run(repair.check())
+    assert [r.kind for r in asyncio.run(repair.check())] == ["seek"] and c.seeks == [(TOPIC, 47)]
+
+
+def test_a_partition_behind_that_does_not_commit_is_reported_once_per_offset_with_its_fetch_state() -> None:
+    now = [0.0]
+    held = Message(TOPIC, 12)
+    c = Consumer([TOPIC], _committed_offset={TOPIC: 12}, _read_offset={TOPIC: 40}, _unacked_messages={held}, highwaters={TOPIC: 60})
+    repair = CommitRepair(lambda: c, ["sail.interactions"], contiguous=["sail.interactions"], clock=lambda: now[0])
+    assert repair.stalls(after_s=30) == []  # first sight
+    now[0] = 29.0
+    assert repair.stalls(after_s=30) == []
+    now[0] = 31.0
+    (stall,) = repair.stalls(after_s=30)
+    assert (stall.kind, stall.partition) == ("stall", 0)
+    assert "no commit for 31s at offset 12, 48 records behind" in stall.detail and "unacked=[12]" in stall.detail and "read=40" in stall.detail
+    now[0] = 90.0
+    assert repair.stalls(after_s=30) == []  # reported once for this offset
+    c._committed_offset[TOPIC] = 20  # progress: the clock starts again
+    now[0] = 100.0
+    assert repair.stalls(after_s=30) == []
+    now[0] = 131.0
+    assert [s.detail.split(",")[0] for s in repair.stalls(after_s=30)] == ["no commit for 31s at offset 20"]
+    c._committed_offset[TOPIC] = 60  # caught up: nothing behind, nothing to report
+    now[0] = 500.0
+    assert repair.stalls(after_s=30) == [] and repair.stalls(after_s=30) == []
 
 
 def test_a_tail_in_flight_or_fully_committed_is_left_alone() -> None:
