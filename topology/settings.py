@@ -160,6 +160,9 @@ class Settings(BaseSettings):
         "commits stay in order",
     )  # fmt: skip
     interest_batch_max: int = Field(256, ge=1)
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio", description="the worker's event loop: uvloop (libuv) spends less of the worker's one core per record than asyncio's"
+    )
     interest_batch_wait_ms: float = Field(50.0, ge=1)
     interest_window: int = Field(10, ge=1, description="last N positive items per user, as in the SAIL report")
     interest_half_life_s: float = Field(6 * 3600.0, gt=0, description="recency decay of an interaction's weight")
@@ -201,7 +204,7 @@ class Settings(BaseSettings):
     )  # fmt: skip
     online_hit_k: int = Field(50, ge=1, le=1000, description="K of the online hit rate")
     lag_seconds_degraded: float = Field(30.0, gt=0, description="seconds behind that make the verdict degraded")
-    stall_window_s: float = Field(30.0, gt=0, description="committed offset still this long with lag > 0 = stalled partition")
+    stall_window_s: float = Field(30.0, gt=0, description="committed offset still this long with lag > 0 = stalled partition (status page; the worker logs where it waits)")
 
     # Message limits (see topology.codec.Limits)
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)

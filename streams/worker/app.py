@@ -28,6 +28,7 @@ loop stops at once and its batch stays unacknowledged, so it is redone after the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -39,6 +40,7 @@ import faust
 
 from streams.ops.health import Thresholds
 from streams.ops.status import LagWatch, Trend, dependency_states, render_status, status_json
+from streams.ops.waits import own_waits
 from streams.worker.canary import FreshnessCanary
 from streams.worker.commits import CommitRepair, install_strict_commits
 from streams.worker.content import ContentStage
@@ -174,7 +176,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     async def status_data(web: Any, request: Any) -> Any:  # noqa: ARG001
         return web.json(current_status())
 
-    repair = CommitRepair(lambda: app.consumer, [*sources, topics.item_embeddings.name], contiguous=sources)
+    repair = CommitRepair(
+        lambda: app.consumer, [*sources, topics.item_embeddings.name], contiguous=sources,
+        queues=lambda tp: [channel.queue for channel in app.topics._tp_index.get(tp, ())],  # Faust's conductor: the streams a partition feeds
+    )  # fmt: skip
 
     @app.timer(1.0)
     async def commit_bases() -> None:
@@ -188,6 +193,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         for fix in await repair.check():
             ctx.metrics.commit_repairs.labels(fix.kind, fix.topic).inc()
             logger.warning("repaired a Faust offset-commit fault kind=%s tp=%s[%d]: %s", fix.kind, fix.topic, fix.partition, fix.detail)
+        stalls = repair.stalls(after_s=s.stall_window_s)
+        for stall in stalls:
+            logger.warning("partition not committing tp=%s[%d]: %s", stall.topic, stall.partition, stall.detail)
+        if stalls:  # where the agents and their batches wait, once for all of them
+            logger.warning("the worker's tasks wait in:\n  %s", "\n  ".join(own_waits()) or "(none)")
 
     @app.timer(30.0)
     async def log_progress() -> None:
@@ -234,8 +244,18 @@ def kafka_credentials(settings: Settings) -> Any:
     return None
 
 
+def use_event_loop(name: str) -> None:
+    """Make `name` ("asyncio" or "uvloop") the event loop of every loop this process creates from now
+    on: Faust's own and that of its Kafka consumer thread."""
+    if name == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker until SIGINT/SIGTERM; several share the partitions of one consumer group."""
+    use_event_loop(settings.event_loop)
     worker_dir(settings).mkdir(parents=True, exist_ok=True)
     app, ctx = create_app(settings)
 
