@@ -8,6 +8,7 @@ agent's `async for` into Faust's stream, or through a retry loop into a client c
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,19 @@ def await_chain(awaitable: Any, limit: int = 24) -> list[tuple[str, str, int]]:
     return chain
 
 
-def own_waits(root: str = PACKAGE_ROOT) -> list[str]:
+def describe(chain: list[tuple[str, str, int]]) -> str:
+    """`function (file:line) -> ... -> Future`."""
+    return " -> ".join(f"{name} ({Path(path).name}:{line})" if path else name for name, path, line in chain)
+
+
+def own_waits(root: str = PACKAGE_ROOT, coroutines: Mapping[str, Any] | None = None) -> list[str]:
     """One line per pending task of the running loop whose await chain passes through code under
-    `root`: `function (file:line) -> ... -> Future`. Sorted, so equal waits sit together."""
+    `root`, sorted so that equal waits sit together; then one per named coroutine of `coroutines`
+    (a task that awaits through an object without a frame, as Faust's agent actors do, hides the
+    coroutine below it, so the agents' coroutines are passed in by name)."""
     lines = []
     for task in asyncio.all_tasks():
         chain = await_chain(task.get_coro())
         if any(path.startswith(root) for _, path, _ in chain):
-            lines.append(" -> ".join(f"{name} ({Path(path).name}:{line})" if path else name for name, path, line in chain))
-    return sorted(lines)
+            lines.append(describe(chain))
+    return sorted(lines) + [f"{name}: {describe(await_chain(coro))}" for name, coro in (coroutines or {}).items()]

@@ -197,7 +197,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         for stall in stalls:
             logger.warning("partition not committing tp=%s[%d]: %s", stall.topic, stall.partition, stall.detail)
         if stalls:  # where the agents and their batches wait, once for all of them
-            logger.warning("the worker's tasks wait in:\n  %s", "\n  ".join(own_waits()) or "(none)")
+            agents = {f"agent {agent.name}[{i}]": actor.it for agent in app.agents.values() for i, actor in enumerate(list(agent._actors))}
+            logger.warning("the worker's tasks wait in:\n  %s", "\n  ".join(own_waits(coroutines=agents)) or "(none)")
 
     @app.timer(30.0)
     async def log_progress() -> None:

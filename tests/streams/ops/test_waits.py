@@ -22,7 +22,9 @@ def test_the_chain_goes_down_to_the_future_and_only_tasks_through_our_code_are_l
         foreign = asyncio.create_task(asyncio.sleep(30))  # no frame of ours: not listed
         await asyncio.sleep(0)
         chain = await_chain(task.get_coro())
-        mine = own_waits(root=__file__.rsplit("/", 1)[0])
+        hidden = _outer(asyncio.Event())  # a coroutine no task of ours awaits directly (Faust's actors)
+        mine = own_waits(root=__file__.rsplit("/", 1)[0], coroutines={"agent x": hidden})
+        hidden.close()
         nothing = own_waits(root="/nowhere")
         gate.set()
         foreign.cancel()
@@ -32,6 +34,7 @@ def test_the_chain_goes_down_to_the_future_and_only_tasks_through_our_code_are_l
     chain, mine, nothing = asyncio.run(run())
     assert [name for name, _, _ in chain] == ["_outer", "_inner", "wait", "Future"]
     assert chain[0][1].endswith("test_waits.py") and chain[0][2] > 0
-    assert len(mine) == 2  # _outer's task and run() itself, which awaits in this file
+    assert len(mine) == 3  # _outer's task and run() itself, which awaits in this file, then the named one
+    assert mine[-1] == "agent x: _outer (test_waits.py:14)"  # created, never started: its first line
     assert any(line.startswith("_outer (test_waits.py:") and line.endswith("-> Future") for line in mine)
     assert nothing == []
