@@ -29,10 +29,6 @@ def _report(mode: str, records: int, first: float, last: float) -> None:
 def faust_floor(broker: str, topic: str, count: int) -> None:
     import faust
 
-    from streams.worker.app import use_event_loop
-
-    use_event_loop(os.environ.get("SAIL_EVENT_LOOP", "asyncio"))  # the worker's setting, passed on by bench.interest
-
     app = faust.App(
         f"floor-{uuid.uuid4().hex[:8]}",
         broker=f"kafka://{broker}",

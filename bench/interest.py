@@ -307,7 +307,7 @@ def floor(settings: Settings, mode: str, count: int, progress) -> float | None: 
     """Records/s of bench.floor's `mode` reading the same interactions topic under a group of its own."""
     progress(f"floor: {mode} reading {count:,} records")
     done = subprocess.run([sys.executable, "-m", "bench.floor", mode, settings.kafka_bootstrap, settings.topics().interactions.name, str(count)],
-                          capture_output=True, text=True, timeout=900, env={**os.environ, "SAIL_EVENT_LOOP": settings.event_loop})  # fmt: skip
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
     # Faust sends a worker's stdout to its log (stderr), so the figure may arrive on either
     lines = [line[line.index('{"mode"') :] for line in (done.stdout + done.stderr).splitlines() if '{"mode"' in line]
     if not lines:

@@ -160,9 +160,6 @@ class Settings(BaseSettings):
         "commits stay in order",
     )  # fmt: skip
     interest_batch_max: int = Field(256, ge=1)
-    event_loop: Literal["asyncio", "uvloop"] = Field(
-        "asyncio", description="the worker's event loop: uvloop (libuv) spends less of the worker's one core per record than asyncio's"
-    )
     interest_batch_wait_ms: float = Field(50.0, ge=1)
     interest_window: int = Field(10, ge=1, description="last N positive items per user, as in the SAIL report")
     interest_half_life_s: float = Field(6 * 3600.0, gt=0, description="recency decay of an interaction's weight")

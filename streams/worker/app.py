@@ -28,7 +28,6 @@ loop stops at once and its batch stays unacknowledged, so it is redone after the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -245,18 +244,8 @@ def kafka_credentials(settings: Settings) -> Any:
     return None
 
 
-def use_event_loop(name: str) -> None:
-    """Make `name` ("asyncio" or "uvloop") the event loop of every loop this process creates from now
-    on: Faust's own and that of its Kafka consumer thread."""
-    if name == "uvloop":
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker until SIGINT/SIGTERM; several share the partitions of one consumer group."""
-    use_event_loop(settings.event_loop)
     worker_dir(settings).mkdir(parents=True, exist_ok=True)
     app, ctx = create_app(settings)
 
