@@ -278,6 +278,19 @@ class Result:
         return not self.problems
 
 
+def stall_reports(log: str, last: int = 12) -> str:
+    """The worker's reports of partitions that stopped committing, with where its tasks waited
+    (`streams.worker.app`'s stall report): the last `last` report lines of `log`."""
+    lines = log.splitlines()
+    kept = []
+    for i, line in enumerate(lines):
+        if "partition not committing" in line or "the worker's tasks wait in" in line:
+            kept.append(line)
+            if "tasks wait in" in line:
+                kept += [following for following in lines[i + 1 : i + 20] if following.startswith("  ")][:10]
+    return "\n".join(kept[-last:]) or "(none)"
+
+
 class Scenario:
     """One run: own group, topics and collections; workers started here and stopped at the end."""
 
@@ -424,7 +437,9 @@ class Scenario:
             except Exception:  # noqa: BLE001 - Kafka still coming back
                 pass
             time.sleep(1.0)
-        logs = "\n".join(f"--- {w.name} ({'running' if w.is_running() else 'exited'}), last lines:\n{w.log_tail(40)}" for w in self.workers)
+        logs = "\n".join(
+            f"--- {w.name} ({'running' if w.is_running() else 'exited'}), stall reports:\n{stall_reports(w.log_tail(100_000))}\nlast lines:\n{w.log_tail(40)}" for w in self.workers
+        )
         raise TimeoutError(f"{self.name}: lag did not return to zero within {timeout_s:.0f}s; behind (committed offset: messages): {behind}\n{logs}")
 
     # ------------------------------------------------------------------ the check
