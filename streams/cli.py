@@ -134,8 +134,22 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if args.web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": args.web_port})
+    _create_missing_topics(settings)
     run_worker(settings, loglevel=args.loglevel)
     return 0
+
+
+def _create_missing_topics(settings: Settings) -> None:
+    """Create the topics of `topology` that the cluster lacks (a deployment made by an older release
+    lacks item-content), with their specs' configs; a broker that is down or refuses topic
+    administration (ACLs) is reported and the worker starts anyway."""
+    from streams.sinks.kafka import BrokerUnavailable, ensure_topics
+
+    try:
+        for name in ensure_topics(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().all()):
+            _print(f"created topic {name}, which the cluster lacked")
+    except BrokerUnavailable as exc:
+        print(f"sail-stream worker: could not check the topics ({exc}); starting anyway, a missing topic stalls the agents that write it", file=sys.stderr)
 
 
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Final
 UPLOADS: Final = "content-uploads"
 INTERACTIONS: Final = "interactions"
 ITEM_EMBEDDINGS: Final = "item-embeddings"
+ITEM_CONTENT: Final = "item-content"
 INTERACTIONS_RETRY: Final = "interactions-retry"
 DEAD_LETTERS: Final = "dead-letters"
 
@@ -54,9 +55,10 @@ class Topics:
     item_embeddings: TopicSpec
     interactions_retry: TopicSpec
     dead_letters: TopicSpec
+    item_content: TopicSpec
 
     def all(self) -> tuple[TopicSpec, ...]:
-        return (self.uploads, self.interactions, self.item_embeddings, self.interactions_retry, self.dead_letters)
+        return (self.uploads, self.interactions, self.item_embeddings, self.interactions_retry, self.dead_letters, self.item_content)
 
 
 def build_topics(prefix: str, partitions: int, max_message_bytes: int, replication_factor: int = 1) -> Topics:
@@ -81,4 +83,7 @@ def build_topics(prefix: str, partitions: int, max_message_bytes: int, replicati
         # Interactions whose item had no embedding yet; same key, so a user's order is kept.
         interactions_retry=spec(INTERACTIONS_RETRY, "user_id", 1 * _DAY_MS),
         dead_letters=spec(DEAD_LETTERS, "item_id|user_id", 30 * _DAY_MS, extra_bytes=DEAD_LETTER_OVERHEAD_BYTES),
+        # Compacted: the latest upload of every stored item, as it arrived (media inline or by URI), so
+        # that a new model can re-embed the whole catalogue after the uploads topic has deleted it.
+        item_content=spec(ITEM_CONTENT, "item_id", -1, compacted=True),
     )

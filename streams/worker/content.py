@@ -1,9 +1,10 @@
-"""Uploads -> vectors -> Milvus `items` and the item-embeddings topic.
+"""Uploads -> vectors -> Milvus `items`, the item-embeddings topic and the item-content topic.
 
 A batch goes through two stages. `prepare`: decode, resolve media, encode through Triton;
 dead-letter what fails on the way. Up to `content_in_flight` batches are in this stage at once
 (`streams.worker.inflight`), so the encoder works on the next batch while the last is stored.
-`store`: upsert the rows, publish the embeddings; batches arrive here, and are acknowledged, in order.
+`store`: upsert the rows, publish the embeddings and the stored uploads' content (kept for re-embedding);
+batches arrive here, and are acknowledged, in order.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class ContentStage:
         self.ctx = ctx
         self.pipeline = InOrderPipeline[list[EncodedUpload]](ctx.settings.content_in_flight)
         self.embeddings_topic = ctx.topic(ctx.topics.item_embeddings.name)
+        self.content_topic = ctx.topic(ctx.topics.item_content.name)
 
     @property
     def batch_max(self) -> int:
@@ -129,7 +131,7 @@ class ContentStage:
         return encoded
 
     async def store(self, encoded: Sequence[EncodedUpload]) -> None:
-        """Upsert the rows, publish the embeddings, cache the vectors."""
+        """Upsert the rows, publish the embeddings and the uploads' content, cache the vectors."""
         ctx = self.ctx
         newest: dict[str, EncodedUpload] = {}
         for item in encoded:
@@ -153,7 +155,9 @@ class ContentStage:
                 item_id=e.upload.item_id, vector=e.vector.astype("<f4").tobytes(), dim=len(e.vector), model_version=e.model_version,
                 created_at_ms=e.upload.created_at_ms, encoded_at_ms=encoded_at, creator_id=e.upload.creator_id,
             )  # fmt: skip
-            records.append((self.embeddings_topic, e.upload.item_id.encode(), encode_item_embedding(embedding)))
-        await ctx.outbox.send_all(records, f"produce {ctx.topics.item_embeddings.name}")
+            key = e.upload.item_id.encode()
+            records.append((self.embeddings_topic, key, encode_item_embedding(embedding)))
+            records.append((self.content_topic, key, e.event.value))  # the upload as it arrived: what a re-embed encodes again
+        await ctx.outbox.send_all(records, f"produce {ctx.topics.item_embeddings.name} and {ctx.topics.item_content.name}")
         for e in stored:
             ctx.vectors.cache.put(e.upload.item_id, e.vector)

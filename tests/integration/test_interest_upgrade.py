@@ -1,5 +1,6 @@
 """A worker upgraded in place over a changelog written by the previous state format (issue 14): it
-restores the version-1 states, keeps every user's history, and recognises the old events on replay."""
+restores the version-1 states, keeps every user's history, and recognises the old events on replay;
+and over a cluster made by an older release: it creates the item-content topic that release lacked."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
-from streams.sinks.kafka import ensure_topics, producer
+from streams.sinks.kafka import consumer, describe_topics, ensure_topics, producer
 from streams.sinks.milvus import ensure_collections
 from tests.support.streaming import clip_upload, drained, send, stored_items, user_vectors, wait_until
 from topology.codec import encode_interaction, encode_upload
@@ -36,7 +37,8 @@ def _version_1(state: InterestState, ids: list[str]) -> bytes:
 def test_a_worker_upgraded_over_a_version_1_changelog_keeps_every_users_vector(stack: Stack, settings: Settings) -> None:
     tag = f"up{uuid.uuid4().hex[:6]}"
     s = settings.namespaced(tag)
-    ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
+    older_release = [t for t in s.topics().all() if t != s.topics().item_content]  # item-content came later
+    ensure_topics(s.kafka_bootstrap, s.kafka_security(), older_release)
     ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend)
     params = InterestParams.for_settings(s)
     uploads = [clip_upload(tag, n) for n in range(8)]
@@ -65,6 +67,19 @@ def test_a_worker_upgraded_over_a_version_1_changelog_keeps_every_users_vector(s
         wait_for_group(s, [worker])
         send(s, [(s.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
         wait_until(lambda: len(stored_items(s, items)) == len(items), what="the items in Milvus")
+        # the upgraded worker created the topic the older release lacked, and keeps the uploads' content there
+        content = s.topics().item_content.name
+        assert describe_topics(s.kafka_bootstrap, s.kafka_security(), [content]) == {content: s.topic_partitions}
+        assert "created topic " + content in worker.log_tail(400)
+
+        def kept() -> set[str]:
+            c = consumer(s.kafka_bootstrap, s.kafka_security(), content, auto_offset_reset="earliest", consumer_timeout_ms=2000)
+            try:
+                return {r.key.decode() for r in c}
+            finally:
+                c.close()
+
+        wait_until(lambda: kept() == set(items), what="the uploads on the item-content topic")
         replayed = old[::3]  # old events delivered again after the upgrade: recognised, not applied twice
         send(s, [(s.topics().interactions.name, e.user_id.encode(), encode_interaction(e)) for e in (*new, *replayed)])
         wait_until(lambda: drained(s), what="the interactions processed")

@@ -40,22 +40,6 @@ def worker(stack: Stack, settings: Settings) -> Iterator[ManagedProcess]:
         proc.stop()
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _request(upload: ContentUpload) -> EncodeRequest:
     return EncodeRequest(title=upload.title, tags=upload.tags, author_nickname=upload.author_nickname, cover=upload.cover.data if upload.cover else None)
 
@@ -63,7 +47,8 @@ def _request(upload: ContentUpload) -> EncodeRequest:
 def test_upload_becomes_searchable_with_the_encoders_vector(settings: Settings, worker: ManagedProcess) -> None:
     tag = uuid.uuid4().hex[:6]
     uploads = [clip_upload(tag, n, cover=n % 2 == 0) for n in range(6)]
-    send(settings, [(settings.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
+    sent = {u.item_id: encode_upload(u) for u in uploads}
+    send(settings, [(settings.topics().uploads.name, item_id.encode(), value) for item_id, value in sent.items()])
     ids = [u.item_id for u in uploads]
     wait_until(lambda: len(stored_items(settings, ids)) == len(ids), what="items in Milvus")
     stored = stored_items(settings, ids)
@@ -89,6 +74,17 @@ def test_upload_becomes_searchable_with_the_encoders_vector(settings: Settings, 
             await sink.close()
 
     assert asyncio.run(search()) == ids[3]
+
+    # the item-content topic keeps each stored upload as it arrived, keyed by item: a re-embed's source
+    def kept() -> dict[str, bytes]:
+        c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().item_content.name, auto_offset_reset="earliest", consumer_timeout_ms=2000)
+        try:
+            return {key: r.value for r in c if (key := r.key.decode()) in sent}
+        finally:
+            c.close()
+
+    wait_until(lambda: len(kept()) == len(sent), what="every upload on the item-content topic")
+    assert kept() == sent
 
 
 def _world(settings: Settings, tag: str, n_items: int = 8) -> list[str]:
