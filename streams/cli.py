@@ -207,6 +207,33 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reembed(settings: Settings, args: argparse.Namespace) -> int:
+    from encoders.client import EncoderClient
+    from streams.reembed import Backfill, reembed
+
+    address = args.to_url.removeprefix("grpc://")
+
+    async def run() -> Backfill:
+        target = EncoderClient(address, timeout_s=settings.triton_timeout_s, max_batch=args.batch, tls=settings.triton_tls())
+        await target.start()
+        try:
+            return await reembed(settings, target, max_rate=args.max_rate, batch=args.batch, progress=_print)
+        finally:
+            await target.close()
+
+    import asyncio
+
+    result = asyncio.run(run())
+    _print(f"re-embedded {result.encoded:,} items into {result.collection} ({result.model_version}) in {result.seconds:.0f}s, "
+           f"{result.processed:,} records this run, {result.already_done:,} done before")  # fmt: skip
+    for key, why in list(result.refused.items())[:20]:
+        _print(f"  not re-embedded: {key}: {why}")
+    if result.refused:
+        _print(f"{len(result.refused)} items were not re-embedded (above, the first 20)")
+        return 1
+    return 0
+
+
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
     from streams.sinks.kafka import BrokerUnavailable
     from streams.ops.lag import format_json, format_table, read_lag
@@ -451,6 +478,21 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:1 ...")
     trainer.add_argument("--fresh", action="store_true", help="delete OUT's checkpoints first instead of resuming from them")
     trainer.set_defaults(func=cmd_train)
+
+    backfill = sub.add_parser(
+        "reembed",
+        help="re-encode every stored item with a new encoder into a shadow items collection (resumable)",
+        description="Backfill for a model change: read the compacted item-content topic (the latest "
+        "stored upload of every item) up to its end offsets at the start, encode each item through the Triton at --to-url, "
+        "and upsert the rows into <items>__<model_version>, beside the live collection, committing progress per batch under "
+        "the consumer group <app_id>.reembed.<model_version>: a killed run, rerun, resumes where it stopped. Encoding is "
+        "capped at --max-rate items/s so the live workers keep the rest of a shared encoder. Progress with an ETA every 5 s. "
+        "Not yet: dual-writing fresh uploads, users' vectors, verification and the alias swap.",
+    )
+    backfill.add_argument("--to-url", required=True, metavar="grpc://HOST:PORT", help="the Triton serving the new encoder")
+    backfill.add_argument("--max-rate", type=float, default=40.0, help="items/s at most (default 40, about half of sail-tiny on 2 CPU cores; 0: no cap)")
+    backfill.add_argument("--batch", type=int, default=32, help="items per encode request and per commit (default 32)")
+    backfill.set_defaults(func=cmd_reembed)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")
     show.add_argument("--json", action="store_true")

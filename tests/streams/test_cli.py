@@ -36,7 +36,7 @@ def test_unknown_stack_service_is_rejected(capsys: pytest.CaptureFixture[str]) -
         main(["stack", "status", "--only", "kafka,redis"])
 
 
-@pytest.mark.parametrize("command", ["demo", "produce", "worker", "replay", "train"])
+@pytest.mark.parametrize("command", ["demo", "produce", "worker", "replay", "train", "reembed"])
 def test_streaming_commands_explain_their_knobs(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -45,7 +45,8 @@ def test_streaming_commands_explain_their_knobs(command: str, capsys: pytest.Cap
     expected = {"demo": ["--duration", "--workers", "--items-per-s", "--keep-stack", "--dataset", "--ratings", "--speedup"],
                 "produce": ["--interactions-per-s", "--bad-share", "--seed"], "worker": ["--web-port", "SAIL_APP_ID"],
                 "replay": ["movielens", "--ratings", "--speedup", "--max-gap-s", "GroupLens"],
-                "train": ["--recipe", "cre-movielens", "vision-emoji", "--out", "--steps", "--device", "--fresh", "resumes"]}  # fmt: skip
+                "train": ["--recipe", "cre-movielens", "vision-emoji", "--out", "--steps", "--device", "--fresh", "resumes"],
+                "reembed": ["--to-url", "--max-rate", "--batch", "compacted", "resumes", "ETA", "Not yet"]}  # fmt: skip
     assert all(flag in out for flag in expected[command])
 
 

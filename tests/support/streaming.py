@@ -53,7 +53,7 @@ def milvus_rows(settings: Settings, collection: str, ids: list[str], fields: lis
         finally:
             await sink.close()
 
-    key = "item_id" if collection.endswith("items") else "user_key"
+    key = "user_key" if collection.endswith("users") else "item_id"  # items, or a shadow items__<version>
     return {row[key]: row for row in asyncio.run(go())}
 
 
