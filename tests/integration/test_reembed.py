@@ -10,13 +10,11 @@ import uuid
 import numpy as np
 import pytest
 
-from deploy.local.stack import Stack, free_ports
-from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from streams.reembed import Backfill, reembed
 from streams.sinks.kafka import ensure_topics
-from streams.sinks.milvus import ensure_collections
-from tests.support.streaming import clip_upload, milvus_rows, send, stored_items, wait_until
+from streams.worker.content import inline_request
+from tests.support.streaming import clip_upload, milvus_rows, send
 from topology.codec import encode_upload
 from topology.collections import VECTOR_FIELD
 from topology.settings import Settings
@@ -38,22 +36,14 @@ def _run(s: Settings, stop_after: int | None = None) -> tuple[Backfill, list[str
     return asyncio.run(go()), lines
 
 
-def test_a_backfill_stopped_halfway_resumes_and_every_item_gets_the_new_vector(stack: Stack, settings: Settings) -> None:
+def test_a_backfill_stopped_halfway_resumes_and_every_item_gets_the_new_vector(settings: Settings) -> None:
     tag = f"re{uuid.uuid4().hex[:6]}"
     s = settings.namespaced(tag)
     ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
-    ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend)
     uploads = [clip_upload(tag, n, cover=n % 3 == 0) for n in range(40)]
     ids = [u.item_id for u in uploads]
-    (port,) = free_ports(1)
-    worker = start_worker(s, port, stack.state_dir / "workers")
-    try:
-        wait_for_group(s, [worker])
-        send(s, [(s.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
-        wait_until(lambda: len(stored_items(s, ids)) == len(ids), what="the items in Milvus")
-    finally:
-        worker.stop()
-    live = stored_items(s, ids)
+    # item-content as the content agent leaves it (tests/integration/test_streaming.py checks that it does)
+    send(s, [(s.topics().item_content.name, u.item_id.encode(), encode_upload(u)) for u in uploads])
 
     first, _ = _run(s, stop_after=16)  # a run that ends after two batches of 8 (a crash after its second commit)
     assert (first.total, first.already_done, first.processed) == (40, 0, 16)
@@ -64,8 +54,17 @@ def test_a_backfill_stopped_halfway_resumes_and_every_item_gets_the_new_vector(s
     third, _ = _run(s)
     assert (third.already_done, third.processed) == (40, 0)  # complete: a rerun has nothing to do
 
+    async def direct() -> list[np.ndarray]:
+        client = EncoderClient.for_settings(s)
+        await client.start()
+        try:
+            return [r.vector for r in await client.encode([inline_request(u) for u in uploads])]  # type: ignore[misc]
+        finally:
+            await client.close()
+
     shadow = milvus_rows(s, second.collection, ids, [VECTOR_FIELD, "model_version"])
     assert sorted(shadow) == sorted(ids)
-    for item_id, row in shadow.items():  # the same model here, so the same vectors; the row names the version
-        np.testing.assert_allclose(np.asarray(row[VECTOR_FIELD], dtype=np.float32), live[item_id], atol=1e-5)
+    for upload, expected in zip(uploads, asyncio.run(direct())):  # the stack's encoder is the target here
+        row = shadow[upload.item_id]
+        np.testing.assert_allclose(np.asarray(row[VECTOR_FIELD], dtype=np.float32), expected, atol=1e-5)
         assert row["model_version"] == second.model_version
