@@ -48,6 +48,7 @@ from topology.codec import encode_interaction, encode_item_embedding
 from topology.collections import VECTOR_FIELD, item_row, user_row
 from topology.messages import Action, Interaction, InterestState, ItemEmbedding
 from topology.settings import Settings
+from topology.topics import table_changelog
 
 ACTIONS = [Action.VIEW, Action.VIEW, Action.VIEW, Action.LIKE, Action.SHARE, Action.COMMENT, Action.SKIP, Action.DISLIKE]
 
@@ -131,7 +132,7 @@ def _committed(settings: Settings) -> tuple[int, int]:
 
 def _changelog(settings: Settings) -> tuple[int, int, list[int]]:
     """(records, value bytes summed, the last value's size per user) of the interest table's changelog."""
-    topic = f"{settings.app_id}-user-interest-changelog"
+    topic = table_changelog(settings.app_id)
     c = consumer(settings.kafka_bootstrap, settings.kafka_security(), topic, auto_offset_reset="earliest", consumer_timeout_ms=5000, enable_auto_commit=False)
     records = total = 0
     last: dict[bytes, int] = {}

@@ -224,8 +224,12 @@ def cmd_reembed(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
     result = asyncio.run(run())
-    _print(f"re-embedded {result.encoded:,} items into {result.collection} ({result.model_version}) in {result.seconds:.0f}s, "
-           f"{result.processed:,} records this run, {result.already_done:,} done before")  # fmt: skip
+    items = result.items
+    _print(f"re-embedded {result.encoded:,} items into {result.items_collection} ({result.model_version}) in {items.seconds:.0f}s: "
+           f"{items.processed:,} records this run, {items.already_done:,} done before")  # fmt: skip
+    if result.users is not None:
+        _print(f"wrote {result.users_written:,} user states into {result.users_collection} from {result.users.processed:,} changelog records "
+               f"in {result.users.seconds:.0f}s ({result.users.already_done:,} done before)")  # fmt: skip
     for key, why in list(result.refused.items())[:20]:
         _print(f"  not re-embedded: {key}: {why}")
     if result.refused:
@@ -484,10 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-encode every stored item with a new encoder into a shadow items collection (resumable)",
         description="Backfill for a model change: read the compacted item-content topic (the latest "
         "stored upload of every item) up to its end offsets at the start, encode each item through the Triton at --to-url, "
-        "and upsert the rows into <items>__<model_version>, beside the live collection, committing progress per batch under "
-        "the consumer group <app_id>.reembed.<model_version>: a killed run, rerun, resumes where it stopped. Encoding is "
-        "capped at --max-rate items/s so the live workers keep the rest of a shared encoder. Progress with an ETA every 5 s. "
-        "Not yet: dual-writing fresh uploads, users' vectors, verification and the alias swap.",
+        "and upsert the rows into <items>__<model_version>, beside the live collection; then every user's interest vectors, "
+        "recomputed from their table state (the changelog) over the new item vectors, into <users>__<model_version>. Each "
+        "phase reads its topic up to the end offsets at its start and commits per batch under the consumer group "
+        "<app_id>.reembed.<model_version>[.users]: a killed run, rerun, resumes where it stopped. Encoding is capped at "
+        "--max-rate items/s so the live workers keep the rest of a shared encoder. Progress with an ETA every 5 s. "
+        "Not yet: what arrives after the start (dual writes), verification and the alias swap.",
     )
     backfill.add_argument("--to-url", required=True, metavar="grpc://HOST:PORT", help="the Triton serving the new encoder")
     backfill.add_argument("--max-rate", type=float, default=40.0, help="items/s at most (default 40, about half of sail-tiny on 2 CPU cores; 0: no cap)")

@@ -1,17 +1,21 @@
-"""Re-embedding the catalogue with a new encoder into a shadow `items` collection (issue 17, the backfill).
+"""Re-embedding the catalogue with a new encoder into shadow collections (issue 17, the backfill).
 
-The source is the compacted item-content topic: the latest stored upload of every item, as it arrived.
-The job reads it from its start up to the end offsets seen when the run began, under a consumer
-group of its own (`<app_id>.reembed.<version>`), and for each batch: decodes the uploads, resolves
-their media under the worker's policy, encodes them through the *target* Triton, upserts the rows into
-`<items>__<version>`, then commits the batch's offsets. So a killed run restarts where its last
-batch was stored: nothing committed is encoded again, and at most one batch is.
+Two phases, each reading one topic from its start up to the end offsets seen when the phase began,
+under a consumer group of its own, and committing each batch after its effect:
+1. items: the compacted item-content topic (the latest stored upload of every item, as it arrived):
+   decode, resolve media under the worker's policy, encode through the *target* Triton, upsert into
+   `<items>__<version>`;
+2. users, once the items phase is complete: the workers' table changelog (every user's state): the
+   newest state per user, its interest vectors by the same pure maths the worker uses
+   (`streams.interest.maths`) over the new item vectors, upserted into `<users>__<version>` with
+   the version on every row.
+A killed run restarts where its last commit was: nothing committed is done again, at most one batch is.
 
-The target's `model_version` comes from a probe request before anything is read, and names both the
-group and the shadow collection. Encoding is capped at `max_rate` items/s (a token bucket), so the
-live content agent keeps the rest of a shared encoder. An upload the new encoder cannot take (its media
-gone, a refusal) is counted and named, and the run goes on. Not done here yet: dual-writing fresh
-uploads during the run, users' vectors, verification and the swap (issue 17's next parts).
+The target's `model_version` comes from a probe request before anything is read, and names the groups
+and the shadow collections. Encoding is capped at `max_rate` items/s (a token bucket), so the live
+content agent keeps the rest of a shared encoder. An upload the new encoder cannot take (its media
+gone, a refusal) is named in the result, and the run goes on. Not done here yet: what arrives after a
+phase began (dual writes), verification and the swap (issue 17's next parts).
 """
 
 from __future__ import annotations
@@ -20,23 +24,26 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from encoders.client import EncoderClient
+from streams.interest.maths import InterestParams, interest_vectors
 from streams.ops.metrics import Metrics
 from streams.sinks.kafka import consumer
 from streams.sinks.media import MediaResolver
 from streams.sinks.milvus import MilvusSink, ensure_collections
 from streams.worker.retry import Retry
-from topology.codec import BadInput, Limits, decode_upload
-from topology.collections import CollectionSpec, item_row
+from topology.codec import BadInput, Limits, decode_interest_state, decode_upload
+from topology.collections import VECTOR_FIELD, CollectionSpec, item_row, user_row
 from topology.messages import EncodeRequest
 from topology.settings import Settings
+from topology.topics import table_changelog
 
 logger = logging.getLogger(__name__)
 
@@ -51,31 +58,44 @@ def version_slug(model_version: str) -> str:
     return slug[:120]
 
 
-def shadow_items(settings: Settings, model_version: str, dim: int) -> CollectionSpec:
-    """The `items` collection of `model_version`, beside the live one: `<items>__<version>`."""
-    items, _ = settings.collections()
-    spec = replace(items, name=f"{items.name}__{version_slug(model_version)}")
-    return replace(spec, fields=tuple(replace(f, dim=dim) if f.name == spec.vector_field else f for f in spec.fields))
+def shadow(spec: CollectionSpec, model_version: str, dim: int) -> CollectionSpec:
+    """`spec`'s collection for `model_version`, beside the live one: `<name>__<version>`, `dim` wide."""
+    return replace(
+        spec, name=f"{spec.name}__{version_slug(model_version)}", fields=tuple(replace(f, dim=dim) if f.name == spec.vector_field else f for f in spec.fields)
+    )
 
 
 @dataclass
-class Backfill:
-    """What one run did; `encoded` counts this run only (a resumed run starts from the committed offsets)."""
+class Phase:
+    """One topic read up to the end offsets seen when the phase began; counts of this run."""
 
-    model_version: str
-    collection: str
-    group: str
-    total: int = 0  # records of item-content up to the end offsets seen at the start
+    topic: str
+    total: int = 0  # offsets up to those end offsets (on a compacted topic, its holes count too)
     already_done: int = 0  # of those, committed by earlier runs
-    processed: int = 0  # records this run read, stored (or refused) and committed
-    encoded: int = 0  # rows this run stored
-    refused: dict[str, str] = field(default_factory=dict)  # item (or offset) -> why the new encoder did not take it
+    processed: int = 0  # records this run handled and committed
     seconds: float = 0.0
+    complete: bool = False  # every partition read up to its end offset (by this run or earlier ones)
 
     @property
     def rate(self) -> float:
         """Records processed per second in this run."""
         return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Backfill:
+    """What one run did: the items phase (item-content re-encoded), then, once it is complete, the users
+    phase (every user's table state on the changelog, recomputed over the new item vectors)."""
+
+    model_version: str
+    items_collection: str
+    users_collection: str
+    group: str
+    items: Phase
+    users: Phase | None = None  # None: the items phase did not complete in this run
+    encoded: int = 0  # item rows this run stored
+    users_written: int = 0  # user states this run wrote: each batch's newest per user (a user whose newer state came in a later batch counts again; one with only negatives so far has no vector to write)
+    refused: dict[str, str] = field(default_factory=dict)  # item, user or offset -> why it was not re-embedded
 
 
 class TokenBucket:
@@ -108,10 +128,12 @@ def eta(done: int, total: int, rate: float) -> str:
 async def reembed(
     settings: Settings, target: EncoderClient, max_rate: float, batch: int = 32, progress: Callable[[str], None] = print, stop_after: int | None = None,
 ) -> Backfill:  # fmt: skip
-    """Re-encode every item of the item-content topic into the shadow collection of `target`'s version.
+    """Re-encode every item of the item-content topic into the shadow items collection of `target`'s
+    version; then recompute every user's interest vectors from their table state over those vectors,
+    into the shadow users collection.
 
-    `stop_after`: stop once this run has processed at least that many records (a test's crash point).
-    Triton and Milvus being down are waited for (the worker's retry policy, backing off); Kafka
+    `stop_after`: end the items phase once this run has processed that many records (a test's crash
+    point). Triton and Milvus being down are waited for (the worker's retry policy, backing off); Kafka
     errors end the run, which a rerun resumes.
     """
     s = settings
@@ -120,56 +142,81 @@ async def reembed(
     if probe.vector is None:
         raise RuntimeError(f"the target encoder refused the version probe: {probe.error}")
     version = probe.model_version
-    spec = shadow_items(s, version, len(probe.vector))
-    ensure_collections(s.milvus_uri, s.milvus_token_value, [spec], s.milvus_backend, tls=s.milvus_tls())
-    result = Backfill(model_version=version, collection=spec.name, group=f"{s.app_id}.reembed.{version_slug(version)}")
-    topic = s.topics().item_content.name
-    reader = consumer(s.kafka_bootstrap, s.kafka_security(), group_id=result.group, enable_auto_commit=False, auto_offset_reset="earliest",
-                      max_poll_records=batch, max_partition_fetch_bytes=s.max_message_bytes + 128 * 1024)  # fmt: skip
+    live_items, live_users = s.collections()
+    items, users = shadow(live_items, version, len(probe.vector)), shadow(live_users, version, len(probe.vector))
+    ensure_collections(s.milvus_uri, s.milvus_token_value, [items, users], s.milvus_backend, tls=s.milvus_tls())
+    group = f"{s.app_id}.reembed.{version_slug(version)}"
+    result = Backfill(version, items.name, users.name, group, Phase(s.topics().item_content.name))
     sink = MilvusSink.for_settings(s)
     media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s, policy=s.media_policy())
     await sink.start()
     await media.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        bucket = TokenBucket(max_rate, batch)
+
+        async def encode(records: list[Any]) -> None:
+            await asyncio.sleep(bucket.wait_s(len(records)))
+            await _encode_and_store(records, s.limits(), target, media, sink, items, result, retry)
+
+        await _drain(s, result.items, group, batch, encode, progress, f"-> {items.name} ({version})", stop_after)
+        if result.items.complete:
+            result.users = Phase(table_changelog(s.app_id))
+            params = InterestParams.for_settings(s)
+
+            async def recompute(records: list[Any]) -> None:
+                await _recompute_users(records, s.limits(), params, sink, items, users, version, result, retry)
+
+            await _drain(s, result.users, f"{group}.users", batch, recompute, progress, f"-> {users.name}")
+    finally:
+        await media.close()
+        await sink.close()
+    return result
+
+
+async def _drain(
+    s: Settings, phase: Phase, group: str, batch: int, handle: Callable[[list[Any]], Awaitable[None]], progress: Callable[[str], None], what: str,
+    stop_after: int | None = None,
+) -> None:  # fmt: skip
+    """Read `phase.topic` from the group's committed offsets up to the end offsets seen now, `batch`
+    records at a time: `handle` them, then commit them. A rerun starts where the last commit was."""
+    reader = consumer(s.kafka_bootstrap, s.kafka_security(), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
+                      max_poll_records=batch, max_partition_fetch_bytes=s.max_message_bytes + 128 * 1024)  # fmt: skip
+    try:
+        partitions = [TopicPartition(phase.topic, p) for p in sorted(reader.partitions_for_topic(phase.topic) or ())]
         reader.assign(partitions)
-        ends = reader.end_offsets(partitions)
-        starts = reader.beginning_offsets(partitions)
+        ends, starts = reader.end_offsets(partitions), reader.beginning_offsets(partitions)
         committed = {tp: reader.committed(tp) for tp in partitions}
         for tp in partitions:
             reader.seek(tp, committed[tp] if committed[tp] is not None else starts[tp])
-        result.total = sum(ends[tp] - starts[tp] for tp in partitions)
-        result.already_done = sum((committed[tp] if committed[tp] is not None else starts[tp]) - starts[tp] for tp in partitions)
-        progress(f"reembed: {result.total:,} items on {topic} -> {spec.name} ({version}); {result.already_done:,} done by an earlier run")
-        bucket = TokenBucket(max_rate, batch)
+        phase.total = sum(ends[tp] - starts[tp] for tp in partitions)
+        phase.already_done = sum((committed[tp] if committed[tp] is not None else starts[tp]) - starts[tp] for tp in partitions)
+        progress(f"reembed: {phase.total:,} records on {phase.topic} {what}; {phase.already_done:,} done by an earlier run")
         began = last_report = time.monotonic()
         while any(reader.position(tp) < ends[tp] for tp in partitions):
             polled = await asyncio.to_thread(reader.poll, 1000, batch)
             records = [r for tp, rs in polled.items() for r in rs if r.offset < ends[tp]]
             if not records:
                 continue
-            await asyncio.sleep(bucket.wait_s(len(records)))
-            await _encode_and_store(records, s.limits(), target, media, sink, spec, result, retry)
-            offsets = {}
+            await handle(records)
+            offsets: dict[Any, int] = {}
             for r in records:
                 tp = TopicPartition(r.topic, r.partition)
                 offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
             await asyncio.to_thread(reader.commit, {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
-            result.processed += len(records)
-            result.seconds = time.monotonic() - began
+            phase.processed += len(records)
+            phase.seconds = time.monotonic() - began
             if time.monotonic() - last_report >= 5.0:
                 last_report = time.monotonic()
-                done = result.already_done + result.processed
-                progress(f"reembed: {done:,} / {result.total:,} items ({100 * done / max(result.total, 1):.0f} %), "
-                         f"{result.rate:.1f} items/s, ETA {eta(done, result.total, result.rate)}")  # fmt: skip
-            if stop_after is not None and result.processed >= stop_after:
+                done = phase.already_done + phase.processed
+                progress(f"reembed: {phase.topic} {done:,} / {phase.total:,} ({100 * done / max(phase.total, 1):.0f} %), "
+                         f"{phase.rate:.1f} records/s, ETA {eta(done, phase.total, phase.rate)}")  # fmt: skip
+            if stop_after is not None and phase.processed >= stop_after:
                 break
-        result.seconds = time.monotonic() - began
+        else:
+            phase.complete = True
+        phase.seconds = time.monotonic() - began
     finally:
         reader.close()
-        await media.close()
-        await sink.close()
-    return result
 
 
 async def _encode_and_store(
@@ -203,3 +250,32 @@ async def _encode_and_store(
     for index, why in refused.items():
         result.refused[str(rows[index]["item_id"])] = f"refused by Milvus: {why}"
     result.encoded += len(rows) - len(refused)
+
+
+async def _recompute_users(
+    records: list[Any], limits: Limits, params: InterestParams, sink: MilvusSink, items: CollectionSpec, users: CollectionSpec, version: str,
+    result: Backfill, retry: Retry,
+) -> None:  # fmt: skip
+    """Each user's newest state in `records` (changelog records, in offset order) -> their interest
+    vectors over the new item vectors -> rows of the shadow users collection, named with `version`."""
+    from streams.worker.interest import recent_items_field
+
+    newest = {r.key.decode(): r for r in records if r.key is not None and r.value is not None}  # a later record of a user wins
+    states = {}
+    for user, r in newest.items():
+        try:
+            states[user] = decode_interest_state(r.value, limits)
+        except BadInput as exc:
+            result.refused[f"{r.topic}[{r.partition}]@{r.offset}"] = f"{exc.reason}: {exc.detail}"
+    needed = sorted({item for state in states.values() for item in state.item_ids()})
+    found = await retry.retrying("milvus", f"read {items.name}", lambda: sink.get(items.name, needed, [VECTOR_FIELD])) if needed else []
+    vectors = {str(row[items.primary_key]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in found}
+    rows = []
+    for user, state in states.items():
+        slots = interest_vectors(state, vectors, params)
+        if slots is not None:  # negatives only so far, or none of their items re-embedded: nothing to write (as the worker)
+            rows += [user_row(user, slot, state.updated_at_ms, state.event_count, recent_items_field(state), version, vector) for slot, vector in enumerate(slots)]
+    refused = await retry.retrying("milvus", f"upsert {users.name}", lambda: sink.upsert_each(users, rows)) if rows else {}
+    for index, why in refused.items():
+        result.refused[str(rows[index]["user_id"])] = f"refused by Milvus: {why}"
+    result.users_written += len({row["user_id"] for row in rows}) - len({rows[i]["user_id"] for i in refused})

@@ -15,9 +15,16 @@ ITEM_CONTENT: Final = "item-content"
 INTERACTIONS_RETRY: Final = "interactions-retry"
 DEAD_LETTERS: Final = "dead-letters"
 
+INTEREST_TABLE: Final = "user-interest"  # the workers' Faust table of users' interest states
+
 _DAY_MS: Final = 24 * 3600 * 1000
 DEAD_LETTER_OVERHEAD_BYTES: Final = 64 * 1024
 """Room for the envelope around an original message that was itself at the size limit."""
+
+
+def table_changelog(app_id: str, table: str = INTEREST_TABLE) -> str:
+    """The changelog topic Faust keeps for a table of app `app_id` (compacted; created by Faust)."""
+    return f"{app_id}-{table}-changelog"
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from streams.worker.interest import InterestStage
 from streams.worker.retry import ShuttingDown
 from streams.worker.waiting import ItemWait
 from topology.settings import Settings
+from topology.topics import INTEREST_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     # Keyed by user_id like the interactions topic; the producer's partitioner places each user's
     # changelog records in the partition of that user's interactions, as co-partitioning requires.
     interests = app.Table(
-        "user-interest", default=None, partitions=s.topic_partitions, key_type=bytes, value_type=bytes, use_partitioner=True
+        INTEREST_TABLE, default=None, partitions=s.topic_partitions, key_type=bytes, value_type=bytes, use_partitioner=True
     )
 
     # Every source agent acknowledges an event itself, after its effect is durable: Faust's take_events

@@ -19,7 +19,7 @@ from tests.support.streaming import clip_upload, drained, send, stored_items, us
 from topology.codec import encode_interaction, encode_upload
 from topology.messages import Action, Interaction, InterestState
 from topology.settings import Settings
-from topology.topics import TopicSpec
+from topology.topics import TopicSpec, table_changelog
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def test_a_worker_upgraded_over_a_version_1_changelog_keeps_every_users_vector(s
 
     old = events("old", users=4, per_user=14, start_ms=1_700_000_000_000)  # more than a window each: the v1 floor matters
     new = events("new", users=4, per_user=3, start_ms=1_700_000_100_000)
-    changelog = f"{tag}-user-interest-changelog"  # as the old worker's Faust created it: compacted, one partition per interactions partition
+    changelog = table_changelog(tag)  # as the old worker's Faust created it: compacted, one partition per interactions partition
     ensure_topics(s.kafka_bootstrap, s.kafka_security(), [TopicSpec(changelog, s.topic_partitions, "user_id", -1, True, s.max_message_bytes)])
     p = producer(s.kafka_bootstrap, s.kafka_security(), s.max_message_bytes)  # the changelog as the old worker left it
     for user in sorted({e.user_id for e in old}):

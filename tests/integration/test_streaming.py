@@ -25,6 +25,7 @@ from topology.codec import decode_interest_state, decode_retry, encode_interacti
 from topology.collections import VECTOR_FIELD
 from topology.messages import Action, ContentUpload, Interaction, Media
 from topology.settings import Settings
+from topology.topics import table_changelog
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +145,7 @@ def test_user_vectors_equal_the_pure_function_and_replays_change_nothing(setting
     # The table's changelog: each user's newest state is the fold of their events, in the partition of
     # their interactions (co-partitioned, so a worker that takes the partition over restores the user).
     params = InterestParams.for_settings(settings)
-    states, where = _records(settings, f"{settings.app_id}-user-interest-changelog"), _records(settings, topic)
+    states, where = _records(settings, table_changelog(settings.app_id)), _records(settings, topic)
     for user in {e.user_id for e in log}:
         partition, value = states[user.encode()]
         assert partition == where[user.encode()][0]

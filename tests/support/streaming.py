@@ -53,7 +53,7 @@ def milvus_rows(settings: Settings, collection: str, ids: list[str], fields: lis
         finally:
             await sink.close()
 
-    key = "user_key" if collection.endswith("users") else "item_id"  # items, or a shadow items__<version>
+    key = "user_key" if collection.split("__")[0].endswith("users") else "item_id"  # also a shadow <name>__<version>
     return {row[key]: row for row in asyncio.run(go())}
 
 
