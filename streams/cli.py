@@ -208,10 +208,30 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_reembed(settings: Settings, args: argparse.Namespace) -> int:
+    if args.to is None:
+        return _reembed(settings, args, args.to_url.removeprefix("grpc://"))
+    from deploy.local.process import ServiceFailed
+    from deploy.local.stack import Stack, free_ports
+
+    grpc, http, metrics = free_ports(3)
+    own = settings.model_copy(update={"encoder": args.to, "triton_url": f"grpc://127.0.0.1:{grpc}", "triton_http_port": http,
+                                      "triton_metrics_port": metrics, "state_dir": settings.state_dir / "reembed"})  # fmt: skip
+    target = Stack(own, progress=_print)
+    try:
+        target.up(["triton"])
+    except ServiceFailed as exc:
+        target.down(["triton"])
+        print(f"sail-stream reembed: the Triton for {args.to} did not start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _reembed(settings, args, own.triton_grpc_address)
+    finally:
+        target.down(["triton"])
+
+
+def _reembed(settings: Settings, args: argparse.Namespace, address: str) -> int:
     from encoders.client import EncoderClient
     from streams.reembed import Backfill, reembed
-
-    address = args.to_url.removeprefix("grpc://")
 
     async def run() -> Backfill:
         target = EncoderClient(address, timeout_s=settings.triton_timeout_s, max_batch=args.batch, tls=settings.triton_tls())
@@ -487,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
         "reembed",
         help="re-encode every stored item with a new encoder into a shadow items collection (resumable)",
         description="Backfill for a model change: read the compacted item-content topic (the latest "
-        "stored upload of every item) up to its end offsets at the start, encode each item through the Triton at --to-url, "
+        "stored upload of every item) up to its end offsets at the start, encode each item through the new encoder (--to, "
+        "served by a Triton started for the run, or --to-url), "
         "and upsert the rows into <items>__<model_version>, beside the live collection; then every user's interest vectors, "
         "recomputed from their table state (the changelog) over the new item vectors, into <users>__<model_version>. Each "
         "phase reads its topic up to the end offsets at its start and commits per batch under the consumer group "
@@ -495,7 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-rate items/s so the live workers keep the rest of a shared encoder. Progress with an ETA every 5 s. "
         "Not yet: what arrives after the start (dual writes), verification and the alias swap.",
     )
-    backfill.add_argument("--to-url", required=True, metavar="grpc://HOST:PORT", help="the Triton serving the new encoder")
+    target = backfill.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", metavar="ENCODER", help="a preset (sail-tiny, sail-tiny-omni, ...) or a saved encoder folder (sail-stream train's "
+                        "OUT/encoder): served by a Triton started here on free loopback ports for the run, then stopped")  # fmt: skip
+    target.add_argument("--to-url", metavar="grpc://HOST:PORT", help="a Triton already serving the new encoder (a deployment's GPU Triton)")
     backfill.add_argument("--max-rate", type=float, default=40.0, help="items/s at most (default 40, about half of sail-tiny on 2 CPU cores; 0: no cap)")
     backfill.add_argument("--batch", type=int, default=32, help="items per encode request and per commit (default 32)")
     backfill.set_defaults(func=cmd_reembed)
