@@ -9,7 +9,7 @@ demo:
 	@venv=$$(bash deploy/local/bootstrap.sh) && "$$venv/bin/sail-stream" demo $(ARGS)
 
 test:
-	@venv=$$(bash deploy/local/bootstrap.sh) && "$$venv/bin/python" -m pytest $(ARGS)
+	@venv=$$(bash deploy/local/bootstrap.sh) && "$$venv/bin/python" -m pytest --durations=15 $(ARGS)
 
 stack-up:
 	@venv=$$(bash deploy/local/bootstrap.sh) && "$$venv/bin/sail-stream" stack up

@@ -7,9 +7,10 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -23,6 +24,21 @@ vectors, and upsert both into Milvus.
 
 Settings come from SAIL_* environment variables (e.g. SAIL_KAFKA_BOOTSTRAP) or a dotenv file given
 with --settings; `sail-stream settings` prints the effective values."""
+
+
+def _at_least(low: float, kind: type) -> Callable[[str], Any]:
+    """An argparse type: `kind(text)`, refused below `low` with the reason."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
 
 
 def _print(line: str) -> None:
@@ -520,8 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--to", metavar="ENCODER", help="a preset (sail-tiny, sail-tiny-omni, ...) or a saved encoder folder (sail-stream train's "
                         "OUT/encoder): served by a Triton started here on free loopback ports for the run, then stopped")  # fmt: skip
     target.add_argument("--to-url", metavar="grpc://HOST:PORT", help="a Triton already serving the new encoder (a deployment's GPU Triton)")
-    backfill.add_argument("--max-rate", type=float, default=40.0, help="items/s at most (default 40, about half of sail-tiny on 2 CPU cores; 0: no cap)")
-    backfill.add_argument("--batch", type=int, default=32, help="items per encode request and per commit (default 32)")
+    backfill.add_argument("--max-rate", type=_at_least(0.0, float), default=40.0, help="items/s at most (default 40, about half of sail-tiny on 2 CPU cores; 0: no cap)")
+    backfill.add_argument("--batch", type=_at_least(1, int), default=32, help="items per encode request and per commit (default 32)")
     backfill.set_defaults(func=cmd_reembed)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")

@@ -95,3 +95,11 @@ def test_train_with_an_unknown_recipe_names_the_shipped_ones(capsys: pytest.Capt
     assert main(["train", "--recipe", "no-such-recipe", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no recipe 'no-such-recipe'" in err and "cre-movielens" in err and "vision-emoji" in err
+
+
+def test_reembed_refuses_a_batch_below_one_and_a_negative_rate_and_needs_a_target(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, said in ((["--to", "sail-tiny", "--batch", "0"], "--batch: must be at least 1"), (["--to", "sail-tiny", "--max-rate", "-1"], "--max-rate: must be at least 0"),
+                       (["--max-rate", "5"], "one of the arguments --to --to-url is required"), (["--to", "a", "--to-url", "grpc://h:1"], "not allowed with")):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            main(["reembed", *argv])
+        assert exit_info.value.code == 2 and said in capsys.readouterr().err
