@@ -269,9 +269,8 @@ def _reembed(settings: Settings, args: argparse.Namespace, address: str) -> int:
     for key, why in list(result.refused.items())[:20]:
         _print(f"  not re-embedded: {key}: {why}")
     if result.refused:
-        _print(f"{len(result.refused)} items were not re-embedded (above, the first 20)")
-        return 1
-    return 0
+        _print(f"{len(result.refused)} items or users were not re-embedded (above, the first 20)")
+    return 0 if not result.refused and result.counts is not None and result.counts.equal else 1
 
 
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
@@ -530,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
         "phase reads its topic up to the end offsets at its start and commits per batch under the consumer group "
         "<app_id>.reembed.<model_version>[.users]: a killed run, rerun, resumes where it stopped. Encoding is capped at "
         "--max-rate items/s so the live workers keep the rest of a shared encoder. Progress with an ETA every 5 s. "
-        "Not yet: what arrives after the start (dual writes), verification and the alias swap.",
+        "At the end, the live and new collections' rows are counted; the exit code is 0 only when they match and nothing "
+        "was refused. Not yet: what arrives after the start (dual writes) and the alias swap.",
     )
     target = backfill.add_mutually_exclusive_group(required=True)
     target.add_argument("--to", metavar="ENCODER", help="a preset (sail-tiny, sail-tiny-omni, ...) or a saved encoder folder (sail-stream train's "

@@ -14,8 +14,9 @@ A killed run restarts where its last commit was: nothing committed is done again
 The target's `model_version` comes from a probe request before anything is read, and names the groups
 and the shadow collections. Encoding is capped at `max_rate` items/s (a token bucket), so the live
 content agent keeps the rest of a shared encoder. An upload the new encoder cannot take (its media
-gone, a refusal) is named in the result, and the run goes on. Not done here yet: what arrives after a
-phase began (dual writes), verification and the swap (issue 17's next parts).
+gone, a refusal) is named in the result, and the run goes on. At the end the live and new collections'
+rows are counted. Not done here yet: what arrives after a phase began (dual writes) and the swap
+(issue 17's next parts).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,10 +39,10 @@ from streams.interest.maths import InterestParams, interest_vectors
 from streams.ops.metrics import Metrics
 from streams.sinks.kafka import consumer
 from streams.sinks.media import MediaResolver
-from streams.sinks.milvus import MilvusSink, ensure_collections
+from streams.sinks.milvus import MilvusSink, check_milvus, ensure_collections, milvus_string
 from streams.worker.retry import Retry
 from topology.codec import BadInput, Limits, decode_interest_state, decode_upload
-from topology.collections import VECTOR_FIELD, CollectionSpec, item_row, user_row
+from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, item_row, user_row
 from topology.messages import EncodeRequest
 from topology.settings import Settings
 from topology.topics import table_changelog
@@ -96,6 +98,29 @@ class Backfill:
     encoded: int = 0  # item rows this run stored
     users_written: int = 0  # user states this run wrote: each batch's newest per user (a user whose newer state came in a later batch counts again; one with only negatives so far has no vector to write)
     refused: dict[str, str] = field(default_factory=dict)  # item, user or offset -> why it was not re-embedded
+    counts: Counts | None = None  # live against new, once both phases are complete
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Rows of the live collections and of the new version's, canaries left out."""
+
+    live_items: int
+    new_items: int
+    live_users: int
+    new_users: int
+
+    @property
+    def equal(self) -> bool:
+        return (self.live_items, self.live_users) == (self.new_items, self.new_users)
+
+    def explain(self) -> str:
+        """One line on what the counts say, for the operator deciding on the swap."""
+        line = f"items: {self.live_items:,} live, {self.new_items:,} new; user rows: {self.live_users:,} live, {self.new_users:,} new"
+        if self.equal:
+            return line + ": complete"
+        return line + (": the new version lacks rows (uploads or users that arrived after the run began, which a rerun picks up; "
+                       "items the new encoder refused; users none of whose items it has)")  # fmt: skip
 
 
 class TokenBucket:
@@ -167,6 +192,16 @@ async def reembed(
                 await _recompute_users(records, s.limits(), params, sink, items, users, version, result, retry)
 
             await _drain(s, result.users, f"{group}.users", batch, recompute, progress, f"-> {users.name}")
+            missing = {live_items.name, live_users.name} - set(check_milvus(s.milvus_uri, s.milvus_token_value, tls=s.milvus_tls()))
+            if missing:
+                progress(f"reembed: no live collection {', '.join(sorted(missing))} to compare with (SAIL_MILVUS_COLLECTION_PREFIX?)")
+            elif result.users.complete:
+                item_rows, user_rows = f"creator_id != {milvus_string(CANARY)}", f"user_id != {milvus_string(CANARY)}"  # not the workers' canaries
+                counted = []
+                for name, where in ((live_items.name, item_rows), (items.name, item_rows), (live_users.name, user_rows), (users.name, user_rows)):
+                    counted.append(await retry.retrying("milvus", f"count {name}", partial(sink.count, name, where)))
+                result.counts = Counts(*counted)
+                progress(f"reembed: {result.counts.explain()}")
     finally:
         await media.close()
         await sink.close()

@@ -306,6 +306,18 @@ class MilvusSink:
         )
         return [dict(row) for row in rows]
 
+    async def count(self, collection: str, filter_expr: str = "") -> int:
+        """Rows of `collection` matching `filter_expr` (all: ""), read-your-writes.
+
+        Raises:
+            MilvusUnavailable: the query failed.
+        """
+        rows = await self._call(
+            f"count of {collection}",
+            self._c.query(collection, filter=filter_expr, output_fields=["count(*)"], consistency_level="Strong", timeout=self._timeout_s),
+        )
+        return int(rows[0]["count(*)"])
+
     async def query(self, collection: str, filter_expr: str, fields: Sequence[str], limit: int = 16384, consistency: Consistency = "Strong") -> list[dict[str, Any]]:
         """Rows matching a scalar filter (e.g. `encoded_at_ms >= 1700000000000`).
 

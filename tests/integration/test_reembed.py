@@ -13,8 +13,9 @@ import pytest
 
 from encoders.client import EncoderClient
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
-from streams.reembed import Backfill, reembed
+from streams.reembed import Backfill, Counts, reembed
 from streams.sinks.kafka import ensure_topics
+from streams.sinks.milvus import ensure_collections
 from streams.worker.content import inline_request
 from tests.support.streaming import clip_upload, milvus_rows, send
 from topology.codec import encode_interest_state, encode_upload
@@ -44,6 +45,7 @@ def test_a_backfill_stopped_halfway_resumes_and_every_item_and_user_gets_the_new
     tag = f"re{uuid.uuid4().hex[:6]}"
     s = settings.namespaced(tag)
     ensure_topics(s.kafka_bootstrap, s.kafka_security(), [*s.topics().all(), TopicSpec(table_changelog(tag), s.topic_partitions, "user_id", -1, True, s.max_message_bytes)])
+    ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend)
     uploads = [clip_upload(tag, n, cover=n % 3 == 0) for n in range(40)]
     ids = [u.item_id for u in uploads]
     # item-content and the table's changelog as the workers leave them (test_streaming checks that they do)
@@ -65,6 +67,8 @@ def test_a_backfill_stopped_halfway_resumes_and_every_item_and_user_gets_the_new
     assert not second.refused and any("16 done by an earlier run" in line for line in lines)
     assert second.users is not None and (second.users.total, second.users.processed) == (12, 12)
     assert 6 <= second.users_written <= 12  # each batch's newest state per user (the vectors below are the check)
+    assert first.counts is None  # counted only once both phases are complete
+    assert second.counts == Counts(live_items=0, new_items=40, live_users=0, new_users=6) and not second.counts.equal  # no worker wrote the live ones here
     third, _ = _run(s)
     assert (third.items.already_done, third.items.processed, third.users.already_done, third.users.processed) == (40, 0, 12, 0)  # type: ignore[union-attr]
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from kafka import TopicPartition
 
-from streams.reembed import TokenBucket, eta, shadow, version_slug
+from streams.reembed import Counts, TokenBucket, eta, shadow, version_slug
 from topology.settings import Settings
 
 
@@ -94,3 +94,9 @@ def test_a_phase_over_a_compacted_topic_completes_at_its_end_offset_despite_the_
     asyncio.run(module._drain(Settings(state_dir=Path("/tmp")), phase, "g", 2, handle, lambda line: None, "test"))
     assert seen == [0, 1, 3, 4] and fake.commits == [{0: 2}, {0: 5}]
     assert phase.complete and (phase.total, phase.processed) == (5, 4)
+
+
+def test_counts_say_complete_only_when_the_new_version_has_every_row() -> None:
+    assert Counts(60, 60, 20, 20).equal and Counts(60, 60, 20, 20).explain().endswith(": complete")
+    short = Counts(61, 60, 20, 20)
+    assert not short.equal and "arrived after the run began" in short.explain() and "61 live, 60 new" in short.explain()
