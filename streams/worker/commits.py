@@ -136,7 +136,6 @@ class CommitRepair:
             repairs.append(Repair("seek", tp.topic, tp.partition, f"offsets {committed}..{end - 1} were never acked ({kind}): re-reading from {committed}{note}"))
         return repairs
 
-
     def _queued(self, tp: Any, low: int, high: int) -> bool:
         """Whether a stream queue fed by `tp` holds one of its offsets in [low, high): delivered, not
         taken by the agent yet (Faust tracks an event as unacked only once its stream takes it; while an
@@ -172,8 +171,9 @@ class CommitRepair:
                 continue
             if now - since >= after_s and self._reported.get(tp, -1) != committed:
                 self._reported[tp] = committed
-                behind = _highwater(c, tp) - (committed or 0)  # type: ignore[operator]
-                found.append(Repair("stall", tp.topic, tp.partition, f"no commit for {now - since:.0f}s at offset {committed}, {behind} records behind: {fetch_state(c, tp, self._queues)}"))
+                high = _highwater(c, tp)
+                behind = f"{high - (committed or 0)} records behind" if high is not None else "highwater unknown (nothing fetched yet)"
+                found.append(Repair("stall", tp.topic, tp.partition, f"no commit for {now - since:.0f}s at offset {committed}, {behind}: {fetch_state(c, tp, self._queues)}"))
         return found
 
 

@@ -172,6 +172,12 @@ def test_a_partition_behind_that_does_not_commit_is_reported_once_per_offset_wit
     c._committed_offset[TOPIC] = 60  # caught up: nothing behind, nothing to report
     now[0] = 500.0
     assert repair.stalls(after_s=30) == [] and repair.stalls(after_s=30) == []
+    del c.highwaters[TOPIC]  # never fetched: the end is unknown, which is itself worth saying after the window
+    now[0] = 600.0
+    assert repair.stalls(after_s=30) == []
+    now[0] = 640.0
+    (unknown,) = repair.stalls(after_s=30)
+    assert "at offset 60, highwater unknown (nothing fetched yet)" in unknown.detail
 
 
 def test_a_tail_in_flight_or_fully_committed_is_left_alone() -> None:
