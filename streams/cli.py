@@ -246,6 +246,8 @@ def cmd_reembed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reembed(settings: Settings, args: argparse.Namespace, address: str) -> int:
+    import asyncio
+
     from encoders.client import EncoderClient
     from streams.reembed import Backfill, reembed
 
@@ -256,8 +258,6 @@ def _reembed(settings: Settings, args: argparse.Namespace, address: str) -> int:
             return await reembed(settings, target, max_rate=args.max_rate, batch=args.batch, progress=_print)
         finally:
             await target.close()
-
-    import asyncio
 
     result = asyncio.run(run())
     items = result.items

@@ -35,14 +35,14 @@ from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from encoders.client import EncoderClient
-from streams.interest.maths import InterestParams, interest_vectors
+from streams.interest.maths import InterestParams
 from streams.ops.metrics import Metrics
 from streams.sinks.kafka import consumer
 from streams.sinks.media import MediaResolver
 from streams.sinks.milvus import MilvusSink, check_milvus, ensure_collections, milvus_string
 from streams.worker.retry import Retry
 from topology.codec import BadInput, Limits, decode_interest_state, decode_upload
-from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, item_row, user_row
+from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, item_row
 from topology.messages import EncodeRequest
 from topology.settings import Settings
 from topology.topics import table_changelog
@@ -257,19 +257,15 @@ async def _drain(
 async def _encode_and_store(
     records: list[Any], limits: Limits, target: EncoderClient, media: MediaResolver, sink: MilvusSink, spec: CollectionSpec, result: Backfill, retry: Retry
 ) -> None:  # fmt: skip
-    from streams.worker.content import request_for
+    from streams.worker.content import resolve_request
 
     ready = []
     for r in records:
         try:
             upload = decode_upload(r.value, limits)
-            cover = await media.resolve(upload.cover, "cover")
-            frames = [await media.resolve(f, f"frames[{i}]") for i, f in enumerate(upload.frames)]
-            audio = await media.resolve(upload.audio, "audio")
+            ready.append((upload, await resolve_request(media, upload)))
         except BadInput as exc:
             result.refused[f"{r.topic}[{r.partition}]@{r.offset}"] = f"{exc.reason}: {exc.detail}"
-            continue
-        ready.append((upload, request_for(upload, cover, tuple(f for f in frames if f is not None), audio)))
     if not ready:
         return
     requests = [request for _, request in ready]
@@ -293,7 +289,7 @@ async def _recompute_users(
 ) -> None:  # fmt: skip
     """Each user's newest state in `records` (changelog records, in offset order) -> their interest
     vectors over the new item vectors -> rows of the shadow users collection, named with `version`."""
-    from streams.worker.interest import recent_items_field
+    from streams.worker.interest import user_rows
 
     newest = {r.key.decode(): r for r in records if r.key is not None and r.value is not None}  # a later record of a user wins
     states = {}
@@ -305,11 +301,7 @@ async def _recompute_users(
     needed = sorted({item for state in states.values() for item in state.item_ids()})
     found = await retry.retrying("milvus", f"read {items.name}", lambda: sink.get(items.name, needed, [VECTOR_FIELD])) if needed else []
     vectors = {str(row[items.primary_key]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in found}
-    rows = []
-    for user, state in states.items():
-        slots = interest_vectors(state, vectors, params)
-        if slots is not None:  # negatives only so far, or none of their items re-embedded: nothing to write (as the worker)
-            rows += [user_row(user, slot, state.updated_at_ms, state.event_count, recent_items_field(state), version, vector) for slot, vector in enumerate(slots)]
+    rows = [row for user, state in states.items() for row in user_rows(user, state, vectors, params, version)]
     refused = await retry.retrying("milvus", f"upsert {users.name}", lambda: sink.upsert_each(users, rows)) if rows else {}
     for index, why in refused.items():
         result.refused[str(rows[index]["user_id"])] = f"refused by Milvus: {why}"

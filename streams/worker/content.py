@@ -20,6 +20,7 @@ import numpy as np
 from encoders.client import encoder_verdict
 from encoders.signature import EncodeResult
 from streams.sinks.isolation import Isolated, isolate
+from streams.sinks.media import MediaResolver
 from streams.worker.context import Context
 from streams.worker.events import arrival, now_ms
 from streams.worker.inflight import InOrderPipeline
@@ -51,6 +52,19 @@ def request_for(upload: ContentUpload, cover: bytes | None, frames: tuple[bytes,
     )  # fmt: skip
 
 
+async def resolve_request(media: MediaResolver, upload: ContentUpload) -> EncodeRequest:
+    """`request_for` an upload with its media fetched under `media`'s policy (the content agent's
+    and the re-embed's one way to read an upload).
+
+    Raises:
+        BadInput: a medium is forbidden, too large or unreadable.
+    """
+    cover = await media.resolve(upload.cover, "cover")
+    frames = [await media.resolve(frame, f"frames[{i}]") for i, frame in enumerate(upload.frames)]
+    audio = await media.resolve(upload.audio, "audio")
+    return request_for(upload, cover, tuple(f for f in frames if f is not None), audio)
+
+
 def inline_request(upload: ContentUpload) -> EncodeRequest:
     """`request_for` an upload whose media are all inline (benchmarks, fault checks)."""
     cover, audio = (m.data if m is not None else None for m in (upload.cover, upload.audio))
@@ -76,13 +90,6 @@ class ContentStage:
         metrics.note_pipeline_full(self.pipeline.full_seconds())
         metrics.triton_deadline.set(self.ctx.encoder.deadline.seconds(self.batch_max))
 
-    async def _request(self, upload: ContentUpload) -> EncodeRequest:
-        media = self.ctx.media
-        cover = await media.resolve(upload.cover, "cover")
-        frames = [await media.resolve(frame, f"frames[{i}]") for i, frame in enumerate(upload.frames)]
-        audio = await media.resolve(upload.audio, "audio")
-        return request_for(upload, cover, tuple(f for f in frames if f is not None), audio)
-
     async def prepare(self, events: Sequence[Any]) -> list[EncodedUpload]:
         """Decode, resolve media, encode; dead-letters what fails on the way."""
         ctx = self.ctx
@@ -96,7 +103,7 @@ class ContentStage:
                 accepted.append((event, decode_upload(event.value, ctx.limits, arrival(event))))
             except BadInput as exc:
                 refused.append((event, exc.reason, exc.detail))
-        resolved = await asyncio.gather(*(self._request(upload) for _, upload in accepted), return_exceptions=True)
+        resolved = await asyncio.gather(*(resolve_request(ctx.media, upload) for _, upload in accepted), return_exceptions=True)
         ready: list[tuple[Any, ContentUpload, EncodeRequest]] = []
         for (event, upload), request in zip(accepted, resolved):
             if isinstance(request, BadInput):

@@ -10,10 +10,10 @@ so a crash in between replays to the same result.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streams.interest.maths import InterestParams, already_applied, apply_interaction, interest_vectors
+from streams.interest.maths import InterestParams, Vector, already_applied, apply_interaction, interest_vectors
 from streams.ops.quality import probe
 from streams.worker.context import Context
 from streams.worker.events import arrival
@@ -33,6 +33,15 @@ def recent_items_field(state: InterestState) -> str:
         ids.pop()
         text = ",".join(ids)
     return text
+
+
+def user_rows(user: str, state: InterestState, vectors: Mapping[str, Vector], params: InterestParams, model_version: str) -> list[dict[str, object]]:
+    """The `users` rows of one user's state (one per interest slot) over `vectors`; none while no
+    positive item's vector is known (negatives only so far: no interest vector to write yet)."""
+    slots = interest_vectors(state, vectors, params)
+    if slots is None:
+        return []
+    return [user_row(user, slot, state.updated_at_ms, state.event_count, recent_items_field(state), model_version, vector) for slot, vector in enumerate(slots)]
 
 
 class InterestStage:
@@ -94,13 +103,7 @@ class InterestStage:
         if waiting:
             await self.waiting.park(waiting)
             phase("park")
-        rows = []
-        for user, state in changed.items():
-            slots = interest_vectors(state, vectors, self.params)
-            if slots is None:
-                continue  # negatives only so far: no interest vector to write yet
-            for slot, vector in enumerate(slots):
-                rows.append(user_row(user, slot, state.updated_at_ms, state.event_count, recent_items_field(state), "", vector))
+        rows = [row for user, state in changed.items() for row in user_rows(user, state, vectors, self.params, "")]
         phase("maths")
         if rows:
             refused = await ctx.upsert_each(ctx.users, rows)
