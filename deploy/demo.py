@@ -172,8 +172,7 @@ class MovieLensReplay:
         return Produced(done.uploads, done.interactions, 0, done.elapsed_s)
 
     async def show(self, settings: Settings, sink: MilvusSink, say: Say) -> None:
-        items, users = settings.collections()
-        recall = Recall(sink, items, users, settings.interest_slots)
+        recall = Recall.for_settings(sink, settings)
         liked: dict[int, list[str]] = {}
         rated: dict[int, set[str]] = {}
         for r in self.data.ratings:

@@ -151,6 +151,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if args.web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": args.web_port})
     _create_missing_topics(settings)
+    _create_registry(settings, "worker")
     run_worker(settings, loglevel=args.loglevel)
     return 0
 
@@ -166,6 +167,18 @@ def _create_missing_topics(settings: Settings) -> None:
             _print(f"created topic {name}, which the cluster lacked")
     except BrokerUnavailable as exc:
         print(f"sail-stream worker: could not check the topics ({exc}); starting anyway, a missing topic stalls the agents that write it", file=sys.stderr)
+
+
+def _create_registry(settings: Settings, who: str) -> None:
+    """Create the model-version registry's collection if Milvus lacks it (one row, written only by
+    `sail-stream reembed`), so that reading it every SAIL_VERSION_REFRESH_S finds an empty collection
+    rather than an error; Milvus down: reported, and the default version (the settings') runs."""
+    from streams.sinks.milvus import MilvusUnavailable, ensure_collections
+
+    try:
+        ensure_collections(settings.milvus_uri, settings.milvus_token_value, [settings.registry()[0]], settings.milvus_backend, timeout_s=5.0, tls=settings.milvus_tls())
+    except MilvusUnavailable as exc:
+        print(f"sail-stream {who}: could not check the model-version registry ({str(exc).splitlines()[0][:200]}); starting with the settings' collections", file=sys.stderr)
 
 
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
@@ -224,8 +237,10 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_reembed(settings: Settings, args: argparse.Namespace) -> int:
+    if args.rollback or args.retire:
+        return _reembed_registry(settings, args)
     if args.to is None:
-        return _reembed(settings, args, args.to_url.removeprefix("grpc://"))
+        return _reembed(settings, args, args.to_url, swap=not args.no_swap)
     from deploy.local.process import ServiceFailed
     from deploy.local.stack import Stack, free_ports
 
@@ -239,25 +254,32 @@ def cmd_reembed(settings: Settings, args: argparse.Namespace) -> int:
         target.down(["triton"])
         print(f"sail-stream reembed: the Triton for {args.to} did not start: {exc}", file=sys.stderr)
         return 2
+    if not args.no_swap:
+        _print("reembed: no swap with --to: its Triton serves only for this run, and the workers would lose their encoder; "
+               "serve the new encoder where the workers reach it and run --to-url to swap")  # fmt: skip
     try:
-        return _reembed(settings, args, own.triton_grpc_address)
+        return _reembed(settings, args, own.triton_url, swap=False)
     finally:
         target.down(["triton"])
 
 
-def _reembed(settings: Settings, args: argparse.Namespace, address: str) -> int:
+def _reembed(settings: Settings, args: argparse.Namespace, url: str, swap: bool) -> int:
     import asyncio
 
     from encoders.client import EncoderClient
     from streams.reembed import Backfill, reembed
 
     async def run() -> Backfill:
-        target = EncoderClient(address, timeout_s=settings.triton_timeout_s, max_batch=args.batch, tls=settings.triton_tls())
+        target = EncoderClient.for_settings(settings.model_copy(update={"triton_url": url}), max_batch=args.batch)
+        live = EncoderClient.for_settings(settings)
         await target.start()
+        await live.start()
         try:
-            return await reembed(settings, target, max_rate=args.max_rate, batch=args.batch, progress=_print)
+            return await reembed(settings, target, max_rate=args.max_rate, batch=args.batch, progress=_print, target_url=url, swap=swap,
+                                 grace_s=args.grace_s, keep_s=args.keep_h * 3600, live_encoder=live)  # fmt: skip
         finally:
             await target.close()
+            await live.close()
 
     result = asyncio.run(run())
     items = result.items
@@ -265,12 +287,38 @@ def _reembed(settings: Settings, args: argparse.Namespace, address: str) -> int:
            f"{items.processed:,} records this run, {items.already_done:,} done before")  # fmt: skip
     if result.users is not None:
         _print(f"wrote {result.users_written:,} user states into {result.users_collection} from {result.users.processed:,} changelog records "
-               f"in {result.users.seconds:.0f}s ({result.users.already_done:,} done before)")  # fmt: skip
+               f"in {result.users.seconds:.0f}s ({result.users.already_done:,} done before); {result.followed:,} records followed after")  # fmt: skip
     for key, why in list(result.refused.items())[:20]:
         _print(f"  not re-embedded: {key}: {why}")
     if result.refused:
         _print(f"{len(result.refused)} items or users were not re-embedded (above, the first 20)")
-    return 0 if not result.refused and result.counts is not None and result.counts.equal else 1
+    if result.swap is not None:
+        _print(f"swapped {result.swap.from_version} -> {result.swap.to_version}: registry write {1000 * result.swap.write_s:.0f} ms; "
+               f"{result.swap.grace_records:,} records followed in the grace period; roll back with: sail-stream reembed --rollback")  # fmt: skip
+    complete = not result.refused and result.counts is not None and result.counts.complete
+    return 0 if complete and (result.swap is not None or not swap) else 1
+
+
+def _reembed_registry(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from encoders.client import EncoderClient
+    from streams.reembed import retire, rollback
+    from topology.versions import Version
+
+    def encoder(version: Version) -> EncoderClient:
+        return EncoderClient.for_settings(settings.model_copy(update={"triton_url": version.triton_url}) if version.triton_url else settings)
+
+    try:
+        if args.retire:
+            asyncio.run(retire(settings, progress=_print, force=args.force))
+            return 0
+        swap = asyncio.run(rollback(settings, encoder, progress=_print, grace_s=args.grace_s, batch=args.batch))
+    except RuntimeError as exc:
+        print(f"sail-stream reembed: {exc}", file=sys.stderr)
+        return 2
+    _print(f"rolled back {swap.from_version} -> {swap.to_version}: registry write {1000 * swap.write_s:.0f} ms")
+    return 0
 
 
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
@@ -303,12 +351,12 @@ def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
     from streams.recall.query import Recall, RecallError
     from streams.sinks.milvus import MilvusSink
 
-    items, users = settings.collections()
+    _create_registry(settings, "recall")
 
     async def make() -> tuple[MilvusSink, Recall]:
         sink = MilvusSink.for_settings(settings)
         await sink.start()
-        return sink, Recall(sink, items, users, settings.interest_slots)
+        return sink, Recall.for_settings(sink, settings)
 
     if args.action != "serve" and not args.id:
         print(f"sail-stream recall {args.action}: give the {args.action}_id", file=sys.stderr)
@@ -520,24 +568,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     backfill = sub.add_parser(
         "reembed",
-        help="re-encode every stored item with a new encoder into a shadow items collection (resumable)",
-        description="Backfill for a model change: read the compacted item-content topic (the latest "
-        "stored upload of every item) up to its end offsets at the start, encode each item through the new encoder (--to, "
-        "served by a Triton started for the run, or --to-url), "
-        "and upsert the rows into <items>__<model_version>, beside the live collection; then every user's interest vectors, "
-        "recomputed from their table state (the changelog) over the new item vectors, into <users>__<model_version>. Each "
-        "phase reads its topic up to the end offsets at its start and commits per batch under the consumer group "
-        "<app_id>.reembed.<model_version>[.users]: a killed run, rerun, resumes where it stopped. Encoding is capped at "
-        "--max-rate items/s so the live workers keep the rest of a shared encoder. Progress with an ETA every 5 s. "
-        "At the end, the live and new collections' rows are counted; the exit code is 0 only when they match and nothing "
-        "was refused. Not yet: what arrives after the start (dual writes) and the alias swap.",
+        help="move to a new encoder without downtime: backfill shadow collections, follow, swap (and roll back, retire)",
+        description="Re-embed every item and user with a new encoder, then switch the workers and recall services to it "
+        "in one step. (1) Registers the new model_version as the shadow in the model-version registry (a one-row Milvus "
+        "collection <prefix>registry). (2) Backfill: reads the compacted item-content topic (the latest stored upload of "
+        "every item) up to its end offsets at the start, encodes each item through the new encoder into "
+        "<items>__<model_version>, then recomputes every user's interest vectors from their table state (the changelog) "
+        "into <users>__<model_version>. (3) Follows both topics on, so uploads and interactions that arrive meanwhile "
+        "reach the new version too (the workers keep serving the live one at full speed). (4) Counts rows; if the new "
+        "version holds at least what the live one does, swaps: one registry write names it live, and every worker and "
+        "recall API switches encoder and collections within SAIL_VERSION_REFRESH_S; the old version is kept for a "
+        "rollback (--keep-h). Each phase commits per batch under the consumer group <app_id>.reembed.<model_version>"
+        "[.users]: a killed run, rerun, resumes where it stopped. Encoding is capped at --max-rate items/s so the live "
+        "workers keep the rest of a shared encoder. Progress with an ETA every 5 s. Exit code 0 when the new version "
+        "is complete and swapped (or complete, with --no-swap or --to).",
     )
     target = backfill.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to-url", metavar="grpc://HOST:PORT", help="a Triton serving the new encoder where the workers can reach it (they use it after the swap)")
     target.add_argument("--to", metavar="ENCODER", help="a preset (sail-tiny, sail-tiny-omni, ...) or a saved encoder folder (sail-stream train's "
-                        "OUT/encoder): served by a Triton started here on free loopback ports for the run, then stopped")  # fmt: skip
-    target.add_argument("--to-url", metavar="grpc://HOST:PORT", help="a Triton already serving the new encoder (a deployment's GPU Triton)")
+                        "OUT/encoder): served by a Triton started here on free loopback ports for this run only, so it backfills "
+                        "and follows but never swaps (a rerun with --to-url resumes and swaps)")  # fmt: skip
+    target.add_argument("--rollback", action="store_true", help="bring the previous version up to date from the swap and swap back to it")
+    target.add_argument("--retire", action="store_true", help="drop the previous version's collections once its rollback window is over")
     backfill.add_argument("--max-rate", type=_at_least(0.0, float), default=40.0, help="items/s at most (default 40, about half of sail-tiny on 2 CPU cores; 0: no cap)")
     backfill.add_argument("--batch", type=_at_least(1, int), default=32, help="items per encode request and per commit (default 32)")
+    backfill.add_argument("--no-swap", action="store_true", help="backfill and follow, but leave the live version as it is")
+    backfill.add_argument("--grace-s", type=_at_least(0.0, float), default=15.0,
+                          help="after a swap, follow the new version this long for batches the workers had in flight (default 15)")  # fmt: skip
+    backfill.add_argument("--keep-h", type=_at_least(0.0, float), default=24.0, help="hours the previous version is kept for a rollback (default 24)")
+    backfill.add_argument("--force", action="store_true", help="with --retire: drop the previous version before its window is over")
     backfill.set_defaults(func=cmd_reembed)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")

@@ -1,29 +1,37 @@
-"""Re-embedding the catalogue with a new encoder into shadow collections (issue 17, the backfill).
+"""Moving a live deployment to a new model without downtime (issue 17): backfill, follow, swap, rollback.
 
-Two phases, each reading one topic from its start up to the end offsets seen when the phase began,
-under a consumer group of its own, and committing each batch after its effect:
-1. items: the compacted item-content topic (the latest stored upload of every item, as it arrived):
-   decode, resolve media under the worker's policy, encode through the *target* Triton, upsert into
-   `<items>__<version>`;
-2. users, once the items phase is complete: the workers' table changelog (every user's state): the
-   newest state per user, its interest vectors by the same pure maths the worker uses
-   (`streams.interest.maths`) over the new item vectors, upserted into `<users>__<version>` with
-   the version on every row.
-A killed run restarts where its last commit was: nothing committed is done again, at most one batch is.
-
-The target's `model_version` comes from a probe request before anything is read, and names the groups
-and the shadow collections. Encoding is capped at `max_rate` items/s (a token bucket), so the live
-content agent keeps the rest of a shared encoder. An upload the new encoder cannot take (its media
-gone, a refusal) is named in the result, and the run goes on. At the end the live and new collections'
-rows are counted. Not done here yet: what arrives after a phase began (dual writes) and the swap
-(issue 17's next parts).
+1. **Register** the new version as the *shadow* in the model-version registry (`topology.versions`), with
+   its own collections `<items>__<version>` and `<users>__<version>` and the Triton that encodes for it.
+2. **Backfill**, in two phases. Each reads one topic from its start up to the end offsets seen when
+   the phase began, under a consumer group of its own, and commits each batch after its effect:
+   - items: the compacted item-content topic (the latest stored upload of every item, as it arrived):
+     decode, resolve media under the worker's policy, encode through the *new* Triton, upsert;
+   - users, once the items phase is complete: the workers' table changelog (every user's state): the
+     newest state per user, its interest vectors by the worker's own maths over the new item vectors.
+   A killed run restarts where its last commit was: nothing committed is done again, at most one batch is.
+3. **Follow**: the same groups read on to the topics' new ends, round after round, until a round finds
+   little new. This is the dual write. The workers keep writing the live version at full speed, and each
+   upload they store and each state they change reaches item-content and the changelog, which the re-embed
+   encodes into the new version as well. Fresh uploads keep their priority: the workers encode them first,
+   and the re-embed's share of the encoder is capped at `max_rate` items/s (a token bucket).
+4. **Count and swap**: the new version must hold at least the rows the live one held before the last
+   round. Then the swap:
+   - the live version's own groups are committed at the topics' current ends, to be read on from there
+     by a rollback;
+   - one upsert of the registry row names the new version live and the old one *previous*, kept until
+     `keep_s` from now;
+   - workers and recall APIs switch within SAIL_VERSION_REFRESH_S (their next batch or request);
+   - the re-embed follows the new version for `grace_s` more, for the batches the workers had in
+     flight under the old version.
+5. **Rollback** (`rollback`): read the previous version's groups on from the swap's marks, through its
+   own Triton, then swap back the same way. **Retire** (`retire`): drop the previous version's
+   collections once its window is over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -39,32 +47,20 @@ from streams.interest.maths import InterestParams
 from streams.ops.metrics import Metrics
 from streams.sinks.kafka import consumer
 from streams.sinks.media import MediaResolver
-from streams.sinks.milvus import MilvusSink, check_milvus, ensure_collections, milvus_string
+from streams.sinks.milvus import MilvusSink, drop_collections, ensure_collections, milvus_string
+from streams.sinks.registry import Versions
 from streams.worker.retry import Retry
 from topology.codec import BadInput, Limits, decode_interest_state, decode_upload
 from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, item_row
 from topology.messages import EncodeRequest
 from topology.settings import Settings
 from topology.topics import table_changelog
+from topology.versions import Registry, Version, shadow, version_slug
 
 logger = logging.getLogger(__name__)
 
 PROBE = EncodeRequest(role="target", title="sail-stream re-embed: version probe")
-
-
-def version_slug(model_version: str) -> str:
-    """`model_version` as a Milvus name part and a consumer group suffix (letters, digits, '_')."""
-    slug = re.sub(r"[^A-Za-z0-9_]", "_", model_version).strip("_")
-    if not slug:
-        raise ValueError(f"model version {model_version!r} has no letter or digit to name a collection after")
-    return slug[:120]
-
-
-def shadow(spec: CollectionSpec, model_version: str, dim: int) -> CollectionSpec:
-    """`spec`'s collection for `model_version`, beside the live one: `<name>__<version>`, `dim` wide."""
-    return replace(
-        spec, name=f"{spec.name}__{version_slug(model_version)}", fields=tuple(replace(f, dim=dim) if f.name == spec.vector_field else f for f in spec.fields)
-    )
+Say = Callable[[str], None]
 
 
 @dataclass
@@ -84,26 +80,10 @@ class Phase:
         return self.processed / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass
-class Backfill:
-    """What one run did: the items phase (item-content re-encoded), then, once it is complete, the users
-    phase (every user's table state on the changelog, recomputed over the new item vectors)."""
-
-    model_version: str
-    items_collection: str
-    users_collection: str
-    group: str
-    items: Phase
-    users: Phase | None = None  # None: the items phase did not complete in this run
-    encoded: int = 0  # item rows this run stored
-    users_written: int = 0  # user states this run wrote: each batch's newest per user (a user whose newer state came in a later batch counts again; one with only negatives so far has no vector to write)
-    refused: dict[str, str] = field(default_factory=dict)  # item, user or offset -> why it was not re-embedded
-    counts: Counts | None = None  # live against new, once both phases are complete
-
-
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """Rows of the live collections and of the new version's, canaries left out."""
+    """Rows of the live collections (read first) and of the new version's (read after a last follow
+    round), canaries left out."""
 
     live_items: int
     new_items: int
@@ -111,16 +91,47 @@ class Counts:
     new_users: int
 
     @property
-    def equal(self) -> bool:
-        return (self.live_items, self.live_users) == (self.new_items, self.new_users)
+    def complete(self) -> bool:
+        """The new version holds at least what the live one held: what arrived meanwhile may add rows."""
+        return self.new_items >= self.live_items and self.new_users >= self.live_users
 
     def explain(self) -> str:
         """One line on what the counts say, for the operator deciding on the swap."""
         line = f"items: {self.live_items:,} live, {self.new_items:,} new; user rows: {self.live_users:,} live, {self.new_users:,} new"
-        if self.equal:
+        if self.complete:
             return line + ": complete"
-        return line + (": the new version lacks rows (uploads or users that arrived after the run began, which a rerun picks up; "
-                       "items the new encoder refused; users none of whose items it has)")  # fmt: skip
+        return line + (": the new version lacks rows (items the new encoder refused, users none of whose items it has, "
+                       "or uploads arriving faster than the re-embed follows)")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    """A registry swap: from which version to which, how long the registry write took, and what the
+    grace period read afterwards (batches the workers had in flight under the old version)."""
+
+    from_version: str
+    to_version: str
+    write_s: float
+    grace_records: int
+
+
+@dataclass
+class Backfill:
+    """What one run did (see the module's steps)."""
+
+    model_version: str
+    items_collection: str
+    users_collection: str
+    group: str
+    items: Phase
+    users: Phase | None = None  # None: the items phase did not complete in this run
+    followed: int = 0  # records read after the two phases (what arrived while they ran)
+    encoded: int = 0  # item rows this run stored
+    users_written: int = 0  # user states this run wrote: each batch's newest per user (a user whose newer state came in a later batch counts again; one with only negatives so far has no vector to write)
+    refused: dict[str, str] = field(default_factory=dict)  # item, user or offset -> why it was not re-embedded
+    counts: Counts | None = None  # live against new, once both phases are complete
+    swap: Swap | None = None
+    not_swapped: str = ""  # why there was no swap
 
 
 class TokenBucket:
@@ -150,62 +161,266 @@ def eta(done: int, total: int, rate: float) -> str:
     return f"{int(left // 60)}m{int(left % 60):02d}s" if left >= 60 else f"{left:.0f}s"
 
 
-async def reembed(
-    settings: Settings, target: EncoderClient, max_rate: float, batch: int = 32, progress: Callable[[str], None] = print, stop_after: int | None = None,
-) -> Backfill:  # fmt: skip
-    """Re-encode every item of the item-content topic into the shadow items collection of `target`'s
-    version; then recompute every user's interest vectors from their table state over those vectors,
-    into the shadow users collection.
+def group_for(settings: Settings, version: Version) -> str:
+    """The consumer group that writes `version` from item-content (its users phase: `+ ".users"`)."""
+    return f"{settings.app_id}.reembed.{version_slug(version.model_version)}"
 
+
+class Writer:
+    """Writes one version from the two topics: item-content -> its items, the changelog -> its users."""
+
+    def __init__(self, s: Settings, version: Version, encoder: EncoderClient, sink: MilvusSink, media: MediaResolver, retry: Retry,
+                 result: Backfill, max_rate: float, batch: int) -> None:  # fmt: skip
+        self.s, self.version, self.encoder, self.sink, self.media, self.retry, self.result, self.batch = s, version, encoder, sink, media, retry, result, batch
+        self.items, self.users = version.specs(*s.collections())
+        self.group = group_for(s, version)
+        self.bucket = TokenBucket(max_rate, batch)
+        self.params = InterestParams.for_settings(s)
+
+    async def _encode(self, records: list[Any]) -> None:
+        await asyncio.sleep(self.bucket.wait_s(len(records)))
+        await _encode_and_store(records, self.s.limits(), self.encoder, self.media, self.sink, self.items, self.result, self.retry)
+
+    async def _recompute(self, records: list[Any]) -> None:
+        await _recompute_users(records, self.s.limits(), self.params, self.sink, self.items, self.users, self.version.model_version, self.result, self.retry)
+
+    async def items_phase(self, phase: Phase, progress: Say, stop_after: int | None = None) -> None:
+        await _drain(self.s, phase, self.group, self.batch, self._encode, progress, f"-> {self.items.name} ({self.version.model_version})", stop_after)
+
+    async def users_phase(self, phase: Phase, progress: Say) -> None:
+        await _drain(self.s, phase, f"{self.group}.users", self.batch, self._recompute, progress, f"-> {self.users.name}")
+
+    async def round(self) -> int:
+        """Items, then users, each up to the ends seen now; the records read."""
+        topics = self.s.topics()
+        items, users = Phase(topics.item_content.name), Phase(table_changelog(self.s.app_id))
+        await self.items_phase(items, _quiet)
+        await self.users_phase(users, _quiet)
+        return items.processed + users.processed
+
+    async def catch_up(self, progress: Say, rounds: int = 20) -> int:
+        """Rounds until one reads less than a batch (what arrives meanwhile is little); the records read."""
+        total = 0
+        for n in range(rounds):
+            got = await self.round()
+            total += got
+            if got < self.batch:
+                break
+            progress(f"reembed: follow round {n + 1} read {got:,} records that arrived meanwhile")
+        return total
+
+    async def follow_for(self, seconds: float) -> int:
+        """Rounds for `seconds`; the records read."""
+        total, until = 0, time.monotonic() + seconds
+        while time.monotonic() < until:
+            total += await self.round()
+            await asyncio.sleep(0.5)
+        return total
+
+    def mark_ends(self) -> None:
+        """Commit this version's groups at the topics' current ends: a later writer reads on from here."""
+        topics = self.s.topics()
+        for group, topic in ((self.group, topics.item_content.name), (f"{self.group}.users", table_changelog(self.s.app_id))):
+            _commit_ends(self.s, group, topic)
+
+
+def _quiet(line: str) -> None:  # noqa: ARG001 - a progress sink for follow rounds
+    return None
+
+
+def _commit_ends(s: Settings, group: str, topic: str) -> None:
+    reader = consumer(s.kafka_bootstrap, s.kafka_security(), group_id=group, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        reader.assign(partitions)
+        reader.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in reader.end_offsets(partitions).items()})
+    finally:
+        reader.close()
+
+
+class Session:
+    """The clients one command needs: Milvus, media, the registry, the retry policy."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.retry = Retry(Metrics(), settings.retry_backoff_max_s)
+        self.sink = MilvusSink.for_settings(settings)
+        self.media = MediaResolver(max_bytes=settings.max_image_bytes, timeout_s=settings.media_fetch_timeout_s, policy=settings.media_policy())
+        spec, default = settings.registry()
+        self.registry_spec = spec
+        self.versions = Versions(self.sink, spec, default)
+
+    async def __aenter__(self) -> Session:
+        ensure_collections(self.s.milvus_uri, self.s.milvus_token_value, [self.registry_spec], self.s.milvus_backend, tls=self.s.milvus_tls())
+        await self.sink.start()
+        await self.media.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.media.close()
+        await self.sink.close()
+
+    async def registry(self) -> Registry:
+        return await self.retry.retrying("milvus", "read the model-version registry", self.versions.read)
+
+    async def write(self, registry: Registry) -> float:
+        """Write the registry row; the seconds the write took."""
+        began = time.perf_counter()
+        await self.retry.retrying("milvus", "write the model-version registry", lambda: self.versions.write(registry))
+        return time.perf_counter() - began
+
+    async def probe(self, encoder: EncoderClient, what: str) -> tuple[str, int]:
+        """(model_version, dim) of the encoder behind `encoder`."""
+        (probe,) = await self.retry.retrying("triton", f"{what} version probe", lambda: encoder.encode([PROBE]))
+        if probe.vector is None:
+            raise RuntimeError(f"the {what} encoder refused the version probe: {probe.error}")
+        return probe.model_version, len(probe.vector)
+
+    async def counts(self, live: Version, new: Version, before_new: Callable[[], Awaitable[object]]) -> Counts:
+        item_rows, user_rows = f"creator_id != {milvus_string(CANARY)}", f"user_id != {milvus_string(CANARY)}"  # not the workers' canaries
+
+        async def count(name: str, where: str) -> int:
+            return await self.retry.retrying("milvus", f"count {name}", partial(self.sink.count, name, where))
+
+        live_items, live_users = await count(live.items, item_rows), await count(live.users, user_rows)
+        await before_new()
+        return Counts(live_items, await count(new.items, item_rows), live_users, await count(new.users, user_rows))
+
+    async def swap(self, writer: Writer, old: Writer, keep_s: float, grace_s: float, progress: Say) -> Swap:
+        """Mark the old version's ends, name `writer`'s version live in one registry write, then follow
+        it for `grace_s` (the workers' batches in flight under the old version)."""
+        await asyncio.to_thread(old.mark_ends)
+        registry = await self.registry()
+        write_s = await self.write(registry.swapped_to(writer.version, int(time.time() * 1000), int(keep_s * 1000)))
+        progress(f"reembed: swapped: {writer.version.model_version} is live ({writer.items.name}, {writer.users.name}); "
+                 f"{old.version.model_version} kept for a rollback; following the new version {grace_s:.0f}s for batches in flight")  # fmt: skip
+        grace = await writer.follow_for(grace_s)
+        return Swap(old.version.model_version, writer.version.model_version, write_s, grace)
+
+
+async def reembed(
+    settings: Settings, target: EncoderClient, max_rate: float, batch: int = 32, progress: Say = print, stop_after: int | None = None,
+    target_url: str = "", swap: bool = True, grace_s: float = 15.0, keep_s: float = 86400.0, live_encoder: EncoderClient | None = None,
+) -> Backfill:  # fmt: skip
+    """Register, backfill, follow, count and (with `swap`) swap to `target`'s version (the module's steps).
+
+    `target_url`: where the workers reach `target` after the swap (the registry keeps it). `live_encoder`:
+    the workers' encoder, probed to name the live version when the registry has not named it yet.
     `stop_after`: end the items phase once this run has processed that many records (a test's crash
     point). Triton and Milvus being down are waited for (the worker's retry policy, backing off); Kafka
     errors end the run, which a rerun resumes.
     """
     s = settings
-    retry = Retry(Metrics(), s.retry_backoff_max_s)
-    (probe,) = await retry.retrying("triton", "version probe", lambda: target.encode([PROBE]))
-    if probe.vector is None:
-        raise RuntimeError(f"the target encoder refused the version probe: {probe.error}")
-    version = probe.model_version
-    live_items, live_users = s.collections()
-    items, users = shadow(live_items, version, len(probe.vector)), shadow(live_users, version, len(probe.vector))
-    ensure_collections(s.milvus_uri, s.milvus_token_value, [items, users], s.milvus_backend, tls=s.milvus_tls())
-    group = f"{s.app_id}.reembed.{version_slug(version)}"
-    result = Backfill(version, items.name, users.name, group, Phase(s.topics().item_content.name))
-    sink = MilvusSink.for_settings(s)
-    media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s, policy=s.media_policy())
-    await sink.start()
-    await media.start()
-    try:
-        bucket = TokenBucket(max_rate, batch)
+    async with Session(s) as session:
+        version, dim = await session.probe(target, "target")
+        registry = await session.registry()
+        live = registry.live
+        if not live.model_version and live_encoder is not None:  # a deployment from before the registry: name what its workers run
+            live = replace(live, model_version=(await session.probe(live_encoder, "live"))[0])
+        items, users = shadow(s.collections()[0], version, dim), shadow(s.collections()[1], version, dim)
+        new = Version(version, items.name, users.name, dim, target_url)
+        result = Backfill(version, items.name, users.name, group_for(s, new), Phase(s.topics().item_content.name))
+        if version == live.model_version:
+            result.not_swapped = f"{version} is already live"
+            progress(f"reembed: {result.not_swapped}: nothing to do")
+            return result
+        if registry.shadow is not None and registry.shadow.model_version != version:
+            progress(f"reembed: replacing the registered shadow {registry.shadow.model_version} with {version}")
+        ensure_collections(s.milvus_uri, s.milvus_token_value, [items, users], s.milvus_backend, tls=s.milvus_tls())
+        if registry.shadow != new or registry.live != live:
+            await session.write(replace(registry.with_shadow(new), live=live))
+        writer = Writer(s, new, target, session.sink, session.media, session.retry, result, max_rate, batch)
+        await writer.items_phase(result.items, progress, stop_after)
+        if not result.items.complete:
+            return result
+        result.users = Phase(table_changelog(s.app_id))
+        await writer.users_phase(result.users, progress)
+        if not result.users.complete:
+            return result
+        result.followed = await writer.catch_up(progress)
+        missing = {live.items, live.users} - set(await asyncio.to_thread(_collections, s))
+        if missing:
+            result.not_swapped = f"no live collection {', '.join(sorted(missing))} to compare with (SAIL_MILVUS_COLLECTION_PREFIX?)"
+            progress(f"reembed: {result.not_swapped}")
+            return result
 
-        async def encode(records: list[Any]) -> None:
-            await asyncio.sleep(bucket.wait_s(len(records)))
-            await _encode_and_store(records, s.limits(), target, media, sink, items, result, retry)
+        async def last_round() -> None:
+            result.followed += await writer.round()
 
-        await _drain(s, result.items, group, batch, encode, progress, f"-> {items.name} ({version})", stop_after)
-        if result.items.complete:
-            result.users = Phase(table_changelog(s.app_id))
-            params = InterestParams.for_settings(s)
-
-            async def recompute(records: list[Any]) -> None:
-                await _recompute_users(records, s.limits(), params, sink, items, users, version, result, retry)
-
-            await _drain(s, result.users, f"{group}.users", batch, recompute, progress, f"-> {users.name}")
-            missing = {live_items.name, live_users.name} - set(check_milvus(s.milvus_uri, s.milvus_token_value, tls=s.milvus_tls()))
-            if missing:
-                progress(f"reembed: no live collection {', '.join(sorted(missing))} to compare with (SAIL_MILVUS_COLLECTION_PREFIX?)")
-            elif result.users.complete:
-                item_rows, user_rows = f"creator_id != {milvus_string(CANARY)}", f"user_id != {milvus_string(CANARY)}"  # not the workers' canaries
-                counted = []
-                for name, where in ((live_items.name, item_rows), (items.name, item_rows), (live_users.name, user_rows), (users.name, user_rows)):
-                    counted.append(await retry.retrying("milvus", f"count {name}", partial(sink.count, name, where)))
-                result.counts = Counts(*counted)
-                progress(f"reembed: {result.counts.explain()}")
-    finally:
-        await media.close()
-        await sink.close()
+        result.counts = await session.counts(live, new, last_round)
+        progress(f"reembed: {result.counts.explain()}")
+        if not result.counts.complete:
+            result.not_swapped = "the new version lacks rows"
+        elif not live.model_version:
+            result.not_swapped = "the live version has no name to keep it under for a rollback (the workers' encoder was not probed)"
+        elif result.refused:
+            result.not_swapped = f"{len(result.refused)} items or users were refused"
+        elif not swap:
+            result.not_swapped = "asked not to swap"
+        else:
+            old = Writer(s, live, target, session.sink, session.media, session.retry, result, max_rate, batch)
+            result.swap = await session.swap(writer, old, keep_s, grace_s, progress)
+        if result.not_swapped:
+            progress(f"reembed: not swapped: {result.not_swapped}")
     return result
+
+
+def _collections(s: Settings) -> list[str]:
+    from streams.sinks.milvus import check_milvus
+
+    return check_milvus(s.milvus_uri, s.milvus_token_value, tls=s.milvus_tls())
+
+
+async def rollback(settings: Settings, encoder: Callable[[Version], EncoderClient], progress: Say = print, grace_s: float = 15.0, batch: int = 32) -> Swap:
+    """Bring the previous version up to date from the swap's marks (through `encoder(previous)`), then
+    swap back to it; the version rolled back from becomes the previous one, kept as long as before.
+
+    Raises:
+        RuntimeError: the registry names no previous version.
+    """
+    s = settings
+    async with Session(s) as session:
+        registry = await session.registry()
+        previous = registry.previous
+        if previous is None:
+            raise RuntimeError("the model-version registry names no previous version to roll back to")
+        client = encoder(previous)
+        await client.start()
+        try:
+            result = Backfill(previous.model_version, previous.items, previous.users, group_for(s, previous), Phase(s.topics().item_content.name))
+            writer = Writer(s, previous, client, session.sink, session.media, session.retry, result, 0, batch)
+            progress(f"reembed --rollback: bringing {previous.model_version} up to date from the swap's marks")
+            read = await writer.catch_up(progress)
+            progress(f"reembed --rollback: {read:,} records read, {result.encoded:,} items re-encoded")
+            if result.refused:
+                raise RuntimeError(f"{len(result.refused)} items or users could not be brought up to date, e.g. {next(iter(result.refused.items()))}")
+            current = Writer(s, registry.live, client, session.sink, session.media, session.retry, result, 0, batch)
+            keep_s = max(registry.keep_until_ms / 1000 - time.time(), 0.0)
+            return await session.swap(writer, current, keep_s, grace_s, progress)
+        finally:
+            await client.close()
+
+
+async def retire(settings: Settings, progress: Say = print, force: bool = False) -> list[str]:
+    """Drop the previous version's collections (its rollback window over, or `force`); the names dropped.
+
+    Raises:
+        RuntimeError: no previous version, or its window is not over.
+    """
+    s = settings
+    async with Session(s) as session:
+        registry = await session.registry()
+        previous = registry.previous
+        if previous is None:
+            raise RuntimeError("the model-version registry names no previous version to retire")
+        left_s = registry.keep_until_ms / 1000 - time.time()
+        if left_s > 0 and not force:
+            raise RuntimeError(f"{previous.model_version} is kept for a rollback {left_s / 3600:.1f} h more (--force drops it now)")
+        await session.write(registry.retired())
+        keep = {registry.live.items, registry.live.users}
+        dropped = drop_collections(s.milvus_uri, s.milvus_token_value, [n for n in (previous.items, previous.users) if n not in keep], tls=s.milvus_tls())
+        progress(f"reembed --retire: {previous.model_version} retired; dropped {', '.join(dropped) or 'nothing'}")
+        return dropped
 
 
 async def _drain(

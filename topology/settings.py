@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from topology.codec import Limits
 from topology.collections import Backend, CollectionSpec, items_collection, users_collection
 from topology.topics import Topics, build_topics
+from topology.versions import Registry, default_registry, registry_collection
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -201,6 +202,7 @@ class Settings(BaseSettings):
     )  # fmt: skip
     online_hit_k: int = Field(50, ge=1, le=1000, description="K of the online hit rate")
     lag_seconds_degraded: float = Field(30.0, gt=0, description="seconds behind that make the verdict degraded")
+    version_refresh_s: float = Field(1.0, gt=0, description="how often workers and the recall API re-read the model-version registry (a swap reaches them within this)")
     stall_window_s: float = Field(30.0, gt=0, description="committed offset still this long with lag > 0 = stalled partition (status page; the worker logs where it waits)")
 
     # Message limits (see topology.codec.Limits)
@@ -270,6 +272,10 @@ class Settings(BaseSettings):
             items_collection(self.milvus_collection_prefix, self.embedding_dim),
             users_collection(self.milvus_collection_prefix, self.embedding_dim),
         )
+
+    def registry(self) -> tuple[CollectionSpec, Registry]:
+        """The model-version registry's collection, and what runs while it has no row."""
+        return registry_collection(self.milvus_collection_prefix), default_registry(*self.collections())
 
     def kafka_security(self) -> KafkaSecurity:
         return KafkaSecurity(

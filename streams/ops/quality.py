@@ -27,7 +27,7 @@ from streams.interest.maths import InterestParams, interest_vectors
 from streams.ops.metrics import Metrics
 from streams.sinks.milvus import Hit, MilvusSink, milvus_string
 from topology.codec import event_id_hash
-from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec
+from topology.collections import CANARY, VECTOR_FIELD
 from topology.messages import Interaction, InterestState
 
 logger = logging.getLogger(__name__)
@@ -77,9 +77,8 @@ def hits(probes: Sequence[Probe], results: Sequence[Sequence[Hit]], k: int) -> l
 class OnlineHitRate:
     """Runs the probes' searches (one at a time) and keeps the outcome of the latest `window`."""
 
-    def __init__(self, sink: MilvusSink, items: CollectionSpec, k: int, metrics: Metrics, window: int = 500) -> None:
+    def __init__(self, sink: MilvusSink, k: int, metrics: Metrics, window: int = 500) -> None:
         self._sink = sink
-        self._items = items
         self._k = k
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
@@ -89,19 +88,20 @@ class OnlineHitRate:
     def k(self) -> int:
         return self._k
 
-    def submit(self, probes: Sequence[Probe]) -> None:
+    def submit(self, probes: Sequence[Probe], items: str) -> None:
+        """Search `items` (the collection of the version the probes' vectors are of) for `probes`."""
         if not probes:
             return
         if self._task is not None and not self._task.done():
             self._metrics.online_hit_skipped.inc(len(probes))
             return
-        self._task = asyncio.create_task(self._check(list(probes)))
+        self._task = asyncio.create_task(self._check(list(probes), items))
 
-    async def _check(self, probes: list[Probe]) -> None:
+    async def _check(self, probes: list[Probe], items: str) -> None:
         limit = self._k + max(len(p.exclude) for p in probes)
         try:
             results = await self._sink.search(
-                self._items.name, np.concatenate([p.vectors for p in probes]), limit=limit, vector_field=VECTOR_FIELD,
+                items, np.concatenate([p.vectors for p in probes]), limit=limit, vector_field=VECTOR_FIELD,
                 filter_expr=f"creator_id != {milvus_string(CANARY)}",
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - an observability sample, never the stream's problem

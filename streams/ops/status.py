@@ -15,6 +15,7 @@ from streams.ops.health import LagSample, Thresholds, Verdict, evaluate
 from streams.ops.lag import PartitionLag, read_lag
 from streams.ops.metrics import Metrics
 from topology.settings import KafkaSecurity
+from topology.versions import Registry
 
 
 class LagWatch:
@@ -83,9 +84,11 @@ def dead_letter_counts(metrics: Metrics) -> dict[str, int]:
 
 
 def status_json(
-    watch: LagWatch, metrics: Metrics, verdict: Verdict, trend: Trend | None = None, online: tuple[int, float | None, int] | None = None
+    watch: LagWatch, metrics: Metrics, verdict: Verdict, trend: Trend | None = None, online: tuple[int, float | None, int] | None = None,
+    versions: Registry | None = None,
 ) -> dict[str, object]:
-    """Everything the status page shows; `online` is (K, hit rate, checks) of the online hit rate."""
+    """Everything the status page shows; `online` is (K, hit rate, checks) of the online hit rate;
+    `versions` the model-version registry as the worker last read it."""
     k, rate, checks = online if online is not None else (0, None, 0)
     return {
         "verdict": verdict.status,
@@ -98,6 +101,8 @@ def status_json(
         "encoder_saturation": metrics.saturation(),
         "online_hit_rate": {"k": k, "rate": rate, "checks": checks},
         "trend": trend.series() if trend is not None else {},
+        "model_versions": {role: asdict(v) if v is not None else None for role, v in
+                           (("live", versions.live), ("shadow", versions.shadow), ("previous", versions.previous))} if versions is not None else {},  # fmt: skip
     }
 
 
@@ -175,6 +180,9 @@ def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> s
     trend = status.get("trend") or {}
     charts = _charts(trend, int(k)) if trend else "<p>no samples yet</p>"  # type: ignore[arg-type]
     dead = "".join(f"<li>{e(k)}: {v}</li>" for k, v in status["dead_letters"].items()) or "<li>none</li>"  # type: ignore[attr-defined]
+    roles = {"live": "live (written and searched)", "shadow": "shadow (being re-embedded)", "previous": "previous (kept for a rollback)"}
+    versions = "".join(f"<li>{roles[role]}: {e(v['model_version'] or '(the settings encoder)')} in {e(v['items'])}, {e(v['users'])}</li>"
+                       for role, v in (status.get("model_versions") or {}).items() if v) or "<li>not known yet</li>"  # type: ignore[union-attr]  # fmt: skip
     deps = "".join(f"<li class={'up' if up else 'down'}>{e(k)}: {'up' if up else 'DOWN'}</li>" for k, up in status["dependencies"].items())  # type: ignore[attr-defined]
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content="{refresh_s}">
@@ -191,6 +199,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #d0d7de;padding:.25em 
 <section><h2>Item freshness (upload to Milvus, last 5 min)</h2><table id=freshness><tr>{fresh_cells}</tr></table></section>
 <section><h2>Throughput (last minute)</h2><ul id=throughput>{rates}</ul></section>
 <section><h2>Trends</h2><div id=charts style="display:flex;flex-wrap:wrap;gap:1em">{charts}</div></section>
+<section><h2>Model versions</h2><ul id=versions>{versions}</ul></section>
 <section><h2>Recommendation quality</h2><ul id=quality>{quality}</ul></section>
 <section><h2>Dead letters by reason</h2><ul id=dead-letters>{dead}</ul></section>
 <section><h2>Consumer lag</h2><table id=lag><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th><th>messages behind</th><th>seconds behind</th></tr>{lag_rows}</table></section>

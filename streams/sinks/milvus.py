@@ -128,6 +128,26 @@ def check_milvus(uri: str, token: str | None, timeout_s: float = 5.0, tls: TlsFi
         client.close()
 
 
+def drop_collections(uri: str, token: str | None, names: Iterable[str], timeout_s: float = 30.0, tls: TlsFiles | None = None) -> list[str]:
+    """Drop each collection that exists; returns the names dropped.
+
+    Raises:
+        MilvusUnavailable: Milvus did not answer.
+    """
+    client = _client(uri, token, timeout_s, tls)
+    dropped = []
+    try:
+        for name in names:
+            if client.has_collection(name):
+                client.drop_collection(name)
+                dropped.append(name)
+    except MILVUS_FAILURES as exc:
+        raise MilvusUnavailable(f"Milvus at {uri} refused to drop collections: {exc}") from exc
+    finally:
+        client.close()
+    return dropped
+
+
 def _add_field(schema: Any, spec: FieldSpec) -> None:
     kwargs: dict[str, Any] = {}
     if spec.type == "varchar":

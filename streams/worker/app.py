@@ -147,7 +147,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     def current_status() -> dict[str, object]:
         metrics = ctx.metrics
         verdict = watch.verdict(dependency_states(metrics), metrics.freshness_percentiles().get("p99"), thresholds, metrics.saturation())
-        return status_json(watch, metrics, verdict, trend, (ctx.online.k, *ctx.online.rate()))
+        return status_json(watch, metrics, verdict, trend, (ctx.online.k, *ctx.online.rate()), ctx.versions.known)
 
     @app.timer(s.status_interval_s)
     async def sample_lag() -> None:
@@ -159,6 +159,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         except Exception as exc:  # noqa: BLE001 - a failed sample is reported, the worker goes on
             ctx.metrics.dependency_up.labels("kafka").set(0)
             logger.warning("lag sample failed: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
+    @app.timer(s.version_refresh_s)
+    async def refresh_versions() -> None:  # a swap reaches this worker's next batches within about this
+        if ctx.started:
+            await ctx.versions.current()
 
     @app.timer(max(s.status_interval_s, 5.0) * 3)
     async def probe_freshness() -> None:

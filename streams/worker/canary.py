@@ -30,22 +30,22 @@ class FreshnessCanary:
 
     async def _probe(self) -> None:
         ctx = self.ctx
-        await ctx.ensure_started()
+        items = (await ctx.live()).items
         canary = f"{CANARY}-{ctx.settings.worker_web_port}"
-        vector = np.random.default_rng().standard_normal(ctx.items.dim).astype(np.float32)
+        vector = np.random.default_rng().standard_normal(items.dim).astype(np.float32)
         vector /= np.linalg.norm(vector)
         written = time.time()
         row = item_row(canary, CANARY, int(written * 1000), int(written * 1000), "canary", vector)
         try:
-            await ctx.sink.upsert(ctx.items.name, [row])
+            await ctx.sink.upsert(items.name, [row])
             deadline = written + 30
             while time.time() < deadline:
-                hits = await ctx.sink.search(ctx.items.name, vector[None, :], limit=1, vector_field=VECTOR_FIELD, consistency=ctx.settings.recall_consistency)
+                hits = await ctx.sink.search(items.name, vector[None, :], limit=1, vector_field=VECTOR_FIELD, consistency=ctx.settings.recall_consistency)
                 if hits and hits[0] and hits[0][0].id == canary:
                     ctx.metrics.observe_item_freshness(time.time() - written, stage="searchable")
                     break
                 await asyncio.sleep(0.05)
-            await ctx.sink.delete(ctx.items.name, [canary])
+            await ctx.sink.delete(items.name, [canary])
             ctx.metrics.dependency_up.labels("milvus").set(1)
         except MilvusUnavailable as exc:
             ctx.metrics.dependency_errors.labels("milvus").inc()

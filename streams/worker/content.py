@@ -21,7 +21,7 @@ from encoders.client import encoder_verdict
 from encoders.signature import EncodeResult
 from streams.sinks.isolation import Isolated, isolate
 from streams.sinks.media import MediaResolver
-from streams.worker.context import Context
+from streams.worker.context import Context, Live
 from streams.worker.events import arrival, now_ms
 from streams.worker.inflight import InOrderPipeline
 from topology import reasons
@@ -42,6 +42,7 @@ class EncodedUpload:
     upload: ContentUpload
     vector: np.ndarray
     model_version: str
+    live: Live  # the version the batch was encoded for: its rows go to that version's collections
 
 
 def request_for(upload: ContentUpload, cover: bytes | None, frames: tuple[bytes, ...], audio: bytes | None) -> EncodeRequest:
@@ -93,7 +94,7 @@ class ContentStage:
     async def prepare(self, events: Sequence[Any]) -> list[EncodedUpload]:
         """Decode, resolve media, encode; dead-letters what fails on the way."""
         ctx = self.ctx
-        await ctx.ensure_started()
+        live = await ctx.live()
         ctx.metrics.count_events("content", len(events))
         ctx.metrics.content_batch.set(len(events))
         refused: list[tuple[Any, str, str]] = []
@@ -119,7 +120,7 @@ class ContentStage:
 
             async def encode() -> Isolated[EncodeResult]:
                 with ctx.metrics.triton_seconds.time():
-                    return await isolate(requests, ctx.encoder.encode, encoder_verdict, ctx.encoder.answers)
+                    return await isolate(requests, live.encoder.encode, encoder_verdict, live.encoder.answers)
 
             results = await ctx.retry.retrying("triton", "encode", encode)
             for index, (event, upload, _) in enumerate(ready):
@@ -130,9 +131,9 @@ class ContentStage:
                 if result.vector is None:
                     refused.append((event, result.reason or reasons.MEDIA_UNREADABLE, result.error))
                     continue
-                if len(result.vector) != ctx.items.dim:
-                    raise ConfigMismatch(f"encoder {result.model_version} gives dim {len(result.vector)}, SAIL_EMBEDDING_DIM is {ctx.items.dim}")
-                encoded.append(EncodedUpload(event, upload, result.vector, result.model_version))
+                if len(result.vector) != live.items.dim:
+                    raise ConfigMismatch(f"encoder {result.model_version} gives dim {len(result.vector)}, {live.items.name} holds {live.items.dim}")
+                encoded.append(EncodedUpload(event, upload, result.vector, result.model_version, live))
         if refused:
             await ctx.outbox.dead_letter_events(refused)
         return encoded
@@ -148,8 +149,9 @@ class ContentStage:
         if not newest:
             return
         encoded_at = now_ms()
+        items = next(iter(newest.values())).live.items  # one version per batch
         rows = [item_row(e.upload.item_id, e.upload.creator_id, e.upload.created_at_ms, encoded_at, e.model_version, e.vector) for e in newest.values()]
-        refused = await ctx.upsert_each(ctx.items, rows)
+        refused = await ctx.upsert_each(items, rows)
         stored = [e for index, e in enumerate(newest.values()) if index not in refused]
         if refused:
             await ctx.outbox.dead_letter_events([(e.event, reasons.SINK_REJECTED, refused[index]) for index, e in enumerate(newest.values()) if index in refused])
@@ -167,4 +169,4 @@ class ContentStage:
             records.append((self.content_topic, key, e.event.value))  # the upload as it arrived: what a re-embed encodes again
         await ctx.outbox.send_all(records, f"produce {ctx.topics.item_embeddings.name} and {ctx.topics.item_content.name}")
         for e in stored:
-            ctx.vectors.cache.put(e.upload.item_id, e.vector)
+            ctx.vectors.cache.put(items.name, e.upload.item_id, e.vector)

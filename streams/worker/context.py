@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -15,13 +16,23 @@ from streams.ops.metrics import Metrics
 from streams.ops.quality import OnlineHitRate
 from streams.sinks.media import MediaResolver
 from streams.sinks.milvus import MilvusSink
+from streams.sinks.registry import Versions
 from streams.worker.items import ItemCache, ItemVectors
 from streams.worker.outbox import Outbox
 from streams.worker.retry import Retry
 from topology.collections import CollectionSpec
 from topology.settings import Settings
+from topology.versions import Version
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    version: Version
+    items: CollectionSpec
+    users: CollectionSpec
+    encoder: EncoderClient
 
 
 class Context:
@@ -31,21 +42,27 @@ class Context:
         self.app = app
         self.topics = s.topics()
         self.limits = s.limits()
-        self.items, self.users = s.collections()
+        self.items, self.users = s.collections()  # the settings' specs; the live version's are `live()`'s
         self.metrics = Metrics()
         self.retry = Retry(self.metrics, s.retry_backoff_max_s)
         self.encoder = EncoderClient.for_settings(s, observe=self._observe_encode)
         self.sink = MilvusSink.for_settings(s)
+        self.versions = Versions(self.sink, *s.registry(), max_age_s=s.version_refresh_s)
+        self._encoders: dict[str, EncoderClient] = {}  # other versions' Tritons, by URL
         self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s, policy=s.media_policy())
-        self.vectors = ItemVectors(ItemCache(s.item_cache_size), self.sink, self.items, self.retry, self.limits)
+        self.vectors = ItemVectors(ItemCache(s.item_cache_size), self.sink, self.versions, self.retry, self.limits)
         self.outbox = Outbox(self.retry, self.metrics, self.topic(self.topics.dead_letters.name))
-        self.online = OnlineHitRate(self.sink, self.items, s.online_hit_k, self.metrics)
+        self.online = OnlineHitRate(self.sink, s.online_hit_k, self.metrics)
         self._started = False
         self._lock = asyncio.Lock()
 
     def topic(self, name: str) -> Any:
         """A Faust topic of raw bytes (every codec is `topology.codec`'s)."""
         return self.app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    @property
+    def started(self) -> bool:
+        return self._started
 
     async def ensure_started(self) -> None:
         """Open the Triton, Milvus and HTTP clients once per worker (start-up, never import)."""
@@ -54,9 +71,33 @@ class Context:
                 await self.encoder.start()
                 await self.sink.start()
                 await self.media.start()
+                await self.versions.current()  # the live version before the first batch
                 self._started = True
 
+    async def live(self) -> Live:
+        """The live model version (the registry as the worker's timer last read it, every
+        SAIL_VERSION_REFRESH_S): the collections to write and read, and the encoder to encode with. A
+        batch takes it once, so all its rows are of one version."""
+        await self.ensure_started()
+        version = self.versions.known.live
+        items, users = version.specs(self.items, self.users)
+        return Live(version, items, users, await self.encoder_for(version))
+
+    async def encoder_for(self, version: Version) -> EncoderClient:
+        """The client of `version`'s Triton: the worker's own unless the registry names another."""
+        url = version.triton_url
+        if not url or url == self.settings.triton_url:
+            return self.encoder
+        if url not in self._encoders:
+            client = EncoderClient.for_settings(self.settings.model_copy(update={"triton_url": url}), observe=self._observe_encode)
+            await client.start()
+            self._encoders[url] = client
+        return self._encoders[url]
+
     async def stop(self) -> None:
+        for client in self._encoders.values():
+            await client.close()
+        self._encoders.clear()
         if self._started:
             await self.encoder.close()
             await self.sink.close()

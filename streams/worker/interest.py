@@ -54,7 +54,7 @@ class InterestStage:
     async def handle(self, events: Sequence[Any], table: Any) -> None:
         """One micro-batch of interactions."""
         ctx = self.ctx
-        await ctx.ensure_started()
+        live = await ctx.live()  # one version for the whole batch: its item vectors, its users collection
         ctx.metrics.count_events("interest", len(events))
         phase = Phases(ctx.metrics.interest_seconds)
         by_user: dict[str, list[tuple[Any, Any]]] = {}
@@ -74,7 +74,7 @@ class InterestStage:
         states = {user: decode_interest_state(table.get(user.encode())) for user in by_user}
         needed = {i.item_id for pairs in by_user.values() for _, i in pairs} | {item for s in states.values() for item in s.item_ids()}
         phase("state")
-        vectors = await ctx.vectors.get(needed)
+        vectors = await ctx.vectors.get(needed, live.items)
         phase("vectors")
         changed = {}
         applied: dict[str, list[Any]] = {}
@@ -98,15 +98,15 @@ class InterestStage:
                 applied.setdefault(user, []).append(event)
             if state is not states[user]:
                 changed[user] = state
-        ctx.online.submit(probes)
+        ctx.online.submit(probes, live.items.name)
         phase("maths")
         if waiting:
             await self.waiting.park(waiting)
             phase("park")
-        rows = [row for user, state in changed.items() for row in user_rows(user, state, vectors, self.params, "")]
+        rows = [row for user, state in changed.items() for row in user_rows(user, state, vectors, self.params, live.version.model_version)]
         phase("maths")
         if rows:
-            refused = await ctx.upsert_each(ctx.users, rows)
+            refused = await ctx.upsert_each(live.users, rows)
             letters = []
             for user, reason in {rows[i]["user_id"]: message for i, message in refused.items()}.items():
                 del changed[user]  # the user's state stays as Milvus has it; this batch's events of theirs are dead letters

@@ -1,5 +1,8 @@
 """Item vectors for the interest agent: a bounded in-memory cache, fed by the item-embeddings topic
-and by Milvus reads, and one Milvus get for whatever the cache misses."""
+and by Milvus reads, and one Milvus get for whatever the cache misses.
+
+Vectors are cached per items collection (one per model version), so a user's vector is never folded
+from items of two versions, also across a swap."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from streams.sinks.milvus import MilvusSink
+from streams.sinks.registry import Versions
 from streams.worker.retry import Retry
 from topology.codec import BadInput, Limits, decode_item_embedding
 from topology.collections import VECTOR_FIELD, CollectionSpec
@@ -18,59 +22,64 @@ logger = logging.getLogger(__name__)
 
 
 class ItemCache:
-    """Bounded LRU of item vectors in this worker."""
+    """Bounded LRU of item vectors in this worker, keyed by (items collection, item)."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
-    def put(self, item_id: str, vector: np.ndarray) -> None:
+    def put(self, collection: str, item_id: str, vector: np.ndarray) -> None:
         if self._capacity <= 0:
             return
-        self._vectors[item_id] = vector
-        self._vectors.move_to_end(item_id)
+        key = (collection, item_id)
+        self._vectors[key] = vector
+        self._vectors.move_to_end(key)
         while len(self._vectors) > self._capacity:
             self._vectors.popitem(last=False)
 
-    def get(self, item_id: str) -> np.ndarray | None:
-        vector = self._vectors.get(item_id)
+    def get(self, collection: str, item_id: str) -> np.ndarray | None:
+        vector = self._vectors.get((collection, item_id))
         if vector is not None:
-            self._vectors.move_to_end(item_id)
+            self._vectors.move_to_end((collection, item_id))
         return vector
 
 
 class ItemVectors:
-    """The vectors of items that have one: the cache first, then Milvus (retried while it is down)."""
+    """The vectors of items that have one in a version's items collection: the cache first, then
+    Milvus (retried while it is down)."""
 
-    def __init__(self, cache: ItemCache, sink: MilvusSink, items: CollectionSpec, retry: Retry, limits: Limits) -> None:
+    def __init__(self, cache: ItemCache, sink: MilvusSink, versions: Versions, retry: Retry, limits: Limits) -> None:
         self.cache = cache
         self._sink = sink
-        self._items = items
+        self._versions = versions
         self._retry = retry
         self._limits = limits
 
-    async def get(self, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
+    async def get(self, item_ids: Iterable[str], items: CollectionSpec) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         missing = []
         for item_id in set(item_ids):
-            vector = self.cache.get(item_id)
+            vector = self.cache.get(items.name, item_id)
             if vector is None:
                 missing.append(item_id)
             else:
                 found[item_id] = vector
         if missing:
-            rows = await self._retry.retrying("milvus", "get items", lambda: self._sink.get(self._items.name, missing, fields=[VECTOR_FIELD]))
+            rows = await self._retry.retrying("milvus", "get items", lambda: self._sink.get(items.name, missing, fields=[VECTOR_FIELD]))
             for row in rows:
                 vector = np.asarray(row[VECTOR_FIELD], dtype=np.float32)
-                self.cache.put(row["item_id"], vector)
+                self.cache.put(items.name, row["item_id"], vector)
                 found[row["item_id"]] = vector
         return found
 
     def cache_embedding(self, data: bytes) -> None:
-        """Cache one record of the item-embeddings topic (what any worker encoded)."""
+        """Cache one record of the item-embeddings topic (what any worker encoded), under the live
+        version's collection if it is of that version (a record encoded before a swap is not)."""
         try:
             embedding = decode_item_embedding(data, self._limits)
         except BadInput as exc:
             logger.warning("ignoring malformed item embedding: %s", exc)
             return
-        self.cache.put(embedding.item_id, np.frombuffer(embedding.vector, dtype="<f4").astype(np.float32))
+        live = self._versions.known.live
+        if live.model_version in ("", embedding.model_version):  # "": no registry, one encoder
+            self.cache.put(live.items, embedding.item_id, np.frombuffer(embedding.vector, dtype="<f4").astype(np.float32))

@@ -89,7 +89,7 @@ class ItemWait:
         wait_ms = min(envelope.not_before_ms for _, envelope, _ in parked) - now_ms()
         if wait_ms > 0:
             await ctx.retry.unless_stopping(asyncio.sleep(wait_ms / 1000))
-        vectors = await ctx.vectors.get({interaction.item_id for _, _, interaction in parked})
+        vectors = await ctx.vectors.get({interaction.item_id for _, _, interaction in parked}, (await ctx.live()).items)
         now = now_ms()
         records: list[tuple[Any, bytes | None, bytes]] = []
         letters = []

@@ -1,28 +1,40 @@
-"""The re-embed backfill (issue 17) on the real stack: every item of the item-content topic re-encoded
-through Triton into the shadow items collection of the target's version, then every user's vectors
-recomputed from the table's changelog into the shadow users collection; a run stopped halfway is
-resumed by the next one without encoding again what was committed."""
+"""The re-embed (issue 17) on the real stack.
+
+- The backfill: every item of the item-content topic re-encoded through Triton into the shadow items
+  collection of the target's version, then every user's vectors recomputed from the table's changelog
+  into the shadow users collection; a run stopped halfway is resumed by the next one without encoding
+  again what was committed.
+- The swap, with a worker running and a second Triton serving another model: recall sees only the old
+  version while the new one is built, only the new one after the swap, and the worker encodes fresh
+  uploads with the new model into the new collections; a rollback brings the old version up to date
+  and swaps back; retiring drops the version rolled back from.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import numpy as np
 import pytest
 
+from deploy.local.stack import Stack, free_ports
+from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
-from streams.reembed import Backfill, Counts, reembed
+from streams.recall.query import Recall, Recalled
+from streams.reembed import Backfill, Counts, reembed, retire, rollback
 from streams.sinks.kafka import ensure_topics
-from streams.sinks.milvus import ensure_collections
+from streams.sinks.milvus import MilvusSink, check_milvus, ensure_collections
 from streams.worker.content import inline_request
-from tests.support.streaming import clip_upload, milvus_rows, send
-from topology.codec import encode_interest_state, encode_upload
+from tests.support.streaming import clip_upload, milvus_rows, send, wait_until
+from topology.codec import encode_interaction, encode_interest_state, encode_upload
 from topology.collections import VECTOR_FIELD, user_key
 from topology.messages import Action, Interaction
 from topology.settings import Settings
 from topology.topics import TopicSpec, table_changelog
+from topology.versions import Version
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +80,8 @@ def test_a_backfill_stopped_halfway_resumes_and_every_item_and_user_gets_the_new
     assert second.users is not None and (second.users.total, second.users.processed) == (12, 12)
     assert 6 <= second.users_written <= 12  # each batch's newest state per user (the vectors below are the check)
     assert first.counts is None  # counted only once both phases are complete
-    assert second.counts == Counts(live_items=0, new_items=40, live_users=0, new_users=6) and not second.counts.equal  # no worker wrote the live ones here
+    assert second.counts == Counts(live_items=0, new_items=40, live_users=0, new_users=6)  # no worker wrote the live ones here
+    assert second.swap is None and "no name" in second.not_swapped  # the live version was never named (no live encoder probed)
     third, _ = _run(s)
     assert (third.items.already_done, third.items.processed, third.users.already_done, third.users.processed) == (40, 0, 12, 0)  # type: ignore[union-attr]
 
@@ -94,3 +107,103 @@ def test_a_backfill_stopped_halfway_resumes_and_every_item_and_user_gets_the_new
         assert expected is not None
         np.testing.assert_allclose(np.asarray(row[VECTOR_FIELD], dtype=np.float32), expected[0], atol=1e-5)
         assert (row["model_version"], row["event_count"]) == (second.model_version, len([e for e in log if e.user_id == row["user_id"]]))
+
+
+def _recall(s: Settings, user: str, item: str) -> tuple[list[Recalled], list[Recalled]]:
+    """User-to-item and item-to-item through a fresh `Recall` (it reads the registry on its first request)."""
+
+    async def go() -> tuple[list[Recalled], list[Recalled]]:
+        sink = MilvusSink.for_settings(s)
+        await sink.start()
+        try:
+            recall = Recall.for_settings(sink, s)
+            return await recall.user_to_item(user, k=5, consistency="Strong"), await recall.item_to_item(item, k=5, consistency="Strong")
+        finally:
+            await sink.close()
+
+    return asyncio.run(go())
+
+
+def _versions(results: tuple[list[Recalled], list[Recalled]]) -> set[str]:
+    assert results[0] and results[1]
+    return {r.model_version for rs in results for r in rs}
+
+
+def test_a_swap_moves_the_worker_and_recall_to_the_new_version_in_one_step_and_a_rollback_moves_them_back(stack: Stack, settings: Settings) -> None:
+    tag = f"sw{uuid.uuid4().hex[:6]}"
+    s = settings.namespaced(tag)
+    ensure_topics(s.kafka_bootstrap, s.kafka_security(), [*s.topics().all(), TopicSpec(table_changelog(tag), s.topic_partitions, "user_id", -1, True, s.max_message_bytes)])
+    ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend)
+    grpc, http, metrics = free_ports(3)  # a second Triton serving another model: the new version
+    new_settings = s.model_copy(update={"encoder": "sail-tiny", "triton_url": f"grpc://127.0.0.1:{grpc}", "triton_http_port": http, "triton_metrics_port": metrics,
+                                        "state_dir": stack.state_dir / f"triton-{tag}"})  # fmt: skip
+    target_triton = Stack(new_settings)
+    (port,) = free_ports(1)
+    worker = start_worker(s, port, stack.state_dir / "workers")
+    try:
+        target_triton.up(["triton"])
+        wait_for_group(s, [worker])
+        uploads = [clip_upload(tag, n, cover=n % 2 == 0) for n in range(10)]
+        ids = [u.item_id for u in uploads]
+        send(s, [(s.topics().uploads.name, i.encode(), encode_upload(u)) for i, u in zip(ids, uploads)])
+        users = [f"{tag}-user-{u}" for u in range(3)]
+        log = [Interaction(f"{tag}-e{u}-{k}", users[u], ids[(3 * u + k) % len(ids)], Action.LIKE, 1_700_000_000_000 + 1000 * k) for u in range(3) for k in range(4)]
+        send(s, [(s.topics().interactions.name, e.user_id.encode(), encode_interaction(e)) for e in log])
+        live_items, live_users = s.collections()
+        wait_until(lambda: len(milvus_rows(s, live_users.name, [user_key(u, 0) for u in users], ["event_count"])) == 3, what="the live users")
+        old = {r["model_version"] for r in milvus_rows(s, live_items.name, ids, ["model_version"]).values()}
+        assert len(old) == 1 and "" not in old
+        (old_version,) = old
+
+        def run(swap: bool) -> Backfill:
+            async def go() -> Backfill:
+                target, live = EncoderClient.for_settings(new_settings), EncoderClient.for_settings(s)
+                await target.start()
+                await live.start()
+                try:
+                    return await reembed(s, target, max_rate=0, batch=8, progress=lambda line: None, target_url=new_settings.triton_url, swap=swap,
+                                         grace_s=3.0, keep_s=3600, live_encoder=live)  # fmt: skip
+                finally:
+                    await target.close()
+                    await live.close()
+
+            return asyncio.run(go())
+
+        built = run(swap=False)  # the new version built and registered as the shadow, not live
+        new_version = built.model_version
+        assert new_version != old_version and built.swap is None and built.counts is not None and built.counts.complete
+        assert _versions(_recall(s, users[0], ids[0])) == {old_version}  # recall while the new version exists: the old one only
+        swapped = run(swap=True)  # resumes: nothing to backfill again; counts, swaps
+        assert swapped.encoded == 0 and swapped.swap is not None and (swapped.swap.from_version, swapped.swap.to_version) == (old_version, new_version)
+        assert _versions(_recall(s, users[0], ids[0])) == {new_version}
+        new_items, new_users = built.items_collection, built.users_collection
+
+        fresh = clip_upload(tag, 99)  # after the swap: the worker encodes it with the new model into the new collections
+        send(s, [(s.topics().uploads.name, fresh.item_id.encode(), encode_upload(fresh))])
+        wait_until(lambda: fresh.item_id in milvus_rows(s, new_items, [fresh.item_id], ["item_id"]), what="the fresh upload in the new version")
+        assert milvus_rows(s, new_items, [fresh.item_id], ["model_version"])[fresh.item_id]["model_version"] == new_version
+        assert fresh.item_id not in milvus_rows(s, live_items.name, [fresh.item_id], ["item_id"])
+        liked = Interaction(f"{tag}-fresh-like", users[0], fresh.item_id, Action.LIKE, 1_700_000_100_000)
+        send(s, [(s.topics().interactions.name, users[0].encode(), encode_interaction(liked))])
+        wait_until(lambda: milvus_rows(s, new_users, [user_key(users[0], 0)], ["event_count"])[user_key(users[0], 0)]["event_count"] == 5,
+                   what="the user's vector in the new version after a like")  # fmt: skip
+        assert milvus_rows(s, new_users, [user_key(users[0], 0)], ["model_version"])[user_key(users[0], 0)]["model_version"] == new_version
+
+        def old_encoder(version: Version) -> EncoderClient:
+            assert version.model_version == old_version and version.triton_url == ""  # the workers' own Triton
+            return EncoderClient.for_settings(s)
+
+        back = asyncio.run(rollback(s, old_encoder, progress=lambda line: None, grace_s=2.0, batch=8))
+        assert (back.from_version, back.to_version) == (new_version, old_version)
+        assert milvus_rows(s, live_items.name, [fresh.item_id], ["model_version"])[fresh.item_id]["model_version"] == old_version  # caught up from the swap
+        assert milvus_rows(s, live_users.name, [user_key(users[0], 0)], ["event_count"])[user_key(users[0], 0)]["event_count"] == 5
+        time.sleep(s.version_refresh_s + 0.5)
+        assert _versions(_recall(s, users[0], fresh.item_id)) == {old_version}
+
+        with pytest.raises(RuntimeError, match="kept for a rollback"):
+            asyncio.run(retire(s, progress=lambda line: None))
+        assert sorted(asyncio.run(retire(s, progress=lambda line: None, force=True))) == sorted([new_items, new_users])
+        assert not {new_items, new_users} & set(check_milvus(s.milvus_uri, s.milvus_token_value))
+    finally:
+        worker.stop()
+        target_triton.down(["triton"])

@@ -46,7 +46,7 @@ def test_streaming_commands_explain_their_knobs(command: str, capsys: pytest.Cap
                 "produce": ["--interactions-per-s", "--bad-share", "--seed"], "worker": ["--web-port", "SAIL_APP_ID"],
                 "replay": ["movielens", "--ratings", "--speedup", "--max-gap-s", "GroupLens"],
                 "train": ["--recipe", "cre-movielens", "vision-emoji", "--out", "--steps", "--device", "--fresh", "resumes"],
-                "reembed": ["--to-url", "--max-rate", "--batch", "compacted", "resumes", "ETA", "Not yet"]}  # fmt: skip
+                "reembed": ["--to-url", "--max-rate", "--batch", "compacted", "resumes", "ETA", "swaps", "--rollback", "--retire", "--keep-h", "registry"]}  # fmt: skip
     assert all(flag in out for flag in expected[command])
 
 
@@ -99,7 +99,8 @@ def test_train_with_an_unknown_recipe_names_the_shipped_ones(capsys: pytest.Capt
 
 def test_reembed_refuses_a_batch_below_one_and_a_negative_rate_and_needs_a_target(capsys: pytest.CaptureFixture[str]) -> None:
     for argv, said in ((["--to", "sail-tiny", "--batch", "0"], "--batch: must be at least 1"), (["--to", "sail-tiny", "--max-rate", "-1"], "--max-rate: must be at least 0"),
-                       (["--max-rate", "5"], "one of the arguments --to --to-url is required"), (["--to", "a", "--to-url", "grpc://h:1"], "not allowed with")):  # fmt: skip
+                       (["--max-rate", "5"], "one of the arguments --to-url --to --rollback --retire is required"),
+                       (["--rollback", "--retire"], "not allowed with"), (["--to", "a", "--to-url", "grpc://h:1"], "not allowed with")):  # fmt: skip
         with pytest.raises(SystemExit) as exit_info:
             main(["reembed", *argv])
         assert exit_info.value.code == 2 and said in capsys.readouterr().err

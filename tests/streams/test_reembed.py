@@ -1,4 +1,4 @@
-"""The re-embed backfill's pure parts: naming after the model version, the rate cap, the ETA."""
+"""The re-embed's pure parts: naming after the model version, the registry, the rate cap, the ETA, the counts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 from kafka import TopicPartition
 
-from streams.reembed import Counts, TokenBucket, eta, shadow, version_slug
+from streams.reembed import Counts, TokenBucket, eta
 from topology.settings import Settings
+from topology.versions import Registry, Version, shadow, version_slug
 
 
 def test_versions_name_collections_and_groups_with_milvus_safe_characters() -> None:
@@ -96,7 +97,27 @@ def test_a_phase_over_a_compacted_topic_completes_at_its_end_offset_despite_the_
     assert phase.complete and (phase.total, phase.processed) == (5, 4)
 
 
-def test_counts_say_complete_only_when_the_new_version_has_every_row() -> None:
-    assert Counts(60, 60, 20, 20).equal and Counts(60, 60, 20, 20).explain().endswith(": complete")
+def test_counts_say_complete_only_when_the_new_version_has_every_row_the_live_one_had() -> None:
+    assert Counts(60, 60, 20, 20).complete and Counts(60, 60, 20, 20).explain().endswith(": complete")
+    assert Counts(60, 63, 20, 21).complete  # uploads and users that arrived between the two counts
     short = Counts(61, 60, 20, 20)
-    assert not short.equal and "arrived after the run began" in short.explain() and "61 live, 60 new" in short.explain()
+    assert not short.complete and "refused" in short.explain() and "61 live, 60 new" in short.explain()
+    assert not Counts(60, 60, 21, 20).complete
+
+
+def test_the_registry_round_trips_and_a_swap_keeps_the_live_version_as_the_previous_one() -> None:
+    items, users = Settings(milvus_collection_prefix="p_", state_dir=Path("/tmp")).collections()
+    old = Version("m-1", items.name, users.name, items.dim)
+    new = Version("m-2", "p_items__m_2", "p_users__m_2", 256, "grpc://10.0.0.7:8001")
+    building = Registry(old).with_shadow(new)
+    assert Registry.decode(building.encode()) == building and building.generation == 1
+    swapped = building.swapped_to(new, now_ms=1_000, keep_ms=500)
+    assert (swapped.live, swapped.previous, swapped.shadow, swapped.keep_until_ms, swapped.generation) == (new, old, None, 1_500, 2)
+    assert Registry.decode(swapped.encode()) == swapped
+    assert swapped.retired().previous is None and swapped.retired().live == new
+    new_items, new_users = new.specs(items, users)
+    assert (new_items.name, new_items.dim, new_users.name, new_users.dim) == ("p_items__m_2", 256, "p_users__m_2", 256)
+    with pytest.raises(ValueError, match="unreadable"):
+        Registry.decode('{"live": {"model_version": "m"}}')
+    with pytest.raises(ValueError, match="unreadable"):
+        Registry.decode("not json")

@@ -42,6 +42,16 @@ def test_unknown_values_leave_a_gap_and_an_empty_trend_says_so() -> None:
     assert "no samples yet" in page and "no sampled interaction checked yet" in page
 
 
+def test_the_page_names_the_live_version_and_the_one_kept_for_a_rollback() -> None:
+    status = _status({}, {"k": 50, "rate": None, "checks": 0})
+    status["model_versions"] = {"live": {"model_version": "m-2", "items": "items__m_2", "users": "users__m_2"}, "shadow": None,
+                                "previous": {"model_version": "m-1", "items": "items", "users": "users"}}  # fmt: skip
+    page = render_status(status, "w", refresh_s=5)
+    assert "live (written and searched): m-2 in items__m_2, users__m_2" in page and "previous (kept for a rollback): m-1 in items, users" in page
+    assert "shadow" not in page.split("id=versions>")[1].split("</ul>")[0]
+    assert "not known yet" in render_status(_status({}, {"k": 50, "rate": None, "checks": 0}), "w", refresh_s=5)
+
+
 def test_sampling_is_a_stable_share_of_event_ids() -> None:
     ids = [f"event-{n}" for n in range(20_000)]
     picked = [i for i in ids if sampled(i, 0.05)]
