@@ -254,6 +254,7 @@ def cmd_reembed(settings: Settings, args: argparse.Namespace) -> int:
         target.down(["triton"])
         print(f"sail-stream reembed: the Triton for {args.to} did not start: {exc}", file=sys.stderr)
         return 2
+    target.lower_priority("triton")  # on cores it shares with the workers' encoder, the backfill takes only what they leave
     if not args.no_swap:
         _print("reembed: no swap with --to: its Triton serves only for this run, and the workers would lose their encoder; "
                "serve the new encoder where the workers reach it and run --to-url to swap")  # fmt: skip
@@ -586,8 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
     target = backfill.add_mutually_exclusive_group(required=True)
     target.add_argument("--to-url", metavar="grpc://HOST:PORT", help="a Triton serving the new encoder where the workers can reach it (they use it after the swap)")
     target.add_argument("--to", metavar="ENCODER", help="a preset (sail-tiny, sail-tiny-omni, ...) or a saved encoder folder (sail-stream train's "
-                        "OUT/encoder): served by a Triton started here on free loopback ports for this run only, so it backfills "
-                        "and follows but never swaps (a rerun with --to-url resumes and swaps)")  # fmt: skip
+                        "OUT/encoder): served by a Triton started here on free loopback ports for this run only, at the lowest CPU "
+                        "priority (nice 19: it takes only the cores the workers leave), so it backfills and follows but never swaps "
+                        "(a rerun with --to-url resumes and swaps)")  # fmt: skip
     target.add_argument("--rollback", action="store_true", help="bring the previous version up to date from the swap and swap back to it")
     target.add_argument("--retire", action="store_true", help="drop the previous version's collections once its rollback window is over")
     backfill.add_argument("--max-rate", type=_at_least(0.0, float), default=40.0, help="items/s at most (default 40, about half of sail-tiny on 2 CPU cores; 0: no cap)")

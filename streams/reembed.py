@@ -129,6 +129,7 @@ class Backfill:
     encoded: int = 0  # item rows this run stored
     users_written: int = 0  # user states this run wrote: each batch's newest per user (a user whose newer state came in a later batch counts again; one with only negatives so far has no vector to write)
     refused: dict[str, str] = field(default_factory=dict)  # item, user or offset -> why it was not re-embedded
+    pending: dict[str, Any] = field(default_factory=dict)  # user -> newest state, written while an item of it had no new vector yet: rewritten once it has
     counts: Counts | None = None  # live against new, once both phases are complete
     swap: Swap | None = None
     not_swapped: str = ""  # why there was no swap
@@ -184,18 +185,30 @@ class Writer:
     async def _recompute(self, records: list[Any]) -> None:
         await _recompute_users(records, self.s.limits(), self.params, self.sink, self.items, self.users, self.version.model_version, self.result, self.retry)
 
-    async def items_phase(self, phase: Phase, progress: Say, stop_after: int | None = None) -> None:
-        await _drain(self.s, phase, self.group, self.batch, self._encode, progress, f"-> {self.items.name} ({self.version.model_version})", stop_after)
+    def changelog_ends(self) -> dict[Any, int]:
+        """The changelog's end offsets now. Taken *before* an items phase begins, they bound the users
+        phase after it: every state up to them was written after its items were stored, so their
+        item-content records are (all but always) within the items phase."""
+        return _end_offsets(self.s, table_changelog(self.s.app_id))
 
-    async def users_phase(self, phase: Phase, progress: Say) -> None:
-        await _drain(self.s, phase, f"{self.group}.users", self.batch, self._recompute, progress, f"-> {self.users.name}")
+    async def items_phase(self, phase: Phase, progress: Say) -> None:
+        await _drain(self.s, phase, self.group, self.batch, self._encode, progress, f"-> {self.items.name} ({self.version.model_version})")
+        if self.result.pending:  # users written before an item of theirs had its new vector: rewritten now that it may have
+            pending, self.result.pending = self.result.pending, {}
+            await _write_users(pending, self.params, self.sink, self.items, self.users, self.version.model_version, self.result, self.retry)
+
+    async def users_phase(self, phase: Phase, progress: Say, ends: dict[Any, int]) -> None:
+        # the workers' interest batch, not the encoder's: no encoder here, and a user's many changelog records fold into one write
+        batch = max(self.batch, self.s.interest_batch_max)
+        await _drain(self.s, phase, f"{self.group}.users", batch, self._recompute, progress, f"-> {self.users.name}", ends=ends)
 
     async def round(self) -> int:
         """Items, then users, each up to the ends seen now; the records read."""
         topics = self.s.topics()
         items, users = Phase(topics.item_content.name), Phase(table_changelog(self.s.app_id))
+        ends = await asyncio.to_thread(self.changelog_ends)
         await self.items_phase(items, _quiet)
-        await self.users_phase(users, _quiet)
+        await self.users_phase(users, _quiet, ends)
         return items.processed + users.processed
 
     async def catch_up(self, progress: Say, rounds: int = 20) -> int:
@@ -226,6 +239,14 @@ class Writer:
 
 def _quiet(line: str) -> None:  # noqa: ARG001 - a progress sink for follow rounds
     return None
+
+
+def _end_offsets(s: Settings, topic: str) -> dict[Any, int]:
+    reader = consumer(s.kafka_bootstrap, s.kafka_security())
+    try:
+        return dict(reader.end_offsets([TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]))
+    finally:
+        reader.close()
 
 
 def _commit_ends(s: Settings, group: str, topic: str) -> None:
@@ -299,15 +320,13 @@ class Session:
 
 
 async def reembed(
-    settings: Settings, target: EncoderClient, max_rate: float, batch: int = 32, progress: Say = print, stop_after: int | None = None,
-    target_url: str = "", swap: bool = True, grace_s: float = 15.0, keep_s: float = 86400.0, live_encoder: EncoderClient | None = None,
+    settings: Settings, target: EncoderClient, max_rate: float, batch: int = 32, progress: Say = print, target_url: str = "", swap: bool = True, grace_s: float = 15.0, keep_s: float = 86400.0, live_encoder: EncoderClient | None = None,
 ) -> Backfill:  # fmt: skip
     """Register, backfill, follow, count and (with `swap`) swap to `target`'s version (the module's steps).
 
     `target_url`: where the workers reach `target` after the swap (the registry keeps it). `live_encoder`:
     the workers' encoder, probed to name the live version when the registry has not named it yet.
-    `stop_after`: end the items phase once this run has processed that many records (a test's crash
-    point). Triton and Milvus being down are waited for (the worker's retry policy, backing off); Kafka
+    Triton and Milvus being down are waited for (the worker's retry policy, backing off); Kafka
     errors end the run, which a rerun resumes.
     """
     s = settings
@@ -330,11 +349,12 @@ async def reembed(
         if registry.shadow != new or registry.live != live:
             await session.write(replace(registry.with_shadow(new), live=live))
         writer = Writer(s, new, target, session.sink, session.media, session.retry, result, max_rate, batch)
-        await writer.items_phase(result.items, progress, stop_after)
+        changelog_ends = await asyncio.to_thread(writer.changelog_ends)
+        await writer.items_phase(result.items, progress)
         if not result.items.complete:
             return result
         result.users = Phase(table_changelog(s.app_id))
-        await writer.users_phase(result.users, progress)
+        await writer.users_phase(result.users, progress, changelog_ends)
         if not result.users.complete:
             return result
         result.followed = await writer.catch_up(progress)
@@ -349,6 +369,9 @@ async def reembed(
 
         result.counts = await session.counts(live, new, last_round)
         progress(f"reembed: {result.counts.explain()}")
+        if result.pending:
+            progress(f"reembed: {len(result.pending):,} users' vectors lack an item the new encoder has no vector for (refused or still to come): "
+                     f"e.g. {next(iter(result.pending))}")  # fmt: skip
         if not result.counts.complete:
             result.not_swapped = "the new version lacks rows"
         elif not live.model_version:
@@ -425,16 +448,17 @@ async def retire(settings: Settings, progress: Say = print, force: bool = False)
 
 async def _drain(
     s: Settings, phase: Phase, group: str, batch: int, handle: Callable[[list[Any]], Awaitable[None]], progress: Callable[[str], None], what: str,
-    stop_after: int | None = None,
+    ends: dict[Any, int] | None = None,
 ) -> None:  # fmt: skip
-    """Read `phase.topic` from the group's committed offsets up to the end offsets seen now, `batch`
-    records at a time: `handle` them, then commit them. A rerun starts where the last commit was."""
+    """Read `phase.topic` from the group's committed offsets up to the end offsets seen now (or `ends`),
+    `batch` records at a time: `handle` them, then commit them. A rerun starts where the last commit was."""
     reader = consumer(s.kafka_bootstrap, s.kafka_security(), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
                       max_poll_records=batch, max_partition_fetch_bytes=s.max_message_bytes + 128 * 1024)  # fmt: skip
     try:
         partitions = [TopicPartition(phase.topic, p) for p in sorted(reader.partitions_for_topic(phase.topic) or ())]
         reader.assign(partitions)
-        ends, starts = reader.end_offsets(partitions), reader.beginning_offsets(partitions)
+        ends = {tp: ends[tp] for tp in partitions} if ends is not None else reader.end_offsets(partitions)
+        starts = reader.beginning_offsets(partitions)
         committed = {tp: reader.committed(tp) for tp in partitions}
         for tp in partitions:
             reader.seek(tp, committed[tp] if committed[tp] is not None else starts[tp])
@@ -460,10 +484,7 @@ async def _drain(
                 done = phase.already_done + phase.processed
                 progress(f"reembed: {phase.topic} {done:,} / {phase.total:,} ({100 * done / max(phase.total, 1):.0f} %), "
                          f"{phase.rate:.1f} records/s, ETA {eta(done, phase.total, phase.rate)}")  # fmt: skip
-            if stop_after is not None and phase.processed >= stop_after:
-                break
-        else:
-            phase.complete = True
+        phase.complete = True
         phase.seconds = time.monotonic() - began
     finally:
         reader.close()
@@ -502,10 +523,7 @@ async def _recompute_users(
     records: list[Any], limits: Limits, params: InterestParams, sink: MilvusSink, items: CollectionSpec, users: CollectionSpec, version: str,
     result: Backfill, retry: Retry,
 ) -> None:  # fmt: skip
-    """Each user's newest state in `records` (changelog records, in offset order) -> their interest
-    vectors over the new item vectors -> rows of the shadow users collection, named with `version`."""
-    from streams.worker.interest import user_rows
-
+    """Each user's newest state in `records` (changelog records, in offset order) -> `_write_users`."""
     newest = {r.key.decode(): r for r in records if r.key is not None and r.value is not None}  # a later record of a user wins
     states = {}
     for user, r in newest.items():
@@ -513,9 +531,25 @@ async def _recompute_users(
             states[user] = decode_interest_state(r.value, limits)
         except BadInput as exc:
             result.refused[f"{r.topic}[{r.partition}]@{r.offset}"] = f"{exc.reason}: {exc.detail}"
+    await _write_users(states, params, sink, items, users, version, result, retry)
+
+
+async def _write_users(
+    states: dict[str, Any], params: InterestParams, sink: MilvusSink, items: CollectionSpec, users: CollectionSpec, version: str, result: Backfill, retry: Retry
+) -> None:  # fmt: skip
+    """The users' interest vectors over the new item vectors -> rows of the new users collection, named
+    with `version`. A user with an item the new collection lacks is written with what it has and kept
+    in `result.pending`, to be written again after the next items phase."""
+    from streams.worker.interest import user_rows
+
     needed = sorted({item for state in states.values() for item in state.item_ids()})
     found = await retry.retrying("milvus", f"read {items.name}", lambda: sink.get(items.name, needed, [VECTOR_FIELD])) if needed else []
     vectors = {str(row[items.primary_key]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in found}
+    for user, state in states.items():
+        if state.item_ids() - vectors.keys():
+            result.pending[user] = state
+        else:
+            result.pending.pop(user, None)
     rows = [row for user, state in states.items() for row in user_rows(user, state, vectors, params, version)]
     refused = await retry.retrying("milvus", f"upsert {users.name}", lambda: sink.upsert_each(users, rows)) if rows else {}
     for index, why in refused.items():

@@ -297,6 +297,13 @@ class Stack:
             created = ensure_collections(s.milvus_uri, token, s.collections(), s.milvus_backend, tls=s.milvus_tls())
             self.progress(f"milvus: collections ready ({len(created)} created, {2 - len(created)} existed)")
 
+    def lower_priority(self, service: Service, niceness: int = 19) -> None:
+        """Run a started service's processes at `niceness`: on shared cores they get the CPU only when the
+        rest leave it (a re-embed's own Triton, so the workers' fresh uploads keep priority)."""
+        record = self._procs[service].record()
+        if record is not None:
+            os.setpriority(os.PRIO_PGRP, record.pgid, niceness)
+
     def down(self, services: Iterable[Service] = SERVICES) -> list[str]:
         """Stop the services this stack started (reverse order); returns the names that were running."""
         stopped = []

@@ -170,3 +170,4 @@ class ContentStage:
         await ctx.outbox.send_all(records, f"produce {ctx.topics.item_embeddings.name} and {ctx.topics.item_content.name}")
         for e in stored:
             ctx.vectors.cache.put(items.name, e.upload.item_id, e.vector)
+            ctx.vectors.model_versions[items.name] = e.model_version

@@ -103,7 +103,8 @@ class InterestStage:
         if waiting:
             await self.waiting.park(waiting)
             phase("park")
-        rows = [row for user, state in changed.items() for row in user_rows(user, state, vectors, self.params, live.version.model_version)]
+        version = live.version.model_version or ctx.vectors.version_of(live.items)  # no registry row yet: the version of the items folded in
+        rows = [row for user, state in changed.items() for row in user_rows(user, state, vectors, self.params, version)]
         phase("maths")
         if rows:
             refused = await ctx.upsert_each(live.users, rows)

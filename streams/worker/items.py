@@ -54,6 +54,11 @@ class ItemVectors:
         self._versions = versions
         self._retry = retry
         self._limits = limits
+        self.model_versions: dict[str, str] = {}  # items collection -> the model version of the vectors last seen from it
+
+    def version_of(self, items: CollectionSpec) -> str:
+        """The model version of `items`' vectors as last seen ("" before any): what names a user vector folded from them."""
+        return self.model_versions.get(items.name, "")
 
     async def get(self, item_ids: Iterable[str], items: CollectionSpec) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
@@ -65,8 +70,10 @@ class ItemVectors:
             else:
                 found[item_id] = vector
         if missing:
-            rows = await self._retry.retrying("milvus", "get items", lambda: self._sink.get(items.name, missing, fields=[VECTOR_FIELD]))
+            rows = await self._retry.retrying("milvus", "get items", lambda: self._sink.get(items.name, missing, fields=[VECTOR_FIELD, "model_version"]))
             for row in rows:
+                if row.get("model_version"):
+                    self.model_versions[items.name] = str(row["model_version"])
                 vector = np.asarray(row[VECTOR_FIELD], dtype=np.float32)
                 self.cache.put(items.name, row["item_id"], vector)
                 found[row["item_id"]] = vector
@@ -82,4 +89,5 @@ class ItemVectors:
             return
         live = self._versions.known.live
         if live.model_version in ("", embedding.model_version):  # "": no registry, one encoder
+            self.model_versions[live.items] = embedding.model_version
             self.cache.put(live.items, embedding.item_id, np.frombuffer(embedding.vector, dtype="<f4").astype(np.float32))

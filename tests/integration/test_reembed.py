@@ -3,7 +3,7 @@
 - The backfill: every item of the item-content topic re-encoded through Triton into the shadow items
   collection of the target's version, then every user's vectors recomputed from the table's changelog
   into the shadow users collection; a run stopped halfway is resumed by the next one without encoding
-  again what was committed.
+  again what was committed (the CLI killed with SIGKILL after its first commits).
 - The swap, with a worker running and a second Triton serving another model: recall sees only the old
   version while the new one is built, only the new one after the swap, and the worker encodes fresh
   uploads with the new model into the new collections; a rollback brings the old version up to date
@@ -13,7 +13,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import os
+import subprocess
+import json
+import sys
+import urllib.request
 import uuid
 
 import numpy as np
@@ -25,7 +29,8 @@ from encoders.client import EncoderClient
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
 from streams.recall.query import Recall, Recalled
 from streams.reembed import Backfill, Counts, reembed, retire, rollback
-from streams.sinks.kafka import ensure_topics
+from streams.sinks.kafka import ensure_topics, partition_offsets
+from streams.sinks.registry import Versions
 from streams.sinks.milvus import MilvusSink, check_milvus, ensure_collections
 from streams.worker.content import inline_request
 from tests.support.streaming import clip_upload, milvus_rows, send, wait_until
@@ -34,26 +39,26 @@ from topology.collections import VECTOR_FIELD, user_key
 from topology.messages import Action, Interaction
 from topology.settings import Settings
 from topology.topics import TopicSpec, table_changelog
-from topology.versions import Version
+from topology.versions import Registry, Version, version_slug
 
 pytestmark = pytest.mark.integration
 
 
-def _run(s: Settings, stop_after: int | None = None) -> tuple[Backfill, list[str]]:
+def _run(s: Settings) -> tuple[Backfill, list[str]]:
     lines: list[str] = []
 
     async def go() -> Backfill:
         target = EncoderClient.for_settings(s)
         await target.start()
         try:
-            return await reembed(s, target, max_rate=0, batch=8, progress=lines.append, stop_after=stop_after)
+            return await reembed(s, target, max_rate=0, batch=8, progress=lines.append, swap=False)
         finally:
             await target.close()
 
     return asyncio.run(go()), lines
 
 
-def test_a_backfill_stopped_halfway_resumes_and_every_item_and_user_gets_the_new_vectors(settings: Settings) -> None:
+def test_a_backfill_killed_halfway_resumes_and_every_item_and_user_gets_the_new_vectors(settings: Settings) -> None:
     tag = f"re{uuid.uuid4().hex[:6]}"
     s = settings.namespaced(tag)
     ensure_topics(s.kafka_bootstrap, s.kafka_security(), [*s.topics().all(), TopicSpec(table_changelog(tag), s.topic_partitions, "user_id", -1, True, s.max_message_bytes)])
@@ -71,17 +76,31 @@ def test_a_backfill_stopped_halfway_resumes_and_every_item_and_user_gets_the_new
     changelog = [(table_changelog(tag), user.encode(), encode_interest_state(state)) for user, state in (*older.items(), *states.items())]
     send(s, changelog)
 
-    first, _ = _run(s, stop_after=16)  # a run that ends after two batches of 8 (a crash after its second commit)
-    assert (first.items.total, first.items.already_done, first.items.processed, first.users) == (40, 0, 16, None)
+    # the live version is another model's (the stack's encoder is the target here)
+    asyncio.run(_write_registry(s, Registry(Version("sail-older-0", s.collections()[0].name, s.collections()[1].name, s.embedding_dim))))
+    version = asyncio.run(_model_version(s))
+    group = f"{tag}.reembed.{version_slug(version)}"
+
+    def committed() -> int:
+        return sum(c for c, _ in partition_offsets(s.kafka_bootstrap, s.kafka_security(), group, s.topics().item_content.name).values())
+
+    cli = subprocess.Popen([sys.executable, "-m", "streams.cli", "reembed", "--to-url", s.triton_url, "--no-swap", "--max-rate", "4", "--batch", "8"],
+                           env={**os.environ, **s.as_env()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_until(lambda: committed() >= 8, timeout_s=60, what="the re-embed's first commits")
+    finally:
+        cli.kill()  # SIGKILL halfway: 4 items/s leaves most of the 40 to do
+        cli.wait()
+    done = committed()
+    assert 8 <= done < 40 and done % 8 == 0
     second, lines = _run(s)
-    assert second.items_collection == first.items_collection and second.items_collection.startswith(f"{s.milvus_collection_prefix}items__")
-    assert (second.items.total, second.items.already_done, second.items.processed, second.encoded) == (40, 16, 24, 24)  # nothing committed encoded again
-    assert not second.refused and any("16 done by an earlier run" in line for line in lines)
+    assert second.model_version == version and second.items_collection.startswith(f"{s.milvus_collection_prefix}items__")
+    assert (second.items.total, second.items.already_done, second.items.processed, second.encoded) == (40, done, 40 - done, 40 - done)  # nothing committed encoded again
+    assert not second.refused and any(f"{done} done by an earlier run" in line for line in lines)
     assert second.users is not None and (second.users.total, second.users.processed) == (12, 12)
     assert 6 <= second.users_written <= 12  # each batch's newest state per user (the vectors below are the check)
-    assert first.counts is None  # counted only once both phases are complete
     assert second.counts == Counts(live_items=0, new_items=40, live_users=0, new_users=6)  # no worker wrote the live ones here
-    assert second.swap is None and "no name" in second.not_swapped  # the live version was never named (no live encoder probed)
+    assert second.swap is None and second.not_swapped == "asked not to swap"
     third, _ = _run(s)
     assert (third.items.already_done, third.items.processed, third.users.already_done, third.users.processed) == (40, 0, 12, 0)  # type: ignore[union-attr]
 
@@ -107,6 +126,33 @@ def test_a_backfill_stopped_halfway_resumes_and_every_item_and_user_gets_the_new
         assert expected is not None
         np.testing.assert_allclose(np.asarray(row[VECTOR_FIELD], dtype=np.float32), expected[0], atol=1e-5)
         assert (row["model_version"], row["event_count"]) == (second.model_version, len([e for e in log if e.user_id == row["user_id"]]))
+
+
+async def _write_registry(s: Settings, registry: Registry) -> None:
+    spec, default = s.registry()
+    ensure_collections(s.milvus_uri, s.milvus_token_value, [spec], s.milvus_backend)
+    sink = MilvusSink.for_settings(s)
+    await sink.start()
+    try:
+        await Versions(sink, spec, default).write(registry)
+    finally:
+        await sink.close()
+
+
+async def _model_version(s: Settings) -> str:
+    client = EncoderClient.for_settings(s)
+    await client.start()
+    try:
+        (probe,) = await client.encode([inline_request(clip_upload("probe", 0))])
+        return probe.model_version
+    finally:
+        await client.close()
+
+
+def _worker_live(port: int) -> str:
+    """The live model version on the worker's status page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=5) as response:
+        return str(json.load(response)["model_versions"]["live"]["model_version"])
 
 
 def _recall(s: Settings, user: str, item: str) -> tuple[list[Recalled], list[Recalled]]:
@@ -154,6 +200,8 @@ def test_a_swap_moves_the_worker_and_recall_to_the_new_version_in_one_step_and_a
         old = {r["model_version"] for r in milvus_rows(s, live_items.name, ids, ["model_version"]).values()}
         assert len(old) == 1 and "" not in old
         (old_version,) = old
+        live_user_versions = {r["model_version"] for r in milvus_rows(s, live_users.name, [user_key(u, 0) for u in users], ["model_version"]).values()}
+        assert live_user_versions == {old_version}  # before any registry row: named after the items folded in
 
         def run(swap: bool) -> Backfill:
             async def go() -> Backfill:
@@ -162,7 +210,7 @@ def test_a_swap_moves_the_worker_and_recall_to_the_new_version_in_one_step_and_a
                 await live.start()
                 try:
                     return await reembed(s, target, max_rate=0, batch=8, progress=lambda line: None, target_url=new_settings.triton_url, swap=swap,
-                                         grace_s=3.0, keep_s=3600, live_encoder=live)  # fmt: skip
+                                         grace_s=1.5, keep_s=3600, live_encoder=live)  # fmt: skip
                 finally:
                     await target.close()
                     await live.close()
@@ -178,6 +226,7 @@ def test_a_swap_moves_the_worker_and_recall_to_the_new_version_in_one_step_and_a
         assert _versions(_recall(s, users[0], ids[0])) == {new_version}
         new_items, new_users = built.items_collection, built.users_collection
 
+        wait_until(lambda: _worker_live(port) == new_version, timeout_s=10, what="the worker to read the swap")  # within SAIL_VERSION_REFRESH_S
         fresh = clip_upload(tag, 99)  # after the swap: the worker encodes it with the new model into the new collections
         send(s, [(s.topics().uploads.name, fresh.item_id.encode(), encode_upload(fresh))])
         wait_until(lambda: fresh.item_id in milvus_rows(s, new_items, [fresh.item_id], ["item_id"]), what="the fresh upload in the new version")
@@ -193,12 +242,11 @@ def test_a_swap_moves_the_worker_and_recall_to_the_new_version_in_one_step_and_a
             assert version.model_version == old_version and version.triton_url == ""  # the workers' own Triton
             return EncoderClient.for_settings(s)
 
-        back = asyncio.run(rollback(s, old_encoder, progress=lambda line: None, grace_s=2.0, batch=8))
+        back = asyncio.run(rollback(s, old_encoder, progress=lambda line: None, grace_s=1.0, batch=8))
         assert (back.from_version, back.to_version) == (new_version, old_version)
         assert milvus_rows(s, live_items.name, [fresh.item_id], ["model_version"])[fresh.item_id]["model_version"] == old_version  # caught up from the swap
         assert milvus_rows(s, live_users.name, [user_key(users[0], 0)], ["event_count"])[user_key(users[0], 0)]["event_count"] == 5
-        time.sleep(s.version_refresh_s + 0.5)
-        assert _versions(_recall(s, users[0], fresh.item_id)) == {old_version}
+        assert _versions(_recall(s, users[0], fresh.item_id)) == {old_version}  # a fresh Recall reads the registry at its first request
 
         with pytest.raises(RuntimeError, match="kept for a rollback"):
             asyncio.run(retire(s, progress=lambda line: None))

@@ -121,3 +121,46 @@ def test_the_registry_round_trips_and_a_swap_keeps_the_live_version_as_the_previ
         Registry.decode('{"live": {"model_version": "m"}}')
     with pytest.raises(ValueError, match="unreadable"):
         Registry.decode("not json")
+
+
+class _Items:
+    """The new version's items collection (`get`) and users collection (`upsert_each`), in memory."""
+
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        self.vectors, self.users = vectors, {}
+
+    async def get(self, collection: str, ids: list[str], fields: list[str]) -> list[dict]:
+        return [{"item_id": i, "embedding": self.vectors[i]} for i in ids if i in self.vectors]
+
+    async def upsert_each(self, spec: object, rows: list[dict]) -> dict:
+        self.users.update({row["user_key"]: row for row in rows})
+        return {}
+
+
+def test_a_user_written_before_an_item_of_theirs_had_its_new_vector_is_written_again_once_it_has() -> None:
+    """A state on the changelog can name an item whose item-content record the items phase has not
+    read yet; its user's vector would stay folded without that item (and its counts short) for good."""
+    import numpy as np
+
+    import streams.reembed as module
+    from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
+    from streams.ops.metrics import Metrics
+    from streams.worker.retry import Retry
+    from topology.messages import Action, Interaction
+
+    s = Settings(state_dir=Path("/tmp"))
+    items, users = s.collections()
+    params = InterestParams.for_settings(s)
+    a, b = np.eye(384, dtype=np.float32)[0], np.eye(384, dtype=np.float32)[1]
+    state = fold_interactions([Interaction("e1", "u", "a", Action.LIKE, 1_000), Interaction("e2", "u", "b", Action.LIKE, 2_000)], params)
+    sink = _Items({"a": a.tolist()})  # "b" not re-encoded yet
+    result = module.Backfill("m", items.name, users.name, "g", module.Phase("t"))
+    write = module._write_users
+    asyncio.run(write({"u": state}, params, sink, items, users, "m", result, Retry(Metrics(), 1.0)))  # type: ignore[arg-type]
+    assert "u" in result.pending  # written with "a" alone, and kept
+    np.testing.assert_allclose(sink.users["u#0"]["embedding"], interest_vectors(state, {"a": a}, params)[0], atol=1e-6)  # type: ignore[index]
+    sink.vectors["b"] = b.tolist()
+    pending, result.pending = result.pending, {}
+    asyncio.run(write(pending, params, sink, items, users, "m", result, Retry(Metrics(), 1.0)))  # type: ignore[arg-type]
+    assert not result.pending
+    np.testing.assert_allclose(sink.users["u#0"]["embedding"], interest_vectors(state, {"a": a, "b": b}, params)[0], atol=1e-6)  # type: ignore[index]
