@@ -47,7 +47,7 @@ from streams.interest.maths import InterestParams
 from streams.ops.metrics import Metrics
 from streams.sinks.kafka import consumer
 from streams.sinks.media import MediaResolver
-from streams.sinks.milvus import MilvusSink, drop_collections, ensure_collections, milvus_string
+from streams.sinks.milvus import MilvusSink, check_milvus, drop_collections, ensure_collections, milvus_string
 from streams.sinks.registry import Versions
 from streams.worker.retry import Retry
 from topology.codec import BadInput, Limits, decode_interest_state, decode_upload
@@ -124,7 +124,7 @@ class Backfill:
     users_collection: str
     group: str
     items: Phase
-    users: Phase | None = None  # None: the items phase did not complete in this run
+    users: Phase | None = None  # None: nothing to do (the target's version is already live)
     followed: int = 0  # records read after the two phases (what arrived while they ran)
     encoded: int = 0  # item rows this run stored
     users_written: int = 0  # user states this run wrote: each batch's newest per user (a user whose newer state came in a later batch counts again; one with only negatives so far has no vector to write)
@@ -230,11 +230,6 @@ class Writer:
             await asyncio.sleep(0.5)
         return total
 
-    def mark_ends(self) -> None:
-        """Commit this version's groups at the topics' current ends: a later writer reads on from here."""
-        topics = self.s.topics()
-        for group, topic in ((self.group, topics.item_content.name), (f"{self.group}.users", table_changelog(self.s.app_id))):
-            _commit_ends(self.s, group, topic)
 
 
 def _quiet(line: str) -> None:  # noqa: ARG001 - a progress sink for follow rounds
@@ -247,6 +242,13 @@ def _end_offsets(s: Settings, topic: str) -> dict[Any, int]:
         return dict(reader.end_offsets([TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]))
     finally:
         reader.close()
+
+
+def mark_ends(s: Settings, version: Version) -> None:
+    """Commit `version`'s groups at the topics' current ends: a later writer of it reads on from here."""
+    group = group_for(s, version)
+    for group_id, topic in ((group, s.topics().item_content.name), (f"{group}.users", table_changelog(s.app_id))):
+        _commit_ends(s, group_id, topic)
 
 
 def _commit_ends(s: Settings, group: str, topic: str) -> None:
@@ -307,16 +309,27 @@ class Session:
         await before_new()
         return Counts(live_items, await count(new.items, item_rows), live_users, await count(new.users, user_rows))
 
-    async def swap(self, writer: Writer, old: Writer, keep_s: float, grace_s: float, progress: Say) -> Swap:
+    async def previous(self, purpose: str) -> tuple[Registry, Version]:
+        """The registry and its previous version.
+
+        Raises:
+            RuntimeError: the registry names no previous version.
+        """
+        registry = await self.registry()
+        if registry.previous is None:
+            raise RuntimeError(f"the model-version registry names no previous version to {purpose}")
+        return registry, registry.previous
+
+    async def swap(self, writer: Writer, old: Version, keep_s: float, grace_s: float, progress: Say) -> Swap:
         """Mark the old version's ends, name `writer`'s version live in one registry write, then follow
         it for `grace_s` (the workers' batches in flight under the old version)."""
-        await asyncio.to_thread(old.mark_ends)
+        await asyncio.to_thread(mark_ends, self.s, old)
         registry = await self.registry()
         write_s = await self.write(registry.swapped_to(writer.version, int(time.time() * 1000), int(keep_s * 1000)))
         progress(f"reembed: swapped: {writer.version.model_version} is live ({writer.items.name}, {writer.users.name}); "
-                 f"{old.version.model_version} kept for a rollback; following the new version {grace_s:.0f}s for batches in flight")  # fmt: skip
+                 f"{old.model_version} kept for a rollback; following the new version {grace_s:.0f}s for batches in flight")  # fmt: skip
         grace = await writer.follow_for(grace_s)
-        return Swap(old.version.model_version, writer.version.model_version, write_s, grace)
+        return Swap(old.model_version, writer.version.model_version, write_s, grace)
 
 
 async def reembed(
@@ -351,14 +364,10 @@ async def reembed(
         writer = Writer(s, new, target, session.sink, session.media, session.retry, result, max_rate, batch)
         changelog_ends = await asyncio.to_thread(writer.changelog_ends)
         await writer.items_phase(result.items, progress)
-        if not result.items.complete:
-            return result
         result.users = Phase(table_changelog(s.app_id))
         await writer.users_phase(result.users, progress, changelog_ends)
-        if not result.users.complete:
-            return result
         result.followed = await writer.catch_up(progress)
-        missing = {live.items, live.users} - set(await asyncio.to_thread(_collections, s))
+        missing = {live.items, live.users} - set(await asyncio.to_thread(check_milvus, s.milvus_uri, s.milvus_token_value, tls=s.milvus_tls()))
         if missing:
             result.not_swapped = f"no live collection {', '.join(sorted(missing))} to compare with (SAIL_MILVUS_COLLECTION_PREFIX?)"
             progress(f"reembed: {result.not_swapped}")
@@ -381,17 +390,10 @@ async def reembed(
         elif not swap:
             result.not_swapped = "asked not to swap"
         else:
-            old = Writer(s, live, target, session.sink, session.media, session.retry, result, max_rate, batch)
-            result.swap = await session.swap(writer, old, keep_s, grace_s, progress)
+            result.swap = await session.swap(writer, live, keep_s, grace_s, progress)
         if result.not_swapped:
             progress(f"reembed: not swapped: {result.not_swapped}")
     return result
-
-
-def _collections(s: Settings) -> list[str]:
-    from streams.sinks.milvus import check_milvus
-
-    return check_milvus(s.milvus_uri, s.milvus_token_value, tls=s.milvus_tls())
 
 
 async def rollback(settings: Settings, encoder: Callable[[Version], EncoderClient], progress: Say = print, grace_s: float = 15.0, batch: int = 32) -> Swap:
@@ -403,10 +405,7 @@ async def rollback(settings: Settings, encoder: Callable[[Version], EncoderClien
     """
     s = settings
     async with Session(s) as session:
-        registry = await session.registry()
-        previous = registry.previous
-        if previous is None:
-            raise RuntimeError("the model-version registry names no previous version to roll back to")
+        registry, previous = await session.previous("roll back to")
         client = encoder(previous)
         await client.start()
         try:
@@ -417,9 +416,8 @@ async def rollback(settings: Settings, encoder: Callable[[Version], EncoderClien
             progress(f"reembed --rollback: {read:,} records read, {result.encoded:,} items re-encoded")
             if result.refused:
                 raise RuntimeError(f"{len(result.refused)} items or users could not be brought up to date, e.g. {next(iter(result.refused.items()))}")
-            current = Writer(s, registry.live, client, session.sink, session.media, session.retry, result, 0, batch)
             keep_s = max(registry.keep_until_ms / 1000 - time.time(), 0.0)
-            return await session.swap(writer, current, keep_s, grace_s, progress)
+            return await session.swap(writer, registry.live, keep_s, grace_s, progress)
         finally:
             await client.close()
 
@@ -432,10 +430,7 @@ async def retire(settings: Settings, progress: Say = print, force: bool = False)
     """
     s = settings
     async with Session(s) as session:
-        registry = await session.registry()
-        previous = registry.previous
-        if previous is None:
-            raise RuntimeError("the model-version registry names no previous version to retire")
+        registry, previous = await session.previous("retire")
         left_s = registry.keep_until_ms / 1000 - time.time()
         if left_s > 0 and not force:
             raise RuntimeError(f"{previous.model_version} is kept for a rollback {left_s / 3600:.1f} h more (--force drops it now)")
