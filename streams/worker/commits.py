@@ -11,7 +11,10 @@ rebalance (a worker killed, the survivor taking its partitions):
   any more (delivered around the rebalance, then dropped without an ack); Faust never commits that
   partition again, its lag stays, the status page says "stalled", and a restart replays all of it;
 - **a tail gap**: the same with nothing acked after the dropped offsets (they were the last ones
-  read): the worker idles with lag for good (seen once in the worker-kill fault test).
+  read): the worker idles with lag for good (seen once in the worker-kill fault test);
+- **an undelivered fetch**: aiokafka fetched past the committed offset, Faust's getmany dropped the
+  records (a flow stop or a generation change mid-batch) and no seek followed; Faust's read offset,
+  left from before the rebalance, sits below the committed one (the flaky two-workers-one-killed stall).
 
 Neither loses an effect (the agents already applied the later events, and every effect is
 idempotent), but both break what operators watch. `CommitRepair.check()` runs on a timer in each
@@ -74,6 +77,7 @@ class CommitRepair:
     def __init__(
         self, consumer: Callable[[], Any], topics: Iterable[str], contiguous: Iterable[str],
         queues: Callable[[Any], list[Any]] = lambda tp: [], clock: Callable[[], float] = time.monotonic,
+        position: Callable[[Any, Any], int | None] | None = None, prefetched: Callable[[Any, Any], bool] | None = None,
     ) -> None:  # fmt: skip
         self._consumer = consumer
         self._topics = frozenset(topics)
@@ -82,6 +86,8 @@ class CommitRepair:
         self._sought: dict[Any, tuple[int, int]] = {}  # tp -> the gap of its last seek
         self._queues = queues
         self._clock = clock
+        self._position = position or kafka_position  # aiokafka's next fetch offset for a partition
+        self._prefetched = prefetched or kafka_prefetched  # whether aiokafka holds fetched records not yet taken
         self._since: dict[Any, tuple[int | None, float]] = {}  # tp -> (committed, when it was first seen)
         self._reported: dict[Any, int | None] = {}  # tp -> the committed offset its stall was reported at
 
@@ -112,12 +118,8 @@ class CommitRepair:
                 repairs.append(Repair("dedup", tp.topic, tp.partition, f"{before - len(acked)} duplicate acked offsets removed"))
             committed = c._committed_offset.get(tp)
             read = c._read_offset.get(tp)
-            # the first offset past the gap: the first acked one (a head gap), or past the last one
-            # read when nothing is acked (a tail gap: read, then dropped, and nothing came after)
-            end = min(acked) if acked else (read + 1 if read is not None else None)
-            if not acked and not _beyond(c, tp, committed):
-                end = None  # Faust sets the read offset to the committed one when it seeks: nothing past it exists yet
-            if tp.topic not in self._contiguous or committed is None or end is None or end <= committed or read is None or read < min(acked, default=end - 1):
+            end, kind = self._gap_end(c, tp, acked, committed, read)
+            if tp.topic not in self._contiguous or end is None or committed is None or end <= committed:
                 self._gaps.pop(tp, None)
                 continue
             in_flight = any(m.tp == tp and committed <= m.offset < end and not m.acked for m in list(c._unacked_messages)) or self._queued(tp, committed, end)
@@ -132,9 +134,30 @@ class CommitRepair:
             await c.seek(tp, committed)
             self._gaps.pop(tp, None)
             self._sought[tp] = (committed, end)
-            kind = "a later one was" if acked else "nothing after them was"
             repairs.append(Repair("seek", tp.topic, tp.partition, f"offsets {committed}..{end - 1} were never acked ({kind}): re-reading from {committed}{note}"))
         return repairs
+
+    def _gap_end(self, c: Any, tp: Any, acked: list[int], committed: int | None, read: int | None) -> tuple[int | None, str]:
+        """The first offset past a gap that starts at `committed`, and what the gap is; None: no gap.
+
+        - a head gap: the first acked offset (a later one was acked);
+        - a tail gap: past the last offset read, when nothing is acked (read, dropped, nothing came after);
+        - an undelivered fetch: aiokafka's fetch position, when Faust's read offset sits *below* the
+          committed one (left from before a rebalance) and nothing is acked: Faust's getmany took the
+          records from aiokafka and dropped them on a flow stop or a generation change, and no seek
+          followed (self-reported in a two-worker kill test: position 40, committed 34, read 12)."""
+        if committed is None or read is None:
+            return None, ""
+        if acked:
+            return (min(acked), "a later one was") if read >= min(acked) else (None, "")
+        if not _beyond(c, tp, committed):
+            return None, ""  # Faust sets the read offset to the committed one when it seeks: nothing past it exists yet
+        if read >= committed:
+            return read + 1, "nothing after them was"
+        position = self._position(c, tp)
+        if position is None or position <= committed or self._prefetched(c, tp):
+            return None, ""
+        return position, f"fetched up to {position - 1}, never delivered to a stream; Faust's read offset {read} was stale"
 
     def _queued(self, tp: Any, low: int, high: int) -> bool:
         """Whether a stream queue fed by `tp` holds one of its offsets in [low, high): delivered, not
@@ -191,6 +214,28 @@ def _beyond(c: Any, tp: Any, offset: int | None) -> bool:
     return high is None or offset is None or high > offset
 
 
+def _kafka_state(c: Any, tp: Any) -> Any:
+    """aiokafka's subscription state of `tp` under Faust's consumer (aiokafka 0.14 internals, pinned in constraints.txt)."""
+    return c._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
+
+
+def kafka_position(c: Any, tp: Any) -> int | None:
+    """aiokafka's fetch position of `tp` (the next offset it will fetch); None when unknown."""
+    try:
+        position = _kafka_state(c, tp)._position
+    except Exception:  # noqa: BLE001 - not assigned, or not started: unknown
+        return None
+    return int(position) if position is not None else None
+
+
+def kafka_prefetched(c: Any, tp: Any) -> bool:
+    """Whether aiokafka holds fetched records of `tp` that Faust has not taken yet (unknown: assumed so)."""
+    try:
+        return tp in c._thread._ensure_consumer()._fetcher._records
+    except Exception:  # noqa: BLE001
+        return True
+
+
 def fetch_state(c: Any, tp: Any, queues: Callable[[Any], list[Any]]) -> str:
     """What stands between a partition's fetch and its agent, for a log line: Faust's flow and
     partition sets, aiokafka's position and pause flag, and the size of the stream queues it feeds."""
@@ -207,10 +252,10 @@ def fetch_state(c: Any, tp: Any, queues: Callable[[Any], list[Any]]) -> str:
     add("paused", lambda: tp in c._paused_partitions)
     add("buffered", lambda: tp in c._buffered_partitions)
     add("read", lambda: c._read_offset.get(tp))
+    add("acked", lambda: sorted(c._acked.get(tp) or [])[:8])
     add("unacked", lambda: sorted(m.offset for m in list(c._unacked_messages) if m.tp == tp)[:8])
-    state = lambda: c._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)  # noqa: E731
-    add("kafka_position", lambda: state()._position)
-    add("kafka_paused", lambda: state().paused)
+    add("kafka_position", lambda: _kafka_state(c, tp)._position)
+    add("kafka_paused", lambda: _kafka_state(c, tp).paused)
     add("prefetched", lambda: tp in c._thread._ensure_consumer()._fetcher._records)
     add("queues", lambda: [(q.qsize(), len(q._pending_pressure_drop_callbacks)) for q in queues(tp)])
     return " ".join(parts)

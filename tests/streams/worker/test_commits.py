@@ -150,6 +150,58 @@ def test_an_idle_partition_after_a_seek_to_its_committed_end_is_no_tail_gap() ->
     assert [r.kind for r in asyncio.run(repair.check())] == ["seek"] and c.seeks == [(TOPIC, 47)]
 
 
+def test_records_fetched_past_the_committed_offset_and_never_delivered_are_re_read_on_the_second_check() -> None:
+    """The flaky two-workers-one-killed stall, as its self-report caught it: aiokafka's position 40 is
+    past the committed 34, nothing is acked, unacked or queued, and Faust's read offset (12, left from
+    before the rebalance) sits below the committed one, so the tail-gap check (read + 1) saw nothing."""
+    c = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 34}, _read_offset={TOPIC: 12}, highwaters={TOPIC: 40})
+    positions = {TOPIC: 40}
+    prefetched: set[TP] = set()
+    repair = CommitRepair(
+        lambda: c, ["sail.interactions"], contiguous=["sail.interactions"],
+        position=lambda _, tp: positions.get(tp), prefetched=lambda _, tp: tp in prefetched,
+    )  # fmt: skip
+    prefetched.add(TOPIC)  # aiokafka still holds them: Faust will take them, nothing to do
+    for _ in range(3):
+        assert asyncio.run(repair.check()) == []
+    prefetched.clear()
+    assert asyncio.run(repair.check()) == [] and not c.seeks  # seen once
+    (fix,) = asyncio.run(repair.check())
+    assert c.seeks == [(TOPIC, 34)] and fix.kind == "seek"
+    assert "offsets 34..39 were never acked" in fix.detail and "read offset 12 was stale" in fix.detail
+    assert c._read_offset[TOPIC] == 34  # Faust's seek resets the read offset: the next check sees a plain tail
+
+
+def test_a_stale_read_offset_is_no_gap_while_nothing_was_fetched_past_the_committed_offset() -> None:
+    c = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 34}, _read_offset={TOPIC: 12}, highwaters={TOPIC: 40})
+    for position in (None, 34):  # unknown (not started, not assigned), or not fetched yet
+        repair = CommitRepair(lambda: c, ["sail.interactions"], contiguous=["sail.interactions"], position=lambda _, tp: position, prefetched=lambda _, tp: False)
+        for _ in range(3):
+            assert asyncio.run(repair.check()) == []
+    assert not c.seeks
+
+
+def test_kafka_position_reads_aiokafkas_subscription_state_under_fausts_consumer() -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.worker.commits import kafka_position, kafka_prefetched
+
+    async def run() -> tuple[int | None, int | None, int | None, bool]:
+        kafka = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", enable_auto_commit=False)  # never started: no broker needed
+        tp = TopicPartition("sail.interactions", 1)
+        kafka.assign([tp])
+        faust_consumer = SimpleNamespace(_thread=SimpleNamespace(_ensure_consumer=lambda: kafka))  # where Faust's aiokafka driver keeps it
+        before = kafka_position(faust_consumer, tp)
+        kafka._subscription.subscription.assignment.state_value(tp).seek(40)
+        after = kafka_position(faust_consumer, tp)
+        other = kafka_position(faust_consumer, TopicPartition("sail.interactions", 2))
+        held = kafka_prefetched(faust_consumer, tp)  # no fetcher before start: unknown, assumed held
+        await kafka.stop()
+        return before, after, other, held
+
+    assert asyncio.run(run()) == (None, 40, None, True)
+
+
 def test_a_partition_behind_that_does_not_commit_is_reported_once_per_offset_with_its_fetch_state() -> None:
     now = [0.0]
     held = Message(TOPIC, 12)
