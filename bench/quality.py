@@ -4,6 +4,7 @@ baselines, on one time-ordered stream (issue 15).
     python -m bench.quality                       # the whole ml-latest-small log (100,004 ratings)
     python -m bench.quality --ratings 20000       # the first 20,000 ratings in time order
     python -m bench.quality --encoder sail-tiny   # another encoder preset (default: the stack's default)
+    python -m bench.quality --sid --only realtime-weighted-K1   # semantic IDs (issue 18): sid and mixed vs dense
 
 1. The stream runs through the real pipeline: the local stack (Kafka KRaft, Milvus Lite, Triton
    serving the encoder) and one worker: every movie as an upload (one backlog for the encoder),
@@ -29,6 +30,12 @@ baselines, on one time-ordered stream (issue 15).
    computation for a sample of users at the end (step 4).
 4. Agreement: for up to 20 users, the recall API's top-10 (HTTP, excluding everything they rated)
    is compared with the protocol's top-10 from the vectors the worker stored.
+5. With `--sid` (issue 18): after step 2, `sail-stream sid fit --backfill`'s code fits a codebook
+   over the stored movie vectors and gives every movie its semantic ID; the IDs are read back from
+   Milvus and step 3 adds `sid` and `mixed` (see `evaluate`); then `--sid-fresh` movies are uploaded
+   again under new ids and the worker's own counters give the assignment's cost per item against
+   its encoder time per item (each copy shares its original's codes: every one takes the collision
+   path, a suffix read from Milvus).
 A benchmark, never a test: figures go to BENCHMARKS.md with the machine and date.
 """
 
@@ -50,6 +57,7 @@ import numpy as np
 
 from deploy.movielens import MovieLens, Rating, interaction_for
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
+from streams.sid.maths import sid_scores
 from topology.messages import Action, InterestState
 
 DAY_S = 86_400
@@ -99,7 +107,7 @@ def rank_and_top(scores: np.ndarray, target: int, excluded: Iterable[int], arriv
     if gone:
         row[gone] = -np.inf
     s = row[target]
-    rank = float(np.count_nonzero(row > s) + np.count_nonzero(row[:target] == s))
+    rank = float(np.count_nonzero(row > s) + np.count_nonzero(row[:target] == s)) if np.isfinite(s) else math.inf  # -inf: not in the method's list
     k = min(10, arrived)
     top = np.argpartition(-row, k - 1)[:k] if k else np.array([], dtype=np.int64)
     return rank, [int(i) for i in top if np.isfinite(row[i])]
@@ -119,6 +127,7 @@ def evaluate(
     data: MovieLens, vectors: dict[str, np.ndarray], params: InterestParams = InterestParams(), slots: tuple[int, ...] = (1, 3),
     progress: Callable[[str], None] = lambda line: None, score_from_s: float = float("-inf"),
     item_groups: dict[str, set[str]] | None = None, only: tuple[str, ...] | None = None,
+    sids: dict[str, tuple[int, ...]] | None = None, sid_positives: int = 10, fused_k: int = 50,
 ) -> dict[str, object]:  # fmt: skip
     """Every method's figures on `data`'s log, time-ordered: each like is ranked before it is applied.
 
@@ -126,6 +135,10 @@ def evaluate(
     `score_from_s`: likes before this log time are applied but not ranked (a held-out test period).
     `item_groups`: name -> item ids; each group also gets the figures over the likes of its items
     (`groups` in the result), e.g. cold and warm items of a time split. `only`: these methods alone.
+    `sids`: item id -> semantic-ID codes (as stored by the backfill); adds the recall API's channels:
+    `sid` (`sid_scores` of every item against the user's last `sid_positives` positives, ties to the
+    newest, as the API breaks them) and `mixed` (reciprocal-rank fusion of realtime-weighted-K1's and
+    sid's top `fused_k`, as the API fuses each channel's top k; outside both lists: a miss).
     """
     order: list[int] = []  # movie ids in arrival order (first rating)
     index: dict[int, int] = {}
@@ -142,6 +155,12 @@ def evaluate(
     users: dict[int, User] = {}
     variants = {f"realtime-weighted-K{k}": replace(params, slots=k) for k in slots}
     methods = ["realtime-mean10", *variants, "daily-mean10", *(v.replace("realtime", "daily") for v in variants), "popularity", "item-knn"]
+    if sids is not None:
+        missing_sid = [i for i in ids if i not in sids]
+        if missing_sid:
+            raise ValueError(f"{len(missing_sid)} rated movies have no semantic ID (e.g. {missing_sid[:3]}): the backfill did not reach them")
+        codes = np.asarray([sids[i] for i in ids], dtype=np.int32)
+        methods += ["sid", "mixed"]
     if only is not None:
         methods = [m for m in methods if m in only]
     scores = {m: Score(m) for m in methods}
@@ -161,6 +180,23 @@ def evaluate(
 
     def mean10(positives: list[int]) -> np.ndarray | None:
         return l2_normalise(matrix[positives[-10:]].mean(axis=0))[None, :] if positives else None
+
+    def sid_row(positives: list[int]) -> np.ndarray | None:
+        if not positives:
+            return None
+        return sid_scores(codes, codes[positives[-sid_positives:]]) + np.arange(n, dtype=np.float64) * 1e-9  # ties: the newest first
+
+    def mixed_row(dense_row: np.ndarray | None, sid: np.ndarray | None, excluded: list[int]) -> np.ndarray | None:
+        if dense_row is None or sid is None:
+            return None
+        fused = np.full(n, -np.inf)
+        for row in (dense_row, sid):
+            masked = row[:arrived].astype(np.float64, copy=True)
+            masked[[i for i in excluded if i < arrived]] = -np.inf
+            top = np.argsort(-masked, kind="stable")[: min(fused_k, arrived)]
+            top = top[np.isfinite(masked[top])]
+            fused[top] = np.where(np.isfinite(fused[top]), fused[top], 0.0) + 1.0 / (60 + np.arange(len(top)) + 1)
+        return fused
 
     def knn(positives: list[int]) -> np.ndarray | None:
         if not positives:
@@ -195,6 +231,10 @@ def evaluate(
             for name, p in variants.items():
                 makers[name] = lambda p=p: dense(interest_vectors(user.state, vectors_by_id, p))  # type: ignore[misc]
                 makers[name.replace("realtime", "daily")] = lambda p=p: dense(interest_vectors(user.daily_state, vectors_by_id, p))  # type: ignore[misc]
+            if sids is not None:
+                k1 = replace(params, slots=1)
+                makers["sid"] = lambda: sid_row(user.positives)
+                makers["mixed"] = lambda: mixed_row(dense(interest_vectors(user.state, vectors_by_id, k1)), sid_row(user.positives), excluded)
             rows = {name: makers[name]() for name in scores}  # only the methods asked for are computed
             for name, row in rows.items():
                 ranked = rank_and_top(row, item, excluded, arrived) if row is not None else None
@@ -270,7 +310,10 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     try:
         stack.up()
         mine = _prefixed(settings, f"q{os.getpid()}ml")
-        procs = [start_worker(mine, port, stack.state_dir / "workers", loglevel="warning") for port in free_ports(1)]
+        ports = free_ports(1)
+        procs = [start_worker(mine, port, stack.state_dir / "workers", loglevel="warning") for port in ports]
+        sid_result: dict[str, object] | None = None
+        sids: dict[str, tuple[int, ...]] | None = None
         try:
             wait_for_group(mine, procs)
             topics = mine.topics()
@@ -296,6 +339,8 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
 
             ids = list(data.labels())
             vectors = {k: v for start in range(0, len(ids), 500) for k, v in stored_items(mine, ids[start : start + 500]).items()}
+            if args.sid:
+                sid_result, sids = _semantic_ids(mine, data, ids, ports[0], drain, args, progress)
 
             async def check() -> dict[str, object]:
                 sink = MilvusSink.for_settings(mine)
@@ -312,12 +357,75 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     finally:
         stack.down()
     progress(f"{len(vectors):,} movie vectors read back; running the protocol")
-    result = evaluate(data, vectors, progress=progress)
+    only = tuple(args.only.split(",")) + (("sid", "mixed") if args.sid else ()) if args.only else None
+    result = evaluate(data, vectors, progress=progress, sids=sids, only=only)
+    if sid_result is not None:
+        result["semantic_ids"] = sid_result
     result.update({
         "encode_s": round(encode_s, 1), "apply_s": round(apply_s, 1), "encoder": settings.encoder, "agreement": agree, "realtime_gain": realtime_gain(result),
         "machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
     })  # fmt: skip
     return result
+
+
+def _metric_sums(port: int) -> dict[str, float]:
+    """The worker's Prometheus samples, summed over labels except `phase`/`outcome` (name{label} keys)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            label = sample.labels.get("phase") or sample.labels.get("outcome")
+            key = f"{sample.name}{{{label}}}" if label else sample.name
+            sums[key] = sums.get(key, 0.0) + sample.value
+    return sums
+
+
+def _semantic_ids(mine, data: MovieLens, ids: list[str], port: int, drain, args: argparse.Namespace, progress) -> tuple[dict[str, object], dict[str, tuple[int, ...]]]:  # type: ignore[no-untyped-def]
+    """Fit the codebook and backfill through `streams.semantic` (what `sail-stream sid fit --backfill`
+    runs), read every movie's semantic ID back from Milvus, then measure the assignment in the stream:
+    `--sid-fresh` movies uploaded again under new ids, and the worker's own counters (codes: the
+    quantiser's CPU time; lookup: the Milvus read of the buckets) against its encoder time per item."""
+    from deploy.movielens import upload_for
+    from streams.semantic import backfill_sids, fit_codebook
+    from streams.sid.maths import parse_sid
+    from tests.support.streaming import milvus_rows, send
+    from topology.codec import encode_upload
+
+    fitted = asyncio.run(fit_codebook(mine, args.sid_levels, args.sid_codes, seed=0, progress=progress))
+    filled = asyncio.run(backfill_sids(mine, progress=progress))
+    items = mine.collections()[0].name
+    sids = {k: parse_sid(str(r["sid_codes"])) for start in range(0, len(ids), 500) for k, r in milvus_rows(mine, items, ids[start : start + 500], ["sid_codes"]).items()}
+    time.sleep(2 * mine.version_refresh_s)  # the worker reads the registry: the codebook is live for it
+    before = _metric_sums(port)
+    now_ms = int(time.time() * 1000)
+    movies = list(data.movies.values())[: args.sid_fresh]
+    send(mine, [(mine.topics().uploads.name, f"{m.item_id}-again".encode(), encode_upload(replace(upload_for(m, now_ms), item_id=f"{m.item_id}-again"))) for m in movies])
+    drain("fresh uploads with semantic IDs")
+    after = _metric_sums(port)
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    assigned = d.get("sail_sid_assigned_total{unique}", 0.0) + d.get("sail_sid_assigned_total{collision}", 0.0)
+    encoded = d.get("sail_triton_batch_items_sum", 0.0)
+    encoder_s = d.get("sail_triton_request_seconds_sum", 0.0) / encoded if encoded else None
+    codes_s = d.get("sail_sid_seconds_total{codes}", 0.0) / assigned if assigned else None
+    lookup_s = d.get("sail_sid_seconds_total{lookup}", 0.0) / assigned if assigned else None
+    h = fitted.codebook.health
+    result = {
+        "codebook": fitted.codebook.codebook_id, "levels": fitted.codebook.levels, "codes": fitted.codebook.codes, "fit_s": round(fitted.seconds, 1),
+        "fitted_items": fitted.fitted_on, "utilisation": list(h.utilisation), "collision_rate": h.collision_rate, "quantisation_error": h.quantisation_error,
+        "backfilled": filled.assigned, "backfill_s": round(filled.seconds, 1), "fresh_assigned": int(assigned), "fresh_collisions": int(d.get("sail_sid_assigned_total{collision}", 0.0)),
+        "encoder_ms_per_item": round(1000 * encoder_s, 3) if encoder_s else None,
+        "codes_ms_per_item": round(1000 * codes_s, 4) if codes_s is not None else None,
+        "lookup_ms_per_item": round(1000 * lookup_s, 4) if lookup_s is not None else None,
+        "codes_share_of_encoder": round(codes_s / encoder_s, 5) if codes_s is not None and encoder_s else None,
+        "codes_and_lookup_share_of_encoder": round((codes_s + lookup_s) / encoder_s, 5) if codes_s is not None and lookup_s is not None and encoder_s else None,
+    }  # fmt: skip
+    progress(f"semantic IDs: {json.dumps(result)}")
+    return result, sids
 
 
 async def agreement(settings, sink, data: MovieLens, vectors: dict[str, np.ndarray], sent: dict[str, int], users: int = 20) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -374,6 +482,11 @@ def main() -> None:
     parser.add_argument("--ratings", type=int, help="the first N ratings in time order (default: all 100,004)")
     parser.add_argument("--encoder", help="encoder preset for the stack (default: SAIL_ENCODER's default)")
     parser.add_argument("--json", help="write every figure here")
+    parser.add_argument("--sid", action="store_true", help="fit a semantic-ID codebook after the pipeline, backfill, and add the sid and mixed channels")
+    parser.add_argument("--sid-levels", type=int, default=3, help="codebook levels (default 3)")
+    parser.add_argument("--sid-codes", type=int, default=256, help="codes per level (default 256)")
+    parser.add_argument("--sid-fresh", type=int, default=1000, help="movies uploaded again under new ids to measure the assignment in the stream (default 1,000)")
+    parser.add_argument("--only", help="comma-separated methods to rank (default: all); with --sid, sid and mixed are added")
     args = parser.parse_args()
     result = _run(args)
     print("Every held-out like:")

@@ -300,6 +300,34 @@ def _reembed(settings: Settings, args: argparse.Namespace, url: str, swap: bool)
     return 0 if complete and (result.swap is not None or not swap) else 1
 
 
+def cmd_sid(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.semantic import SidError, backfill_sids, fit_codebook
+    from streams.sinks.codebooks import CodebookMissing
+    from streams.sinks.milvus import MilvusUnavailable, SchemaMismatch
+
+    try:
+        if args.action == "fit":
+            levels, codes = args.levels or settings.sid_levels, args.codes or settings.sid_codes
+            seed = settings.sid_seed if args.seed is None else args.seed
+            fitted = asyncio.run(fit_codebook(settings, levels, codes, seed, max_items=args.max_items, progress=_print))
+            h = fitted.codebook.health
+            _print(f"codebook {fitted.codebook.codebook_id} is live for {fitted.version.model_version or '(default)'}: fitted on {fitted.fitted_on:,} of "
+                   f"{fitted.items:,} items in {fitted.seconds:.1f}s; utilisation {', '.join(f'L{i} {u:.0%}' for i, u in enumerate(h.utilisation))}; "
+                   f"collision rate {h.collision_rate:.1%}; quantisation error {h.quantisation_error:.4f}")  # fmt: skip
+            if not args.backfill:
+                _print("workers assign semantic IDs to new items from their next registry read; older items get theirs with: sail-stream sid backfill")
+                return 0
+        done = asyncio.run(backfill_sids(settings, batch=args.batch, progress=_print))
+    except (SidError, CodebookMissing, MilvusUnavailable, SchemaMismatch) as exc:
+        print(f"sail-stream sid {args.action}: {exc}", file=sys.stderr)
+        return 2
+    _print(f"sid backfill: {done.assigned:,} items assigned from {done.codebook_id} in {done.seconds:.1f}s ({done.collisions:,} with a collision suffix, "
+           f"{done.skipped:,} left to the workers' own rows)")  # fmt: skip
+    return 0
+
+
 def _reembed_registry(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
@@ -600,6 +628,27 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--keep-h", type=_at_least(0.0, float), default=24.0, help="hours the previous version is kept for a rollback (default 24)")
     backfill.add_argument("--force", action="store_true", help="with --retire: drop the previous version before its window is over")
     backfill.set_defaults(func=cmd_reembed)
+
+    sid = sub.add_parser(
+        "sid",
+        help="semantic IDs: fit the live version's codebook (fit), give older items theirs (backfill)",
+        description="Semantic IDs (after the SAIL report): an item's vector quantised into L codes by residual k-means, plus a "
+        "collision suffix when items share all L. fit: reads the live model version's stored item vectors, fits L levels "
+        "x K codes (SAIL_SID_LEVELS x SAIL_SID_CODES, seeded: the same items give the same codebook), saves the codebook "
+        "in Milvus (<items>_codebooks) and names it in the model-version registry; workers then assign every item they "
+        "encode its semantic ID within SAIL_VERSION_REFRESH_S (Milvus fields sid_codes, sid_suffix, sid_codebook, and the "
+        "item-embeddings topic). backfill: gives every stored item without an ID of the live codebook its ID (run it after "
+        "a fit; a second run finds nothing). The recall API's channel=sid|mixed uses them. Exit code 2 with the reason "
+        "when it cannot be done (no items, no codebook, Milvus down).",
+    )
+    sid.add_argument("action", choices=("fit", "backfill"), help="fit: a new codebook for the live version; backfill: IDs for older items")
+    sid.add_argument("--levels", type=_at_least(1, int), help="levels L (default SAIL_SID_LEVELS, 3)")
+    sid.add_argument("--codes", type=_at_least(2, int), help="codes K per level (default SAIL_SID_CODES, 256)")
+    sid.add_argument("--seed", type=int, help="seed of the fit (default SAIL_SID_SEED, 0)")
+    sid.add_argument("--max-items", type=_at_least(1, int), default=200_000, help="fit on a seeded sample of at most this many items (default 200,000)")
+    sid.add_argument("--backfill", action="store_true", help="with fit: run the backfill right after")
+    sid.add_argument("--batch", type=_at_least(1, int), default=1000, help="backfill: items per page and per upsert (default 1,000)")
+    sid.set_defaults(func=cmd_sid)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")
     show.add_argument("--json", action="store_true")

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import msgpack
 
 from topology import reasons
-from topology.collections import INT64_MAX  # Milvus's int64: what decodes is what the sink can store
+from topology.collections import INT64_MAX, SID_CHARS  # Milvus's int64: what decodes is what the sink can store
 from topology.messages import Action, ContentUpload, DeadLetter, EncodeRequest, Interaction, InterestState, ItemEmbedding, Media, RetryEnvelope, Signal
 
 SCHEMA_VERSION: Final = 1
@@ -463,6 +463,9 @@ def encode_item_embedding(embedding: ItemEmbedding) -> bytes:
             "created_at_ms": embedding.created_at_ms,
             "encoded_at_ms": embedding.encoded_at_ms,
             "creator_id": embedding.creator_id,
+            "sid_codes": embedding.sid_codes,
+            "sid_suffix": embedding.sid_suffix,
+            "sid_codebook": embedding.sid_codebook,
         }
     )
 
@@ -486,6 +489,9 @@ def decode_item_embedding(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ItemE
         created_at_ms=f.integer("created_at_ms"),
         encoded_at_ms=f.integer("encoded_at_ms"),
         creator_id=f.text("creator_id", limits.max_id_bytes),
+        sid_codes=f.text("sid_codes", SID_CHARS),
+        sid_suffix=f.integer("sid_suffix", required=False, minimum=-1),  # absent (before issue 18): -1
+        sid_codebook=f.text("sid_codebook", 128),
     )
 
 

@@ -75,6 +75,9 @@ def index_for(backend: Backend) -> IndexSpec:
 
 _ID_CHARS: Final = 128
 RECENT_ITEMS_CHARS: Final = 8192
+SID_CHARS: Final = 64  # up to 8 levels of 65,536 codes: "65535." x 8
+CODEBOOKS: Final = "_codebooks"  # a version's codebooks: `<its items collection>_codebooks` (model versions add "__<slug>")
+_META_CHARS: Final = 8192
 
 
 def items_collection(prefix: str, dim: int) -> CollectionSpec:
@@ -87,6 +90,11 @@ def items_collection(prefix: str, dim: int) -> CollectionSpec:
             FieldSpec("created_at_ms", "int64"),
             FieldSpec("encoded_at_ms", "int64"),
             FieldSpec("model_version", "varchar", max_length=128),
+            # the semantic ID (issue 18): the L codes as "12.200.7" ("" before a codebook), the collision
+            # suffix (-1: none yet) and the codebook that assigned them
+            FieldSpec("sid_codes", "varchar", max_length=SID_CHARS),
+            FieldSpec("sid_suffix", "int64"),
+            FieldSpec("sid_codebook", "varchar", max_length=128),
             FieldSpec(VECTOR_FIELD, "float_vector", dim=dim),
         ),
         vector_field=VECTOR_FIELD,
@@ -106,6 +114,8 @@ def users_collection(prefix: str, dim: int) -> CollectionSpec:
             FieldSpec("event_count", "int64"),
             # the items in the interest windows, comma-separated: recall excludes what the user has seen
             FieldSpec("recent_item_ids", "varchar", max_length=RECENT_ITEMS_CHARS),
+            # the positive ones alone, newest first: the sid recall channel matches their semantic IDs
+            FieldSpec("positive_item_ids", "varchar", max_length=RECENT_ITEMS_CHARS),
             FieldSpec("model_version", "varchar", max_length=128),
             FieldSpec(VECTOR_FIELD, "float_vector", dim=dim),
         ),
@@ -124,18 +134,67 @@ def _floats(vector: Sequence[float] | Any) -> list[float]:
     return vector.tolist() if hasattr(vector, "tolist") else [float(v) for v in vector]
 
 
-def item_row(item_id: str, creator_id: str, created_at_ms: int, encoded_at_ms: int, model_version: str, vector: Sequence[float] | Any) -> dict[str, object]:
+@dataclass(frozen=True, slots=True)
+class SemanticId:
+    """An item's semantic ID as stored: its codes ("12.200.7"), collision suffix and codebook."""
+
+    codes: str = ""
+    suffix: int = -1
+    codebook: str = ""
+
+
+NO_SID: Final = SemanticId()
+
+
+def item_row(
+    item_id: str, creator_id: str, created_at_ms: int, encoded_at_ms: int, model_version: str, vector: Sequence[float] | Any, sid: SemanticId = NO_SID
+) -> dict[str, object]:  # fmt: skip
     """One row of `items_collection`, every field named as the spec names it."""
     return {"item_id": item_id, "creator_id": creator_id, "created_at_ms": created_at_ms, "encoded_at_ms": encoded_at_ms,
-            "model_version": model_version, VECTOR_FIELD: _floats(vector)}  # fmt: skip
+            "model_version": model_version, "sid_codes": sid.codes, "sid_suffix": sid.suffix, "sid_codebook": sid.codebook,
+            VECTOR_FIELD: _floats(vector)}  # fmt: skip
+
+
+def codebook_collection(items_name: str, dim: int) -> CollectionSpec:
+    """The codebooks of one model version (its items collection `items_name`, vectors `dim` wide): one row
+    per (codebook, level, code) holding a centroid, and one per codebook (level -1) holding its
+    description as JSON (`meta`)."""
+    return CollectionSpec(
+        name=f"{items_name}{CODEBOOKS}",
+        fields=(
+            FieldSpec("key", "varchar", max_length=192, is_primary=True),
+            FieldSpec("codebook_id", "varchar", max_length=128),
+            FieldSpec("level", "int64"),
+            FieldSpec("code", "int64"),
+            FieldSpec("meta", "varchar", max_length=_META_CHARS),
+            FieldSpec(VECTOR_FIELD, "float_vector", dim=dim),
+        ),
+        vector_field=VECTOR_FIELD,
+        description="sail-stream semantic-ID codebooks (residual k-means centroids)",
+    )
+
+
+def codebook_rows(codebook_id: str, centroids: Any, meta: str) -> list[dict[str, object]]:
+    """The rows of one codebook: `centroids` (L, K, dim) and its `meta` JSON (a level -1 row)."""
+    levels, codes, dim = centroids.shape
+    if len(meta.encode()) > _META_CHARS:
+        raise ValueError(f"codebook description is {len(meta.encode())} bytes, over {_META_CHARS}")
+    rows: list[dict[str, object]] = [{"key": f"{codebook_id}/meta", "codebook_id": codebook_id, "level": -1, "code": -1, "meta": meta, VECTOR_FIELD: [0.0] * dim}]
+    for level in range(levels):
+        for code in range(codes):
+            rows.append({"key": f"{codebook_id}/{level}/{code}", "codebook_id": codebook_id, "level": level, "code": code, "meta": "",
+                         VECTOR_FIELD: _floats(centroids[level, code])})  # fmt: skip
+    return rows
 
 
 def user_row(
-    user_id: str, slot: int, updated_at_ms: int, event_count: int, recent_item_ids: str, model_version: str, vector: Sequence[float] | Any
+    user_id: str, slot: int, updated_at_ms: int, event_count: int, recent_item_ids: str, model_version: str, vector: Sequence[float] | Any,
+    positive_item_ids: str = "",
 ) -> dict[str, object]:  # fmt: skip
     """One row of `users_collection` (one interest slot of a user; the key is `user_key`)."""
     return {"user_key": user_key(user_id, slot), "user_id": user_id, "slot": slot, "updated_at_ms": updated_at_ms, "event_count": event_count,
-            "recent_item_ids": recent_item_ids, "model_version": model_version, VECTOR_FIELD: _floats(vector)}  # fmt: skip
+            "recent_item_ids": recent_item_ids, "positive_item_ids": positive_item_ids, "model_version": model_version,
+            VECTOR_FIELD: _floats(vector)}  # fmt: skip
 
 
 def row_problem(spec: CollectionSpec, row: Mapping[str, object]) -> str | None:

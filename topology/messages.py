@@ -100,6 +100,9 @@ class ItemEmbedding:
     created_at_ms: int
     encoded_at_ms: int
     creator_id: str = ""
+    sid_codes: str = ""  # the semantic ID (issue 18): L codes "12.200.7", "" before a codebook
+    sid_suffix: int = -1  # the collision suffix; -1 with no codes
+    sid_codebook: str = ""  # the codebook that assigned them
 
 
 @dataclass(frozen=True, slots=True)

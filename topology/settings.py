@@ -205,6 +205,15 @@ class Settings(BaseSettings):
     version_refresh_s: float = Field(1.0, gt=0, description="how often workers and the recall API re-read the model-version registry (a swap reaches them within this)")
     stall_window_s: float = Field(30.0, gt=0, description="committed offset still this long with lag > 0 = stalled partition (status page; the worker logs where it waits)")
 
+    # Semantic IDs (issue 18; `sail-stream sid fit` fits the codebook, workers assign with the live one)
+    sid_levels: int = Field(3, ge=1, le=8, description="levels L of a new codebook (residual k-means): an item's semantic ID is L codes")
+    sid_codes: int = Field(256, ge=2, le=4096, description="codes K per level of a new codebook")
+    sid_seed: int = Field(0, description="seed of the codebook fit: the same items and seed give the same codebook")
+    sid_drift_ratio: float = Field(
+        1.25, gt=1, description="fresh items' quantisation error over the codebook's fitted one above which the worker warns that the codebook needs refitting"
+    )
+    sid_recall_positives: int = Field(10, ge=1, le=100, description="recent items of a user whose semantic IDs the sid recall channel matches")
+
     # Message limits (see topology.codec.Limits)
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_image_bytes: int = Field(4 * 1024 * 1024, ge=1)

@@ -17,7 +17,7 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Final
 
-from topology.collections import CollectionSpec, FieldSpec
+from topology.collections import CollectionSpec, FieldSpec, codebook_collection
 
 REGISTRY: Final = "registry"
 REGISTRY_KEY: Final = "model-versions"  # the one row
@@ -33,10 +33,15 @@ class Version:
     users: str
     dim: int
     triton_url: str = ""  # "" = the workers' own SAIL_TRITON_URL
+    codebook: str = ""  # the semantic-ID codebook workers assign with (`sail-stream sid fit`); "" = none
 
     def specs(self, items: CollectionSpec, users: CollectionSpec) -> tuple[CollectionSpec, CollectionSpec]:
         """`items` and `users` (the settings' specs) renamed and re-widened to this version's."""
         return named(items, self.items, self.dim), named(users, self.users, self.dim)
+
+    def codebooks(self) -> CollectionSpec:
+        """This version's semantic-ID codebooks collection."""
+        return codebook_collection(self.items, self.dim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,10 @@ class Registry:
     def swapped_to(self, version: Version, now_ms: int, keep_ms: int) -> Registry:
         """`version` live; the live one kept as the previous until `now_ms + keep_ms`; no shadow."""
         return Registry(live=version, shadow=None, previous=self.live, swapped_at_ms=now_ms, keep_until_ms=now_ms + keep_ms, generation=self.generation + 1)
+
+    def with_codebook(self, codebook_id: str) -> Registry:
+        """The live version assigning semantic IDs with `codebook_id` from now on."""
+        return replace(self, live=replace(self.live, codebook=codebook_id), generation=self.generation + 1)
 
     def retired(self) -> Registry:
         return replace(self, previous=None, keep_until_ms=0, generation=self.generation + 1)

@@ -34,6 +34,12 @@ INTEREST_SECONDS: Final = "sail_interest_seconds"  # exported as sail_interest_s
 ONLINE_HIT_CHECKS: Final = "sail_online_hit_checks"  # exported as sail_online_hit_checks_total
 ONLINE_HITS: Final = "sail_online_hits"  # exported as sail_online_hits_total
 ONLINE_HIT_SKIPPED: Final = "sail_online_hit_skipped"  # exported as sail_online_hit_skipped_total
+SID_ASSIGNED: Final = "sail_sid_assigned"  # exported as sail_sid_assigned_total{outcome}
+SID_SECONDS: Final = "sail_sid_seconds"  # exported as sail_sid_seconds_total{phase}
+SID_QUANTISATION_ERROR: Final = "sail_sid_quantisation_error"
+SID_DRIFT_RATIO: Final = "sail_sid_drift_ratio"
+SID_UTILISATION: Final = "sail_sid_code_utilisation"
+SID_COLLISION_RATE: Final = "sail_sid_collision_rate"
 
 _LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _FRESHNESS_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
@@ -84,6 +90,17 @@ class Metrics:
         self.online_hit_checks = Counter(ONLINE_HIT_CHECKS, "Sampled positive interactions checked: was the item in the user's top-K just before?", registry=r)
         self.online_hits = Counter(ONLINE_HITS, "Checked interactions whose item was in the user's top-K (divide by sail_online_hit_checks_total)", registry=r)
         self.online_hit_skipped = Counter(ONLINE_HIT_SKIPPED, "Sampled interactions not checked (a search still running, or it failed)", registry=r)
+        self.sid_assigned = Counter(
+            SID_ASSIGNED, "Fresh items given a semantic ID: unique (suffix 0), collision (suffix > 0), none (no codebook live, or its rows missing)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self.sid_seconds = Counter(SID_SECONDS, "Time spent assigning semantic IDs: codes (the quantiser, CPU) and lookup (who holds the buckets, Milvus)", ["phase"], registry=r)
+        self.sid_error = Gauge(SID_QUANTISATION_ERROR, "Mean relative quantisation error |x - x_hat|^2 / |x|^2: fitted (the codebook's items) and fresh (the last 500 assigned)", ["which"], registry=r)
+        self.sid_drift = Gauge(SID_DRIFT_RATIO, "Fresh quantisation error / fitted: above SAIL_SID_DRIFT_RATIO the codebook needs refitting", registry=r)
+        self.sid_utilisation = Gauge(SID_UTILISATION, "Share of the K codes in use per level, on the items the live codebook was fitted on", ["level"], registry=r)
+        self.sid_collision_rate = Gauge(SID_COLLISION_RATE, "Share of items sharing all L codes with another, on the items the live codebook was fitted on", registry=r)
+        for outcome in ("unique", "collision", "none"):
+            self.sid_assigned.labels(outcome)
         for outcome in ("ok", "abandoned", "rejected", "failed"):
             self.triton_requests.labels(outcome)
         for dependency in ("triton", "milvus", "kafka"):

@@ -85,10 +85,11 @@ def dead_letter_counts(metrics: Metrics) -> dict[str, int]:
 
 def status_json(
     watch: LagWatch, metrics: Metrics, verdict: Verdict, trend: Trend | None = None, online: tuple[int, float | None, int] | None = None,
-    versions: Registry | None = None,
+    versions: Registry | None = None, sids: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """Everything the status page shows; `online` is (K, hit rate, checks) of the online hit rate;
-    `versions` the model-version registry as the worker last read it."""
+    `versions` the model-version registry as the worker last read it; `sids` the semantic-ID codebook
+    in use and its health (`streams.worker.sids.SemanticIds.status`)."""
     k, rate, checks = online if online is not None else (0, None, 0)
     return {
         "verdict": verdict.status,
@@ -103,7 +104,29 @@ def status_json(
         "trend": trend.series() if trend is not None else {},
         "model_versions": {role: asdict(v) if v is not None else None for role, v in
                            (("live", versions.live), ("shadow", versions.shadow), ("previous", versions.previous))} if versions is not None else {},  # fmt: skip
+        "semantic_ids": dict(sids) if sids is not None else {"codebook": None},
     }
+
+
+def _sid_lines(sids: Mapping[str, object]) -> str:
+    """The status page's semantic-ID lines: the codebook, its health at fit, fresh items' drift."""
+    e = html.escape
+    if not sids.get("codebook"):
+        return "<li>no codebook in use (none live, or no item stored since it went live): items are stored without semantic IDs; sail-stream sid fit makes one</li>"
+    utilisation = ", ".join(f"L{i}: {u:.0%}" for i, u in enumerate(sids.get("utilisation") or []))  # type: ignore[attr-defined]
+    lines = [
+        f"<li>codebook {e(str(sids['codebook']))}: {sids['levels']} levels x {sids['codes']} codes, fitted on {sids['fitted_items']} items</li>",
+        f"<li>code utilisation {utilisation}; collision rate {float(sids['collision_rate']):.1%}; quantisation error {float(sids['quantisation_error']):.4f}</li>",  # type: ignore[arg-type]
+    ]
+    fresh, ratio = sids.get("fresh_quantisation_error"), sids.get("drift_ratio")
+    if isinstance(fresh, float):
+        cls = " class=down" if sids.get("drifting") else ""
+        advice = ": the codebook needs refitting (sail-stream sid fit, then sid backfill)" if sids.get("drifting") else ""
+        ratio_text = f" ({float(ratio):.2f}x the fitted)" if isinstance(ratio, float) else ""  # type: ignore[arg-type]
+        lines.append(f"<li{cls}>fresh items' quantisation error {fresh:.4f}{ratio_text} over the last {sids['fresh_items']}{advice}</li>")
+    else:
+        lines.append("<li>fresh items' quantisation error: too few items assigned yet</li>")
+    return "".join(lines)
 
 
 _COLOURS = {"healthy": "#1a7f37", "degraded": "#bf8700", "failing": "#cf222e"}
@@ -183,6 +206,7 @@ def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> s
     roles = {"live": "live (written and searched)", "shadow": "shadow (being re-embedded)", "previous": "previous (kept for a rollback)"}
     versions = "".join(f"<li>{roles[role]}: {e(v['model_version'] or '(the settings encoder)')} in {e(v['items'])}, {e(v['users'])}</li>"
                        for role, v in (status.get("model_versions") or {}).items() if v) or "<li>not known yet</li>"  # type: ignore[union-attr]  # fmt: skip
+    sids = _sid_lines(status.get("semantic_ids") or {})  # type: ignore[arg-type]
     deps = "".join(f"<li class={'up' if up else 'down'}>{e(k)}: {'up' if up else 'DOWN'}</li>" for k, up in status["dependencies"].items())  # type: ignore[attr-defined]
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content="{refresh_s}">
@@ -200,6 +224,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #d0d7de;padding:.25em 
 <section><h2>Throughput (last minute)</h2><ul id=throughput>{rates}</ul></section>
 <section><h2>Trends</h2><div id=charts style="display:flex;flex-wrap:wrap;gap:1em">{charts}</div></section>
 <section><h2>Model versions</h2><ul id=versions>{versions}</ul></section>
+<section><h2>Semantic IDs</h2><ul id=semantic-ids>{sids}</ul></section>
 <section><h2>Recommendation quality</h2><ul id=quality>{quality}</ul></section>
 <section><h2>Dead letters by reason</h2><ul id=dead-letters>{dead}</ul></section>
 <section><h2>Consumer lag</h2><table id=lag><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th><th>messages behind</th><th>seconds behind</th></tr>{lag_rows}</table></section>

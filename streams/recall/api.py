@@ -24,7 +24,7 @@ def recall_app(recall: Recall) -> web.Application:
     """GET /v1/users/{user_id}/items, GET /v1/items/{item_id}/similar, GET /healthz.
 
     Query parameters: k, created_after_ms, exclude_creator, exclude (comma list, users only), dim,
-    consistency (Strong | Session | Bounded | Eventually).
+    consistency (Strong | Session | Bounded | Eventually), channel (dense | sid | mixed).
     """
 
     async def respond(request: web.Request, call: Any) -> web.Response:
@@ -35,6 +35,7 @@ def recall_app(recall: Recall) -> web.Application:
                 exclude_creator=request.query.get("exclude_creator") or None,
                 dim=_int_arg(request, "dim"),
                 consistency=request.query.get("consistency", "Bounded"),
+                channel=request.query.get("channel", "dense"),
             )
         except RecallError as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)

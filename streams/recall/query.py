@@ -5,6 +5,11 @@ it over HTTP (aiohttp), `streams.recall.client` calls that HTTP API. Consistency
 (or `Session` from the writing client) gives read-your-writes, so an item upserted a moment ago
 can be returned at once; `Bounded` (Milvus's default) may hide writes for up to ~5 s on a server.
 
+Channels (`channel=`): `dense` searches the vectors; `sid` takes the items whose semantic IDs share a
+prefix with those of the user's recent positives (or of the item), deepest prefixes first, scored by
+`streams.sid.maths.sid_scores`; `mixed` fuses both lists by reciprocal rank (`fuse`). The sid channel
+needs the live version's codebook (`sail-stream sid fit`): without one it answers 409.
+
 Which collections: the live model version's, as the registry names it (`streams.sinks.registry`, re-read
 at most every SAIL_VERSION_REFRESH_S). A request takes the version once, so the user's vectors and
 the items searched are of one version, and every result carries it (`model_version`).
@@ -18,20 +23,24 @@ from typing import Literal
 
 import numpy as np
 
+from streams.sid.maths import fuse, parse_sid, prefix_text, sid_scores
 from streams.sinks.milvus import Consistency, MilvusSink, milvus_string, milvus_strings
 from streams.sinks.registry import Versions
 from topology.codec import DEFAULT_LIMITS, BadInput, check_identifier
 from topology.settings import Settings
 from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, user_key
+from topology.versions import Version
 
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
+CHANNELS = ("dense", "sid", "mixed")
 ITEM_FIELDS = ["creator_id", "created_at_ms", "model_version"]
+SID_CANDIDATES = 8  # the sid channel reads up to 8 x k items sharing a prefix (at least 200), deepest prefixes first
 
 
 class RecallError(ValueError):
     """A request that cannot be answered as asked (unknown user or item, bad parameter)."""
 
-    def __init__(self, status: Literal[400, 404], message: str) -> None:
+    def __init__(self, status: Literal[400, 404, 409], message: str) -> None:
         super().__init__(message)
         self.status = status
 
@@ -43,7 +52,7 @@ class Recalled:
     creator_id: str
     created_at_ms: int
     model_version: str
-
+    channel: str = "dense"  # which channel found it: dense, sid, or dense+sid (mixed; `score` is then the fused rank score)
 
 
 
@@ -79,17 +88,21 @@ class Recall:
         self._users = users
         self._slots = slots
         self._versions = versions  # None: always `items` and `users`
+        self._positives = 10  # recent positives the sid channel matches (SAIL_SID_RECALL_POSITIVES)
 
     @classmethod
     def for_settings(cls, sink: MilvusSink, settings: Settings) -> Recall:
         """Recall over whatever version the registry names live (the settings' collections without one)."""
         items, users = settings.collections()
-        return cls(sink, items, users, settings.interest_slots, Versions(sink, *settings.registry(), max_age_s=settings.version_refresh_s))
+        recall = cls(sink, items, users, settings.interest_slots, Versions(sink, *settings.registry(), max_age_s=settings.version_refresh_s))
+        recall._positives = settings.sid_recall_positives
+        return recall
 
-    async def _live(self) -> tuple[CollectionSpec, CollectionSpec]:
+    async def _live(self) -> tuple[Version, CollectionSpec, CollectionSpec]:
         if self._versions is None:
-            return self._items, self._users
-        return (await self._versions.current()).live.specs(self._items, self._users)
+            return Version("", self._items.name, self._users.name, self._items.dim), self._items, self._users
+        version = (await self._versions.current()).live
+        return version, *version.specs(self._items, self._users)
 
     async def _get(self, collection: str, keys: list[str], fields: list[str]) -> list[dict]:
         """Rows by key, read again (twice at most) while some are missing: on Milvus Lite a Strong get
@@ -103,7 +116,12 @@ class Recall:
             rows = await self._sink.get(collection, keys, fields=fields)
         return rows
 
-    def _check(self, k: int, dim: int | None, consistency: str, items: CollectionSpec) -> Consistency:
+    def _check(self, k: int, dim: int | None, consistency: str, items: CollectionSpec, channel: str = "dense", version: Version | None = None) -> Consistency:
+        if channel not in CHANNELS:
+            raise RecallError(400, f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+        if channel != "dense" and version is not None and not version.codebook:
+            raise RecallError(409, f"channel={channel} needs semantic IDs, and the live version {version.model_version or '(default)'} has no codebook yet: "
+                                   "run sail-stream sid fit (and sid backfill)")  # fmt: skip
         if not 1 <= k <= 1000:
             raise RecallError(400, f"k must be 1..1000, got {k}")
         if dim is not None and dim != items.dim:
@@ -122,43 +140,89 @@ class Recall:
                                             str(hit.fields.get("model_version", "")))  # fmt: skip
         return sorted(best.values(), key=lambda r: (-r.score, r.item_id))[:k]
 
+    async def _sid_search(self, items: CollectionSpec, codebook: str, sources: list[str], k: int, filter_expr: str, consistency: Consistency) -> list[Recalled]:
+        """The sid channel: items sharing a semantic-ID prefix with the `sources` (item ids), scored by
+        `sid_scores`, ties to the newest. Candidates are read deepest prefix first until there are k."""
+        rows = await self._get(items.name, sources, ["sid_codes", "sid_codebook"]) if sources else []
+        codes = [parse_sid(str(r["sid_codes"])) for r in rows if r.get("sid_codebook") == codebook and r.get("sid_codes")]
+        if not codes:
+            return []  # no source item has an ID of the live codebook yet (a backfill gives the older ones theirs)
+        known = f"sid_codebook == {milvus_string(codebook)}"
+        found: dict[str, dict] = {}
+        for depth in range(len(codes[0]), 0, -1):
+            prefixes = sorted({prefix_text(c, depth) for c in codes})
+            match = " or ".join(f'sid_codes like "{p}%"' for p in prefixes) if depth < len(codes[0]) else f"sid_codes in {milvus_strings(sorted({p[:-1] for p in prefixes}))}"
+            batch = await self._sink.query(items.name, f"{filter_expr} and {known} and ({match})", ["item_id", "sid_codes", *ITEM_FIELDS],
+                                           limit=max(SID_CANDIDATES * k, 200), consistency=consistency)  # fmt: skip
+            found.update({str(row["item_id"]): row for row in batch})
+            if len(found) >= k:
+                break
+        if not found:
+            return []
+        ids = list(found)
+        scores = sid_scores(np.asarray([parse_sid(str(found[i]["sid_codes"])) for i in ids], dtype=np.int32), np.asarray(codes, dtype=np.int32))
+        ranked = sorted(range(len(ids)), key=lambda j: (-scores[j], -int(found[ids[j]].get("created_at_ms", 0)), ids[j]))[:k]
+        return [Recalled(ids[j], round(float(scores[j]), 6), str(found[ids[j]].get("creator_id", "")), int(found[ids[j]].get("created_at_ms", 0)),
+                         str(found[ids[j]].get("model_version", "")), "sid") for j in ranked]  # fmt: skip
+
+    async def _channels(
+        self, channel: str, version: Version, items: CollectionSpec, vectors: np.ndarray, sources: list[str], k: int, filter_expr: str, level: Consistency
+    ) -> list[Recalled]:  # fmt: skip
+        if channel == "dense":
+            return await self._search(items, vectors, k, filter_expr, level)
+        if channel == "sid":
+            return await self._sid_search(items, version.codebook, sources, k, filter_expr, level)
+        dense, sid = await asyncio.gather(self._search(items, vectors, k, filter_expr, level), self._sid_search(items, version.codebook, sources, k, filter_expr, level))
+        by_id = {r.item_id: r for r in (*sid, *dense)}
+        both = {r.item_id for r in dense} & {r.item_id for r in sid}
+        fused = fuse([[r.item_id for r in dense], [r.item_id for r in sid]])[:k]
+        out = []
+        for item_id, score in fused:
+            r = by_id[item_id]
+            out.append(Recalled(item_id, round(score, 9), r.creator_id, r.created_at_ms, r.model_version, "dense+sid" if item_id in both else r.channel))
+        return out
+
     async def user_to_item(
         self, user_id: str, k: int = 10, created_after_ms: int | None = None, exclude_creator: str | None = None,
-        exclude_items: list[str] | None = None, dim: int | None = None, consistency: str = "Bounded",
+        exclude_items: list[str] | None = None, dim: int | None = None, consistency: str = "Bounded", channel: str = "dense",
     ) -> list[Recalled]:  # fmt: skip
-        """Top-k items for the user's interest vector(s), without the items in their recent history.
+        """Top-k items for the user through `channel` (dense: the interest vector(s); sid: the semantic
+        IDs of their recent positives; mixed: both, fused), without the items in their recent history.
 
         Raises:
-            RecallError: unknown user (404) or a bad parameter (400).
+            RecallError: unknown user (404), a bad parameter (400), or sid/mixed without a codebook (409).
         """
-        items, users = await self._live()
-        level = self._check(k, dim, consistency, items)
+        version, items, users = await self._live()
+        level = self._check(k, dim, consistency, items, channel, version)
         _ids("user_id", [user_id])
         _ids("exclude", list(exclude_items or []))
         _ids("exclude_creator", [exclude_creator] if exclude_creator else [])
         keys = [user_key(user_id, slot) for slot in range(self._slots)]
-        rows = await self._get(users.name, keys, [VECTOR_FIELD, "recent_item_ids"])
+        rows = await self._get(users.name, keys, [VECTOR_FIELD, "recent_item_ids", "positive_item_ids"])
         if not rows:
             raise RecallError(404, f"no interest vector for user {user_id!r} yet")
         seen = [i for row in rows for i in str(row.get("recent_item_ids", "")).split(",") if i]
+        positives = [i for i in str(rows[0].get("positive_item_ids", "")).split(",") if i][: self._positives]
         vectors = np.stack([np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows])
-        return await self._search(items, vectors, k, _filter(created_after_ms, exclude_creator, seen + list(exclude_items or [])), level)
+        where = _filter(created_after_ms, exclude_creator, seen + list(exclude_items or []))
+        return await self._channels(channel, version, items, vectors, positives, k, where, level)
 
     async def item_to_item(
         self, item_id: str, k: int = 10, created_after_ms: int | None = None, exclude_creator: str | None = None,
-        dim: int | None = None, consistency: str = "Bounded",
+        dim: int | None = None, consistency: str = "Bounded", channel: str = "dense",
     ) -> list[Recalled]:  # fmt: skip
-        """Top-k items most similar to `item_id` (itself excluded).
+        """Top-k items most similar to `item_id` (itself excluded) through `channel` (sid: sharing
+        its semantic-ID prefixes).
 
         Raises:
-            RecallError: unknown item (404) or a bad parameter (400).
+            RecallError: unknown item (404), a bad parameter (400), or sid/mixed without a codebook (409).
         """
-        items, _ = await self._live()
-        level = self._check(k, dim, consistency, items)
+        version, items, _ = await self._live()
+        level = self._check(k, dim, consistency, items, channel, version)
         _ids("item_id", [item_id])
         _ids("exclude_creator", [exclude_creator] if exclude_creator else [])
         rows = await self._get(items.name, [item_id], [VECTOR_FIELD])
         if not rows:
             raise RecallError(404, f"no embedding for item {item_id!r} yet")
         vector = np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)[None, :]
-        return await self._search(items, vector, k, _filter(created_after_ms, exclude_creator, [item_id]), level)
+        return await self._channels(channel, version, items, vector, [item_id], k, _filter(created_after_ms, exclude_creator, [item_id]), level)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -148,6 +148,30 @@ def drop_collections(uri: str, token: str | None, names: Iterable[str], timeout_
     return dropped
 
 
+def scan_rows(
+    uri: str, token: str | None, collection: str, filter_expr: str, fields: Sequence[str], batch: int = 1000, timeout_s: float = 30.0,
+    tls: TlsFiles | None = None,
+) -> Iterator[list[dict[str, Any]]]:  # fmt: skip
+    """Every row of `collection` matching `filter_expr`, `batch` at a time (pymilvus's query iterator:
+    a plain query stops at 16,384 rows). Synchronous: run each step in a thread from async code.
+
+    Raises:
+        MilvusUnavailable: Milvus did not answer.
+    """
+    client = _client(uri, token, timeout_s, tls)
+    try:
+        iterator = client.query_iterator(collection, batch_size=batch, filter=filter_expr, output_fields=list(fields))
+        try:
+            while page := iterator.next():
+                yield [dict(row) for row in page]
+        finally:
+            iterator.close()
+    except MILVUS_FAILURES as exc:
+        raise MilvusUnavailable(f"Milvus at {uri} failed a scan of {collection}: {exc}") from exc
+    finally:
+        client.close()
+
+
 def _add_field(schema: Any, spec: FieldSpec) -> None:
     kwargs: dict[str, Any] = {}
     if spec.type == "varchar":
@@ -175,14 +199,14 @@ def ensure_collections(
 
     Raises:
         MilvusUnavailable: Milvus did not answer.
-        SchemaMismatch: an existing collection's vector width differs from its spec.
+        SchemaMismatch: an existing collection's vector width differs from its spec, or it lacks a field.
     """
     client = _client(uri, token, timeout_s, tls)
     created: list[str] = []
     try:
         for spec in specs:
             if client.has_collection(spec.name):
-                _check_dim(client, spec)
+                _check_schema(client, spec)
             else:
                 schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=spec.description)
                 for field in spec.fields:
@@ -203,8 +227,16 @@ def ensure_collections(
     return created
 
 
-def _check_dim(client: MilvusClient, spec: CollectionSpec) -> None:
+def _check_schema(client: MilvusClient, spec: CollectionSpec) -> None:
     described = client.describe_collection(spec.name)
+    have = {field["name"] for field in described["fields"]}
+    missing = [field.name for field in spec.fields if field.name not in have]
+    if missing:
+        raise SchemaMismatch(
+            f"collection {spec.name} has no field {', '.join(missing)}: it was created by an older sail-stream "
+            f"(the sid_* fields came with semantic IDs). Re-embed into a new model version (sail-stream reembed), "
+            f"which creates its collections with every field, or use another SAIL_MILVUS_COLLECTION_PREFIX"
+        )
     for field in described["fields"]:
         if field["name"] == spec.vector_field:
             dim = int(field["params"]["dim"])

@@ -147,7 +147,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     def current_status() -> dict[str, object]:
         metrics = ctx.metrics
         verdict = watch.verdict(dependency_states(metrics), metrics.freshness_percentiles().get("p99"), thresholds, metrics.saturation())
-        return status_json(watch, metrics, verdict, trend, (ctx.online.k, *ctx.online.rate()), ctx.versions.known)
+        return status_json(watch, metrics, verdict, trend, (ctx.online.k, *ctx.online.rate()), ctx.versions.known, ctx.sids.status())
 
     @app.timer(s.status_interval_s)
     async def sample_lag() -> None:

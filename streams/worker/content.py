@@ -1,9 +1,9 @@
-"""Uploads -> vectors -> Milvus `items`, the item-embeddings topic and the item-content topic.
+"""Uploads -> vectors (and semantic IDs) -> Milvus `items`, the item-embeddings topic and the item-content topic.
 
 A batch goes through two stages. `prepare`: decode, resolve media, encode through Triton;
 dead-letter what fails on the way. Up to `content_in_flight` batches are in this stage at once
 (`streams.worker.inflight`), so the encoder works on the next batch while the last is stored.
-`store`: upsert the rows, publish the embeddings and the stored uploads' content (kept for re-embedding);
+`store`: assign the semantic IDs (`streams.worker.sids`), upsert the rows, publish the embeddings and the stored uploads' content (kept for re-embedding);
 batches arrive here, and are acknowledged, in order.
 """
 
@@ -149,8 +149,12 @@ class ContentStage:
         if not newest:
             return
         encoded_at = now_ms()
-        items = next(iter(newest.values())).live.items  # one version per batch
-        rows = [item_row(e.upload.item_id, e.upload.creator_id, e.upload.created_at_ms, encoded_at, e.model_version, e.vector) for e in newest.values()]
+        live = next(iter(newest.values())).live  # one version per batch
+        items = live.items
+        sids = await ctx.sids.assign(live, [(e.upload.item_id, e.vector) for e in newest.values()])
+        rows = [item_row(e.upload.item_id, e.upload.creator_id, e.upload.created_at_ms, encoded_at, e.model_version, e.vector, sid)
+                for e, sid in zip(newest.values(), sids)]  # fmt: skip
+        sid_of = {e.upload.item_id: sid for e, sid in zip(newest.values(), sids)}
         refused = await ctx.upsert_each(items, rows)
         stored = [e for index, e in enumerate(newest.values()) if index not in refused]
         if refused:
@@ -163,6 +167,7 @@ class ContentStage:
             embedding = ItemEmbedding(
                 item_id=e.upload.item_id, vector=e.vector.astype("<f4").tobytes(), dim=len(e.vector), model_version=e.model_version,
                 created_at_ms=e.upload.created_at_ms, encoded_at_ms=encoded_at, creator_id=e.upload.creator_id,
+                sid_codes=sid_of[e.upload.item_id].codes, sid_suffix=sid_of[e.upload.item_id].suffix, sid_codebook=sid_of[e.upload.item_id].codebook,
             )  # fmt: skip
             key = e.upload.item_id.encode()
             records.append((self.embeddings_topic, key, encode_item_embedding(embedding)))

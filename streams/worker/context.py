@@ -20,6 +20,7 @@ from streams.sinks.registry import Versions
 from streams.worker.items import ItemCache, ItemVectors
 from streams.worker.outbox import Outbox
 from streams.worker.retry import Retry
+from streams.worker.sids import SemanticIds
 from topology.collections import CollectionSpec
 from topology.settings import Settings
 from topology.versions import Version
@@ -53,6 +54,7 @@ class Context:
         self.vectors = ItemVectors(ItemCache(s.item_cache_size), self.sink, self.versions, self.retry, self.limits)
         self.outbox = Outbox(self.retry, self.metrics, self.topic(self.topics.dead_letters.name))
         self.online = OnlineHitRate(self.sink, s.online_hit_k, self.metrics)
+        self.sids = SemanticIds(self)
         self._started = False
         self._lock = asyncio.Lock()
 

@@ -24,10 +24,11 @@ from topology.collections import RECENT_ITEMS_CHARS, user_row
 from topology.messages import InterestState
 
 
-def recent_items_field(state: InterestState) -> str:
-    """The window's item ids, newest first, cut to the collection's VARCHAR limit (UTF-8 bytes;
-    identifiers never contain the comma, see `topology.codec.ID_FORBIDDEN_CHARS`)."""
-    ids = list(dict.fromkeys(s.item_id for s in sorted((*state.positives, *state.negatives), key=lambda s: s.order, reverse=True)))
+def recent_items_field(state: InterestState, positives_only: bool = False) -> str:
+    """The window's item ids (or its positive ones), newest first, cut to the collection's VARCHAR
+    limit (UTF-8 bytes; identifiers never contain the comma, see `topology.codec.ID_FORBIDDEN_CHARS`)."""
+    signals = state.positives if positives_only else (*state.positives, *state.negatives)
+    ids = list(dict.fromkeys(s.item_id for s in sorted(signals, key=lambda s: s.order, reverse=True)))
     text = ",".join(ids)
     while len(text.encode()) > RECENT_ITEMS_CHARS and ids:
         ids.pop()
@@ -41,7 +42,8 @@ def user_rows(user: str, state: InterestState, vectors: Mapping[str, Vector], pa
     slots = interest_vectors(state, vectors, params)
     if slots is None:
         return []
-    return [user_row(user, slot, state.updated_at_ms, state.event_count, recent_items_field(state), model_version, vector) for slot, vector in enumerate(slots)]
+    recent, positives = recent_items_field(state), recent_items_field(state, positives_only=True)
+    return [user_row(user, slot, state.updated_at_ms, state.event_count, recent, model_version, vector, positives) for slot, vector in enumerate(slots)]
 
 
 class InterestStage:

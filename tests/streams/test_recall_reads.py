@@ -43,3 +43,74 @@ def test_a_row_missed_by_a_read_racing_its_upsert_is_read_again_and_a_missing_on
     assert [r.item_id for r in asyncio.run(_recall(sink).item_to_item("i-1"))] == ["i-2"]
     with pytest.raises(RecallError, match="no interest vector"):
         asyncio.run(_recall(RacingSink(misses=10)).user_to_item("u"))
+
+
+class SidSink:
+    """Items with semantic IDs, answering the sid channel's prefix queries as Milvus would (like / in)."""
+
+    def __init__(self, items: dict[str, str]) -> None:
+        self.items = items  # item_id -> sid_codes
+        self.queries: list[str] = []
+
+    async def get(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+        if collection.endswith("users"):
+            return [{"user_key": "u#0", "embedding": np.eye(8, dtype=np.float32)[0].tolist(), "recent_item_ids": "a,x", "positive_item_ids": "a"}]
+        return [{"item_id": i, "sid_codes": self.items[i], "sid_codebook": "cb"} for i in ids if i in self.items]
+
+    async def query(self, collection: str, filter_expr: str, fields: list[str], limit: int, consistency: str) -> list[dict[str, Any]]:
+        import re
+
+        self.queries.append(filter_expr)
+        prefixes = re.findall(r'sid_codes like "([0-9.]+)%"', filter_expr)
+        exact = re.findall(r'"([0-9.]+)"', filter_expr.split("sid_codes in")[1]) if "sid_codes in" in filter_expr else []
+        seen = re.findall(r'"([a-z])"', filter_expr.split("item_id not in")[1].split("]")[0]) if "item_id not in" in filter_expr else []
+        return [{"item_id": i, "sid_codes": c, "creator_id": "c", "created_at_ms": n, "model_version": "m"} for n, (i, c) in enumerate(self.items.items())
+                if i not in seen and (any(c.startswith(p) for p in prefixes) or c in exact)][:limit]  # fmt: skip
+
+    async def search(self, collection: str, vectors: Any, **kwargs: Any) -> list[list[Hit]]:
+        return [[Hit("d", 0.9, {"creator_id": "c", "created_at_ms": 1, "model_version": "m"}), Hit("b", 0.8, {"creator_id": "c", "created_at_ms": 1, "model_version": "m"})]]
+
+
+class Live:
+    def __init__(self, codebook: str) -> None:
+        from topology.versions import Registry, Version
+
+        self.registry = Registry(Version("m", "items", "users", 8, codebook=codebook))
+
+    async def current(self) -> Any:
+        return self.registry
+
+
+def _sid_recall(sink: SidSink, codebook: str = "cb") -> Recall:
+    items, users = Settings(state_dir=Path("/tmp"), embedding_dim=8).collections()
+    return Recall(sink, items, users, slots=1, versions=Live(codebook))  # type: ignore[arg-type]
+
+
+def test_the_sid_channel_reads_the_deepest_prefixes_first_and_ranks_by_shared_depth_then_recency() -> None:
+    sink = SidSink({"a": "1.2.3", "b": "1.2.3", "c": "1.2.9", "d": "1.5.5", "e": "7.7.7", "x": "1.2.4"})
+    got = asyncio.run(_sid_recall(sink).user_to_item("u", k=3, channel="sid"))
+    assert [(r.item_id, r.channel) for r in got] == [("b", "sid"), ("c", "sid"), ("d", "sid")]  # a (the positive) and x (seen) excluded
+    assert got[0].score == pytest.approx(1.0) and got[1].score == pytest.approx(3 / 7)
+    assert 'sid_codes in ["1.2.3"]' in sink.queries[0] and 'sid_codes like "1.2.%"' in sink.queries[1] and 'sid_codes like "1.%"' in sink.queries[2]
+    assert all('sid_codebook == "cb"' in q for q in sink.queries)
+    sink.queries.clear()
+    asyncio.run(_sid_recall(sink).user_to_item("u", k=1, channel="sid"))
+    assert len(sink.queries) == 1  # enough in the positive's own bucket: no shallower read
+
+
+def test_mixed_fuses_both_channels_and_names_where_each_item_came_from() -> None:
+    sink = SidSink({"a": "1.2.3", "b": "1.2.3", "c": "1.2.9", "d": "1.5.5"})
+    got = asyncio.run(_sid_recall(sink).user_to_item("u", k=3, channel="mixed"))
+    assert [(r.item_id, r.channel) for r in got] == [("b", "dense+sid"), ("d", "dense+sid"), ("c", "sid")]
+    assert got[0].score == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_sid_and_mixed_without_a_codebook_are_a_409_and_an_unknown_channel_a_400() -> None:
+    sink = SidSink({"a": "1.2.3"})
+    for channel in ("sid", "mixed"):
+        with pytest.raises(RecallError, match="has no codebook yet") as refused:
+            asyncio.run(_sid_recall(sink, codebook="").item_to_item("a", channel=channel))
+        assert refused.value.status == 409
+    with pytest.raises(RecallError, match="channel must be one of dense, sid, mixed") as bad:
+        asyncio.run(_sid_recall(sink).item_to_item("a", channel="semantic"))
+    assert bad.value.status == 400

@@ -106,6 +106,19 @@ def test_item_embedding_round_trips_vector() -> None:
     np.testing.assert_array_equal(np.frombuffer(back.vector, dtype=np.float32), vec)
 
 
+def test_item_embedding_carries_the_semantic_id_and_one_from_before_issue_18_reads_as_none() -> None:
+    import msgpack
+
+    emb = ItemEmbedding(item_id="i1", vector=b"\0" * 8, dim=2, model_version="m1", created_at_ms=1, encoded_at_ms=2,
+                        sid_codes="12.200.7", sid_suffix=1, sid_codebook="m1_sid3x256_1")  # fmt: skip
+    assert decode_item_embedding(encode_item_embedding(emb)) == emb
+    old = msgpack.unpackb(encode_item_embedding(emb))
+    for key in ("sid_codes", "sid_suffix", "sid_codebook"):
+        del old[key]
+    back = decode_item_embedding(msgpack.packb(old))
+    assert (back.sid_codes, back.sid_suffix, back.sid_codebook) == ("", -1, "")
+
+
 @settings(max_examples=300)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_either_decode_or_raise_bad_input(data: bytes) -> None:

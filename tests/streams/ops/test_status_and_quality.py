@@ -52,6 +52,18 @@ def test_the_page_names_the_live_version_and_the_one_kept_for_a_rollback() -> No
     assert "not known yet" in render_status(_status({}, {"k": 50, "rate": None, "checks": 0}), "w", refresh_s=5)
 
 
+def test_the_page_shows_the_codebook_its_health_and_a_drift_warning() -> None:
+    status = _status({}, {"k": 50, "rate": None, "checks": 0})
+    assert "no codebook in use" in render_status(status, "w", refresh_s=5)
+    status["semantic_ids"] = {"codebook": "m_sid3x256_1", "levels": 3, "codes": 256, "fitted_items": 9000, "utilisation": [1.0, 0.98, 0.5],
+                              "collision_rate": 0.012, "quantisation_error": 0.31, "fresh_quantisation_error": 0.42, "drift_ratio": 1.35,
+                              "drifting": True, "fresh_items": 500}  # fmt: skip
+    section = render_status(status, "w", refresh_s=5).split("id=semantic-ids>")[1].split("</ul>")[0]
+    assert "codebook m_sid3x256_1: 3 levels x 256 codes, fitted on 9000 items" in section
+    assert "L0: 100%, L1: 98%, L2: 50%" in section and "collision rate 1.2%" in section
+    assert "<li class=down>fresh items' quantisation error 0.4200 (1.35x the fitted) over the last 500: the codebook needs refitting" in section
+
+
 def test_sampling_is_a_stable_share_of_event_ids() -> None:
     ids = [f"event-{n}" for n in range(20_000)]
     picked = [i for i in ids if sampled(i, 0.05)]
