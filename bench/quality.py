@@ -193,7 +193,8 @@ def evaluate(
         for row in (dense_row, sid):
             masked = row[:arrived].astype(np.float64, copy=True)
             masked[[i for i in excluded if i < arrived]] = -np.inf
-            top = np.argsort(-masked, kind="stable")[: min(fused_k, arrived)]
+            top = np.argpartition(-masked, min(fused_k, arrived) - 1)[: min(fused_k, arrived)]
+            top = top[np.lexsort((top, -masked[top]))]  # best first, ties to the older (as rank_and_top breaks them)
             top = top[np.isfinite(masked[top])]
             fused[top] = np.where(np.isfinite(fused[top]), fused[top], 0.0) + 1.0 / (60 + np.arange(len(top)) + 1)
         return fused
@@ -233,8 +234,19 @@ def evaluate(
                 makers[name.replace("realtime", "daily")] = lambda p=p: dense(interest_vectors(user.daily_state, vectors_by_id, p))  # type: ignore[misc]
             if sids is not None:
                 k1 = replace(params, slots=1)
-                makers["sid"] = lambda: sid_row(user.positives)
-                makers["mixed"] = lambda: mixed_row(dense(interest_vectors(user.state, vectors_by_id, k1)), sid_row(user.positives), excluded)
+                memo: dict[str, np.ndarray | None] = {}  # the K1 and sid rows, computed once per like for both channels and their fusion
+
+                def once(key: str, make: Callable[[], np.ndarray | None]) -> np.ndarray | None:
+                    if key not in memo:
+                        memo[key] = make()
+                    return memo[key]
+
+                k1_row = lambda: once("k1", lambda: dense(interest_vectors(user.state, vectors_by_id, k1)))  # noqa: E731
+                sid_now = lambda: once("sid", lambda: sid_row(user.positives))  # noqa: E731
+                if "realtime-weighted-K1" in makers:
+                    makers["realtime-weighted-K1"] = k1_row
+                makers["sid"] = sid_now
+                makers["mixed"] = lambda: mixed_row(k1_row(), sid_now(), excluded)
             rows = {name: makers[name]() for name in scores}  # only the methods asked for are computed
             for name, row in rows.items():
                 ranked = rank_and_top(row, item, excluded, arrived) if row is not None else None
@@ -277,7 +289,7 @@ def realtime_gain(result: dict[str, object]) -> dict[str, float | None]:
     by = {m["method"]: m for m in result["methods"]}  # type: ignore[index,union-attr]
     out: dict[str, float | None] = {}
     for name, m in by.items():
-        if name.startswith("realtime-"):
+        if name.startswith("realtime-") and name.replace("realtime", "daily") in by:  # --only may leave the daily one out
             daily = by[name.replace("realtime", "daily")]
             for k in ("hit_rate_10", "hit_rate_50"):
                 out[f"{name} {k}"] = round(m[k] / daily[k], 2) if daily[k] else None

@@ -151,7 +151,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if args.web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": args.web_port})
     _create_missing_topics(settings)
-    _create_registry(settings, "worker")
+    if not _create_registry(settings, "worker"):
+        return 2
     run_worker(settings, loglevel=args.loglevel)
     return 0
 
@@ -169,16 +170,23 @@ def _create_missing_topics(settings: Settings) -> None:
         print(f"sail-stream worker: could not check the topics ({exc}); starting anyway, a missing topic stalls the agents that write it", file=sys.stderr)
 
 
-def _create_registry(settings: Settings, who: str) -> None:
-    """Create the model-version registry's collection if Milvus lacks it (one row, written only by
-    `sail-stream reembed`), so that reading it every SAIL_VERSION_REFRESH_S finds an empty collection
-    rather than an error; Milvus down: reported, and the default version (the settings') runs."""
-    from streams.sinks.milvus import MilvusUnavailable, ensure_collections
+def _create_registry(settings: Settings, who: str) -> bool:
+    """Create the model-version registry's collection if Milvus lacks it (one row, written by
+    `sail-stream reembed` and `sid fit`), so that reading it every SAIL_VERSION_REFRESH_S finds an empty
+    collection rather than an error, and the settings' collections likewise; Milvus down: reported, and
+    the default version (the settings') runs. False (reported): a collection made by an older release
+    lacks fields this one writes (every write would be refused)."""
+    from streams.sinks.milvus import MilvusUnavailable, SchemaMismatch, ensure_collections
 
     try:
-        ensure_collections(settings.milvus_uri, settings.milvus_token_value, [settings.registry()[0]], settings.milvus_backend, timeout_s=5.0, tls=settings.milvus_tls())
+        ensure_collections(settings.milvus_uri, settings.milvus_token_value, [settings.registry()[0], *settings.collections()], settings.milvus_backend,
+                           timeout_s=5.0, tls=settings.milvus_tls())  # fmt: skip
     except MilvusUnavailable as exc:
         print(f"sail-stream {who}: could not check the model-version registry ({str(exc).splitlines()[0][:200]}); starting with the settings' collections", file=sys.stderr)
+    except SchemaMismatch as exc:
+        print(f"sail-stream {who}: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
@@ -380,7 +388,8 @@ def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
     from streams.recall.query import Recall, RecallError
     from streams.sinks.milvus import MilvusSink
 
-    _create_registry(settings, "recall")
+    if not _create_registry(settings, "recall"):
+        return 2
 
     async def make() -> tuple[MilvusSink, Recall]:
         sink = MilvusSink.for_settings(settings)
@@ -406,7 +415,8 @@ def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
     async def query() -> list[object]:
         sink, recall = await make()
         try:
-            common = {"k": args.k, "created_after_ms": args.created_after_ms, "exclude_creator": args.exclude_creator, "consistency": args.consistency}
+            common = {"k": args.k, "created_after_ms": args.created_after_ms, "exclude_creator": args.exclude_creator, "consistency": args.consistency,
+                      "channel": args.channel}  # fmt: skip
             if args.action == "user":
                 return await recall.user_to_item(args.id, **common)  # type: ignore[return-value]
             return await recall.item_to_item(args.id, **common)  # type: ignore[return-value]
@@ -562,7 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="query fresh recall: a user's top unseen items, or items similar to an item; or serve the HTTP API",
         description="`recall user USER_ID` and `recall item ITEM_ID` query Milvus directly; `recall serve` runs the "
         "HTTP API (GET /v1/users/<user_id>/items, GET /v1/items/<item_id>/similar; parameters k, created_after_ms, "
-        "exclude_creator, exclude, dim, consistency). --consistency Strong gives read-your-writes.",
+        "exclude_creator, exclude, dim, consistency, channel). --consistency Strong gives read-your-writes. --channel sid "
+        "recalls by semantic IDs (items sharing a code prefix with the user's recent positives, or with the item), mixed "
+        "fuses it with dense recall; both need a codebook (sail-stream sid fit).",
     )
     recall.add_argument("action", choices=("user", "item", "serve"))
     recall.add_argument("id", nargs="?", help="user_id (user) or item_id (item)")
@@ -570,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     recall.add_argument("--created-after-ms", type=int, help="fresh-only: items created at or after this time")
     recall.add_argument("--exclude-creator", help="leave out this creator's items")
     recall.add_argument("--consistency", default="Bounded", choices=("Strong", "Session", "Bounded", "Eventually"))
+    recall.add_argument("--channel", default="dense", choices=("dense", "sid", "mixed"), help="dense (vectors, default), sid (semantic IDs) or mixed (both, rank-fused)")
     recall.add_argument("--json", action="store_true")
     recall.add_argument("--host", default="127.0.0.1", help="serve: address to listen on (default loopback)")
     recall.add_argument("--port", type=int, help="serve: port (default SAIL_RECALL_PORT, 8090)")

@@ -94,11 +94,12 @@ def _kmeans(points: Vectors, k: int, rng: np.random.Generator, iterations: int) 
     for _ in range(iterations):
         assign, dist = _nearest(points, centroids)
         counts = np.bincount(assign, minlength=k)
-        sums = np.zeros_like(centroids, dtype=np.float64)
-        np.add.at(sums, assign, points)
-        moved = centroids.copy()
         used = counts > 0
-        moved[used] = (sums[used] / counts[used, None]).astype(np.float32)
+        order = np.argsort(assign, kind="stable")  # each cluster's points together, in index order
+        starts = (np.cumsum(counts) - counts)[used]
+        sums = np.add.reduceat(points[order].astype(np.float64), starts, axis=0)  # (np.add.at: 10x slower)
+        moved = centroids.copy()
+        moved[used] = (sums / counts[used, None]).astype(np.float32)
         for j in np.flatnonzero(~used):  # empty: take the point farthest from its centroid
             worst = int(np.argmax(dist))
             moved[j] = points[worst]

@@ -79,3 +79,17 @@ def test_the_warm_subset_holds_only_likes_a_nightly_job_could_serve() -> None:
     warm = {m["method"]: m for m in result["warm_methods"]}
     assert all(m["queries"] == 1 for m in warm.values())  # only the next-day like: the user had positives before that day
     assert warm["daily-mean10"]["hit_rate_10"] == 1.0 and warm["realtime-mean10"]["hit_rate_10"] == 1.0
+
+
+def test_the_sid_and_mixed_channels_rank_by_shared_prefixes_and_need_every_movies_id() -> None:
+    data, vectors = _world()
+    sids = {f"ml-{m}": (m + 5, 0, 0) for m in range(3, 15)}  # unrelated codes
+    sids.update({"ml-0": (1, 2, 3), "ml-1": (1, 2, 4), "ml-2": (1, 2, 5)})  # the liked movies share two levels
+    result = evaluate(data, vectors, sids=sids, only=("realtime-weighted-K1", "sid", "mixed"))
+    by = {m["method"]: m for m in result["methods"]}
+    assert set(by) == {"realtime-weighted-K1", "sid", "mixed"}
+    for name in ("sid", "mixed"):  # the first like: no positive yet (a miss); then the only movie sharing a prefix: rank 0
+        assert (by[name]["served"], by[name]["hit_rate_10"], by[name]["ndcg_10"]) == (2, pytest.approx(2 / 3, abs=1e-4), pytest.approx(2 / 3, abs=1e-4))
+    del sids["ml-2"]
+    with pytest.raises(ValueError, match="1 rated movies have no semantic ID"):
+        evaluate(data, vectors, sids=sids)

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.integration
 def test_fault_scenario_loses_nothing_and_applies_nothing_twice(stack: Stack, name: str) -> None:
     # 10 s of stream, 5 s outages: each fault lands mid-stream (bench.faults runs the long version). A
     # 6 s stream made worker-kill's three kills fall within 13 s, and once in two runs the survivor's
-    # content agent then stalled with two partitions' last offsets never acked (RELIABILITY.md, "Open:
-    # a stall after a crash loop"); the 10 s stream is the one the fault tests have passed with.
+    # content agent then stalled with two partitions' last offsets never acked (RELIABILITY.md, "A stall
+    # after a crash loop"); the 10 s stream is the one the fault tests have passed with.
     plan = StreamPlan(uploads=120, uploads_per_s=12.0, users=40, seed=21, hostile_share=0.3 if name == "hostile" else 0.05)
     # the drain is given up well inside pytest's 600 s, so a stuck scenario reports what is behind and the workers' logs
     result = Scenario(stack, name, plan, stack.state_dir / "faults", outage_s=5.0, max_image_bytes=64 * 1024).run(drain_timeout_s=300.0)

@@ -42,6 +42,14 @@ def test_existing_collection_with_another_width_is_a_clear_error(settings: Setti
         ensure_collections(settings.milvus_uri, None, [wider], settings.milvus_backend)
 
 
+def test_a_collection_made_before_the_semantic_id_fields_is_refused_with_what_to_do(settings: Settings) -> None:
+    items, _ = settings.collections()
+    older = dataclasses.replace(items, name=f"{items.name}_before_sid", fields=tuple(f for f in items.fields if not f.name.startswith("sid_")))
+    ensure_collections(settings.milvus_uri, None, [older], settings.milvus_backend)
+    with pytest.raises(SchemaMismatch, match="has no field sid_codes, sid_suffix, sid_codebook: it was created by an older sail-stream.*sail-stream reembed"):
+        ensure_collections(settings.milvus_uri, None, [dataclasses.replace(items, name=older.name)], settings.milvus_backend)
+
+
 async def test_upserted_items_are_got_by_key_and_found_by_similarity(settings: Settings, sink: MilvusSink) -> None:
     items, _ = settings.collections()
     rng = np.random.default_rng(7)
