@@ -11,6 +11,7 @@ import sys
 import pytest
 
 
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # a benchmark another test imported: run again as __main__, as intended
 @pytest.mark.parametrize(("module", "flags"), [("bench.encoder", ["--quick", "--cover", "--frames"]), ("bench.pipeline", ["--quick", "--json"]),
                                                          ("bench.overload", ["--fixed-ms", "--overload-s", "--skip-contention", "--json"]),
                                                          ("bench.interest", ["--interactions", "--workers", "--profile", "--paced-s", "--floor", "--json"]),
