@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from streams.sid.maths import Codebook, Health
-from streams.sinks.milvus import MilvusSink, milvus_string, milvus_strings
+from streams.sinks.milvus import MilvusSink, MilvusUnavailable, collection_missing, milvus_string, milvus_strings
 from topology.collections import VECTOR_FIELD, CollectionSpec, codebook_rows
 
 _UPSERT_ROWS = 256
@@ -81,7 +81,12 @@ class Codebooks:
         """
         key = (spec.name, codebook_id)
         if key not in self._cache:
-            rows = await self._sink.query(spec.name, f"codebook_id == {milvus_string(codebook_id)}", ["level", "code", "meta", VECTOR_FIELD])
+            try:
+                rows = await self._sink.query(spec.name, f"codebook_id == {milvus_string(codebook_id)}", ["level", "code", "meta", VECTOR_FIELD])
+            except MilvusUnavailable as exc:
+                if collection_missing(exc):  # dropped: no retry brings it back
+                    raise CodebookMissing(f"codebook {codebook_id}: its collection {spec.name} does not exist") from exc
+                raise
             try:
                 self._cache[key] = codebook_from_rows(rows)
             except CodebookMissing as exc:

@@ -75,6 +75,14 @@ def _failure(exc: Exception, what: str) -> MilvusUnavailable | MilvusRejected:
     return MilvusUnavailable(message, suspect=not isinstance(exc, _LOST_CONNECTION))
 
 
+_COLLECTION_MISSING = ("collection not found", "can't find collection", "collection_not_exists")
+
+
+def collection_missing(exc: Exception) -> bool:
+    """Whether a failed read failed because its collection does not exist (not Milvus being down)."""
+    return any(marker in str(exc).lower() for marker in _COLLECTION_MISSING)
+
+
 def milvus_verdict(exc: Exception) -> Verdict:
     """How `streams.sinks.isolation` reads a sink error."""
     if isinstance(exc, MilvusRejected):

@@ -12,13 +12,12 @@ import logging
 import time
 from collections.abc import Callable
 
-from streams.sinks.milvus import MilvusSink, MilvusUnavailable
+from streams.sinks.milvus import MilvusSink, MilvusUnavailable, collection_missing
 from topology.versions import REGISTRY_KEY, Registry, registry_row
 from topology.collections import CollectionSpec
 
 logger = logging.getLogger(__name__)
 
-_MISSING = ("collection not found", "can't find collection", "collection_not_exists")
 
 
 class Versions:
@@ -46,7 +45,7 @@ class Versions:
         try:
             rows = await self._sink.get(self._spec.name, [REGISTRY_KEY], ["state"])
         except MilvusUnavailable as exc:
-            if any(marker in str(exc).lower() for marker in _MISSING):
+            if collection_missing(exc):
                 return self.default
             raise
         return Registry.decode(str(rows[0]["state"])) if rows else self.default

@@ -34,3 +34,23 @@ def test_a_codebook_with_a_centroid_or_its_description_missing_is_refused() -> N
         codebook_from_rows(rows[:-1])
     with pytest.raises(CodebookMissing, match="no description"):
         codebook_from_rows(rows[1:])
+
+
+def test_a_codebook_whose_collection_is_gone_is_missing_and_milvus_down_is_not() -> None:
+    import asyncio
+
+    from streams.sinks.codebooks import Codebooks
+    from streams.sinks.milvus import MilvusUnavailable
+
+    class Sink:
+        def __init__(self, message: str) -> None:
+            self.message = message
+
+        async def query(self, *args: object, **kwargs: object) -> list[dict[str, object]]:
+            raise MilvusUnavailable(self.message)
+
+    spec = codebook_collection("sail_items", 8)
+    with pytest.raises(CodebookMissing, match="its collection sail_items_codebooks does not exist"):
+        asyncio.run(Codebooks(Sink("query of sail_items_codebooks: collection not found[collection=sail_items_codebooks]")).load(spec, "cb"))  # type: ignore[arg-type]
+    with pytest.raises(MilvusUnavailable):  # down: the worker retries
+        asyncio.run(Codebooks(Sink("query of sail_items_codebooks: no answer within 11s")).load(spec, "cb"))  # type: ignore[arg-type]
