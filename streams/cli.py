@@ -336,6 +336,16 @@ def cmd_sid(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
+    import yaml
+
+    from deploy.k8s.topics import kafka_topics
+
+    resources = kafka_topics(settings, args.cluster, args.namespace)
+    print(yaml.safe_dump_all(resources, sort_keys=False), end="")
+    return 0
+
+
 def _reembed_registry(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
@@ -662,6 +672,21 @@ def build_parser() -> argparse.ArgumentParser:
     sid.add_argument("--backfill", action="store_true", help="with fit: run the backfill right after")
     sid.add_argument("--batch", type=_at_least(1, int), default=1000, help="backfill: items per page and per upsert (default 1,000)")
     sid.set_defaults(func=cmd_sid)
+
+    topology = sub.add_parser(
+        "topology",
+        help="export the topics as deployment resources (Strimzi KafkaTopic YAML)",
+        description="Print the topics of topology/ for the settings in effect (SAIL_TOPIC_PREFIX, SAIL_TOPIC_PARTITIONS, "
+        "SAIL_TOPIC_REPLICATION_FACTOR, SAIL_MAX_MESSAGE_BYTES, SAIL_APP_ID for the interest table's changelog) as "
+        "Strimzi KafkaTopic resources (kafka.strimzi.io/v1beta2), one YAML document each: partitions, replicas and "
+        "the configs the workers expect (cleanup policy, retention, max message size; min.insync.replicas 2 with 3 "
+        "replicas or more). Apply them with kubectl to a namespace whose Strimzi topic operator watches the cluster.",
+    )
+    topology.add_argument("action", choices=("export",))
+    topology.add_argument("--format", default="strimzi", choices=("strimzi",), help="strimzi: KafkaTopic resources (the one format so far)")
+    topology.add_argument("--cluster", default="sail", help="the Strimzi Kafka cluster's name (label strimzi.io/cluster; default sail)")
+    topology.add_argument("--namespace", help="metadata.namespace of every resource (default: none, kubectl's)")
+    topology.set_defaults(func=cmd_topology)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")
     show.add_argument("--json", action="store_true")

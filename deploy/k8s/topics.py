@@ -1,0 +1,62 @@
+"""Strimzi `KafkaTopic` resources generated from `topology/` (issue 19, first part): the topics a
+deployment needs, with the partitions, replication and configs `topology.topics` declares, so a
+Kubernetes cluster run by the Strimzi topic operator holds exactly what the workers expect.
+`sail-stream topology export --format strimzi` prints them as YAML.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from topology.settings import Settings
+from topology.topics import TopicSpec, table_changelog
+
+STRIMZI_API: Final = "kafka.strimzi.io/v1beta2"
+_NAME_CHARS: Final = 253  # a Kubernetes object name: an RFC 1123 subdomain
+
+
+def resource_name(topic: str) -> str:
+    """A Kubernetes object name for `topic`: lower case, [a-z0-9.-], alphanumeric at both ends (the
+    real topic name goes in `spec.topicName`, so nothing is lost)."""
+    name = re.sub(r"[^a-z0-9.-]+", "-", topic.lower()).strip(".-")
+    if not name:
+        raise ValueError(f"topic {topic!r} has no character a Kubernetes name can keep")
+    return name[:_NAME_CHARS].rstrip(".-")
+
+
+def kafka_topic(spec: TopicSpec, cluster: str, namespace: str | None = None) -> dict[str, Any]:
+    """One `KafkaTopic` for `spec`. With 3 replicas or more, `min.insync.replicas` is replicas - 1 (at
+    most 2): an `acks=all` write then survives one broker down."""
+    config: dict[str, Any] = dict(spec.configs())
+    if spec.replication_factor >= 3:
+        config["min.insync.replicas"] = str(min(spec.replication_factor - 1, 2))
+    metadata: dict[str, Any] = {"name": resource_name(spec.name), "labels": {"strimzi.io/cluster": cluster, "app.kubernetes.io/part-of": "sail-stream"}}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaTopic",
+        "metadata": metadata,
+        "spec": {"topicName": spec.name, "partitions": spec.partitions, "replicas": spec.replication_factor, "config": config},
+    }
+
+
+def changelog_spec(settings: Settings) -> TopicSpec:
+    """The interest table's changelog as the workers' Faust app creates it (compacted, kept for ever):
+    declared too, so a cluster that refuses topic creation by clients still has it."""
+    s = settings
+    return TopicSpec(table_changelog(s.app_id), s.topic_partitions, "user_id", -1, True, s.max_message_bytes, s.topic_replication_factor)
+
+
+def kafka_topics(settings: Settings, cluster: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    """Every topic of a deployment with `settings` as `KafkaTopic`s of the Strimzi cluster `cluster`.
+
+    Raises:
+        ValueError: two topics would get the same Kubernetes name.
+    """
+    resources = [kafka_topic(spec, cluster, namespace) for spec in (*settings.topics().all(), changelog_spec(settings))]
+    names = [r["metadata"]["name"] for r in resources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"topic names collide once made Kubernetes names: {sorted(n for n in names if names.count(n) > 1)}")
+    return resources

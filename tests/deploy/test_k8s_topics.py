@@ -1,0 +1,48 @@
+"""Strimzi KafkaTopics generated from topology/: exactly its topics, partitions, replicas and configs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy.k8s.topics import kafka_topics, resource_name
+from streams.cli import main
+from topology.settings import Settings
+from topology.topics import table_changelog
+
+K8S_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+
+
+def test_every_topic_of_topology_and_the_changelog_become_one_kafka_topic_each_exactly_as_declared() -> None:
+    s = Settings(state_dir=Path("/tmp"), topic_prefix="prod_Sail.", topic_partitions=12, topic_replication_factor=3, app_id="sail-workers")
+    resources = kafka_topics(s, "kafka-main", namespace="recsys")
+    declared = {spec.name: spec for spec in s.topics().all()}
+    assert {r["spec"]["topicName"] for r in resources} == {*declared, table_changelog("sail-workers")}
+    for r in resources:
+        assert (r["apiVersion"], r["kind"]) == ("kafka.strimzi.io/v1beta2", "KafkaTopic")
+        assert r["metadata"]["labels"]["strimzi.io/cluster"] == "kafka-main" and r["metadata"]["namespace"] == "recsys"
+        assert K8S_NAME.match(r["metadata"]["name"]), r["metadata"]["name"]
+        spec = declared.get(r["spec"]["topicName"])
+        if spec is None:  # the changelog: compacted, kept for ever
+            assert r["spec"]["config"]["cleanup.policy"] == "compact" and r["spec"]["config"]["retention.ms"] == "-1"
+            continue
+        assert (r["spec"]["partitions"], r["spec"]["replicas"]) == (spec.partitions, 3)
+        assert r["spec"]["config"] == {**spec.configs(), "min.insync.replicas": "2"}
+
+
+def test_one_replica_sets_no_min_insync_and_names_keep_to_kubernetes_rules() -> None:
+    (uploads, *_) = kafka_topics(Settings(state_dir=Path("/tmp")), "sail")
+    assert "min.insync.replicas" not in uploads["spec"]["config"] and "namespace" not in uploads["metadata"]
+    assert resource_name("_Sail__content_uploads.") == "sail-content-uploads"
+    with pytest.raises(ValueError, match="no character"):
+        resource_name("__")
+
+
+def test_the_cli_prints_them_as_yaml_documents(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAIL_TOPIC_PARTITIONS", "4")
+    assert main(["topology", "export", "--format", "strimzi", "--cluster", "c1"]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert len(documents) == 7 and all(d["kind"] == "KafkaTopic" and d["spec"]["partitions"] == 4 for d in documents)
