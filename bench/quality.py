@@ -380,23 +380,6 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
-def _metric_sums(port: int) -> dict[str, float]:
-    """The worker's Prometheus samples, summed over labels except `phase`/`outcome` (name{label} keys)."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    sums: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            label = sample.labels.get("phase") or sample.labels.get("outcome")
-            key = f"{sample.name}{{{label}}}" if label else sample.name
-            sums[key] = sums.get(key, 0.0) + sample.value
-    return sums
-
-
 def _semantic_ids(mine, data: MovieLens, ids: list[str], port: int, drain, args: argparse.Namespace, progress) -> tuple[dict[str, object], dict[str, tuple[int, ...]]]:  # type: ignore[no-untyped-def]
     """Fit the codebook and backfill through `streams.semantic` (what `sail-stream sid fit --backfill`
     runs), read every movie's semantic ID back from Milvus, then measure the assignment in the stream:
@@ -405,6 +388,7 @@ def _semantic_ids(mine, data: MovieLens, ids: list[str], port: int, drain, args:
     from deploy.movielens import upload_for
     from streams.semantic import backfill_sids, fit_codebook
     from streams.sid.maths import parse_sid
+    from tests.support.metrics import sample, scrape
     from tests.support.streaming import milvus_rows, send
     from topology.codec import encode_upload
 
@@ -413,23 +397,28 @@ def _semantic_ids(mine, data: MovieLens, ids: list[str], port: int, drain, args:
     items = mine.collections()[0].name
     sids = {k: parse_sid(str(r["sid_codes"])) for start in range(0, len(ids), 500) for k, r in milvus_rows(mine, items, ids[start : start + 500], ["sid_codes"]).items()}
     time.sleep(2 * mine.version_refresh_s)  # the worker reads the registry: the codebook is live for it
-    before = _metric_sums(port)
+    page = f"http://127.0.0.1:{port}/metrics"
+    before = scrape(page, timeout_s=10)
     now_ms = int(time.time() * 1000)
     movies = list(data.movies.values())[: args.sid_fresh]
     send(mine, [(mine.topics().uploads.name, f"{m.item_id}-again".encode(), encode_upload(replace(upload_for(m, now_ms), item_id=f"{m.item_id}-again"))) for m in movies])
     drain("fresh uploads with semantic IDs")
-    after = _metric_sums(port)
-    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-    assigned = d.get("sail_sid_assigned_total{unique}", 0.0) + d.get("sail_sid_assigned_total{collision}", 0.0)
-    encoded = d.get("sail_triton_batch_items_sum", 0.0)
-    encoder_s = d.get("sail_triton_request_seconds_sum", 0.0) / encoded if encoded else None
-    codes_s = d.get("sail_sid_seconds_total{codes}", 0.0) / assigned if assigned else None
-    lookup_s = d.get("sail_sid_seconds_total{lookup}", 0.0) / assigned if assigned else None
+    after = scrape(page, timeout_s=10)
+
+    def grew(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    collided = grew("sail_sid_assigned", outcome="collision")
+    assigned = grew("sail_sid_assigned", outcome="unique") + collided
+    encoded = grew("sail_triton_batch_items_sum")
+    encoder_s = grew("sail_triton_request_seconds_sum") / encoded if encoded else None
+    codes_s = grew("sail_sid_seconds", phase="codes") / assigned if assigned else None
+    lookup_s = grew("sail_sid_seconds", phase="lookup") / assigned if assigned else None
     h = fitted.codebook.health
     result = {
         "codebook": fitted.codebook.codebook_id, "levels": fitted.codebook.levels, "codes": fitted.codebook.codes, "fit_s": round(fitted.seconds, 1),
         "fitted_items": fitted.fitted_on, "utilisation": list(h.utilisation), "collision_rate": h.collision_rate, "quantisation_error": h.quantisation_error,
-        "backfilled": filled.assigned, "backfill_s": round(filled.seconds, 1), "fresh_assigned": int(assigned), "fresh_collisions": int(d.get("sail_sid_assigned_total{collision}", 0.0)),
+        "backfilled": filled.assigned, "backfill_s": round(filled.seconds, 1), "fresh_assigned": int(assigned), "fresh_collisions": int(collided),
         "encoder_ms_per_item": round(1000 * encoder_s, 3) if encoder_s else None,
         "codes_ms_per_item": round(1000 * codes_s, 4) if codes_s is not None else None,
         "lookup_ms_per_item": round(1000 * lookup_s, 4) if lookup_s is not None else None,

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from streams.reembed import Session
-from streams.sid.maths import Codebook, assign, fit, sid_text, suffixes
+from streams.sid.maths import Codebook, assign, fit, sid_text
 from streams.sinks.codebooks import Codebooks
 from streams.sinks.milvus import ensure_collections, milvus_string, scan_rows
-from topology.collections import CANARY, VECTOR_FIELD, SemanticId, item_row
+from topology.collections import CANARY, VECTOR_FIELD, item_row
 from topology.settings import Settings
 from topology.versions import Version, version_slug
 
@@ -58,7 +58,7 @@ class Backfilled:
     seconds: float
 
 
-async def _pages(s: Settings, collection: str, filter_expr: str, fields: list[str], batch: int) -> Iterator[list[dict[str, object]]]:
+async def _pages(s: Settings, collection: str, filter_expr: str, fields: list[str], batch: int) -> AsyncIterator[list[dict[str, object]]]:
     """`scan_rows` with each page fetched in a thread (pymilvus's iterator is synchronous)."""
     pages = scan_rows(s.milvus_uri, s.milvus_token_value, collection, filter_expr, fields, batch=batch, tls=s.milvus_tls())
     done = object()
@@ -143,19 +143,19 @@ async def backfill_sids(s: Settings, batch: int = 1000, progress: Callable[[str]
             page = sorted(page, key=lambda row: str(row["item_id"]))  # suffixes in item_id order: the same items give the same IDs
             codes, _ = assign(codebook, np.stack([np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in page]))
             texts = [sid_text(c) for c in codes]
-            holders = await session.retry.retrying("milvus", "read semantic-ID buckets", lambda: codebooks.holders(items, codebook.codebook_id, texts))
-            found = suffixes([(str(row["item_id"]), text) for row, text in zip(page, texts)], holders)
-            now = await session.retry.retrying("milvus", "re-read the page", lambda: session.sink.get(items.name, [str(r["item_id"]) for r in page], ["encoded_at_ms", "sid_codebook"]))
+            ids = [str(row["item_id"]) for row in page]
+            found = await session.retry.retrying("milvus", "read semantic-ID buckets", lambda: codebooks.semantic_ids(items, codebook, ids, texts))
+            now = await session.retry.retrying("milvus", "re-read the page", lambda: session.sink.get(items.name, ids, ["encoded_at_ms", "sid_codebook"]))
             current = {str(r["item_id"]): r for r in now}
             rows = []
-            for row, text, suffix in zip(page, texts, found):
+            for row, sid in zip(page, found):
                 mine = current.get(str(row["item_id"]))
                 if mine is None or int(mine["encoded_at_ms"]) != int(row["encoded_at_ms"]) or mine["sid_codebook"] == codebook.codebook_id:  # type: ignore[call-overload]
                     skipped += 1  # deleted, or a worker rewrote it meanwhile (with its own ID)
                     continue
                 rows.append(item_row(str(row["item_id"]), str(row["creator_id"]), int(row["created_at_ms"]), int(row["encoded_at_ms"]),  # type: ignore[call-overload]
-                                     str(row["model_version"]), row[VECTOR_FIELD], SemanticId(text, suffix, codebook.codebook_id)))  # fmt: skip
-                collisions += suffix > 0
+                                     str(row["model_version"]), row[VECTOR_FIELD], sid))  # fmt: skip
+                collisions += sid.suffix > 0
             refused = await session.retry.retrying("milvus", f"upsert {items.name}", lambda: session.sink.upsert_each(items, rows))
             if refused:
                 raise SidError(f"Milvus refused {len(refused)} rows it had stored before, e.g. {next(iter(refused.values()))}")

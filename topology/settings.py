@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from topology.codec import Limits
 from topology.collections import Backend, CollectionSpec, items_collection, users_collection
-from topology.topics import Topics, build_topics
+from topology.topics import TopicSpec, Topics, build_topics, changelog_topic
 from topology.versions import Registry, default_registry, registry_collection
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -259,6 +259,10 @@ class Settings(BaseSettings):
 
     def topics(self) -> Topics:
         return build_topics(self.topic_prefix, self.topic_partitions, self.max_message_bytes, self.topic_replication_factor)
+
+    def changelog_topic(self) -> TopicSpec:
+        """The interest table's changelog topic of this deployment's workers (`app_id`)."""
+        return changelog_topic(self.app_id, self.topic_partitions, self.max_message_bytes, self.topic_replication_factor)
 
     def limits(self) -> Limits:
         return Limits(

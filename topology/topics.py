@@ -53,6 +53,12 @@ class TopicSpec:
         return configs
 
 
+def changelog_topic(app_id: str, partitions: int, max_message_bytes: int, replication_factor: int = 1) -> TopicSpec:
+    """The interest table's changelog as the workers' Faust app creates it (compacted, kept for ever),
+    for whoever must declare it beforehand: a cluster that refuses topic creation by clients, a test."""
+    return TopicSpec(table_changelog(app_id), partitions, "user_id", -1, True, max_message_bytes, replication_factor)
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """Every topic of one deployment."""

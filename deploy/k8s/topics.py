@@ -10,7 +10,7 @@ import re
 from typing import Any, Final
 
 from topology.settings import Settings
-from topology.topics import TopicSpec, table_changelog
+from topology.topics import TopicSpec
 
 STRIMZI_API: Final = "kafka.strimzi.io/v1beta2"
 _NAME_CHARS: Final = 253  # a Kubernetes object name: an RFC 1123 subdomain
@@ -42,20 +42,13 @@ def kafka_topic(spec: TopicSpec, cluster: str, namespace: str | None = None) -> 
     }
 
 
-def changelog_spec(settings: Settings) -> TopicSpec:
-    """The interest table's changelog as the workers' Faust app creates it (compacted, kept for ever):
-    declared too, so a cluster that refuses topic creation by clients still has it."""
-    s = settings
-    return TopicSpec(table_changelog(s.app_id), s.topic_partitions, "user_id", -1, True, s.max_message_bytes, s.topic_replication_factor)
-
-
 def kafka_topics(settings: Settings, cluster: str, namespace: str | None = None) -> list[dict[str, Any]]:
     """Every topic of a deployment with `settings` as `KafkaTopic`s of the Strimzi cluster `cluster`.
 
     Raises:
         ValueError: two topics would get the same Kubernetes name.
     """
-    resources = [kafka_topic(spec, cluster, namespace) for spec in (*settings.topics().all(), changelog_spec(settings))]
+    resources = [kafka_topic(spec, cluster, namespace) for spec in (*settings.topics().all(), settings.changelog_topic())]
     names = [r["metadata"]["name"] for r in resources]
     if len(set(names)) != len(names):
         raise ValueError(f"topic names collide once made Kubernetes names: {sorted(n for n in names if names.count(n) > 1)}")

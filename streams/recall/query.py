@@ -82,21 +82,22 @@ def _ids(what: str, values: list[str]) -> list[str]:
 class Recall:
     """Queries over the live version's `items` and `users` collections through one `MilvusSink`."""
 
-    def __init__(self, sink: MilvusSink, items: CollectionSpec, users: CollectionSpec, slots: int, versions: Versions | None = None) -> None:
+    def __init__(
+        self, sink: MilvusSink, items: CollectionSpec, users: CollectionSpec, slots: int, versions: Versions | None = None, positives: int = 10
+    ) -> None:  # fmt: skip
         self._sink = sink
         self._items = items
         self._users = users
         self._slots = slots
         self._versions = versions  # None: always `items` and `users`
-        self._positives = 10  # recent positives the sid channel matches (SAIL_SID_RECALL_POSITIVES)
+        self._positives = positives  # recent positives the sid channel matches (SAIL_SID_RECALL_POSITIVES)
 
     @classmethod
     def for_settings(cls, sink: MilvusSink, settings: Settings) -> Recall:
         """Recall over whatever version the registry names live (the settings' collections without one)."""
         items, users = settings.collections()
-        recall = cls(sink, items, users, settings.interest_slots, Versions(sink, *settings.registry(), max_age_s=settings.version_refresh_s))
-        recall._positives = settings.sid_recall_positives
-        return recall
+        versions = Versions(sink, *settings.registry(), max_age_s=settings.version_refresh_s)
+        return cls(sink, items, users, settings.interest_slots, versions, settings.sid_recall_positives)
 
     async def _live(self) -> tuple[Version, CollectionSpec, CollectionSpec]:
         if self._versions is None:
@@ -116,10 +117,10 @@ class Recall:
             rows = await self._sink.get(collection, keys, fields=fields)
         return rows
 
-    def _check(self, k: int, dim: int | None, consistency: str, items: CollectionSpec, channel: str = "dense", version: Version | None = None) -> Consistency:
+    def _check(self, k: int, dim: int | None, consistency: str, items: CollectionSpec, channel: str, version: Version) -> Consistency:
         if channel not in CHANNELS:
             raise RecallError(400, f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
-        if channel != "dense" and version is not None and not version.codebook:
+        if channel != "dense" and not version.codebook:
             raise RecallError(409, f"channel={channel} needs semantic IDs, and the live version {version.model_version or '(default)'} has no codebook yet: "
                                    "run sail-stream sid fit (and sid backfill)")  # fmt: skip
         if not 1 <= k <= 1000:

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streams.sid.maths import Codebook, Health
+from streams.sid.maths import Codebook, Health, suffixes
 from streams.sinks.milvus import MilvusSink, MilvusUnavailable, collection_missing, milvus_string, milvus_strings
-from topology.collections import VECTOR_FIELD, CollectionSpec, codebook_rows
+from topology.collections import VECTOR_FIELD, CollectionSpec, SemanticId, codebook_rows
 
 _UPSERT_ROWS = 256
 
@@ -109,3 +109,15 @@ class Codebooks:
         for row in rows:
             found.setdefault(str(row["sid_codes"]), {})[str(row["item_id"])] = int(row["sid_suffix"])
         return found
+
+    async def semantic_ids(self, items: CollectionSpec, codebook: Codebook, item_ids: Sequence[str], sids: Sequence[str]) -> list[SemanticId]:
+        """The semantic ID of each item (`item_ids[i]` with codes `sids[i]`, `sid_text`): its collision
+        suffix among who holds its bucket now (`holders`) and the items before it here (`suffixes`).
+        The one way the workers and the backfill give an ID.
+
+        Raises:
+            MilvusUnavailable: the read of the buckets failed.
+        """
+        holders = await self.holders(items, codebook.codebook_id, sids)
+        found = suffixes(list(zip(item_ids, sids)), holders)
+        return [SemanticId(sid, suffix, codebook.codebook_id) for sid, suffix in zip(sids, found)]

@@ -214,9 +214,14 @@ def _beyond(c: Any, tp: Any, offset: int | None) -> bool:
     return high is None or offset is None or high > offset
 
 
+def _aiokafka(c: Any) -> Any:
+    """The aiokafka consumer under Faust's consumer (its internals as of aiokafka 0.14, pinned in constraints.txt)."""
+    return c._thread._ensure_consumer()
+
+
 def _kafka_state(c: Any, tp: Any) -> Any:
-    """aiokafka's subscription state of `tp` under Faust's consumer (aiokafka 0.14 internals, pinned in constraints.txt)."""
-    return c._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
+    """aiokafka's subscription state of `tp`."""
+    return _aiokafka(c)._subscription.subscription.assignment.state_value(tp)
 
 
 def kafka_position(c: Any, tp: Any) -> int | None:
@@ -231,7 +236,7 @@ def kafka_position(c: Any, tp: Any) -> int | None:
 def kafka_prefetched(c: Any, tp: Any) -> bool:
     """Whether aiokafka holds fetched records of `tp` that Faust has not taken yet (unknown: assumed so)."""
     try:
-        return tp in c._thread._ensure_consumer()._fetcher._records
+        return tp in _aiokafka(c)._fetcher._records
     except Exception:  # noqa: BLE001
         return True
 
@@ -256,7 +261,7 @@ def fetch_state(c: Any, tp: Any, queues: Callable[[Any], list[Any]]) -> str:
     add("unacked", lambda: sorted(m.offset for m in list(c._unacked_messages) if m.tp == tp)[:8])
     add("kafka_position", lambda: _kafka_state(c, tp)._position)
     add("kafka_paused", lambda: _kafka_state(c, tp).paused)
-    add("prefetched", lambda: tp in c._thread._ensure_consumer()._fetcher._records)
+    add("prefetched", lambda: tp in _aiokafka(c)._fetcher._records)
     add("queues", lambda: [(q.qsize(), len(q._pending_pressure_drop_callbacks)) for q in queues(tp)])
     return " ".join(parts)
 

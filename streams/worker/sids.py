@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streams.sid.maths import Codebook, DriftWindow, assign, sid_text, suffixes
+from streams.sid.maths import Codebook, DriftWindow, assign, sid_text
 from streams.sinks.codebooks import CodebookMissing, Codebooks
 from topology.collections import NO_SID, SemanticId
 
@@ -65,13 +65,13 @@ class SemanticIds:
         texts = [sid_text(c) for c in codes]
         metrics.sid_seconds.labels("codes").inc(time.perf_counter() - began)
         began = time.perf_counter()
-        holders = await self.ctx.retry.retrying("milvus", "read semantic-ID buckets", lambda: self.codebooks.holders(live.items, codebook.codebook_id, texts))
-        found = suffixes([(item_id, text) for (item_id, _), text in zip(items, texts)], holders)
+        ids = [item_id for item_id, _ in items]
+        found = await self.ctx.retry.retrying("milvus", "read semantic-ID buckets", lambda: self.codebooks.semantic_ids(live.items, codebook, ids, texts))
         metrics.sid_seconds.labels("lookup").inc(time.perf_counter() - began)
-        for suffix in found:
-            metrics.sid_assigned.labels("collision" if suffix > 0 else "unique").inc()
+        for sid in found:
+            metrics.sid_assigned.labels("collision" if sid.suffix > 0 else "unique").inc()
         self._watch(codebook, errors)
-        return [SemanticId(text, suffix, codebook.codebook_id) for text, suffix in zip(texts, found)]
+        return found
 
     def _note_codebook(self, codebook: Codebook) -> None:
         if self.codebook is not None and self.codebook.codebook_id == codebook.codebook_id:

@@ -38,7 +38,7 @@ from topology.codec import encode_interaction, encode_interest_state, encode_upl
 from topology.collections import VECTOR_FIELD, user_key
 from topology.messages import Action, Interaction
 from topology.settings import Settings
-from topology.topics import TopicSpec, table_changelog
+from topology.topics import table_changelog
 from topology.versions import Registry, Version, version_slug
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ def _run(s: Settings) -> tuple[Backfill, list[str]]:
 def test_a_backfill_killed_halfway_resumes_and_every_item_and_user_gets_the_new_vectors(settings: Settings) -> None:
     tag = f"re{uuid.uuid4().hex[:6]}"
     s = settings.namespaced(tag)
-    ensure_topics(s.kafka_bootstrap, s.kafka_security(), [*s.topics().all(), TopicSpec(table_changelog(tag), s.topic_partitions, "user_id", -1, True, s.max_message_bytes)])
+    ensure_topics(s.kafka_bootstrap, s.kafka_security(), [*s.topics().all(), s.changelog_topic()])
     ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend)
     uploads = [clip_upload(tag, n, cover=n % 3 == 0) for n in range(40)]
     ids = [u.item_id for u in uploads]
@@ -178,7 +178,7 @@ def _versions(results: tuple[list[Recalled], list[Recalled]]) -> set[str]:
 def test_a_swap_moves_the_worker_and_recall_to_the_new_version_in_one_step_and_a_rollback_moves_them_back(stack: Stack, settings: Settings) -> None:
     tag = f"sw{uuid.uuid4().hex[:6]}"
     s = settings.namespaced(tag)
-    ensure_topics(s.kafka_bootstrap, s.kafka_security(), [*s.topics().all(), TopicSpec(table_changelog(tag), s.topic_partitions, "user_id", -1, True, s.max_message_bytes)])
+    ensure_topics(s.kafka_bootstrap, s.kafka_security(), [*s.topics().all(), s.changelog_topic()])
     ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend)
     grpc, http, metrics = free_ports(3)  # a second Triton serving another model: the new version
     new_settings = s.model_copy(update={"encoder": "sail-tiny", "triton_url": f"grpc://127.0.0.1:{grpc}", "triton_http_port": http, "triton_metrics_port": metrics,

@@ -37,7 +37,6 @@ from topology.codec import decode_item_embedding, encode_interaction, encode_upl
 from topology.collections import VECTOR_FIELD, user_key
 from topology.messages import Action, Interaction
 from topology.settings import Settings
-from topology.topics import TopicSpec, table_changelog
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +88,7 @@ def _embeddings(s: Settings, ids: set[str]) -> dict[str, object]:
 def test_semantic_ids_are_fitted_backfilled_assigned_fresh_kept_across_a_restart_and_recalled(stack: Stack, settings: Settings) -> None:
     tag = f"sid{uuid.uuid4().hex[:6]}"
     s = settings.namespaced(tag).model_copy(update={"sid_levels": 2, "sid_codes": 8})
-    ensure_topics(s.kafka_bootstrap, s.kafka_security(), [*s.topics().all(), TopicSpec(table_changelog(tag), s.topic_partitions, "user_id", -1, True, s.max_message_bytes)])
+    ensure_topics(s.kafka_bootstrap, s.kafka_security(), [*s.topics().all(), s.changelog_topic()])
     ensure_collections(s.milvus_uri, s.milvus_token_value, [*s.collections(), s.registry()[0]], s.milvus_backend)
     items, users = s.collections()
     (port,) = free_ports(1)
