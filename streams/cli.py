@@ -96,6 +96,8 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
             began = time.monotonic()
             rows = stack.up(services)  # type: ignore[arg-type]
             _print(f"stack up in {time.monotonic() - began:.1f}s (state in {stack.state_dir})")
+            if args.kafka_brokers and "kafka" in services:
+                _print(f"workers and tools reach all {settings.kafka_brokers} brokers with SAIL_KAFKA_BROKERS={settings.kafka_brokers} ({settings.kafka_bootstrap})")
         elif args.action == "down":
             stack.down(services)  # type: ignore[arg-type]
             return 0
@@ -508,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("action", choices=("up", "down", "status"))
     stack.add_argument("--only", metavar="LIST", help="comma-separated subset of kafka,milvus,triton")
     stack.add_argument("--json", action="store_true", help="print the status as JSON")
+    stack.add_argument(
+        "--kafka-brokers", type=int, metavar="N",
+        help="run N Kafka nodes (each broker and KRaft controller; node i on the bootstrap port + 100*i); 3 gives topics 3 replicas "
+        "and min.insync.replicas 2, so one broker can die without losing a write. Same as SAIL_KAFKA_BROKERS=N, which the workers "
+        "and tools then need too (it lists every node in their bootstrap)",
+    )  # fmt: skip
     stack.set_defaults(func=cmd_stack)
 
     demo = sub.add_parser(
@@ -702,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
-        settings = load_settings(args.settings)
+        settings = load_settings(args.settings, **({"kafka_brokers": args.kafka_brokers} if getattr(args, "kafka_brokers", None) else {}))
     except ValidationError as exc:  # explained without the input values, which may hold secrets
         problems = "\n".join(f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors(include_url=False, include_input=False))
         print(f"sail-stream: invalid settings:\n{problems}", file=sys.stderr)

@@ -102,7 +102,14 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     topic_prefix: str = Field("sail.", description="every topic is named <prefix><base>")
     topic_partitions: int = Field(6, ge=1, description="partitions: the unit of parallelism across workers")
-    topic_replication_factor: int = Field(1, ge=1)
+    topic_replication_factor: int = Field(
+        1, ge=1, description="replicas of every topic; unset, 3 on a local stack of 3 or more brokers (min.insync.replicas is then 2)"
+    )
+    kafka_group_instance_id: str | None = Field(
+        None,
+        description="static group membership (KIP-345): a stable id per worker, e.g. its pod name; a worker restarted within the "
+        "session timeout gets its partitions back without a rebalance. Unique per worker: two live workers with one id fence each other",
+    )
     kafka_session_timeout_s: float = Field(
         20.0, ge=6, le=300, description="a worker that stops heartbeating (crash, kill) loses its partitions to the others after this long"
     )
@@ -225,6 +232,11 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(Path("~/.cache/sail-stream"), description="downloaded Kafka jars, shared by every state dir")
     kafka_version: str = Field("4.4.0", description="Apache Kafka release resolved from Maven Central")
     kafka_controller_port: int = 9093
+    kafka_brokers: int = Field(
+        1, ge=1, le=9,
+        description="brokers of the local stack, each also a KRaft controller; with one bootstrap address, node i listens on its "
+        "port + 100*i (controller: kafka_controller_port + 100*i). 3 or more: replication factor 3, min.insync.replicas 2",
+    )  # fmt: skip
     kafka_heap_mb: int = Field(512, ge=128)
     start_timeout_s: float = Field(180.0, gt=0, description="how long `stack up` waits for each service")
 
@@ -238,8 +250,17 @@ class Settings(BaseSettings):
         if self.kafka_security_protocol.startswith("SASL_"):
             if not (self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password):
                 raise ValueError("SASL protocols need SAIL_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD")
-        for address in self.kafka_bootstrap.split(","):
-            host_port(address.strip())
+        addresses = [host_port(address.strip()) for address in self.kafka_bootstrap.split(",")]
+        if self.kafka_brokers > 1:
+            if len(addresses) == 1 and addresses[0][0] in LOOPBACK_HOSTS:  # the local stack's nodes, one address each
+                host, port = addresses[0]
+                object.__setattr__(self, "kafka_bootstrap", ",".join(f"{host}:{port + 100 * i}" for i in range(self.kafka_brokers)))
+            elif len(addresses) != self.kafka_brokers:
+                raise ValueError(f"SAIL_KAFKA_BROKERS is {self.kafka_brokers} but SAIL_KAFKA_BOOTSTRAP lists {len(addresses)} addresses")
+            if "topic_replication_factor" not in self.model_fields_set:
+                object.__setattr__(self, "topic_replication_factor", min(self.kafka_brokers, 3))
+        if self.kafka_group_instance_id is not None and not self.kafka_group_instance_id.strip():
+            raise ValueError("SAIL_KAFKA_GROUP_INSTANCE_ID must not be blank")
         host_port(self.triton_url)
         for name in ("milvus_tls", "triton_tls", "triton_tls_server"):
             cert, key = getattr(self, f"{name}_cert_file"), getattr(self, f"{name}_key_file")

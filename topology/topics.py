@@ -46,6 +46,9 @@ class TopicSpec:
             "retention.ms": str(self.retention_ms),
             "max.message.bytes": str(self.max_message_bytes),
         }
+        if self.replication_factor >= 3:
+            # an acks=all write is then on two brokers at least, and the topic takes writes with one broker down
+            configs["min.insync.replicas"] = "2"
         if self.compacted:
             # A fresh embedding should replace the old one on disk within minutes, not at segment roll.
             configs["min.cleanable.dirty.ratio"] = "0.1"

@@ -26,11 +26,9 @@ def resource_name(topic: str) -> str:
 
 
 def kafka_topic(spec: TopicSpec, cluster: str, namespace: str | None = None) -> dict[str, Any]:
-    """One `KafkaTopic` for `spec`. With 3 replicas or more, `min.insync.replicas` is replicas - 1 (at
-    most 2): an `acks=all` write then survives one broker down."""
+    """One `KafkaTopic` for `spec`, with the configs the local stack gives it (`TopicSpec.configs`: with 3
+    replicas or more, `min.insync.replicas` 2, so an `acks=all` write survives one broker down)."""
     config: dict[str, Any] = dict(spec.configs())
-    if spec.replication_factor >= 3:
-        config["min.insync.replicas"] = str(min(spec.replication_factor - 1, 2))
     metadata: dict[str, Any] = {"name": resource_name(spec.name), "labels": {"strimzi.io/cluster": cluster, "app.kubernetes.io/part-of": "sail-stream"}}
     if namespace:
         metadata["namespace"] = namespace

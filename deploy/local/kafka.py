@@ -1,5 +1,5 @@
-"""Apache Kafka in KRaft mode on loopback: jars from Maven Central (once), one combined
-broker+controller node, run with the machine's Java 17."""
+"""Apache Kafka in KRaft mode on loopback: jars from Maven Central (once), one or more combined
+broker+controller nodes (a quorum of all of them), run with the machine's Java 17."""
 
 from __future__ import annotations
 
@@ -112,15 +112,27 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+def replication(nodes: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of a cluster of `nodes` brokers: 3 and 2 from three
+    brokers on, so an `acks=all` write survives one broker down; 1 and 1 on one broker."""
+    factor = min(nodes, 3)
+    return factor, max(factor - 1, 1)
+
+
 def server_properties(
-    data_dir: Path, host: str, port: int, controller_port: int, max_message_bytes: int, sasl_plain: tuple[str, str] | None = None
-) -> str:
+    data_dir: Path, host: str, port: int, controller_port: int, max_message_bytes: int, sasl_plain: tuple[str, str] | None = None,
+    node_id: int = 1, voters: list[tuple[int, int]] | None = None,
+) -> str:  # fmt: skip
     """One node that is both broker and controller, listening on loopback only; with `sasl_plain`
     (user, password) its client listener is SASL_PLAINTEXT with the PLAIN mechanism and that one user.
+    `voters` are the (node id, controller port) of every node of the cluster (default: this one alone);
+    with three or more, Kafka's own topics and new topics get 3 replicas and min.insync.replicas 2.
 
     Raises:
         ValueError: a user name or password the JAAS configuration cannot quote.
     """
+    voters = voters or [(node_id, controller_port)]
+    factor, min_isr = replication(len(voters))
     listener = "PLAINTEXT"
     sasl: list[str] = []
     if sasl_plain is not None:
@@ -137,8 +149,8 @@ def server_properties(
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{host}:{controller_port}",
+            f"node.id={node_id}",
+            "controller.quorum.voters=" + ",".join(f"{i}@{host}:{p}" for i, p in voters),
             f"listeners={listener}://{host}:{port},CONTROLLER://{host}:{controller_port}",
             f"advertised.listeners={listener}://{host}:{port}",
             "controller.listener.names=CONTROLLER",
@@ -149,12 +161,14 @@ def server_properties(
             # Topics come from topology/ specs; a typo must fail, not create a 1-partition topic.
             "auto.create.topics.enable=false",
             f"message.max.bytes={max_message_bytes}",
-            "offsets.topic.replication.factor=1",
+            f"default.replication.factor={factor}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={factor}",
             "offsets.topic.num.partitions=10",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={factor}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={factor}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             "group.initial.rebalance.delay.ms=0",
             "num.partitions=1",
             "log.retention.check.interval.ms=60000",
@@ -165,10 +179,10 @@ def server_properties(
 
 def prepare(
     state_dir: Path, libs: Path, java: str, host: str, port: int, controller_port: int, max_message_bytes: int, heap_mb: int,
-    sasl_plain: tuple[str, str] | None = None,
+    sasl_plain: tuple[str, str] | None = None, node_id: int = 1, voters: list[tuple[int, int]] | None = None, cluster_id: str | None = None,
 ) -> list[str]:  # fmt: skip
     """Write the config (owner-only: it may hold the SASL password), format the storage on first
-    use, and return the broker's command line.
+    use (with `cluster_id`: the one every node of a cluster shares), and return the node's command line.
 
     Raises:
         RuntimeError: the storage could not be formatted.
@@ -178,13 +192,13 @@ def prepare(
     config = state_dir / "server.properties"
     config.touch(mode=0o600)
     config.chmod(0o600)
-    config.write_text(server_properties(data_dir, host, port, controller_port, max_message_bytes, sasl_plain))
+    config.write_text(server_properties(data_dir, host, port, controller_port, max_message_bytes, sasl_plain, node_id, voters))
     log4j = state_dir / "log4j2.yaml"
     log4j.write_text(_LOG4J2)
     base = [java, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
     if not (data_dir / "meta.properties").exists():
         result = subprocess.run(
-            [*base, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config)],
+            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id or new_cluster_id(), "-c", str(config)],
             capture_output=True,
             text=True,
             check=False,

@@ -1,7 +1,8 @@
 """`sail-stream stack up|down|status`: the real services on loopback, one state folder for all.
 
 Layout of the state folder:
-    <state>/kafka/      server.properties, data/, kafka.log, kafka.json (pid record)
+    <state>/kafka/      server.properties, data/, kafka.log, kafka.json (pid record), cluster.json
+    <state>/kafka-2/    ... the other nodes of a multi-broker cluster (`kafka_brokers` 3: kafka-2, kafka-3)
     <state>/milvus/     sail.db (Lite) or server data, milvus.log, milvus.json
     <state>/triton/     triton.log, triton.json
 A service whose address in the settings is not loopback (or Milvus given as a `.db` file) is
@@ -11,6 +12,7 @@ treated as external/embedded: the stack neither starts nor stops it, only probes
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import socket
@@ -18,6 +20,7 @@ import sys
 import sysconfig
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -108,6 +111,26 @@ class Stack:
         self.progress = progress
         self.state_dir = settings.state_dir.resolve()
         self._procs = {name: ManagedProcess(name, self.state_dir / name) for name in SERVICES}
+        self._kafka_nodes = [self._procs["kafka"]] + [
+            ManagedProcess(f"kafka-{i + 1}", self.state_dir / f"kafka-{i + 1}") for i in range(1, len(self.kafka_addresses()))
+        ]
+
+    def kafka_addresses(self) -> list[tuple[str, int, int]]:
+        """(host, client port, controller port) of each local Kafka node: one per bootstrap address,
+        node i's controller on `kafka_controller_port` + 100*i."""
+        addresses = [host_port(a.strip()) for a in self.settings.kafka_bootstrap.split(",")]
+        return [(host, port, self.settings.kafka_controller_port + 100 * i) for i, (host, port) in enumerate(addresses)]
+
+    def processes(self, service: Service) -> list[ManagedProcess]:
+        """The processes of a service this stack runs: one each, Kafka one per node."""
+        return list(self._kafka_nodes) if service == "kafka" else [self._procs[service]]
+
+    def _strays(self, service: Service) -> list[ManagedProcess]:
+        """Kafka nodes beyond the settings' count that a larger `stack up --kafka-brokers` left in the state folder."""
+        if service != "kafka":
+            return []
+        known = {p.run_dir for p in self._kafka_nodes}
+        return [ManagedProcess(d.name, d) for d in sorted(self.state_dir.glob("kafka-*")) if d not in known and (d / f"{d.name}.json").exists()]
 
     # ------------------------------------------------------------------ addresses
 
@@ -123,17 +146,16 @@ class Stack:
         """True when the stack owns this service (loopback address, not an embedded Milvus file)."""
         s = self.settings
         if service == "kafka":
-            hosts = [host_port(a.strip())[0] for a in s.kafka_bootstrap.split(",")]
-            return len(hosts) == 1 and hosts[0] in LOOPBACK_HOSTS
+            return all(host in LOOPBACK_HOSTS for host, _, _ in self.kafka_addresses())
         if service == "milvus":
             return not s.milvus_embedded and host_port(s.milvus_uri)[0] in LOOPBACK_HOSTS
         return host_port(s.triton_url)[0] in LOOPBACK_HOSTS
 
-    def _ports(self, service: Service) -> list[tuple[str, int]]:
+    def _ports(self, service: Service, node: int = 0) -> list[tuple[str, int]]:
         s = self.settings
         if service == "kafka":
-            host, port = host_port(s.kafka_bootstrap)
-            return [(host, port), (host, s.kafka_controller_port)]
+            host, port, controller = self.kafka_addresses()[node]
+            return [(host, port), (host, controller)]
         if service == "milvus":
             return [host_port(s.milvus_uri)]
         host, port = host_port(s.triton_url)
@@ -154,6 +176,9 @@ class Stack:
                     pass  # refused fast while the service boots, before any client library retries
         if service == "kafka":
             info = check_broker(s.kafka_bootstrap, s.kafka_security(), timeout_s)
+            nodes = len(self._kafka_nodes)
+            if self.is_local(service) and info.broker_count < nodes:
+                raise RuntimeError(f"{info.broker_count} of the {nodes} brokers registered")
             return f"cluster {info.cluster_id}, {info.broker_count} broker(s), {info.topic_count} topics"
         if service == "milvus":
             token = s.milvus_token_value
@@ -172,18 +197,47 @@ class Stack:
 
     # ------------------------------------------------------------------ commands
 
-    def _command(self, service: Service) -> tuple[list[str], dict[str, str]]:
+    def _kafka_cluster_id(self) -> str:
+        """The KRaft cluster id every node is formatted with, kept in `<state>/kafka/cluster.json` with
+        the node count (a state folder formatted for another count cannot be reused).
+
+        Raises:
+            ServiceFailed: the folder holds a cluster of another size.
+        """
+        path = self.state_dir / "kafka" / "cluster.json"
+        nodes = len(self._kafka_nodes)
+        if path.exists():
+            known = json.loads(path.read_text())
+            if known["nodes"] != nodes:
+                raise ServiceFailed(
+                    f"the local Kafka in {path.parent} was formatted with {known['nodes']} node(s), the settings ask for {nodes}: "
+                    f"run `sail-stream stack down`, then remove {self.state_dir}/kafka* or use another SAIL_STATE_DIR"
+                )
+            return str(known["cluster_id"])
+        if (self.state_dir / "kafka" / "data" / "meta.properties").exists():  # formatted by a release before cluster.json: one node
+            if nodes > 1:
+                raise ServiceFailed(f"the local Kafka in {path.parent} has one node; remove {self.state_dir}/kafka* to make a cluster of {nodes}")
+            return kafka.new_cluster_id()  # unused: a formatted node is not formatted again
+        cluster_id = kafka.new_cluster_id()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"nodes": nodes, "cluster_id": cluster_id}))
+        return cluster_id
+
+    def _command(self, service: Service, node: int = 0) -> tuple[list[str], dict[str, str]]:
         s = self.settings
-        run_dir = self.state_dir / service
         env = dict(os.environ)
         if service == "kafka":
             java = kafka.require_java()
             libs = kafka.resolve_jars(s.kafka_version, s.cache_dir, self.progress)
-            host, port = host_port(s.kafka_bootstrap)
+            addresses = self.kafka_addresses()
+            host, port, controller = addresses[node]
+            voters = [(i + 1, c) for i, (_, _, c) in enumerate(addresses)]
             command = kafka.prepare(
-                run_dir, libs, java, host, port, s.kafka_controller_port, s.max_message_bytes + 128 * 1024, s.kafka_heap_mb, local_sasl(s)
-            )
+                self._kafka_nodes[node].run_dir, libs, java, host, port, controller, s.max_message_bytes + 128 * 1024, s.kafka_heap_mb,
+                local_sasl(s), node_id=node + 1, voters=voters, cluster_id=self._kafka_cluster_id(),
+            )  # fmt: skip
             return command, env
+        run_dir = self.state_dir / service
         if service == "milvus":
             host, port = host_port(s.milvus_uri)
             if s.milvus_backend == "lite":
@@ -231,40 +285,39 @@ class Stack:
             ServiceFailed: a service exited or stayed unhealthy; with its log tail.
         """
         wanted = [s for s in SERVICES if s in set(services)]
-        started: list[Service] = []
+        started: dict[Service, list[ManagedProcess]] = {}
         for name in wanted:
-            proc = self._procs[name]
             if not self.is_local(name):
                 self.progress(f"{name}: external at {self.address(name)}, not started here")
                 continue
-            if proc.is_running():
-                record = proc.record()
-                self.progress(f"{name}: already running (pid {record.pid if record else '?'}) at {self.address(name)}")
-                continue
-            for host, port in self._ports(name):
-                if not port_free(host, port):
-                    raise PortBusy(f"{name}: port {host}:{port} is in use by another process; stop it or choose other ports in the settings")
-            command, env = self._command(name)
-            record = proc.start(command, env, cwd=proc.run_dir)
-            self.progress(f"{name}: starting (pid {record.pid}), log {proc.log_path}")
-            started.append(name)
+            for node, proc in enumerate(self.processes(name)):
+                if proc.is_running():
+                    record = proc.record()
+                    self.progress(f"{proc.name}: already running (pid {record.pid if record else '?'})")
+                    continue
+                for host, port in self._ports(name, node):
+                    if not port_free(host, port):
+                        raise PortBusy(f"{proc.name}: port {host}:{port} is in use by another process; stop it or choose other ports in the settings")
+                command, env = self._command(name, node)
+                record = proc.start(command, env, cwd=proc.run_dir)
+                self.progress(f"{proc.name}: starting (pid {record.pid}), log {proc.log_path}")
+                started.setdefault(name, []).append(proc)
         self._wait_healthy(wanted, started)
         self._create_contracts(wanted)
         return self.status(wanted)
 
-    def _wait_healthy(self, services: list[Service], started: list[Service]) -> None:
+    def _wait_healthy(self, services: list[Service], started: dict[Service, list[ManagedProcess]]) -> None:
         """Probe every service round-robin until all are healthy, so each start time is its own.
 
         Raises:
-            ServiceFailed: a started service exited, or one stayed unhealthy past the timeout.
+            ServiceFailed: a started process exited, or a service stayed unhealthy past the timeout.
         """
         deadline = time.monotonic() + self.settings.start_timeout_s
         pending = list(services)
         errors: dict[str, str] = {}
         while pending:
             for name in list(pending):
-                proc = self._procs[name]
-                if name in started:
+                for proc in started.get(name, []):
                     proc.ensure_alive()
                 try:
                     self.probe(name, timeout_s=2.0)
@@ -272,14 +325,14 @@ class Stack:
                     errors[name] = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
                     continue
                 pending.remove(name)
-                if name in started:
+                for proc in started.get(name, []):
                     record = proc.record()
                     took = time.time() - record.started_at if record else 0.0
                     proc.mark_healthy(took)
-                    self.progress(f"{name}: healthy after {took:.1f}s at {self.address(name)}")
+                    self.progress(f"{proc.name}: healthy after {took:.1f}s at {self.address(name)}")
             if pending and time.monotonic() > deadline:
                 name = pending[0]
-                tail = self._procs[name].log_tail() if name in started else ""
+                tail = "\n".join(proc.log_tail() for proc in started.get(name, []))
                 raise ServiceFailed(
                     f"{name} at {self.address(name)} not healthy after {self.settings.start_timeout_s:.0f}s "
                     f"(last probe error: {errors.get(name)}).\n{tail}"
@@ -308,7 +361,11 @@ class Stack:
         """Stop the services this stack started (reverse order); returns the names that were running."""
         stopped = []
         for name in reversed([s for s in SERVICES if s in set(services)]):
-            if self._procs[name].stop():
+            procs = self.processes(name) + self._strays(name)
+            # every node at once: a KRaft node stopped after the quorum lost its majority waits for it until killed
+            with ThreadPoolExecutor(max_workers=len(procs)) as pool:
+                stops = list(pool.map(lambda proc: proc.stop(), procs))
+            if any(stops):
                 stopped.append(name)
                 self.progress(f"{name}: stopped")
             else:
@@ -322,12 +379,15 @@ class Stack:
             proc = self._procs[name]
             record = proc.record()
             local = self.is_local(name)
-            if local and not proc.is_running():
+            down = [p.name for p in self.processes(name) if not p.is_running()] if local else []
+            if down and len(down) == len(self.processes(name)):
                 result.append(ServiceStatus(name, "stopped", self.address(name)))
                 continue
             try:
                 detail = self.probe(name, timeout_s=2.0)
                 state: State = "running" if local else ("embedded" if self.settings.milvus_embedded else "external")
+                if down:
+                    raise RuntimeError(f"{', '.join(down)} stopped; {detail}")
             except Exception as exc:  # noqa: BLE001 - reported, not raised: status must always answer
                 detail = str(exc).splitlines()[0][:200]
                 state = "unhealthy" if local else "external"

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from streams.sinks.kafka import PartitionReplicas
 
 Status = Literal["healthy", "degraded", "failing"]
 
@@ -49,10 +52,22 @@ def evaluate(
     freshness_p99_s: float | None,
     thresholds: Thresholds = Thresholds(),
     saturation: float | None = None,
+    replicas: Sequence[PartitionReplicas] = (),
 ) -> Verdict:
     """The worst finding over partitions (oldest sample first per partition) and dependencies.
-    `saturation`: the share of the recent past the content agent waited for the encoder."""
+    `saturation`: the share of the recent past the content agent waited for the encoder; `replicas`:
+    the replica state of the worker's topics (a partition without a leader fails, one short of
+    in-sync replicas degrades: writes go on, but one more broker lost would stop them)."""
     findings: list[tuple[Status, str]] = []
+    offline = [p for p in replicas if p.offline]
+    short = [p for p in replicas if p.under_replicated and not p.offline]
+    if offline:
+        findings.append(("failing", f"{len(offline)} partition(s) without a leader, e.g. {offline[0].topic}[{offline[0].partition}]: "
+                                    "nothing is read or written there until a broker holding them returns"))  # fmt: skip
+    if short:
+        p = short[0]
+        findings.append(("degraded", f"{len(short)} partition(s) under-replicated, e.g. {p.topic}[{p.partition}] with {len(p.isr)} of "
+                                     f"{len(p.replicas)} replicas in sync: a broker is down or behind"))  # fmt: skip
     for dependency, up in sorted(dependencies_up.items()):
         if not up:
             findings.append(("failing", f"{dependency} is down (calls failing, being retried)"))

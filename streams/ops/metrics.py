@@ -40,6 +40,8 @@ SID_QUANTISATION_ERROR: Final = "sail_sid_quantisation_error"
 SID_DRIFT_RATIO: Final = "sail_sid_drift_ratio"
 SID_UTILISATION: Final = "sail_sid_code_utilisation"
 SID_COLLISION_RATE: Final = "sail_sid_collision_rate"
+KAFKA_UNDER_REPLICATED: Final = "sail_kafka_under_replicated_partitions"
+KAFKA_OFFLINE: Final = "sail_kafka_offline_partitions"
 
 _LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _FRESHNESS_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
@@ -64,6 +66,10 @@ class Metrics:
         self.triton_batch = Histogram(TRITON_BATCH_ITEMS, "Items per encode request (micro-batch size achieved)", buckets=_BATCH_BUCKETS, registry=r)
         self.milvus_seconds = Histogram(MILVUS_UPSERT_SECONDS, "Latency of one acknowledged Milvus upsert", ["collection"], buckets=_LATENCY_BUCKETS, registry=r)
         self.dependency_errors = Counter(DEPENDENCY_ERRORS, "Failed calls to a dependency (each retried)", ["dependency"], registry=r)
+        self.under_replicated = Gauge(
+            KAFKA_UNDER_REPLICATED, "Partitions of the worker's topics with fewer replicas in sync than assigned (a broker down or behind)", ["topic"], registry=r
+        )
+        self.offline_partitions = Gauge(KAFKA_OFFLINE, "Partitions of the worker's topics without a leader: nothing is read or written there", ["topic"], registry=r)
         self.dependency_up = Gauge(DEPENDENCY_UP, "1 when the dependency's last call succeeded", ["dependency"], registry=r)
         self.dead_letters = Counter(DEAD_LETTERS, "Messages sent to the dead-letter topic", ["reason", "topic"], registry=r)
         self.events = Counter(EVENTS, "Events consumed per agent", ["agent"], registry=r)

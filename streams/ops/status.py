@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 
 from streams.ops.health import LagSample, Thresholds, Verdict, evaluate
 from streams.ops.lag import PartitionLag, read_lag
+from streams.sinks.kafka import PartitionReplicas, partition_replicas
 from streams.ops.metrics import Metrics
 from topology.settings import KafkaSecurity
 from topology.versions import Registry
@@ -25,20 +26,27 @@ class LagWatch:
         self._args = (bootstrap, security, group_id, list(topics))
         self.history: dict[tuple[str, int], deque[LagSample]] = {}
         self.rows: list[PartitionLag] = []
+        self.replicas: list[PartitionReplicas] = []
         self._window = window
 
     async def sample(self, metrics: Metrics) -> None:
+        """Read the lag and the topics' replica state (under-replicated and offline partitions)."""
         bootstrap, security, group_id, topics = self._args
         now = time.time()
         rows = await asyncio.to_thread(read_lag, bootstrap, security, group_id, topics, int(now * 1000))
         self.rows = rows
+        self.replicas = await asyncio.to_thread(partition_replicas, bootstrap, security, topics)
+        for topic in topics:
+            mine = [p for p in self.replicas if p.topic == topic]
+            metrics.under_replicated.labels(topic).set(sum(p.under_replicated for p in mine))
+            metrics.offline_partitions.labels(topic).set(sum(p.offline for p in mine))
         for r in rows:
             metrics.lag_messages.labels(r.topic, str(r.partition)).set(r.messages_behind)
             metrics.lag_seconds.labels(r.topic, str(r.partition)).set(r.seconds_behind)
             self.history.setdefault((r.topic, r.partition), deque(maxlen=self._window)).append(LagSample(now, r.committed, r.end, r.seconds_behind))
 
     def verdict(self, dependencies_up: Mapping[str, bool], freshness_p99_s: float | None, thresholds: Thresholds, saturation: float | None = None) -> Verdict:
-        return evaluate({k: list(v) for k, v in self.history.items()}, dependencies_up, freshness_p99_s, thresholds, saturation)
+        return evaluate({k: list(v) for k, v in self.history.items()}, dependencies_up, freshness_p99_s, thresholds, saturation, self.replicas)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,7 @@ def status_json(
         "verdict": verdict.status,
         "reasons": list(verdict.reasons),
         "lag": [asdict(r) for r in watch.rows],
+        "replicas": {"partitions": len(watch.replicas), "under_replicated": [asdict(p) for p in watch.replicas if p.under_replicated or p.offline]},
         "freshness_s": metrics.freshness_percentiles(),
         "events_per_s": metrics.rates(),
         "dead_letters": dead_letter_counts(metrics),
@@ -127,6 +136,19 @@ def _sid_lines(sids: Mapping[str, object]) -> str:
     else:
         lines.append("<li>fresh items' quantisation error: too few items assigned yet</li>")
     return "".join(lines)
+
+
+def _replica_line(replicas: Mapping[str, object]) -> str:
+    """The Kafka replicas line under the dependencies: red while partitions are under-replicated or offline."""
+    total, short = replicas.get("partitions", 0), list(replicas.get("under_replicated") or [])  # type: ignore[call-overload]
+    if not total:
+        return ""
+    if not short:
+        return f"<li class=up id=replicas>Kafka replicas: all {total} partitions fully in sync</li>"
+    offline = [p for p in short if p["leader"] < 0]
+    where = ", ".join(f"{html.escape(p['topic'])}[{p['partition']}] {len(p['isr'])}/{len(p['replicas'])}" for p in short[:6])
+    return (f"<li class=down id=replicas>Kafka replicas: {len(short)} of {total} partitions under-replicated"
+            f"{f', {len(offline)} without a leader' if offline else ''} (in sync/assigned: {where}{', ...' if len(short) > 6 else ''})</li>")  # fmt: skip
 
 
 _COLOURS = {"healthy": "#1a7f37", "degraded": "#bf8700", "failing": "#cf222e"}
@@ -208,6 +230,7 @@ def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> s
                        for role, v in (status.get("model_versions") or {}).items() if v) or "<li>not known yet</li>"  # type: ignore[union-attr]  # fmt: skip
     sids = _sid_lines(status.get("semantic_ids") or {})  # type: ignore[arg-type]
     deps = "".join(f"<li class={'up' if up else 'down'}>{e(k)}: {'up' if up else 'DOWN'}</li>" for k, up in status["dependencies"].items())  # type: ignore[attr-defined]
+    deps += _replica_line(status.get("replicas") or {})  # type: ignore[arg-type]
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content="{refresh_s}">
 <title>{e(title)}: {e(verdict)}</title>

@@ -108,6 +108,47 @@ def check_broker(bootstrap: str, security: KafkaSecurity, timeout_s: float = 5.0
     return BrokerInfo(cluster_id=cluster.get("cluster_id"), broker_count=len(cluster.get("brokers", [])), topic_count=len(topics))
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class PartitionReplicas:
+    """Where one partition's replicas are: its leader (-1: none, the partition is offline), the brokers
+    that hold it and those of them in sync."""
+
+    topic: str
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+    @property
+    def under_replicated(self) -> bool:
+        """Fewer replicas in sync than assigned: a broker is down or behind. Writes go on while
+        `min.insync.replicas` are in sync; one more loss and `acks=all` writes are refused."""
+        return len(self.isr) < len(self.replicas)
+
+    @property
+    def offline(self) -> bool:
+        return self.leader < 0
+
+
+def partition_replicas(bootstrap: str, security: KafkaSecurity, topics: Iterable[str], timeout_s: float = 5.0) -> list[PartitionReplicas]:
+    """The replica state of every partition of `topics` (a topic Kafka does not know is left out).
+
+    Raises:
+        BrokerUnavailable: no broker answered.
+    """
+    admin = _admin(bootstrap, security, timeout_s)
+    try:
+        described = admin.describe_topics(list(topics))
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"Kafka at {bootstrap} did not describe the topics: {exc}") from exc
+    finally:
+        admin.close()
+    return sorted(
+        PartitionReplicas(t["name"], p["partition_index"], p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
+        for t in described if t.get("error_code", 0) == 0 for p in t["partitions"]
+    )  # fmt: skip
+
+
 def ensure_topics(bootstrap: str, security: KafkaSecurity, specs: Iterable[TopicSpec], timeout_s: float = 10.0) -> list[str]:
     """Create the topics that do not exist yet; returns the names created (idempotent).
 

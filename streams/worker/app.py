@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -74,9 +74,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         consumer_max_fetch_size=s.max_message_bytes + 128 * 1024,
         broker_commit_interval=1.0,
         broker_session_timeout=s.kafka_session_timeout_s,
+        consumer_group_instance_id=s.kafka_group_instance_id,  # static membership: a restart within the session timeout is no rebalance
         broker_heartbeat_interval=min(3.0, s.kafka_session_timeout_s / 3),
         stream_buffer_maxsize=1024,
     )
+    install_idempotent_producer()
     ctx = Context(s, app)
     app.before_stop = ctx.retry.begin_shutdown
     content = ContentStage(ctx)
@@ -228,6 +230,24 @@ class SailApp(faust.App):
             self.before_stop()
         self.conf.stream_wait_empty = False  # the unacknowledged batches are abandoned, not awaited
         await super().on_stop()
+
+
+def install_idempotent_producer() -> None:
+    """Make the worker's Kafka producer idempotent with `acks=all`. faust-streaming 0.15.3 (pinned exactly)
+    turns idempotence on only inside transactions. This producer writes the dead letters, the item
+    embeddings, the retry topic and the interest changelog. A send retried after a broker failover is
+    then written once, in order: never lost (acks=all with min.insync.replicas), never doubled."""
+    from faust.transport.drivers import aiokafka as driver
+
+    base = driver.Producer._settings_extra
+    if getattr(base, "sail_idempotent", False):
+        return
+
+    def settings_extra(self: Any) -> Mapping[str, Any]:
+        return {**base(self), "acks": "all", "enable_idempotence": True}
+
+    settings_extra.sail_idempotent = True  # type: ignore[attr-defined]
+    driver.Producer._settings_extra = settings_extra  # type: ignore[method-assign]
 
 
 def worker_dir(settings: Settings) -> Path:

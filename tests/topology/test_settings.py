@@ -98,3 +98,19 @@ def test_event_time_limits_reach_the_codec() -> None:
     limits = Settings(event_max_future_s=60, event_max_age_s=86_400).limits()
     assert (limits.max_future_skew_ms, limits.max_age_ms) == (60_000, 86_400_000)
     assert Settings().limits().max_age_ms == 0
+
+
+def test_three_local_brokers_list_every_node_and_replicate_topics_three_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings(kafka_brokers=3)
+    assert s.kafka_bootstrap == "127.0.0.1:9092,127.0.0.1:9192,127.0.0.1:9292"  # node i on the port + 100*i
+    assert s.topic_replication_factor == 3 and s.topics().uploads.configs()["min.insync.replicas"] == "2"
+    assert Settings(kafka_brokers=3, topic_replication_factor=2).topic_replication_factor == 2  # an explicit factor wins
+    assert "min.insync.replicas" not in Settings().topics().uploads.configs()  # one broker
+    monkeypatch.setenv("SAIL_KAFKA_BROKERS", "3")
+    assert load_settings().kafka_bootstrap.count(",") == 2  # the workers see what `stack up --kafka-brokers 3` started
+    explicit = Settings(kafka_brokers=2, kafka_bootstrap="127.0.0.1:1,127.0.0.1:5")
+    assert explicit.kafka_bootstrap == "127.0.0.1:1,127.0.0.1:5" and explicit.topic_replication_factor == 2
+    with pytest.raises(ValidationError, match="SAIL_KAFKA_BROKERS is 3 but SAIL_KAFKA_BOOTSTRAP lists 2 addresses"):
+        Settings(kafka_brokers=3, kafka_bootstrap="127.0.0.1:1,127.0.0.1:5")
+    with pytest.raises(ValidationError, match="must not be blank"):
+        Settings(kafka_group_instance_id=" ")

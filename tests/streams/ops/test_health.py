@@ -62,3 +62,16 @@ def test_an_encoder_at_capacity_is_degraded_with_the_reason() -> None:
     assert verdict.status == "degraded"
     assert "encoder at capacity" in verdict.reasons[0] and "97%" in verdict.reasons[0]
     assert evaluate({}, {"triton": True}, None, saturation=0.5).status == "healthy"
+
+
+def test_under_replicated_partitions_degrade_and_a_partition_without_a_leader_fails() -> None:
+    from streams.sinks.kafka import PartitionReplicas
+
+    whole = PartitionReplicas("t", 0, 1, (1, 2, 3), (1, 2, 3))
+    short = PartitionReplicas("t", 1, 2, (2, 3, 1), (2, 1))
+    assert evaluate({}, {}, None, replicas=[whole]).status == "healthy"
+    verdict = evaluate({}, {}, None, replicas=[whole, short])
+    assert verdict.status == "degraded" and verdict.reasons == ("1 partition(s) under-replicated, e.g. t[1] with 2 of 3 replicas in sync: a broker is down or behind",)
+    offline = PartitionReplicas("t", 2, -1, (3, 1, 2), ())
+    verdict = evaluate({}, {}, None, replicas=[whole, short, offline])
+    assert verdict.status == "failing" and "1 partition(s) without a leader, e.g. t[2]" in verdict.reasons[0]

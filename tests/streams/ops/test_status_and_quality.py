@@ -94,3 +94,18 @@ def test_a_hit_is_the_item_in_the_top_k_over_slots_without_the_users_window() ->
     ]
     assert hits([two_slots, one_slot], results, k=1) == [True, False]
     assert hits([two_slots, one_slot], results, k=3) == [True, True]
+
+
+def test_the_page_says_when_kafka_partitions_are_under_replicated_or_offline() -> None:
+    from dataclasses import asdict
+
+    from streams.sinks.kafka import PartitionReplicas
+
+    status = _status({}, {"k": 50, "rate": None, "checks": 0})
+    assert "id=replicas" not in render_status(status, "w", refresh_s=5)  # no sample yet: nothing claimed
+    status["replicas"] = {"partitions": 12, "under_replicated": []}
+    assert "<li class=up id=replicas>Kafka replicas: all 12 partitions fully in sync</li>" in render_status(status, "w", refresh_s=5)
+    short = [PartitionReplicas("a.uploads", 0, 1, (1, 2, 3), (1, 2)), PartitionReplicas("a.uploads", 1, -1, (2, 3, 1), ())]
+    status["replicas"] = {"partitions": 12, "under_replicated": [asdict(p) for p in short]}
+    line = render_status(status, "w", refresh_s=5).split("id=replicas>")[1].split("</li>")[0]
+    assert line == "Kafka replicas: 2 of 12 partitions under-replicated, 1 without a leader (in sync/assigned: a.uploads[0] 2/3, a.uploads[1] 0/3)"
