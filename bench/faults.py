@@ -3,6 +3,7 @@
     python -m bench.faults                                  # every scenario, 2,000 uploads each
     python -m bench.faults --scenarios worker-kill,hostile --uploads 10000
     python -m bench.faults --json faults.json --markdown faults.md
+    python -m bench.faults --scenarios broker-kill          # on a 3-broker KRaft cluster of its own
 
 Each scenario starts its own workers (own consumer group, topics and collections) on one local stack
 (Kafka KRaft, Milvus Lite, Triton), streams a known, seeded workload at a steady rate (uploads, five
@@ -15,7 +16,11 @@ against a recomputation from the event log:
 - no worker exited except those the scenario killed.
 Recovery times come from the group's committed offsets, sampled every second: *resumed* = from the
 end of a fault until the affected partitions commit again; *caught up* = until the lag is back to
-its level before the fault. Never a test by itself: `tests/integration/test_faults.py` runs the same
+its level before the fault. `broker-kill` runs against three Kafka nodes (replication factor 3,
+min.insync.replicas 2) that share the stack's Milvus and Triton: it SIGKILLs the broker leading the
+most of the scenario's partitions mid-stream and starts it again later; its *resumed* counts from the
+kill (processing goes on during the outage once new leaders are elected), and it records the
+under-replicated partitions Kafka, the worker's status page and its metrics showed. Never a test by itself: `tests/integration/test_faults.py` runs the same
 scenarios small and asserts on correctness only, never on time.
 """
 
@@ -26,6 +31,7 @@ import asyncio
 import json
 import os
 import signal
+import urllib.request
 import tempfile
 import threading
 import time
@@ -39,11 +45,11 @@ import numpy as np
 
 from bench.hostile import Fuzzer, Hostile
 from deploy.local.process import ManagedProcess
-from deploy.local.stack import Stack, free_ports
+from deploy.local.stack import Stack, free_ports, port_free
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from streams.worker.content import inline_request
-from streams.sinks.kafka import consumer, ensure_topics, group_assignment, partition_offsets, producer
+from streams.sinks.kafka import consumer, ensure_topics, group_assignment, partition_offsets, partition_replicas, producer
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
 from deploy.traffic import LoadPlan, Traffic
 from streams.sinks.milvus import MilvusSink, ensure_collections
@@ -53,7 +59,8 @@ from topology.collections import VECTOR_FIELD, user_key
 from topology.messages import ContentUpload, Interaction
 from topology.settings import Settings, host_port
 
-SCENARIOS = ("worker-kill", "two-workers-one-killed", "triton-down", "milvus-down", "kafka-restart", "hostile")
+SCENARIOS = ("worker-kill", "two-workers-one-killed", "triton-down", "milvus-down", "kafka-restart", "broker-kill", "hostile")
+CLUSTER_SCENARIOS = frozenset({"broker-kill"})  # need a Kafka cluster of 3 nodes (`cluster_stack`)
 TP = tuple[str, int]
 
 
@@ -183,6 +190,7 @@ class Monitor(threading.Thread):
         topics = settings.topics()
         self.topics = [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name]
         self.samples: list[tuple[float, dict[TP, tuple[int, int]]]] = []
+        self.under_replicated: list[tuple[float, int]] = []  # (time, partitions of these topics short of in-sync replicas)
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -191,6 +199,9 @@ class Monitor(threading.Thread):
             try:
                 offsets = {(t, p): v for t in self.topics for p, v in partition_offsets(s.kafka_bootstrap, s.kafka_security(), s.app_id, t, timeout_s=3.0).items()}
                 self.samples.append((time.monotonic(), offsets))
+                if s.topic_replication_factor > 1:
+                    short = sum(p.under_replicated for p in partition_replicas(s.kafka_bootstrap, s.kafka_security(), self.topics, timeout_s=3.0))
+                    self.under_replicated.append((time.monotonic(), short))
             except Exception:  # noqa: BLE001 - Kafka down: no sample this second
                 pass
             self._halt.wait(1.0)
@@ -208,6 +219,8 @@ class Fault:
     partitions: frozenset[TP] | None = None  # the partitions it stopped; None: all
     resumed_s: float | None = None
     caught_up_s: float | None = None
+    under_replicated: dict[str, int] | None = None  # broker-kill: the most partitions short of replicas, as Kafka / the status page / the metric showed
+    in_sync_again_s: float | None = None  # broker-kill: from the broker's restart until Kafka reports every partition in sync
 
 
 def _lag(offsets: dict[TP, tuple[int, int]], partitions: frozenset[TP] | None = None) -> int:
@@ -300,6 +313,8 @@ class Scenario:
     ) -> None:  # fmt: skip
         if name not in SCENARIOS:
             raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+        if name in CLUSTER_SCENARIOS and len(stack.processes("kafka")) < 3:
+            raise ValueError(f"{name} needs a Kafka cluster of 3 nodes or more: run it on cluster_stack(stack)")
         tag = f"{name.replace('-', '')[:10]}{uuid.uuid4().hex[:6]}"
         self.stack, self.name, self.plan, self.progress, self.outage_s, self.loglevel = stack, name, plan, progress, outage_s, loglevel
         self.settings = stack.settings.model_copy(update={"item_wait_s": 10.0, **overrides}).namespaced(tag)
@@ -380,6 +395,35 @@ class Scenario:
         elif self.name == "kafka-restart":
             self.at(0.3)
             self.outage("kafka", min(self.outage_s, 10.0))
+        elif self.name == "broker-kill":
+            self.at(0.25)
+            self.broker_kill(self.outage_s)
+
+    def broker_kill(self, down_s: float) -> None:
+        """SIGKILL the node leading the most of this scenario's partitions, watch the worker report the
+        under-replicated partitions while it is down, then start it again."""
+        s = self.settings
+        topics = [t.name for t in s.topics().all()]
+        leaders = Counter(p.leader for p in partition_replicas(s.kafka_bootstrap, s.kafka_security(), topics))
+        node = leaders.most_common(1)[0][0]
+        proc = self.stack.processes("kafka")[node - 1]
+        record = proc.record()
+        injected = time.monotonic()
+        if record is not None:
+            os.killpg(record.pgid, signal.SIGKILL)
+        proc.stop()
+        self.progress(f"{self.name}: SIGKILL broker {node} (leader of {leaders[node]} partitions) for {down_s:.0f}s")
+        port = int(self.workers[0].name.rsplit("-", 1)[1])
+        seen = {"status page": 0, "metric": 0}
+        while time.monotonic() < injected + down_s:
+            page, metric = _worker_replica_view(port)
+            seen["status page"], seen["metric"] = max(seen["status page"], page), max(seen["metric"], metric)
+            time.sleep(1.0)
+        self.faults.append(Fault(f"SIGKILL broker {node} of 3 (leader of {leaders[node]} partitions)", injected, injected, under_replicated=seen))
+        restarted = time.monotonic()
+        self.stack.up(["kafka"])
+        self.progress(f"{self.name}: broker {node} back after {time.monotonic() - injected:.0f}s")
+        self.faults.append(Fault(f"broker {node} restarted after {down_s:.0f}s", restarted, time.monotonic()))
 
     def _victims(self) -> frozenset[TP] | None:
         """The partitions the killed worker held: those of the member that is gone from the group."""
@@ -419,6 +463,11 @@ class Scenario:
             self.faults[0].partitions = self._victims()
         for fault in self.faults:
             measure(fault, monitor.samples)
+        if self.name == "broker-kill":
+            kill, back = self.faults
+            assert kill.under_replicated is not None
+            kill.under_replicated["kafka"] = max((n for t, n in monitor.under_replicated if t >= kill.injected_at), default=0)
+            back.in_sync_again_s = next((round(t - back.restored_at, 1) for t, n in monitor.under_replicated if t >= back.restored_at and n == 0), None)
         exited = [w.name for w in self.workers if w.name not in self.killed and not w.is_running()]
         peak_mb = max((peak_rss_mb(w) for w in self.workers if w.is_running()), default=0.0)
         return self.verify(stream.sent, drained - (stream.finished_at or drained), exited, peak_mb)
@@ -494,6 +543,11 @@ class Scenario:
             problems.append(f"{good_there} good events in the dead-letter topic")
         if exited:
             problems.append(f"workers exited by themselves: {exited}")
+        for fault in self.faults:
+            if fault.under_replicated is not None and not all(fault.under_replicated.values()):
+                problems.append(f"{fault.what}: under-replicated partitions not shown everywhere (most seen: {fault.under_replicated})")
+            if fault.what.startswith("broker") and fault.in_sync_again_s is None:
+                problems.append(f"{fault.what}: partitions still under-replicated at the end")
         return Result(
             scenario=self.name, events_in=sent.events, uploads=len(sent.uploads), interactions=len(sent.interactions), bad_sent=len(sent.bad),
             items_verified=len(sent.uploads) - len(lost) - len(wrong), items_lost=len(lost), items_wrong=len(wrong),
@@ -502,6 +556,45 @@ class Scenario:
             bad_kinds=dict(sorted(Counter(b.kind for b in sent.bad).items())), workers_exited=len(exited), worker_peak_rss_mb=round(peak_mb, 1),
             drained_s=round(drained_s, 1), faults=self.faults, problems=problems,
         )  # fmt: skip
+
+
+def _worker_replica_view(port: int) -> tuple[int, int]:
+    """(partitions the worker's status page lists as under-replicated, the sum of its
+    sail_kafka_under_replicated_partitions gauge); (0, 0) when the worker does not answer."""
+    from tests.support.metrics import sample, scrape
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=3.0) as response:
+            page = len(json.load(response)["replicas"]["under_replicated"])
+        metrics = scrape(f"http://127.0.0.1:{port}/metrics", timeout_s=3.0)
+    except Exception:  # noqa: BLE001 - a busy or restarting worker: nothing seen this second
+        return 0, 0
+    return page, int(sample(metrics, "sail_kafka_under_replicated_partitions"))
+
+
+def cluster_stack(stack: Stack, brokers: int = 3, progress: Callable[[str], None] = lambda line: None) -> Stack:
+    """A Kafka cluster of `brokers` nodes on free loopback ports, beside `stack`'s own broker, sharing its
+    Milvus and Triton: for the scenarios that kill one broker of several. Started here; `down(["kafka"])` stops it.
+
+    Raises:
+        ServiceFailed: the nodes did not come up.
+    """
+    ports = free_ports(brokers)
+    while True:  # node i's controller listens on the base + 100*i
+        base = free_ports(1)[0]
+        if base + 100 * (brokers - 1) < 65536 and all(port_free("127.0.0.1", base + 100 * i) for i in range(brokers)):
+            break
+    settings = stack.settings.model_copy(update={
+        "kafka_bootstrap": ",".join(f"127.0.0.1:{p}" for p in ports), "kafka_brokers": brokers, "kafka_controller_port": base,
+        "topic_replication_factor": min(brokers, 3), "state_dir": stack.state_dir / f"kafka-cluster-{ports[0]}",
+    })  # fmt: skip
+    cluster = Stack(settings, progress)
+    try:
+        cluster.up(["kafka"])
+    except Exception:
+        cluster.down(["kafka"])
+        raise
+    return cluster
 
 
 def peak_rss_mb(worker: ManagedProcess) -> float:
@@ -576,7 +669,7 @@ def markdown(results: list[Result], plan: StreamPlan, info: dict[str, object]) -
         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in results:
-        faults = "; ".join(f"{f.what}: {_s(f.resumed_s)} / {_s(f.caught_up_s)}" for f in r.faults) or "none"
+        faults = "; ".join(f"{f.what}: {_s(f.resumed_s)} / {_s(f.caught_up_s)}{_replicas(f)}" for f in r.faults) or "none"
         lines.append(
             f"| {r.scenario} | {r.events_in:,} | {r.items_verified:,} / {r.uploads:,} | {r.users_verified} / {r.users_verified + r.users_wrong} | "
             f"{r.lost} | {r.dead_lettered:,} ({r.bad_sent:,}) | {r.good_dead_lettered} | {faults} | {r.drained_s:.1f} s | {r.worker_peak_rss_mb:,.0f} MiB | "
@@ -592,6 +685,14 @@ def markdown(results: list[Result], plan: StreamPlan, info: dict[str, object]) -
 
 def _s(value: float | None) -> str:
     return "never" if value is None else f"{value:.1f} s"
+
+
+def _replicas(fault: Fault) -> str:
+    if fault.under_replicated is not None:
+        return " (under-replicated partitions seen: " + ", ".join(f"{where} {n}" for where, n in fault.under_replicated.items()) + ")"
+    if fault.in_sync_again_s is not None:
+        return f" (all in sync again {fault.in_sync_again_s:.1f} s after the restart)"
+    return ""
 
 
 def main() -> None:
@@ -628,7 +729,12 @@ def main() -> None:
         for name in chosen:
             mine = StreamPlan(**{**asdict(plan), "hostile_share": 0.3}) if name == "hostile" else plan
             progress(f"{name}: {mine.uploads} uploads over {mine.duration_s:.0f}s")
-            result = Scenario(stack, name, mine, state / "faults", progress).run(args.drain_timeout)
+            on = cluster_stack(stack, progress=progress) if name in CLUSTER_SCENARIOS else stack
+            try:
+                result = Scenario(on, name, mine, state / "faults", progress).run(args.drain_timeout)
+            finally:
+                if on is not stack:
+                    on.down(["kafka"])
             progress(f"{name}: {'pass' if result.passed else 'FAIL'} {json.dumps(asdict(result), default=sorted)[:600]}")
             results.append(result)
     finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.faults import SCENARIOS, Scenario, StreamPlan
+from bench.faults import CLUSTER_SCENARIOS, SCENARIOS, Scenario, StreamPlan, cluster_stack
 from deploy.local.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -21,8 +21,15 @@ def test_fault_scenario_loses_nothing_and_applies_nothing_twice(stack: Stack, na
     # content agent then stalled with two partitions' last offsets never acked (RELIABILITY.md, "A stall
     # after a crash loop"); the 10 s stream is the one the fault tests have passed with.
     plan = StreamPlan(uploads=120, uploads_per_s=12.0, users=40, seed=21, hostile_share=0.3 if name == "hostile" else 0.05)
-    # the drain is given up well inside pytest's 600 s, so a stuck scenario reports what is behind and the workers' logs
-    result = Scenario(stack, name, plan, stack.state_dir / "faults", outage_s=5.0, max_image_bytes=64 * 1024).run(drain_timeout_s=300.0)
+    # broker-kill: three Kafka nodes of its own; the broker stays down 14 s, past Kafka's 9 s broker session
+    # timeout (when its partitions get new leaders and drop it from their in-sync replicas) and a status sample
+    on, outage_s = (cluster_stack(stack), 14.0) if name in CLUSTER_SCENARIOS else (stack, 5.0)
+    try:
+        # the drain is given up well inside pytest's 600 s, so a stuck scenario reports what is behind and the workers' logs
+        result = Scenario(on, name, plan, stack.state_dir / "faults", outage_s=outage_s, max_image_bytes=64 * 1024).run(drain_timeout_s=300.0)
+    finally:
+        if on is not stack:
+            on.down(["kafka"])
     assert not result.problems, result.problems
     assert result.items_verified == result.uploads == plan.uploads
     assert result.users_verified > 0 and result.users_wrong == 0
@@ -30,3 +37,7 @@ def test_fault_scenario_loses_nothing_and_applies_nothing_twice(stack: Stack, na
     assert result.workers_exited == 0  # and `run` raised unless the lag went back to zero by itself
     if name != "hostile":
         assert result.faults, "the scenario injected no fault"
+    if name == "broker-kill":  # and result.problems names any view (Kafka, status page, metric) that never showed it
+        kill, back = result.faults
+        assert kill.under_replicated is not None and min(kill.under_replicated.values()) > 0
+        assert back.in_sync_again_s is not None
