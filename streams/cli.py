@@ -341,10 +341,25 @@ def cmd_sid(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
     import yaml
 
+    from deploy.k8s.manifests import DeployOptions, render, write
     from deploy.k8s.topics import kafka_topics
 
-    resources = kafka_topics(settings, args.cluster, args.namespace)
-    print(yaml.safe_dump_all(resources, sort_keys=False), end="")
+    if args.format == "strimzi":
+        print(yaml.safe_dump_all(kafka_topics(settings, args.cluster, args.namespace), sort_keys=False), end="")
+        return 0
+    if args.out is None:
+        print("sail-stream topology export: --format kubernetes writes a folder of manifests: give it with --out DIR", file=sys.stderr)
+        return 2
+    chosen = {"namespace": args.namespace, "image": args.image}
+    try:
+        options = DeployOptions(cluster=args.cluster, **{k: v for k, v in chosen.items() if v})
+        paths = write(render(settings, options), args.out)
+    except ValueError as exc:
+        print(f"sail-stream topology export: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        _print(str(path))
+    _print(f"apply with: kubectl apply -k {args.out}   (install the operators and create the Secrets first: see deploy/k8s/README.md)")
     return 0
 
 
@@ -683,17 +698,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     topology = sub.add_parser(
         "topology",
-        help="export the topics as deployment resources (Strimzi KafkaTopic YAML)",
+        help="export the topics (Strimzi KafkaTopic YAML) or the whole Kubernetes deployment (a folder of manifests)",
         description="Print the topics of topology/ for the settings in effect (SAIL_TOPIC_PREFIX, SAIL_TOPIC_PARTITIONS, "
         "SAIL_TOPIC_REPLICATION_FACTOR, SAIL_MAX_MESSAGE_BYTES, SAIL_APP_ID for the interest table's changelog) as "
         "Strimzi KafkaTopic resources (kafka.strimzi.io/v1beta2), one YAML document each: partitions, replicas and "
         "the configs the workers expect (cleanup policy, retention, max message size; min.insync.replicas 2 with 3 "
-        "replicas or more). Apply them with kubectl to a namespace whose Strimzi topic operator watches the cluster.",
+        "replicas or more). Apply them with kubectl to a namespace whose Strimzi topic operator watches the cluster. "
+        "--format kubernetes writes the whole deployment into --out DIR: Strimzi Kafka and KafkaNodePool (KRaft, TLS and "
+        "SCRAM-SHA-512), the KafkaTopics and a KafkaUser, the workers' StatefulSet (static membership from the pod name) "
+        "with its KEDA ScaledObject on consumer lag, Triton with GPUs, milvus-helm values (cluster mode), the Prometheus "
+        "rules and Grafana dashboard, and a kustomization.yaml; deploy/k8s/README.md says which operators and Secrets come first.",
     )
     topology.add_argument("action", choices=("export",))
-    topology.add_argument("--format", default="strimzi", choices=("strimzi",), help="strimzi: KafkaTopic resources (the one format so far)")
+    topology.add_argument(
+        "--format", default="strimzi", choices=("strimzi", "kubernetes"),
+        help="strimzi: the KafkaTopic resources on stdout; kubernetes: every manifest of a deployment, written to --out",
+    )  # fmt: skip
     topology.add_argument("--cluster", default="sail", help="the Strimzi Kafka cluster's name (label strimzi.io/cluster; default sail)")
-    topology.add_argument("--namespace", help="metadata.namespace of every resource (default: none, kubectl's)")
+    topology.add_argument("--namespace", help="metadata.namespace of every resource (strimzi default: none, kubectl's; kubernetes default: sail-stream)")
+    topology.add_argument("--out", type=Path, metavar="DIR", help="kubernetes: the folder the manifests are written to")
+    topology.add_argument("--image", help="kubernetes: the project's container image for the workers and Triton (default sail-stream:0.1.0)")
     topology.set_defaults(func=cmd_topology)
 
     show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     # Streaming workers (Faust)
     app_id: str = Field("sail-stream", description="Faust app id = Kafka consumer group of the workers")
     worker_web_port: int = Field(6066, description="each worker's HTTP port (metrics, status); one per worker on a host")
+    worker_web_bind: str = Field(
+        "127.0.0.1", description="the address the worker's HTTP port listens on: loopback on a host, 0.0.0.0 in a pod (probes, Prometheus)"
+    )
     content_batch_max: int = Field(
         64, ge=1, description="most uploads per micro-batch (also bounded by SAIL_TRITON_MAX_BATCH_SIZE); a batch holds what is waiting, "
         "so batches are small when idle and full under a backlog",

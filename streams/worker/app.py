@@ -67,7 +67,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         topic_replication_factor=s.topic_replication_factor,
         datadir=str(worker_dir(s)),
         web_enabled=True,
-        web_bind="127.0.0.1",
+        web_bind=s.worker_web_bind,
         web_host="127.0.0.1",
         web_port=s.worker_web_port,
         producer_max_request_size=s.max_message_bytes + 128 * 1024,

@@ -46,3 +46,18 @@ def test_the_cli_prints_them_as_yaml_documents(capsys: pytest.CaptureFixture[str
     assert main(["topology", "export", "--format", "strimzi", "--cluster", "c1"]) == 0
     documents = list(yaml.safe_load_all(capsys.readouterr().out))
     assert len(documents) == 7 and all(d["kind"] == "KafkaTopic" and d["spec"]["partitions"] == 4 for d in documents)
+
+
+def test_the_cli_writes_the_whole_deployment_into_a_folder(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["topology", "export", "--format", "kubernetes"]) == 2  # no --out: said, nothing written
+    assert "--out DIR" in capsys.readouterr().err
+    out = tmp_path / "k8s"
+    assert main(["topology", "export", "--format", "kubernetes", "--out", str(out), "--namespace", "recsys", "--image", "reg/sail:1"]) == 0
+    kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
+    for name in kustomization["resources"]:
+        for document in yaml.safe_load_all((out / name).read_text()):
+            assert document["kind"] == "Namespace" or document["metadata"]["namespace"] == "recsys"
+    workers = list(yaml.safe_load_all((out / "workers.yaml").read_text()))
+    (stateful,) = [d for d in workers if d["kind"] == "StatefulSet"]
+    assert stateful["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/sail:1"
+    assert main(["topology", "export", "--format", "kubernetes", "--out", str(out), "--namespace", "Not_A_Label"]) == 2
