@@ -45,7 +45,7 @@ import numpy as np
 
 from bench.hostile import Fuzzer, Hostile
 from deploy.local.process import ManagedProcess
-from deploy.local.stack import Stack, free_ports, port_free
+from deploy.local.stack import Stack, free_kafka_ports, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from streams.worker.content import inline_request
@@ -309,7 +309,7 @@ class Scenario:
 
     def __init__(
         self, stack: Stack, name: str, plan: StreamPlan, run_dir: Path, progress: Callable[[str], None] = lambda line: None,
-        outage_s: float = 30.0, loglevel: str = "info", **overrides: object,
+        outage_s: float = 30.0, loglevel: str = "info", static: bool = True, **overrides: object,
     ) -> None:  # fmt: skip
         if name not in SCENARIOS:
             raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
@@ -317,6 +317,7 @@ class Scenario:
             raise ValueError(f"{name} needs a Kafka cluster of 3 nodes or more: run it on cluster_stack(stack)")
         tag = f"{name.replace('-', '')[:10]}{uuid.uuid4().hex[:6]}"
         self.stack, self.name, self.plan, self.progress, self.outage_s, self.loglevel = stack, name, plan, progress, outage_s, loglevel
+        self.static = static  # static group membership of the workers (deploy.local.workers.start_worker)
         self.settings = stack.settings.model_copy(update={"item_wait_s": 10.0, **overrides}).namespaced(tag)
         s = self.settings
         ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
@@ -333,7 +334,7 @@ class Scenario:
 
     def start_workers(self, count: int) -> None:
         for port in free_ports(count):
-            self.workers.append(start_worker(self.settings, port, self.run_dir, loglevel=self.loglevel))
+            self.workers.append(start_worker(self.settings, port, self.run_dir, loglevel=self.loglevel, static=self.static))
         wait_for_group(self.settings, [w for w in self.workers if w.is_running()])
 
     def kill(self, worker: ManagedProcess) -> None:
@@ -345,7 +346,7 @@ class Scenario:
 
     def restart(self, worker: ManagedProcess) -> ManagedProcess:
         port = int(worker.name.rsplit("-", 1)[1])
-        fresh = start_worker(self.settings, port, self.run_dir, loglevel=self.loglevel)
+        fresh = start_worker(self.settings, port, self.run_dir, loglevel=self.loglevel, static=self.static)
         self.workers[self.workers.index(worker)] = fresh
         self.killed.discard(worker.name)
         return fresh
@@ -579,14 +580,10 @@ def cluster_stack(stack: Stack, brokers: int = 3, progress: Callable[[str], None
     Raises:
         ServiceFailed: the nodes did not come up.
     """
-    ports = free_ports(brokers)
-    while True:  # node i's controller listens on the base + 100*i
-        base = free_ports(1)[0]
-        if base + 100 * (brokers - 1) < 65536 and all(port_free("127.0.0.1", base + 100 * i) for i in range(brokers)):
-            break
+    bootstrap, controller = free_kafka_ports(brokers)
     settings = stack.settings.model_copy(update={
-        "kafka_bootstrap": ",".join(f"127.0.0.1:{p}" for p in ports), "kafka_brokers": brokers, "kafka_controller_port": base,
-        "topic_replication_factor": min(brokers, 3), "state_dir": stack.state_dir / f"kafka-cluster-{ports[0]}",
+        "kafka_bootstrap": bootstrap, "kafka_brokers": brokers, "kafka_controller_port": controller,
+        "topic_replication_factor": min(brokers, 3), "state_dir": stack.state_dir / f"kafka-cluster-{controller}",
     })  # fmt: skip
     cluster = Stack(settings, progress)
     try:
@@ -663,7 +660,7 @@ def markdown(results: list[Result], plan: StreamPlan, info: dict[str, object]) -
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}; {info['date']}. "
         f"Per scenario: {plan.uploads} uploads at {plan.uploads_per_s:g}/s, {plan.interactions_per_upload:g} interactions per upload, "
-        f"hostile share {plan.hostile_share:g} (hostile scenario: 0.3), seed {plan.seed}.",
+        f"hostile share {plan.hostile_share:g} (hostile scenario: 0.3), seed {plan.seed}; {info.get('membership', 'dynamic')} group membership.",
         "",
         "| scenario | events in | items verified | users verified | lost | dead-lettered (bad sent) | good in DLQ | faults: resumed / caught up after | drained after stream | worker peak RSS | result |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
@@ -705,6 +702,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=StreamPlan().uploads_per_s, help="uploads per second offered")
     parser.add_argument("--seed", type=int, default=StreamPlan().seed)
     parser.add_argument("--drain-timeout", type=float, default=900.0, help="seconds to wait for zero lag after the stream before failing")
+    parser.add_argument(
+        "--membership", choices=("static", "dynamic"), default="static",
+        help="the workers' consumer-group membership: static (a group instance id per worker, as deployed) or dynamic (to compare)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--markdown", type=Path, help="write the scenario table here")
     args = parser.parse_args()
@@ -723,7 +724,7 @@ def main() -> None:
     stack = Stack(settings, progress=progress)
     plan = StreamPlan(uploads=args.uploads, uploads_per_s=args.rate, seed=args.seed)
     results = []
-    info = machine()
+    info = {**machine(), "membership": args.membership}
     try:
         stack.up()
         for name in chosen:
@@ -731,7 +732,7 @@ def main() -> None:
             progress(f"{name}: {mine.uploads} uploads over {mine.duration_s:.0f}s")
             on = cluster_stack(stack, progress=progress) if name in CLUSTER_SCENARIOS else stack
             try:
-                result = Scenario(on, name, mine, state / "faults", progress).run(args.drain_timeout)
+                result = Scenario(on, name, mine, state / "faults", progress, static=args.membership == "static").run(args.drain_timeout)
             finally:
                 if on is not stack:
                     on.down(["kafka"])

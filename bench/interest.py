@@ -175,7 +175,7 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
 
 def _groups(stack: Stack, procs: list) -> dict[str, int]:  # type: ignore[type-arg]
     """Process group of each part: the stack's services and the workers."""
-    groups = {name: record.pgid for name in ("kafka", "milvus", "triton") if (record := stack._procs[name].record()) is not None}
+    groups = {p.name: record.pgid for name in ("kafka", "milvus", "triton") for p in stack.processes(name) if (record := p.record()) is not None}
     groups.update({f"worker{i}": record.pgid for i, p in enumerate(procs) if (record := p.record()) is not None})
     return groups
 
@@ -358,13 +358,14 @@ def main() -> None:
     parser.add_argument("--paced-warm-s", type=float, default=30.0, help="seconds offered before those, just after the worker's restart (reported apart)")
     parser.add_argument("--floor", action="store_true", help="after the 1-worker drain, time an empty Faust agent and a bare aiokafka loop on the same backlog (bench.floor)")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--kafka-brokers", type=int, default=1, help="Kafka nodes of the local stack: 3 gives every topic 3 replicas and min.insync.replicas 2")
     args = parser.parse_args()
 
     def progress(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
     state = Path(tempfile.mkdtemp(prefix="sail-bench-interest-"))
-    settings = local_settings(state, f"in{uuid.uuid4().hex[:6]}.", topic_partitions=4, encoder=STANDIN)
+    settings = local_settings(state, f"in{uuid.uuid4().hex[:6]}.", topic_partitions=4, encoder=STANDIN, kafka_brokers=args.kafka_brokers)
     stack = Stack(settings, progress=progress)
     rng = np.random.default_rng(args.seed)
     results: list[Drain] = []
@@ -395,6 +396,7 @@ def main() -> None:
         stack.down()
     report = {
         "machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+        "kafka_brokers": args.kafka_brokers,
         "drains": [asdict(r) for r in results],
         "naive_interactions_s": naive_s,
         "vs_naive": round(results[0].applied_s / naive_s, 2) if results and naive_s else None,

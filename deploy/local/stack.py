@@ -71,6 +71,16 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             sock.close()
 
 
+def free_kafka_ports(brokers: int, host: str = "127.0.0.1") -> tuple[str, int]:
+    """(bootstrap list, controller port) for a local Kafka of `brokers` nodes on ports free a moment ago:
+    node i's controller listens on the controller port + 100*i (`Stack.kafka_addresses`)."""
+    bootstrap = ",".join(f"{host}:{p}" for p in free_ports(brokers, host))
+    while True:
+        base = free_ports(1, host)[0]
+        if base + 100 * (brokers - 1) < 65536 and all(port_free(host, base + 100 * i) for i in range(brokers)):
+            return bootstrap, base
+
+
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

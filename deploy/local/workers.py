@@ -13,13 +13,16 @@ from streams.sinks.kafka import group_assignment
 from topology.settings import Settings
 
 
-def start_worker(settings: Settings, web_port: int, run_dir: Path, loglevel: str = "info") -> ManagedProcess:
+def start_worker(settings: Settings, web_port: int, run_dir: Path, loglevel: str = "info", static: bool = True) -> ManagedProcess:
     """Start one worker with these settings on `web_port`; its log is `<run_dir>/worker-<port>.log`.
-    Its static group membership id is `<app_id or the settings' id>-<port>`, one per worker: a worker
-    restarted on the same port gets its partitions back without a rebalance, like a StatefulSet's pod."""
+    `static`: its group membership id is `<app_id or the settings' id>-<port>`, one per worker, so a
+    worker restarted on the same port gets its partitions back without a rebalance, like a
+    StatefulSet's pod; otherwise a dynamic member (the settings' id is dropped)."""
     proc = ManagedProcess(f"worker-{web_port}", run_dir)
-    instance = f"{settings.kafka_group_instance_id or settings.app_id}-{web_port}"
-    env = {**os.environ, **settings.as_env(), "SAIL_WORKER_WEB_PORT": str(web_port), "SAIL_KAFKA_GROUP_INSTANCE_ID": instance}
+    env = {**os.environ, **settings.as_env(), "SAIL_WORKER_WEB_PORT": str(web_port)}
+    env.pop("SAIL_KAFKA_GROUP_INSTANCE_ID", None)
+    if static:
+        env["SAIL_KAFKA_GROUP_INSTANCE_ID"] = f"{settings.kafka_group_instance_id or settings.app_id}-{web_port}"
     proc.start([sys.executable, "-m", "streams.cli", "worker", "--loglevel", loglevel], env, cwd=Path.cwd())
     return proc
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from deploy.local.stack import free_ports
+from deploy.local.stack import free_kafka_ports, free_ports
 from topology.settings import Settings
 
 
 def local_settings(state_dir: Path, prefix: str, **overrides: object) -> Settings:
     """Free ports for every service, `state_dir` for their data, and `prefix` for the topics (`a.`),
     collections (`a_`) and consumer group (`a`); `overrides` win."""
-    kafka, controller, milvus, grpc, http, metrics = free_ports(6)
+    milvus, grpc, http, metrics = free_ports(4)
+    bootstrap, controller = free_kafka_ports(int(overrides.get("kafka_brokers", 1)))  # type: ignore[call-overload]
     values: dict[str, object] = {
-        "kafka_bootstrap": f"127.0.0.1:{kafka}",
+        "kafka_bootstrap": bootstrap,
         "kafka_controller_port": controller,
         "milvus_uri": f"http://127.0.0.1:{milvus}",
         "triton_url": f"grpc://127.0.0.1:{grpc}",

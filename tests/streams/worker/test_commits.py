@@ -172,6 +172,23 @@ def test_records_fetched_past_the_committed_offset_and_never_delivered_are_re_re
     assert c._read_offset[TOPIC] == 34  # Faust's seek resets the read offset: the next check sees a plain tail
 
 
+def test_records_fetched_and_never_delivered_since_the_assignment_are_re_read() -> None:
+    """The 2-worker interest benchmark's stall on three brokers (static members joining): aiokafka had
+    fetched the whole partition (position 12699), Faust had read nothing of it (no read offset),
+    nothing was acked, unacked, prefetched or queued, and the committed offset stayed at 0."""
+    c = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 0}, _read_offset={}, highwaters={TOPIC: 12699})
+    repair = CommitRepair(lambda: c, ["sail.interactions"], contiguous=["sail.interactions"], position=lambda _, tp: 12699, prefetched=lambda _, tp: False)
+    assert asyncio.run(repair.check()) == [] and not c.seeks  # seen once
+    (fix,) = asyncio.run(repair.check())
+    assert c.seeks == [(TOPIC, 0)] and "offsets 0..12698 were never acked" in fix.detail and "read nothing of the partition" in fix.detail
+    fresh = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 0}, _read_offset={}, highwaters={TOPIC: 12699})
+    for position in (None, 0):  # just assigned: nothing fetched yet, nothing to repair
+        repair = CommitRepair(lambda: fresh, ["sail.interactions"], contiguous=["sail.interactions"], position=lambda _, tp: position, prefetched=lambda _, tp: False)
+        for _ in range(3):
+            assert asyncio.run(repair.check()) == []
+    assert not fresh.seeks
+
+
 def test_a_stale_read_offset_is_no_gap_while_nothing_was_fetched_past_the_committed_offset() -> None:
     c = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 34}, _read_offset={TOPIC: 12}, highwaters={TOPIC: 40})
     for position in (None, 34):  # unknown (not started, not assigned), or not fetched yet
