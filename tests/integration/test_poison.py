@@ -275,8 +275,8 @@ def test_sigterm_ends_a_worker_retrying_a_down_milvus_and_its_batch_is_redone(st
     run = uuid.uuid4().hex[:6]
     own = settings.model_copy(update={"app_id": f"st{run}", "topic_prefix": f"st{run}."})
     ensure_topics(own.kafka_bootstrap, own.kafka_security(), own.topics().all())
-    port_a, port_b = free_ports(2)
-    worker = start_worker(own, port_a, stack.state_dir / "sigterm")
+    (port,) = free_ports(1)
+    worker = start_worker(own, port, stack.state_dir / "sigterm")
     restarted = None
     try:
         wait_for_group(own, [worker])
@@ -285,7 +285,7 @@ def test_sigterm_ends_a_worker_retrying_a_down_milvus_and_its_batch_is_redone(st
         stack.down(["milvus"])
         try:
             _send_uploads(own, [(u.item_id.encode(), encode_upload(u)) for u in uploads])
-            log = stack.state_dir / "sigterm" / f"worker-{port_a}.log"
+            log = stack.state_dir / "sigterm" / f"worker-{port}.log"
             wait_until(lambda: "dependency down, retrying dependency=milvus" in log.read_text(errors="replace"), timeout_s=60, what="the worker retrying")
             record = worker.record()
             assert record is not None
@@ -293,7 +293,7 @@ def test_sigterm_ends_a_worker_retrying_a_down_milvus_and_its_batch_is_redone(st
             wait_until(lambda: not worker.is_running(), timeout_s=45, what="the worker to exit on SIGTERM while Milvus is down")
         finally:
             stack.up(["milvus"])
-        restarted = start_worker(own, port_b, stack.state_dir / "sigterm")
+        restarted = start_worker(own, port, stack.state_dir / "sigterm")  # the same static member: its partitions back without a rebalance
         wait_for_group(own, [restarted])
         ids = [u.item_id for u in uploads]
         wait_until(lambda: len(stored_items(own, ids)) == len(ids), what="the abandoned batch redone after the restart")
