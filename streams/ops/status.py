@@ -29,17 +29,22 @@ class LagWatch:
         self.replicas: list[PartitionReplicas] = []
         self._window = window
 
-    async def sample(self, metrics: Metrics) -> None:
-        """Read the lag and the topics' replica state (under-replicated and offline partitions)."""
-        bootstrap, security, group_id, topics = self._args
-        now = time.time()
-        rows = await asyncio.to_thread(read_lag, bootstrap, security, group_id, topics, int(now * 1000))
-        self.rows = rows
+    async def sample_replicas(self, metrics: Metrics) -> None:
+        """Read the topics' replica state (under-replicated and offline partitions): one metadata
+        request, apart from the lag sample, which can hang for seconds on a broker that just died
+        (13.5 s seen in the broker-kill test) and would hide the very partitions that broker left short."""
+        bootstrap, security, _, topics = self._args
         self.replicas = await asyncio.to_thread(partition_replicas, bootstrap, security, topics)
         for topic in topics:
             mine = [p for p in self.replicas if p.topic == topic]
             metrics.under_replicated.labels(topic).set(sum(p.under_replicated for p in mine))
             metrics.offline_partitions.labels(topic).set(sum(p.offline for p in mine))
+
+    async def sample(self, metrics: Metrics) -> None:
+        bootstrap, security, group_id, topics = self._args
+        now = time.time()
+        rows = await asyncio.to_thread(read_lag, bootstrap, security, group_id, topics, int(now * 1000))
+        self.rows = rows
         for r in rows:
             metrics.lag_messages.labels(r.topic, str(r.partition)).set(r.messages_behind)
             metrics.lag_seconds.labels(r.topic, str(r.partition)).set(r.seconds_behind)

@@ -138,9 +138,15 @@ def partition_replicas(bootstrap: str, security: KafkaSecurity, topics: Iterable
     """
     admin = _admin(bootstrap, security, timeout_s)
     try:
-        described = admin.describe_topics(list(topics))
-    except KafkaError as exc:
-        raise BrokerUnavailable(f"Kafka at {bootstrap} did not describe the topics: {exc}") from exc
+        for attempt in range(3):
+            try:
+                described = admin.describe_topics(list(topics))
+                break
+            except KafkaError as exc:
+                # The request goes to one node of the metadata; a broker that just died stays in it until
+                # the controller fences it (~9 s). Its connection is then marked failed: the next try asks another.
+                if attempt == 2:
+                    raise BrokerUnavailable(f"Kafka at {bootstrap} did not describe the topics: {exc}") from exc
     finally:
         admin.close()
     return sorted(

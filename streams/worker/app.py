@@ -162,6 +162,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
             ctx.metrics.dependency_up.labels("kafka").set(0)
             logger.warning("lag sample failed: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
 
+    @app.timer(s.status_interval_s)
+    async def sample_replicas() -> None:
+        try:
+            await watch.sample_replicas(ctx.metrics)
+        except Exception as exc:  # noqa: BLE001 - reported, the worker goes on; the lag sample says whether Kafka answers
+            logger.warning("replica sample failed: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
     @app.timer(s.version_refresh_s)
     async def refresh_versions() -> None:  # a swap reaches this worker's next batches within about this
         if ctx.started:

@@ -22,11 +22,14 @@ def test_fault_scenario_loses_nothing_and_applies_nothing_twice(stack: Stack, na
     # after a crash loop"); the 10 s stream is the one the fault tests have passed with.
     plan = StreamPlan(uploads=120, uploads_per_s=12.0, users=40, seed=21, hostile_share=0.3 if name == "hostile" else 0.05)
     # broker-kill: three Kafka nodes of its own; the broker stays down 14 s, past Kafka's 9 s broker session
-    # timeout (when its partitions get new leaders and drop it from their in-sync replicas) and a status sample
-    on, outage_s = (cluster_stack(stack), 14.0) if name in CLUSTER_SCENARIOS else (stack, 5.0)
+    # timeout (when its partitions get new leaders and drop it from their in-sync replicas); the worker
+    # samples the replicas every second, so the ~5 s left show on its page
+    on, outage_s, sampled = (cluster_stack(stack), 14.0, 1.0) if name in CLUSTER_SCENARIOS else (stack, 5.0, stack.settings.status_interval_s)
     try:
         # the drain is given up well inside pytest's 600 s, so a stuck scenario reports what is behind and the workers' logs
-        result = Scenario(on, name, plan, stack.state_dir / "faults", outage_s=outage_s, max_image_bytes=64 * 1024).run(drain_timeout_s=300.0)
+        result = Scenario(
+            on, name, plan, stack.state_dir / "faults", outage_s=outage_s, max_image_bytes=64 * 1024, status_interval_s=sampled
+        ).run(drain_timeout_s=300.0)
     finally:
         if on is not stack:
             on.down(["kafka"])
