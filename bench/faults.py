@@ -58,6 +58,7 @@ from topology.codec import decode_dead_letter, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD, user_key
 from topology.messages import ContentUpload, Interaction
 from topology.settings import Settings, host_port
+from topology.topics import replication
 
 SCENARIOS = ("worker-kill", "two-workers-one-killed", "triton-down", "milvus-down", "kafka-restart", "broker-kill", "hostile")
 CLUSTER_SCENARIOS = frozenset({"broker-kill"})  # need a Kafka cluster of 3 nodes (`cluster_stack`)
@@ -597,7 +598,7 @@ def cluster_stack(stack: Stack, brokers: int = 3, progress: Callable[[str], None
     bootstrap, controller = free_kafka_ports(brokers)
     settings = stack.settings.model_copy(update={
         "kafka_bootstrap": bootstrap, "kafka_brokers": brokers, "kafka_controller_port": controller,
-        "topic_replication_factor": min(brokers, 3), "state_dir": stack.state_dir / f"kafka-cluster-{controller}",
+        "topic_replication_factor": replication(brokers)[0], "state_dir": stack.state_dir / f"kafka-cluster-{controller}",
     })  # fmt: skip
     cluster = Stack(settings, progress)
     try:

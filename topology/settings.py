@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from topology.codec import Limits
 from topology.collections import Backend, CollectionSpec, items_collection, users_collection
-from topology.topics import TopicSpec, Topics, build_topics, changelog_topic
+from topology.topics import TopicSpec, Topics, build_topics, changelog_topic, replication
 from topology.versions import Registry, default_registry, registry_collection
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -261,7 +261,7 @@ class Settings(BaseSettings):
             elif len(addresses) != self.kafka_brokers:
                 raise ValueError(f"SAIL_KAFKA_BROKERS is {self.kafka_brokers} but SAIL_KAFKA_BOOTSTRAP lists {len(addresses)} addresses")
             if "topic_replication_factor" not in self.model_fields_set:
-                object.__setattr__(self, "topic_replication_factor", min(self.kafka_brokers, 3))
+                object.__setattr__(self, "topic_replication_factor", replication(self.kafka_brokers)[0])
         if self.kafka_group_instance_id is not None and not self.kafka_group_instance_id.strip():
             raise ValueError("SAIL_KAFKA_GROUP_INSTANCE_ID must not be blank")
         host_port(self.triton_url)

@@ -46,14 +46,22 @@ class TopicSpec:
             "retention.ms": str(self.retention_ms),
             "max.message.bytes": str(self.max_message_bytes),
         }
-        if self.replication_factor >= 3:
-            # an acks=all write is then on two brokers at least, and the topic takes writes with one broker down
-            configs["min.insync.replicas"] = "2"
+        min_insync = replication(self.replication_factor)[1]
+        if min_insync > 1:  # an acks=all write is then on two brokers at least, and the topic takes writes with one broker down
+            configs["min.insync.replicas"] = str(min_insync)
         if self.compacted:
             # A fresh embedding should replace the old one on disk within minutes, not at segment roll.
             configs["min.cleanable.dirty.ratio"] = "0.1"
             configs["segment.ms"] = str(3600 * 1000)
         return configs
+
+
+def replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of `brokers`: 3 and 2 from three brokers
+    on, so an `acks=all` write survives one broker down; 1 and 1 on one broker. The local stack's
+    brokers, the topics' configs and the settings' default replication follow this one rule."""
+    factor = min(brokers, 3)
+    return factor, max(factor - 1, 1)
 
 
 def changelog_topic(app_id: str, partitions: int, max_message_bytes: int, replication_factor: int = 1) -> TopicSpec:

@@ -27,6 +27,7 @@ from deploy.k8s.topics import STRIMZI_API, kafka_topics
 from encoders.config import PRESETS
 from encoders.signature import SAIL_ENCODER
 from topology.settings import Settings, host_port
+from topology.topics import replication
 
 PART_OF: Final = "sail-stream"
 WORKER_JOB: Final = "sail-stream"  # the Prometheus job of the workers: deploy/monitoring/alerts.yml's SailWorkerDown reads up{job="sail-stream"}
@@ -173,7 +174,7 @@ def deployed_settings(settings: Settings, options: DeployOptions) -> Settings:
         "cache_dir": Path(STATE_DIR) / "cache",
     }
     if "topic_replication_factor" not in settings.model_fields_set:
-        update["topic_replication_factor"] = min(options.kafka_nodes, 3)
+        update["topic_replication_factor"] = replication(options.kafka_nodes)[0]
     if options.encoder_claim:  # a folder path of the rendering machine means nothing in the pods
         update["encoder"] = ENCODER_DIR
     return settings.model_copy(update=update)
@@ -209,6 +210,17 @@ def worker_labels() -> dict[str, str]:
 
 def triton_labels() -> dict[str, str]:
     return {JOB_LABEL: "sail-triton", "app.kubernetes.io/component": "encoder"}
+
+
+def _http_probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
+    """A probe on the container's port named `http`."""
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_s, "timeoutSeconds": 5, "failureThreshold": failures}
+
+
+def _secret_files(name: str, mount_path: str, secret: str, keys: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(volume mount, volume): the `keys` of Secret `secret` as read-only files under `mount_path`."""
+    return ({"name": name, "mountPath": mount_path, "readOnly": True},
+            {"name": name, "secret": {"secretName": secret, "items": [{"key": k, "path": k} for k in keys]}})  # fmt: skip
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -325,26 +337,22 @@ def worker_stateful_set(settings: Settings, options: DeployOptions) -> dict[str,
     ]
     if options.milvus_token_secret:
         env.append(_secret_env(env_name("milvus_token"), options.milvus_token_secret, "token"))
-    mounts = [
-        {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True},
-        {"name": "state", "mountPath": STATE_DIR},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
+    ca_mount, ca_volume = _secret_files("kafka-ca", KAFKA_CA_DIR, options.cluster_ca_secret, ["ca.crt"])
+    mounts = [ca_mount, {"name": "state", "mountPath": STATE_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [
-        {"name": "kafka-ca", "secret": {"secretName": options.cluster_ca_secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        ca_volume,
         {"name": "state", "emptyDir": {}},  # Faust's data folder; the table lives in memory and is rebuilt from its changelog
         {"name": "tmp", "emptyDir": {}},
     ]
+    secrets = []
     if deployed.milvus_tls_ca_file is not None:
         keys = ["ca.crt", "tls.crt", "tls.key"] if deployed.milvus_tls_cert_file else ["ca.crt"]
-        mounts.append({"name": "milvus-tls", "mountPath": MILVUS_TLS_DIR, "readOnly": True})
-        volumes.append({"name": "milvus-tls", "secret": {"secretName": options.milvus_tls_secret, "items": [{"key": k, "path": k} for k in keys]}})
+        secrets.append(_secret_files("milvus-tls", MILVUS_TLS_DIR, options.milvus_tls_secret, keys))
     if deployed.triton_tls_ca_file is not None:
-        mounts.append({"name": "triton-ca", "mountPath": TRITON_TLS_DIR, "readOnly": True})
-        volumes.append({"name": "triton-ca", "secret": {"secretName": options.triton_tls_secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
-
-    def probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
-        return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_s, "timeoutSeconds": 5, "failureThreshold": failures}
+        secrets.append(_secret_files("triton-ca", TRITON_TLS_DIR, options.triton_tls_secret, ["ca.crt"]))
+    for mount, volume in secrets:
+        mounts.append(mount)
+        volumes.append(volume)
 
     container = {
         "name": "worker",
@@ -357,9 +365,9 @@ def worker_stateful_set(settings: Settings, options: DeployOptions) -> dict[str,
         "env": env,
         # /metrics answers while the event loop runs: a hung worker is restarted, one waiting for a down
         # dependency is not (its status says "failing" but the page still answers, and restarting helps nothing).
-        "startupProbe": probe("/metrics", 5, 60),  # up to 5 minutes to join the group and start the web server
-        "livenessProbe": probe("/metrics", 10, 6),
-        "readinessProbe": probe("/status.json", 10, 3),
+        "startupProbe": _http_probe("/metrics", 5, 60),  # up to 5 minutes to join the group and start the web server
+        "livenessProbe": _http_probe("/metrics", 10, 6),
+        "readinessProbe": _http_probe("/status.json", 10, 3),
         "resources": {"requests": {"cpu": options.worker_cpu, "memory": options.worker_memory}, "limits": {"memory": options.worker_memory}},
         "securityContext": _restricted(),
         "volumeMounts": mounts,
@@ -519,18 +527,15 @@ def triton_deployment(settings: Settings, options: DeployOptions) -> dict[str, A
     ]
     if tls:  # gRPC over TLS only; HTTP (probes) and metrics stay inside the cluster in the clear
         args += ["--tls-cert", f"{TRITON_TLS_DIR}/tls.crt", "--tls-key", f"{TRITON_TLS_DIR}/tls.key"]
-        mounts.append({"name": "tls", "mountPath": TRITON_TLS_DIR, "readOnly": True})
-        items = [{"key": k, "path": k} for k in ("tls.crt", "tls.key")]
-        volumes.append({"name": "tls", "secret": {"secretName": options.triton_tls_secret, "items": items}})
+        mount, volume = _secret_files("tls", TRITON_TLS_DIR, options.triton_tls_secret, ["tls.crt", "tls.key"])
+        mounts.append(mount)
+        volumes.append(volume)
     if options.encoder_claim:
         mounts.append({"name": "encoder", "mountPath": ENCODER_DIR, "readOnly": True})
         volumes.append({"name": "encoder", "persistentVolumeClaim": {"claimName": options.encoder_claim, "readOnly": True}})
     limits: dict[str, Any] = {"memory": options.triton_memory}
     if options.triton_gpus:
         limits["nvidia.com/gpu"] = options.triton_gpus
-
-    def probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
-        return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_s, "timeoutSeconds": 5, "failureThreshold": failures}
 
     container = {
         "name": "triton",
@@ -544,11 +549,11 @@ def triton_deployment(settings: Settings, options: DeployOptions) -> dict[str, A
             {"name": "http", "containerPort": settings.triton_http_port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": settings.triton_metrics_port, "protocol": "TCP"},
         ],
-        "startupProbe": probe("/v2/health/live", 10, 60),  # loading sail-large's weights can take minutes
-        "livenessProbe": probe("/v2/health/live", 10, 6),
+        "startupProbe": _http_probe("/v2/health/live", 10, 60),  # loading sail-large's weights can take minutes
+        "livenessProbe": _http_probe("/v2/health/live", 10, 6),
         # The encoder model's own readiness, not only the server's (/v2/health/ready): PyTriton binds the
         # models after tritonserver is up, and a pod must get no traffic before the encoder is loaded.
-        "readinessProbe": probe(f"/v2/models/{SAIL_ENCODER.name}/ready", 5, 3),
+        "readinessProbe": _http_probe(f"/v2/models/{SAIL_ENCODER.name}/ready", 5, 3),
         "resources": {"requests": {"cpu": options.triton_cpu, "memory": options.triton_memory}, "limits": limits},
         # PyTriton writes its workspace and the generated model store outside /tmp on some releases:
         # the root filesystem stays writable here (unverified read-only), the rest of `restricted` holds.

@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from topology.topics import replication
+
 logger = logging.getLogger(__name__)
 
 _POM_TEMPLATE = Path(__file__).with_name("kafka-pom.xml")
@@ -110,13 +112,6 @@ def new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):  # Kafka rejects ids that look like a command-line flag
             return cluster_id
-
-
-def replication(nodes: int) -> tuple[int, int]:
-    """(replication factor, min.insync.replicas) of a cluster of `nodes` brokers: 3 and 2 from three
-    brokers on, so an `acks=all` write survives one broker down; 1 and 1 on one broker."""
-    factor = min(nodes, 3)
-    return factor, max(factor - 1, 1)
 
 
 def server_properties(
