@@ -339,10 +339,7 @@ class Scenario:
         wait_for_group(self.settings, [w for w in self.workers if w.is_running()])
 
     def kill(self, worker: ManagedProcess) -> None:
-        record = worker.record()
-        if record is not None:
-            os.killpg(record.pgid, signal.SIGKILL)
-        worker.stop()
+        sigkill(worker)
         self.killed.add(worker.name)
 
     def restart(self, worker: ManagedProcess) -> ManagedProcess:
@@ -408,12 +405,8 @@ class Scenario:
         topics = [t.name for t in s.topics().all()]
         leaders = Counter(p.leader for p in partition_replicas(s.kafka_bootstrap, s.kafka_security(), topics))
         node = leaders.most_common(1)[0][0]
-        proc = self.stack.processes("kafka")[node - 1]
-        record = proc.record()
         injected = time.monotonic()
-        if record is not None:
-            os.killpg(record.pgid, signal.SIGKILL)
-        proc.stop()
+        sigkill(self.stack.processes("kafka")[node - 1])
         self.progress(f"{self.name}: SIGKILL broker {node} (leader of {leaders[node]} partitions) for {down_s:.0f}s")
         port = int(self.workers[0].name.rsplit("-", 1)[1])
         seen = {"status page": 0, "metric": 0}
@@ -572,6 +565,14 @@ class Scenario:
             bad_kinds=dict(sorted(Counter(b.kind for b in sent.bad).items())), workers_exited=len(exited), worker_peak_rss_mb=round(peak_mb, 1),
             drained_s=round(drained_s, 1), faults=self.faults, problems=problems,
         )  # fmt: skip
+
+
+def sigkill(proc: ManagedProcess) -> None:
+    """SIGKILL a managed process's whole group (no shutdown of its own), then clear its record."""
+    record = proc.record()
+    if record is not None:
+        os.killpg(record.pgid, signal.SIGKILL)
+    proc.stop()
 
 
 def _worker_replica_view(port: int) -> tuple[int, int]:
