@@ -38,7 +38,7 @@ import numpy as np
 from bench.pipeline import cpu_seconds
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
-from encoders.standin import NAME as STANDIN
+from encoders.bench_double import NAME as STANDIN
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
 from streams.sinks.kafka import consumer, ensure_topics, group_offsets, producer
 from streams.sinks.milvus import MilvusSink, ensure_collections

@@ -7,7 +7,7 @@ overload above it, and a real encoder sharing the CPU with another process.
     python -m bench.overload --overload-only  # the stand-in's capacity and the overload, ~6 minutes
 
 One run on the real local stack (Kafka KRaft, Milvus Lite, Triton), one worker:
-1. the encoder stand-in (`encoders/standin.py`: its service time is a sleep, off the CPU, like a GPU
+1. the encoder stand-in (`encoders/bench_double.py`: its service time is a sleep, off the CPU, like a GPU
    kernel's): its capacity with a bare client (full batches, several requests in flight); the
    pipeline draining a backlog (items/s, and the ratio to that capacity); freshness at 50 % and 80 %
    of capacity; 150 % of capacity for `--overload-s`, then 50 % until freshness recovers;
@@ -43,8 +43,8 @@ from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from topology.messages import EncodeRequest
-from encoders.standin import NAME as STANDIN
-from encoders.standin import ServiceTime
+from encoders.bench_double import NAME as STANDIN
+from encoders.bench_double import ServiceTime
 from streams.worker.content import inline_request
 from streams.sinks.kafka import producer
 from deploy.traffic import LoadPlan, Traffic, run_producer

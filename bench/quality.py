@@ -8,7 +8,7 @@ baselines, on one time-ordered stream (issue 15).
 
 1. The stream runs through the real pipeline: the local stack (Kafka KRaft, Milvus Lite, Triton
    serving the encoder) and one worker: every movie as an upload (one backlog for the encoder),
-   then every rating as an interaction in log order (`deploy.movielens.replay`, a backlog).
+   then every rating as an interaction in log order (`deploy.datasets.movielens.replay`, a backlog).
 2. Once every event is processed, every movie's vector is read back from Milvus: what the encoder
    made of its title, year and genres.
 3. The protocol walks the same log in time order. For every positive held-out event (a like:
@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.movielens import MovieLens, Rating, interaction_for
+from deploy.datasets.movielens import MovieLens, Rating, interaction_for
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
 from streams.sid.maths import sid_scores
 from topology.messages import Action, InterestState
@@ -304,7 +304,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     from bench.interest import _prefixed
     from deploy.local.stack import Stack, free_ports
     from deploy.local.workers import start_worker, wait_for_group
-    from deploy.movielens import load_movielens, replay, send_uploads
+    from deploy.datasets.movielens import load_movielens, replay, send_uploads
     from streams.sinks.kafka import group_offsets
     from streams.sinks.milvus import MilvusSink
     from tests.support.stack import local_settings
@@ -381,12 +381,12 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _semantic_ids(mine, data: MovieLens, ids: list[str], port: int, drain, args: argparse.Namespace, progress) -> tuple[dict[str, object], dict[str, tuple[int, ...]]]:  # type: ignore[no-untyped-def]
-    """Fit the codebook and backfill through `streams.semantic` (what `sail-stream sid fit --backfill`
+    """Fit the codebook and backfill through `streams.sid.jobs` (what `sail-stream sid fit --backfill`
     runs), read every movie's semantic ID back from Milvus, then measure the assignment in the stream:
     `--sid-fresh` movies uploaded again under new ids, and the worker's own counters (codes: the
     quantiser's CPU time; lookup: the Milvus read of the buckets) against its encoder time per item."""
-    from deploy.movielens import upload_for
-    from streams.semantic import backfill_sids, fit_codebook
+    from deploy.datasets.movielens import upload_for
+    from streams.sid.jobs import backfill_sids, fit_codebook
     from streams.sid.maths import parse_sid
     from tests.support.metrics import sample, scrape
     from tests.support.streaming import milvus_rows, send

@@ -13,7 +13,7 @@ and a second Triton serving the new encoder, all on this machine's cores:
    `--baseline-s` with nothing else running: upload freshness p50/p99 (the upload's event time to its
    row's upsert, `encoded_at_ms - created_at_ms`, in the live collection);
 4. the re-embed, with the same traffic running: backfill, follow, count, swap, grace (in process,
-   `streams.reembed`). Upload freshness of the uploads created while the backfill ran, against the
+   `streams.lifecycle.reembed`). Upload freshness of the uploads created while the backfill ran, against the
    baseline's; backfill items/s; the registry write that is the swap; and a recall client querying all
    along (user-to-item and item-to-item, Strong consistency): its errors and any answer that mixes
    versions, and how long after the swap its first new-version answer came.
@@ -43,7 +43,7 @@ from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from deploy.traffic import LoadPlan, Traffic, run_producer
 from encoders.client import EncoderClient
-from streams.reembed import Backfill, reembed
+from streams.lifecycle.reembed import Backfill, reembed
 from streams.recall.query import Recall, RecallError
 from streams.sinks.kafka import producer
 from streams.sinks.milvus import MilvusSink, milvus_string

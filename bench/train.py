@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.quality import evaluate
-from deploy.emoji import load_emoji
-from deploy.training import build, emoji_image, emoji_query, movie_requests, movielens_split
+from deploy.datasets.emoji import load_emoji
+from deploy.datasets.training import build, emoji_image, emoji_query, movie_requests, movielens_split
 from encoders.model import SailEncoder, load_encoder
 from encoders.train.collab import cold_items, coengagement_pairs
 from encoders.train.loop import TrainResult, train

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from encoders.signature import PROBE, SAIL_ENCODER, ModelSignature
 from topology.codec import BadInput, decode_encoder_request
-from encoders.standin import NAME as STANDIN
+from encoders.bench_double import NAME as STANDIN
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def serve(
     """Start tritonserver with the models bound and block until SIGINT/SIGTERM; with `tls`
     (certificate, key) its gRPC endpoint speaks TLS only. `max_queue_size` > 0 bounds each model's
     queue (requests beyond it are refused at once, never computed); `encoder_name` "standin" serves
-    `encoders.standin` with the service time in `standin_control`."""
+    `encoders.bench_double` with the service time in `standin_control`."""
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy
     from pytriton.triton import Triton, TritonConfig
@@ -103,7 +103,7 @@ def serve(
     if encoder_name == STANDIN:
         if standin_control is None:
             raise ValueError("the stand-in encoder needs --standin-control")
-        from encoders.standin import read_control, standin_infer_fn
+        from encoders.bench_double import read_control, standin_infer_fn
 
         logger.info("encoder=standin service time %s (control file %s)", read_control(standin_control), standin_control)
         models.append((SAIL_ENCODER, [batch(standin_infer_fn(standin_control)) for _ in range(instances)]))
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m encoders.serving", description="Serve sail-stream's encoder models with Triton.")
     parser.add_argument("--encoder", default="sail-tiny",
                         help="preset name (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large), a saved encoder folder, or 'standin' "
-                             "(encoders.standin: sleeps a configured service time per batch, for measuring the pipeline)")  # fmt: skip
+                             "(encoders.bench_double: sleeps a configured service time per batch, for measuring the pipeline)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (the GPU when there is one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     parser.add_argument("--grpc-port", type=int, default=8001)

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     encoder: str = Field(
         "sail-tiny",
         description="encoder preset (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large), saved folder, or standin (a measurable "
-        "stand-in that sleeps its service time, for benchmarks; encoders/standin.py)",
+        "stand-in that sleeps its service time, for benchmarks; encoders/bench_double.py)",
     )
     standin_fixed_ms: float = Field(20.0, ge=0, description="SAIL_ENCODER=standin: time per batch, spent off the CPU like a GPU's")
     standin_per_item_ms: float = Field(2.0, ge=0, description="SAIL_ENCODER=standin: time per item of a batch")

@@ -29,8 +29,8 @@ from deploy.local import kafka
 from deploy.local.process import ManagedProcess, ServiceFailed
 from encoders.client import check_triton
 from encoders.signature import PROBE, SAIL_ENCODER
-from encoders.standin import NAME as STANDIN
-from encoders.standin import ServiceTime, write_control
+from encoders.bench_double import NAME as STANDIN
+from encoders.bench_double import ServiceTime, write_control
 from streams.sinks.kafka import check_broker, ensure_topics
 from streams.sinks.milvus import check_milvus, ensure_collections
 from topology.settings import LOOPBACK_HOSTS, Settings, host_port
@@ -201,7 +201,7 @@ class Stack:
 
     @property
     def standin_control(self) -> Path:
-        """The control file of a stand-in encoder (`SAIL_ENCODER=standin`): `encoders.standin.write_control`
+        """The control file of a stand-in encoder (`SAIL_ENCODER=standin`): `encoders.bench_double.write_control`
         on it changes the running server's service time."""
         return self.state_dir / "triton" / "standin.json"
 

@@ -23,7 +23,7 @@ def start_worker(settings: Settings, web_port: int, run_dir: Path, loglevel: str
     env.pop("SAIL_KAFKA_GROUP_INSTANCE_ID", None)
     if static:
         env["SAIL_KAFKA_GROUP_INSTANCE_ID"] = f"{settings.kafka_group_instance_id or settings.app_id}-{web_port}"
-    proc.start([sys.executable, "-m", "streams.cli", "worker", "--loglevel", loglevel], env, cwd=Path.cwd())
+    proc.start([sys.executable, "-m", "deploy.cli", "worker", "--loglevel", loglevel], env, cwd=Path.cwd())
     return proc
 
 

@@ -9,5 +9,5 @@
   Enhancement: a time split (cold items = first seen after the cut), seq2item and co-engagement pairs,
   and ID2item targets (collaborative item vectors by a truncated SVD of the training split).
 
-The datasets themselves (MovieLens, emoji) are read in `deploy/training.py`; `sail-stream train` runs it.
+The datasets themselves (MovieLens, emoji) are read in `deploy/datasets/training.py`; `sail-stream train` runs it.
 """

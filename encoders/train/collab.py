@@ -9,7 +9,7 @@ content alone, lands near the items the same users engage with.
   SVD of the user x item positive matrix, users weighted 1/sqrt(their positives)), to distil into
   the content encoder.
 
-Pure: lists in, lists and arrays out; the MovieLens adapter lives with the data (`deploy/movielens.py`).
+Pure: lists in, lists and arrays out; the MovieLens adapter lives with the data (`deploy/datasets/movielens.py`).
 """
 
 from __future__ import annotations

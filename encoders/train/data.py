@@ -1,6 +1,6 @@
 """What a training run reads: a catalogue of requests and the sources that pair them.
 
-A dataset builder (`deploy/training.py`: MovieLens, emoji) turns real data into `TrainingData`;
+A dataset builder (`deploy/datasets/training.py`: MovieLens, emoji) turns real data into `TrainingData`;
 the loop (`encoders.train.loop`) only sees these shapes, so a new dataset is a new builder.
 """
 

@@ -3,7 +3,7 @@ frozen object. Every knob of a run is here, so a run is reproduced by its recipe
 
     name = "sail-tiny-cre"            # the trained encoder's name: model_version = <name>-<12 hex>
     base = "sail-tiny"                # preset or saved folder to start from
-    dataset = "movielens"             # which data builder reads the sources (deploy/training.py)
+    dataset = "movielens"             # which data builder reads the sources (deploy/datasets/training.py)
     steps = 600
     [trainable]                       # parameter-name prefix -> learning rate; the rest is frozen
     "fusion.model.encoder.layer.5" = 2e-5

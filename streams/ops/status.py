@@ -102,7 +102,7 @@ def status_json(
 ) -> dict[str, object]:
     """Everything the status page shows; `online` is (K, hit rate, checks) of the online hit rate;
     `versions` the model-version registry as the worker last read it; `sids` the semantic-ID codebook
-    in use and its health (`streams.worker.sids.SemanticIds.status`)."""
+    in use and its health (`streams.sid.stage.SemanticIds.status`)."""
     k, rate, checks = online if online is not None else (0, None, 0)
     return {
         "verdict": verdict.status,

@@ -10,7 +10,7 @@ prefix with those of the user's recent positives (or of the item), deepest prefi
 `streams.sid.maths.sid_scores`; `mixed` fuses both lists by reciprocal rank (`fuse`). The sid channel
 needs the live version's codebook (`sail-stream sid fit`): without one it answers 409.
 
-Which collections: the live model version's, as the registry names it (`streams.sinks.registry`, re-read
+Which collections: the live model version's, as the registry names it (`streams.lifecycle.registry`, re-read
 at most every SAIL_VERSION_REFRESH_S). A request takes the version once, so the user's vectors and
 the items searched are of one version, and every result carries it (`model_version`).
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 from streams.sid.maths import fuse, parse_sid, prefix_text, sid_scores
 from streams.sinks.milvus import Consistency, MilvusSink, milvus_string, milvus_strings
-from streams.sinks.registry import Versions
+from streams.lifecycle.registry import Versions
 from topology.codec import DEFAULT_LIMITS, BadInput, check_identifier
 from topology.settings import Settings
 from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, user_key

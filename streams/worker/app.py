@@ -47,7 +47,7 @@ from streams.worker.context import Context
 from streams.worker.events import acknowledge
 from streams.worker.inflight import Abandoned
 from streams.worker.interest import InterestStage
-from streams.worker.retry import ShuttingDown
+from streams.retry import ShuttingDown
 from streams.worker.waiting import ItemWait
 from topology.settings import Settings
 from topology.topics import INTEREST_TABLE

@@ -11,7 +11,7 @@ import numpy as np
 
 from streams.sinks.milvus import MilvusUnavailable
 from streams.worker.context import Context
-from streams.worker.retry import ShuttingDown
+from streams.retry import ShuttingDown
 from topology.collections import CANARY, VECTOR_FIELD, item_row
 
 logger = logging.getLogger(__name__)

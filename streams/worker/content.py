@@ -3,7 +3,7 @@
 A batch goes through two stages. `prepare`: decode, resolve media, encode through Triton;
 dead-letter what fails on the way. Up to `content_in_flight` batches are in this stage at once
 (`streams.worker.inflight`), so the encoder works on the next batch while the last is stored.
-`store`: assign the semantic IDs (`streams.worker.sids`), upsert the rows, publish the embeddings and the stored uploads' content (kept for re-embedding);
+`store`: assign the semantic IDs (`streams.sid.stage`), upsert the rows, publish the embeddings and the stored uploads' content (kept for re-embedding);
 batches arrive here, and are acknowledged, in order.
 """
 
@@ -151,7 +151,7 @@ class ContentStage:
         encoded_at = now_ms()
         live = next(iter(newest.values())).live  # one version per batch
         items = live.items
-        sids = await ctx.sids.assign(live, [(e.upload.item_id, e.vector) for e in newest.values()])
+        sids = await ctx.sids.assign(live.version, live.items, [(e.upload.item_id, e.vector) for e in newest.values()])
         rows = [item_row(e.upload.item_id, e.upload.creator_id, e.upload.created_at_ms, encoded_at, e.model_version, e.vector, sid)
                 for e, sid in zip(newest.values(), sids)]  # fmt: skip
         sid_of = {e.upload.item_id: sid for e, sid in zip(newest.values(), sids)}

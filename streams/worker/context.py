@@ -1,6 +1,23 @@
-"""What the agents of one worker share: settings, topics, the Triton, Milvus and media clients,
-metrics, the retry policy, the outbox and the item vectors. Built once by `streams.worker.app`;
-nothing connects until the worker starts."""
+"""`Context`: what the agents of one worker share, built once by `streams.worker.app` when the app is
+made; nothing connects until the worker starts (`ensure_started`).
+
+What it holds, and who uses it:
+- `settings`, `app`, `topics`, `limits`: the one settings object, the Faust app, the topic specs and
+  the codec's limits (every agent).
+- `items`, `users`: the settings' collection specs; a batch writes the live version's (`live()`).
+- `metrics`: the worker's Prometheus metrics (every stage, the status page).
+- `retry`: the one retry policy (`streams.retry`) of every Triton, Milvus and Kafka call.
+- `encoder`, `encoder_for(version)`: the Triton client of the live version (others' by URL).
+- `sink`: the Milvus adapter; `upsert_each` upserts through it with the retry policy.
+- `versions`: the model-version registry as last read (`streams.lifecycle.registry`).
+- `media`: the bounded media fetcher of uploads' images and frames.
+- `vectors`: item vectors (cache, item-embeddings feed, Milvus reads) for the interest agent.
+- `outbox`: records produced and dead letters, acknowledged together.
+- `online`: the online hit rate sampled before positive interactions.
+- `sids`: the semantic-ID stage of the content agent (`streams.sid.stage`).
+
+It is a container, not a service: each stage takes it so the agents' signatures stay short.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +33,11 @@ from streams.ops.metrics import Metrics
 from streams.ops.quality import OnlineHitRate
 from streams.sinks.media import MediaResolver
 from streams.sinks.milvus import MilvusSink
-from streams.sinks.registry import Versions
+from streams.lifecycle.registry import Versions
 from streams.worker.items import ItemCache, ItemVectors
 from streams.worker.outbox import Outbox
-from streams.worker.retry import Retry
-from streams.worker.sids import SemanticIds
+from streams.retry import Retry
+from streams.sid.stage import SemanticIds
 from topology.collections import CollectionSpec
 from topology.settings import Settings
 from topology.versions import Version
@@ -37,6 +54,8 @@ class Live:
 
 
 class Context:
+    """One worker's shared clients and state (the module docstring lists each part)."""
+
     def __init__(self, settings: Settings, app: faust.App) -> None:
         s = settings
         self.settings = s
@@ -54,7 +73,7 @@ class Context:
         self.vectors = ItemVectors(ItemCache(s.item_cache_size), self.sink, self.versions, self.retry, self.limits)
         self.outbox = Outbox(self.retry, self.metrics, self.topic(self.topics.dead_letters.name))
         self.online = OnlineHitRate(self.sink, s.online_hit_k, self.metrics)
-        self.sids = SemanticIds(self)
+        self.sids = SemanticIds(self.sink, self.retry, self.metrics, s.sid_drift_ratio)
         self._started = False
         self._lock = asyncio.Lock()
 

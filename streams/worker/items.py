@@ -13,8 +13,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from streams.sinks.milvus import MilvusSink
-from streams.sinks.registry import Versions
-from streams.worker.retry import Retry
+from streams.lifecycle.registry import Versions
+from streams.retry import Retry
 from topology.codec import BadInput, Limits, decode_item_embedding
 from topology.collections import VECTOR_FIELD, CollectionSpec
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from streams.ops.metrics import Metrics
 from streams.worker.events import now_ms, source
-from streams.worker.retry import Retry
+from streams.retry import Retry
 from topology.codec import encode_dead_letter
 from topology.messages import DeadLetter
 

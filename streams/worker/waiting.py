@@ -14,7 +14,7 @@ from typing import Any
 from streams.sinks.kafka import oldest_pending
 from streams.worker.context import Context
 from streams.worker.events import now_ms
-from streams.worker.retry import backoff_s
+from streams.retry import backoff_s
 from topology import reasons
 from topology.codec import BadInput, decode_interaction, decode_retry, encode_retry
 from topology.messages import RetryEnvelope

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.quality import evaluate, rank_and_top, realtime_gain
-from deploy.movielens import Movie, MovieLens, Rating
+from deploy.datasets.movielens import Movie, MovieLens, Rating
 
 DAY = 86_400
 

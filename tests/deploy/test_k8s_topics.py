@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from deploy.k8s.topics import kafka_topics, resource_name
-from streams.cli import main
+from deploy.cli import main
 from topology.settings import Settings
 from topology.topics import table_changelog
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from deploy.local.stack import Stack
-from deploy.demo import Synthetic, run_demo
+from deploy.cli.demo import Synthetic, run_demo
 from deploy.traffic import LoadPlan
 from tests.support.stack import stack_settings
 

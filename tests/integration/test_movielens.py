@@ -13,9 +13,9 @@ import pytest
 
 from bench.quality import agreement, evaluate
 from deploy.local.stack import Stack, free_ports
-from deploy.demo import MovieLensReplay
+from deploy.cli.demo import MovieLensReplay
 from deploy.local.workers import start_worker, wait_for_group
-from deploy.movielens import interaction_for, load_movielens, replay, send_uploads
+from deploy.datasets.movielens import interaction_for, load_movielens, replay, send_uploads
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
 from streams.sinks.kafka import ensure_topics
 from streams.sinks.milvus import MilvusSink, ensure_collections

@@ -96,7 +96,7 @@ def test_recall_command_line(world, settings: Settings) -> None:
 
     _, _, ids, user, _ = world
     env = {**os.environ, **settings.as_env()}
-    command = [sys.executable, "-m", "streams.cli", "recall", "user"]
+    command = [sys.executable, "-m", "deploy.cli", "recall", "user"]
     done = subprocess.run([*command, user, "-k", "2", "--consistency", "Strong", "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)

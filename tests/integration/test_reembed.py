@@ -28,9 +28,9 @@ from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
 from streams.recall.query import Recall, Recalled
-from streams.reembed import Backfill, Counts, reembed, retire, rollback
+from streams.lifecycle.reembed import Backfill, Counts, reembed, retire, rollback
 from streams.sinks.kafka import ensure_topics, partition_offsets
-from streams.sinks.registry import Versions
+from streams.lifecycle.registry import Versions
 from streams.sinks.milvus import MilvusSink, check_milvus, ensure_collections
 from streams.worker.content import inline_request
 from tests.support.streaming import clip_upload, milvus_rows, send, wait_until
@@ -84,7 +84,7 @@ def test_a_backfill_killed_halfway_resumes_and_every_item_and_user_gets_the_new_
     def committed() -> int:
         return sum(c for c, _ in partition_offsets(s.kafka_bootstrap, s.kafka_security(), group, s.topics().item_content.name).values())
 
-    cli = subprocess.Popen([sys.executable, "-m", "streams.cli", "reembed", "--to-url", s.triton_url, "--no-swap", "--max-rate", "4", "--batch", "8"],
+    cli = subprocess.Popen([sys.executable, "-m", "deploy.cli", "reembed", "--to-url", s.triton_url, "--no-swap", "--max-rate", "4", "--batch", "8"],
                            env={**os.environ, **s.as_env()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_until(lambda: committed() >= 8, timeout_s=60, what="the re-embed's first commits")

@@ -95,7 +95,7 @@ def test_a_worker_authenticates_and_no_secret_appears_anywhere(secure: tuple[Set
         }
         env = {**os.environ, **settings.as_env()}
         for command in (["settings"], ["lag"]):
-            run = subprocess.run([sys.executable, "-m", "streams.cli", *command], env=env, capture_output=True, text=True, timeout=120, check=False)
+            run = subprocess.run([sys.executable, "-m", "deploy.cli", *command], env=env, capture_output=True, text=True, timeout=120, check=False)
             assert run.returncode == 0, run.stderr[-2000:]
             seen[f"sail-stream {' '.join(command)}"] = run.stdout + run.stderr
         assert settings.app_id in seen["sail-stream lag"] and "**********" in seen["sail-stream settings"]  # both answered

@@ -28,10 +28,10 @@ from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from streams.recall.query import Recall, RecallError
 from streams.sid.maths import assign, parse_sid, sid_text
-from streams.sinks.codebooks import Codebooks
+from streams.sid.codebooks import Codebooks
 from streams.sinks.kafka import consumer, ensure_topics
 from streams.sinks.milvus import MilvusSink, ensure_collections
-from streams.sinks.registry import Versions
+from streams.lifecycle.registry import Versions
 from tests.support.streaming import clip_upload, milvus_rows, send, wait_until
 from topology.codec import decode_item_embedding, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD, user_key
@@ -44,7 +44,7 @@ SID_FIELDS = ["sid_codes", "sid_suffix", "sid_codebook", VECTOR_FIELD]
 
 
 def _cli(s: Settings, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "sid", *args], env={**os.environ, **s.as_env()}, capture_output=True, text=True, timeout=180)
+    done = subprocess.run([sys.executable, "-m", "deploy.cli", "sid", *args], env={**os.environ, **s.as_env()}, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 

@@ -1,5 +1,5 @@
 """A slow encoder is waited for, not stormed (issue 12), on the real stack: a worker encodes through a
-Triton serving the measurable stand-in (`encoders/standin.py`), whose service time is raised twenty-
+Triton serving the measurable stand-in (`encoders/bench_double.py`), whose service time is raised twenty-
 fold mid-run and then restored. Every upload is stored and published once, none is dead-lettered,
 Triton computed no request the worker abandoned, and the lag returns to zero by itself."""
 
@@ -15,7 +15,7 @@ import pytest
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
-from encoders.standin import ServiceTime, write_control
+from encoders.bench_double import ServiceTime, write_control
 from streams.sinks.kafka import consumer, ensure_topics, producer
 from tests.support.metrics import sample, scrape
 from tests.support.streaming import clip_upload, dead_letters, drained, stored_items, wait_until

@@ -8,7 +8,7 @@ import pytest
 
 from deploy.local.process import group_members
 from deploy.local.stack import SERVICES, PortBusy, Stack, port_free
-from streams.cli import main
+from deploy.cli import main
 from tests.support.stack import stack_settings
 
 pytestmark = pytest.mark.integration

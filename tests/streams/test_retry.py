@@ -9,7 +9,7 @@ import pytest
 
 from encoders.client import EncoderUnavailable
 from streams.ops.metrics import Metrics
-from streams.worker.retry import Retry, ShuttingDown, backoff_s, equal_jitter
+from streams.retry import Retry, ShuttingDown, backoff_s, equal_jitter
 
 
 def test_backoff_doubles_from_the_first_pause_up_to_the_cap() -> None:

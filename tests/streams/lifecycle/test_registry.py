@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.sinks.milvus import MilvusUnavailable
-from streams.sinks.registry import Versions
+from streams.lifecycle.registry import Versions
 from topology.settings import Settings
 from topology.versions import Registry, Version, registry_row
 

@@ -48,8 +48,8 @@ from streams.ops.metrics import Metrics
 from streams.sinks.kafka import consumer
 from streams.sinks.media import MediaResolver
 from streams.sinks.milvus import MilvusSink, check_milvus, drop_collections, ensure_collections, milvus_string
-from streams.sinks.registry import Versions
-from streams.worker.retry import Retry
+from streams.lifecycle.registry import Versions
+from streams.retry import Retry
 from topology.codec import BadInput, Limits, decode_interest_state, decode_upload
 from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, item_row
 from topology.messages import EncodeRequest

@@ -3,12 +3,12 @@ here that turns installed real data into `encoders.train.data.TrainingData`.
 
 - `movielens` (Collaborative Recommendation Enhancement): MovieLens ml-latest-small, split in time
   (`data.train_fraction` of the log before the cut; only that part is read). Every movie is a
-  catalogue item, with the text the worker sends for it (`deploy.movielens.upload_for`). Sources:
+  catalogue item, with the text the worker sends for it (`deploy.datasets.movielens.upload_for`). Sources:
   `coengagement` (item -> an item the same user liked within `data.window` positives),
   `seq2item` (the mean of a user's last `data.history` liked items -> the next liked item) and
   `id2item` (each item's embedding distilled towards its collaborative vector, a rank-`data.collab_dim`
   truncated SVD of the training split's likes).
-- `emoji` (vision alignment): `deploy.emoji`; source `emoji`: the emoji's text as a query -> its
+- `emoji` (vision alignment): `deploy.datasets.emoji`; source `emoji`: the emoji's text as a query -> its
   image alone (no text) as the target; the held-out fifth is never read.
 
 `data.limit` (both) keeps only the first N ratings / emoji: the tests' tiny slices.
@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deploy.emoji import Emoji, load_emoji
+from deploy.datasets.emoji import Emoji, load_emoji
 from encoders.train.collab import Engagement, coengagement_pairs, collaborative_vectors, seq2item_pairs, time_split
 from encoders.train.data import Distill, Pairs, TrainingData
 from encoders.train.recipe import Recipe, RecipeError
 from topology.messages import EncodeRequest
 
 if TYPE_CHECKING:
-    from deploy.movielens import MovieLens
+    from deploy.datasets.movielens import MovieLens
 
-# deploy.movielens and the worker's request builder are imported where MovieLens is read: they bring
+# deploy.datasets.movielens and the worker's request builder are imported where MovieLens is read: they bring
 # the Kafka and Faust clients, which training on other data does not need.
 
 
@@ -47,7 +47,7 @@ class MovieLensSplit:
 
 
 def movielens_split(train_fraction: float, limit: int | None = None) -> MovieLensSplit:
-    from deploy.movielens import engagements, load_movielens
+    from deploy.datasets.movielens import engagements, load_movielens
 
     data = load_movielens().first(limit)
     train, test, cut = time_split(engagements(data), train_fraction)
@@ -56,7 +56,7 @@ def movielens_split(train_fraction: float, limit: int | None = None) -> MovieLen
 
 def movie_requests(data: MovieLens) -> dict[str, EncodeRequest]:
     """Every movie as the encoder sees it in the stream (title with year, genres as tags)."""
-    from deploy.movielens import upload_for
+    from deploy.datasets.movielens import upload_for
     from streams.worker.content import inline_request
 
     return {m.item_id: inline_request(upload_for(m, 0)) for m in data.movies.values()}

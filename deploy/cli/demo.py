@@ -1,7 +1,7 @@
 """`sail-stream demo`: the main job on local defaults.
 
 Brings the local stack up, starts streaming workers and a traffic source (MovieLens replayed by
-default, `deploy.movielens`; or the synthetic generator, `deploy.traffic`), shows live progress
+default, `deploy.datasets.movielens`; or the synthetic generator, `deploy.traffic`), shows live progress
 (items and interactions per second, freshness p50/p99, consumer lag, dead letters), then a sample
 recall a person can judge (a user's recent likes and top unseen items, by title; a fresh item's
 neighbours), and shuts everything down on Ctrl-C or when the source is done. Every run has its own
@@ -19,13 +19,13 @@ from typing import Protocol
 
 import numpy as np
 
+from deploy.datasets.movielens import MovieLens, replay
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
-from streams.sinks.kafka import end_offsets_total, partition_offsets
-from deploy.movielens import MovieLens, replay
 from deploy.traffic import LoadPlan, Produced, Traffic, run_producer
 from streams.recall.query import Recall, RecallError
+from streams.sinks.kafka import end_offsets_total, partition_offsets
 from streams.sinks.milvus import MilvusSink
 from topology.collections import VECTOR_FIELD, user_key
 from topology.settings import Settings

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import main
+from deploy.cli import main
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["stack", "--help"], ["settings", "--help"]])
@@ -79,12 +79,12 @@ def test_replay_without_the_movielens_extra_says_how_to_get_it(capsys: pytest.Ca
 def test_replay_with_no_broker_is_a_clear_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from kafka.errors import KafkaTimeoutError
 
-    import deploy.movielens
+    import deploy.datasets.movielens
 
     def unreachable(*args: object, **kwargs: object) -> None:  # what kafka-python 3 raises after ~30 s with no broker (checked by hand)
         raise KafkaTimeoutError("Unable to bootstrap from ['127.0.0.1:1']")
 
-    monkeypatch.setattr(deploy.movielens, "producer", unreachable)
+    monkeypatch.setattr(deploy.datasets.movielens, "producer", unreachable)
     monkeypatch.setenv("SAIL_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     assert main(["replay", "movielens", "--ratings", "5", "--speedup", "0"]) == 1
     err = capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 
 from topology.codec import encode_encoder_request
 from topology.messages import EncodeRequest
-from encoders.standin import ServiceTime, read_control, standin_infer_fn, vector_for, write_control
+from encoders.bench_double import ServiceTime, read_control, standin_infer_fn, vector_for, write_control
 from topology import reasons
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streams.sid.maths import fit
-from streams.sinks.codebooks import CodebookMissing, codebook_from_rows, codebook_meta
+from streams.sid.codebooks import CodebookMissing, codebook_from_rows, codebook_meta
 from topology.collections import codebook_collection, codebook_rows, row_problem
 
 
@@ -39,7 +39,7 @@ def test_a_codebook_with_a_centroid_or_its_description_missing_is_refused() -> N
 def test_a_codebook_whose_collection_is_gone_is_missing_and_milvus_down_is_not() -> None:
     import asyncio
 
-    from streams.sinks.codebooks import Codebooks
+    from streams.sid.codebooks import Codebooks
     from streams.sinks.milvus import MilvusUnavailable
 
     class Sink:

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.reembed import Session
+from streams.lifecycle.reembed import Session
 from streams.sid.maths import Codebook, assign, fit, sid_text
-from streams.sinks.codebooks import Codebooks
+from streams.sid.codebooks import Codebooks
 from streams.sinks.milvus import ensure_collections, milvus_string, scan_rows
 from topology.collections import CANARY, VECTOR_FIELD, item_row
 from topology.settings import Settings

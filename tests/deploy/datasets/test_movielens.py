@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.movielens import MovieLens, Movie, Rating, action_for, engagements, interaction_for, schedule, speedup_for, upload_for
+from deploy.datasets.movielens import MovieLens, Movie, Rating, action_for, engagements, interaction_for, schedule, speedup_for, upload_for
 from topology.messages import Action
 
 

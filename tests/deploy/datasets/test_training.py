@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.emoji import Emoji
-from deploy.training import build
+from deploy.datasets.emoji import Emoji
+from deploy.datasets.training import build
 from encoders.train.data import Distill, Pairs
 from encoders.train.recipe import RecipeError, load_recipe
 
@@ -13,7 +13,7 @@ from encoders.train.recipe import RecipeError, load_recipe
 def test_the_cre_recipe_reads_only_the_interactions_before_the_cut() -> None:
     recipe = load_recipe("cre-movielens").with_overrides(data={"train_fraction": 0.8, "history": 3, "window": 5, "collab_dim": 16, "limit": 3000})
     data = build(recipe, cache_dir=None)  # type: ignore[arg-type]  # MovieLens comes from the installed package
-    from deploy.training import movielens_split
+    from deploy.datasets.training import movielens_split
 
     split = movielens_split(0.8, 3000)
     after_cut = {e.item for e in split.test} - {e.item for e in split.train}

@@ -16,35 +16,40 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from streams.ops.metrics import Metrics
+from streams.retry import Retry
+from streams.sid.codebooks import CodebookMissing, Codebooks
 from streams.sid.maths import Codebook, DriftWindow, assign, sid_text
-from streams.sinks.codebooks import CodebookMissing, Codebooks
-from topology.collections import NO_SID, SemanticId
-
-if TYPE_CHECKING:
-    from streams.worker.context import Context, Live
+from streams.sinks.milvus import MilvusSink
+from topology.collections import NO_SID, CollectionSpec, SemanticId
+from topology.versions import Version
 
 logger = logging.getLogger(__name__)
 
 
 class SemanticIds:
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.codebooks = Codebooks(ctx.sink)
+    """The content agent's semantic-ID stage of one worker: its codebook cache, drift watch and metrics."""
+
+    def __init__(self, sink: MilvusSink, retry: Retry, metrics: Metrics, drift_ratio: float) -> None:
+        self.retry = retry
+        self.metrics = metrics
+        self.drift_ratio = drift_ratio
+        self.codebooks = Codebooks(sink)
         self._drift: dict[str, DriftWindow] = {}
         self._drifting: set[str] = set()
         self._warned_at = -1e9
         self.codebook: Codebook | None = None  # the one the last batch used
 
-    async def _codebook(self, live: Live) -> Codebook | None:
-        codebook_id = live.version.codebook
+    async def _codebook(self, version: Version) -> Codebook | None:
+        codebook_id = version.codebook
         if not codebook_id:
             return None
         try:
-            return await self.ctx.retry.retrying("milvus", f"load codebook {codebook_id}", lambda: self.codebooks.load(live.version.codebooks(), codebook_id))
+            return await self.retry.retrying("milvus", f"load codebook {codebook_id}", lambda: self.codebooks.load(version.codebooks(), codebook_id))
         except CodebookMissing as exc:
             now = time.monotonic()
             if now - self._warned_at >= 60:
@@ -52,10 +57,11 @@ class SemanticIds:
                 logger.error("the live version names a codebook that cannot be read, items are stored without semantic IDs (run sail-stream sid fit): %s", exc)
             return None
 
-    async def assign(self, live: Live, items: Sequence[tuple[str, Any]]) -> list[SemanticId]:
-        """The semantic ID of each (item_id, vector) of one batch, in order (`NO_SID` without a codebook)."""
-        metrics = self.ctx.metrics
-        codebook = await self._codebook(live) if items else None
+    async def assign(self, version: Version, items_spec: CollectionSpec, items: Sequence[tuple[str, Any]]) -> list[SemanticId]:
+        """The semantic ID of each (item_id, vector) of one batch of `version`, stored in `items_spec`, in
+        order (`NO_SID` without a codebook)."""
+        metrics = self.metrics
+        codebook = await self._codebook(version) if items else None
         if codebook is None:
             metrics.sid_assigned.labels("none").inc(len(items))
             return [NO_SID] * len(items)
@@ -66,7 +72,7 @@ class SemanticIds:
         metrics.sid_seconds.labels("codes").inc(time.perf_counter() - began)
         began = time.perf_counter()
         ids = [item_id for item_id, _ in items]
-        found = await self.ctx.retry.retrying("milvus", "read semantic-ID buckets", lambda: self.codebooks.semantic_ids(live.items, codebook, ids, texts))
+        found = await self.retry.retrying("milvus", "read semantic-ID buckets", lambda: self.codebooks.semantic_ids(items_spec, codebook, ids, texts))
         metrics.sid_seconds.labels("lookup").inc(time.perf_counter() - began)
         for sid in found:
             metrics.sid_assigned.labels("collision" if sid.suffix > 0 else "unique").inc()
@@ -77,7 +83,7 @@ class SemanticIds:
         if self.codebook is not None and self.codebook.codebook_id == codebook.codebook_id:
             return
         self.codebook = codebook
-        metrics = self.ctx.metrics
+        metrics = self.metrics
         metrics.sid_error.labels("fitted").set(codebook.health.quantisation_error)
         metrics.sid_collision_rate.set(codebook.health.collision_rate)
         metrics.sid_utilisation.clear()
@@ -87,13 +93,13 @@ class SemanticIds:
                     codebook.levels, codebook.codes, codebook.health.items, codebook.health.quantisation_error)  # fmt: skip
 
     def _watch(self, codebook: Codebook, errors: Any) -> None:
-        window = self._drift.setdefault(codebook.codebook_id, DriftWindow(codebook.health.quantisation_error, self.ctx.settings.sid_drift_ratio))
+        window = self._drift.setdefault(codebook.codebook_id, DriftWindow(codebook.health.quantisation_error, self.drift_ratio))
         window.add(float(e) for e in errors)
         drift = window.drift()
         if drift.fresh_error is not None:
-            self.ctx.metrics.sid_error.labels("fresh").set(drift.fresh_error)
+            self.metrics.sid_error.labels("fresh").set(drift.fresh_error)
         if drift.ratio is not None:
-            self.ctx.metrics.sid_drift.set(drift.ratio)
+            self.metrics.sid_drift.set(drift.ratio)
         if drift.drifting and codebook.codebook_id not in self._drifting:
             self._drifting.add(codebook.codebook_id)
             logger.warning("codebook %s drifts: fresh items' quantisation error %.4f is %.2fx the fitted %.4f over the last %d items; refit it "

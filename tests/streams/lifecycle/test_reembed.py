@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from kafka import TopicPartition
 
-from streams.reembed import Counts, TokenBucket, eta
+from streams.lifecycle.reembed import Counts, TokenBucket, eta
 from topology.settings import Settings
 from topology.versions import Registry, Version, shadow, version_slug
 
@@ -82,7 +82,7 @@ class _Compacted:
 def test_a_phase_over_a_compacted_topic_completes_at_its_end_offset_despite_the_holes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Counting records against end - start never reaches the total on a compacted topic; the users
     phase waited on that and would never have run in production."""
-    import streams.reembed as module
+    import streams.lifecycle.reembed as module
 
     fake = _Compacted()
     monkeypatch.setattr(module, "consumer", lambda *a, **k: fake)
@@ -142,10 +142,10 @@ def test_a_user_written_before_an_item_of_theirs_had_its_new_vector_is_written_a
     read yet; its user's vector would stay folded without that item (and its counts short) for good."""
     import numpy as np
 
-    import streams.reembed as module
+    import streams.lifecycle.reembed as module
     from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
     from streams.ops.metrics import Metrics
-    from streams.worker.retry import Retry
+    from streams.retry import Retry
     from topology.messages import Action, Interaction
 
     s = Settings(state_dir=Path("/tmp"))
