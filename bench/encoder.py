@@ -18,17 +18,16 @@ import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from deploy.local.stack import Stack
+from deploy.local.stack import Stack, free_ports
 from encoders.client import EncoderClient
 from encoders.model import SailEncoder, load_encoder
-from topology.messages import EncodeRequest
 from tests.support.media import image_bytes
-from deploy.local.stack import free_ports
+from topology.messages import EncodeRequest
 from topology.settings import Settings
 
 WORDS = "cat dog pasta goal alps guitar drum speedrun market city night food travel kids review unboxing tutorial".split()
@@ -46,12 +45,16 @@ def workload(count: int, seed: int, with_cover: bool, frames: int = 0) -> list[E
 
     return [
         EncodeRequest(
-            title=f"{words(6)} #{i}", tags=tuple(rng.choice(WORDS, 3)), ocr_text=words(12), asr_text=words(20),
-            author_nickname=f"creator{i % 50}", cover=covers[i % len(covers)] if covers else None,
+            title=f"{words(6)} #{i}",
+            tags=tuple(rng.choice(WORDS, 3)),
+            ocr_text=words(12),
+            asr_text=words(20),
+            author_nickname=f"creator{i % 50}",
+            cover=covers[i % len(covers)] if covers else None,
             frames=tuple(images[(i + k) % len(images)] for k in range(frames)),
         )
         for i in range(count)
-    ]  # fmt: skip
+    ]
 
 
 @dataclass
@@ -106,10 +109,14 @@ def run(encoder_name: str, count: int, batches: list[int], delays_us: list[int],
     for delay in delays_us:
         grpc, http, metrics = free_ports(3)
         settings = Settings(
-            triton_url=f"grpc://127.0.0.1:{grpc}", triton_http_port=http, triton_metrics_port=metrics,
-            triton_queue_delay_us=delay, triton_max_batch_size=max(batches), encoder=encoder_name,
+            triton_url=f"grpc://127.0.0.1:{grpc}",
+            triton_http_port=http,
+            triton_metrics_port=metrics,
+            triton_queue_delay_us=delay,
+            triton_max_batch_size=max(batches),
+            encoder=encoder_name,
             state_dir=Path(tempfile.mkdtemp(prefix="sail-bench-")),
-        )  # fmt: skip
+        )
         stack = Stack(settings, progress=lambda line: print(f"  {line}", flush=True))
         try:
             stack.up(["triton"])
@@ -119,7 +126,10 @@ def run(encoder_name: str, count: int, batches: list[int], delays_us: list[int],
                 # enough callers in flight to fill the largest server batch
                 rate = asyncio.run(triton_rate(settings.triton_grpc_address, items, b, concurrency=max(2, max(batches) // b)))
                 row = Row(encoder_name, media, b, delay, round(baseline, 1), round(rate, 1))
-                print(f"  batch={b:<3} queue_delay_us={delay:<6} in-process={row.in_process_items_s:8.1f}/s triton={row.triton_items_s:8.1f}/s ratio={row.ratio:.2f}", flush=True)
+                print(
+                    f"  batch={b:<3} queue_delay_us={delay:<6} in-process={row.in_process_items_s:8.1f}/s triton={row.triton_items_s:8.1f}/s ratio={row.ratio:.2f}",
+                    flush=True,
+                )
                 rows.append(row)
         finally:
             stack.down(["triton"])
@@ -131,11 +141,15 @@ def machine() -> dict[str, object]:
 
     cpu = "unknown"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -161,11 +175,15 @@ def markdown(rows: list[Row], info: dict[str, object]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.encoder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.encoder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--encoder", default="sail-tiny")
     parser.add_argument("--items", type=int, default=256, help="items per measurement")
     parser.add_argument("--cover", action="store_true", help="give every item a JPEG cover (use with sail-tiny-omni)")
-    parser.add_argument("--frames", type=int, default=0, help="sampled frames per item besides the cover (8 for the SAIL-sized item)")
+    parser.add_argument(
+        "--frames", type=int, default=0, help="sampled frames per item besides the cover (8 for the SAIL-sized item)"
+    )
     parser.add_argument("--quick", action="store_true", help="batch 8 and 32, one queue delay, 96 items")
     parser.add_argument("--json", type=Path, help="also write the rows and machine info as JSON here")
     args = parser.parse_args()

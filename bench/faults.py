@@ -31,10 +31,10 @@ import asyncio
 import json
 import os
 import signal
-import urllib.request
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -47,12 +47,12 @@ from bench.hostile import Fuzzer, Hostile
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_kafka_ports, free_ports
 from deploy.local.workers import start_worker, wait_for_group
-from encoders.client import EncoderClient
-from streams.worker.content import inline_request
-from streams.sinks.kafka import consumer, ensure_topics, group_assignment, partition_offsets, partition_replicas, producer
-from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
 from deploy.traffic import LoadPlan, Traffic
+from encoders.client import EncoderClient
+from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
+from streams.sinks.kafka import consumer, ensure_topics, group_assignment, partition_offsets, partition_replicas, producer
 from streams.sinks.milvus import MilvusSink, ensure_collections
+from streams.worker.content import inline_request
 from topology import reasons
 from topology.codec import decode_dead_letter, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD, user_key
@@ -113,7 +113,7 @@ class Stream(threading.Thread):
     def run(self) -> None:
         try:
             self._produce()
-        except BaseException as exc:  # noqa: BLE001 - reported by the harness
+        except BaseException as exc:
             self.error = exc
         self.finished_at = time.monotonic()
 
@@ -198,12 +198,19 @@ class Monitor(threading.Thread):
         s = self.settings
         while not self._halt.is_set():
             try:
-                offsets = {(t, p): v for t in self.topics for p, v in partition_offsets(s.kafka_bootstrap, s.kafka_security(), s.app_id, t, timeout_s=3.0).items()}
+                offsets = {
+                    (t, p): v
+                    for t in self.topics
+                    for p, v in partition_offsets(s.kafka_bootstrap, s.kafka_security(), s.app_id, t, timeout_s=3.0).items()
+                }
                 self.samples.append((time.monotonic(), offsets))
                 if s.topic_replication_factor > 1:
-                    short = sum(p.under_replicated for p in partition_replicas(s.kafka_bootstrap, s.kafka_security(), self.topics, timeout_s=3.0))
+                    short = sum(
+                        p.under_replicated
+                        for p in partition_replicas(s.kafka_bootstrap, s.kafka_security(), self.topics, timeout_s=3.0)
+                    )
                     self.under_replicated.append((time.monotonic(), short))
-            except Exception:  # noqa: BLE001 - Kafka down: no sample this second
+            except Exception:
                 pass
             self._halt.wait(1.0)
 
@@ -220,8 +227,12 @@ class Fault:
     partitions: frozenset[TP] | None = None  # the partitions it stopped; None: all
     resumed_s: float | None = None
     caught_up_s: float | None = None
-    under_replicated: dict[str, int] | None = None  # broker-kill: the most partitions short of replicas, as Kafka / the status page / the metric showed
-    in_sync_again_s: float | None = None  # broker-kill: from the restarted broker's health (`stack up` returned) until Kafka reports every partition in sync
+    under_replicated: dict[str, int] | None = (
+        None  # broker-kill: the most partitions short of replicas, as Kafka / the status page / the metric showed
+    )
+    in_sync_again_s: float | None = (
+        None  # broker-kill: from the restarted broker's health (`stack up` returned) until Kafka reports every partition in sync
+    )
 
 
 def _lag(offsets: dict[TP, tuple[int, int]], partitions: frozenset[TP] | None = None) -> int:
@@ -244,7 +255,9 @@ def measure(fault: Fault, samples: list[tuple[float, dict[TP, tuple[int, int]]]]
         return sum(done for tp, (done, _) in offsets.items() if mine is None or tp in mine)
 
     before = [(t, o) for t, o in samples if t <= fault.injected_at]
-    blind = fault.restored_at - fault.injected_at > settle_s and not any(fault.injected_at < t <= fault.restored_at for t, _ in samples)
+    blind = fault.restored_at - fault.injected_at > settle_s and not any(
+        fault.injected_at < t <= fault.restored_at for t, _ in samples
+    )
     settled = before[-1:] if blind else [(t, o) for t, o in samples if t >= fault.injected_at + settle_s][:1]
     if not settled:
         return
@@ -309,15 +322,30 @@ class Scenario:
     """One run: own group, topics and collections; workers started here and stopped at the end."""
 
     def __init__(
-        self, stack: Stack, name: str, plan: StreamPlan, run_dir: Path, progress: Callable[[str], None] = lambda line: None,
-        outage_s: float = 30.0, loglevel: str = "info", static: bool = True, **overrides: object,
-    ) -> None:  # fmt: skip
+        self,
+        stack: Stack,
+        name: str,
+        plan: StreamPlan,
+        run_dir: Path,
+        progress: Callable[[str], None] = lambda line: None,
+        outage_s: float = 30.0,
+        loglevel: str = "info",
+        static: bool = True,
+        **overrides: object,
+    ) -> None:
         if name not in SCENARIOS:
             raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
         if name in CLUSTER_SCENARIOS and len(stack.processes("kafka")) < 3:
             raise ValueError(f"{name} needs a Kafka cluster of 3 nodes or more: run it on cluster_stack(stack)")
         tag = f"{name.replace('-', '')[:10]}{uuid.uuid4().hex[:6]}"
-        self.stack, self.name, self.plan, self.progress, self.outage_s, self.loglevel = stack, name, plan, progress, outage_s, loglevel
+        self.stack, self.name, self.plan, self.progress, self.outage_s, self.loglevel = (
+            stack,
+            name,
+            plan,
+            progress,
+            outage_s,
+            loglevel,
+        )
         self.static = static  # static group membership of the workers (deploy.local.workers.start_worker)
         self.settings = stack.settings.model_copy(update={"item_wait_s": 10.0, **overrides}).namespaced(tag)
         s = self.settings
@@ -380,7 +408,9 @@ class Scenario:
                 self.faults.append(Fault(f"SIGKILL {label}, restart", injected, time.monotonic()))
         elif self.name == "two-workers-one-killed":
             self.at(u(0.25, 0.5))
-            _, self._members_before = group_assignment(self.settings.kafka_bootstrap, self.settings.kafka_security(), self.settings.app_id)
+            _, self._members_before = group_assignment(
+                self.settings.kafka_bootstrap, self.settings.kafka_security(), self.settings.app_id
+            )
             injected = time.monotonic()
             self.kill(self.workers[1])
             self.progress(f"{self.name}: SIGKILL one of two workers, not restarted")
@@ -414,12 +444,16 @@ class Scenario:
             page, metric = _worker_replica_view(port)
             seen["status page"], seen["metric"] = max(seen["status page"], page), max(seen["metric"], metric)
             time.sleep(1.0)
-        self.faults.append(Fault(f"SIGKILL broker {node} of 3 (leader of {leaders[node]} partitions)", injected, injected, under_replicated=seen))
+        self.faults.append(
+            Fault(f"SIGKILL broker {node} of 3 (leader of {leaders[node]} partitions)", injected, injected, under_replicated=seen)
+        )
         restarted = time.monotonic()
         self.stack.up(["kafka"])
         self.progress(f"{self.name}: broker {node} back after {time.monotonic() - injected:.0f}s")
         back = time.monotonic()
-        self.faults.append(Fault(f"broker {node} restarted after {down_s:.0f}s", restarted, back, in_sync_again_s=self._in_sync(back, topics)))
+        self.faults.append(
+            Fault(f"broker {node} restarted after {down_s:.0f}s", restarted, back, in_sync_again_s=self._in_sync(back, topics))
+        )
 
     def _in_sync(self, since: float, topics: list[str], timeout_s: float = 120.0) -> float | None:
         """Seconds from `since` until Kafka reports every partition of `topics` fully in sync (polled
@@ -430,7 +464,7 @@ class Scenario:
             try:
                 if not any(p.under_replicated for p in partition_replicas(s.kafka_bootstrap, s.kafka_security(), topics)):
                     return round(time.monotonic() - since, 1)
-            except Exception:  # noqa: BLE001 - the cluster still settling: asked again
+            except Exception:
                 pass
             time.sleep(0.5)
         return None
@@ -488,17 +522,24 @@ class Scenario:
         behind: dict[str, int] = {}
         while time.monotonic() < deadline:
             try:
-                offsets = {(t, p): v for t in topics for p, v in partition_offsets(s.kafka_bootstrap, s.kafka_security(), s.app_id, t).items()}
+                offsets = {
+                    (t, p): v
+                    for t in topics
+                    for p, v in partition_offsets(s.kafka_bootstrap, s.kafka_security(), s.app_id, t).items()
+                }
                 behind = {f"{t}[{p}]@{done}": end - done for (t, p), (done, end) in offsets.items() if done < end}
                 if not behind:
                     return time.monotonic()
-            except Exception:  # noqa: BLE001 - Kafka still coming back
+            except Exception:
                 pass
             time.sleep(1.0)
         logs = "\n".join(
-            f"--- {w.name} ({'running' if w.is_running() else 'exited'}), stall reports:\n{stall_reports(w.log_tail(100_000))}\nlast lines:\n{w.log_tail(40)}" for w in self.workers
+            f"--- {w.name} ({'running' if w.is_running() else 'exited'}), stall reports:\n{stall_reports(w.log_tail(100_000))}\nlast lines:\n{w.log_tail(40)}"
+            for w in self.workers
         )
-        raise TimeoutError(f"{self.name}: lag did not return to zero within {timeout_s:.0f}s; behind (committed offset: messages): {behind}\n{logs}")
+        raise TimeoutError(
+            f"{self.name}: lag did not return to zero within {timeout_s:.0f}s; behind (committed offset: messages): {behind}\n{logs}"
+        )
 
     # ------------------------------------------------------------------ the check
 
@@ -508,7 +549,11 @@ class Scenario:
         stored = _stored_items(s, [u.item_id for u in sent.uploads])
         expected = asyncio.run(_encode(s, sent.uploads))
         lost = [u.item_id for u in sent.uploads if u.item_id not in stored]
-        wrong = [i for i, v in expected.items() if i in stored and float(stored[i] @ v / (np.linalg.norm(stored[i]) * np.linalg.norm(v))) < 0.999]
+        wrong = [
+            i
+            for i, v in expected.items()
+            if i in stored and float(stored[i] @ v / (np.linalg.norm(stored[i]) * np.linalg.norm(v))) < 0.999
+        ]
         if lost:
             problems.append(f"{len(lost)} uploads missing from Milvus, e.g. {lost[:3]}")
         if wrong:
@@ -530,16 +575,25 @@ class Scenario:
             elif row is None:
                 users_wrong.append(f"{user}: no row")
             elif row[1] != state.event_count or not np.allclose(row[0], want[0], atol=1e-5):
-                users_wrong.append(f"{user}: event_count {row[1]} vs {state.event_count} in the log, max |diff| {float(np.abs(row[0] - want[0]).max()):.1e}")
+                users_wrong.append(
+                    f"{user}: event_count {row[1]} vs {state.event_count} in the log, max |diff| {float(np.abs(row[0] - want[0]).max()):.1e}"
+                )
         if users_wrong:
-            problems.append(f"{len(users_wrong)} of {len(logs)} users differ from the recomputation: " + "; ".join(users_wrong[:5]))
+            problems.append(
+                f"{len(users_wrong)} of {len(logs)} users differ from the recomputation: " + "; ".join(users_wrong[:5])
+            )
 
         letters = _dead_letters(s)
         by_original: dict[bytes, set[str]] = {}
         for original, reason in letters:
             by_original.setdefault(original, set()).add(reason)
         missing = [b for b in sent.bad if b.value not in by_original]
-        wrong_reason = [b for b in sent.bad if b.value in by_original and not (by_original[b.value] <= reasons.ALL and (b.reason is None or b.reason in by_original[b.value]))]
+        wrong_reason = [
+            b
+            for b in sent.bad
+            if b.value in by_original
+            and not (by_original[b.value] <= reasons.ALL and (b.reason is None or b.reason in by_original[b.value]))
+        ]
         good_there = sum(1 for original, _ in letters if original in sent.good_bytes)
         copies = Counter(original for original, _ in letters)
         sent_as = Counter(b.value for b in sent.bad)  # some kinds send the same bytes many times (not_a_map)
@@ -547,24 +601,43 @@ class Scenario:
         if missing:
             problems.append(f"{len(missing)} bad messages not dead-lettered, kinds {dict(Counter(b.kind for b in missing))}")
         if wrong_reason:
-            problems.append(f"{len(wrong_reason)} bad messages with a wrong reason, e.g. {[(b.kind, sorted(by_original[b.value])) for b in wrong_reason[:3]]}")
+            problems.append(
+                f"{len(wrong_reason)} bad messages with a wrong reason, e.g. {[(b.kind, sorted(by_original[b.value])) for b in wrong_reason[:3]]}"
+            )
         if good_there:
             problems.append(f"{good_there} good events in the dead-letter topic")
         if exited:
             problems.append(f"workers exited by themselves: {exited}")
         for fault in self.faults:
             if fault.under_replicated is not None and not all(fault.under_replicated.values()):
-                problems.append(f"{fault.what}: under-replicated partitions not shown everywhere (most seen: {fault.under_replicated})")
+                problems.append(
+                    f"{fault.what}: under-replicated partitions not shown everywhere (most seen: {fault.under_replicated})"
+                )
             if fault.what.startswith("broker") and fault.in_sync_again_s is None:
                 problems.append(f"{fault.what}: partitions still under-replicated 120 s after the restart")
         return Result(
-            scenario=self.name, events_in=sent.events, uploads=len(sent.uploads), interactions=len(sent.interactions), bad_sent=len(sent.bad),
-            items_verified=len(sent.uploads) - len(lost) - len(wrong), items_lost=len(lost), items_wrong=len(wrong),
-            users_verified=len(logs) - len(users_wrong), users_wrong=len(users_wrong), dead_lettered=len(letters),
-            bad_not_dead_lettered=len(missing), bad_wrong_reason=len(wrong_reason), good_dead_lettered=good_there, bad_dead_lettered_again=again,
-            bad_kinds=dict(sorted(Counter(b.kind for b in sent.bad).items())), workers_exited=len(exited), worker_peak_rss_mb=round(peak_mb, 1),
-            drained_s=round(drained_s, 1), faults=self.faults, problems=problems,
-        )  # fmt: skip
+            scenario=self.name,
+            events_in=sent.events,
+            uploads=len(sent.uploads),
+            interactions=len(sent.interactions),
+            bad_sent=len(sent.bad),
+            items_verified=len(sent.uploads) - len(lost) - len(wrong),
+            items_lost=len(lost),
+            items_wrong=len(wrong),
+            users_verified=len(logs) - len(users_wrong),
+            users_wrong=len(users_wrong),
+            dead_lettered=len(letters),
+            bad_not_dead_lettered=len(missing),
+            bad_wrong_reason=len(wrong_reason),
+            good_dead_lettered=good_there,
+            bad_dead_lettered_again=again,
+            bad_kinds=dict(sorted(Counter(b.kind for b in sent.bad).items())),
+            workers_exited=len(exited),
+            worker_peak_rss_mb=round(peak_mb, 1),
+            drained_s=round(drained_s, 1),
+            faults=self.faults,
+            problems=problems,
+        )
 
 
 def sigkill(proc: ManagedProcess) -> None:
@@ -584,7 +657,7 @@ def _worker_replica_view(port: int) -> tuple[int, int]:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=3.0) as response:
             page = len(json.load(response)["replicas"]["under_replicated"])
         metrics = scrape(f"http://127.0.0.1:{port}/metrics", timeout_s=3.0)
-    except Exception:  # noqa: BLE001 - a busy or restarting worker: nothing seen this second
+    except Exception:
         return 0, 0
     return page, int(sample(metrics, "sail_kafka_under_replicated_partitions"))
 
@@ -597,10 +670,15 @@ def cluster_stack(stack: Stack, brokers: int = 3, progress: Callable[[str], None
         ServiceFailed: the nodes did not come up.
     """
     bootstrap, controller = free_kafka_ports(brokers)
-    settings = stack.settings.model_copy(update={
-        "kafka_bootstrap": bootstrap, "kafka_brokers": brokers, "kafka_controller_port": controller,
-        "topic_replication_factor": replication(brokers)[0], "state_dir": stack.state_dir / f"kafka-cluster-{controller}",
-    })  # fmt: skip
+    settings = stack.settings.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "kafka_brokers": brokers,
+            "kafka_controller_port": controller,
+            "topic_replication_factor": replication(brokers)[0],
+            "state_dir": stack.state_dir / f"kafka-cluster-{controller}",
+        }
+    )
     cluster = Stack(settings, progress)
     try:
         cluster.up(["kafka"])
@@ -627,7 +705,11 @@ async def _rows(settings: Settings, collection: str, keys: list[str], fields: li
     sink = MilvusSink.for_settings(settings)
     await sink.start()
     try:
-        return [row for start in range(0, len(keys), 500) for row in await sink.get(collection, keys[start : start + 500], fields=fields)]
+        return [
+            row
+            for start in range(0, len(keys), 500)
+            for row in await sink.get(collection, keys[start : start + 500], fields=fields)
+        ]
     finally:
         await sink.close()
 
@@ -638,7 +720,9 @@ def _stored_items(settings: Settings, ids: list[str]) -> dict[str, np.ndarray]:
 
 
 def _user_rows(settings: Settings, users: list[str]) -> dict[str, tuple[np.ndarray, int]]:
-    rows = asyncio.run(_rows(settings, settings.collections()[1].name, [user_key(u, 0) for u in users], [VECTOR_FIELD, "event_count", "user_id"]))
+    rows = asyncio.run(
+        _rows(settings, settings.collections()[1].name, [user_key(u, 0) for u in users], [VECTOR_FIELD, "event_count", "user_id"])
+    )
     return {row["user_id"]: (np.asarray(row[VECTOR_FIELD], dtype=np.float32), int(row["event_count"])) for row in rows}
 
 
@@ -661,8 +745,15 @@ async def _encode(settings: Settings, uploads: list[ContentUpload]) -> dict[str,
 
 def _dead_letters(settings: Settings) -> list[tuple[bytes, str]]:
     """(original bytes, reason) of every record in the dead-letter topic."""
-    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().dead_letters.name, auto_offset_reset="earliest",
-                 enable_auto_commit=False, consumer_timeout_ms=5000, max_partition_fetch_bytes=settings.max_message_bytes + 256 * 1024)  # fmt: skip
+    c = consumer(
+        settings.kafka_bootstrap,
+        settings.kafka_security(),
+        settings.topics().dead_letters.name,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+        max_partition_fetch_bytes=settings.max_message_bytes + 256 * 1024,
+    )
     try:
         return [(letter.original, letter.reason) for letter in (decode_dead_letter(r.value, settings.limits()) for r in c)]
     finally:
@@ -691,8 +782,14 @@ def markdown(results: list[Result], plan: StreamPlan, info: dict[str, object]) -
     hostile = [r for r in results if r.scenario == "hostile"]
     if hostile:
         r = hostile[0]
-        lines += ["", f"Hostile scenario, bad messages by kind ({r.bad_sent:,} in all, {r.bad_dead_lettered_again} extra dead letters from replays):", "",
-                  "| kind | sent |", "|---|---:|", *(f"| {kind} | {n:,} |" for kind, n in r.bad_kinds.items())]  # fmt: skip
+        lines += [
+            "",
+            f"Hostile scenario, bad messages by kind ({r.bad_sent:,} in all, {r.bad_dead_lettered_again} extra dead letters from replays):",
+            "",
+            "| kind | sent |",
+            "|---|---:|",
+            *(f"| {kind} | {n:,} |" for kind, n in r.bad_kinds.items()),
+        ]
     return "\n".join(lines)
 
 
@@ -702,7 +799,11 @@ def _s(value: float | None) -> str:
 
 def _replicas(fault: Fault) -> str:
     if fault.under_replicated is not None:
-        return " (under-replicated partitions seen: " + ", ".join(f"{where} {n}" for where, n in fault.under_replicated.items()) + ")"
+        return (
+            " (under-replicated partitions seen: "
+            + ", ".join(f"{where} {n}" for where, n in fault.under_replicated.items())
+            + ")"
+        )
     if fault.in_sync_again_s is not None:
         return f" (all in sync again {fault.in_sync_again_s:.1f} s after the restart)"
     return ""
@@ -712,16 +813,26 @@ def main() -> None:
     from bench.encoder import machine
     from tests.support.stack import local_settings
 
-    parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)")
-    parser.add_argument("--uploads", type=int, default=StreamPlan().uploads, help="good uploads per scenario (5 interactions each)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)"
+    )
+    parser.add_argument(
+        "--uploads", type=int, default=StreamPlan().uploads, help="good uploads per scenario (5 interactions each)"
+    )
     parser.add_argument("--rate", type=float, default=StreamPlan().uploads_per_s, help="uploads per second offered")
     parser.add_argument("--seed", type=int, default=StreamPlan().seed)
-    parser.add_argument("--drain-timeout", type=float, default=900.0, help="seconds to wait for zero lag after the stream before failing")
     parser.add_argument(
-        "--membership", choices=("static", "dynamic"), default="static",
+        "--drain-timeout", type=float, default=900.0, help="seconds to wait for zero lag after the stream before failing"
+    )
+    parser.add_argument(
+        "--membership",
+        choices=("static", "dynamic"),
+        default="static",
         help="the workers' consumer-group membership: static (a group instance id per worker, as deployed) or dynamic (to compare)",
-    )  # fmt: skip
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--markdown", type=Path, help="write the scenario table here")
     args = parser.parse_args()
@@ -748,7 +859,9 @@ def main() -> None:
             progress(f"{name}: {mine.uploads} uploads over {mine.duration_s:.0f}s")
             on = cluster_stack(stack, progress=progress) if name in CLUSTER_SCENARIOS else stack
             try:
-                result = Scenario(on, name, mine, state / "faults", progress, static=args.membership == "static").run(args.drain_timeout)
+                result = Scenario(on, name, mine, state / "faults", progress, static=args.membership == "static").run(
+                    args.drain_timeout
+                )
             finally:
                 if on is not stack:
                     on.down(["kafka"])
@@ -761,7 +874,9 @@ def main() -> None:
     if args.markdown:
         args.markdown.write_text(table + "\n")
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "plan": asdict(plan), "results": [asdict(r) for r in results]}, indent=2, default=sorted))
+        args.json.write_text(
+            json.dumps({"machine": info, "plan": asdict(plan), "results": [asdict(r) for r in results]}, indent=2, default=sorted)
+        )
     raise SystemExit(0 if all(r.passed for r in results) else 1)
 
 

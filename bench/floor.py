@@ -23,7 +23,17 @@ import uuid
 
 def _report(mode: str, records: int, first: float, last: float) -> None:
     seconds = last - first
-    print(json.dumps({"mode": mode, "records": records, "seconds": round(seconds, 3), "per_s": round(records / seconds, 1) if seconds else None}), flush=True)
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "records": records,
+                "seconds": round(seconds, 3),
+                "per_s": round(records / seconds, 1) if seconds else None,
+            }
+        ),
+        flush=True,
+    )
 
 
 def faust_floor(broker: str, topic: str, count: int) -> None:
@@ -62,7 +72,13 @@ def kafka_floor(broker: str, topic: str, count: int) -> None:
     from aiokafka import AIOKafkaConsumer
 
     async def go() -> None:
-        c = AIOKafkaConsumer(topic, bootstrap_servers=broker, group_id=f"floor-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest", enable_auto_commit=True)
+        c = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=broker,
+            group_id=f"floor-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=True,
+        )
         await c.start()
         n, first = 0, 0.0
         try:

@@ -37,20 +37,68 @@ T = TypeVar("T")
 
 Topic = Literal["uploads", "interactions"]
 BAD_KINDS = (
-    "random_bytes", "truncated", "wrong_type", "missing_field", "unknown_version", "oversized_image", "huge_text",
-    "unknown_action", "unknown_item", "not_a_map",
-    "int64_overflow", "future_time", "key_mismatch", "bad_identifier", "long_identifier", "forbidden_file", "internal_url", "mutation",
-)  # fmt: skip
+    "random_bytes",
+    "truncated",
+    "wrong_type",
+    "missing_field",
+    "unknown_version",
+    "oversized_image",
+    "huge_text",
+    "unknown_action",
+    "unknown_item",
+    "not_a_map",
+    "int64_overflow",
+    "future_time",
+    "key_mismatch",
+    "bad_identifier",
+    "long_identifier",
+    "forbidden_file",
+    "internal_url",
+    "mutation",
+)
 MEDIA_KINDS = ("forbidden_file", "internal_url")  # refused by the media fetcher, not by the codec
-FORBIDDEN_FILES = ("file:///dev/zero", "file:///dev/urandom", "file:///proc/self/environ", "file:///etc/passwd", "file:///proc/self/mem")
+FORBIDDEN_FILES = (
+    "file:///dev/zero",
+    "file:///dev/urandom",
+    "file:///proc/self/environ",
+    "file:///etc/passwd",
+    "file:///proc/self/mem",
+)
 INTERNAL_URLS = (
-    "http://127.0.0.1:{port}/", "http://localhost:{port}/v2/vectordb/collections/list", "http://169.254.169.254/latest/meta-data/",
-    "http://10.0.0.1/cover.jpg", "http://192.168.1.1/x.png", "http://[::1]:{port}/", "http://[::ffff:127.0.0.1]:{port}/", "http://0.0.0.0:{port}/",
-)  # fmt: skip
+    "http://127.0.0.1:{port}/",
+    "http://localhost:{port}/v2/vectordb/collections/list",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.1/cover.jpg",
+    "http://192.168.1.1/x.png",
+    "http://[::1]:{port}/",
+    "http://[::ffff:127.0.0.1]:{port}/",
+    "http://0.0.0.0:{port}/",
+)
 HOSTILE_VALUES: tuple[object, ...] = (
-    2**64 - 1, 2**63, -1, -(2**63), float("nan"), float("inf"), 1.5, True, None, "", "a,b", "x'y", 'q"q', "b\\s", "zero\u200bwidth",
-    "\u202eevil", "\x00nul", "é" * 200, b"\x00\x01", [], [1, [2, [3]]], {"k": "v"}, {1: 2},
-)  # fmt: skip
+    2**64 - 1,
+    2**63,
+    -1,
+    -(2**63),
+    float("nan"),
+    float("inf"),
+    1.5,
+    True,
+    None,
+    "",
+    "a,b",
+    "x'y",
+    'q"q',
+    "b\\s",
+    "zero\u200bwidth",
+    "\u202eevil",
+    "\x00nul",
+    "é" * 200,
+    b"\x00\x01",
+    [],
+    [1, [2, [3]]],
+    {"k": "v"},
+    {1: 2},
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +173,24 @@ class Fuzzer:
             value = _repack(encode_upload(upload), cover=self.rng.bytes(self.limits.max_image_bytes + 1))
             return Hostile(kind, "uploads", upload.item_id.encode(), value, reasons.LIMIT_MEDIA_BYTES)
         if kind == "unknown_action":
-            return Hostile(kind, "interactions", event.user_id.encode(), _repack(encode_interaction(event), action="poke"), reasons.SCHEMA_INVALID_VALUE)
+            return Hostile(
+                kind,
+                "interactions",
+                event.user_id.encode(),
+                _repack(encode_interaction(event), action="poke"),
+                reasons.SCHEMA_INVALID_VALUE,
+            )
         if kind == "int64_overflow":
             field = "created_at_ms" if on_uploads else self._pick(("timestamp_ms", "dwell_ms"))
-            return Hostile(kind, topic, key, _repack(good, **{field: self._pick((2**63, 2**64 - 1))}), reasons.SCHEMA_INVALID_VALUE)
+            return Hostile(
+                kind, topic, key, _repack(good, **{field: self._pick((2**63, 2**64 - 1))}), reasons.SCHEMA_INVALID_VALUE
+            )
         if kind == "future_time":
             ahead_ms = int(self.rng.integers(3600, 1000 * 365 * 86_400)) * 1000  # an hour to a thousand years
             field = "created_at_ms" if on_uploads else "timestamp_ms"
-            return Hostile(kind, topic, key, _repack(good, **{field: int(time.time() * 1000) + ahead_ms}), reasons.SCHEMA_INVALID_TIME)
+            return Hostile(
+                kind, topic, key, _repack(good, **{field: int(time.time() * 1000) + ahead_ms}), reasons.SCHEMA_INVALID_TIME
+            )
         if kind == "key_mismatch":  # a message of its own (the good event's bytes are sent as good), under another key or none
             value = good if on_uploads else encode_interaction(replace(event, event_id=f"{self.run_id}-misrouted-{self.count}"))
             return Hostile(kind, topic, self._pick((None, b"", key + b"x", b"someone-else")), value, reasons.SCHEMA_KEY_MISMATCH)
@@ -151,9 +209,12 @@ class Fuzzer:
             return self._mutation(topic, key, good)
         # unknown_item: a well-formed interaction of a real user with an item nobody uploaded
         ghost = Interaction(
-            event_id=f"{self.run_id}-ghost-ev-{self.count}", user_id=event.user_id, item_id=f"{self.run_id}-ghost-item-{self.count}",
-            action=Action.LIKE, timestamp_ms=event.timestamp_ms,
-        )  # fmt: skip
+            event_id=f"{self.run_id}-ghost-ev-{self.count}",
+            user_id=event.user_id,
+            item_id=f"{self.run_id}-ghost-item-{self.count}",
+            action=Action.LIKE,
+            timestamp_ms=event.timestamp_ms,
+        )
         return Hostile(kind, "interactions", event.user_id.encode(), encode_interaction(ghost), reasons.ITEM_NOT_FOUND)
 
     def _with_field(self, kind: str, topic: Topic, key: bytes, good: bytes, field: str, value: str, reason: str) -> Hostile:
@@ -182,6 +243,10 @@ class Fuzzer:
         """A good interaction stamped up to `max_age_ms` in the past (a late or replayed client)."""
         self.count += 1
         return Interaction(
-            event_id=f"{self.run_id}-late-ev-{self.count}", user_id=event.user_id, item_id=event.item_id, action=event.action,
-            timestamp_ms=max(event.timestamp_ms - int(self.rng.integers(1, max_age_ms)), 0), dwell_ms=event.dwell_ms,
-        )  # fmt: skip
+            event_id=f"{self.run_id}-late-ev-{self.count}",
+            user_id=event.user_id,
+            item_id=event.item_id,
+            action=event.action,
+            timestamp_ms=max(event.timestamp_ms - int(self.rng.integers(1, max_age_ms)), 0),
+            dwell_ms=event.dwell_ms,
+        )

@@ -85,14 +85,25 @@ def store_items(settings: Settings, count: int, rng: np.random.Generator) -> lis
         await sink.start()
         try:
             for start in range(0, count, 500):
-                await sink.upsert(settings.collections()[0].name, [item_row(ids[i], "c", now, now, "bench", vectors[i]) for i in range(start, min(start + 500, count))])
+                await sink.upsert(
+                    settings.collections()[0].name,
+                    [item_row(ids[i], "c", now, now, "bench", vectors[i]) for i in range(start, min(start + 500, count))],
+                )
         finally:
             await sink.close()
 
     asyncio.run(upsert())
     p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes)
     for i, item in enumerate(ids):
-        embedding = ItemEmbedding(item_id=item, vector=vectors[i].astype("<f4").tobytes(), dim=settings.embedding_dim, model_version="bench", created_at_ms=now, encoded_at_ms=now, creator_id="c")
+        embedding = ItemEmbedding(
+            item_id=item,
+            vector=vectors[i].astype("<f4").tobytes(),
+            dim=settings.embedding_dim,
+            model_version="bench",
+            created_at_ms=now,
+            encoded_at_ms=now,
+            creator_id="c",
+        )
         p.send(settings.topics().item_embeddings.name, key=item.encode(), value=encode_item_embedding(embedding))
     p.flush()
     p.close()
@@ -108,13 +119,22 @@ def interactions(users: int, items: list[str], count: int, rng: np.random.Genera
     dwell = rng.integers(0, 20_000, count)
     run = uuid.uuid4().hex[:6]
     return [
-        Interaction(event_id=f"{run}-{n}", user_id=f"user-{who[n]}", item_id=items[what[n]], action=ACTIONS[kind[n]], timestamp_ms=base + n, dwell_ms=int(dwell[n]))
+        Interaction(
+            event_id=f"{run}-{n}",
+            user_id=f"user-{who[n]}",
+            item_id=items[what[n]],
+            action=ACTIONS[kind[n]],
+            timestamp_ms=base + n,
+            dwell_ms=int(dwell[n]),
+        )
         for n in range(count)
     ]
 
 
 def produce(settings: Settings, events: list[Interaction]) -> None:
-    p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=20, batch_size=256 * 1024)
+    p = producer(
+        settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=20, batch_size=256 * 1024
+    )
     topic = settings.topics().interactions.name
     for event in events:
         p.send(topic, key=event.user_id.encode(), value=encode_interaction(event))
@@ -124,7 +144,12 @@ def produce(settings: Settings, events: list[Interaction]) -> None:
 
 def _committed(settings: Settings) -> tuple[int, int]:
     topics = settings.topics()
-    offsets = group_offsets(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topics.interactions.name, topics.interactions_retry.name])
+    offsets = group_offsets(
+        settings.kafka_bootstrap,
+        settings.kafka_security(),
+        settings.app_id,
+        [topics.interactions.name, topics.interactions_retry.name],
+    )
     done = sum(d for parts in offsets.values() for d, _ in parts.values())
     end = sum(e for parts in offsets.values() for _, e in parts.values())
     return done, end
@@ -133,7 +158,14 @@ def _committed(settings: Settings) -> tuple[int, int]:
 def _changelog(settings: Settings) -> tuple[int, int, list[int]]:
     """(records, value bytes summed, the last value's size per user) of the interest table's changelog."""
     topic = table_changelog(settings.app_id)
-    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), topic, auto_offset_reset="earliest", consumer_timeout_ms=5000, enable_auto_commit=False)
+    c = consumer(
+        settings.kafka_bootstrap,
+        settings.kafka_security(),
+        topic,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+        enable_auto_commit=False,
+    )
     records = total = 0
     last: dict[bytes, int] = {}
     try:
@@ -151,8 +183,25 @@ def _profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | Non
     if spy is None:
         print("py-spy not found: no profile (pip install py-spy)", flush=True)
         return None
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50", "--format", "raw", "--output", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "50",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
@@ -165,7 +214,10 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
         if not stack:
             continue
         samples = int(count)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")" if " (" in f else f for f in stack.split(";")]
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")" if " (" in f else f
+            for f in stack.split(";")
+        ]
         total += samples
         own[frames[-1]] += samples
         for frame in set(frames):
@@ -175,7 +227,12 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
 
 def _groups(stack: Stack, procs: list) -> dict[str, int]:  # type: ignore[type-arg]
     """Process group of each part: the stack's services and the workers."""
-    groups = {p.name: record.pgid for name in ("kafka", "milvus", "triton") for p in stack.processes(name) if (record := p.record()) is not None}
+    groups = {
+        p.name: record.pgid
+        for name in ("kafka", "milvus", "triton")
+        for p in stack.processes(name)
+        if (record := p.record()) is not None
+    }
     groups.update({f"worker{i}": record.pgid for i, p in enumerate(procs) if (record := p.record()) is not None})
     return groups
 
@@ -209,7 +266,11 @@ def drain(settings: Settings, stack: Stack, events: list[Interaction], workers: 
         seconds = finished - (began or finished)
         applied = (done - first_done) / seconds if seconds > 0 else 0.0
         machine_s = (os.cpu_count() or 1) * seconds
-        share = {name: round((cpu_seconds(pgid) - cpu0.get(name, 0.0)) / machine_s, 3) for name, pgid in groups.items()} if seconds > 0 else {}
+        share = (
+            {name: round((cpu_seconds(pgid) - cpu0.get(name, 0.0)) / machine_s, 3) for name, pgid in groups.items()}
+            if seconds > 0
+            else {}
+        )
         progress(f"{workers} worker(s): {len(events):,} interactions drained, {applied:,.0f}/s after the first commit")
     finally:
         if spy is not None:
@@ -217,14 +278,29 @@ def drain(settings: Settings, stack: Stack, events: list[Interaction], workers: 
         for proc in procs:
             proc.stop()
     records, total, sizes = _changelog(settings)
-    return Drain(workers, len(events), round(seconds, 1), round(applied, 1), records, round(total / len(events), 1),
-                 float(np.percentile(sizes, 50)) if sizes else 0.0, float(np.percentile(sizes, 99)) if sizes else 0.0, len(sizes), share)  # fmt: skip
+    return Drain(
+        workers,
+        len(events),
+        round(seconds, 1),
+        round(applied, 1),
+        records,
+        round(total / len(events), 1),
+        float(np.percentile(sizes, 50)) if sizes else 0.0,
+        float(np.percentile(sizes, 99)) if sizes else 0.0,
+        len(sizes),
+        share,
+    )
 
 
 def _buckets(text: str, name: str) -> list[tuple[float, float]]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    return sorted((float(s.labels["le"]), s.value) for f in text_string_to_metric_families(text) for s in f.samples if s.name == f"{name}_bucket")
+    return sorted(
+        (float(s.labels["le"]), s.value)
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == f"{name}_bucket"
+    )
 
 
 def histogram_quantile(text: str, name: str, q: float, since: str | None = None) -> float | None:
@@ -247,7 +323,17 @@ def histogram_quantile(text: str, name: str, q: float, since: str | None = None)
     return lower
 
 
-def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: float, seconds: float, warm_s: float, rng: np.random.Generator, progress) -> dict[str, float | None]:  # type: ignore[no-untyped-def]
+def paced(
+    settings: Settings,
+    stack: Stack,
+    items: list[str],
+    users: int,
+    rate: float,
+    seconds: float,
+    warm_s: float,
+    rng: np.random.Generator,
+    progress,
+) -> dict[str, float | None]:  # type: ignore[no-untyped-def]
     """User freshness with interactions offered at `rate`/s (event time = send time) by a worker
     started over the drained group: p50/p99 of its `sail_user_freshness_seconds` over the first
     `warm_s` (just after the restart: the table restored, the item cache empty) and over the
@@ -261,7 +347,13 @@ def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: 
         wait_for_group(settings, [proc])
         run = uuid.uuid4().hex[:6]
         for n in range(20):  # the worker first restores the table from its changelog, then commits these
-            event = Interaction(event_id=f"{run}-warm-{n}", user_id=f"user-{n}", item_id=items[n], action=Action.LIKE, timestamp_ms=int(time.time() * 1000))
+            event = Interaction(
+                event_id=f"{run}-warm-{n}",
+                user_id=f"user-{n}",
+                item_id=items[n],
+                action=Action.LIKE,
+                timestamp_ms=int(time.time() * 1000),
+            )
             p.send(topic, key=event.user_id.encode(), value=encode_interaction(event))
         p.flush()
         deadline = time.monotonic() + 300
@@ -279,8 +371,14 @@ def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: 
                 warm_page = scrape(metrics)
             for _ in range(int(elapsed * rate) - sent):
                 now = int(time.time() * 1000)
-                event = Interaction(event_id=f"{run}-{sent}", user_id=f"user-{rng.integers(users)}", item_id=items[int(rng.integers(len(items)))],
-                                    action=ACTIONS[int(rng.integers(len(ACTIONS)))], timestamp_ms=now, dwell_ms=5000)  # fmt: skip
+                event = Interaction(
+                    event_id=f"{run}-{sent}",
+                    user_id=f"user-{rng.integers(users)}",
+                    item_id=items[int(rng.integers(len(items)))],
+                    action=ACTIONS[int(rng.integers(len(ACTIONS)))],
+                    timestamp_ms=now,
+                    dwell_ms=5000,
+                )
                 p.send(topic, key=event.user_id.encode(), value=encode_interaction(event))
                 sent += 1
             p.flush()
@@ -297,9 +395,13 @@ def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: 
         proc.stop()
     warm_page = warm_page or start_page
     name = "sail_user_freshness_seconds"
-    result = {"offered_s": round(sent / (warm_s + seconds), 1),
-              "restart_p50_s": histogram_quantile(warm_page, name, 0.5, since=start_page), "restart_p99_s": histogram_quantile(warm_page, name, 0.99, since=start_page),
-              "p50_s": histogram_quantile(page, name, 0.5, since=warm_page), "p99_s": histogram_quantile(page, name, 0.99, since=warm_page)}  # fmt: skip
+    result = {
+        "offered_s": round(sent / (warm_s + seconds), 1),
+        "restart_p50_s": histogram_quantile(warm_page, name, 0.5, since=start_page),
+        "restart_p99_s": histogram_quantile(warm_page, name, 0.99, since=start_page),
+        "p50_s": histogram_quantile(page, name, 0.5, since=warm_page),
+        "p99_s": histogram_quantile(page, name, 0.99, since=warm_page),
+    }
     progress(f"paced at {rate:,.0f}/s, {warm_s:.0f}s after the restart then {seconds:.0f}s: user freshness {result}")
     return result
 
@@ -307,8 +409,12 @@ def paced(settings: Settings, stack: Stack, items: list[str], users: int, rate: 
 def floor(settings: Settings, mode: str, count: int, progress) -> float | None:  # type: ignore[no-untyped-def]
     """Records/s of bench.floor's `mode` reading the same interactions topic under a group of its own."""
     progress(f"floor: {mode} reading {count:,} records")
-    done = subprocess.run([sys.executable, "-m", "bench.floor", mode, settings.kafka_bootstrap, settings.topics().interactions.name, str(count)],
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.floor", mode, settings.kafka_bootstrap, settings.topics().interactions.name, str(count)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     # Faust sends a worker's stdout to its log (stderr), so the figure may arrive on either
     lines = [line[line.index('{"mode"') :] for line in (done.stdout + done.stderr).splitlines() if '{"mode"' in line]
     if not lines:
@@ -336,7 +442,10 @@ def naive(settings: Settings, events: list[Interaction]) -> float:
                 vectors = {r["item_id"]: np.asarray(r[VECTOR_FIELD], dtype=np.float32) for r in rows}
                 slots = interest_vectors(state, vectors, params)
                 if slots is not None:
-                    await sink.upsert(settings.collections()[1].name, [user_row(event.user_id, 0, state.updated_at_ms, state.event_count, "", "", slots[0])])
+                    await sink.upsert(
+                        settings.collections()[1].name,
+                        [user_row(event.user_id, 0, state.updated_at_ms, state.event_count, "", "", slots[0])],
+                    )
             return len(events) / (time.perf_counter() - began)
         finally:
             await sink.close()
@@ -345,7 +454,9 @@ def naive(settings: Settings, events: list[Interaction]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.interest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.interest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--interactions", type=int, default=50_000)
     parser.add_argument("--users", type=int, default=5_000)
     parser.add_argument("--items", type=int, default=20_000)
@@ -353,19 +464,44 @@ def main() -> None:
     parser.add_argument("--naive-sample", type=int, default=500, help="events timed in the naive per-event loop")
     parser.add_argument("--profile", type=Path, help="write the 1-worker drain's py-spy top frames here (needs py-spy)")
     parser.add_argument("--json", type=Path, help="write every figure here")
-    parser.add_argument("--paced-s", type=float, default=30.0, help="seconds of interactions offered at 80%% of the 1-worker drain rate, for steady-state user freshness (0: skip)")
-    parser.add_argument("--paced-rate", type=float, help="offer this many interactions/s instead of 80%% of the drain rate (to compare trees at one rate)")
-    parser.add_argument("--paced-warm-s", type=float, default=30.0, help="seconds offered before those, just after the worker's restart (reported apart)")
-    parser.add_argument("--floor", action="store_true", help="after the 1-worker drain, time an empty Faust agent and a bare aiokafka loop on the same backlog (bench.floor)")
+    parser.add_argument(
+        "--paced-s",
+        type=float,
+        default=30.0,
+        help="seconds of interactions offered at 80%% of the 1-worker drain rate, for steady-state user freshness (0: skip)",
+    )
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        help="offer this many interactions/s instead of 80%% of the drain rate (to compare trees at one rate)",
+    )
+    parser.add_argument(
+        "--paced-warm-s",
+        type=float,
+        default=30.0,
+        help="seconds offered before those, just after the worker's restart (reported apart)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="after the 1-worker drain, time an empty Faust agent and a bare aiokafka loop on the same backlog (bench.floor)",
+    )
     parser.add_argument("--seed", type=int, default=14)
-    parser.add_argument("--kafka-brokers", type=int, default=1, help="Kafka nodes of the local stack: 3 gives every topic 3 replicas and min.insync.replicas 2")
+    parser.add_argument(
+        "--kafka-brokers",
+        type=int,
+        default=1,
+        help="Kafka nodes of the local stack: 3 gives every topic 3 replicas and min.insync.replicas 2",
+    )
     args = parser.parse_args()
 
     def progress(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
     state = Path(tempfile.mkdtemp(prefix="sail-bench-interest-"))
-    settings = local_settings(state, f"in{uuid.uuid4().hex[:6]}.", topic_partitions=4, encoder=STANDIN, kafka_brokers=args.kafka_brokers)
+    settings = local_settings(
+        state, f"in{uuid.uuid4().hex[:6]}.", topic_partitions=4, encoder=STANDIN, kafka_brokers=args.kafka_brokers
+    )
     stack = Stack(settings, progress=progress)
     rng = np.random.default_rng(args.seed)
     results: list[Drain] = []
@@ -391,7 +527,9 @@ def main() -> None:
                     floors = {mode: floor(mine, mode, len(events), progress) for mode in ("kafka", "faust")}
                 if args.paced_s > 0:
                     rate = args.paced_rate or 0.8 * results[-1].applied_s
-                    fresh = paced(mine, stack, items, args.users, rate, args.paced_s, args.paced_warm_s, rng, progress)  # the same group, after its drain
+                    fresh = paced(
+                        mine, stack, items, args.users, rate, args.paced_s, args.paced_warm_s, rng, progress
+                    )  # the same group, after its drain
     finally:
         stack.down()
     report = {
@@ -400,7 +538,9 @@ def main() -> None:
         "drains": [asdict(r) for r in results],
         "naive_interactions_s": naive_s,
         "vs_naive": round(results[0].applied_s / naive_s, 2) if results and naive_s else None,
-        "two_vs_one": round(results[1].applied_s / results[0].applied_s, 2) if len(results) > 1 and results[0].applied_s else None,
+        "two_vs_one": round(results[1].applied_s / results[0].applied_s, 2)
+        if len(results) > 1 and results[0].applied_s
+        else None,
         "user_freshness_at_80pct": fresh,
         "floor_per_s": floors,
         "profile_top": [{"frame": f, "self": round(a, 3), "inclusive": round(b, 3)} for f, a, b in top],

@@ -41,19 +41,18 @@ from bench.pipeline import cpu_seconds
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
-from encoders.client import EncoderClient
-from topology.messages import EncodeRequest
+from deploy.traffic import LoadPlan, Traffic, run_producer
 from encoders.bench_double import NAME as STANDIN
 from encoders.bench_double import ServiceTime
-from streams.worker.content import inline_request
+from encoders.client import EncoderClient
 from streams.sinks.kafka import producer
-from deploy.traffic import LoadPlan, Traffic, run_producer
 from streams.sinks.milvus import MilvusSink
-from topology.codec import encode_upload
+from streams.worker.content import inline_request
 from tests.support.metrics import sample, scrape
 from tests.support.stack import local_settings
+from topology.codec import encode_upload
+from topology.messages import EncodeRequest
 from topology.settings import Settings
-
 
 # ---------------------------------------------------------------------- observations
 
@@ -69,8 +68,12 @@ class TritonReading:
     def read(cls, settings: Settings) -> TritonReading:
         page = scrape(f"http://127.0.0.1:{settings.triton_metrics_port}/metrics")
         model = {"model": "sail_encoder"}
-        return cls(time.monotonic(), sample(page, "nv_inference_request_success", **model), sample(page, "nv_inference_exec_count", **model),
-                   sample(page, "nv_inference_count", **model))  # fmt: skip
+        return cls(
+            time.monotonic(),
+            sample(page, "nv_inference_request_success", **model),
+            sample(page, "nv_inference_exec_count", **model),
+            sample(page, "nv_inference_count", **model),
+        )
 
     def duty(self, before: TritonReading, service: ServiceTime | None) -> float | None:
         """Share of the wall time between two readings the stand-in spent serving: its executions
@@ -79,7 +82,9 @@ class TritonReading:
         for the model process, so it overlaps (sums past 1) under concurrent requests."""
         if service is None:
             return None
-        busy_s = ((self.executions - before.executions) * service.fixed_ms + (self.items - before.items) * service.per_item_ms) / 1000
+        busy_s = (
+            (self.executions - before.executions) * service.fixed_ms + (self.items - before.items) * service.per_item_ms
+        ) / 1000
         return round(busy_s / (self.at - before.at), 3)
 
 
@@ -102,7 +107,11 @@ async def _rows(settings: Settings, since_ms: int, until_ms: int) -> list[dict]:
     try:
         for start in range(since_ms, until_ms, 5000):
             end = min(start + 5000, until_ms)
-            rows += await sink.query(settings.collections()[0].name, f"created_at_ms >= {start} and created_at_ms < {end}", ["created_at_ms", "encoded_at_ms"])
+            rows += await sink.query(
+                settings.collections()[0].name,
+                f"created_at_ms >= {start} and created_at_ms < {end}",
+                ["created_at_ms", "encoded_at_ms"],
+            )
     finally:
         await sink.close()
     return rows
@@ -130,7 +139,9 @@ def _requests(count: int, image_share: float) -> list[EncodeRequest]:
     return [inline_request(traffic.upload(int(time.time() * 1000))) for _ in range(count)]
 
 
-def bare_client(settings: Settings, requests: list[EncodeRequest], seconds: float, concurrency: int = 4) -> tuple[float, float | None]:
+def bare_client(
+    settings: Settings, requests: list[EncodeRequest], seconds: float, concurrency: int = 4
+) -> tuple[float, float | None]:
     """The encoder's capacity: full batches from `concurrency` callers for `seconds`. (items/s, duty)."""
 
     async def run() -> tuple[float, float]:
@@ -204,7 +215,11 @@ class Worker:
         self.cpu = ""  # each process's share of the machine's CPU over the last run
 
     def mark(self) -> tuple[TritonReading, float, dict[str, float]]:
-        return TritonReading.read(self.settings), _worker_answered(self.port)[0], {n: cpu_seconds(r.pgid) for n, r in self.groups.items() if r}
+        return (
+            TritonReading.read(self.settings),
+            _worker_answered(self.port)[0],
+            {n: cpu_seconds(r.pgid) for n, r in self.groups.items() if r},
+        )
 
     def since(self, mark: tuple[TritonReading, float, dict[str, float]]) -> tuple[float | None, int]:
         """(duty, requests Triton computed beyond those the worker was answered) since `mark`."""
@@ -213,7 +228,9 @@ class Worker:
         now_answered = _worker_answered(self.port)[0]
         machine_s = (after.at - before.at) * (os.cpu_count() or 1)
         self.cpu = " / ".join(f"{(cpu_seconds(r.pgid) - cpu[n]) / machine_s:.2f}" for n, r in self.groups.items() if r)
-        return after.duty(before, service_of(self.settings)), int(round((after.requests - before.requests) - (now_answered - answered)))
+        return after.duty(before, service_of(self.settings)), round(
+            (after.requests - before.requests) - (now_answered - answered)
+        )
 
     def stop(self) -> None:
         self.proc.stop()
@@ -229,10 +246,25 @@ def drain_run(worker: Worker, encoder: str, count: int, image_share: float, capa
     duty, recomputed = worker.since(mark)
     after = [r["encoded_at_ms"] for r in rows if r["encoded_at_ms"] > last]
     rate = len(after) / max((max(after) - last) / 1000, 1e-3) if after else 0.0
-    return Row(encoder, "backlog", None, len(rows), round(rate, 1), round(rate / capacity, 3), None, None, None, duty, recomputed, worker.cpu)
+    return Row(
+        encoder,
+        "backlog",
+        None,
+        len(rows),
+        round(rate, 1),
+        round(rate / capacity, 3),
+        None,
+        None,
+        None,
+        duty,
+        recomputed,
+        worker.cpu,
+    )
 
 
-def offered_run(worker: Worker, encoder: str, rate: float, seconds: float, capacity: float, image_share: float, label: str) -> Row:
+def offered_run(
+    worker: Worker, encoder: str, rate: float, seconds: float, capacity: float, image_share: float, label: str
+) -> Row:
     settings = worker.settings
     mark = worker.mark()
     began = int(time.time() * 1000)
@@ -242,7 +274,18 @@ def offered_run(worker: Worker, encoder: str, rate: float, seconds: float, capac
     duty, recomputed = worker.since(mark)
     span_s = (max(r["encoded_at_ms"] for r in rows) - min(r["created_at_ms"] for r in rows)) / 1000
     items_s = len(rows) / span_s
-    return Row(encoder, label, round(rate, 1), len(rows), round(items_s, 1), round(items_s / capacity, 3), *_freshness(rows), duty, recomputed, worker.cpu)
+    return Row(
+        encoder,
+        label,
+        round(rate, 1),
+        len(rows),
+        round(items_s, 1),
+        round(items_s / capacity, 3),
+        *_freshness(rows),
+        duty,
+        recomputed,
+        worker.cpu,
+    )
 
 
 @dataclass
@@ -267,7 +310,9 @@ def overload_run(worker: Worker, capacity: float, seconds: float, low_max_s: flo
     mark = worker.mark()
     own = time.process_time()
     began = int(time.time() * 1000)
-    produced = run_producer(settings, LoadPlan(items_per_s=high, interactions_per_s=0.0, duration_s=seconds, seed=11, image_share=0.0))
+    produced = run_producer(
+        settings, LoadPlan(items_per_s=high, interactions_per_s=0.0, duration_s=seconds, seed=11, image_share=0.0)
+    )
     ended = int(time.time() * 1000)
     duty_high, _ = worker.since(mark)
     cpu_high = f"{worker.cpu} / {(time.process_time() - own) / ((time.time() * 1000 - began) / 1000 * (os.cpu_count() or 1)):.2f}"
@@ -280,14 +325,27 @@ def overload_run(worker: Worker, capacity: float, seconds: float, low_max_s: flo
     _, recomputed = worker.since(mark)
     seconds_after: dict[int, list[float]] = {}
     for r in rows:
-        seconds_after.setdefault((r["created_at_ms"] - ended) // 1000, []).append((r["encoded_at_ms"] - r["created_at_ms"]) / 1000)
+        seconds_after.setdefault((r["created_at_ms"] - ended) // 1000, []).append(
+            (r["encoded_at_ms"] - r["created_at_ms"]) / 1000
+        )
     p99 = {second: float(np.percentile(v, 99)) for second, v in sorted(seconds_after.items())}
     recovered = next((float(second) for second, value in p99.items() if value < 1.0), None)
     later = [value for second, value in p99.items() if recovered is not None and second >= recovered]
     fresh_share = round(sum(v < 1.0 for v in later) / len(later), 3) if later else None
     window_s = (ended - began) / 1000
-    return Overload(high, low, round(window_s, 1), round(stored_in_window / window_s, 1), round(stored_in_window / window_s / capacity, 3), duty_high,
-                    recovered, fresh_share, round(backlog_left / max(capacity - low, 1e-6), 1), recomputed, cpu_high)  # fmt: skip
+    return Overload(
+        high,
+        low,
+        round(window_s, 1),
+        round(stored_in_window / window_s, 1),
+        round(stored_in_window / window_s / capacity, 3),
+        duty_high,
+        recovered,
+        fresh_share,
+        round(backlog_left / max(capacity - low, 1e-6), 1),
+        recomputed,
+        cpu_high,
+    )
 
 
 # ---------------------------------------------------------------------- main
@@ -302,7 +360,15 @@ def _duty(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def markdown(info: dict, service: ServiceTime, instances: int, capacity: float, rows: list[Row], overload: Overload | None, bare_real: tuple[float, float] | None) -> str:
+def markdown(
+    info: dict,
+    service: ServiceTime,
+    instances: int,
+    capacity: float,
+    rows: list[Row],
+    overload: Overload | None,
+    bare_real: tuple[float, float] | None,
+) -> str:
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['device']}; Python {info['python']}; {info['date']}.",
         "",
@@ -314,9 +380,13 @@ def markdown(info: dict, service: ServiceTime, instances: int, capacity: float, 
         "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in rows:
-        fresh = "-" if r.freshness_p50_s is None else f"{r.freshness_p50_s:.2f} / {r.freshness_p95_s:.2f} / {r.freshness_p99_s:.2f}"
+        fresh = (
+            "-" if r.freshness_p50_s is None else f"{r.freshness_p50_s:.2f} / {r.freshness_p95_s:.2f} / {r.freshness_p99_s:.2f}"
+        )
         offered = "backlog" if r.offered_items_s is None else f"{r.offered_items_s:.1f}"
-        lines.append(f"| {r.encoder} | {r.run} | {offered} | {r.items} | {r.items_s:.1f} | {r.vs_capacity:.2f} | {fresh} | {_duty(r.duty)} | {r.recomputed} | {r.cpu} |")
+        lines.append(
+            f"| {r.encoder} | {r.run} | {offered} | {r.items} | {r.items_s:.1f} | {r.vs_capacity:.2f} | {fresh} | {_duty(r.duty)} | {r.recomputed} | {r.cpu} |"
+        )
     if overload is not None:
         o = overload
         lines += [
@@ -335,11 +405,17 @@ def markdown(info: dict, service: ServiceTime, instances: int, capacity: float, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.overload", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.overload", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--fixed-ms", type=float, default=20.0, help="stand-in time per batch (default 20)")
     parser.add_argument("--per-item-ms", type=float, default=2.0, help="stand-in time per item (default 2)")
-    parser.add_argument("--instances", type=int, default=2,
-                        help="Triton instances of the stand-in, sharing its one simulated device as instances on one GPU do (default 2)")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=2,
+        help="Triton instances of the stand-in, sharing its one simulated device as instances on one GPU do (default 2)",
+    )
     parser.add_argument("--phase-s", type=float, default=30.0, help="length of the 50 %% and 80 %% runs (default 30)")
     parser.add_argument("--overload-s", type=float, default=60.0, help="length of the 150 %% overload (default 60)")
     parser.add_argument("--skip-contention", action="store_true", help="skip the sail-tiny run beside a CPU hog")
@@ -349,7 +425,12 @@ def main(argv: list[str] | None = None) -> None:
     state = Path(tempfile.mkdtemp(prefix="sail-bench-overload-"))
     service = ServiceTime(args.fixed_ms, args.per_item_ms)
     settings = local_settings(state, f"ov{uuid.uuid4().hex[:6]}.", topic_partitions=4).model_copy(
-        update={"encoder": "standin", "standin_fixed_ms": service.fixed_ms, "standin_per_item_ms": service.per_item_ms, "triton_instances": args.instances}
+        update={
+            "encoder": "standin",
+            "standin_fixed_ms": service.fixed_ms,
+            "standin_per_item_ms": service.per_item_ms,
+            "triton_instances": args.instances,
+        }
     )
     stack = Stack(settings, progress=lambda line: print(f"  {line}", flush=True))
     info = machine()
@@ -367,7 +448,11 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(drain_run(worker, "standin", int(capacity * 25), 0.0, capacity))
                 print(f"backlog: {rows[-1]}", flush=True)
                 for fraction in (0.5, 0.8):
-                    rows.append(offered_run(worker, "standin", fraction * capacity, args.phase_s, capacity, 0.0, f"{fraction:.0%} of capacity"))
+                    rows.append(
+                        offered_run(
+                            worker, "standin", fraction * capacity, args.phase_s, capacity, 0.0, f"{fraction:.0%} of capacity"
+                        )
+                    )
                     print(f"{fraction:.0%}: {rows[-1]}", flush=True)
             overload = overload_run(worker, capacity, args.overload_s, low_max_s=max(3 * args.overload_s, 60))
             print(f"overload: {overload}", flush=True)
@@ -383,7 +468,9 @@ def main(argv: list[str] | None = None) -> None:
                 requests = _requests(256, 0.5)
                 bare_real = bare_client(real, requests, seconds=30, concurrency=2)
                 print(f"sail-tiny beside a CPU hog, bare client: {bare_real[0]:.1f} items/s", flush=True)
-                rows.append(Row("sail-tiny + hog", "bare client", None, 0, round(bare_real[0], 1), 1.0, None, None, None, bare_real[1], 0))
+                rows.append(
+                    Row("sail-tiny + hog", "bare client", None, 0, round(bare_real[0], 1), 1.0, None, None, None, bare_real[1], 0)
+                )
                 worker = Worker(real, state, stack)
                 try:
                     rows.append(drain_run(worker, "sail-tiny + hog", int(bare_real[0] * 40), 0.5, bare_real[0]))
@@ -403,13 +490,26 @@ def main(argv: list[str] | None = None) -> None:
         "overload_vs_capacity": overload.vs_capacity_during_overload if overload else None,
         "recovery_s": overload.recovery_s if overload else None,
         "fresh_share_after": overload.fresh_share_after if overload else None,
-        "sail_tiny_hog_vs_bare": next((r.vs_capacity for r in rows if r.encoder == "sail-tiny + hog" and r.run == "backlog"), None),
+        "sail_tiny_hog_vs_bare": next(
+            (r.vs_capacity for r in rows if r.encoder == "sail-tiny + hog" and r.run == "backlog"), None
+        ),
         "recomputed": sum(r.recomputed for r in rows) + (overload.recomputed if overload else 0),
     }
     print(json.dumps(headline))
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "service": asdict(service), "instances": args.instances, "rows": [asdict(r) for r in rows],
-                                         "overload": asdict(overload) if overload else None, "headline": headline}, indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "service": asdict(service),
+                    "instances": args.instances,
+                    "rows": [asdict(r) for r in rows],
+                    "overload": asdict(overload) if overload else None,
+                    "headline": headline,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -31,16 +31,16 @@ import numpy as np
 from bench.encoder import in_process_rate, machine
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
+from deploy.traffic import LoadPlan, Traffic, run_producer
 from encoders.client import EncoderClient
 from encoders.model import load_encoder
-from streams.worker.content import inline_request
-from streams.sinks.kafka import consumer, ensure_topics, group_lag, producer
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors
-from deploy.traffic import LoadPlan, Traffic, run_producer
+from streams.sinks.kafka import consumer, ensure_topics, group_lag, producer
 from streams.sinks.milvus import MilvusSink
+from streams.worker.content import inline_request
+from tests.support.stack import local_settings
 from topology.codec import decode_interaction, decode_upload, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD, item_row, user_key, user_row
-from tests.support.stack import local_settings
 from topology.settings import Settings
 
 
@@ -82,7 +82,9 @@ async def _item_rows(settings: Settings, since_ms: int) -> list[dict]:
     sink = MilvusSink(settings.milvus_uri, None, settings.milvus_backend)
     await sink.start()
     try:
-        return await sink.query(settings.collections()[0].name, f"created_at_ms >= {since_ms}", ["created_at_ms", "encoded_at_ms"])
+        return await sink.query(
+            settings.collections()[0].name, f"created_at_ms >= {since_ms}", ["created_at_ms", "encoded_at_ms"]
+        )
     finally:
         await sink.close()
 
@@ -109,20 +111,33 @@ def content_run(settings: Settings, stack: Stack, rate: float, duration_s: float
                 break
             time.sleep(1.0)
         capacity = (time.monotonic() - wall_before) * (os.cpu_count() or 1)
-        share = {name: round((cpu_seconds(r.pgid) - cpu_before[name]) / capacity, 3) for name, r in groups.items() if r is not None}
+        share = {
+            name: round((cpu_seconds(r.pgid) - cpu_before[name]) / capacity, 3) for name, r in groups.items() if r is not None
+        }
         share["producer+bench"] = round((time.process_time() - own_before) / capacity, 3)
     finally:
         for proc in procs:
             proc.stop()
     fresh = np.array([(r["encoded_at_ms"] - r["created_at_ms"]) / 1000 for r in rows])
     span_s = (max(r["encoded_at_ms"] for r in rows) - min(r["created_at_ms"] for r in rows)) / 1000
-    return ContentRun(workers, rate, len(rows), round(len(rows) / span_s, 1), *(round(float(np.percentile(fresh, q)), 3) for q in (50, 95, 99)), share)
+    return ContentRun(
+        workers,
+        rate,
+        len(rows),
+        round(len(rows) / span_s, 1),
+        *(round(float(np.percentile(fresh, q)), 3) for q in (50, 95, 99)),
+        share,
+    )
 
 
 def naive_content(settings: Settings, count: int) -> float:
     """One record at a time: decode, one Triton call, one Milvus upsert, commit. Items/s."""
     topic = f"{settings.topic_prefix}naive-uploads"
-    ensure_topics(settings.kafka_bootstrap, settings.kafka_security(), [settings.topics().uploads.__class__(**{**asdict(settings.topics().uploads), "name": topic})])
+    ensure_topics(
+        settings.kafka_bootstrap,
+        settings.kafka_security(),
+        [settings.topics().uploads.__class__(**{**asdict(settings.topics().uploads), "name": topic})],
+    )
     traffic = Traffic(LoadPlan(image_share=0.5), run_id=f"n{uuid.uuid4().hex[:6]}")
     p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes)
     for _ in range(count):
@@ -137,8 +152,15 @@ def naive_content(settings: Settings, count: int) -> float:
         sink = MilvusSink(settings.milvus_uri, None, settings.milvus_backend)
         await encoder.start()
         await sink.start()
-        c = consumer(settings.kafka_bootstrap, settings.kafka_security(), topic, group_id=f"naive{uuid.uuid4().hex[:6]}",
-                     auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=1)  # fmt: skip
+        c = consumer(
+            settings.kafka_bootstrap,
+            settings.kafka_security(),
+            topic,
+            group_id=f"naive{uuid.uuid4().hex[:6]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_poll_records=1,
+        )
         done = 0
         began = time.perf_counter()
         try:
@@ -147,7 +169,19 @@ def naive_content(settings: Settings, count: int) -> float:
                     for record in records:
                         upload = decode_upload(record.value)
                         (result,) = await encoder.encode([inline_request(upload)])
-                        await sink.upsert(items.name, [item_row(upload.item_id, upload.creator_id, upload.created_at_ms, int(time.time() * 1000), result.model_version, result.vector)])
+                        await sink.upsert(
+                            items.name,
+                            [
+                                item_row(
+                                    upload.item_id,
+                                    upload.creator_id,
+                                    upload.created_at_ms,
+                                    int(time.time() * 1000),
+                                    result.model_version,
+                                    result.vector,
+                                )
+                            ],
+                        )
                         c.commit()
                         done += 1
             return done / (time.perf_counter() - began)
@@ -186,7 +220,10 @@ def interest_runs(settings: Settings, state: Path, count: int) -> InterestRun:
         topics = settings.topics()
 
         def behind() -> int:
-            return sum(sum(group_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, t).values()) for t in (topics.interactions.name, topics.interactions_retry.name))
+            return sum(
+                sum(group_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, t).values())
+                for t in (topics.interactions.name, topics.interactions_retry.name)
+            )
 
         def drain(batch: list) -> float:  # type: ignore[type-arg]
             began = time.perf_counter()
@@ -220,7 +257,15 @@ def interest_runs(settings: Settings, state: Path, count: int) -> InterestRun:
                 vectors = {r["item_id"]: np.asarray(r[VECTOR_FIELD], dtype=np.float32) for r in rows}
                 slots = interest_vectors(state, vectors, params)
                 if slots is not None:
-                    await sink.upsert(users.name, [{**user_row(event.user_id, 0, state.updated_at_ms, state.event_count, "", "", slots[0]), "user_key": user_key(event.user_id + "-naive", 0)}])
+                    await sink.upsert(
+                        users.name,
+                        [
+                            {
+                                **user_row(event.user_id, 0, state.updated_at_ms, state.event_count, "", "", slots[0]),
+                                "user_key": user_key(event.user_id + "-naive", 0),
+                            }
+                        ],
+                    )
             return len(sample) / (time.perf_counter() - began)
         finally:
             await sink.close()
@@ -255,7 +300,9 @@ def markdown(info: dict[str, object], top: float, runs: list[ContentRun], naive:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="one rate (80%% of the ceiling), short runs, one JSON line")
     parser.add_argument("--json", type=Path, help="write all figures and machine info here (full mode)")
     args = parser.parse_args()
@@ -303,7 +350,12 @@ def main() -> None:
         print()
         print(markdown(info, top, runs, naive, interest))
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "headline": headline, "content_runs": [asdict(r) for r in runs], "interest": asdict(interest)}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"machine": info, "headline": headline, "content_runs": [asdict(r) for r in runs], "interest": asdict(interest)},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -90,10 +90,14 @@ class Score:
     def summary(self, catalogue: int) -> dict[str, float | int | str]:
         q = max(self.queries, 1)
         return {
-            "method": self.method, "queries": self.queries, "served": self.served,
-            "hit_rate_10": round(self.hits10 / q, 4), "hit_rate_50": round(self.hits50 / q, 4),
-            "ndcg_10": round(self.ndcg10 / q, 4), "coverage_10": round(len(self.recommended) / max(catalogue, 1), 4),
-        }  # fmt: skip
+            "method": self.method,
+            "queries": self.queries,
+            "served": self.served,
+            "hit_rate_10": round(self.hits10 / q, 4),
+            "hit_rate_50": round(self.hits50 / q, 4),
+            "ndcg_10": round(self.ndcg10 / q, 4),
+            "coverage_10": round(len(self.recommended) / max(catalogue, 1), 4),
+        }
 
 
 def rank_and_top(scores: np.ndarray, target: int, excluded: Iterable[int], arrived: int) -> tuple[float, list[int]]:
@@ -107,7 +111,9 @@ def rank_and_top(scores: np.ndarray, target: int, excluded: Iterable[int], arriv
     if gone:
         row[gone] = -np.inf
     s = row[target]
-    rank = float(np.count_nonzero(row > s) + np.count_nonzero(row[:target] == s)) if np.isfinite(s) else math.inf  # -inf: not in the method's list
+    rank = (
+        float(np.count_nonzero(row > s) + np.count_nonzero(row[:target] == s)) if np.isfinite(s) else math.inf
+    )  # -inf: not in the method's list
     k = min(10, arrived)
     top = np.argpartition(-row, k - 1)[:k] if k else np.array([], dtype=np.int64)
     return rank, [int(i) for i in top if np.isfinite(row[i])]
@@ -124,11 +130,18 @@ class User:
 
 
 def evaluate(
-    data: MovieLens, vectors: dict[str, np.ndarray], params: InterestParams = InterestParams(), slots: tuple[int, ...] = (1, 3),
-    progress: Callable[[str], None] = lambda line: None, score_from_s: float = float("-inf"),
-    item_groups: dict[str, set[str]] | None = None, only: tuple[str, ...] | None = None,
-    sids: dict[str, tuple[int, ...]] | None = None, sid_positives: int = 10, fused_k: int = 50,
-) -> dict[str, object]:  # fmt: skip
+    data: MovieLens,
+    vectors: dict[str, np.ndarray],
+    params: InterestParams = InterestParams(),
+    slots: tuple[int, ...] = (1, 3),
+    progress: Callable[[str], None] = lambda line: None,
+    score_from_s: float = float("-inf"),
+    item_groups: dict[str, set[str]] | None = None,
+    only: tuple[str, ...] | None = None,
+    sids: dict[str, tuple[int, ...]] | None = None,
+    sid_positives: int = 10,
+    fused_k: int = 50,
+) -> dict[str, object]:
     """Every method's figures on `data`'s log, time-ordered: each like is ranked before it is applied.
 
     `vectors` maps every rated movie's item id to its unit vector (from Milvus). Pure: no I/O.
@@ -154,11 +167,20 @@ def evaluate(
     n = len(ids)
     users: dict[int, User] = {}
     variants = {f"realtime-weighted-K{k}": replace(params, slots=k) for k in slots}
-    methods = ["realtime-mean10", *variants, "daily-mean10", *(v.replace("realtime", "daily") for v in variants), "popularity", "item-knn"]
+    methods = [
+        "realtime-mean10",
+        *variants,
+        "daily-mean10",
+        *(v.replace("realtime", "daily") for v in variants),
+        "popularity",
+        "item-knn",
+    ]
     if sids is not None:
         missing_sid = [i for i in ids if i not in sids]
         if missing_sid:
-            raise ValueError(f"{len(missing_sid)} rated movies have no semantic ID (e.g. {missing_sid[:3]}): the backfill did not reach them")
+            raise ValueError(
+                f"{len(missing_sid)} rated movies have no semantic ID (e.g. {missing_sid[:3]}): the backfill did not reach them"
+            )
         codes = np.asarray([sids[i] for i in ids], dtype=np.int32)
         methods += ["sid", "mixed"]
     if only is not None:
@@ -184,7 +206,9 @@ def evaluate(
     def sid_row(positives: list[int]) -> np.ndarray | None:
         if not positives:
             return None
-        return sid_scores(codes, codes[positives[-sid_positives:]]) + np.arange(n, dtype=np.float64) * 1e-9  # ties: the newest first
+        return (
+            sid_scores(codes, codes[positives[-sid_positives:]]) + np.arange(n, dtype=np.float64) * 1e-9
+        )  # ties: the newest first
 
     def mixed_row(dense_row: np.ndarray | None, sid: np.ndarray | None, excluded: list[int]) -> np.ndarray | None:
         if dense_row is None or sid is None:
@@ -231,10 +255,14 @@ def evaluate(
             }
             for name, p in variants.items():
                 makers[name] = lambda p=p: dense(interest_vectors(user.state, vectors_by_id, p))  # type: ignore[misc]
-                makers[name.replace("realtime", "daily")] = lambda p=p: dense(interest_vectors(user.daily_state, vectors_by_id, p))  # type: ignore[misc]
+                makers[name.replace("realtime", "daily")] = lambda p=p: dense(
+                    interest_vectors(user.daily_state, vectors_by_id, p)
+                )  # type: ignore[misc]
             if sids is not None:
                 k1 = replace(params, slots=1)
-                memo: dict[str, np.ndarray | None] = {}  # the K1 and sid rows, computed once per like for both channels and their fusion
+                memo: dict[
+                    str, np.ndarray | None
+                ] = {}  # the K1 and sid rows, computed once per like for both channels and their fusion
 
                 def once(key: str, make: Callable[[], np.ndarray | None]) -> np.ndarray | None:
                     if key not in memo:
@@ -268,14 +296,20 @@ def evaluate(
             popular[item] += 1
             recent.append((now, item))
         if time.monotonic() >= next_report:
-            progress(f"quality: {step + 1:,} of {len(data.ratings):,} events ({next(iter(scores.values())).queries:,} held-out likes ranked)")
+            progress(
+                f"quality: {step + 1:,} of {len(data.ratings):,} events ({next(iter(scores.values())).queries:,} held-out likes ranked)"
+            )
             next_report += 15
     return {
-        "events": len(data.ratings), "likes": next(iter(scores.values())).queries, "movies": n, "users": len(users),
-        "seconds": round(time.monotonic() - began, 1), "methods": [scores[m].summary(n) for m in methods],
+        "events": len(data.ratings),
+        "likes": next(iter(scores.values())).queries,
+        "movies": n,
+        "users": len(users),
+        "seconds": round(time.monotonic() - began, 1),
+        "methods": [scores[m].summary(n) for m in methods],
         "warm_methods": [warm[m].summary(n) for m in methods],
         "groups": {g: [table[m].summary(n) for m in methods] for g, table in grouped.items()},
-    }  # fmt: skip
+    }
 
 
 def _tiebreak(n: int) -> np.ndarray:
@@ -302,9 +336,9 @@ def realtime_gain(result: dict[str, object]) -> dict[str, float | None]:
 
 def _run(args: argparse.Namespace) -> dict[str, object]:
     from bench.interest import _prefixed
+    from deploy.datasets.movielens import load_movielens, replay, send_uploads
     from deploy.local.stack import Stack, free_ports
     from deploy.local.workers import start_worker, wait_for_group
-    from deploy.datasets.movielens import load_movielens, replay, send_uploads
     from streams.sinks.kafka import group_offsets
     from streams.sinks.milvus import MilvusSink
     from tests.support.stack import local_settings
@@ -333,7 +367,12 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
             def drain(what: str) -> float:
                 began = time.monotonic()
                 while True:
-                    offsets = group_offsets(mine.kafka_bootstrap, mine.kafka_security(), mine.app_id, [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name])
+                    offsets = group_offsets(
+                        mine.kafka_bootstrap,
+                        mine.kafka_security(),
+                        mine.app_id,
+                        [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name],
+                    )
                     behind = sum(e - c for parts in offsets.values() for c, e in parts.values())
                     if behind == 0:
                         return time.monotonic() - began
@@ -347,7 +386,9 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
             encode_s = drain("encoding the movies")
             sent = replay(mine, data, speedup=0, progress=progress, uploads_sent=True)
             apply_s = drain("applying the ratings")
-            progress(f"{len(data.movies):,} movies encoded and stored in {encode_s:.0f}s, {sent.interactions:,} ratings applied in {apply_s:.0f}s")
+            progress(
+                f"{len(data.movies):,} movies encoded and stored in {encode_s:.0f}s, {sent.interactions:,} ratings applied in {apply_s:.0f}s"
+            )
 
             ids = list(data.labels())
             vectors = {k: v for start in range(0, len(ids), 500) for k, v in stored_items(mine, ids[start : start + 500]).items()}
@@ -373,14 +414,22 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     result = evaluate(data, vectors, progress=progress, sids=sids, only=only)
     if sid_result is not None:
         result["semantic_ids"] = sid_result
-    result.update({
-        "encode_s": round(encode_s, 1), "apply_s": round(apply_s, 1), "encoder": settings.encoder, "agreement": agree, "realtime_gain": realtime_gain(result),
-        "machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-    })  # fmt: skip
+    result.update(
+        {
+            "encode_s": round(encode_s, 1),
+            "apply_s": round(apply_s, 1),
+            "encoder": settings.encoder,
+            "agreement": agree,
+            "realtime_gain": realtime_gain(result),
+            "machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+        }
+    )
     return result
 
 
-def _semantic_ids(mine, data: MovieLens, ids: list[str], port: int, drain, args: argparse.Namespace, progress) -> tuple[dict[str, object], dict[str, tuple[int, ...]]]:  # type: ignore[no-untyped-def]
+def _semantic_ids(
+    mine, data: MovieLens, ids: list[str], port: int, drain, args: argparse.Namespace, progress
+) -> tuple[dict[str, object], dict[str, tuple[int, ...]]]:  # type: ignore[no-untyped-def]
     """Fit the codebook and backfill through `streams.sid.jobs` (what `sail-stream sid fit --backfill`
     runs), read every movie's semantic ID back from Milvus, then measure the assignment in the stream:
     `--sid-fresh` movies uploaded again under new ids, and the worker's own counters (codes: the
@@ -395,13 +444,27 @@ def _semantic_ids(mine, data: MovieLens, ids: list[str], port: int, drain, args:
     fitted = asyncio.run(fit_codebook(mine, args.sid_levels, args.sid_codes, seed=0, progress=progress))
     filled = asyncio.run(backfill_sids(mine, progress=progress))
     items = mine.collections()[0].name
-    sids = {k: parse_sid(str(r["sid_codes"])) for start in range(0, len(ids), 500) for k, r in milvus_rows(mine, items, ids[start : start + 500], ["sid_codes"]).items()}
+    sids = {
+        k: parse_sid(str(r["sid_codes"]))
+        for start in range(0, len(ids), 500)
+        for k, r in milvus_rows(mine, items, ids[start : start + 500], ["sid_codes"]).items()
+    }
     time.sleep(2 * mine.version_refresh_s)  # the worker reads the registry: the codebook is live for it
     page = f"http://127.0.0.1:{port}/metrics"
     before = scrape(page, timeout_s=10)
     now_ms = int(time.time() * 1000)
     movies = list(data.movies.values())[: args.sid_fresh]
-    send(mine, [(mine.topics().uploads.name, f"{m.item_id}-again".encode(), encode_upload(replace(upload_for(m, now_ms), item_id=f"{m.item_id}-again"))) for m in movies])
+    send(
+        mine,
+        [
+            (
+                mine.topics().uploads.name,
+                f"{m.item_id}-again".encode(),
+                encode_upload(replace(upload_for(m, now_ms), item_id=f"{m.item_id}-again")),
+            )
+            for m in movies
+        ],
+    )
     drain("fresh uploads with semantic IDs")
     after = scrape(page, timeout_s=10)
 
@@ -416,20 +479,33 @@ def _semantic_ids(mine, data: MovieLens, ids: list[str], port: int, drain, args:
     lookup_s = grew("sail_sid_seconds", phase="lookup") / assigned if assigned else None
     h = fitted.codebook.health
     result = {
-        "codebook": fitted.codebook.codebook_id, "levels": fitted.codebook.levels, "codes": fitted.codebook.codes, "fit_s": round(fitted.seconds, 1),
-        "fitted_items": fitted.fitted_on, "utilisation": list(h.utilisation), "collision_rate": h.collision_rate, "quantisation_error": h.quantisation_error,
-        "backfilled": filled.assigned, "backfill_s": round(filled.seconds, 1), "fresh_assigned": int(assigned), "fresh_collisions": int(collided),
+        "codebook": fitted.codebook.codebook_id,
+        "levels": fitted.codebook.levels,
+        "codes": fitted.codebook.codes,
+        "fit_s": round(fitted.seconds, 1),
+        "fitted_items": fitted.fitted_on,
+        "utilisation": list(h.utilisation),
+        "collision_rate": h.collision_rate,
+        "quantisation_error": h.quantisation_error,
+        "backfilled": filled.assigned,
+        "backfill_s": round(filled.seconds, 1),
+        "fresh_assigned": int(assigned),
+        "fresh_collisions": int(collided),
         "encoder_ms_per_item": round(1000 * encoder_s, 3) if encoder_s else None,
         "codes_ms_per_item": round(1000 * codes_s, 4) if codes_s is not None else None,
         "lookup_ms_per_item": round(1000 * lookup_s, 4) if lookup_s is not None else None,
         "codes_share_of_encoder": round(codes_s / encoder_s, 5) if codes_s is not None and encoder_s else None,
-        "codes_and_lookup_share_of_encoder": round((codes_s + lookup_s) / encoder_s, 5) if codes_s is not None and lookup_s is not None and encoder_s else None,
-    }  # fmt: skip
+        "codes_and_lookup_share_of_encoder": round((codes_s + lookup_s) / encoder_s, 5)
+        if codes_s is not None and lookup_s is not None and encoder_s
+        else None,
+    }
     progress(f"semantic IDs: {json.dumps(result)}")
     return result, sids
 
 
-async def agreement(settings, sink, data: MovieLens, vectors: dict[str, np.ndarray], sent: dict[str, int], users: int = 20) -> dict[str, object]:  # type: ignore[no-untyped-def]
+async def agreement(
+    settings, sink, data: MovieLens, vectors: dict[str, np.ndarray], sent: dict[str, int], users: int = 20
+) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """The recall API's top-10 (over HTTP, everything the user rated excluded) for up to `users`
     users against the top-10 of the worker's own maths over the events as sent (their times)."""
     from aiohttp import web
@@ -474,19 +550,32 @@ async def agreement(settings, sink, data: MovieLens, vectors: dict[str, np.ndarr
 def format_table(result: dict[str, object], key: str = "methods") -> str:
     lines = ["| method | HitRate@10 | HitRate@50 | NDCG@10 | coverage@10 | served |", "|---|---:|---:|---:|---:|---:|"]
     for m in result[key]:  # type: ignore[union-attr]
-        lines.append(f"| {m['method']} | {m['hit_rate_10']:.4f} | {m['hit_rate_50']:.4f} | {m['ndcg_10']:.4f} | {m['coverage_10']:.4f} | {m['served']:,} / {m['queries']:,} |")
+        lines.append(
+            f"| {m['method']} | {m['hit_rate_10']:.4f} | {m['hit_rate_50']:.4f} | {m['ndcg_10']:.4f} | {m['coverage_10']:.4f} | {m['served']:,} / {m['queries']:,} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ratings", type=int, help="the first N ratings in time order (default: all 100,004)")
     parser.add_argument("--encoder", help="encoder preset for the stack (default: SAIL_ENCODER's default)")
     parser.add_argument("--json", help="write every figure here")
-    parser.add_argument("--sid", action="store_true", help="fit a semantic-ID codebook after the pipeline, backfill, and add the sid and mixed channels")
+    parser.add_argument(
+        "--sid",
+        action="store_true",
+        help="fit a semantic-ID codebook after the pipeline, backfill, and add the sid and mixed channels",
+    )
     parser.add_argument("--sid-levels", type=int, default=3, help="codebook levels (default 3)")
     parser.add_argument("--sid-codes", type=int, default=256, help="codes per level (default 256)")
-    parser.add_argument("--sid-fresh", type=int, default=1000, help="movies uploaded again under new ids to measure the assignment in the stream (default 1,000)")
+    parser.add_argument(
+        "--sid-fresh",
+        type=int,
+        default=1000,
+        help="movies uploaded again under new ids to measure the assignment in the stream (default 1,000)",
+    )
     parser.add_argument("--only", help="comma-separated methods to rank (default: all); with --sid, sid and mixed are added")
     args = parser.parse_args()
     result = _run(args)
@@ -503,4 +592,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

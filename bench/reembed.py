@@ -68,7 +68,9 @@ async def _fresh(settings: Settings, collection: str, since_ms: int, until_ms: i
     sink = MilvusSink.for_settings(settings)
     await sink.start()
     try:
-        rows = await sink.query(collection, f"created_at_ms >= {since_ms} and created_at_ms < {until_ms}", ["created_at_ms", "encoded_at_ms"])
+        rows = await sink.query(
+            collection, f"created_at_ms >= {since_ms} and created_at_ms < {until_ms}", ["created_at_ms", "encoded_at_ms"]
+        )
     finally:
         await sink.close()
     return [(r["encoded_at_ms"] - r["created_at_ms"]) / 1000 for r in rows]
@@ -88,7 +90,12 @@ def _percentiles(values: list[float]) -> dict[str, float | int]:
     if not values:
         return {"n": 0}
     a = np.asarray(values)
-    return {"n": len(values), "p50_s": round(float(np.percentile(a, 50)), 3), "p99_s": round(float(np.percentile(a, 99)), 3), "max_s": round(float(a.max()), 3)}
+    return {
+        "n": len(values),
+        "p50_s": round(float(np.percentile(a, 50)), 3),
+        "p99_s": round(float(np.percentile(a, 99)), 3),
+        "max_s": round(float(a.max()), 3),
+    }
 
 
 def catalogue(settings: Settings, traffic: Traffic, items: int, interactions: int, say: callable) -> float:  # type: ignore[valid-type]
@@ -137,11 +144,14 @@ class RecallWatch:
         try:
             while not stop.is_set():
                 user, item = self.users[int(rng.integers(len(self.users)))], self.items[int(rng.integers(len(self.items)))]
-                for call in (lambda: recall.user_to_item(user, k=10, consistency="Strong"), lambda: recall.item_to_item(item, k=10, consistency="Strong")):
+                for call in (
+                    lambda: recall.user_to_item(user, k=10, consistency="Strong"),
+                    lambda: recall.item_to_item(item, k=10, consistency="Strong"),
+                ):
                     self.queries += 1
                     try:
                         results = await call()
-                    except (RecallError, Exception) as exc:  # noqa: BLE001 - every failure is a finding here
+                    except (RecallError, Exception) as exc:
                         self.errors.append(f"{type(exc).__name__}: {str(exc)[:160]}")
                         continue
                     versions = {r.model_version for r in results}
@@ -184,17 +194,34 @@ class Result:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.reembed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.reembed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=5000, help="catalogue size (default 5,000)")
-    parser.add_argument("--interactions", type=int, default=5000, help="interactions in the catalogue backlog (default 5,000, 500 users)")
+    parser.add_argument(
+        "--interactions", type=int, default=5000, help="interactions in the catalogue backlog (default 5,000, 500 users)"
+    )
     parser.add_argument("--live-encoder", default="sail-tiny")
     parser.add_argument("--new-encoder", default="sail-tiny-omni")
-    parser.add_argument("--share", type=float, default=0.5, help="the backfill's cap, as a share of the new encoder's measured capacity (default 0.5)")
+    parser.add_argument(
+        "--share",
+        type=float,
+        default=0.5,
+        help="the backfill's cap, as a share of the new encoder's measured capacity (default 0.5)",
+    )
     parser.add_argument("--capacity-s", type=float, default=15.0)
-    parser.add_argument("--new-encoder-nice", type=int, default=19,
-                        help="OS scheduling niceness of the new encoder's Triton (default 19: on shared cores it gets them only when the live path leaves them; 0: as the rest)")  # fmt: skip
-    parser.add_argument("--new-encoder-threads", type=int, default=0,
-                        help="torch threads of the new encoder's Triton (OMP_NUM_THREADS; 0: torch's default, every core)")  # fmt: skip
+    parser.add_argument(
+        "--new-encoder-nice",
+        type=int,
+        default=19,
+        help="OS scheduling niceness of the new encoder's Triton (default 19: on shared cores it gets them only when the live path leaves them; 0: as the rest)",
+    )
+    parser.add_argument(
+        "--new-encoder-threads",
+        type=int,
+        default=0,
+        help="torch threads of the new encoder's Triton (OMP_NUM_THREADS; 0: torch's default, every core)",
+    )
     parser.add_argument("--items-per-s", type=float, default=2.0, help="demo uploads/s during the baseline and the re-embed")
     parser.add_argument("--interactions-per-s", type=float, default=30.0)
     parser.add_argument("--baseline-s", type=float, default=60.0)
@@ -209,8 +236,15 @@ def main(argv: list[str] | None = None) -> None:
     tag = f"rb{uuid.uuid4().hex[:6]}"
     settings = local_settings(state, f"{tag}.", encoder=args.live_encoder, embedding_dim=384, topic_partitions=4)
     grpc, http, metrics = free_ports(3)
-    target = settings.model_copy(update={"encoder": args.new_encoder, "triton_url": f"grpc://127.0.0.1:{grpc}", "triton_http_port": http,
-                                         "triton_metrics_port": metrics, "state_dir": state / "new-triton"})  # fmt: skip
+    target = settings.model_copy(
+        update={
+            "encoder": args.new_encoder,
+            "triton_url": f"grpc://127.0.0.1:{grpc}",
+            "triton_http_port": http,
+            "triton_metrics_port": metrics,
+            "state_dir": state / "new-triton",
+        }
+    )
     stack, target_stack = Stack(settings, progress=say), Stack(target, progress=say)
     info = machine()
     worker = None
@@ -237,8 +271,12 @@ def main(argv: list[str] | None = None) -> None:
         say(f"new encoder {args.new_encoder}: {capacity:.1f} items/s with a bare client; backfill capped at {max_rate} items/s")
 
         def traffic_for(seconds: float, stop: threading.Event) -> threading.Thread:
-            plan = LoadPlan(items_per_s=args.items_per_s, interactions_per_s=args.interactions_per_s, duration_s=seconds, users=500)
-            thread = threading.Thread(target=run_producer, args=(settings, plan), kwargs={"traffic": traffic, "stop": stop.is_set}, daemon=True)
+            plan = LoadPlan(
+                items_per_s=args.items_per_s, interactions_per_s=args.interactions_per_s, duration_s=seconds, users=500
+            )
+            thread = threading.Thread(
+                target=run_producer, args=(settings, plan), kwargs={"traffic": traffic, "stop": stop.is_set}, daemon=True
+            )
             thread.start()
             return thread
 
@@ -253,7 +291,11 @@ def main(argv: list[str] | None = None) -> None:
         users = asyncio.run(_users(settings))  # those with a vector (a user with only skips so far has none)
         spawn = multiprocessing.get_context("spawn")
         watch_stop, watch_out = spawn.Event(), state / "recall-watch.json"
-        watcher = spawn.Process(target=RecallWatch(users=users, items=list(traffic.items[: args.items])).run, args=(settings, watch_stop, watch_out), daemon=True)
+        watcher = spawn.Process(
+            target=RecallWatch(users=users, items=list(traffic.items[: args.items])).run,
+            args=(settings, watch_stop, watch_out),
+            daemon=True,
+        )
         watcher.start()
         stop = threading.Event()
         producer_thread = traffic_for(24 * 3600, stop)
@@ -272,8 +314,17 @@ def main(argv: list[str] | None = None) -> None:
             await new_client.start()
             await live_client.start()
             try:
-                return await reembed(settings, new_client, max_rate=max_rate, batch=32, progress=progress, target_url=target.triton_url,
-                                     swap=True, grace_s=15.0, live_encoder=live_client)  # fmt: skip
+                return await reembed(
+                    settings,
+                    new_client,
+                    max_rate=max_rate,
+                    batch=32,
+                    progress=progress,
+                    target_url=target.triton_url,
+                    swap=True,
+                    grace_s=15.0,
+                    live_encoder=live_client,
+                )
             finally:
                 await new_client.close()
                 await live_client.close()
@@ -287,19 +338,42 @@ def main(argv: list[str] | None = None) -> None:
         watcher.join(timeout=60)
         watch = RecallWatch(**json.loads(watch_out.read_text()))
         swap_ms = marks.get("swap", ended)
-        during = _percentiles(asyncio.run(_fresh(settings, live_items, backfill_from, swap_ms - 2000)))  # created while the backfill ran
-        after = _percentiles(asyncio.run(_fresh(settings, result.items_collection, swap_ms + 2000, ended)))  # encoded by the worker with the new model
-        switch = (watch.first_answer_ms[result.model_version] - swap_ms) / 1000 if result.model_version in watch.first_answer_ms and "swap" in marks else None
+        during = _percentiles(
+            asyncio.run(_fresh(settings, live_items, backfill_from, swap_ms - 2000))
+        )  # created while the backfill ran
+        after = _percentiles(
+            asyncio.run(_fresh(settings, result.items_collection, swap_ms + 2000, ended))
+        )  # encoded by the worker with the new model
+        switch = (
+            (watch.first_answer_ms[result.model_version] - swap_ms) / 1000
+            if result.model_version in watch.first_answer_ms and "swap" in marks
+            else None
+        )
         out = Result(
-            items=args.items, users_with_vectors=result.counts.live_users if result.counts else 0, live_encoder=args.live_encoder, new_encoder=args.new_encoder,
-            catalogue_s=round(catalogue_s, 1), new_encoder_capacity_items_s=round(capacity, 1), max_rate_items_s=max_rate,
-            baseline_freshness=baseline, backfill_freshness=during, after_swap_freshness=after,
-            backfill_items_s=round(result.items.rate, 1), backfill_s=round(result.items.seconds, 1),
-            users_phase_s=round(result.users.seconds, 1) if result.users else 0.0, followed_records=result.followed,
-            counts=result.counts.explain() if result.counts else "-", swap_write_ms=round(1000 * result.swap.write_s, 1) if result.swap else None,
-            recall_switch_s=round(switch, 2) if switch is not None else None, recall_queries=watch.queries, recall_errors=len(watch.errors),
-            recall_mixed=watch.mixed, recall_by_version=watch.by_version, recall_error_examples=watch.errors[:5], total_s=round(time.monotonic() - began, 1),
-        )  # fmt: skip
+            items=args.items,
+            users_with_vectors=result.counts.live_users if result.counts else 0,
+            live_encoder=args.live_encoder,
+            new_encoder=args.new_encoder,
+            catalogue_s=round(catalogue_s, 1),
+            new_encoder_capacity_items_s=round(capacity, 1),
+            max_rate_items_s=max_rate,
+            baseline_freshness=baseline,
+            backfill_freshness=during,
+            after_swap_freshness=after,
+            backfill_items_s=round(result.items.rate, 1),
+            backfill_s=round(result.items.seconds, 1),
+            users_phase_s=round(result.users.seconds, 1) if result.users else 0.0,
+            followed_records=result.followed,
+            counts=result.counts.explain() if result.counts else "-",
+            swap_write_ms=round(1000 * result.swap.write_s, 1) if result.swap else None,
+            recall_switch_s=round(switch, 2) if switch is not None else None,
+            recall_queries=watch.queries,
+            recall_errors=len(watch.errors),
+            recall_mixed=watch.mixed,
+            recall_by_version=watch.by_version,
+            recall_error_examples=watch.errors[:5],
+            total_s=round(time.monotonic() - began, 1),
+        )
     finally:
         if worker is not None:
             worker.stop()
@@ -313,25 +387,31 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def markdown(info: dict, r: Result) -> str:
-    ratio = (r.backfill_freshness.get("p99_s", 0) / r.baseline_freshness["p99_s"]) if r.baseline_freshness.get("p99_s") else float("nan")
-    return "\n".join([
-        f"Machine: {info.get('cpu', '?')}, {info.get('cores', '?')} cores; {info.get('date')}. Live encoder `{r.live_encoder}`, new `{r.new_encoder}`, "
-        f"{r.items:,} items, {r.users_with_vectors:,} user rows.",
-        "",
-        "| figure | value |",
-        "|---|---|",
-        f"| catalogue through the worker | {r.catalogue_s:.0f} s |",
-        f"| new encoder capacity (bare client) / backfill cap | {r.new_encoder_capacity_items_s} / {r.max_rate_items_s} items/s |",
-        f"| backfill | {r.backfill_items_s} items/s, {r.backfill_s:.0f} s; users phase {r.users_phase_s:.0f} s; {r.followed_records:,} records followed |",
-        f"| upload freshness, baseline (traffic only) | p50 {r.baseline_freshness.get('p50_s')} s, p99 {r.baseline_freshness.get('p99_s')} s (n={r.baseline_freshness.get('n')}) |",
-        f"| upload freshness during the backfill | p50 {r.backfill_freshness.get('p50_s')} s, p99 {r.backfill_freshness.get('p99_s')} s (n={r.backfill_freshness.get('n')}); p99 {ratio:.2f}x the baseline |",
-        f"| upload freshness after the swap (new model, by the worker) | p50 {r.after_swap_freshness.get('p50_s')} s, p99 {r.after_swap_freshness.get('p99_s')} s (n={r.after_swap_freshness.get('n')}) |",
-        f"| counts at the swap | {r.counts} |",
-        f"| swap: the registry write | {r.swap_write_ms} ms |",
-        f"| recall's first new-version answer after the swap | {r.recall_switch_s} s |",
-        f"| recall queries / errors / mixed-version answers | {r.recall_queries:,} / {r.recall_errors} / {r.recall_mixed}; by version {r.recall_by_version} |",
-        f"| whole run | {r.total_s:.0f} s |",
-    ])  # fmt: skip
+    ratio = (
+        (r.backfill_freshness.get("p99_s", 0) / r.baseline_freshness["p99_s"])
+        if r.baseline_freshness.get("p99_s")
+        else float("nan")
+    )
+    return "\n".join(
+        [
+            f"Machine: {info.get('cpu', '?')}, {info.get('cores', '?')} cores; {info.get('date')}. Live encoder `{r.live_encoder}`, new `{r.new_encoder}`, "
+            f"{r.items:,} items, {r.users_with_vectors:,} user rows.",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| catalogue through the worker | {r.catalogue_s:.0f} s |",
+            f"| new encoder capacity (bare client) / backfill cap | {r.new_encoder_capacity_items_s} / {r.max_rate_items_s} items/s |",
+            f"| backfill | {r.backfill_items_s} items/s, {r.backfill_s:.0f} s; users phase {r.users_phase_s:.0f} s; {r.followed_records:,} records followed |",
+            f"| upload freshness, baseline (traffic only) | p50 {r.baseline_freshness.get('p50_s')} s, p99 {r.baseline_freshness.get('p99_s')} s (n={r.baseline_freshness.get('n')}) |",
+            f"| upload freshness during the backfill | p50 {r.backfill_freshness.get('p50_s')} s, p99 {r.backfill_freshness.get('p99_s')} s (n={r.backfill_freshness.get('n')}); p99 {ratio:.2f}x the baseline |",
+            f"| upload freshness after the swap (new model, by the worker) | p50 {r.after_swap_freshness.get('p50_s')} s, p99 {r.after_swap_freshness.get('p99_s')} s (n={r.after_swap_freshness.get('n')}) |",
+            f"| counts at the swap | {r.counts} |",
+            f"| swap: the registry write | {r.swap_write_ms} ms |",
+            f"| recall's first new-version answer after the swap | {r.recall_switch_s} s |",
+            f"| recall queries / errors / mixed-version answers | {r.recall_queries:,} / {r.recall_errors} / {r.recall_mixed}; by version {r.recall_by_version} |",
+            f"| whole run | {r.total_s:.0f} s |",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from bench.quality import evaluate
 from deploy.datasets.emoji import load_emoji
 from deploy.datasets.training import build, emoji_image, emoji_query, movie_requests, movielens_split
 from encoders.model import SailEncoder, load_encoder
-from encoders.train.collab import cold_items, coengagement_pairs
+from encoders.train.collab import coengagement_pairs, cold_items
 from encoders.train.loop import TrainResult, train
 from encoders.train.recipe import Recipe, load_recipe
 from topology.messages import EncodeRequest
@@ -84,7 +84,9 @@ def _train(name: str, steps: int | None, args: argparse.Namespace, cache_dir: Pa
     recipe = load_recipe(name).with_overrides(steps=steps)
     out = args.runs / recipe.name
     print(f"{name}: training {recipe.name} ({recipe.steps} steps) into {out}", flush=True)
-    return recipe, train(recipe, build(recipe, cache_dir, print), out, device=args.device, progress=lambda line: print(line, flush=True))
+    return recipe, train(
+        recipe, build(recipe, cache_dir, print), out, device=args.device, progress=lambda line: print(line, flush=True)
+    )
 
 
 def cre(args: argparse.Namespace, cache_dir: Path) -> dict[str, object]:
@@ -104,19 +106,32 @@ def cre(args: argparse.Namespace, cache_dir: Path) -> dict[str, object]:
     for label, source in (("default (sail-tiny)", "sail-tiny"), (f"trained ({result.model_version})", str(result.encoder_dir))):
         encoder = load_encoder(source)
         vectors, rate = embed(encoder, requests)
-        print(f"cre: {label}: {len(vectors):,} movies embedded at {rate:.0f} items/s; protocol over the test period ...", flush=True)
-        protocol = evaluate(split.data, vectors, score_from_s=split.cut_s, item_groups=groups, only=("realtime-mean10", "realtime-weighted-K1"))
-        rows.append({
-            "encoder": label, "encode_items_per_s": round(rate, 1),
-            "i2i_recall50_cold": round(i2i_recall(vectors, cold_truth), 4), "i2i_recall50_warm": round(i2i_recall(vectors, warm_truth), 4),
-            "protocol": {g: protocol["groups"][g] for g in groups}, "protocol_all": protocol["methods"],  # type: ignore[index]
-        })  # fmt: skip
+        print(
+            f"cre: {label}: {len(vectors):,} movies embedded at {rate:.0f} items/s; protocol over the test period ...", flush=True
+        )
+        protocol = evaluate(
+            split.data, vectors, score_from_s=split.cut_s, item_groups=groups, only=("realtime-mean10", "realtime-weighted-K1")
+        )
+        rows.append(
+            {
+                "encoder": label,
+                "encode_items_per_s": round(rate, 1),
+                "i2i_recall50_cold": round(i2i_recall(vectors, cold_truth), 4),
+                "i2i_recall50_warm": round(i2i_recall(vectors, warm_truth), 4),
+                "protocol": {g: protocol["groups"][g] for g in groups},
+                "protocol_all": protocol["methods"],  # type: ignore[index]
+            }
+        )
     return {
-        "recipe": recipe.to_dict(), "train": result.to_dict(),
-        "cut_s": split.cut_s, "cold_items": len(cold), "test_items": len(test_items),
+        "recipe": recipe.to_dict(),
+        "train": result.to_dict(),
+        "cut_s": split.cut_s,
+        "cold_items": len(cold),
+        "test_items": len(test_items),
         "i2i_queries": {"cold": len(cold_truth), "warm": len(warm_truth)},
-        "i2i_chance": round(50 / max(len(requests) - 1, 1), 4), "rows": rows,
-    }  # fmt: skip
+        "i2i_chance": round(50 / max(len(requests) - 1, 1), 4),
+        "rows": rows,
+    }
 
 
 def text_to_image_recall(encoder: SailEncoder, held: list, k: int = 10) -> float:  # type: ignore[type-arg]
@@ -132,14 +147,19 @@ def vision(args: argparse.Namespace, cache_dir: Path) -> dict[str, object]:
     recipe, result = _train("vision-emoji", args.vision_steps, args, cache_dir)
     held = [e for e in load_emoji(cache_dir) if e.held_out]
     rows = []
-    for label, source in (("untrained path (sail-tiny-omni)", "sail-tiny-omni"), (f"trained ({result.model_version})", str(result.encoder_dir))):
+    for label, source in (
+        ("untrained path (sail-tiny-omni)", "sail-tiny-omni"),
+        (f"trained ({result.model_version})", str(result.encoder_dir)),
+    ):
         rows.append({"encoder": label, "text_to_image_recall10": round(text_to_image_recall(load_encoder(source), held), 4)})
     rows.append({"encoder": "chance", "text_to_image_recall10": round(10 / len(held), 4)})
     return {"recipe": recipe.to_dict(), "train": result.to_dict(), "held_out": len(held), "rows": rows}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=("cre", "vision"), help="one recipe (default both)")
     parser.add_argument("--steps", type=int, help="CRE steps (default: the recipe's)")
     parser.add_argument("--vision-steps", type=int, help="vision steps (default: the recipe's)")
@@ -148,7 +168,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     cache_dir = load_settings(None).cache_dir
-    report: dict[str, object] = {"machine": f"{platform.node()} {os.cpu_count()} cpu", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    report: dict[str, object] = {
+        "machine": f"{platform.node()} {os.cpu_count()} cpu",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     if args.only in (None, "cre"):
         report["cre"] = cre(args, cache_dir)
     if args.only in (None, "vision"):

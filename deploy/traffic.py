@@ -25,11 +25,26 @@ logger = logging.getLogger(__name__)
 
 TOPICS = {
     "cats": (["kitten chases a laser pointer", "cat sleeps in a box", "funny cat fails", "cat meets cucumber"], (230, 160, 60)),
-    "cooking": (["five minute pasta recipe", "how to sharpen a kitchen knife", "street food tour", "perfect fried rice"], (200, 60, 40)),
-    "football": (["top ten goals of the season", "penalty shootout highlights", "training drills for kids", "derby day vlog"], (40, 160, 60)),
-    "travel": (["a week in the alps", "cheap flights explained", "night market walk", "hidden beaches of the coast"], (60, 120, 220)),
-    "music": (["guitar cover of a classic", "drum solo practice", "piano lesson for beginners", "street busker duet"], (150, 60, 200)),
-    "gaming": (["speedrun world record", "boss fight without damage", "retro console unboxing", "tier list of every weapon"], (30, 30, 30)),
+    "cooking": (
+        ["five minute pasta recipe", "how to sharpen a kitchen knife", "street food tour", "perfect fried rice"],
+        (200, 60, 40),
+    ),
+    "football": (
+        ["top ten goals of the season", "penalty shootout highlights", "training drills for kids", "derby day vlog"],
+        (40, 160, 60),
+    ),
+    "travel": (
+        ["a week in the alps", "cheap flights explained", "night market walk", "hidden beaches of the coast"],
+        (60, 120, 220),
+    ),
+    "music": (
+        ["guitar cover of a classic", "drum solo practice", "piano lesson for beginners", "street busker duet"],
+        (150, 60, 200),
+    ),
+    "gaming": (
+        ["speedrun world record", "boss fight without damage", "retro console unboxing", "tier list of every weapon"],
+        (30, 30, 30),
+    ),
 }
 ACTIONS = [Action.VIEW, Action.LIKE, Action.SHARE, Action.COMMENT, Action.FOLLOW, Action.SKIP, Action.DISLIKE]
 ACTION_P = [0.70, 0.12, 0.03, 0.03, 0.02, 0.08, 0.02]
@@ -96,10 +111,16 @@ class Traffic:
         self.item_topics.append(topic)
         self.titles[item_id] = f"{phrase}, episode {n + 1}"  # distinct: the demo lists titles side by side
         return ContentUpload(
-            item_id=item_id, creator_id=f"creator-{creator}", created_at_ms=now_ms, title=self.titles[item_id],
-            ocr_text=f"{phrase.upper()}. subscribe for more", asr_text=f"hi everyone today {phrase}. thanks for watching",
-            author_nickname=f"{topic}_creator_{creator}", tags=(topic, str(self.rng.choice(["fun", "howto", "daily", "top"]))), cover=cover,
-        )  # fmt: skip
+            item_id=item_id,
+            creator_id=f"creator-{creator}",
+            created_at_ms=now_ms,
+            title=self.titles[item_id],
+            ocr_text=f"{phrase.upper()}. subscribe for more",
+            asr_text=f"hi everyone today {phrase}. thanks for watching",
+            author_nickname=f"{topic}_creator_{creator}",
+            tags=(topic, str(self.rng.choice(["fun", "howto", "daily", "top"]))),
+            cover=cover,
+        )
 
     def interaction(self, now_ms: int, visible: int | None = None) -> Interaction | None:
         """A user acting on one of the first `visible` items (default: every item uploaded so far)."""
@@ -121,9 +142,13 @@ class Traffic:
         self.user_items.setdefault(f"user-{user}", set()).add(self.items[index])
         dwell = int(self.rng.lognormal(8.5, 0.8)) if action is Action.VIEW else 0
         return Interaction(
-            event_id=f"{self.run_id}-ev-{self.events}", user_id=f"user-{user}", item_id=self.items[index], action=action,
-            timestamp_ms=now_ms, dwell_ms=dwell,
-        )  # fmt: skip
+            event_id=f"{self.run_id}-ev-{self.events}",
+            user_id=f"user-{user}",
+            item_id=self.items[index],
+            action=action,
+            timestamp_ms=now_ms,
+            dwell_ms=dwell,
+        )
 
     def malformed(self) -> bytes:
         kind = int(self.rng.integers(3))
@@ -131,7 +156,9 @@ class Traffic:
             return b"\xc1\xc1 definitely not msgpack"
         if kind == 1:
             return encode_upload(ContentUpload(item_id="", creator_id="c", created_at_ms=0))[:-3]  # truncated
-        return encode_interaction(Interaction(event_id="bad", user_id="u", item_id="i", action=Action.LIKE, timestamp_ms=0)).replace(b"like", b"poke")
+        return encode_interaction(
+            Interaction(event_id="bad", user_id="u", item_id="i", action=Action.LIKE, timestamp_ms=0)
+        ).replace(b"like", b"poke")
 
 
 def run_producer(

@@ -62,7 +62,9 @@ def read_control(path: Path) -> ServiceTime:
     """
     try:
         values = json.loads(path.read_text())
-        service = ServiceTime(fixed_ms=float(values["fixed_ms"]), per_item_ms=float(values["per_item_ms"]), dim=int(values["dim"]))
+        service = ServiceTime(
+            fixed_ms=float(values["fixed_ms"]), per_item_ms=float(values["per_item_ms"]), dim=int(values["dim"])
+        )
     except (OSError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path} is not a stand-in service time: {exc}") from exc
     if service.fixed_ms < 0 or service.per_item_ms < 0 or service.dim < 1:

@@ -20,8 +20,8 @@ from typing import Any, Final, Literal
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aiogrpc
-from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from numpy.typing import NDArray
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from tritonclient.utils import InferenceServerException
 
 from encoders.signature import PROBE, SAIL_ENCODER, EncodeResult, ModelSignature
@@ -51,7 +51,9 @@ class EncoderRejected(RuntimeError):
 
 
 # gRPC codes that say nothing about the request: the server is away, busy or slow
-_UNAVAILABLE_CODES = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED", "StatusCode.RESOURCE_EXHAUSTED", "None"})
+_UNAVAILABLE_CODES = frozenset(
+    {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED", "StatusCode.RESOURCE_EXHAUSTED", "None"}
+)
 
 
 # tritonserver's words for a request its queue policy refused (gRPC UNAVAILABLE): never computed
@@ -205,11 +207,18 @@ class EncoderClient:
     def for_settings(cls, settings: Settings, **overrides: Any) -> EncoderClient:
         """The client for `settings` (address, deadline floor, batching, TLS); `overrides` win."""
         s = settings
-        values: dict[str, Any] = {"timeout_s": s.triton_timeout_s, "max_batch": s.triton_max_batch_size, "tls": s.triton_tls(), **overrides}
+        values: dict[str, Any] = {
+            "timeout_s": s.triton_timeout_s,
+            "max_batch": s.triton_max_batch_size,
+            "tls": s.triton_tls(),
+            **overrides,
+        }
         return cls(s.triton_grpc_address, **values)
 
     async def start(self) -> None:
-        self._client = aiogrpc.InferenceServerClient(self._address, channel_args=_channel_args(), **(self._tls.triton_kwargs() if self._tls else {}))
+        self._client = aiogrpc.InferenceServerClient(
+            self._address, channel_args=_channel_args(), **(self._tls.triton_kwargs() if self._tls else {})
+        )
 
     async def close(self) -> None:
         if self._client is not None:
@@ -219,7 +228,9 @@ class EncoderClient:
     @property
     def stats(self) -> ClientStats:
         c = self._counts
-        return ClientStats(requests=c["ok"], items=self._items, abandoned=c["abandoned"], rejected=c["rejected"], failed=c["failed"])
+        return ClientStats(
+            requests=c["ok"], items=self._items, abandoned=c["abandoned"], rejected=c["rejected"], failed=c["failed"]
+        )
 
     # ------------------------------------------------------------------ transport
 
@@ -247,7 +258,9 @@ class EncoderClient:
         items = len(next(iter(arrays.values())))
         began = time.perf_counter()
         try:
-            result = await self._client.infer(signature.name, inputs, outputs=outputs, client_timeout=self.deadline.seconds(items))
+            result = await self._client.infer(
+                signature.name, inputs, outputs=outputs, client_timeout=self.deadline.seconds(items)
+            )
         except InferenceServerException as exc:
             elapsed = time.perf_counter() - began
             failure = _failure(exc, f"{signature.name} at {self._address}")

@@ -122,10 +122,13 @@ class AudioTower(nn.Module):
         super().__init__()
         h = config.hidden_size
         self.convs = nn.Sequential(
-            nn.Conv2d(1, h // 4, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(h // 4, h // 2, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(h // 2, h, 3, stride=2, padding=1), nn.GELU(),
-        )  # fmt: skip
+            nn.Conv2d(1, h // 4, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(h // 4, h // 2, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(h // 2, h, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
         self.norm = nn.LayerNorm(h)
 
     def forward(self, mel: torch.Tensor, chunk_mask: torch.Tensor) -> torch.Tensor:
@@ -237,7 +240,11 @@ class SailEncoder(nn.Module):
             self.audio_adapter = nn.Sequential(nn.LayerNorm(config.audio.hidden_size), nn.Linear(config.audio.hidden_size, h))
         self.vision_gate = nn.Parameter(torch.tensor(float(config.vision_gate_init)))
         self.audio_gate = nn.Parameter(torch.tensor(float(config.audio_gate_init)))
-        tokenizer_dir = root / config.tokenizer_dir if root is not None and not config.tokenizer_dir.startswith("package:") else resolve_dir(config.tokenizer_dir)
+        tokenizer_dir = (
+            root / config.tokenizer_dir
+            if root is not None and not config.tokenizer_dir.startswith("package:")
+            else resolve_dir(config.tokenizer_dir)
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
         self.eval()
         self._version: str | None = None
@@ -354,7 +361,9 @@ class SailEncoder(nn.Module):
         pooled = (torch.tanh(hidden) * weights).sum(1) / weights.sum(1)  # (B, S, H) -> (B, H)
         return pooled[:, : cfg.output_dim].float()
 
-    def _visual_tokens(self, items: Sequence[PreparedItem], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def _visual_tokens(
+        self, items: Sequence[PreparedItem], device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         vision = self.config.vision
         max_images = vision.max_frames + 1
         b = len(items)
@@ -373,7 +382,9 @@ class SailEncoder(nn.Module):
             tokens[rows.to(device)] = self.vision_adapter(latents).to(dtype)
         return tokens, present.to(device)
 
-    def _audio_tokens(self, items: Sequence[PreparedItem], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def _audio_tokens(
+        self, items: Sequence[PreparedItem], device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         b = len(items)
         present = torch.tensor([item.audio is not None for item in items], dtype=torch.bool)
         tokens = torch.zeros(b, 1, self.fusion.hidden_size, device=device, dtype=dtype)
@@ -408,8 +419,18 @@ def _fusion_config(config: EncoderConfig) -> dict[str, object]:
     from transformers import AutoConfig
 
     raw = AutoConfig.from_pretrained(resolve_dir(config.fusion_weights_dir), local_files_only=True).to_dict()
-    keep = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-            "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id")  # fmt: skip
+    keep = (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "hidden_act",
+        "max_position_embeddings",
+        "type_vocab_size",
+        "layer_norm_eps",
+        "pad_token_id",
+    )
     return {k: raw[k] for k in keep if k in raw}
 
 

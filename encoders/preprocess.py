@@ -16,8 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from encoders.config import AudioConfig, EncoderConfig, VisionConfig
-from topology.messages import EncodeRequest
 from topology import reasons
+from topology.messages import EncodeRequest
 
 # CLIP's normalisation constants, the convention of the ViT towers the report builds on.
 _MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32).reshape(3, 1, 1)
@@ -161,7 +161,7 @@ def decode_wav(data: bytes, audio: AudioConfig) -> NDArray[np.float32]:
     if mono.size == 0:
         raise MediaError("audio: empty WAV")
     if rate != audio.sample_rate:
-        target_len = max(1, int(round(mono.size * audio.sample_rate / rate)))
+        target_len = max(1, round(mono.size * audio.sample_rate / rate))
         mono = np.interp(np.linspace(0, mono.size - 1, target_len), np.arange(mono.size), mono).astype(np.float32)
     return mono
 

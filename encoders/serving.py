@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from encoders.bench_double import NAME as STANDIN
 from encoders.signature import PROBE, SAIL_ENCODER, ModelSignature
 from topology.codec import BadInput, decode_encoder_request
-from encoders.bench_double import NAME as STANDIN
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,9 @@ def serve(
 
         # Start-up, not import: weights load here, one copy per instance (tokenizers are not thread-safe).
         encoders = [load_encoder(encoder_name, device) for _ in range(instances)]
-        logger.info("loaded encoder=%s model_version=%s dim=%d", encoder_name, encoders[0].model_version, encoders[0].config.output_dim)
+        logger.info(
+            "loaded encoder=%s model_version=%s dim=%d", encoder_name, encoders[0].model_version, encoders[0].config.output_dim
+        )
         models.append((SAIL_ENCODER, [batch(encoder_infer_fn(e)) for e in encoders]))
     # The queue bound refuses the excess before it is computed (a refused request costs nothing);
     # nothing times out in the queue: a request admitted is a request computed.
@@ -136,10 +138,15 @@ def serve(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m encoders.serving", description="Serve sail-stream's encoder models with Triton.")
-    parser.add_argument("--encoder", default="sail-tiny",
-                        help="preset name (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large), a saved encoder folder, or 'standin' "
-                             "(encoders.bench_double: sleeps a configured service time per batch, for measuring the pipeline)")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m encoders.serving", description="Serve sail-stream's encoder models with Triton."
+    )
+    parser.add_argument(
+        "--encoder",
+        default="sail-tiny",
+        help="preset name (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large), a saved encoder folder, or 'standin' "
+        "(encoders.bench_double: sleeps a configured service time per batch, for measuring the pipeline)",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (the GPU when there is one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     parser.add_argument("--grpc-port", type=int, default=8001)
@@ -148,8 +155,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-batch-size", type=int, default=64, help="dynamic batcher's largest batch")
     parser.add_argument("--queue-delay-us", type=int, default=2000, help="how long a request may wait to be batched")
     parser.add_argument("--instances", type=int, default=1, help="model instances (Python processes) per model")
-    parser.add_argument("--max-queue-size", type=int, default=0, help="requests a model may queue; beyond, refused at once (0: unbounded)")
-    parser.add_argument("--standin-control", type=Path, help="with --encoder standin: the JSON file holding its service time (re-read on change)")
+    parser.add_argument(
+        "--max-queue-size", type=int, default=0, help="requests a model may queue; beyond, refused at once (0: unbounded)"
+    )
+    parser.add_argument(
+        "--standin-control", type=Path, help="with --encoder standin: the JSON file holding its service time (re-read on change)"
+    )
     parser.add_argument("--tls-cert", type=Path, help="serve gRPC over TLS with this PEM certificate (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, help="the PEM key of --tls-cert")
     args = parser.parse_args(argv)
@@ -158,8 +169,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.encoder == STANDIN and args.standin_control is None:
         parser.error("--encoder standin needs --standin-control")
-    serve(args.encoder, args.device, args.host, args.grpc_port, args.http_port, args.metrics_port, args.max_batch_size, args.queue_delay_us, args.instances,
-          (args.tls_cert, args.tls_key) if args.tls_cert else None, args.max_queue_size, args.standin_control)
+    serve(
+        args.encoder,
+        args.device,
+        args.host,
+        args.grpc_port,
+        args.http_port,
+        args.metrics_port,
+        args.max_batch_size,
+        args.queue_delay_us,
+        args.instances,
+        (args.tls_cert, args.tls_key) if args.tls_cert else None,
+        args.max_queue_size,
+        args.standin_control,
+    )
 
 
 if __name__ == "__main__":

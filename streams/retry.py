@@ -99,10 +99,16 @@ class Retry:
                 else:
                     self.metrics.dependency_errors.labels(dependency).inc()
                     self.metrics.dependency_up.labels(dependency).set(0)
-                    logger.warning("dependency down, retrying dependency=%s what=%s in %.2fs error=%s", dependency, what, pause, str(exc).splitlines()[0][:200])
+                    logger.warning(
+                        "dependency down, retrying dependency=%s what=%s in %.2fs error=%s",
+                        dependency,
+                        what,
+                        pause,
+                        str(exc).splitlines()[0][:200],
+                    )
                 try:
                     await asyncio.wait_for(self.stopping.wait(), timeout=pause)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 attempt += 1
                 continue

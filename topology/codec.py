@@ -28,7 +28,18 @@ import msgpack
 
 from topology import reasons
 from topology.collections import INT64_MAX, SID_CHARS  # Milvus's int64: what decodes is what the sink can store
-from topology.messages import Action, ContentUpload, DeadLetter, EncodeRequest, Interaction, InterestState, ItemEmbedding, Media, RetryEnvelope, Signal
+from topology.messages import (
+    Action,
+    ContentUpload,
+    DeadLetter,
+    EncodeRequest,
+    Interaction,
+    InterestState,
+    ItemEmbedding,
+    Media,
+    RetryEnvelope,
+    Signal,
+)
 
 SCHEMA_VERSION: Final = 1
 MEDIA_URI_SCHEMES: Final = frozenset({"file", "http", "https"})
@@ -163,7 +174,9 @@ class _Fields:
             if not isinstance(tag, str):
                 raise self._wrong_type(f"{name}[]", "str", tag)
             if len(tag) > limits.max_tag_chars:
-                raise BadInput(reasons.LIMIT_TEXT_CHARS, f"{self._where(name)}[]: {len(tag)} chars > limit {limits.max_tag_chars}")
+                raise BadInput(
+                    reasons.LIMIT_TEXT_CHARS, f"{self._where(name)}[]: {len(tag)} chars > limit {limits.max_tag_chars}"
+                )
         return tuple(value)
 
     def binary_list(self, name: str, max_items: int, max_bytes: int) -> tuple[bytes, ...]:
@@ -193,7 +206,9 @@ class _Fields:
         """(timestamp_ms, hash) pairs packed as little-endian int64 + uint64 in one bin, ascending."""
         value = self.binary(name, max_bytes=16 * 65536, required=False) or b""
         if len(value) % 16:
-            raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: {len(value)} bytes is not a whole number of 16-byte pairs")
+            raise BadInput(
+                reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: {len(value)} bytes is not a whole number of 16-byte pairs"
+            )
         pairs = struct.unpack(f"<{len(value) // 16 * 'qQ'}", value)
         return tuple(zip(pairs[::2], pairs[1::2]))
 
@@ -206,8 +221,14 @@ class _Fields:
             raise self._wrong_type(name, "array of signals", value)
         out = []
         for row in value:
-            if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str) and isinstance(row[1], str)
-                    and isinstance(row[2], int) and isinstance(row[3], (int, float))):  # fmt: skip
+            if not (
+                isinstance(row, list)
+                and len(row) == 4
+                and isinstance(row[0], str)
+                and isinstance(row[1], str)
+                and isinstance(row[2], int)
+                and isinstance(row[3], (int, float))
+            ):
                 raise self._wrong_type(f"{name}[]", "[str, str, int, float]", row)
             out.append(Signal(row[0], row[1], row[2], float(row[3])))
         return tuple(out)
@@ -259,11 +280,13 @@ def check_arrival(kind: str, key_field: str, key_value: str, times: Mapping[str,
         ahead_ms = value_ms - arrival.at_ms
         if ahead_ms > limits.max_future_skew_ms:
             raise BadInput(
-                reasons.SCHEMA_INVALID_TIME, f"{kind}.{name}: {value_ms} is {ahead_ms / 1000:.0f}s after the record arrived (allowed skew {limits.max_future_skew_ms / 1000:.0f}s)"
+                reasons.SCHEMA_INVALID_TIME,
+                f"{kind}.{name}: {value_ms} is {ahead_ms / 1000:.0f}s after the record arrived (allowed skew {limits.max_future_skew_ms / 1000:.0f}s)",
             )
         if limits.max_age_ms and -ahead_ms > limits.max_age_ms:
             raise BadInput(
-                reasons.SCHEMA_INVALID_TIME, f"{kind}.{name}: {value_ms} is {-ahead_ms / 1000:.0f}s before the record arrived (allowed age {limits.max_age_ms / 1000:.0f}s)"
+                reasons.SCHEMA_INVALID_TIME,
+                f"{kind}.{name}: {value_ms} is {-ahead_ms / 1000:.0f}s before the record arrived (allowed age {limits.max_age_ms / 1000:.0f}s)",
             )
 
 
@@ -597,11 +620,18 @@ def encode_interest_state(state: InterestState) -> bytes:
         return _stamped_hashes(tuple(pair for pair in recent if pair not in shown))
 
     return _pack(
-        {"pos": rows(state.positives), "neg": rows(state.negatives), "rp": beyond(state.positives, state.recent_positive),
-         "rn": beyond(state.negatives, state.recent_negative), "fp": state.floor_positive_ms, "fn": state.floor_negative_ms,
-         "count": state.event_count, "updated": state.updated_at_ms},
+        {
+            "pos": rows(state.positives),
+            "neg": rows(state.negatives),
+            "rp": beyond(state.positives, state.recent_positive),
+            "rn": beyond(state.negatives, state.recent_negative),
+            "fp": state.floor_positive_ms,
+            "fn": state.floor_negative_ms,
+            "count": state.event_count,
+            "updated": state.updated_at_ms,
+        },
         version=INTEREST_STATE_VERSION,
-    )  # fmt: skip
+    )
 
 
 def decode_interest_state(data: bytes | None, limits: Limits = DEFAULT_LIMITS) -> InterestState:
@@ -618,6 +648,7 @@ def decode_interest_state(data: bytes | None, limits: Limits = DEFAULT_LIMITS) -
     f = _unpack(data, "InterestState", limits, versions=(1, INTEREST_STATE_VERSION))
     positives, negatives = f.signals("pos"), f.signals("neg")
     count, updated = f.integer("count"), f.integer("updated")
+
     def remembered(window: tuple[Signal, ...], beyond: tuple[tuple[int, int], ...] = ()) -> tuple[tuple[int, int], ...]:
         return tuple(sorted({*beyond, *((s.timestamp_ms, event_id_hash(s.event_id)) for s in window)}))
 
@@ -629,4 +660,6 @@ def decode_interest_state(data: bytes | None, limits: Limits = DEFAULT_LIMITS) -
     def floor(window: tuple[Signal, ...]) -> int:
         return min(s.timestamp_ms for s in window) if window and from_windows else 0
 
-    return InterestState(positives, negatives, remembered(positives), remembered(negatives), floor(positives), floor(negatives), count, updated)
+    return InterestState(
+        positives, negatives, remembered(positives), remembered(negatives), floor(positives), floor(negatives), count, updated
+    )

@@ -147,12 +147,26 @@ NO_SID: Final = SemanticId()
 
 
 def item_row(
-    item_id: str, creator_id: str, created_at_ms: int, encoded_at_ms: int, model_version: str, vector: Sequence[float] | Any, sid: SemanticId = NO_SID
-) -> dict[str, object]:  # fmt: skip
+    item_id: str,
+    creator_id: str,
+    created_at_ms: int,
+    encoded_at_ms: int,
+    model_version: str,
+    vector: Sequence[float] | Any,
+    sid: SemanticId = NO_SID,
+) -> dict[str, object]:
     """One row of `items_collection`, every field named as the spec names it."""
-    return {"item_id": item_id, "creator_id": creator_id, "created_at_ms": created_at_ms, "encoded_at_ms": encoded_at_ms,
-            "model_version": model_version, "sid_codes": sid.codes, "sid_suffix": sid.suffix, "sid_codebook": sid.codebook,
-            VECTOR_FIELD: _floats(vector)}  # fmt: skip
+    return {
+        "item_id": item_id,
+        "creator_id": creator_id,
+        "created_at_ms": created_at_ms,
+        "encoded_at_ms": encoded_at_ms,
+        "model_version": model_version,
+        "sid_codes": sid.codes,
+        "sid_suffix": sid.suffix,
+        "sid_codebook": sid.codebook,
+        VECTOR_FIELD: _floats(vector),
+    }
 
 
 def codebook_collection(items_name: str, dim: int) -> CollectionSpec:
@@ -179,22 +193,53 @@ def codebook_rows(codebook_id: str, centroids: Any, meta: str) -> list[dict[str,
     levels, codes, dim = centroids.shape
     if len(meta.encode()) > _META_CHARS:
         raise ValueError(f"codebook description is {len(meta.encode())} bytes, over {_META_CHARS}")
-    rows: list[dict[str, object]] = [{"key": f"{codebook_id}/meta", "codebook_id": codebook_id, "level": -1, "code": -1, "meta": meta, VECTOR_FIELD: [0.0] * dim}]
+    rows: list[dict[str, object]] = [
+        {
+            "key": f"{codebook_id}/meta",
+            "codebook_id": codebook_id,
+            "level": -1,
+            "code": -1,
+            "meta": meta,
+            VECTOR_FIELD: [0.0] * dim,
+        }
+    ]
     for level in range(levels):
         for code in range(codes):
-            rows.append({"key": f"{codebook_id}/{level}/{code}", "codebook_id": codebook_id, "level": level, "code": code, "meta": "",
-                         VECTOR_FIELD: _floats(centroids[level, code])})  # fmt: skip
+            rows.append(
+                {
+                    "key": f"{codebook_id}/{level}/{code}",
+                    "codebook_id": codebook_id,
+                    "level": level,
+                    "code": code,
+                    "meta": "",
+                    VECTOR_FIELD: _floats(centroids[level, code]),
+                }
+            )
     return rows
 
 
 def user_row(
-    user_id: str, slot: int, updated_at_ms: int, event_count: int, recent_item_ids: str, model_version: str, vector: Sequence[float] | Any,
+    user_id: str,
+    slot: int,
+    updated_at_ms: int,
+    event_count: int,
+    recent_item_ids: str,
+    model_version: str,
+    vector: Sequence[float] | Any,
     positive_item_ids: str = "",
-) -> dict[str, object]:  # fmt: skip
+) -> dict[str, object]:
     """One row of `users_collection` (one interest slot of a user; the key is `user_key`)."""
-    return {"user_key": user_key(user_id, slot), "user_id": user_id, "slot": slot, "updated_at_ms": updated_at_ms, "event_count": event_count,
-            "recent_item_ids": recent_item_ids, "positive_item_ids": positive_item_ids, "model_version": model_version,
-            VECTOR_FIELD: _floats(vector)}  # fmt: skip
+    return {
+        "user_key": user_key(user_id, slot),
+        "user_id": user_id,
+        "slot": slot,
+        "updated_at_ms": updated_at_ms,
+        "event_count": event_count,
+        "recent_item_ids": recent_item_ids,
+        "positive_item_ids": positive_item_ids,
+        "model_version": model_version,
+        VECTOR_FIELD: _floats(vector),
+    }
 
 
 def row_problem(spec: CollectionSpec, row: Mapping[str, object]) -> str | None:

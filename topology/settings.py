@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from topology.codec import Limits
 from topology.collections import Backend, CollectionSpec, items_collection, users_collection
-from topology.topics import TopicSpec, Topics, build_topics, changelog_topic, replication
+from topology.topics import Topics, TopicSpec, build_topics, changelog_topic, replication
 from topology.versions import Registry, default_registry, registry_collection
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -47,7 +47,9 @@ class TlsFiles:
         """pymilvus connection arguments (one-way TLS: `server_pem_path`; mutual: CA + client pair)."""
         kwargs: dict[str, object] = {"secure": True}
         if self.cert_file and self.key_file:
-            kwargs.update(client_pem_path=str(self.cert_file), client_key_path=str(self.key_file), ca_pem_path=str(self.ca_file or ""))
+            kwargs.update(
+                client_pem_path=str(self.cert_file), client_key_path=str(self.key_file), ca_pem_path=str(self.ca_file or "")
+            )
         elif self.ca_file:
             kwargs["server_pem_path"] = str(self.ca_file)
         if self.server_name:
@@ -103,7 +105,9 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("sail.", description="every topic is named <prefix><base>")
     topic_partitions: int = Field(6, ge=1, description="partitions: the unit of parallelism across workers")
     topic_replication_factor: int = Field(
-        1, ge=1, description="replicas of every topic; unset, 3 on a local stack of 3 or more brokers (min.insync.replicas is then 2)"
+        1,
+        ge=1,
+        description="replicas of every topic; unset, 3 on a local stack of 3 or more brokers (min.insync.replicas is then 2)",
     )
     kafka_group_instance_id: str | None = Field(
         None,
@@ -111,7 +115,10 @@ class Settings(BaseSettings):
         "session timeout gets its partitions back without a rebalance. Unique per worker: two live workers with one id fence each other",
     )
     kafka_session_timeout_s: float = Field(
-        20.0, ge=6, le=300, description="a worker that stops heartbeating (crash, kill) loses its partitions to the others after this long"
+        20.0,
+        ge=6,
+        le=300,
+        description="a worker that stops heartbeating (crash, kill) loses its partitions to the others after this long",
     )
 
     # Milvus
@@ -120,11 +127,17 @@ class Settings(BaseSettings):
         description="http(s)://host:port of a Milvus server, or a path ending in .db for embedded Milvus Lite",
     )
     milvus_token: SecretStr | None = Field(None, description="user:password or API token")
-    milvus_tls_ca_file: Path | None = Field(None, description="CA or server certificate to trust (TLS; also implied by an https:// URI)")
+    milvus_tls_ca_file: Path | None = Field(
+        None, description="CA or server certificate to trust (TLS; also implied by an https:// URI)"
+    )
     milvus_tls_cert_file: Path | None = Field(None, description="client certificate for mutual TLS (with _KEY_FILE and _CA_FILE)")
     milvus_tls_key_file: Path | None = None
-    milvus_tls_server_name: str | None = Field(None, description="name to check in Milvus's certificate when it differs from the host")
-    milvus_backend: Backend = Field("lite", description="lite: Milvus Lite (FLAT index); server: Milvus standalone/distributed (HNSW)")
+    milvus_tls_server_name: str | None = Field(
+        None, description="name to check in Milvus's certificate when it differs from the host"
+    )
+    milvus_backend: Backend = Field(
+        "lite", description="lite: Milvus Lite (FLAT index); server: Milvus standalone/distributed (HNSW)"
+    )
     milvus_collection_prefix: str = "sail_"
     embedding_dim: int = Field(384, ge=1, description="width of the vectors stored in Milvus")
 
@@ -134,20 +147,26 @@ class Settings(BaseSettings):
         description="encoder preset (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large), saved folder, or standin (a measurable "
         "stand-in that sleeps its service time, for benchmarks; encoders/bench_double.py)",
     )
-    standin_fixed_ms: float = Field(20.0, ge=0, description="SAIL_ENCODER=standin: time per batch, spent off the CPU like a GPU's")
+    standin_fixed_ms: float = Field(
+        20.0, ge=0, description="SAIL_ENCODER=standin: time per batch, spent off the CPU like a GPU's"
+    )
     standin_per_item_ms: float = Field(2.0, ge=0, description="SAIL_ENCODER=standin: time per item of a batch")
     triton_url: str = Field("grpc://127.0.0.1:8001", description="Triton's gRPC endpoint; grpcs:// for TLS")
     triton_tls_ca_file: Path | None = Field(None, description="CA or server certificate to trust (TLS; implies grpcs)")
     triton_tls_cert_file: Path | None = Field(None, description="client certificate for mutual TLS (with _KEY_FILE)")
     triton_tls_key_file: Path | None = None
-    triton_tls_server_cert_file: Path | None = Field(None, description="local stack only: serve Triton's gRPC over TLS with this certificate")
+    triton_tls_server_cert_file: Path | None = Field(
+        None, description="local stack only: serve Triton's gRPC over TLS with this certificate"
+    )
     triton_tls_server_key_file: Path | None = Field(None, description="local stack only: the key of that certificate")
     triton_http_port: int = 8000
     triton_metrics_port: int = 8002
     triton_timeout_s: float = Field(
-        5.0, gt=0, description="shortest deadline of an encode request; it grows with the batch and the measured service time, "
+        5.0,
+        gt=0,
+        description="shortest deadline of an encode request; it grows with the batch and the measured service time, "
         "and doubles after a missed one (a slow encoder is waited for, never sent the same work twice)",
-    )  # fmt: skip
+    )
     triton_max_batch_size: int = Field(64, ge=1)
     triton_queue_delay_us: int = Field(2000, ge=0, description="dynamic batcher: how long a request may wait for company")
     triton_max_queue_size: int = Field(
@@ -159,17 +178,24 @@ class Settings(BaseSettings):
     app_id: str = Field("sail-stream", description="Faust app id = Kafka consumer group of the workers")
     worker_web_port: int = Field(6066, description="each worker's HTTP port (metrics, status); one per worker on a host")
     worker_web_bind: str = Field(
-        "127.0.0.1", description="the address the worker's HTTP port listens on: loopback on a host, 0.0.0.0 in a pod (probes, Prometheus)"
+        "127.0.0.1",
+        description="the address the worker's HTTP port listens on: loopback on a host, 0.0.0.0 in a pod (probes, Prometheus)",
     )
     content_batch_max: int = Field(
-        64, ge=1, description="most uploads per micro-batch (also bounded by SAIL_TRITON_MAX_BATCH_SIZE); a batch holds what is waiting, "
+        64,
+        ge=1,
+        description="most uploads per micro-batch (also bounded by SAIL_TRITON_MAX_BATCH_SIZE); a batch holds what is waiting, "
         "so batches are small when idle and full under a backlog",
-    )  # fmt: skip
-    content_batch_wait_ms: float = Field(20.0, ge=1, description="how long a micro-batch of uploads waits for company when few arrive")
+    )
+    content_batch_wait_ms: float = Field(
+        20.0, ge=1, description="how long a micro-batch of uploads waits for company when few arrive"
+    )
     content_in_flight: int = Field(
-        2, ge=1, description="micro-batches of uploads a worker has in flight (encode the next while the last is stored); effects and "
+        2,
+        ge=1,
+        description="micro-batches of uploads a worker has in flight (encode the next while the last is stored); effects and "
         "commits stay in order",
-    )  # fmt: skip
+    )
     interest_batch_max: int = Field(256, ge=1)
     interest_batch_wait_ms: float = Field(50.0, ge=1)
     interest_window: int = Field(10, ge=1, description="last N positive items per user, as in the SAIL report")
@@ -177,12 +203,20 @@ class Settings(BaseSettings):
     interest_negative_weight: float = Field(0.3, ge=0, description="how hard skips and dislikes push away")
     interest_slots: int = Field(1, ge=1, description="K interest vectors per user (online clustering)")
     interest_dedup_per_kind: int = Field(
-        64, ge=1, description="newest applied positive (and negative) events each user's state remembers to drop replays; at least the window"
+        64,
+        ge=1,
+        description="newest applied positive (and negative) events each user's state remembers to drop replays; at least the window",
     )
-    item_wait_s: float = Field(30.0, gt=0, description="how long an interaction waits for its item's embedding before the dead-letter topic")
-    item_retry_backoff_ms: float = Field(500.0, gt=0, description="first pause of an interaction waiting for its item (doubles per try)")
+    item_wait_s: float = Field(
+        30.0, gt=0, description="how long an interaction waits for its item's embedding before the dead-letter topic"
+    )
+    item_retry_backoff_ms: float = Field(
+        500.0, gt=0, description="first pause of an interaction waiting for its item (doubles per try)"
+    )
     item_retry_backoff_max_ms: float = Field(
-        1000.0, gt=0, description="longest pause between two looks for a waiting interaction's item: how soon it follows a late item"
+        1000.0,
+        gt=0,
+        description="longest pause between two looks for a waiting interaction's item: how soon it follows a late item",
     )
     item_cache_size: int = Field(100_000, ge=0, description="item vectors kept in each worker's memory")
     media_fetch_timeout_s: float = Field(5.0, gt=0, description="time limit to fetch one http(s) media URI")
@@ -195,9 +229,13 @@ class Settings(BaseSettings):
         "addresses (loopback, private and link-local addresses are refused unless named here)",
     )
     event_max_future_s: float = Field(
-        300.0, ge=0, description="how far an event time (timestamp_ms, created_at_ms) may run ahead of its record's arrival; beyond: dead letter"
+        300.0,
+        ge=0,
+        description="how far an event time (timestamp_ms, created_at_ms) may run ahead of its record's arrival; beyond: dead letter",
     )
-    event_max_age_s: float = Field(0.0, ge=0, description="how far an event time may lag behind its record's arrival; 0: any age (replays, backfills)")
+    event_max_age_s: float = Field(
+        0.0, ge=0, description="how far an event time may lag behind its record's arrival; 0: any age (replays, backfills)"
+    )
     retry_backoff_max_s: float = Field(5.0, gt=0, description="longest pause between retries of a down dependency")
 
     recall_port: int = Field(8090, description="port of `sail-stream recall serve` (loopback unless --host)")
@@ -207,22 +245,39 @@ class Settings(BaseSettings):
     status_interval_s: float = Field(5.0, gt=0, description="how often a worker samples lag and probes freshness")
     freshness_slo_s: float = Field(5.0, gt=0, description="item freshness p99 objective (status verdict, alerts)")
     online_hit_sample: float = Field(
-        0.02, ge=0, le=1, description="share of positive interactions checked for the online hit rate (was the item in the user's top-K "
+        0.02,
+        ge=0,
+        le=1,
+        description="share of positive interactions checked for the online hit rate (was the item in the user's top-K "
         "just before?); one Milvus search per batch's sample, beside the stream; 0: off",
-    )  # fmt: skip
+    )
     online_hit_k: int = Field(50, ge=1, le=1000, description="K of the online hit rate")
     lag_seconds_degraded: float = Field(30.0, gt=0, description="seconds behind that make the verdict degraded")
-    version_refresh_s: float = Field(1.0, gt=0, description="how often workers and the recall API re-read the model-version registry (a swap reaches them within this)")
-    stall_window_s: float = Field(30.0, gt=0, description="committed offset still this long with lag > 0 = stalled partition (status page; the worker logs where it waits)")
+    version_refresh_s: float = Field(
+        1.0,
+        gt=0,
+        description="how often workers and the recall API re-read the model-version registry (a swap reaches them within this)",
+    )
+    stall_window_s: float = Field(
+        30.0,
+        gt=0,
+        description="committed offset still this long with lag > 0 = stalled partition (status page; the worker logs where it waits)",
+    )
 
     # Semantic IDs (issue 18; `sail-stream sid fit` fits the codebook, workers assign with the live one)
-    sid_levels: int = Field(3, ge=1, le=8, description="levels L of a new codebook (residual k-means): an item's semantic ID is L codes")
+    sid_levels: int = Field(
+        3, ge=1, le=8, description="levels L of a new codebook (residual k-means): an item's semantic ID is L codes"
+    )
     sid_codes: int = Field(256, ge=2, le=4096, description="codes K per level of a new codebook")
     sid_seed: int = Field(0, description="seed of the codebook fit: the same items and seed give the same codebook")
     sid_drift_ratio: float = Field(
-        1.25, gt=1, description="fresh items' quantisation error over the codebook's fitted one above which the worker warns that the codebook needs refitting"
+        1.25,
+        gt=1,
+        description="fresh items' quantisation error over the codebook's fitted one above which the worker warns that the codebook needs refitting",
     )
-    sid_recall_positives: int = Field(10, ge=1, le=100, description="recent items of a user whose semantic IDs the sid recall channel matches")
+    sid_recall_positives: int = Field(
+        10, ge=1, le=100, description="recent items of a user whose semantic IDs the sid recall channel matches"
+    )
 
     # Message limits (see topology.codec.Limits)
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
@@ -236,10 +291,12 @@ class Settings(BaseSettings):
     kafka_version: str = Field("4.4.0", description="Apache Kafka release resolved from Maven Central")
     kafka_controller_port: int = 9093
     kafka_brokers: int = Field(
-        1, ge=1, le=9,
+        1,
+        ge=1,
+        le=9,
         description="brokers of the local stack, each also a KRaft controller; with one bootstrap address, node i listens on its "
         "port + 100*i (controller: kafka_controller_port + 100*i). 3 or more: replication factor 3, min.insync.replicas 2",
-    )  # fmt: skip
+    )
     kafka_heap_mb: int = Field(512, ge=128)
     start_timeout_s: float = Field(180.0, gt=0, description="how long `stack up` waits for each service")
 
@@ -257,9 +314,13 @@ class Settings(BaseSettings):
         if self.kafka_brokers > 1:
             if len(addresses) == 1 and addresses[0][0] in LOOPBACK_HOSTS:  # the local stack's nodes, one address each
                 host, port = addresses[0]
-                object.__setattr__(self, "kafka_bootstrap", ",".join(f"{host}:{port + 100 * i}" for i in range(self.kafka_brokers)))
+                object.__setattr__(
+                    self, "kafka_bootstrap", ",".join(f"{host}:{port + 100 * i}" for i in range(self.kafka_brokers))
+                )
             elif len(addresses) != self.kafka_brokers:
-                raise ValueError(f"SAIL_KAFKA_BROKERS is {self.kafka_brokers} but SAIL_KAFKA_BOOTSTRAP lists {len(addresses)} addresses")
+                raise ValueError(
+                    f"SAIL_KAFKA_BROKERS is {self.kafka_brokers} but SAIL_KAFKA_BOOTSTRAP lists {len(addresses)} addresses"
+                )
             if "topic_replication_factor" not in self.model_fields_set:
                 object.__setattr__(self, "topic_replication_factor", replication(self.kafka_brokers)[0])
         if self.kafka_group_instance_id is not None and not self.kafka_group_instance_id.strip():
@@ -301,7 +362,9 @@ class Settings(BaseSettings):
     def media_policy(self) -> MediaPolicy:
         """Where the content agent may fetch media from (`SAIL_MEDIA_ROOTS`, `SAIL_MEDIA_ALLOW_HOSTS`)."""
         roots = tuple(Path(p.strip()).expanduser() for p in self.media_roots.split(",") if p.strip())
-        return MediaPolicy(roots=roots, allow_hosts=tuple(h.strip().lower() for h in self.media_allow_hosts.split(",") if h.strip()))
+        return MediaPolicy(
+            roots=roots, allow_hosts=tuple(h.strip().lower() for h in self.media_allow_hosts.split(",") if h.strip())
+        )
 
     def collections(self) -> tuple[CollectionSpec, CollectionSpec]:
         """(items, users)"""

@@ -82,13 +82,22 @@ class Topics:
     item_content: TopicSpec
 
     def all(self) -> tuple[TopicSpec, ...]:
-        return (self.uploads, self.interactions, self.item_embeddings, self.interactions_retry, self.dead_letters, self.item_content)
+        return (
+            self.uploads,
+            self.interactions,
+            self.item_embeddings,
+            self.interactions_retry,
+            self.dead_letters,
+            self.item_content,
+        )
 
 
 def build_topics(prefix: str, partitions: int, max_message_bytes: int, replication_factor: int = 1) -> Topics:
     """The topic specs for a deployment whose topics are named `<prefix><base>`."""
 
-    def spec(base: str, key: str, retention_ms: int, compacted: bool = False, extra_bytes: int = 0, parts: int = partitions) -> TopicSpec:
+    def spec(
+        base: str, key: str, retention_ms: int, compacted: bool = False, extra_bytes: int = 0, parts: int = partitions
+    ) -> TopicSpec:
         return TopicSpec(
             name=f"{prefix}{base}",
             partitions=parts,

@@ -68,7 +68,13 @@ class Registry:
             live = versions.pop("live")
             if live is None:
                 raise ValueError("no live version")
-            return cls(live=live, **versions, swapped_at_ms=int(data["swapped_at_ms"]), keep_until_ms=int(data["keep_until_ms"]), generation=int(data["generation"]))
+            return cls(
+                live=live,
+                **versions,
+                swapped_at_ms=int(data["swapped_at_ms"]),
+                keep_until_ms=int(data["keep_until_ms"]),
+                generation=int(data["generation"]),
+            )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"unreadable model-version registry: {exc}") from exc
 
@@ -77,7 +83,14 @@ class Registry:
 
     def swapped_to(self, version: Version, now_ms: int, keep_ms: int) -> Registry:
         """`version` live; the live one kept as the previous until `now_ms + keep_ms`; no shadow."""
-        return Registry(live=version, shadow=None, previous=self.live, swapped_at_ms=now_ms, keep_until_ms=now_ms + keep_ms, generation=self.generation + 1)
+        return Registry(
+            live=version,
+            shadow=None,
+            previous=self.live,
+            swapped_at_ms=now_ms,
+            keep_until_ms=now_ms + keep_ms,
+            generation=self.generation + 1,
+        )
 
     def with_codebook(self, codebook_id: str) -> Registry:
         """The live version assigning semantic IDs with `codebook_id` from now on."""
@@ -114,7 +127,11 @@ def registry_collection(prefix: str) -> CollectionSpec:
     """The registry's collection: a key, the registry as JSON, and the 2-wide vector Milvus requires."""
     return CollectionSpec(
         name=f"{prefix}{REGISTRY}",
-        fields=(FieldSpec("key", "varchar", max_length=64, is_primary=True), FieldSpec("state", "varchar", max_length=_STATE_CHARS), FieldSpec("embedding", "float_vector", dim=2)),
+        fields=(
+            FieldSpec("key", "varchar", max_length=64, is_primary=True),
+            FieldSpec("state", "varchar", max_length=_STATE_CHARS),
+            FieldSpec("embedding", "float_vector", dim=2),
+        ),
         vector_field="embedding",
         description="sail-stream model-version registry (one row)",
     )

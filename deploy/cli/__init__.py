@@ -26,10 +26,13 @@ Settings come from SAIL_* environment variables (e.g. SAIL_KAFKA_BOOTSTRAP) or a
 with --settings; `sail-stream settings` prints the effective values."""
 
 
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sail-stream", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--settings", type=Path, metavar="FILE", help="dotenv file with SAIL_* settings (environment variables win)")
+    parser = argparse.ArgumentParser(
+        prog="sail-stream", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--settings", type=Path, metavar="FILE", help="dotenv file with SAIL_* settings (environment variables win)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (services, traffic, models, ops):
@@ -45,9 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
-        settings = load_settings(args.settings, **({"kafka_brokers": args.kafka_brokers} if getattr(args, "kafka_brokers", None) else {}))
+        settings = load_settings(
+            args.settings, **({"kafka_brokers": args.kafka_brokers} if getattr(args, "kafka_brokers", None) else {})
+        )
     except ValidationError as exc:  # explained without the input values, which may hold secrets
-        problems = "\n".join(f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors(include_url=False, include_input=False))
+        problems = "\n".join(
+            f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
         print(f"sail-stream: invalid settings:\n{problems}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:

@@ -53,10 +53,19 @@ def create_registry(settings: Settings, who: str) -> bool:
     from streams.sinks.milvus import MilvusUnavailable, SchemaMismatch, ensure_collections
 
     try:
-        ensure_collections(settings.milvus_uri, settings.milvus_token_value, [settings.registry()[0], *settings.collections()], settings.milvus_backend,
-                           timeout_s=5.0, tls=settings.milvus_tls())  # fmt: skip
+        ensure_collections(
+            settings.milvus_uri,
+            settings.milvus_token_value,
+            [settings.registry()[0], *settings.collections()],
+            settings.milvus_backend,
+            timeout_s=5.0,
+            tls=settings.milvus_tls(),
+        )
     except MilvusUnavailable as exc:
-        print(f"sail-stream {who}: could not check the model-version registry ({str(exc).splitlines()[0][:200]}); starting with the settings' collections", file=sys.stderr)
+        print(
+            f"sail-stream {who}: could not check the model-version registry ({str(exc).splitlines()[0][:200]}); starting with the settings' collections",
+            file=sys.stderr,
+        )
     except SchemaMismatch as exc:
         print(f"sail-stream {who}: {exc}", file=sys.stderr)
         return False

@@ -55,7 +55,12 @@ class Monitor:
         return done - self.baseline.setdefault(topic, done), lag
 
     def dead_letters(self) -> int:
-        return end_offsets_total(self.settings.kafka_bootstrap, self.settings.kafka_security(), self.settings.topics().dead_letters.name) - self.dead_baseline
+        return (
+            end_offsets_total(
+                self.settings.kafka_bootstrap, self.settings.kafka_security(), self.settings.topics().dead_letters.name
+            )
+            - self.dead_baseline
+        )
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         topics = self.settings.topics()
@@ -72,7 +77,9 @@ class Monitor:
 
     async def _new_items(self) -> None:
         since = max(self.last_encoded_ms, self.started_ms)
-        rows = await self.sink.query(self.settings.collections()[0].name, f"encoded_at_ms > {since}", ["created_at_ms", "encoded_at_ms"])
+        rows = await self.sink.query(
+            self.settings.collections()[0].name, f"encoded_at_ms > {since}", ["created_at_ms", "encoded_at_ms"]
+        )
         for row in rows:
             self.freshness_s.append((row["encoded_at_ms"] - row["created_at_ms"]) / 1000)
             self.last_encoded_ms = max(self.last_encoded_ms, row["encoded_at_ms"])
@@ -120,7 +127,9 @@ class Synthetic:
 
     def describe(self) -> str:
         p = self.plan
-        return f"synthetic traffic: {p.duration_s:.0f}s of {p.items_per_s:g} uploads/s and {p.interactions_per_s:g} interactions/s"
+        return (
+            f"synthetic traffic: {p.duration_s:.0f}s of {p.items_per_s:g} uploads/s and {p.interactions_per_s:g} interactions/s"
+        )
 
     def run(self, settings: Settings, stop: Callable[[], bool], say: Say) -> Produced:
         return run_producer(settings, self.plan, stop=stop, traffic=self.traffic)
@@ -139,7 +148,9 @@ class Synthetic:
             say(f"item-to-item: the freshest item {fresh} [{topic}] {traffic.titles[fresh]!r} -> nearest items:")
             for hit in hits[1:]:
                 index = traffic.items.index(hit.id) if hit.id in traffic.titles else -1
-                say(f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] {traffic.titles.get(hit.id, hit.id)!r}")
+                say(
+                    f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] {traffic.titles.get(hit.id, hit.id)!r}"
+                )
         if traffic.user_items:
             user = max(traffic.user_items, key=lambda u: len(traffic.user_items[u]))
             rows = await sink.get(users.name, [user_key(user, 0)], fields=[VECTOR_FIELD, "event_count"])
@@ -147,12 +158,23 @@ class Synthetic:
                 seen = traffic.user_items[user]
                 exclude = ", ".join(f'"{i}"' for i in sorted(seen))
                 vector = np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)[None, :]
-                hits = (await sink.search(items.name, vector, limit=5, vector_field=VECTOR_FIELD, filter_expr=f"item_id not in [{exclude}]", consistency="Strong"))[0]
+                hits = (
+                    await sink.search(
+                        items.name,
+                        vector,
+                        limit=5,
+                        vector_field=VECTOR_FIELD,
+                        filter_expr=f"item_id not in [{exclude}]",
+                        consistency="Strong",
+                    )
+                )[0]
                 likes = ", ".join(traffic.user_topics[int(user.split("-")[1])])
                 say(f"user-to-item: {user} ({rows[0]['event_count']} events; prefers {likes}) -> top unseen items:")
                 for hit in hits:
                     index = traffic.items.index(hit.id) if hit.id in traffic.titles else -1
-                    say(f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] {traffic.titles.get(hit.id, hit.id)!r}")
+                    say(
+                        f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] {traffic.titles.get(hit.id, hit.id)!r}"
+                    )
 
 
 class MovieLensReplay:
@@ -164,8 +186,10 @@ class MovieLensReplay:
 
     def describe(self) -> str:
         users = len({r.user for r in self.data.ratings})
-        return (f"MovieLens replay: {len(self.data.ratings):,} ratings by {users:,} users on {len(self.data.movies):,} movies, "
-                f"{self.speedup:,.0f}x faster than the log (quiet spells cut to {self.max_gap_s:g}s)")  # fmt: skip
+        return (
+            f"MovieLens replay: {len(self.data.ratings):,} ratings by {users:,} users on {len(self.data.movies):,} movies, "
+            f"{self.speedup:,.0f}x faster than the log (quiet spells cut to {self.max_gap_s:g}s)"
+        )
 
     def run(self, settings: Settings, stop: Callable[[], bool], say: Say) -> Produced:
         done = replay(settings, self.data, self.speedup, self.max_gap_s, progress=say, stop=stop)
@@ -202,14 +226,18 @@ class MovieLensReplay:
                 say(f"   {hit.score:6.3f}  {self.titles.get(hit.item_id, hit.item_id)}")
 
 
-def run_demo(settings: Settings, source: Source, workers: int, keep_stack: bool, say: Say, interval_s: float = 5.0, stall_s: float = 60.0) -> int:
+def run_demo(
+    settings: Settings, source: Source, workers: int, keep_stack: bool, say: Say, interval_s: float = 5.0, stall_s: float = 60.0
+) -> int:
     """The main job; returns 0 when every event sent was processed (lag back to zero).
 
     After the source is done the demo waits while the lag shrinks, and gives up after `stall_s`
     without progress."""
     settings = settings.namespaced(f"demo{time.strftime('%Y%m%d%H%M%S')}")
     say(f"sail-stream demo: {source.describe()}, {workers} worker(s)")
-    say(f"this run's topics, collections and consumer group: {settings.topic_prefix}*, {settings.milvus_collection_prefix}*, {settings.app_id}")
+    say(
+        f"this run's topics, collections and consumer group: {settings.topic_prefix}*, {settings.milvus_collection_prefix}*, {settings.app_id}"
+    )
     stack = Stack(settings, progress=lambda line: say(f"  {line}"))
     procs: list[ManagedProcess] = []
     stop = threading.Event()
@@ -222,7 +250,9 @@ def run_demo(settings: Settings, source: Source, workers: int, keep_stack: bool,
         stack.up()
         procs = [start_worker(settings, port, stack.state_dir / "workers", loglevel="warning") for port in free_ports(workers)]
         wait_for_group(settings, procs)
-        say(f"stack and {workers} worker(s) ready in {time.monotonic() - began:.1f}s (worker logs in {stack.state_dir / 'workers'})")
+        say(
+            f"stack and {workers} worker(s) ready in {time.monotonic() - began:.1f}s (worker logs in {stack.state_dir / 'workers'})"
+        )
         loop.run_until_complete(sink.start())
         monitor = Monitor(settings, sink)
         monitor.start(loop)
@@ -246,7 +276,9 @@ def run_demo(settings: Settings, source: Source, workers: int, keep_stack: bool,
                 best, progressed = lag, time.monotonic()
         if produced:
             p = produced[0]
-            say(f"sent {p.uploads} uploads and {p.interactions} interactions in {p.elapsed_s:.0f}s; all processed: {'yes' if drained else 'NO (lag left)'}")
+            say(
+                f"sent {p.uploads} uploads and {p.interactions} interactions in {p.elapsed_s:.0f}s; all processed: {'yes' if drained else 'NO (lag left)'}"
+            )
         loop.run_until_complete(source.show(settings, sink, say))
     except KeyboardInterrupt:
         say("interrupted: shutting down")
@@ -257,8 +289,10 @@ def run_demo(settings: Settings, source: Source, workers: int, keep_stack: bool,
         for proc in procs:
             proc.stop()
         if keep_stack:
-            say(f"stack left running (--keep-stack); query this run with SAIL_APP_ID={settings.app_id} SAIL_TOPIC_PREFIX={settings.topic_prefix} "
-                f"SAIL_MILVUS_COLLECTION_PREFIX={settings.milvus_collection_prefix}; stop it with `sail-stream stack down`")  # fmt: skip
+            say(
+                f"stack left running (--keep-stack); query this run with SAIL_APP_ID={settings.app_id} SAIL_TOPIC_PREFIX={settings.topic_prefix} "
+                f"SAIL_MILVUS_COLLECTION_PREFIX={settings.milvus_collection_prefix}; stop it with `sail-stream stack down`"
+            )
         else:
             stack.down()
     return 0 if drained else 1

@@ -45,8 +45,15 @@ def cmd_reembed(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.local.stack import Stack, free_ports
 
     grpc, http, metrics = free_ports(3)
-    own = settings.model_copy(update={"encoder": args.to, "triton_url": f"grpc://127.0.0.1:{grpc}", "triton_http_port": http,
-                                      "triton_metrics_port": metrics, "state_dir": settings.state_dir / "reembed"})  # fmt: skip
+    own = settings.model_copy(
+        update={
+            "encoder": args.to,
+            "triton_url": f"grpc://127.0.0.1:{grpc}",
+            "triton_http_port": http,
+            "triton_metrics_port": metrics,
+            "state_dir": settings.state_dir / "reembed",
+        }
+    )
     target = Stack(own, progress=say)
     try:
         target.up(["triton"])
@@ -56,8 +63,10 @@ def cmd_reembed(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     target.lower_priority("triton")  # on cores it shares with the workers' encoder, the backfill takes only what they leave
     if not args.no_swap:
-        say("reembed: no swap with --to: its Triton serves only for this run, and the workers would lose their encoder; "
-               "serve the new encoder where the workers reach it and run --to-url to swap")  # fmt: skip
+        say(
+            "reembed: no swap with --to: its Triton serves only for this run, and the workers would lose their encoder; "
+            "serve the new encoder where the workers reach it and run --to-url to swap"
+        )
     try:
         return _reembed(settings, args, own.triton_url, swap=False)
     finally:
@@ -76,26 +85,42 @@ def _reembed(settings: Settings, args: argparse.Namespace, url: str, swap: bool)
         await target.start()
         await live.start()
         try:
-            return await reembed(settings, target, max_rate=args.max_rate, batch=args.batch, progress=say, target_url=url, swap=swap,
-                                 grace_s=args.grace_s, keep_s=args.keep_h * 3600, live_encoder=live)  # fmt: skip
+            return await reembed(
+                settings,
+                target,
+                max_rate=args.max_rate,
+                batch=args.batch,
+                progress=say,
+                target_url=url,
+                swap=swap,
+                grace_s=args.grace_s,
+                keep_s=args.keep_h * 3600,
+                live_encoder=live,
+            )
         finally:
             await target.close()
             await live.close()
 
     result = asyncio.run(run())
     items = result.items
-    say(f"re-embedded {result.encoded:,} items into {result.items_collection} ({result.model_version}) in {items.seconds:.0f}s: "
-           f"{items.processed:,} records this run, {items.already_done:,} done before")  # fmt: skip
+    say(
+        f"re-embedded {result.encoded:,} items into {result.items_collection} ({result.model_version}) in {items.seconds:.0f}s: "
+        f"{items.processed:,} records this run, {items.already_done:,} done before"
+    )
     if result.users is not None:
-        say(f"wrote {result.users_written:,} user states into {result.users_collection} from {result.users.processed:,} changelog records "
-               f"in {result.users.seconds:.0f}s ({result.users.already_done:,} done before); {result.followed:,} records followed after")  # fmt: skip
+        say(
+            f"wrote {result.users_written:,} user states into {result.users_collection} from {result.users.processed:,} changelog records "
+            f"in {result.users.seconds:.0f}s ({result.users.already_done:,} done before); {result.followed:,} records followed after"
+        )
     for key, why in list(result.refused.items())[:20]:
         say(f"  not re-embedded: {key}: {why}")
     if result.refused:
         say(f"{len(result.refused)} items or users were not re-embedded (above, the first 20)")
     if result.swap is not None:
-        say(f"swapped {result.swap.from_version} -> {result.swap.to_version}: registry write {1000 * result.swap.write_s:.0f} ms; "
-               f"{result.swap.grace_records:,} records followed in the grace period; roll back with: sail-stream reembed --rollback")  # fmt: skip
+        say(
+            f"swapped {result.swap.from_version} -> {result.swap.to_version}: registry write {1000 * result.swap.write_s:.0f} ms; "
+            f"{result.swap.grace_records:,} records followed in the grace period; roll back with: sail-stream reembed --rollback"
+        )
     complete = not result.refused and result.counts is not None and result.counts.complete
     return 0 if complete and (result.swap is not None or not swap) else 1
 
@@ -108,7 +133,9 @@ def _reembed_registry(settings: Settings, args: argparse.Namespace) -> int:
     from topology.versions import Version
 
     def encoder(version: Version) -> EncoderClient:
-        return EncoderClient.for_settings(settings.model_copy(update={"triton_url": version.triton_url}) if version.triton_url else settings)
+        return EncoderClient.for_settings(
+            settings.model_copy(update={"triton_url": version.triton_url}) if version.triton_url else settings
+        )
 
     try:
         if args.retire:
@@ -135,18 +162,24 @@ def cmd_sid(settings: Settings, args: argparse.Namespace) -> int:
             seed = settings.sid_seed if args.seed is None else args.seed
             fitted = asyncio.run(fit_codebook(settings, levels, codes, seed, max_items=args.max_items, progress=say))
             h = fitted.codebook.health
-            say(f"codebook {fitted.codebook.codebook_id} is live for {fitted.version.model_version or '(default)'}: fitted on {fitted.fitted_on:,} of "
-                   f"{fitted.items:,} items in {fitted.seconds:.1f}s; utilisation {', '.join(f'L{i} {u:.0%}' for i, u in enumerate(h.utilisation))}; "
-                   f"collision rate {h.collision_rate:.1%}; quantisation error {h.quantisation_error:.4f}")  # fmt: skip
+            say(
+                f"codebook {fitted.codebook.codebook_id} is live for {fitted.version.model_version or '(default)'}: fitted on {fitted.fitted_on:,} of "
+                f"{fitted.items:,} items in {fitted.seconds:.1f}s; utilisation {', '.join(f'L{i} {u:.0%}' for i, u in enumerate(h.utilisation))}; "
+                f"collision rate {h.collision_rate:.1%}; quantisation error {h.quantisation_error:.4f}"
+            )
             if not args.backfill:
-                say("workers assign semantic IDs to new items from their next registry read; older items get theirs with: sail-stream sid backfill")
+                say(
+                    "workers assign semantic IDs to new items from their next registry read; older items get theirs with: sail-stream sid backfill"
+                )
                 return 0
         done = asyncio.run(backfill_sids(settings, batch=args.batch, progress=say))
     except (SidError, CodebookMissing, MilvusUnavailable, SchemaMismatch) as exc:
         print(f"sail-stream sid {args.action}: {exc}", file=sys.stderr)
         return 2
-    say(f"sid backfill: {done.assigned:,} items assigned from {done.codebook_id} in {done.seconds:.1f}s ({done.collisions:,} with a collision suffix, "
-           f"{done.skipped:,} left to the workers' own rows)")  # fmt: skip
+    say(
+        f"sid backfill: {done.assigned:,} items assigned from {done.codebook_id} in {done.seconds:.1f}s ({done.collisions:,} with a collision suffix, "
+        f"{done.skipped:,} left to the workers' own rows)"
+    )
     return 0
 
 
@@ -164,7 +197,9 @@ def register(sub: SubParsers) -> None:
         "model_version, ready for SAIL_ENCODER. Deterministic for a recipe and seed; uses the GPU when there is one.",
     )
     trainer.add_argument("--recipe", required=True, help="a shipped recipe name (cre-movielens, vision-emoji) or a .toml file")
-    trainer.add_argument("--out", type=Path, help="run folder for checkpoints and the exported encoder (default runs/<recipe name>)")
+    trainer.add_argument(
+        "--out", type=Path, help="run folder for checkpoints and the exported encoder (default runs/<recipe name>)"
+    )
     trainer.add_argument("--steps", type=int, help="override the recipe's steps")
     trainer.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     trainer.add_argument("--seed", type=int, help="override the recipe's seed")
@@ -190,20 +225,47 @@ def register(sub: SubParsers) -> None:
         "is complete and swapped (or complete, with --no-swap or --to).",
     )
     target = backfill.add_mutually_exclusive_group(required=True)
-    target.add_argument("--to-url", metavar="grpc://HOST:PORT", help="a Triton serving the new encoder where the workers can reach it (they use it after the swap)")
-    target.add_argument("--to", metavar="ENCODER", help="a preset (sail-tiny, sail-tiny-omni, ...) or a saved encoder folder (sail-stream train's "
-                        "OUT/encoder): served by a Triton started here on free loopback ports for this run only, at the lowest CPU "
-                        "priority (nice 19: it takes only the cores the workers leave), so it backfills and follows but never swaps "
-                        "(a rerun with --to-url resumes and swaps)")  # fmt: skip
-    target.add_argument("--rollback", action="store_true", help="bring the previous version up to date from the swap and swap back to it")
-    target.add_argument("--retire", action="store_true", help="drop the previous version's collections once its rollback window is over")
-    backfill.add_argument("--max-rate", type=at_least(0.0, float), default=40.0, help="items/s at most (default 40, about half of sail-tiny on 2 CPU cores; 0: no cap)")
-    backfill.add_argument("--batch", type=at_least(1, int), default=32, help="items per encode request and per commit (default 32)")
+    target.add_argument(
+        "--to-url",
+        metavar="grpc://HOST:PORT",
+        help="a Triton serving the new encoder where the workers can reach it (they use it after the swap)",
+    )
+    target.add_argument(
+        "--to",
+        metavar="ENCODER",
+        help="a preset (sail-tiny, sail-tiny-omni, ...) or a saved encoder folder (sail-stream train's "
+        "OUT/encoder): served by a Triton started here on free loopback ports for this run only, at the lowest CPU "
+        "priority (nice 19: it takes only the cores the workers leave), so it backfills and follows but never swaps "
+        "(a rerun with --to-url resumes and swaps)",
+    )
+    target.add_argument(
+        "--rollback", action="store_true", help="bring the previous version up to date from the swap and swap back to it"
+    )
+    target.add_argument(
+        "--retire", action="store_true", help="drop the previous version's collections once its rollback window is over"
+    )
+    backfill.add_argument(
+        "--max-rate",
+        type=at_least(0.0, float),
+        default=40.0,
+        help="items/s at most (default 40, about half of sail-tiny on 2 CPU cores; 0: no cap)",
+    )
+    backfill.add_argument(
+        "--batch", type=at_least(1, int), default=32, help="items per encode request and per commit (default 32)"
+    )
     backfill.add_argument("--no-swap", action="store_true", help="backfill and follow, but leave the live version as it is")
-    backfill.add_argument("--grace-s", type=at_least(0.0, float), default=15.0,
-                          help="after a swap, follow the new version this long for batches the workers had in flight (default 15)")  # fmt: skip
-    backfill.add_argument("--keep-h", type=at_least(0.0, float), default=24.0, help="hours the previous version is kept for a rollback (default 24)")
-    backfill.add_argument("--force", action="store_true", help="with --retire: drop the previous version before its window is over")
+    backfill.add_argument(
+        "--grace-s",
+        type=at_least(0.0, float),
+        default=15.0,
+        help="after a swap, follow the new version this long for batches the workers had in flight (default 15)",
+    )
+    backfill.add_argument(
+        "--keep-h", type=at_least(0.0, float), default=24.0, help="hours the previous version is kept for a rollback (default 24)"
+    )
+    backfill.add_argument(
+        "--force", action="store_true", help="with --retire: drop the previous version before its window is over"
+    )
     backfill.set_defaults(func=cmd_reembed)
 
     sid = sub.add_parser(
@@ -218,11 +280,20 @@ def register(sub: SubParsers) -> None:
         "a fit; a second run finds nothing). The recall API's channel=sid|mixed uses them. Exit code 2 with the reason "
         "when it cannot be done (no items, no codebook, Milvus down).",
     )
-    sid.add_argument("action", choices=("fit", "backfill"), help="fit: a new codebook for the live version; backfill: IDs for older items")
+    sid.add_argument(
+        "action", choices=("fit", "backfill"), help="fit: a new codebook for the live version; backfill: IDs for older items"
+    )
     sid.add_argument("--levels", type=at_least(1, int), help="levels L (default SAIL_SID_LEVELS, 3)")
     sid.add_argument("--codes", type=at_least(2, int), help="codes K per level (default SAIL_SID_CODES, 256)")
     sid.add_argument("--seed", type=int, help="seed of the fit (default SAIL_SID_SEED, 0)")
-    sid.add_argument("--max-items", type=at_least(1, int), default=200_000, help="fit on a seeded sample of at most this many items (default 200,000)")
+    sid.add_argument(
+        "--max-items",
+        type=at_least(1, int),
+        default=200_000,
+        help="fit on a seeded sample of at most this many items (default 200,000)",
+    )
     sid.add_argument("--backfill", action="store_true", help="with fit: run the backfill right after")
-    sid.add_argument("--batch", type=at_least(1, int), default=1000, help="backfill: items per page and per upsert (default 1,000)")
+    sid.add_argument(
+        "--batch", type=at_least(1, int), default=1000, help="backfill: items per page and per upsert (default 1,000)"
+    )
     sid.set_defaults(func=cmd_sid)

@@ -18,7 +18,11 @@ def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
 
     quiet_probes(args.verbose)
     topics = settings.topics()
-    names = args.topics.split(",") if args.topics else [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name, topics.item_embeddings.name]
+    names = (
+        args.topics.split(",")
+        if args.topics
+        else [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name, topics.item_embeddings.name]
+    )
     group = args.group or settings.app_id
     while True:
         try:
@@ -43,7 +47,10 @@ def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
         print(yaml.safe_dump_all(kafka_topics(settings, args.cluster, args.namespace), sort_keys=False), end="")
         return 0
     if args.out is None:
-        print("sail-stream topology export: --format kubernetes writes a folder of manifests: give it with --out DIR", file=sys.stderr)
+        print(
+            "sail-stream topology export: --format kubernetes writes a folder of manifests: give it with --out DIR",
+            file=sys.stderr,
+        )
         return 2
     chosen = {"namespace": args.namespace, "image": args.image}
     try:
@@ -54,7 +61,9 @@ def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     for path in paths:
         say(str(path))
-    say(f"apply with: kubectl apply -k {args.out}   (install the operators and create the Secrets first: see deploy/k8s/README.md)")
+    say(
+        f"apply with: kubectl apply -k {args.out}   (install the operators and create the Secrets first: see deploy/k8s/README.md)"
+    )
     return 0
 
 
@@ -98,15 +107,26 @@ def register(sub: SubParsers) -> None:
     )
     topology.add_argument("action", choices=("export",))
     topology.add_argument(
-        "--format", default="strimzi", choices=("strimzi", "kubernetes"),
+        "--format",
+        default="strimzi",
+        choices=("strimzi", "kubernetes"),
         help="strimzi: the KafkaTopic resources on stdout; kubernetes: every manifest of a deployment, written to --out",
-    )  # fmt: skip
-    topology.add_argument("--cluster", default="sail", help="the Strimzi Kafka cluster's name (label strimzi.io/cluster; default sail)")
-    topology.add_argument("--namespace", help="metadata.namespace of every resource (strimzi default: none, kubectl's; kubernetes default: sail-stream)")
+    )
+    topology.add_argument(
+        "--cluster", default="sail", help="the Strimzi Kafka cluster's name (label strimzi.io/cluster; default sail)"
+    )
+    topology.add_argument(
+        "--namespace",
+        help="metadata.namespace of every resource (strimzi default: none, kubectl's; kubernetes default: sail-stream)",
+    )
     topology.add_argument("--out", type=Path, metavar="DIR", help="kubernetes: the folder the manifests are written to")
-    topology.add_argument("--image", help="kubernetes: the project's container image for the workers and Triton (default sail-stream:0.1.0)")
+    topology.add_argument(
+        "--image", help="kubernetes: the project's container image for the workers and Triton (default sail-stream:0.1.0)"
+    )
     topology.set_defaults(func=cmd_topology)
 
-    show = sub.add_parser("settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines.")
+    show = sub.add_parser(
+        "settings", help="print the effective settings (secrets masked)", description="Print every setting as SAIL_* lines."
+    )
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_settings)

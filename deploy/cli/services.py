@@ -58,7 +58,9 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
             rows = stack.up(services)  # type: ignore[arg-type]
             say(f"stack up in {time.monotonic() - began:.1f}s (state in {stack.state_dir})")
             if args.kafka_brokers and "kafka" in services:
-                say(f"workers and tools reach all {settings.kafka_brokers} brokers with SAIL_KAFKA_BROKERS={settings.kafka_brokers} ({settings.kafka_bootstrap})")
+                say(
+                    f"workers and tools reach all {settings.kafka_brokers} brokers with SAIL_KAFKA_BROKERS={settings.kafka_brokers} ({settings.kafka_bootstrap})"
+                )
         elif args.action == "down":
             stack.down(services)  # type: ignore[arg-type]
             return 0
@@ -104,7 +106,10 @@ def _create_missing_topics(settings: Settings) -> None:
         for name in ensure_topics(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().all()):
             say(f"created topic {name}, which the cluster lacked")
     except BrokerUnavailable as exc:
-        print(f"sail-stream worker: could not check the topics ({exc}); starting anyway, a missing topic stalls the agents that write it", file=sys.stderr)
+        print(
+            f"sail-stream worker: could not check the topics ({exc}); starting anyway, a missing topic stalls the agents that write it",
+            file=sys.stderr,
+        )
 
 
 def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
@@ -136,15 +141,22 @@ def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
             app.on_cleanup.append(lambda _app: sink.close())
             return app
 
-        say(f"recall API on http://{args.host}:{args.port} (GET /v1/users/<user_id>/items, /v1/items/<item_id>/similar, /healthz)")
+        say(
+            f"recall API on http://{args.host}:{args.port} (GET /v1/users/<user_id>/items, /v1/items/<item_id>/similar, /healthz)"
+        )
         web.run_app(app_factory(), host=args.host, port=args.port, print=None)
         return 0
 
     async def query() -> list[object]:
         sink, recall = await make()
         try:
-            common = {"k": args.k, "created_after_ms": args.created_after_ms, "exclude_creator": args.exclude_creator, "consistency": args.consistency,
-                      "channel": args.channel}  # fmt: skip
+            common = {
+                "k": args.k,
+                "created_after_ms": args.created_after_ms,
+                "exclude_creator": args.exclude_creator,
+                "consistency": args.consistency,
+                "channel": args.channel,
+            }
             if args.action == "user":
                 return await recall.user_to_item(args.id, **common)  # type: ignore[return-value]
             return await recall.item_to_item(args.id, **common)  # type: ignore[return-value]
@@ -177,11 +189,13 @@ def register(sub: SubParsers) -> None:
     stack.add_argument("--only", metavar="LIST", help="comma-separated subset of kafka,milvus,triton")
     stack.add_argument("--json", action="store_true", help="print the status as JSON")
     stack.add_argument(
-        "--kafka-brokers", type=int, metavar="N",
+        "--kafka-brokers",
+        type=int,
+        metavar="N",
         help="run N Kafka nodes (each broker and KRaft controller; node i on the bootstrap port + 100*i); 3 gives topics 3 replicas "
         "and min.insync.replicas 2, so one broker can die without losing a write. Same as SAIL_KAFKA_BROKERS=N, which the workers "
         "and tools then need too (it lists every node in their bootstrap)",
-    )  # fmt: skip
+    )
     stack.set_defaults(func=cmd_stack)
 
     worker = sub.add_parser(
@@ -209,7 +223,12 @@ def register(sub: SubParsers) -> None:
     recall.add_argument("--created-after-ms", type=int, help="fresh-only: items created at or after this time")
     recall.add_argument("--exclude-creator", help="leave out this creator's items")
     recall.add_argument("--consistency", default="Bounded", choices=("Strong", "Session", "Bounded", "Eventually"))
-    recall.add_argument("--channel", default="dense", choices=("dense", "sid", "mixed"), help="dense (vectors, default), sid (semantic IDs) or mixed (both, rank-fused)")
+    recall.add_argument(
+        "--channel",
+        default="dense",
+        choices=("dense", "sid", "mixed"),
+        help="dense (vectors, default), sid (semantic IDs) or mixed (both, rank-fused)",
+    )
     recall.add_argument("--json", action="store_true")
     recall.add_argument("--host", default="127.0.0.1", help="serve: address to listen on (default loopback)")
     recall.add_argument("--port", type=int, help="serve: port (default SAIL_RECALL_PORT, 8090)")

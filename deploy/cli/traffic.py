@@ -28,7 +28,9 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.traffic import run_producer
 
     counts = run_producer(settings, _plan(args), progress=say)  # type: ignore[arg-type]
-    say(f"produced {counts.uploads} uploads, {counts.interactions} interactions, {counts.bad} malformed in {counts.elapsed_s:.1f}s")
+    say(
+        f"produced {counts.uploads} uploads, {counts.interactions} interactions, {counts.bad} malformed in {counts.elapsed_s:.1f}s"
+    )
     return 0
 
 
@@ -43,11 +45,16 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
     speedup = _speedup(args, data)
-    say(f"replaying {len(data.ratings):,} ratings on {len(data.movies):,} movies at {speedup:,.0f}x (0: as fast as Kafka takes them)")
+    say(
+        f"replaying {len(data.ratings):,} ratings on {len(data.movies):,} movies at {speedup:,.0f}x (0: as fast as Kafka takes them)"
+    )
     try:
         done = replay(settings, data, speedup, args.max_gap_s, progress=say)
     except KafkaError as exc:  # kafka-python 3: KafkaTimeoutError "Unable to bootstrap" when no broker answers
-        print(f"sail-stream replay: Kafka at {settings.kafka_bootstrap}: {exc} (start the local stack with `sail-stream stack up`)", file=sys.stderr)
+        print(
+            f"sail-stream replay: Kafka at {settings.kafka_bootstrap}: {exc} (start the local stack with `sail-stream stack up`)",
+            file=sys.stderr,
+        )
         return 1
     say(f"sent {done.uploads:,} movies and {done.interactions:,} ratings in {done.elapsed_s:.1f}s")
     return 0
@@ -55,21 +62,41 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 def _add_traffic_args(parser: argparse.ArgumentParser, users: int, bad_share: float) -> None:
     """The synthetic-traffic knobs shared by `demo` and `produce`."""
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60); MovieLens: the replay is paced to last about this long")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        help="seconds of traffic (default 60); MovieLens: the replay is paced to last about this long",
+    )
     parser.add_argument("--items-per-s", type=float, default=10.0, help="uploads per second (default 10)")
     parser.add_argument("--interactions-per-s", type=float, default=100.0, help="interactions per second (default 100)")
     parser.add_argument("--users", type=int, default=users, help=f"distinct users (default {users})")
-    parser.add_argument("--image-share", type=float, default=0.5, help="fraction of uploads with an inline cover image (default 0.5)")
-    parser.add_argument("--bad-share", type=float, default=bad_share, help=f"fraction of malformed messages mixed in, for the dead-letter topic (default {bad_share})")
+    parser.add_argument(
+        "--image-share", type=float, default=0.5, help="fraction of uploads with an inline cover image (default 0.5)"
+    )
+    parser.add_argument(
+        "--bad-share",
+        type=float,
+        default=bad_share,
+        help=f"fraction of malformed messages mixed in, for the dead-letter topic (default {bad_share})",
+    )
     parser.add_argument("--seed", type=int, default=7, help="random seed: the same seed gives the same traffic")
 
 
 def _add_replay_args(parser: argparse.ArgumentParser, ratings: int | None) -> None:
     """The MovieLens replay knobs shared by `demo` and `replay`."""
     shown = "all 100,004" if ratings is None else f"{ratings:,}"
-    parser.add_argument("--ratings", type=int, default=ratings, help=f"MovieLens: the first N ratings in time order (default {shown})")
-    parser.add_argument("--speedup", type=float, help="MovieLens: how much faster than the log (default: whatever makes it last --duration s; 0: all at once)")
-    parser.add_argument("--max-gap-s", type=float, default=1.0, help="MovieLens: a quiet spell in the log lasts at most this long (default 1)")
+    parser.add_argument(
+        "--ratings", type=int, default=ratings, help=f"MovieLens: the first N ratings in time order (default {shown})"
+    )
+    parser.add_argument(
+        "--speedup",
+        type=float,
+        help="MovieLens: how much faster than the log (default: whatever makes it last --duration s; 0: all at once)",
+    )
+    parser.add_argument(
+        "--max-gap-s", type=float, default=1.0, help="MovieLens: a quiet spell in the log lasts at most this long (default 1)"
+    )
 
 
 def _source(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -94,9 +121,14 @@ def _plan(args: argparse.Namespace) -> object:
     from deploy.traffic import LoadPlan
 
     return LoadPlan(
-        items_per_s=args.items_per_s, interactions_per_s=args.interactions_per_s, duration_s=args.duration,
-        users=args.users, seed=args.seed, image_share=args.image_share, bad_share=args.bad_share,
-    )  # fmt: skip
+        items_per_s=args.items_per_s,
+        interactions_per_s=args.interactions_per_s,
+        duration_s=args.duration,
+        users=args.users,
+        seed=args.seed,
+        image_share=args.image_share,
+        bad_share=args.bad_share,
+    )
 
 
 def register(sub: SubParsers) -> None:
@@ -112,9 +144,13 @@ def register(sub: SubParsers) -> None:
         "has its own topics, collections and consumer group. Ctrl-C stops early, cleanly. Exit code 0 when every "
         "event was processed.",
     )
-    demo.add_argument("--dataset", choices=("movielens", "synthetic"), default="movielens",
-                      help="movielens (default): GroupLens ml-latest-small replayed, needs the movielens extra (make install has it); "
-                      "synthetic: the generator of `produce`, with a malformed share for the dead-letter topic")  # fmt: skip
+    demo.add_argument(
+        "--dataset",
+        choices=("movielens", "synthetic"),
+        default="movielens",
+        help="movielens (default): GroupLens ml-latest-small replayed, needs the movielens extra (make install has it); "
+        "synthetic: the generator of `produce`, with a malformed share for the dead-letter topic",
+    )
     _add_traffic_args(demo, users=300, bad_share=0.01)
     _add_replay_args(demo, ratings=3000)
     demo.add_argument("--workers", type=int, default=1, help="streaming workers in the consumer group (default 1)")
@@ -141,6 +177,8 @@ def register(sub: SubParsers) -> None:
         "The data is under GroupLens' terms (research use; cite Harper and Konstan, ACM TiiS 2015).",
     )
     replay.add_argument("dataset", choices=("movielens",))
-    replay.add_argument("--duration", type=float, default=60.0, help="seconds the replay should last when --speedup is not given (default 60)")
+    replay.add_argument(
+        "--duration", type=float, default=60.0, help="seconds the replay should last when --speedup is not given (default 60)"
+    )
     _add_replay_args(replay, ratings=None)
     replay.set_defaults(func=cmd_replay)

@@ -41,7 +41,11 @@ class Emoji:
     def text(self) -> str:
         """What a user would type for it: name, short names, where it sits in the keyboard."""
         names = ", ".join(n.replace("_", " ") for n in self.short_names if n.replace("_", " ") != self.name.lower())
-        return f"{self.name.lower()}" + (f" ({names})" if names else "") + f"; {self.category.lower()}, {self.subcategory.replace('-', ' ')}"
+        return (
+            f"{self.name.lower()}"
+            + (f" ({names})" if names else "")
+            + f"; {self.category.lower()}, {self.subcategory.replace('-', ' ')}"
+        )
 
     @property
     def held_out(self) -> bool:
@@ -63,7 +67,12 @@ def fetch(cache_dir: Path, progress: Callable[[str], None] = lambda line: None) 
         raise EmojiMissing("npm is needed once to fetch the emoji images (apt-get install npm, or Node.js)")
     target.parent.mkdir(parents=True, exist_ok=True)
     progress(f"fetching {PACKAGE}@{VERSION} from the npm registry into {target.parent} (once, ~74 MB) ...")
-    result = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", str(target.parent)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", str(target.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0 or not target.exists():
         raise EmojiMissing(f"npm pack {PACKAGE}@{VERSION} failed:\n{(result.stdout + result.stderr)[-2000:]}")
     return target
@@ -80,5 +89,14 @@ def load_emoji(cache_dir: Path, progress: Callable[[str], None] = lambda line: N
             if not record.get("has_img_google") or member is None or not record.get("name"):
                 continue
             png = archive.extractfile(member).read()  # type: ignore[union-attr]
-            out.append(Emoji(record["image"], record["name"], tuple(record.get("short_names", ())), record["category"], record["subcategory"], png))
+            out.append(
+                Emoji(
+                    record["image"],
+                    record["name"],
+                    tuple(record.get("short_names", ())),
+                    record["category"],
+                    record["subcategory"],
+                    png,
+                )
+            )
     return out

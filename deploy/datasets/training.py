@@ -101,11 +101,15 @@ def build(recipe: Recipe, cache_dir: Path, progress: Callable[[str], None] = lam
         train = [e for e in emoji if not e.held_out]
         progress(f"emoji: {len(train):,} image-text pairs for training, {len(emoji) - len(train):,} held out")
         catalogue = {f"txt:{e.image}": emoji_query(e) for e in train} | {f"img:{e.image}": emoji_image(e) for e in train}
-        return TrainingData(catalogue, {"emoji": Pairs("emoji", [(f"txt:{e.image}",) for e in train], [f"img:{e.image}" for e in train])})
+        return TrainingData(
+            catalogue, {"emoji": Pairs("emoji", [(f"txt:{e.image}",) for e in train], [f"img:{e.image}" for e in train])}
+        )
     raise RecipeError(f"recipe {recipe.name!r}: unknown dataset {recipe.dataset!r} (movielens, emoji)")
 
 
 def _check(options: dict[str, object], known: set[str], recipe: Recipe) -> None:
     unknown = set(options) - known
     if unknown:
-        raise RecipeError(f"recipe {recipe.name!r}: unknown [data] options {sorted(unknown)} for {recipe.dataset} (known: {sorted(known)})")
+        raise RecipeError(
+            f"recipe {recipe.name!r}: unknown [data] options {sorted(unknown)} for {recipe.dataset} (known: {sorted(known)})"
+        )

@@ -57,7 +57,9 @@ def fetch_validators(cache_dir: Path, progress: Callable[[str], None] = lambda l
         return target / "node_modules"
     npm = shutil.which("npm")
     if npm is None:
-        raise ValidatorsMissing("npm is needed once to fetch the CRD schemas of Strimzi, KEDA and the prometheus-operator (apt-get install npm)")
+        raise ValidatorsMissing(
+            "npm is needed once to fetch the CRD schemas of Strimzi, KEDA and the prometheus-operator (apt-get install npm)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     progress(f"installing the CRD validators ({VALIDATORS / 'package.json'}) into {target} (once, ~35 MB) ...")
     staging = Path(tempfile.mkdtemp(prefix=f"{digest}.", dir=target.parent))

@@ -30,7 +30,9 @@ from topology.settings import Settings, host_port
 from topology.topics import replication
 
 PART_OF: Final = "sail-stream"
-WORKER_JOB: Final = "sail-stream"  # the Prometheus job of the workers: deploy/monitoring/alerts.yml's SailWorkerDown reads up{job="sail-stream"}
+WORKER_JOB: Final = (
+    "sail-stream"  # the Prometheus job of the workers: deploy/monitoring/alerts.yml's SailWorkerDown reads up{job="sail-stream"}
+)
 JOB_LABEL: Final = "app.kubernetes.io/name"  # the PodMonitors name each job after this pod label
 MONITORING: Final = Path(__file__).resolve().parents[1] / "monitoring"
 ALERTS_FILE: Final = MONITORING / "alerts.yml"
@@ -51,18 +53,39 @@ RUN_AS: Final = 10001  # any non-root uid: the pods write only to their emptyDir
 # from the settings in effect into the workers' ConfigMap.
 LOCAL_ONLY: Final = frozenset(
     {
-        "state_dir", "cache_dir", "kafka_version", "kafka_controller_port", "kafka_brokers", "kafka_heap_mb", "start_timeout_s",
-        "triton_tls_server_cert_file", "triton_tls_server_key_file", "kafka_group_instance_id",
+        "state_dir",
+        "cache_dir",
+        "kafka_version",
+        "kafka_controller_port",
+        "kafka_brokers",
+        "kafka_heap_mb",
+        "start_timeout_s",
+        "triton_tls_server_cert_file",
+        "triton_tls_server_key_file",
+        "kafka_group_instance_id",
     }
-)  # fmt: skip
+)
 # Settings the deployment decides (addresses of its own services, the mounted files): always set.
 OWNED: Final = frozenset(
     {
-        "kafka_bootstrap", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username", "kafka_ssl_cafile",
-        "kafka_ssl_certfile", "kafka_ssl_keyfile", "milvus_uri", "milvus_backend", "milvus_tls_ca_file", "milvus_tls_cert_file",
-        "milvus_tls_key_file", "triton_url", "triton_tls_ca_file", "triton_tls_cert_file", "triton_tls_key_file",
+        "kafka_bootstrap",
+        "kafka_security_protocol",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "milvus_uri",
+        "milvus_backend",
+        "milvus_tls_ca_file",
+        "milvus_tls_cert_file",
+        "milvus_tls_key_file",
+        "triton_url",
+        "triton_tls_ca_file",
+        "triton_tls_cert_file",
+        "triton_tls_key_file",
     }
-)  # fmt: skip
+)
 GROUP_INSTANCE_ENV: Final = "SAIL_KAFKA_GROUP_INSTANCE_ID"
 WEB_BIND_ENV: Final = "SAIL_WORKER_WEB_BIND"  # the kubelet's probes and Prometheus reach the pod's address, not its loopback
 
@@ -99,12 +122,20 @@ class DeployOptions:
     triton_cpu: str = "2"
     triton_memory: str = "8Gi"
     triton_shm: str = "2Gi"  # /dev/shm: PyTriton hands tensors between tritonserver and the Python models through it
-    encoder_claim: str | None = None  # a PVC holding a saved encoder folder (`sail-stream train`'s OUT/encoder); None: a preset in the image
-    milvus_release: str = "milvus"  # the milvus-helm release; its proxy Service has the release's name when that contains "milvus"
+    encoder_claim: str | None = (
+        None  # a PVC holding a saved encoder folder (`sail-stream train`'s OUT/encoder); None: a preset in the image
+    )
+    milvus_release: str = (
+        "milvus"  # the milvus-helm release; its proxy Service has the release's name when that contains "milvus"
+    )
     milvus_token_secret: str | None = "sail-milvus-token"  # key `token`: user:password of the workers' Milvus user; None: no auth
-    milvus_tls_secret: str = "sail-milvus-tls"  # keys ca.crt (and tls.crt/tls.key for mutual TLS), used when the settings ask for TLS
+    milvus_tls_secret: str = (
+        "sail-milvus-tls"  # keys ca.crt (and tls.crt/tls.key for mutual TLS), used when the settings ask for TLS
+    )
     triton_tls_secret: str = "sail-triton-tls"  # a kubernetes.io/tls Secret with ca.crt, used when the settings ask for TLS
-    monitoring_labels: tuple[tuple[str, str], ...] = ()  # e.g. (("release", "kube-prometheus-stack"),) for the operator's selectors
+    monitoring_labels: tuple[
+        tuple[str, str], ...
+    ] = ()  # e.g. (("release", "kube-prometheus-stack"),) for the operator's selectors
 
     def __post_init__(self) -> None:
         for field in ("namespace", "cluster", "kafka_user", "workers", "triton", "milvus_release"):
@@ -201,7 +232,12 @@ def worker_env(settings: Settings, options: DeployOptions) -> dict[str, str]:
 
 
 def _metadata(name: str, options: DeployOptions, labels: Mapping[str, str] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "namespace": options.namespace, "labels": {"app.kubernetes.io/part-of": PART_OF, **(labels or {})}, **extra}
+    return {
+        "name": name,
+        "namespace": options.namespace,
+        "labels": {"app.kubernetes.io/part-of": PART_OF, **(labels or {})},
+        **extra,
+    }
 
 
 def worker_labels() -> dict[str, str]:
@@ -214,13 +250,20 @@ def triton_labels() -> dict[str, str]:
 
 def _http_probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
     """A probe on the container's port named `http`."""
-    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_s, "timeoutSeconds": 5, "failureThreshold": failures}
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period_s,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
 
 
 def _secret_files(name: str, mount_path: str, secret: str, keys: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(volume mount, volume): the `keys` of Secret `secret` as read-only files under `mount_path`."""
-    return ({"name": name, "mountPath": mount_path, "readOnly": True},
-            {"name": name, "secret": {"secretName": secret, "items": [{"key": k, "path": k} for k in keys]}})  # fmt: skip
+    return (
+        {"name": name, "mountPath": mount_path, "readOnly": True},
+        {"name": name, "secret": {"secretName": secret, "items": [{"key": k, "path": k} for k in keys]}},
+    )
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -233,12 +276,20 @@ def _restricted() -> dict[str, Any]:
 
 
 def _pod_security() -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _spread(labels: Mapping[str, str]) -> list[dict[str, Any]]:
     selector = {"matchLabels": dict(labels)}
-    return [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": selector}]
+    return [
+        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": selector}
+    ]
 
 
 def _digest(data: Mapping[str, str]) -> str:
@@ -267,7 +318,9 @@ def kafka_cluster(settings: Settings, options: DeployOptions) -> dict[str, Any]:
         "auto.create.topics.enable": False,  # topics are KafkaTopics (or created by the workers with their specs), never by a typo
     }
     kafka: dict[str, Any] = {
-        "listeners": [{"name": "tls", "port": KAFKA_TLS_PORT, "type": "internal", "tls": True, "authentication": {"type": "scram-sha-512"}}],
+        "listeners": [
+            {"name": "tls", "port": KAFKA_TLS_PORT, "type": "internal", "tls": True, "authentication": {"type": "scram-sha-512"}}
+        ],
         "config": config,
     }
     if options.kafka_acls:
@@ -275,7 +328,9 @@ def kafka_cluster(settings: Settings, options: DeployOptions) -> dict[str, Any]:
     return {
         "apiVersion": STRIMZI_API,
         "kind": "Kafka",
-        "metadata": _metadata(options.cluster, options, annotations={"strimzi.io/kraft": "enabled", "strimzi.io/node-pools": "enabled"}),
+        "metadata": _metadata(
+            options.cluster, options, annotations={"strimzi.io/kraft": "enabled", "strimzi.io/node-pools": "enabled"}
+        ),
         "spec": {"kafka": kafka, "entityOperator": {"topicOperator": {}, "userOperator": {}}},
     }
 
@@ -283,14 +338,24 @@ def kafka_cluster(settings: Settings, options: DeployOptions) -> dict[str, Any]:
 def kafka_node_pool(options: DeployOptions) -> dict[str, Any]:
     """The cluster's nodes: each a controller and a broker, with one persistent volume that also holds
     the KRaft metadata log."""
-    volume: dict[str, Any] = {"id": 0, "type": "persistent-claim", "size": options.kafka_storage, "deleteClaim": False, "kraftMetadata": "shared"}
+    volume: dict[str, Any] = {
+        "id": 0,
+        "type": "persistent-claim",
+        "size": options.kafka_storage,
+        "deleteClaim": False,
+        "kraftMetadata": "shared",
+    }
     if options.kafka_storage_class:
         volume["class"] = options.kafka_storage_class
     return {
         "apiVersion": STRIMZI_API,
         "kind": "KafkaNodePool",
         "metadata": _metadata("dual-role", options, {"strimzi.io/cluster": options.cluster}),
-        "spec": {"replicas": options.kafka_nodes, "roles": ["controller", "broker"], "storage": {"type": "jbod", "volumes": [volume]}},
+        "spec": {
+            "replicas": options.kafka_nodes,
+            "roles": ["controller", "broker"],
+            "storage": {"type": "jbod", "volumes": [volume]},
+        },
     }
 
 
@@ -368,7 +433,10 @@ def worker_stateful_set(settings: Settings, options: DeployOptions) -> dict[str,
         "startupProbe": _http_probe("/metrics", 5, 60),  # up to 5 minutes to join the group and start the web server
         "livenessProbe": _http_probe("/metrics", 10, 6),
         "readinessProbe": _http_probe("/status.json", 10, 3),
-        "resources": {"requests": {"cpu": options.worker_cpu, "memory": options.worker_memory}, "limits": {"memory": options.worker_memory}},
+        "resources": {
+            "requests": {"cpu": options.worker_cpu, "memory": options.worker_memory},
+            "limits": {"memory": options.worker_memory},
+        },
         "securityContext": _restricted(),
         "volumeMounts": mounts,
     }
@@ -445,7 +513,9 @@ def trigger_authentication(options: DeployOptions) -> dict[str, Any]:
         "kind": "TriggerAuthentication",
         "metadata": _metadata(f"{options.workers}-kafka", options, worker_labels()),
         "spec": {
-            "configMapTargetRef": [{"parameter": "username", "name": f"{options.workers}-config", "key": env_name("kafka_sasl_username")}],
+            "configMapTargetRef": [
+                {"parameter": "username", "name": f"{options.workers}-config", "key": env_name("kafka_sasl_username")}
+            ],
             "secretTargetRef": [
                 {"parameter": "password", "name": options.kafka_user_secret, "key": "password"},
                 {"parameter": "ca", "name": options.cluster_ca_secret, "key": "ca.crt"},
@@ -484,8 +554,14 @@ def scaled_object(settings: Settings, options: DeployOptions) -> dict[str, Any]:
             "advanced": {
                 "horizontalPodAutoscalerConfig": {
                     "behavior": {
-                        "scaleDown": {"stabilizationWindowSeconds": 300, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
-                        "scaleUp": {"stabilizationWindowSeconds": 30, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]},
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": 300,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+                        },
+                        "scaleUp": {
+                            "stabilizationWindowSeconds": 30,
+                            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+                        },
                     }
                 }
             },
@@ -515,11 +591,27 @@ def triton_deployment(settings: Settings, options: DeployOptions) -> dict[str, A
     tls = settings.triton_tls() is not None
     encoder = ENCODER_DIR if options.encoder_claim else settings.encoder
     args = [
-        "--encoder", encoder, "--device", "cuda" if options.triton_gpus else "cpu", "--host", "0.0.0.0",
-        "--grpc-port", str(grpc_port), "--http-port", str(settings.triton_http_port), "--metrics-port", str(settings.triton_metrics_port),
-        "--max-batch-size", str(settings.triton_max_batch_size), "--queue-delay-us", str(settings.triton_queue_delay_us),
-        "--instances", str(settings.triton_instances), "--max-queue-size", str(settings.triton_max_queue_size),
-    ]  # fmt: skip
+        "--encoder",
+        encoder,
+        "--device",
+        "cuda" if options.triton_gpus else "cpu",
+        "--host",
+        "0.0.0.0",
+        "--grpc-port",
+        str(grpc_port),
+        "--http-port",
+        str(settings.triton_http_port),
+        "--metrics-port",
+        str(settings.triton_metrics_port),
+        "--max-batch-size",
+        str(settings.triton_max_batch_size),
+        "--queue-delay-us",
+        str(settings.triton_queue_delay_us),
+        "--instances",
+        str(settings.triton_instances),
+        "--max-queue-size",
+        str(settings.triton_max_queue_size),
+    ]
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": options.triton_shm}},
@@ -588,7 +680,13 @@ def triton_service(settings: Settings, options: DeployOptions) -> dict[str, Any]
     """Triton's ClusterIP Service (gRPC for the workers). gRPC keeps one connection per worker, so with
     several Triton pods each worker sticks to one of them: run at least as many workers as pods."""
     ports = [
-        {"name": "grpc", "port": host_port(settings.triton_url)[1], "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
+        {
+            "name": "grpc",
+            "port": host_port(settings.triton_url)[1],
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "grpc",
+        },
         {"name": "http", "port": settings.triton_http_port, "targetPort": "http", "protocol": "TCP"},
         {"name": "metrics", "port": settings.triton_metrics_port, "targetPort": "metrics", "protocol": "TCP"},
     ]
@@ -609,7 +707,9 @@ def milvus_values(settings: Settings, options: DeployOptions) -> dict[str, Any]:
         ValueError: the settings use Milvus Lite, which the workers cannot share in a cluster.
     """
     if settings.milvus_embedded:
-        raise ValueError("SAIL_MILVUS_URI names an embedded Milvus Lite file; a Kubernetes deployment uses the Milvus of the chart")
+        raise ValueError(
+            "SAIL_MILVUS_URI names an embedded Milvus Lite file; a Kubernetes deployment uses the Milvus of the chart"
+        )
     user_yaml = "common:\n  security:\n    authorizationEnabled: true\n" if options.milvus_token_secret else ""
     values: dict[str, Any] = {
         "cluster": {"enabled": True},
@@ -667,7 +767,11 @@ def pod_monitor(name: str, labels: Mapping[str, str], port: str, options: Deploy
 
 
 def namespace(options: DeployOptions) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": options.namespace, "labels": {"app.kubernetes.io/part-of": PART_OF}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": options.namespace, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+    }
 
 
 def render(settings: Settings, options: DeployOptions) -> dict[str, list[dict[str, Any]]]:
@@ -680,10 +784,14 @@ def render(settings: Settings, options: DeployOptions) -> dict[str, list[dict[st
             Kubernetes names).
     """
     if options.worker_replicas > settings.topic_partitions:
-        raise ValueError(f"{options.worker_replicas} workers for {settings.topic_partitions} partitions: the extra workers would idle")
+        raise ValueError(
+            f"{options.worker_replicas} workers for {settings.topic_partitions} partitions: the extra workers would idle"
+        )
     if settings.encoder not in PRESETS and options.encoder_claim is None:  # a folder on this machine, or the benchmarks' stand-in
-        raise ValueError(f"SAIL_ENCODER={settings.encoder!r} is no preset ({', '.join(PRESETS)}): put the saved encoder folder on a volume "
-                         "and name its PersistentVolumeClaim in DeployOptions.encoder_claim")  # fmt: skip
+        raise ValueError(
+            f"SAIL_ENCODER={settings.encoder!r} is no preset ({', '.join(PRESETS)}): put the saved encoder folder on a volume "
+            "and name its PersistentVolumeClaim in DeployOptions.encoder_claim"
+        )
     deployed = deployed_settings(settings, options)
     return {
         "namespace.yaml": [namespace(options)],

@@ -29,7 +29,10 @@ def kafka_topic(spec: TopicSpec, cluster: str, namespace: str | None = None) -> 
     """One `KafkaTopic` for `spec`, with the configs the local stack gives it (`TopicSpec.configs`: with 3
     replicas or more, `min.insync.replicas` 2, so an `acks=all` write survives one broker down)."""
     config: dict[str, Any] = dict(spec.configs())
-    metadata: dict[str, Any] = {"name": resource_name(spec.name), "labels": {"strimzi.io/cluster": cluster, "app.kubernetes.io/part-of": "sail-stream"}}
+    metadata: dict[str, Any] = {
+        "name": resource_name(spec.name),
+        "labels": {"strimzi.io/cluster": cluster, "app.kubernetes.io/part-of": "sail-stream"},
+    }
     if namespace:
         metadata["namespace"] = namespace
     return {

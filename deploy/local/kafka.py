@@ -98,7 +98,9 @@ def resolve_jars(version: str, cache_dir: Path, progress: Callable[[str], None])
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"mvn could not resolve org.apache.kafka:kafka_2.13:{version}:\n{(result.stdout + result.stderr)[-3000:]}")
+        raise RuntimeError(
+            f"mvn could not resolve org.apache.kafka:kafka_2.13:{version}:\n{(result.stdout + result.stderr)[-3000:]}"
+        )
     shutil.rmtree(libs, ignore_errors=True)
     staging.rename(libs)
     (target / ".complete").write_text(version)
@@ -115,9 +117,15 @@ def new_cluster_id() -> str:
 
 
 def server_properties(
-    data_dir: Path, host: str, port: int, controller_port: int, max_message_bytes: int, sasl_plain: tuple[str, str] | None = None,
-    node_id: int = 1, voters: list[tuple[int, int]] | None = None,
-) -> str:  # fmt: skip
+    data_dir: Path,
+    host: str,
+    port: int,
+    controller_port: int,
+    max_message_bytes: int,
+    sasl_plain: tuple[str, str] | None = None,
+    node_id: int = 1,
+    voters: list[tuple[int, int]] | None = None,
+) -> str:
     """One node that is both broker and controller, listening on loopback only; with `sasl_plain`
     (user, password) its client listener is SASL_PLAINTEXT with the PLAIN mechanism and that one user.
     `voters` are the (node id, controller port) of every node of the cluster (default: this one alone);
@@ -133,7 +141,9 @@ def server_properties(
     if sasl_plain is not None:
         user, password = sasl_plain
         if any(c in value for value in (user, password) for c in '"\\;\n') or not user.isidentifier():
-            raise ValueError("the local broker's SASL user must be an identifier and the password free of quotes, backslashes, ';' and newlines")
+            raise ValueError(
+                "the local broker's SASL user must be an identifier and the password free of quotes, backslashes, ';' and newlines"
+            )
         listener = "SASL_PLAINTEXT"
         sasl = [
             "sasl.enabled.mechanisms=PLAIN",
@@ -173,9 +183,19 @@ def server_properties(
 
 
 def prepare(
-    state_dir: Path, libs: Path, java: str, host: str, port: int, controller_port: int, max_message_bytes: int, heap_mb: int,
-    sasl_plain: tuple[str, str] | None = None, node_id: int = 1, voters: list[tuple[int, int]] | None = None, cluster_id: str | None = None,
-) -> list[str]:  # fmt: skip
+    state_dir: Path,
+    libs: Path,
+    java: str,
+    host: str,
+    port: int,
+    controller_port: int,
+    max_message_bytes: int,
+    heap_mb: int,
+    sasl_plain: tuple[str, str] | None = None,
+    node_id: int = 1,
+    voters: list[tuple[int, int]] | None = None,
+    cluster_id: str | None = None,
+) -> list[str]:
     """Write the config (owner-only: it may hold the SASL password), format the storage on first
     use (with `cluster_id`: the one every node of a cluster shares), and return the node's command line.
 

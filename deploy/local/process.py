@@ -69,7 +69,9 @@ class ManagedProcess:
                 cwd=cwd,
                 start_new_session=True,  # its own process group: `down` signals the group, children included
             )
-        record = ProcessRecord(pid=proc.pid, pgid=proc.pid, started_at=time.time(), command=tuple(command), log=str(self.log_path))
+        record = ProcessRecord(
+            pid=proc.pid, pgid=proc.pid, started_at=time.time(), command=tuple(command), log=str(self.log_path)
+        )
         self._write(record)
         return record
 

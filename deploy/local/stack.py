@@ -27,10 +27,10 @@ from typing import Final, Literal
 
 from deploy.local import kafka
 from deploy.local.process import ManagedProcess, ServiceFailed
-from encoders.client import check_triton
-from encoders.signature import PROBE, SAIL_ENCODER
 from encoders.bench_double import NAME as STANDIN
 from encoders.bench_double import ServiceTime, write_control
+from encoders.client import check_triton
+from encoders.signature import PROBE, SAIL_ENCODER
 from streams.sinks.kafka import check_broker, ensure_topics
 from streams.sinks.milvus import check_milvus, ensure_collections
 from topology.settings import LOOPBACK_HOSTS, Settings, host_port
@@ -101,7 +101,12 @@ def local_sasl(settings: Settings) -> tuple[str, str] | None:
     s = settings
     if s.kafka_security_protocol == "PLAINTEXT":
         return None
-    if s.kafka_security_protocol == "SASL_PLAINTEXT" and s.kafka_sasl_mechanism == "PLAIN" and s.kafka_sasl_username and s.kafka_sasl_password:
+    if (
+        s.kafka_security_protocol == "SASL_PLAINTEXT"
+        and s.kafka_sasl_mechanism == "PLAIN"
+        and s.kafka_sasl_username
+        and s.kafka_sasl_password
+    ):
         return s.kafka_sasl_username, s.kafka_sasl_password.get_secret_value()
     raise kafka.ToolMissing(
         f"the local Kafka broker runs PLAINTEXT or SASL_PLAINTEXT with PLAIN, not {s.kafka_security_protocol} "
@@ -140,7 +145,11 @@ class Stack:
         if service != "kafka":
             return []
         known = {p.run_dir for p in self._kafka_nodes}
-        return [ManagedProcess(d.name, d) for d in sorted(self.state_dir.glob("kafka-*")) if d not in known and (d / f"{d.name}.json").exists()]
+        return [
+            ManagedProcess(d.name, d)
+            for d in sorted(self.state_dir.glob("kafka-*"))
+            if d not in known and (d / f"{d.name}.json").exists()
+        ]
 
     # ------------------------------------------------------------------ addresses
 
@@ -224,9 +233,13 @@ class Stack:
                     f"run `sail-stream stack down`, then remove {self.state_dir}/kafka* or use another SAIL_STATE_DIR"
                 )
             return str(known["cluster_id"])
-        if (self.state_dir / "kafka" / "data" / "meta.properties").exists():  # formatted by a release before cluster.json: one node
+        if (
+            self.state_dir / "kafka" / "data" / "meta.properties"
+        ).exists():  # formatted by a release before cluster.json: one node
             if nodes > 1:
-                raise ServiceFailed(f"the local Kafka in {path.parent} has one node; remove {self.state_dir}/kafka* to make a cluster of {nodes}")
+                raise ServiceFailed(
+                    f"the local Kafka in {path.parent} has one node; remove {self.state_dir}/kafka* to make a cluster of {nodes}"
+                )
             return kafka.new_cluster_id()  # unused: a formatted node is not formatted again
         cluster_id = kafka.new_cluster_id()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -243,9 +256,19 @@ class Stack:
             host, port, controller = addresses[node]
             voters = [(i + 1, c) for i, (_, _, c) in enumerate(addresses)]
             command = kafka.prepare(
-                self._kafka_nodes[node].run_dir, libs, java, host, port, controller, s.max_message_bytes + 128 * 1024, s.kafka_heap_mb,
-                local_sasl(s), node_id=node + 1, voters=voters, cluster_id=self._kafka_cluster_id(),
-            )  # fmt: skip
+                self._kafka_nodes[node].run_dir,
+                libs,
+                java,
+                host,
+                port,
+                controller,
+                s.max_message_bytes + 128 * 1024,
+                s.kafka_heap_mb,
+                local_sasl(s),
+                node_id=node + 1,
+                voters=voters,
+                cluster_id=self._kafka_cluster_id(),
+            )
             return command, env
         run_dir = self.state_dir / service
         if service == "milvus":
@@ -267,17 +290,28 @@ class Stack:
         libdir = sysconfig.get_config_var("LIBDIR") or ""
         env["LD_LIBRARY_PATH"] = f"{libdir}:{env.get('LD_LIBRARY_PATH', '')}"
         command = [
-            sys.executable, "-m", "encoders.serving",
-            "--encoder", s.encoder,
-            "--host", host,
-            "--grpc-port", str(port),
-            "--http-port", str(s.triton_http_port),
-            "--metrics-port", str(s.triton_metrics_port),
-            "--max-batch-size", str(s.triton_max_batch_size),
-            "--queue-delay-us", str(s.triton_queue_delay_us),
-            "--instances", str(s.triton_instances),
-            "--max-queue-size", str(s.triton_max_queue_size),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "encoders.serving",
+            "--encoder",
+            s.encoder,
+            "--host",
+            host,
+            "--grpc-port",
+            str(port),
+            "--http-port",
+            str(s.triton_http_port),
+            "--metrics-port",
+            str(s.triton_metrics_port),
+            "--max-batch-size",
+            str(s.triton_max_batch_size),
+            "--queue-delay-us",
+            str(s.triton_queue_delay_us),
+            "--instances",
+            str(s.triton_instances),
+            "--max-queue-size",
+            str(s.triton_max_queue_size),
+        ]
         if s.encoder == STANDIN:
             write_control(self.standin_control, ServiceTime(s.standin_fixed_ms, s.standin_per_item_ms, s.embedding_dim))
             command += ["--standin-control", str(self.standin_control)]
@@ -307,7 +341,9 @@ class Stack:
                     continue
                 for host, port in self._ports(name, node):
                     if not port_free(host, port):
-                        raise PortBusy(f"{proc.name}: port {host}:{port} is in use by another process; stop it or choose other ports in the settings")
+                        raise PortBusy(
+                            f"{proc.name}: port {host}:{port} is in use by another process; stop it or choose other ports in the settings"
+                        )
                 command, env = self._command(name, node)
                 record = proc.start(command, env, cwd=proc.run_dir)
                 self.progress(f"{proc.name}: starting (pid {record.pid}), log {proc.log_path}")
@@ -331,7 +367,7 @@ class Stack:
                     proc.ensure_alive()
                 try:
                     self.probe(name, timeout_s=2.0)
-                except Exception as exc:  # noqa: BLE001 - any probe failure means "not yet"
+                except Exception as exc:
                     errors[name] = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
                     continue
                 pending.remove(name)
@@ -398,7 +434,7 @@ class Stack:
                 state: State = "running" if local else ("embedded" if self.settings.milvus_embedded else "external")
                 if down:
                     raise RuntimeError(f"{', '.join(down)} stopped; {detail}")
-            except Exception as exc:  # noqa: BLE001 - reported, not raised: status must always answer
+            except Exception as exc:
                 detail = str(exc).splitlines()[0][:200]
                 state = "unhealthy" if local else "external"
             result.append(

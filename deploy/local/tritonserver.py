@@ -33,7 +33,12 @@ def server_command(
         raise ToolMissing("nvidia-pytriton is not installed: it ships the tritonserver binary") from exc
     server_dir = install_dir / "tritonserver"
     if not (server_dir / "bin" / "tritonserver").exists():
-        shutil.copytree(get_root_module_path() / "tritonserver", server_dir, ignore=shutil.ignore_patterns("python_backend_stubs"), dirs_exist_ok=True)
+        shutil.copytree(
+            get_root_module_path() / "tritonserver",
+            server_dir,
+            ignore=shutil.ignore_patterns("python_backend_stubs"),
+            dirs_exist_ok=True,
+        )
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         shutil.copy(get_stub_path(version), server_dir / "backends" / "python" / "triton_python_backend_stub")
     env = dict(os.environ)
@@ -47,9 +52,12 @@ def server_command(
         str(server_dir / "bin" / "tritonserver"),
         f"--model-repository={repository}",
         f"--backend-directory={server_dir / 'backends'}",
-        f"--grpc-address={host}", f"--grpc-port={grpc_port}",
-        f"--http-address={host}", f"--http-port={http_port}",
-        f"--metrics-address={host}", f"--metrics-port={metrics_port}",
+        f"--grpc-address={host}",
+        f"--grpc-port={grpc_port}",
+        f"--http-address={host}",
+        f"--http-port={http_port}",
+        f"--metrics-address={host}",
+        f"--metrics-port={metrics_port}",
         "--log-verbose=0",
-    ]  # fmt: skip
+    ]
     return command, env

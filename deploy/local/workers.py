@@ -27,7 +27,9 @@ def start_worker(settings: Settings, web_port: int, run_dir: Path, loglevel: str
     return proc
 
 
-def wait_for_group(settings: Settings, workers: list[ManagedProcess], timeout_s: float = 120.0) -> dict[str, set[tuple[str, int]]]:
+def wait_for_group(
+    settings: Settings, workers: list[ManagedProcess], timeout_s: float = 120.0
+) -> dict[str, set[tuple[str, int]]]:
     """Block until every worker serves HTTP and the consumer group is Stable with all of them.
 
     Raises:
@@ -41,12 +43,14 @@ def wait_for_group(settings: Settings, workers: list[ManagedProcess], timeout_s:
         if all(_listening(port) for port in ports):
             try:
                 state, members = group_assignment(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id)
-            except Exception:  # noqa: BLE001 - coordinator not ready yet
+            except Exception:
                 state, members = "", {}
             if state == "Stable" and len(members) == len(workers):
                 return members
         time.sleep(0.5)
-    raise ServiceFailed(f"consumer group {settings.app_id} did not become stable with {len(workers)} worker(s) in {timeout_s:.0f}s")
+    raise ServiceFailed(
+        f"consumer group {settings.app_id} did not become stable with {len(workers)} worker(s) in {timeout_s:.0f}s"
+    )
 
 
 def _listening(port: int) -> bool:

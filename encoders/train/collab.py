@@ -101,7 +101,9 @@ def collaborative_vectors(log: Iterable[Engagement], dim: int, seed: int = 0) ->
             rows.append(row)
             cols.append(index[item])
             values.append(1.0 / np.sqrt(len(unique)))
-    matrix = torch.sparse_coo_tensor(torch.tensor([rows, cols]), torch.tensor(values, dtype=torch.float64), (len(by_user), len(items)), check_invariants=True).coalesce()
+    matrix = torch.sparse_coo_tensor(
+        torch.tensor([rows, cols]), torch.tensor(values, dtype=torch.float64), (len(by_user), len(items)), check_invariants=True
+    ).coalesce()
     rank = min(dim, len(by_user), len(items))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

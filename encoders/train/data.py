@@ -26,7 +26,9 @@ class Pairs:
 
     def __post_init__(self) -> None:
         if len(self.queries) != len(self.targets) or not self.targets:
-            raise ValueError(f"source {self.name!r}: {len(self.queries)} queries for {len(self.targets)} targets (need equal, > 0)")
+            raise ValueError(
+                f"source {self.name!r}: {len(self.queries)} queries for {len(self.targets)} targets (need equal, > 0)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,9 @@ class Distill:
 
     def __post_init__(self) -> None:
         if len(self.items) != self.vectors.shape[0] or not self.items:
-            raise ValueError(f"source {self.name!r}: {len(self.items)} items for {self.vectors.shape[0]} vectors (need equal, > 0)")
+            raise ValueError(
+                f"source {self.name!r}: {len(self.items)} items for {self.vectors.shape[0]} vectors (need equal, > 0)"
+            )
 
 
 Source = Pairs | Distill
@@ -57,4 +61,6 @@ class TrainingData:
             names = [e for q in source.queries for e in q] + source.targets if isinstance(source, Pairs) else source.items
             missing = [e for e in names if e not in self.catalogue]
             if missing:
-                raise ValueError(f"source {source.name!r} names {len(missing)} entries missing from the catalogue, e.g. {missing[:3]}")
+                raise ValueError(
+                    f"source {source.name!r} names {len(missing)} entries missing from the catalogue, e.g. {missing[:3]}"
+                )

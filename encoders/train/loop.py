@@ -62,12 +62,23 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, data: TrainingData, out_dir: Path, device: str = "auto", progress: Callable[[str], None] = logger.info) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        data: TrainingData,
+        out_dir: Path,
+        device: str = "auto",
+        progress: Callable[[str], None] = logger.info,
+    ) -> None:
         missing = [s.name for s in recipe.sources if s.name not in data.sources]
         if missing:
-            raise RecipeError(f"recipe {recipe.name!r} names sources the data does not have: {missing} (has {sorted(data.sources)})")
+            raise RecipeError(
+                f"recipe {recipe.name!r} names sources the data does not have: {missing} (has {sorted(data.sources)})"
+            )
         self.recipe, self.data, self.out_dir, self.progress = recipe, data, out_dir, progress
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+        self.device = torch.device(
+            "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+        )
         torch.manual_seed(recipe.seed)
         self.encoder = load_encoder(recipe.base, str(self.device))
         self.config = self.encoder.config
@@ -82,7 +93,11 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
             self.heads = nn.ModuleDict(
-                {s.name: nn.Linear(self.config.output_dim, s.vectors.shape[1], bias=False) for s in data.sources.values() if isinstance(s, Distill)}
+                {
+                    s.name: nn.Linear(self.config.output_dim, s.vectors.shape[1], bias=False)
+                    for s in data.sources.values()
+                    if isinstance(s, Distill)
+                }
             ).to(self.device)
         self.temperature = Temperature(recipe.temperature).to(self.device)
         self.temperature.log_inverse.requires_grad_(recipe.learn_temperature)
@@ -97,7 +112,11 @@ class Trainer:
         self.constant: dict[str, torch.Tensor] = {}  # text-only entries' embeddings while the text model is frozen
         self.banks: dict[str, torch.Tensor] = {}  # source -> (N, D) unit embeddings of its distinct targets
         # source -> its distinct targets (the bank's rows) and each one's row: fixed by the data
-        self.bank_ids = {s.name: list(dict.fromkeys(source.targets)) for s in recipe.sources if isinstance(source := data.sources[s.name], Pairs)}
+        self.bank_ids = {
+            s.name: list(dict.fromkeys(source.targets))
+            for s in recipe.sources
+            if isinstance(source := data.sources[s.name], Pairs)
+        }
         self.bank_rows = {name: {i: n for n, i in enumerate(ids)} for name, ids in self.bank_ids.items()}
         self.history: list[tuple[int, str, float]] = []  # (step, source, loss)
 
@@ -166,7 +185,9 @@ class Trainer:
             chunks = [self.encoder.embed(self._items(ids[k : k + BANK_BATCH])) for k in range(0, len(ids), BANK_BATCH)]
             self.banks[name] = F.normalize(torch.cat(chunks), dim=-1)
         self._train_mode()
-        self.progress(f"train: mining bank embedded at step {step} ({sum(len(b) for b in self.banks.values()):,} targets, {time.monotonic() - started:.0f} s)")
+        self.progress(
+            f"train: mining bank embedded at step {step} ({sum(len(b) for b in self.banks.values()):,} targets, {time.monotonic() - started:.0f} s)"
+        )
 
     # ------------------------------------------------------------------ one step
 
@@ -184,7 +205,11 @@ class Trainer:
             embedded = self._embed(ids)
             projected = F.normalize(self.heads[spec.name](torch.stack([embedded[i] for i in ids])), dim=-1)
             goals = F.normalize(torch.from_numpy(source.vectors[batch]).float().to(self.device), dim=-1)
-            return spec.name, info_nce(projected, goals, tau, target_ids=ids, false_negative_margin=self.recipe.false_negative_margin), len(embedded)
+            return (
+                spec.name,
+                info_nce(projected, goals, tau, target_ids=ids, false_negative_margin=self.recipe.false_negative_margin),
+                len(embedded),
+            )
         queries = [source.queries[i] for i in batch]
         targets = [source.targets[i] for i in batch]
         embedded = self._embed([e for q in queries for e in q] + targets)
@@ -203,9 +228,16 @@ class Trainer:
             count += len(negatives)
             hard = torch.stack([negatives[i] for i in negative_ids]).reshape(len(batch), self.recipe.hard_negatives, -1)
         loss = matryoshka_info_nce(
-            q, t, self.config.matryoshka_dims, tau, self.recipe.matryoshka_weights or None, hard_negatives=hard, hard_mask=hard_mask,
-            target_ids=targets, false_negative_margin=self.recipe.false_negative_margin,
-        )  # fmt: skip
+            q,
+            t,
+            self.config.matryoshka_dims,
+            tau,
+            self.recipe.matryoshka_weights or None,
+            hard_negatives=hard,
+            hard_mask=hard_mask,
+            target_ids=targets,
+            false_negative_margin=self.recipe.false_negative_margin,
+        )
         return spec.name, loss, count
 
     # ------------------------------------------------------------------ checkpoints
@@ -246,7 +278,9 @@ class Trainer:
             return 0
         state = torch.load(found[-1], map_location=self.device, weights_only=False)
         if state["fingerprint"] != self.recipe.fingerprint():
-            raise RecipeError(f"{found[-1]} was written by another recipe or settings: use a new --out folder, or --fresh to start over")
+            raise RecipeError(
+                f"{found[-1]} was written by another recipe or settings: use a new --out folder, or --fresh to start over"
+            )
         named = dict(self.encoder.named_parameters())
         with torch.no_grad():
             for name, value in state["encoder"].items():
@@ -305,7 +339,16 @@ class Trainer:
         seconds = time.monotonic() - started
         tail = self.history[-max(1, recipe.steps // 10) :]
         losses = {name: round(float(np.mean([h[2] for h in tail if h[1] == name])), 4) for name in {h[1] for h in tail}}
-        result = TrainResult(directory, version, recipe.steps, first, round(seconds, 1), round(items / step_seconds, 1) if step_seconds else 0.0, str(self.device), losses)
+        result = TrainResult(
+            directory,
+            version,
+            recipe.steps,
+            first,
+            round(seconds, 1),
+            round(items / step_seconds, 1) if step_seconds else 0.0,
+            str(self.device),
+            losses,
+        )
         report = {**result.to_dict(), "recipe": recipe.to_dict(), "fingerprint": recipe.fingerprint()}
         (directory / REPORT).write_text(json.dumps(report, indent=2, default=str))
         self.progress(f"train: exported {version} to {directory} in {_duration(seconds)}")
@@ -316,7 +359,10 @@ class Trainer:
         same as in memory: (folder, model_version)."""
         self.encoder.eval()
         self.encoder.config = dataclasses.replace(
-            self.config, name=self.recipe.name, vision_gate_init=round(float(self.encoder.vision_gate.detach()), 6), audio_gate_init=round(float(self.encoder.audio_gate.detach()), 6)
+            self.config,
+            name=self.recipe.name,
+            vision_gate_init=round(float(self.encoder.vision_gate.detach()), 6),
+            audio_gate_init=round(float(self.encoder.audio_gate.detach()), 6),
         )
         directory = self.out_dir / ENCODER
         self.encoder.save_pretrained(directory)
@@ -331,7 +377,14 @@ class Trainer:
         return directory, reloaded.model_version
 
 
-def train(recipe: Recipe, data: TrainingData, out_dir: Path, device: str = "auto", resume: bool = True, progress: Callable[[str], None] = logger.info) -> TrainResult:
+def train(
+    recipe: Recipe,
+    data: TrainingData,
+    out_dir: Path,
+    device: str = "auto",
+    resume: bool = True,
+    progress: Callable[[str], None] = logger.info,
+) -> TrainResult:
     """Train `recipe` on `data` into `out_dir` (checkpoints and the exported `encoder/` folder)."""
     return Trainer(recipe, data, out_dir, device, progress).run(resume)
 

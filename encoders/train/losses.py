@@ -57,7 +57,9 @@ def info_nce(
     negatives, masks = [in_batch], [allowed]
     if hard_negatives is not None:
         negatives.append(torch.einsum("bd,bhd->bh", queries, hard_negatives))
-        masks.append(hard_mask if hard_mask is not None else torch.ones(hard_negatives.shape[:2], dtype=torch.bool, device=queries.device))
+        masks.append(
+            hard_mask if hard_mask is not None else torch.ones(hard_negatives.shape[:2], dtype=torch.bool, device=queries.device)
+        )
     similarity, mask = torch.cat(negatives, dim=1), torch.cat(masks, dim=1)
     if false_negative_margin is not None:
         mask = mask & (similarity <= positive + false_negative_margin)

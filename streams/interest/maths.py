@@ -67,8 +67,13 @@ class InterestParams:
     @classmethod
     def for_settings(cls, settings: Settings) -> InterestParams:
         s = settings
-        return cls(window=s.interest_window, half_life_s=s.interest_half_life_s, negative_weight=s.interest_negative_weight,
-                   slots=s.interest_slots, dedup_per_kind=s.interest_dedup_per_kind)  # fmt: skip
+        return cls(
+            window=s.interest_window,
+            half_life_s=s.interest_half_life_s,
+            negative_weight=s.interest_negative_weight,
+            slots=s.interest_slots,
+            dedup_per_kind=s.interest_dedup_per_kind,
+        )
 
     def __post_init__(self) -> None:
         if self.dedup_per_kind < self.window:
@@ -115,17 +120,29 @@ def apply_interaction(state: InterestState, event: Interaction, params: Interest
         return state  # at-least-once delivery: a replay must change nothing
     signal = Signal(event.event_id, event.item_id, event.timestamp_ms, action_weight(event, params))
     negative = event.action.is_negative
-    recent = sorted((*(state.recent_negative if negative else state.recent_positive), (event.timestamp_ms, event_id_hash(event.event_id))))
+    recent = sorted(
+        (*(state.recent_negative if negative else state.recent_positive), (event.timestamp_ms, event_id_hash(event.event_id)))
+    )
     floor = state.floor_negative_ms if negative else state.floor_positive_ms
     if len(recent) > params.dedup_per_kind:
         forgotten = recent[: len(recent) - params.dedup_per_kind]
         recent = recent[len(forgotten) :]
         floor = max(floor, forgotten[-1][0] + 1)
     if negative:
-        changed = {"negatives": _keep_newest((*state.negatives, signal), params.window), "recent_negative": tuple(recent), "floor_negative_ms": floor}
+        changed = {
+            "negatives": _keep_newest((*state.negatives, signal), params.window),
+            "recent_negative": tuple(recent),
+            "floor_negative_ms": floor,
+        }
     else:
-        changed = {"positives": _keep_newest((*state.positives, signal), params.window), "recent_positive": tuple(recent), "floor_positive_ms": floor}
-    return replace(state, **changed, event_count=state.event_count + 1, updated_at_ms=max(state.updated_at_ms, event.timestamp_ms))  # type: ignore[arg-type]
+        changed = {
+            "positives": _keep_newest((*state.positives, signal), params.window),
+            "recent_positive": tuple(recent),
+            "floor_positive_ms": floor,
+        }
+    return replace(
+        state, **changed, event_count=state.event_count + 1, updated_at_ms=max(state.updated_at_ms, event.timestamp_ms)
+    )  # type: ignore[arg-type]
 
 
 def fold_interactions(events: Iterable[Interaction], params: InterestParams) -> InterestState:
@@ -136,7 +153,9 @@ def fold_interactions(events: Iterable[Interaction], params: InterestParams) -> 
     return state
 
 
-def _weighted(signals: tuple[Signal, ...], vectors: Mapping[str, Vector], newest_ms: int, params: InterestParams) -> tuple[Vector, NDArray[np.float64]] | None:
+def _weighted(
+    signals: tuple[Signal, ...], vectors: Mapping[str, Vector], newest_ms: int, params: InterestParams
+) -> tuple[Vector, NDArray[np.float64]] | None:
     """(n, dim) vectors of the signals whose item is known, and their recency-decayed weights (n,)."""
     known = [s for s in signals if s.item_id in vectors]
     if not known:
@@ -166,7 +185,10 @@ def _clusters(matrix: Vector, weights: NDArray[np.float64], k: int, iterations: 
     for _ in range(iterations):
         assign = np.argmax(unit @ centroids.T, axis=1)
         centroids = np.stack(
-            [l2_normalise(_mean(unit[assign == c], weights[assign == c])) if (assign == c).any() else centroids[c] for c in range(len(centroids))]
+            [
+                l2_normalise(_mean(unit[assign == c], weights[assign == c])) if (assign == c).any() else centroids[c]
+                for c in range(len(centroids))
+            ]
         )
     groups = [np.flatnonzero(assign == c) for c in range(len(centroids)) if (assign == c).any()]
     return sorted(groups, key=lambda g: (-weights[g].sum(), int(g.min())))

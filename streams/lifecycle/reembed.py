@@ -44,12 +44,12 @@ from kafka.structs import OffsetAndMetadata
 
 from encoders.client import EncoderClient
 from streams.interest.maths import InterestParams
+from streams.lifecycle.registry import Versions
 from streams.ops.metrics import Metrics
+from streams.retry import Retry
 from streams.sinks.kafka import consumer
 from streams.sinks.media import MediaResolver
 from streams.sinks.milvus import MilvusSink, check_milvus, drop_collections, ensure_collections, milvus_string
-from streams.lifecycle.registry import Versions
-from streams.retry import Retry
 from topology.codec import BadInput, Limits, decode_interest_state, decode_upload
 from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, item_row
 from topology.messages import EncodeRequest
@@ -100,8 +100,10 @@ class Counts:
         line = f"items: {self.live_items:,} live, {self.new_items:,} new; user rows: {self.live_users:,} live, {self.new_users:,} new"
         if self.complete:
             return line + ": complete"
-        return line + (": the new version lacks rows (items the new encoder refused, users none of whose items it has, "
-                       "or uploads arriving faster than the re-embed follows)")  # fmt: skip
+        return line + (
+            ": the new version lacks rows (items the new encoder refused, users none of whose items it has, "
+            "or uploads arriving faster than the re-embed follows)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,9 @@ class Backfill:
     encoded: int = 0  # item rows this run stored
     users_written: int = 0  # user states this run wrote: each batch's newest per user (a user whose newer state came in a later batch counts again; one with only negatives so far has no vector to write)
     refused: dict[str, str] = field(default_factory=dict)  # item, user or offset -> why it was not re-embedded
-    pending: dict[str, Any] = field(default_factory=dict)  # user -> newest state, written while an item of it had no new vector yet: rewritten once it has
+    pending: dict[str, Any] = field(
+        default_factory=dict
+    )  # user -> newest state, written while an item of it had no new vector yet: rewritten once it has
     counts: Counts | None = None  # live against new, once both phases are complete
     swap: Swap | None = None
     not_swapped: str = ""  # why there was no swap
@@ -170,9 +174,28 @@ def group_for(settings: Settings, version: Version) -> str:
 class Writer:
     """Writes one version from the two topics: item-content -> its items, the changelog -> its users."""
 
-    def __init__(self, s: Settings, version: Version, encoder: EncoderClient, sink: MilvusSink, media: MediaResolver, retry: Retry,
-                 result: Backfill, max_rate: float, batch: int) -> None:  # fmt: skip
-        self.s, self.version, self.encoder, self.sink, self.media, self.retry, self.result, self.batch = s, version, encoder, sink, media, retry, result, batch
+    def __init__(
+        self,
+        s: Settings,
+        version: Version,
+        encoder: EncoderClient,
+        sink: MilvusSink,
+        media: MediaResolver,
+        retry: Retry,
+        result: Backfill,
+        max_rate: float,
+        batch: int,
+    ) -> None:
+        self.s, self.version, self.encoder, self.sink, self.media, self.retry, self.result, self.batch = (
+            s,
+            version,
+            encoder,
+            sink,
+            media,
+            retry,
+            result,
+            batch,
+        )
         self.items, self.users = version.specs(*s.collections())
         self.group = group_for(s, version)
         self.bucket = TokenBucket(max_rate, batch)
@@ -180,10 +203,22 @@ class Writer:
 
     async def _encode(self, records: list[Any]) -> None:
         await asyncio.sleep(self.bucket.wait_s(len(records)))
-        await _encode_and_store(records, self.s.limits(), self.encoder, self.media, self.sink, self.items, self.result, self.retry)
+        await _encode_and_store(
+            records, self.s.limits(), self.encoder, self.media, self.sink, self.items, self.result, self.retry
+        )
 
     async def _recompute(self, records: list[Any]) -> None:
-        await _recompute_users(records, self.s.limits(), self.params, self.sink, self.items, self.users, self.version.model_version, self.result, self.retry)
+        await _recompute_users(
+            records,
+            self.s.limits(),
+            self.params,
+            self.sink,
+            self.items,
+            self.users,
+            self.version.model_version,
+            self.result,
+            self.retry,
+        )
 
     def changelog_ends(self) -> dict[Any, int]:
         """The changelog's end offsets now. Taken *before* an items phase begins, they bound the users
@@ -192,10 +227,14 @@ class Writer:
         return _end_offsets(self.s, table_changelog(self.s.app_id))
 
     async def items_phase(self, phase: Phase, progress: Say) -> None:
-        await _drain(self.s, phase, self.group, self.batch, self._encode, progress, f"-> {self.items.name} ({self.version.model_version})")
+        await _drain(
+            self.s, phase, self.group, self.batch, self._encode, progress, f"-> {self.items.name} ({self.version.model_version})"
+        )
         if self.result.pending:  # users written before an item of theirs had its new vector: rewritten now that it may have
             pending, self.result.pending = self.result.pending, {}
-            await _write_users(pending, self.params, self.sink, self.items, self.users, self.version.model_version, self.result, self.retry)
+            await _write_users(
+                pending, self.params, self.sink, self.items, self.users, self.version.model_version, self.result, self.retry
+            )
 
     async def users_phase(self, phase: Phase, progress: Say, ends: dict[Any, int]) -> None:
         # the workers' interest batch, not the encoder's: no encoder here, and a user's many changelog records fold into one write
@@ -231,8 +270,7 @@ class Writer:
         return total
 
 
-
-def _quiet(line: str) -> None:  # noqa: ARG001 - a progress sink for follow rounds
+def _quiet(line: str) -> None:
     return None
 
 
@@ -268,13 +306,17 @@ class Session:
         self.s = settings
         self.retry = Retry(Metrics(), settings.retry_backoff_max_s)
         self.sink = MilvusSink.for_settings(settings)
-        self.media = MediaResolver(max_bytes=settings.max_image_bytes, timeout_s=settings.media_fetch_timeout_s, policy=settings.media_policy())
+        self.media = MediaResolver(
+            max_bytes=settings.max_image_bytes, timeout_s=settings.media_fetch_timeout_s, policy=settings.media_policy()
+        )
         spec, default = settings.registry()
         self.registry_spec = spec
         self.versions = Versions(self.sink, spec, default)
 
     async def __aenter__(self) -> Session:
-        ensure_collections(self.s.milvus_uri, self.s.milvus_token_value, [self.registry_spec], self.s.milvus_backend, tls=self.s.milvus_tls())
+        ensure_collections(
+            self.s.milvus_uri, self.s.milvus_token_value, [self.registry_spec], self.s.milvus_backend, tls=self.s.milvus_tls()
+        )
         await self.sink.start()
         await self.media.start()
         return self
@@ -300,7 +342,10 @@ class Session:
         return probe.model_version, len(probe.vector)
 
     async def counts(self, live: Version, new: Version, before_new: Callable[[], Awaitable[object]]) -> Counts:
-        item_rows, user_rows = f"creator_id != {milvus_string(CANARY)}", f"user_id != {milvus_string(CANARY)}"  # not the workers' canaries
+        item_rows, user_rows = (
+            f"creator_id != {milvus_string(CANARY)}",
+            f"user_id != {milvus_string(CANARY)}",
+        )  # not the workers' canaries
 
         async def count(name: str, where: str) -> int:
             return await self.retry.retrying("milvus", f"count {name}", partial(self.sink.count, name, where))
@@ -326,15 +371,26 @@ class Session:
         await asyncio.to_thread(mark_ends, self.s, old)
         registry = await self.registry()
         write_s = await self.write(registry.swapped_to(writer.version, int(time.time() * 1000), int(keep_s * 1000)))
-        progress(f"reembed: swapped: {writer.version.model_version} is live ({writer.items.name}, {writer.users.name}); "
-                 f"{old.model_version} kept for a rollback; following the new version {grace_s:.0f}s for batches in flight")  # fmt: skip
+        progress(
+            f"reembed: swapped: {writer.version.model_version} is live ({writer.items.name}, {writer.users.name}); "
+            f"{old.model_version} kept for a rollback; following the new version {grace_s:.0f}s for batches in flight"
+        )
         grace = await writer.follow_for(grace_s)
         return Swap(old.model_version, writer.version.model_version, write_s, grace)
 
 
 async def reembed(
-    settings: Settings, target: EncoderClient, max_rate: float, batch: int = 32, progress: Say = print, target_url: str = "", swap: bool = True, grace_s: float = 15.0, keep_s: float = 86400.0, live_encoder: EncoderClient | None = None,
-) -> Backfill:  # fmt: skip
+    settings: Settings,
+    target: EncoderClient,
+    max_rate: float,
+    batch: int = 32,
+    progress: Say = print,
+    target_url: str = "",
+    swap: bool = True,
+    grace_s: float = 15.0,
+    keep_s: float = 86400.0,
+    live_encoder: EncoderClient | None = None,
+) -> Backfill:
     """Register, backfill, follow, count and (with `swap`) swap to `target`'s version (the module's steps).
 
     `target_url`: where the workers reach `target` after the swap (the registry keeps it). `live_encoder`:
@@ -347,7 +403,9 @@ async def reembed(
         version, dim = await session.probe(target, "target")
         registry = await session.registry()
         live = registry.live
-        if not live.model_version and live_encoder is not None:  # a deployment from before the registry: name what its workers run
+        if (
+            not live.model_version and live_encoder is not None
+        ):  # a deployment from before the registry: name what its workers run
             live = replace(live, model_version=(await session.probe(live_encoder, "live"))[0])
         items, users = shadow(s.collections()[0], version, dim), shadow(s.collections()[1], version, dim)
         new = Version(version, items.name, users.name, dim, target_url)
@@ -367,9 +425,13 @@ async def reembed(
         result.users = Phase(table_changelog(s.app_id))
         await writer.users_phase(result.users, progress, changelog_ends)
         result.followed = await writer.catch_up(progress)
-        missing = {live.items, live.users} - set(await asyncio.to_thread(check_milvus, s.milvus_uri, s.milvus_token_value, tls=s.milvus_tls()))
+        missing = {live.items, live.users} - set(
+            await asyncio.to_thread(check_milvus, s.milvus_uri, s.milvus_token_value, tls=s.milvus_tls())
+        )
         if missing:
-            result.not_swapped = f"no live collection {', '.join(sorted(missing))} to compare with (SAIL_MILVUS_COLLECTION_PREFIX?)"
+            result.not_swapped = (
+                f"no live collection {', '.join(sorted(missing))} to compare with (SAIL_MILVUS_COLLECTION_PREFIX?)"
+            )
             progress(f"reembed: {result.not_swapped}")
             return result
 
@@ -379,12 +441,16 @@ async def reembed(
         result.counts = await session.counts(live, new, last_round)
         progress(f"reembed: {result.counts.explain()}")
         if result.pending:
-            progress(f"reembed: {len(result.pending):,} users' vectors lack an item the new encoder has no vector for (refused or still to come): "
-                     f"e.g. {next(iter(result.pending))}")  # fmt: skip
+            progress(
+                f"reembed: {len(result.pending):,} users' vectors lack an item the new encoder has no vector for (refused or still to come): "
+                f"e.g. {next(iter(result.pending))}"
+            )
         if not result.counts.complete:
             result.not_swapped = "the new version lacks rows"
         elif not live.model_version:
-            result.not_swapped = "the live version has no name to keep it under for a rollback (the workers' encoder was not probed)"
+            result.not_swapped = (
+                "the live version has no name to keep it under for a rollback (the workers' encoder was not probed)"
+            )
         elif result.refused:
             result.not_swapped = f"{len(result.refused)} items or users were refused"
         elif not swap:
@@ -396,7 +462,9 @@ async def reembed(
     return result
 
 
-async def rollback(settings: Settings, encoder: Callable[[Version], EncoderClient], progress: Say = print, grace_s: float = 15.0, batch: int = 32) -> Swap:
+async def rollback(
+    settings: Settings, encoder: Callable[[Version], EncoderClient], progress: Say = print, grace_s: float = 15.0, batch: int = 32
+) -> Swap:
     """Bring the previous version up to date from the swap's marks (through `encoder(previous)`), then
     swap back to it; the version rolled back from becomes the previous one, kept as long as before.
 
@@ -409,13 +477,21 @@ async def rollback(settings: Settings, encoder: Callable[[Version], EncoderClien
         client = encoder(previous)
         await client.start()
         try:
-            result = Backfill(previous.model_version, previous.items, previous.users, group_for(s, previous), Phase(s.topics().item_content.name))
+            result = Backfill(
+                previous.model_version,
+                previous.items,
+                previous.users,
+                group_for(s, previous),
+                Phase(s.topics().item_content.name),
+            )
             writer = Writer(s, previous, client, session.sink, session.media, session.retry, result, 0, batch)
             progress(f"reembed --rollback: bringing {previous.model_version} up to date from the swap's marks")
             read = await writer.catch_up(progress)
             progress(f"reembed --rollback: {read:,} records read, {result.encoded:,} items re-encoded")
             if result.refused:
-                raise RuntimeError(f"{len(result.refused)} items or users could not be brought up to date, e.g. {next(iter(result.refused.items()))}")
+                raise RuntimeError(
+                    f"{len(result.refused)} items or users could not be brought up to date, e.g. {next(iter(result.refused.items()))}"
+                )
             keep_s = max(registry.keep_until_ms / 1000 - time.time(), 0.0)
             return await session.swap(writer, registry.live, keep_s, grace_s, progress)
         finally:
@@ -433,22 +509,39 @@ async def retire(settings: Settings, progress: Say = print, force: bool = False)
         registry, previous = await session.previous("retire")
         left_s = registry.keep_until_ms / 1000 - time.time()
         if left_s > 0 and not force:
-            raise RuntimeError(f"{previous.model_version} is kept for a rollback {left_s / 3600:.1f} h more (--force drops it now)")
+            raise RuntimeError(
+                f"{previous.model_version} is kept for a rollback {left_s / 3600:.1f} h more (--force drops it now)"
+            )
         await session.write(registry.retired())
         keep = {registry.live.items, registry.live.users}
-        dropped = drop_collections(s.milvus_uri, s.milvus_token_value, [n for n in (previous.items, previous.users) if n not in keep], tls=s.milvus_tls())
+        dropped = drop_collections(
+            s.milvus_uri, s.milvus_token_value, [n for n in (previous.items, previous.users) if n not in keep], tls=s.milvus_tls()
+        )
         progress(f"reembed --retire: {previous.model_version} retired; dropped {', '.join(dropped) or 'nothing'}")
         return dropped
 
 
 async def _drain(
-    s: Settings, phase: Phase, group: str, batch: int, handle: Callable[[list[Any]], Awaitable[None]], progress: Callable[[str], None], what: str,
+    s: Settings,
+    phase: Phase,
+    group: str,
+    batch: int,
+    handle: Callable[[list[Any]], Awaitable[None]],
+    progress: Callable[[str], None],
+    what: str,
     ends: dict[Any, int] | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Read `phase.topic` from the group's committed offsets up to the end offsets seen now (or `ends`),
     `batch` records at a time: `handle` them, then commit them. A rerun starts where the last commit was."""
-    reader = consumer(s.kafka_bootstrap, s.kafka_security(), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
-                      max_poll_records=batch, max_partition_fetch_bytes=s.max_message_bytes + 128 * 1024)  # fmt: skip
+    reader = consumer(
+        s.kafka_bootstrap,
+        s.kafka_security(),
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=batch,
+        max_partition_fetch_bytes=s.max_message_bytes + 128 * 1024,
+    )
     try:
         partitions = [TopicPartition(phase.topic, p) for p in sorted(reader.partitions_for_topic(phase.topic) or ())]
         reader.assign(partitions)
@@ -477,8 +570,10 @@ async def _drain(
             if time.monotonic() - last_report >= 5.0:
                 last_report = time.monotonic()
                 done = phase.already_done + phase.processed
-                progress(f"reembed: {phase.topic} {done:,} / {phase.total:,} ({100 * done / max(phase.total, 1):.0f} %), "
-                         f"{phase.rate:.1f} records/s, ETA {eta(done, phase.total, phase.rate)}")  # fmt: skip
+                progress(
+                    f"reembed: {phase.topic} {done:,} / {phase.total:,} ({100 * done / max(phase.total, 1):.0f} %), "
+                    f"{phase.rate:.1f} records/s, ETA {eta(done, phase.total, phase.rate)}"
+                )
         phase.complete = True
         phase.seconds = time.monotonic() - began
     finally:
@@ -486,8 +581,15 @@ async def _drain(
 
 
 async def _encode_and_store(
-    records: list[Any], limits: Limits, target: EncoderClient, media: MediaResolver, sink: MilvusSink, spec: CollectionSpec, result: Backfill, retry: Retry
-) -> None:  # fmt: skip
+    records: list[Any],
+    limits: Limits,
+    target: EncoderClient,
+    media: MediaResolver,
+    sink: MilvusSink,
+    spec: CollectionSpec,
+    result: Backfill,
+    retry: Retry,
+) -> None:
     from streams.worker.content import resolve_request
 
     ready = []
@@ -507,7 +609,9 @@ async def _encode_and_store(
         if done.vector is None:
             result.refused[upload.item_id] = f"{done.reason}: {done.error}"
         else:
-            rows.append(item_row(upload.item_id, upload.creator_id, upload.created_at_ms, encoded_at, done.model_version, done.vector))
+            rows.append(
+                item_row(upload.item_id, upload.creator_id, upload.created_at_ms, encoded_at, done.model_version, done.vector)
+            )
     refused = await retry.retrying("milvus", f"upsert {spec.name}", lambda: sink.upsert_each(spec, rows))
     for index, why in refused.items():
         result.refused[str(rows[index]["item_id"])] = f"refused by Milvus: {why}"
@@ -515,9 +619,16 @@ async def _encode_and_store(
 
 
 async def _recompute_users(
-    records: list[Any], limits: Limits, params: InterestParams, sink: MilvusSink, items: CollectionSpec, users: CollectionSpec, version: str,
-    result: Backfill, retry: Retry,
-) -> None:  # fmt: skip
+    records: list[Any],
+    limits: Limits,
+    params: InterestParams,
+    sink: MilvusSink,
+    items: CollectionSpec,
+    users: CollectionSpec,
+    version: str,
+    result: Backfill,
+    retry: Retry,
+) -> None:
     """Each user's newest state in `records` (changelog records, in offset order) -> `_write_users`."""
     newest = {r.key.decode(): r for r in records if r.key is not None and r.value is not None}  # a later record of a user wins
     states = {}
@@ -530,15 +641,26 @@ async def _recompute_users(
 
 
 async def _write_users(
-    states: dict[str, Any], params: InterestParams, sink: MilvusSink, items: CollectionSpec, users: CollectionSpec, version: str, result: Backfill, retry: Retry
-) -> None:  # fmt: skip
+    states: dict[str, Any],
+    params: InterestParams,
+    sink: MilvusSink,
+    items: CollectionSpec,
+    users: CollectionSpec,
+    version: str,
+    result: Backfill,
+    retry: Retry,
+) -> None:
     """The users' interest vectors over the new item vectors -> rows of the new users collection, named
     with `version`. A user with an item the new collection lacks is written with what it has and kept
     in `result.pending`, to be written again after the next items phase."""
     from streams.worker.interest import user_rows
 
     needed = sorted({item for state in states.values() for item in state.item_ids()})
-    found = await retry.retrying("milvus", f"read {items.name}", lambda: sink.get(items.name, needed, [VECTOR_FIELD])) if needed else []
+    found = (
+        await retry.retrying("milvus", f"read {items.name}", lambda: sink.get(items.name, needed, [VECTOR_FIELD]))
+        if needed
+        else []
+    )
     vectors = {str(row[items.primary_key]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in found}
     for user, state in states.items():
         if state.item_ids() - vectors.keys():

@@ -13,15 +13,21 @@ import time
 from collections.abc import Callable
 
 from streams.sinks.milvus import MilvusSink, MilvusUnavailable, collection_missing
-from topology.versions import REGISTRY_KEY, Registry, registry_row
 from topology.collections import CollectionSpec
+from topology.versions import REGISTRY_KEY, Registry, registry_row
 
 logger = logging.getLogger(__name__)
 
 
-
 class Versions:
-    def __init__(self, sink: MilvusSink, spec: CollectionSpec, default: Registry, max_age_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        sink: MilvusSink,
+        spec: CollectionSpec,
+        default: Registry,
+        max_age_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sink = sink
         self._spec = spec
         self.default = default
@@ -62,11 +68,20 @@ class Versions:
             self._read_at = now  # tried again after max_age_s, not by every caller meanwhile
             if now - self._warned_at >= 60:
                 self._warned_at = now
-                logger.warning("cannot read the model-version registry, keeping live=%s: %s", self._known.live.model_version or "(default)", str(exc).splitlines()[0][:200])
+                logger.warning(
+                    "cannot read the model-version registry, keeping live=%s: %s",
+                    self._known.live.model_version or "(default)",
+                    str(exc).splitlines()[0][:200],
+                )
             return self._known
         if registry.generation != self._known.generation or registry.live != self._known.live:
-            logger.warning("model-version registry generation %d: live %s (%s, %s)", registry.generation, registry.live.model_version or "(default)",
-                           registry.live.items, registry.live.users)  # fmt: skip
+            logger.warning(
+                "model-version registry generation %d: live %s (%s, %s)",
+                registry.generation,
+                registry.live.model_version or "(default)",
+                registry.live.items,
+                registry.live.users,
+            )
         self._known, self._read_at = registry, now
         return registry
 

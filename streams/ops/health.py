@@ -3,6 +3,7 @@ evaluation: judge a window of lag samples, not one number. Pure: samples and tim
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -62,12 +63,22 @@ def evaluate(
     offline = [p for p in replicas if p.offline]
     short = [p for p in replicas if p.under_replicated and not p.offline]
     if offline:
-        findings.append(("failing", f"{len(offline)} partition(s) without a leader, e.g. {offline[0].topic}[{offline[0].partition}]: "
-                                    "nothing is read or written there until a broker holding them returns"))  # fmt: skip
+        findings.append(
+            (
+                "failing",
+                f"{len(offline)} partition(s) without a leader, e.g. {offline[0].topic}[{offline[0].partition}]: "
+                "nothing is read or written there until a broker holding them returns",
+            )
+        )
     if short:
         p = short[0]
-        findings.append(("degraded", f"{len(short)} partition(s) under-replicated, e.g. {p.topic}[{p.partition}] with {len(p.isr)} of "
-                                     f"{len(p.replicas)} replicas in sync: a broker is down or behind"))  # fmt: skip
+        findings.append(
+            (
+                "degraded",
+                f"{len(short)} partition(s) under-replicated, e.g. {p.topic}[{p.partition}] with {len(p.isr)} of "
+                f"{len(p.replicas)} replicas in sync: a broker is down or behind",
+            )
+        )
     for dependency, up in sorted(dependencies_up.items()):
         if not up:
             findings.append(("failing", f"{dependency} is down (calls failing, being retried)"))
@@ -80,19 +91,33 @@ def evaluate(
         covered = last.at_s - samples[0].at_s >= thresholds.stall_window_s
         growth = samples[-thresholds.growth_samples :]
         if covered and last.behind > 0 and all(s.committed == last.committed and s.behind > 0 for s in recent):
-            findings.append(("failing", f"{where} stalled: committed offset {last.committed} has not moved for {thresholds.stall_window_s:.0f}s with {last.behind} messages behind"))
+            findings.append(
+                (
+                    "failing",
+                    f"{where} stalled: committed offset {last.committed} has not moved for {thresholds.stall_window_s:.0f}s with {last.behind} messages behind",
+                )
+            )
         elif last.seconds_behind >= thresholds.lag_seconds_failing:
             findings.append(("failing", f"{where} is {last.seconds_behind:.0f}s behind"))
-        elif len(growth) >= thresholds.growth_samples and all(b.behind > a.behind for a, b in zip(growth, growth[1:])):
+        elif len(growth) >= thresholds.growth_samples and all(b.behind > a.behind for a, b in itertools.pairwise(growth)):
             span = growth[-1].at_s - growth[0].at_s
-            findings.append(("degraded", f"{where} lag growing over the last {span:.0f}s ({growth[0].behind} -> {last.behind} messages)"))
+            findings.append(
+                ("degraded", f"{where} lag growing over the last {span:.0f}s ({growth[0].behind} -> {last.behind} messages)")
+            )
         elif last.seconds_behind >= thresholds.lag_seconds_degraded:
             findings.append(("degraded", f"{where} is {last.seconds_behind:.0f}s behind"))
     if saturation is not None and saturation >= thresholds.saturated_share:
-        findings.append(("degraded", f"encoder at capacity: the content agent waited for it {saturation:.0%} of the last minute; "
-                                     "uploads queue in Kafka and drain when arrivals fall below capacity"))  # fmt: skip
+        findings.append(
+            (
+                "degraded",
+                f"encoder at capacity: the content agent waited for it {saturation:.0%} of the last minute; "
+                "uploads queue in Kafka and drain when arrivals fall below capacity",
+            )
+        )
     if freshness_p99_s is not None and freshness_p99_s > thresholds.freshness_p99_slo_s:
-        findings.append(("degraded", f"item freshness p99 {freshness_p99_s:.1f}s is over the {thresholds.freshness_p99_slo_s:.0f}s SLO"))
+        findings.append(
+            ("degraded", f"item freshness p99 {freshness_p99_s:.1f}s is over the {thresholds.freshness_p99_slo_s:.0f}s SLO")
+        )
     if not findings:
         return Verdict("healthy", ("all partitions keep up, all dependencies answer",))
     worst = max(findings, key=lambda f: _RANK[f[0]])[0]

@@ -49,10 +49,30 @@ def format_table(rows: Sequence[PartitionLag]) -> str:
     """Per-partition rows, then one total per topic (messages summed, seconds the worst)."""
     table = [("GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG (MSGS)", "LAG (S)")]
     for r in rows:
-        table.append((r.group_id, r.topic, str(r.partition), str(r.committed), str(r.end), str(r.messages_behind), f"{r.seconds_behind:.1f}"))
+        table.append(
+            (
+                r.group_id,
+                r.topic,
+                str(r.partition),
+                str(r.committed),
+                str(r.end),
+                str(r.messages_behind),
+                f"{r.seconds_behind:.1f}",
+            )
+        )
     for topic in dict.fromkeys(r.topic for r in rows):
         mine = [r for r in rows if r.topic == topic]
-        table.append((mine[0].group_id, topic, "all", "", "", str(sum(r.messages_behind for r in mine)), f"{max(r.seconds_behind for r in mine):.1f}"))
+        table.append(
+            (
+                mine[0].group_id,
+                topic,
+                "all",
+                "",
+                "",
+                str(sum(r.messages_behind for r in mine)),
+                f"{max(r.seconds_behind for r in mine):.1f}",
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
 

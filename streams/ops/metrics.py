@@ -55,56 +55,139 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.lag_messages = Gauge(CONSUMER_LAG_MESSAGES, "Messages behind: log-end minus committed offset", ["topic", "partition"], registry=r)
+        self.lag_messages = Gauge(
+            CONSUMER_LAG_MESSAGES, "Messages behind: log-end minus committed offset", ["topic", "partition"], registry=r
+        )
         self.lag_seconds = Gauge(CONSUMER_LAG_SECONDS, "Age of the oldest unprocessed record", ["topic", "partition"], registry=r)
         self.item_freshness = Histogram(
-            ITEM_FRESHNESS_SECONDS, "Upload event time to the item being upserted (stage=upserted) or searchable by recall (stage=searchable)",
-            ["stage"], buckets=_FRESHNESS_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.user_freshness = Histogram(USER_FRESHNESS_SECONDS, "Interaction event time to the user's vector being upserted", buckets=_FRESHNESS_BUCKETS, registry=r)
-        self.triton_seconds = Histogram(TRITON_REQUEST_SECONDS, "Latency of one encode request to Triton", buckets=_LATENCY_BUCKETS, registry=r)
-        self.triton_batch = Histogram(TRITON_BATCH_ITEMS, "Items per encode request (micro-batch size achieved)", buckets=_BATCH_BUCKETS, registry=r)
-        self.milvus_seconds = Histogram(MILVUS_UPSERT_SECONDS, "Latency of one acknowledged Milvus upsert", ["collection"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.dependency_errors = Counter(DEPENDENCY_ERRORS, "Failed calls to a dependency (each retried)", ["dependency"], registry=r)
-        self.under_replicated = Gauge(
-            KAFKA_UNDER_REPLICATED, "Partitions of the worker's topics with fewer replicas in sync than assigned (a broker down or behind)", ["topic"], registry=r
+            ITEM_FRESHNESS_SECONDS,
+            "Upload event time to the item being upserted (stage=upserted) or searchable by recall (stage=searchable)",
+            ["stage"],
+            buckets=_FRESHNESS_BUCKETS,
+            registry=r,
         )
-        self.offline_partitions = Gauge(KAFKA_OFFLINE, "Partitions of the worker's topics without a leader: nothing is read or written there", ["topic"], registry=r)
+        self.user_freshness = Histogram(
+            USER_FRESHNESS_SECONDS,
+            "Interaction event time to the user's vector being upserted",
+            buckets=_FRESHNESS_BUCKETS,
+            registry=r,
+        )
+        self.triton_seconds = Histogram(
+            TRITON_REQUEST_SECONDS, "Latency of one encode request to Triton", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.triton_batch = Histogram(
+            TRITON_BATCH_ITEMS, "Items per encode request (micro-batch size achieved)", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.milvus_seconds = Histogram(
+            MILVUS_UPSERT_SECONDS,
+            "Latency of one acknowledged Milvus upsert",
+            ["collection"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dependency_errors = Counter(
+            DEPENDENCY_ERRORS, "Failed calls to a dependency (each retried)", ["dependency"], registry=r
+        )
+        self.under_replicated = Gauge(
+            KAFKA_UNDER_REPLICATED,
+            "Partitions of the worker's topics with fewer replicas in sync than assigned (a broker down or behind)",
+            ["topic"],
+            registry=r,
+        )
+        self.offline_partitions = Gauge(
+            KAFKA_OFFLINE,
+            "Partitions of the worker's topics without a leader: nothing is read or written there",
+            ["topic"],
+            registry=r,
+        )
         self.dependency_up = Gauge(DEPENDENCY_UP, "1 when the dependency's last call succeeded", ["dependency"], registry=r)
         self.dead_letters = Counter(DEAD_LETTERS, "Messages sent to the dead-letter topic", ["reason", "topic"], registry=r)
         self.events = Counter(EVENTS, "Events consumed per agent", ["agent"], registry=r)
-        self.commit_repairs = Counter(COMMIT_REPAIRS, "Faust offset-commit faults repaired (streams/worker/commits.py)", ["kind", "topic"], registry=r)
+        self.commit_repairs = Counter(
+            COMMIT_REPAIRS, "Faust offset-commit faults repaired (streams/worker/commits.py)", ["kind", "topic"], registry=r
+        )
         self.triton_requests = Counter(
-            TRITON_REQUESTS, "Encode requests by outcome: ok; abandoned (past the client deadline, Triton may have computed it anyway); "
-            "rejected (Triton refused it as over its queue bound, never computed); failed", ["outcome"], registry=r,
-        )  # fmt: skip
-        self.triton_deadline = Gauge(TRITON_DEADLINE_SECONDS, "Client deadline of a full micro-batch now (follows the measured service time)", registry=r)
-        self.content_batch = Gauge(CONTENT_BATCH_ITEMS, "Uploads in the content agent's latest micro-batch (adaptive: what was waiting)", registry=r)
+            TRITON_REQUESTS,
+            "Encode requests by outcome: ok; abandoned (past the client deadline, Triton may have computed it anyway); "
+            "rejected (Triton refused it as over its queue bound, never computed); failed",
+            ["outcome"],
+            registry=r,
+        )
+        self.triton_deadline = Gauge(
+            TRITON_DEADLINE_SECONDS, "Client deadline of a full micro-batch now (follows the measured service time)", registry=r
+        )
+        self.content_batch = Gauge(
+            CONTENT_BATCH_ITEMS, "Uploads in the content agent's latest micro-batch (adaptive: what was waiting)", registry=r
+        )
         self.content_in_flight = Gauge(CONTENT_IN_FLIGHT, "Content micro-batches in flight in this worker", registry=r)
         self.content_full = Counter(
-            CONTENT_PIPELINE_FULL, "Time the content agent waited for a free in-flight slot (the encoder or the sinks at capacity)", registry=r
+            CONTENT_PIPELINE_FULL,
+            "Time the content agent waited for a free in-flight slot (the encoder or the sinks at capacity)",
+            registry=r,
         )
-        self.interest_applied = Counter(INTEREST_APPLIED, "Interactions applied to a user's interest state (replays and duplicates not counted)", registry=r)
+        self.interest_applied = Counter(
+            INTEREST_APPLIED, "Interactions applied to a user's interest state (replays and duplicates not counted)", registry=r
+        )
         self.interest_changelog_bytes = Counter(
-            INTEREST_CHANGELOG_BYTES, "Bytes of interest state written to the table's changelog (divide by sail_interest_applied_total: bytes per interaction)", registry=r
+            INTEREST_CHANGELOG_BYTES,
+            "Bytes of interest state written to the table's changelog (divide by sail_interest_applied_total: bytes per interaction)",
+            registry=r,
         )
-        self.interest_state_bytes = Histogram(INTEREST_STATE_BYTES, "Size of each user's interest state as written", buckets=_STATE_BUCKETS, registry=r)
+        self.interest_state_bytes = Histogram(
+            INTEREST_STATE_BYTES, "Size of each user's interest state as written", buckets=_STATE_BUCKETS, registry=r
+        )
         self.interest_seconds = Counter(
-            INTEREST_SECONDS, "Time the interest agent spent in each phase of its micro-batches (decode, state, vectors, maths, park, upsert, "
-            "changelog): where a busy interest path's time goes", ["phase"], registry=r,
-        )  # fmt: skip
-        self.online_hit_checks = Counter(ONLINE_HIT_CHECKS, "Sampled positive interactions checked: was the item in the user's top-K just before?", registry=r)
-        self.online_hits = Counter(ONLINE_HITS, "Checked interactions whose item was in the user's top-K (divide by sail_online_hit_checks_total)", registry=r)
-        self.online_hit_skipped = Counter(ONLINE_HIT_SKIPPED, "Sampled interactions not checked (a search still running, or it failed)", registry=r)
+            INTEREST_SECONDS,
+            "Time the interest agent spent in each phase of its micro-batches (decode, state, vectors, maths, park, upsert, "
+            "changelog): where a busy interest path's time goes",
+            ["phase"],
+            registry=r,
+        )
+        self.online_hit_checks = Counter(
+            ONLINE_HIT_CHECKS, "Sampled positive interactions checked: was the item in the user's top-K just before?", registry=r
+        )
+        self.online_hits = Counter(
+            ONLINE_HITS,
+            "Checked interactions whose item was in the user's top-K (divide by sail_online_hit_checks_total)",
+            registry=r,
+        )
+        self.online_hit_skipped = Counter(
+            ONLINE_HIT_SKIPPED, "Sampled interactions not checked (a search still running, or it failed)", registry=r
+        )
         self.sid_assigned = Counter(
-            SID_ASSIGNED, "Fresh items given a semantic ID: unique (suffix 0), collision (suffix > 0), none (no codebook live, or its rows missing)",
-            ["outcome"], registry=r,
-        )  # fmt: skip
-        self.sid_seconds = Counter(SID_SECONDS, "Time spent assigning semantic IDs: codes (the quantiser, CPU) and lookup (who holds the buckets, Milvus)", ["phase"], registry=r)
-        self.sid_error = Gauge(SID_QUANTISATION_ERROR, "Mean relative quantisation error |x - x_hat|^2 / |x|^2: fitted (the codebook's items) and fresh (the last 500 assigned)", ["which"], registry=r)
-        self.sid_drift = Gauge(SID_DRIFT_RATIO, "Fresh quantisation error / fitted: above SAIL_SID_DRIFT_RATIO the codebook needs refitting", registry=r)
-        self.sid_utilisation = Gauge(SID_UTILISATION, "Share of the K codes in use per level, on the items the live codebook was fitted on", ["level"], registry=r)
-        self.sid_collision_rate = Gauge(SID_COLLISION_RATE, "Share of items sharing all L codes with another, on the items the live codebook was fitted on", registry=r)
+            SID_ASSIGNED,
+            "Fresh items given a semantic ID: unique (suffix 0), collision (suffix > 0), none (no codebook live, or its rows missing)",
+            ["outcome"],
+            registry=r,
+        )
+        self.sid_seconds = Counter(
+            SID_SECONDS,
+            "Time spent assigning semantic IDs: codes (the quantiser, CPU) and lookup (who holds the buckets, Milvus)",
+            ["phase"],
+            registry=r,
+        )
+        self.sid_error = Gauge(
+            SID_QUANTISATION_ERROR,
+            "Mean relative quantisation error |x - x_hat|^2 / |x|^2: fitted (the codebook's items) and fresh (the last 500 assigned)",
+            ["which"],
+            registry=r,
+        )
+        self.sid_drift = Gauge(
+            SID_DRIFT_RATIO,
+            "Fresh quantisation error / fitted: above SAIL_SID_DRIFT_RATIO the codebook needs refitting",
+            registry=r,
+        )
+        self.sid_utilisation = Gauge(
+            SID_UTILISATION,
+            "Share of the K codes in use per level, on the items the live codebook was fitted on",
+            ["level"],
+            registry=r,
+        )
+        self.sid_collision_rate = Gauge(
+            SID_COLLISION_RATE,
+            "Share of items sharing all L codes with another, on the items the live codebook was fitted on",
+            registry=r,
+        )
         for outcome in ("unique", "collision", "none"):
             self.sid_assigned.labels(outcome)
         for outcome in ("ok", "abandoned", "rejected", "failed"):

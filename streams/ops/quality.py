@@ -49,7 +49,9 @@ class Probe:
     exclude: frozenset[str]  # the items of the user's window
 
 
-def probe(event: Interaction, state: InterestState, vectors: Mapping[str, np.ndarray], params: InterestParams, share: float) -> Probe | None:
+def probe(
+    event: Interaction, state: InterestState, vectors: Mapping[str, np.ndarray], params: InterestParams, share: float
+) -> Probe | None:
     """A probe for `event` if it is a sampled positive and the user has interest vectors already."""
     if event.action.is_negative or not sampled(event.event_id, share):
         return None
@@ -101,10 +103,13 @@ class OnlineHitRate:
         limit = self._k + max(len(p.exclude) for p in probes)
         try:
             results = await self._sink.search(
-                items, np.concatenate([p.vectors for p in probes]), limit=limit, vector_field=VECTOR_FIELD,
+                items,
+                np.concatenate([p.vectors for p in probes]),
+                limit=limit,
+                vector_field=VECTOR_FIELD,
                 filter_expr=f"creator_id != {milvus_string(CANARY)}",
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - an observability sample, never the stream's problem
+            )
+        except Exception as exc:
             self._metrics.online_hit_skipped.inc(len(probes))
             logger.info("online hit-rate search skipped: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
             return

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, fields
 
 from streams.ops.health import LagSample, Thresholds, Verdict, evaluate
 from streams.ops.lag import PartitionLag, read_lag
-from streams.sinks.kafka import PartitionReplicas, partition_replicas
 from streams.ops.metrics import Metrics
+from streams.sinks.kafka import PartitionReplicas, partition_replicas
 from topology.settings import KafkaSecurity
 from topology.versions import Registry
 
@@ -48,10 +48,20 @@ class LagWatch:
         for r in rows:
             metrics.lag_messages.labels(r.topic, str(r.partition)).set(r.messages_behind)
             metrics.lag_seconds.labels(r.topic, str(r.partition)).set(r.seconds_behind)
-            self.history.setdefault((r.topic, r.partition), deque(maxlen=self._window)).append(LagSample(now, r.committed, r.end, r.seconds_behind))
+            self.history.setdefault((r.topic, r.partition), deque(maxlen=self._window)).append(
+                LagSample(now, r.committed, r.end, r.seconds_behind)
+            )
 
-    def verdict(self, dependencies_up: Mapping[str, bool], freshness_p99_s: float | None, thresholds: Thresholds, saturation: float | None = None) -> Verdict:
-        return evaluate({k: list(v) for k, v in self.history.items()}, dependencies_up, freshness_p99_s, thresholds, saturation, self.replicas)
+    def verdict(
+        self,
+        dependencies_up: Mapping[str, bool],
+        freshness_p99_s: float | None,
+        thresholds: Thresholds,
+        saturation: float | None = None,
+    ) -> Verdict:
+        return evaluate(
+            {k: list(v) for k, v in self.history.items()}, dependencies_up, freshness_p99_s, thresholds, saturation, self.replicas
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +84,16 @@ class Trend:
 
     def record(self, watch: LagWatch, metrics: Metrics, hit_rate: float | None) -> None:
         fresh = metrics.freshness_percentiles()
-        self.points.append(TrendPoint(
-            time.time(), sum(r.messages_behind for r in watch.rows), fresh.get("p50"), fresh.get("p99"),
-            round(sum(metrics.rates().values()), 3), hit_rate,
-        ))  # fmt: skip
+        self.points.append(
+            TrendPoint(
+                time.time(),
+                sum(r.messages_behind for r in watch.rows),
+                fresh.get("p50"),
+                fresh.get("p99"),
+                round(sum(metrics.rates().values()), 3),
+                hit_rate,
+            )
+        )
 
     def series(self) -> dict[str, list[float | None]]:
         return {f.name: [getattr(p, f.name) for p in self.points] for f in fields(TrendPoint)}
@@ -97,8 +113,13 @@ def dead_letter_counts(metrics: Metrics) -> dict[str, int]:
 
 
 def status_json(
-    watch: LagWatch, metrics: Metrics, verdict: Verdict, trend: Trend | None = None, online: tuple[int, float | None, int] | None = None,
-    versions: Registry | None = None, sids: Mapping[str, object] | None = None,
+    watch: LagWatch,
+    metrics: Metrics,
+    verdict: Verdict,
+    trend: Trend | None = None,
+    online: tuple[int, float | None, int] | None = None,
+    versions: Registry | None = None,
+    sids: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """Everything the status page shows; `online` is (K, hit rate, checks) of the online hit rate;
     `versions` the model-version registry as the worker last read it; `sids` the semantic-ID codebook
@@ -108,7 +129,10 @@ def status_json(
         "verdict": verdict.status,
         "reasons": list(verdict.reasons),
         "lag": [asdict(r) for r in watch.rows],
-        "replicas": {"partitions": len(watch.replicas), "under_replicated": [asdict(p) for p in watch.replicas if p.under_replicated or p.offline]},
+        "replicas": {
+            "partitions": len(watch.replicas),
+            "under_replicated": [asdict(p) for p in watch.replicas if p.under_replicated or p.offline],
+        },
         "freshness_s": metrics.freshness_percentiles(),
         "events_per_s": metrics.rates(),
         "dead_letters": dead_letter_counts(metrics),
@@ -116,8 +140,12 @@ def status_json(
         "encoder_saturation": metrics.saturation(),
         "online_hit_rate": {"k": k, "rate": rate, "checks": checks},
         "trend": trend.series() if trend is not None else {},
-        "model_versions": {role: asdict(v) if v is not None else None for role, v in
-                           (("live", versions.live), ("shadow", versions.shadow), ("previous", versions.previous))} if versions is not None else {},  # fmt: skip
+        "model_versions": {
+            role: asdict(v) if v is not None else None
+            for role, v in (("live", versions.live), ("shadow", versions.shadow), ("previous", versions.previous))
+        }
+        if versions is not None
+        else {},
         "semantic_ids": dict(sids) if sids is not None else {"codebook": None},
     }
 
@@ -137,7 +165,9 @@ def _sid_lines(sids: Mapping[str, object]) -> str:
         cls = " class=down" if sids.get("drifting") else ""
         advice = ": the codebook needs refitting (sail-stream sid fit, then sid backfill)" if sids.get("drifting") else ""
         ratio_text = f" ({float(ratio):.2f}x the fitted)" if isinstance(ratio, float) else ""  # type: ignore[arg-type]
-        lines.append(f"<li{cls}>fresh items' quantisation error {fresh:.4f}{ratio_text} over the last {sids['fresh_items']}{advice}</li>")
+        lines.append(
+            f"<li{cls}>fresh items' quantisation error {fresh:.4f}{ratio_text} over the last {sids['fresh_items']}{advice}</li>"
+        )
     else:
         lines.append("<li>fresh items' quantisation error: too few items assigned yet</li>")
     return "".join(lines)
@@ -152,8 +182,10 @@ def _replica_line(replicas: Mapping[str, object]) -> str:
         return f"<li class=up id=replicas>Kafka replicas: all {total} partitions fully in sync</li>"
     offline = [p for p in short if p["leader"] < 0]
     where = ", ".join(f"{html.escape(p['topic'])}[{p['partition']}] {len(p['isr'])}/{len(p['replicas'])}" for p in short[:6])
-    return (f"<li class=down id=replicas>Kafka replicas: {len(short)} of {total} partitions under-replicated"
-            f"{f', {len(offline)} without a leader' if offline else ''} (in sync/assigned: {where}{', ...' if len(short) > 6 else ''})</li>")  # fmt: skip
+    return (
+        f"<li class=down id=replicas>Kafka replicas: {len(short)} of {total} partitions under-replicated"
+        f"{f', {len(offline)} without a leader' if offline else ''} (in sync/assigned: {where}{', ...' if len(short) > 6 else ''})</li>"
+    )
 
 
 _COLOURS = {"healthy": "#1a7f37", "degraded": "#bf8700", "failing": "#cf222e"}
@@ -173,7 +205,14 @@ def _segments(at: Sequence[float], values: Sequence[float | None], low: float, h
     return [" ".join(r) for r in runs if r]
 
 
-def chart(chart_id: str, title: str, at: Sequence[float], lines: Sequence[tuple[str, str, Sequence[float | None]]], unit: str, floor: float = 0.0) -> str:
+def chart(
+    chart_id: str,
+    title: str,
+    at: Sequence[float],
+    lines: Sequence[tuple[str, str, Sequence[float | None]]],
+    unit: str,
+    floor: float = 0.0,
+) -> str:
     """A small line chart as inline SVG: `lines` are (label, colour, values at `at`); the title
     carries each line's latest value, the axis its maximum."""
     known = [v for _, _, values in lines for v in values if v is not None]
@@ -182,16 +221,21 @@ def chart(chart_id: str, title: str, at: Sequence[float], lines: Sequence[tuple[
         return f"<figure id={chart_id}><figcaption>{e(title)}: no data yet</figcaption></figure>"
     low, high = min(floor, min(known)), max(known)
     high = high if high > low else low + 1.0
-    latest = ", ".join(f"{e(label)} {next((v for v in reversed(values) if v is not None), float('nan')):.3g}{unit}" for label, _, values in lines)
+    latest = ", ".join(
+        f"{e(label)} {next((v for v in reversed(values) if v is not None), float('nan')):.3g}{unit}" for label, _, values in lines
+    )
     polylines = "".join(
         f'<polyline fill=none stroke="{colour}" stroke-width=1.5 points="{points}"><title>{e(label)}</title></polyline>'
-        for label, colour, values in lines for points in _segments(at, values, low, high, at[0], at[-1])
-    )  # fmt: skip
+        for label, colour, values in lines
+        for points in _segments(at, values, low, high, at[0], at[-1])
+    )
     minutes = (at[-1] - at[0]) / 60
-    return (f"<figure id={chart_id}><figcaption>{e(title)} (last {minutes:.0f} min): {latest}</figcaption>"
-            f'<svg id="svg-{chart_id}" width={_W} height={_H} viewBox="0 0 {_W} {_H}" role=img aria-label="{e(title)}">'
-            f'<rect width={_W} height={_H} fill="#f6f8fa"/>{polylines}'
-            f'<text x=2 y=10 font-size=9 fill="#57606a">{high:.3g}{unit}</text><text x=2 y={_H - 2} font-size=9 fill="#57606a">{low:.3g}{unit}</text></svg></figure>')  # fmt: skip
+    return (
+        f"<figure id={chart_id}><figcaption>{e(title)} (last {minutes:.0f} min): {latest}</figcaption>"
+        f'<svg id="svg-{chart_id}" width={_W} height={_H} viewBox="0 0 {_W} {_H}" role=img aria-label="{e(title)}">'
+        f'<rect width={_W} height={_H} fill="#f6f8fa"/>{polylines}'
+        f'<text x=2 y=10 font-size=9 fill="#57606a">{high:.3g}{unit}</text><text x=2 y={_H - 2} font-size=9 fill="#57606a">{low:.3g}{unit}</text></svg></figure>'
+    )
 
 
 def _charts(trend: Mapping[str, Sequence[float | None]], k: int) -> str:
@@ -199,12 +243,20 @@ def _charts(trend: Mapping[str, Sequence[float | None]], k: int) -> str:
     if not at:
         return "<p>no samples yet</p>"
     hit = [None if v is None else 100.0 * v for v in trend["online_hit_rate"]]
-    return "".join([
-        chart("chart-lag", "Consumer lag, messages", at, [("lag", "#0969da", trend["lag_messages"])], ""),
-        chart("chart-freshness", "Item freshness, s", at, [("p50", "#1a7f37", trend["freshness_p50_s"]), ("p99", "#cf222e", trend["freshness_p99_s"])], " s"),
-        chart("chart-throughput", "Throughput, events/s", at, [("events/s", "#8250df", trend["events_per_s"])], ""),
-        chart("chart-hit-rate", f"Online hit rate @{k}, %", at, [("hit rate", "#bf8700", hit)], " %"),
-    ])  # fmt: skip
+    return "".join(
+        [
+            chart("chart-lag", "Consumer lag, messages", at, [("lag", "#0969da", trend["lag_messages"])], ""),
+            chart(
+                "chart-freshness",
+                "Item freshness, s",
+                at,
+                [("p50", "#1a7f37", trend["freshness_p50_s"]), ("p99", "#cf222e", trend["freshness_p99_s"])],
+                " s",
+            ),
+            chart("chart-throughput", "Throughput, events/s", at, [("events/s", "#8250df", trend["events_per_s"])], ""),
+            chart("chart-hit-rate", f"Online hit rate @{k}, %", at, [("hit rate", "#bf8700", hit)], " %"),
+        ]
+    )
 
 
 def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> str:
@@ -222,19 +274,38 @@ def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> s
     fresh_cells = "".join(f"<td>{e(k)}: {v:.2f} s</td>" for k, v in fresh.items()) or "<td>no items in the last 5 minutes</td>"  # type: ignore[union-attr]
     rates = "".join(f"<li>{e(k)}: {v:.1f} events/s</li>" for k, v in status["events_per_s"].items()) or "<li>idle</li>"  # type: ignore[attr-defined]
     saturation = status.get("encoder_saturation")
-    rates += f"<li>encoder saturation: {saturation:.0%} of the last minute waiting for it</li>" if isinstance(saturation, float) else ""
+    rates += (
+        f"<li>encoder saturation: {saturation:.0%} of the last minute waiting for it</li>"
+        if isinstance(saturation, float)
+        else ""
+    )
     online = status.get("online_hit_rate") or {}
     k, hit_rate, checks = online.get("k", 0), online.get("rate"), online.get("checks", 0)  # type: ignore[union-attr]
-    quality = (f"<li>online hit rate @{k}: {hit_rate:.1%} of the last {checks} sampled positive interactions were in the user's top {k} just before</li>"
-               if isinstance(hit_rate, float) else f"<li>online hit rate @{k}: no sampled interaction checked yet</li>")  # fmt: skip
+    quality = (
+        f"<li>online hit rate @{k}: {hit_rate:.1%} of the last {checks} sampled positive interactions were in the user's top {k} just before</li>"
+        if isinstance(hit_rate, float)
+        else f"<li>online hit rate @{k}: no sampled interaction checked yet</li>"
+    )
     trend = status.get("trend") or {}
     charts = _charts(trend, int(k)) if trend else "<p>no samples yet</p>"  # type: ignore[arg-type]
     dead = "".join(f"<li>{e(k)}: {v}</li>" for k, v in status["dead_letters"].items()) or "<li>none</li>"  # type: ignore[attr-defined]
-    roles = {"live": "live (written and searched)", "shadow": "shadow (being re-embedded)", "previous": "previous (kept for a rollback)"}
-    versions = "".join(f"<li>{roles[role]}: {e(v['model_version'] or '(the settings encoder)')} in {e(v['items'])}, {e(v['users'])}</li>"
-                       for role, v in (status.get("model_versions") or {}).items() if v) or "<li>not known yet</li>"  # type: ignore[union-attr]  # fmt: skip
+    roles = {
+        "live": "live (written and searched)",
+        "shadow": "shadow (being re-embedded)",
+        "previous": "previous (kept for a rollback)",
+    }
+    versions = (
+        "".join(
+            f"<li>{roles[role]}: {e(v['model_version'] or '(the settings encoder)')} in {e(v['items'])}, {e(v['users'])}</li>"
+            for role, v in (status.get("model_versions") or {}).items()
+            if v
+        )
+        or "<li>not known yet</li>"
+    )  # type: ignore[union-attr]
     sids = _sid_lines(status.get("semantic_ids") or {})  # type: ignore[arg-type]
-    deps = "".join(f"<li class={'up' if up else 'down'}>{e(k)}: {'up' if up else 'DOWN'}</li>" for k, up in status["dependencies"].items())  # type: ignore[attr-defined]
+    deps = "".join(
+        f"<li class={'up' if up else 'down'}>{e(k)}: {'up' if up else 'DOWN'}</li>" for k, up in status["dependencies"].items()
+    )  # type: ignore[attr-defined]
     deps += _replica_line(status.get("replicas") or {})  # type: ignore[arg-type]
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content="{refresh_s}">
@@ -256,5 +327,5 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #d0d7de;padding:.25em 
 <section><h2>Recommendation quality</h2><ul id=quality>{quality}</ul></section>
 <section><h2>Dead letters by reason</h2><ul id=dead-letters>{dead}</ul></section>
 <section><h2>Consumer lag</h2><table id=lag><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th><th>messages behind</th><th>seconds behind</th></tr>{lag_rows}</table></section>
-<p><small>generated {time.strftime('%Y-%m-%d %H:%M:%S')}; refreshes every {refresh_s} s; JSON at <a href="/status.json">/status.json</a>, Prometheus at <a href="/metrics">/metrics</a></small></p>
+<p><small>generated {time.strftime("%Y-%m-%d %H:%M:%S")}; refreshes every {refresh_s} s; JSON at <a href="/status.json">/status.json</a>, Prometheus at <a href="/metrics">/metrics</a></small></p>
 </body></html>"""

@@ -27,7 +27,9 @@ def await_chain(awaitable: Any, limit: int = 24) -> list[tuple[str, str, int]]:
             chain.append(("Future" if name == "FutureIter" else name, "", 0))  # C asyncio awaits a future through its iterator
             break
         chain.append((frame.f_code.co_name, frame.f_code.co_filename, frame.f_lineno))
-        current = getattr(current, "cr_await", None) or getattr(current, "ag_await", None) or getattr(current, "gi_yieldfrom", None)
+        current = (
+            getattr(current, "cr_await", None) or getattr(current, "ag_await", None) or getattr(current, "gi_yieldfrom", None)
+        )
     return chain
 
 

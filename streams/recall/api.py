@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.recall.query import Recall, RecallError, Recalled
+from streams.recall.query import Recall, Recalled, RecallError
 
 
 def _int_arg(request: web.Request, name: str) -> int | None:
@@ -55,7 +55,7 @@ def recall_app(recall: Recall) -> web.Application:
 
         return await respond(request, call)
 
-    async def healthz(request: web.Request) -> web.Response:  # noqa: ARG001 - aiohttp handler signature
+    async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     app = web.Application()

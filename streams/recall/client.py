@@ -8,7 +8,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from streams.recall.query import RecallError, Recalled
+from streams.recall.query import Recalled, RecallError
 
 
 class RecallClient:

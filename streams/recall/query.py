@@ -23,12 +23,12 @@ from typing import Literal
 
 import numpy as np
 
+from streams.lifecycle.registry import Versions
 from streams.sid.maths import fuse, parse_sid, prefix_text, sid_scores
 from streams.sinks.milvus import Consistency, MilvusSink, milvus_string, milvus_strings
-from streams.lifecycle.registry import Versions
 from topology.codec import DEFAULT_LIMITS, BadInput, check_identifier
-from topology.settings import Settings
 from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, user_key
+from topology.settings import Settings
 from topology.versions import Version
 
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
@@ -53,7 +53,6 @@ class Recalled:
     created_at_ms: int
     model_version: str
     channel: str = "dense"  # which channel found it: dense, sid, or dense+sid (mixed; `score` is then the fused rank score)
-
 
 
 def _filter(created_after_ms: int | None, exclude_creator: str | None, exclude_items: list[str]) -> str:
@@ -83,8 +82,14 @@ class Recall:
     """Queries over the live version's `items` and `users` collections through one `MilvusSink`."""
 
     def __init__(
-        self, sink: MilvusSink, items: CollectionSpec, users: CollectionSpec, slots: int, versions: Versions | None = None, positives: int = 10
-    ) -> None:  # fmt: skip
+        self,
+        sink: MilvusSink,
+        items: CollectionSpec,
+        users: CollectionSpec,
+        slots: int,
+        versions: Versions | None = None,
+        positives: int = 10,
+    ) -> None:
         self._sink = sink
         self._items = items
         self._users = users
@@ -117,31 +122,56 @@ class Recall:
             rows = await self._sink.get(collection, keys, fields=fields)
         return rows
 
-    def _check(self, k: int, dim: int | None, consistency: str, items: CollectionSpec, channel: str, version: Version) -> Consistency:
+    def _check(
+        self, k: int, dim: int | None, consistency: str, items: CollectionSpec, channel: str, version: Version
+    ) -> Consistency:
         if channel not in CHANNELS:
             raise RecallError(400, f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
         if channel != "dense" and not version.codebook:
-            raise RecallError(409, f"channel={channel} needs semantic IDs, and the live version {version.model_version or '(default)'} has no codebook yet: "
-                                   "run sail-stream sid fit (and sid backfill)")  # fmt: skip
+            raise RecallError(
+                409,
+                f"channel={channel} needs semantic IDs, and the live version {version.model_version or '(default)'} has no codebook yet: "
+                "run sail-stream sid fit (and sid backfill)",
+            )
         if not 1 <= k <= 1000:
             raise RecallError(400, f"k must be 1..1000, got {k}")
         if dim is not None and dim != items.dim:
-            raise RecallError(400, f"the items collection stores only the full {items.dim}-dim vector; a Matryoshka prefix of {dim} is not indexed")
+            raise RecallError(
+                400,
+                f"the items collection stores only the full {items.dim}-dim vector; a Matryoshka prefix of {dim} is not indexed",
+            )
         if consistency not in CONSISTENCY_LEVELS:
             raise RecallError(400, f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}")
         return consistency  # type: ignore[return-value]
 
-    async def _search(self, items: CollectionSpec, vectors: np.ndarray, k: int, filter_expr: str, consistency: Consistency) -> list[Recalled]:
-        hits = await self._sink.search(items.name, vectors, limit=k, vector_field=VECTOR_FIELD, output_fields=ITEM_FIELDS, filter_expr=filter_expr, consistency=consistency)
+    async def _search(
+        self, items: CollectionSpec, vectors: np.ndarray, k: int, filter_expr: str, consistency: Consistency
+    ) -> list[Recalled]:
+        hits = await self._sink.search(
+            items.name,
+            vectors,
+            limit=k,
+            vector_field=VECTOR_FIELD,
+            output_fields=ITEM_FIELDS,
+            filter_expr=filter_expr,
+            consistency=consistency,
+        )
         best: dict[str, Recalled] = {}
         for per_query in hits:  # several interest slots: keep each item's best score
             for hit in per_query:
                 if hit.id not in best or best[hit.id].score < hit.score:
-                    best[hit.id] = Recalled(hit.id, round(hit.score, 6), str(hit.fields.get("creator_id", "")), int(hit.fields.get("created_at_ms", 0)),
-                                            str(hit.fields.get("model_version", "")))  # fmt: skip
+                    best[hit.id] = Recalled(
+                        hit.id,
+                        round(hit.score, 6),
+                        str(hit.fields.get("creator_id", "")),
+                        int(hit.fields.get("created_at_ms", 0)),
+                        str(hit.fields.get("model_version", "")),
+                    )
         return sorted(best.values(), key=lambda r: (-r.score, r.item_id))[:k]
 
-    async def _sid_search(self, items: CollectionSpec, codebook: str, sources: list[str], k: int, filter_expr: str, consistency: Consistency) -> list[Recalled]:
+    async def _sid_search(
+        self, items: CollectionSpec, codebook: str, sources: list[str], k: int, filter_expr: str, consistency: Consistency
+    ) -> list[Recalled]:
         """The sid channel: items sharing a semantic-ID prefix with the `sources` (item ids), scored by
         `sid_scores`, ties to the newest. Candidates are read deepest prefix first until there are k."""
         rows = await self._get(items.name, sources, ["sid_codes", "sid_codebook"]) if sources else []
@@ -152,41 +182,88 @@ class Recall:
         found: dict[str, dict] = {}
         for depth in range(len(codes[0]), 0, -1):
             prefixes = sorted({prefix_text(c, depth) for c in codes})
-            match = " or ".join(f'sid_codes like "{p}%"' for p in prefixes) if depth < len(codes[0]) else f"sid_codes in {milvus_strings(sorted({p[:-1] for p in prefixes}))}"
-            batch = await self._sink.query(items.name, f"{filter_expr} and {known} and ({match})", ["item_id", "sid_codes", *ITEM_FIELDS],
-                                           limit=max(SID_CANDIDATES * k, 200), consistency=consistency)  # fmt: skip
+            match = (
+                " or ".join(f'sid_codes like "{p}%"' for p in prefixes)
+                if depth < len(codes[0])
+                else f"sid_codes in {milvus_strings(sorted({p[:-1] for p in prefixes}))}"
+            )
+            batch = await self._sink.query(
+                items.name,
+                f"{filter_expr} and {known} and ({match})",
+                ["item_id", "sid_codes", *ITEM_FIELDS],
+                limit=max(SID_CANDIDATES * k, 200),
+                consistency=consistency,
+            )
             found.update({str(row["item_id"]): row for row in batch})
             if len(found) >= k:
                 break
         if not found:
             return []
         ids = list(found)
-        scores = sid_scores(np.asarray([parse_sid(str(found[i]["sid_codes"])) for i in ids], dtype=np.int32), np.asarray(codes, dtype=np.int32))
+        scores = sid_scores(
+            np.asarray([parse_sid(str(found[i]["sid_codes"])) for i in ids], dtype=np.int32), np.asarray(codes, dtype=np.int32)
+        )
         ranked = sorted(range(len(ids)), key=lambda j: (-scores[j], -int(found[ids[j]].get("created_at_ms", 0)), ids[j]))[:k]
-        return [Recalled(ids[j], round(float(scores[j]), 6), str(found[ids[j]].get("creator_id", "")), int(found[ids[j]].get("created_at_ms", 0)),
-                         str(found[ids[j]].get("model_version", "")), "sid") for j in ranked]  # fmt: skip
+        return [
+            Recalled(
+                ids[j],
+                round(float(scores[j]), 6),
+                str(found[ids[j]].get("creator_id", "")),
+                int(found[ids[j]].get("created_at_ms", 0)),
+                str(found[ids[j]].get("model_version", "")),
+                "sid",
+            )
+            for j in ranked
+        ]
 
     async def _channels(
-        self, channel: str, version: Version, items: CollectionSpec, vectors: np.ndarray, sources: list[str], k: int, filter_expr: str, level: Consistency
-    ) -> list[Recalled]:  # fmt: skip
+        self,
+        channel: str,
+        version: Version,
+        items: CollectionSpec,
+        vectors: np.ndarray,
+        sources: list[str],
+        k: int,
+        filter_expr: str,
+        level: Consistency,
+    ) -> list[Recalled]:
         if channel == "dense":
             return await self._search(items, vectors, k, filter_expr, level)
         if channel == "sid":
             return await self._sid_search(items, version.codebook, sources, k, filter_expr, level)
-        dense, sid = await asyncio.gather(self._search(items, vectors, k, filter_expr, level), self._sid_search(items, version.codebook, sources, k, filter_expr, level))
+        dense, sid = await asyncio.gather(
+            self._search(items, vectors, k, filter_expr, level),
+            self._sid_search(items, version.codebook, sources, k, filter_expr, level),
+        )
         by_id = {r.item_id: r for r in (*sid, *dense)}
         both = {r.item_id for r in dense} & {r.item_id for r in sid}
         fused = fuse([[r.item_id for r in dense], [r.item_id for r in sid]])[:k]
         out = []
         for item_id, score in fused:
             r = by_id[item_id]
-            out.append(Recalled(item_id, round(score, 9), r.creator_id, r.created_at_ms, r.model_version, "dense+sid" if item_id in both else r.channel))
+            out.append(
+                Recalled(
+                    item_id,
+                    round(score, 9),
+                    r.creator_id,
+                    r.created_at_ms,
+                    r.model_version,
+                    "dense+sid" if item_id in both else r.channel,
+                )
+            )
         return out
 
     async def user_to_item(
-        self, user_id: str, k: int = 10, created_after_ms: int | None = None, exclude_creator: str | None = None,
-        exclude_items: list[str] | None = None, dim: int | None = None, consistency: str = "Bounded", channel: str = "dense",
-    ) -> list[Recalled]:  # fmt: skip
+        self,
+        user_id: str,
+        k: int = 10,
+        created_after_ms: int | None = None,
+        exclude_creator: str | None = None,
+        exclude_items: list[str] | None = None,
+        dim: int | None = None,
+        consistency: str = "Bounded",
+        channel: str = "dense",
+    ) -> list[Recalled]:
         """Top-k items for the user through `channel` (dense: the interest vector(s); sid: the semantic
         IDs of their recent positives; mixed: both, fused), without the items in their recent history.
 
@@ -209,9 +286,15 @@ class Recall:
         return await self._channels(channel, version, items, vectors, positives, k, where, level)
 
     async def item_to_item(
-        self, item_id: str, k: int = 10, created_after_ms: int | None = None, exclude_creator: str | None = None,
-        dim: int | None = None, consistency: str = "Bounded", channel: str = "dense",
-    ) -> list[Recalled]:  # fmt: skip
+        self,
+        item_id: str,
+        k: int = 10,
+        created_after_ms: int | None = None,
+        exclude_creator: str | None = None,
+        dim: int | None = None,
+        consistency: str = "Bounded",
+        channel: str = "dense",
+    ) -> list[Recalled]:
         """Top-k items most similar to `item_id` (itself excluded) through `channel` (sid: sharing
         its semantic-ID prefixes).
 
@@ -226,4 +309,6 @@ class Recall:
         if not rows:
             raise RecallError(404, f"no embedding for item {item_id!r} yet")
         vector = np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)[None, :]
-        return await self._channels(channel, version, items, vector, [item_id], k, _filter(created_after_ms, exclude_creator, [item_id]), level)
+        return await self._channels(
+            channel, version, items, vector, [item_id], k, _filter(created_after_ms, exclude_creator, [item_id]), level
+        )

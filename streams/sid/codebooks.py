@@ -24,11 +24,24 @@ class CodebookMissing(RuntimeError):
 def codebook_meta(codebook: Codebook) -> str:
     """A codebook's description (everything but the centroids) as stored in its level -1 row."""
     h = codebook.health
-    return json.dumps({
-        "codebook_id": codebook.codebook_id, "model_version": codebook.model_version, "levels": codebook.levels, "codes": codebook.codes,
-        "dim": codebook.dim, "seed": codebook.seed, "fitted_at_ms": codebook.fitted_at_ms,
-        "health": {"items": h.items, "utilisation": list(h.utilisation), "collision_rate": h.collision_rate, "quantisation_error": h.quantisation_error},
-    }, sort_keys=True)  # fmt: skip
+    return json.dumps(
+        {
+            "codebook_id": codebook.codebook_id,
+            "model_version": codebook.model_version,
+            "levels": codebook.levels,
+            "codes": codebook.codes,
+            "dim": codebook.dim,
+            "seed": codebook.seed,
+            "fitted_at_ms": codebook.fitted_at_ms,
+            "health": {
+                "items": h.items,
+                "utilisation": list(h.utilisation),
+                "collision_rate": h.collision_rate,
+                "quantisation_error": h.quantisation_error,
+            },
+        },
+        sort_keys=True,
+    )
 
 
 def codebook_from_rows(rows: Sequence[dict[str, object]]) -> Codebook:
@@ -50,8 +63,12 @@ def codebook_from_rows(rows: Sequence[dict[str, object]]) -> Codebook:
     if np.isnan(centroids).any():
         raise CodebookMissing(f"{int(np.isnan(centroids[:, :, 0]).sum())} of {levels * codes} centroids missing")
     h = meta["health"]
-    health = Health(int(h["items"]), tuple(float(u) for u in h["utilisation"]), float(h["collision_rate"]), float(h["quantisation_error"]))
-    return Codebook(str(meta["codebook_id"]), str(meta["model_version"]), centroids, int(meta["seed"]), int(meta["fitted_at_ms"]), health)
+    health = Health(
+        int(h["items"]), tuple(float(u) for u in h["utilisation"]), float(h["collision_rate"]), float(h["quantisation_error"])
+    )
+    return Codebook(
+        str(meta["codebook_id"]), str(meta["model_version"]), centroids, int(meta["seed"]), int(meta["fitted_at_ms"]), health
+    )
 
 
 class Codebooks:
@@ -82,7 +99,9 @@ class Codebooks:
         key = (spec.name, codebook_id)
         if key not in self._cache:
             try:
-                rows = await self._sink.query(spec.name, f"codebook_id == {milvus_string(codebook_id)}", ["level", "code", "meta", VECTOR_FIELD])
+                rows = await self._sink.query(
+                    spec.name, f"codebook_id == {milvus_string(codebook_id)}", ["level", "code", "meta", VECTOR_FIELD]
+                )
             except MilvusUnavailable as exc:
                 if collection_missing(exc):  # dropped: no retry brings it back
                     raise CodebookMissing(f"codebook {codebook_id}: its collection {spec.name} does not exist") from exc
@@ -103,14 +122,18 @@ class Codebooks:
         if not wanted:
             return {}
         rows = await self._sink.query(
-            items.name, f"sid_codebook == {milvus_string(codebook_id)} and sid_codes in {milvus_strings(wanted)}", ["item_id", "sid_codes", "sid_suffix"]
-        )  # fmt: skip
+            items.name,
+            f"sid_codebook == {milvus_string(codebook_id)} and sid_codes in {milvus_strings(wanted)}",
+            ["item_id", "sid_codes", "sid_suffix"],
+        )
         found: dict[str, dict[str, int]] = {}
         for row in rows:
             found.setdefault(str(row["sid_codes"]), {})[str(row["item_id"])] = int(row["sid_suffix"])
         return found
 
-    async def semantic_ids(self, items: CollectionSpec, codebook: Codebook, item_ids: Sequence[str], sids: Sequence[str]) -> list[SemanticId]:
+    async def semantic_ids(
+        self, items: CollectionSpec, codebook: Codebook, item_ids: Sequence[str], sids: Sequence[str]
+    ) -> list[SemanticId]:
         """The semantic ID of each item (`item_ids[i]` with codes `sids[i]`, `sid_text`): its collision
         suffix among who holds its bucket now (`holders`) and the items before it here (`suffixes`).
         The one way the workers and the backfill give an ID.

@@ -25,15 +25,27 @@ from dataclasses import dataclass
 import numpy as np
 
 from streams.lifecycle.reembed import Session
-from streams.sid.maths import Codebook, assign, fit, sid_text
 from streams.sid.codebooks import Codebooks
+from streams.sid.maths import Codebook, assign, fit, sid_text
 from streams.sinks.milvus import ensure_collections, milvus_string, scan_rows
 from topology.collections import CANARY, VECTOR_FIELD, item_row
 from topology.settings import Settings
 from topology.versions import Version, version_slug
 
-_ITEM_FIELDS = ["item_id", "creator_id", "created_at_ms", "encoded_at_ms", "model_version", "sid_codes", "sid_suffix", "sid_codebook", VECTOR_FIELD]
-MAX_CODES = 16383  # a codebook's L x K centroid rows are read back in one Milvus query (16,384 rows at most, its meta row included)
+_ITEM_FIELDS = [
+    "item_id",
+    "creator_id",
+    "created_at_ms",
+    "encoded_at_ms",
+    "model_version",
+    "sid_codes",
+    "sid_suffix",
+    "sid_codebook",
+    VECTOR_FIELD,
+]
+MAX_CODES = (
+    16383  # a codebook's L x K centroid rows are read back in one Milvus query (16,384 rows at most, its meta row included)
+)
 
 
 class SidError(RuntimeError):
@@ -58,7 +70,9 @@ class Backfilled:
     seconds: float
 
 
-async def _pages(s: Settings, collection: str, filter_expr: str, fields: list[str], batch: int) -> AsyncIterator[list[dict[str, object]]]:
+async def _pages(
+    s: Settings, collection: str, filter_expr: str, fields: list[str], batch: int
+) -> AsyncIterator[list[dict[str, object]]]:
     """`scan_rows` with each page fetched in a thread (pymilvus's iterator is synchronous)."""
     pages = scan_rows(s.milvus_uri, s.milvus_token_value, collection, filter_expr, fields, batch=batch, tls=s.milvus_tls())
     done = object()
@@ -68,7 +82,7 @@ async def _pages(s: Settings, collection: str, filter_expr: str, fields: list[st
 
 async def fit_codebook(
     s: Settings, levels: int, codes: int, seed: int, max_items: int = 200_000, progress: Callable[[str], None] = print
-) -> Fitted:  # fmt: skip
+) -> Fitted:
     """Fit, save and name live the codebook of the live version's stored items.
 
     Raises:
@@ -95,27 +109,41 @@ async def fit_codebook(
                 vectors.append(np.asarray(row[VECTOR_FIELD], dtype=np.float32))
             progress(f"sid fit: read {len(ids):,} item vectors from {items.name}")
         if len(seen_versions) > 1:
-            raise SidError(f"{items.name} holds vectors of several model versions ({', '.join(sorted(seen_versions))}) and the registry names none: "
-                           "re-embed into one version first (sail-stream reembed)")  # fmt: skip
+            raise SidError(
+                f"{items.name} holds vectors of several model versions ({', '.join(sorted(seen_versions))}) and the registry names none: "
+                "re-embed into one version first (sail-stream reembed)"
+            )
         model_version = version.model_version or next(iter(seen_versions), "")
         if len(ids) < codes:
-            raise SidError(f"{items.name} holds {len(ids)} items of {model_version or 'any version'}: a codebook of {codes} codes needs at least as many "
-                           "(wait for more uploads, or set SAIL_SID_CODES lower)")  # fmt: skip
-        order = np.argsort(np.asarray(ids))  # the scan's order is Milvus's: sort by item_id so the same items give the same codebook
+            raise SidError(
+                f"{items.name} holds {len(ids)} items of {model_version or 'any version'}: a codebook of {codes} codes needs at least as many "
+                "(wait for more uploads, or set SAIL_SID_CODES lower)"
+            )
+        order = np.argsort(
+            np.asarray(ids)
+        )  # the scan's order is Milvus's: sort by item_id so the same items give the same codebook
         matrix = np.stack(vectors)[order]
         if len(matrix) > max_items:
             matrix = matrix[np.sort(np.random.default_rng(seed).choice(len(matrix), max_items, replace=False))]
         fitted_at_ms = int(time.time() * 1000)
         codebook_id = f"{version_slug(model_version or 'default')}_sid{levels}x{codes}_{fitted_at_ms}"
-        progress(f"sid fit: residual k-means, {levels} levels x {codes} codes over {len(matrix):,} vectors of {model_version or '(unnamed)'} (seed {seed})")
+        progress(
+            f"sid fit: residual k-means, {levels} levels x {codes} codes over {len(matrix):,} vectors of {model_version or '(unnamed)'} (seed {seed})"
+        )
         codebook = await asyncio.to_thread(fit, matrix, levels, codes, seed, codebook_id, model_version, fitted_at_ms)
         spec = version.codebooks()
-        await asyncio.to_thread(ensure_collections, s.milvus_uri, s.milvus_token_value, [spec], s.milvus_backend, 30.0, s.milvus_tls())
-        await session.retry.retrying("milvus", f"save codebook {codebook_id}", lambda: Codebooks(session.sink).save(spec, codebook))
+        await asyncio.to_thread(
+            ensure_collections, s.milvus_uri, s.milvus_token_value, [spec], s.milvus_backend, 30.0, s.milvus_tls()
+        )
+        await session.retry.retrying(
+            "milvus", f"save codebook {codebook_id}", lambda: Codebooks(session.sink).save(spec, codebook)
+        )
         now = await session.registry()
         if now.generation != registry.generation:
-            raise SidError(f"the model-version registry changed while fitting (generation {registry.generation} -> {now.generation}, live "
-                           f"{now.live.model_version or '(default)'}): codebook {codebook_id} is saved but not live; run sid fit again")  # fmt: skip
+            raise SidError(
+                f"the model-version registry changed while fitting (generation {registry.generation} -> {now.generation}, live "
+                f"{now.live.model_version or '(default)'}): codebook {codebook_id} is saved but not live; run sid fit again"
+            )
         await session.write(registry.with_codebook(codebook_id))
         return Fitted(codebook, version, len(ids), len(matrix), time.monotonic() - began)
 
@@ -131,34 +159,61 @@ async def backfill_sids(s: Settings, batch: int = 1000, progress: Callable[[str]
     async with Session(s) as session:
         version = (await session.registry()).live
         if not version.codebook:
-            raise SidError(f"the live version {version.model_version or '(default)'} has no codebook: run sail-stream sid fit first")
+            raise SidError(
+                f"the live version {version.model_version or '(default)'} has no codebook: run sail-stream sid fit first"
+            )
         items, _ = version.specs(*s.collections())
         codebooks = Codebooks(session.sink)
-        codebook = await session.retry.retrying("milvus", "load the codebook", lambda: codebooks.load(version.codebooks(), version.codebook))
+        codebook = await session.retry.retrying(
+            "milvus", "load the codebook", lambda: codebooks.load(version.codebooks(), version.codebook)
+        )
         where = f"creator_id != {milvus_string(CANARY)} and sid_codebook != {milvus_string(codebook.codebook_id)}"
         total = await session.retry.retrying("milvus", "count items to backfill", lambda: session.sink.count(items.name, where))
         progress(f"sid backfill: {total:,} items of {items.name} have no semantic ID of {codebook.codebook_id}")
         assigned = collisions = skipped = 0
         async for page in _pages(s, items.name, where, _ITEM_FIELDS, batch):
-            page = sorted(page, key=lambda row: str(row["item_id"]))  # suffixes in item_id order: the same items give the same IDs
+            page = sorted(
+                page, key=lambda row: str(row["item_id"])
+            )  # suffixes in item_id order: the same items give the same IDs
             codes, _ = assign(codebook, np.stack([np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in page]))
             texts = [sid_text(c) for c in codes]
             ids = [str(row["item_id"]) for row in page]
-            found = await session.retry.retrying("milvus", "read semantic-ID buckets", lambda: codebooks.semantic_ids(items, codebook, ids, texts))
-            now = await session.retry.retrying("milvus", "re-read the page", lambda: session.sink.get(items.name, ids, ["encoded_at_ms", "sid_codebook"]))
+            found = await session.retry.retrying(
+                "milvus", "read semantic-ID buckets", lambda: codebooks.semantic_ids(items, codebook, ids, texts)
+            )
+            now = await session.retry.retrying(
+                "milvus", "re-read the page", lambda: session.sink.get(items.name, ids, ["encoded_at_ms", "sid_codebook"])
+            )
             current = {str(r["item_id"]): r for r in now}
             rows = []
             for row, sid in zip(page, found):
                 mine = current.get(str(row["item_id"]))
-                if mine is None or int(mine["encoded_at_ms"]) != int(row["encoded_at_ms"]) or mine["sid_codebook"] == codebook.codebook_id:  # type: ignore[call-overload]
+                if (
+                    mine is None
+                    or int(mine["encoded_at_ms"]) != int(row["encoded_at_ms"])
+                    or mine["sid_codebook"] == codebook.codebook_id
+                ):  # type: ignore[call-overload]
                     skipped += 1  # deleted, or a worker rewrote it meanwhile (with its own ID)
                     continue
-                rows.append(item_row(str(row["item_id"]), str(row["creator_id"]), int(row["created_at_ms"]), int(row["encoded_at_ms"]),  # type: ignore[call-overload]
-                                     str(row["model_version"]), row[VECTOR_FIELD], sid))  # fmt: skip
+                rows.append(
+                    item_row(
+                        str(row["item_id"]),
+                        str(row["creator_id"]),
+                        int(row["created_at_ms"]),
+                        int(row["encoded_at_ms"]),  # type: ignore[call-overload]
+                        str(row["model_version"]),
+                        row[VECTOR_FIELD],
+                        sid,
+                    )
+                )
                 collisions += sid.suffix > 0
-            refused = await session.retry.retrying("milvus", f"upsert {items.name}", lambda: session.sink.upsert_each(items, rows))
+            refused = await session.retry.retrying(
+                "milvus", f"upsert {items.name}", lambda: session.sink.upsert_each(items, rows)
+            )
             if refused:
                 raise SidError(f"Milvus refused {len(refused)} rows it had stored before, e.g. {next(iter(refused.values()))}")
             assigned += len(rows)
-            progress(f"sid backfill: {assigned:,} of {total:,} assigned ({collisions:,} with a collision suffix, {skipped:,} rewritten by a worker meanwhile)")
+            progress(
+                f"sid backfill: {assigned:,} of {total:,} assigned ({collisions:,} with a collision suffix, {skipped:,} rewritten by a worker meanwhile)"
+            )
         return Backfilled(codebook.codebook_id, assigned, collisions, skipped, time.monotonic() - began)

@@ -112,8 +112,15 @@ def _kmeans(points: Vectors, k: int, rng: np.random.Generator, iterations: int) 
 
 
 def fit(
-    vectors: Vectors, levels: int, codes: int, seed: int, codebook_id: str, model_version: str, fitted_at_ms: int, iterations: int = 25
-) -> Codebook:  # fmt: skip
+    vectors: Vectors,
+    levels: int,
+    codes: int,
+    seed: int,
+    codebook_id: str,
+    model_version: str,
+    fitted_at_ms: int,
+    iterations: int = 25,
+) -> Codebook:
     """A residual k-means codebook over `vectors` (n, dim); the same inputs and seed give the same codebook.
 
     Raises:
@@ -257,4 +264,10 @@ class DriftWindow:
             return Drift(None, self.fitted_error, None, False, n)
         fresh = float(np.mean(self._errors[:n]))
         ratio = fresh / self.fitted_error if self.fitted_error > 0 else None
-        return Drift(round(fresh, 6), self.fitted_error, round(ratio, 3) if ratio is not None else None, ratio is not None and ratio > self.threshold, n)
+        return Drift(
+            round(fresh, 6),
+            self.fitted_error,
+            round(ratio, 3) if ratio is not None else None,
+            ratio is not None and ratio > self.threshold,
+            n,
+        )

@@ -49,12 +49,17 @@ class SemanticIds:
         if not codebook_id:
             return None
         try:
-            return await self.retry.retrying("milvus", f"load codebook {codebook_id}", lambda: self.codebooks.load(version.codebooks(), codebook_id))
+            return await self.retry.retrying(
+                "milvus", f"load codebook {codebook_id}", lambda: self.codebooks.load(version.codebooks(), codebook_id)
+            )
         except CodebookMissing as exc:
             now = time.monotonic()
             if now - self._warned_at >= 60:
                 self._warned_at = now
-                logger.error("the live version names a codebook that cannot be read, items are stored without semantic IDs (run sail-stream sid fit): %s", exc)
+                logger.error(
+                    "the live version names a codebook that cannot be read, items are stored without semantic IDs (run sail-stream sid fit): %s",
+                    exc,
+                )
             return None
 
     async def assign(self, version: Version, items_spec: CollectionSpec, items: Sequence[tuple[str, Any]]) -> list[SemanticId]:
@@ -72,7 +77,9 @@ class SemanticIds:
         metrics.sid_seconds.labels("codes").inc(time.perf_counter() - began)
         began = time.perf_counter()
         ids = [item_id for item_id, _ in items]
-        found = await self.retry.retrying("milvus", "read semantic-ID buckets", lambda: self.codebooks.semantic_ids(items_spec, codebook, ids, texts))
+        found = await self.retry.retrying(
+            "milvus", "read semantic-ID buckets", lambda: self.codebooks.semantic_ids(items_spec, codebook, ids, texts)
+        )
         metrics.sid_seconds.labels("lookup").inc(time.perf_counter() - began)
         for sid in found:
             metrics.sid_assigned.labels("collision" if sid.suffix > 0 else "unique").inc()
@@ -89,8 +96,14 @@ class SemanticIds:
         metrics.sid_utilisation.clear()
         for level, share in enumerate(codebook.health.utilisation):
             metrics.sid_utilisation.labels(str(level)).set(share)
-        logger.info("semantic IDs from codebook %s (%d levels x %d codes, fitted on %d items, quantisation error %.4f)", codebook.codebook_id,
-                    codebook.levels, codebook.codes, codebook.health.items, codebook.health.quantisation_error)  # fmt: skip
+        logger.info(
+            "semantic IDs from codebook %s (%d levels x %d codes, fitted on %d items, quantisation error %.4f)",
+            codebook.codebook_id,
+            codebook.levels,
+            codebook.codes,
+            codebook.health.items,
+            codebook.health.quantisation_error,
+        )
 
     def _watch(self, codebook: Codebook, errors: Any) -> None:
         window = self._drift.setdefault(codebook.codebook_id, DriftWindow(codebook.health.quantisation_error, self.drift_ratio))
@@ -102,8 +115,15 @@ class SemanticIds:
             self.metrics.sid_drift.set(drift.ratio)
         if drift.drifting and codebook.codebook_id not in self._drifting:
             self._drifting.add(codebook.codebook_id)
-            logger.warning("codebook %s drifts: fresh items' quantisation error %.4f is %.2fx the fitted %.4f over the last %d items; refit it "
-                           "(sail-stream sid fit, then sid backfill)", codebook.codebook_id, drift.fresh_error, drift.ratio, drift.fitted_error, drift.items)  # fmt: skip
+            logger.warning(
+                "codebook %s drifts: fresh items' quantisation error %.4f is %.2fx the fitted %.4f over the last %d items; refit it "
+                "(sail-stream sid fit, then sid backfill)",
+                codebook.codebook_id,
+                drift.fresh_error,
+                drift.ratio,
+                drift.fitted_error,
+                drift.items,
+            )
         elif not drift.drifting:
             self._drifting.discard(codebook.codebook_id)
 
@@ -114,8 +134,15 @@ class SemanticIds:
             return {"codebook": None}
         drift = self._drift[book.codebook_id].drift() if book.codebook_id in self._drift else None
         return {
-            "codebook": book.codebook_id, "levels": book.levels, "codes": book.codes, "fitted_items": book.health.items,
-            "utilisation": list(book.health.utilisation), "collision_rate": book.health.collision_rate,
-            "quantisation_error": book.health.quantisation_error, "fresh_quantisation_error": drift.fresh_error if drift else None,
-            "drift_ratio": drift.ratio if drift else None, "drifting": bool(drift and drift.drifting), "fresh_items": drift.items if drift else 0,
-        }  # fmt: skip
+            "codebook": book.codebook_id,
+            "levels": book.levels,
+            "codes": book.codes,
+            "fitted_items": book.health.items,
+            "utilisation": list(book.health.utilisation),
+            "collision_rate": book.health.collision_rate,
+            "quantisation_error": book.health.quantisation_error,
+            "fresh_quantisation_error": drift.fresh_error if drift else None,
+            "drift_ratio": drift.ratio if drift else None,
+            "drifting": bool(drift and drift.drifting),
+            "fresh_items": drift.items if drift else 0,
+        }

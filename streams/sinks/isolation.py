@@ -53,7 +53,7 @@ async def isolate(
     try:
         outcome.done.update(enumerate(await attempt(records)))
         return outcome
-    except Exception as exc:  # noqa: BLE001 - classified by the adapter's verdict, re-raised unless refused
+    except Exception as exc:
         kind = verdict(exc)
         if kind == "down" or (kind == "suspect" and not await probe()):
             raise
@@ -66,9 +66,12 @@ async def isolate(
 
 
 async def _split(
-    records: Sequence[T], indices: list[int], attempt: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
-    verdict: Callable[[Exception], Verdict], outcome: Isolated[R],
-) -> bool:  # fmt: skip
+    records: Sequence[T],
+    indices: list[int],
+    attempt: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+    verdict: Callable[[Exception], Verdict],
+    outcome: Isolated[R],
+) -> bool:
     """Halve `indices` until each refused record stands alone; True when a suspect error blamed one."""
     suspects = False
     middle = len(indices) // 2
@@ -78,7 +81,7 @@ async def _split(
         try:
             outcome.done.update(zip(part, await attempt([records[i] for i in part])))
             continue
-        except Exception as exc:  # noqa: BLE001 - as above
+        except Exception as exc:
             kind = verdict(exc)
             if kind == "down":
                 raise

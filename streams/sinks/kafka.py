@@ -44,14 +44,16 @@ def _bounded(call: Callable[[], T], timeout_s: float, what: str) -> T:
     def run() -> None:
         try:
             outcome.append((True, call()))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+        except BaseException as exc:
             outcome.append((False, exc))
 
     thread = threading.Thread(target=run, name=f"kafka-{what}", daemon=True)
     thread.start()
     thread.join(timeout_s)
     if not outcome:
-        logger.warning("kafka-python did not return from %s within %.0fs; given up (the call is left on its thread)", what, timeout_s)
+        logger.warning(
+            "kafka-python did not return from %s within %.0fs; given up (the call is left on its thread)", what, timeout_s
+        )
         raise BrokerUnavailable(f"{what}: no answer within {timeout_s:.0f}s")
     ok, value = outcome[0]
     if not ok:
@@ -130,7 +132,9 @@ class PartitionReplicas:
         return self.leader < 0
 
 
-def partition_replicas(bootstrap: str, security: KafkaSecurity, topics: Iterable[str], timeout_s: float = 5.0) -> list[PartitionReplicas]:
+def partition_replicas(
+    bootstrap: str, security: KafkaSecurity, topics: Iterable[str], timeout_s: float = 5.0
+) -> list[PartitionReplicas]:
     """The replica state of every partition of `topics` (a topic Kafka does not know is left out).
 
     Raises:
@@ -151,8 +155,10 @@ def partition_replicas(bootstrap: str, security: KafkaSecurity, topics: Iterable
         admin.close()
     return sorted(
         PartitionReplicas(t["name"], p["partition_index"], p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
-        for t in described if t.get("error_code", 0) == 0 for p in t["partitions"]
-    )  # fmt: skip
+        for t in described
+        if t.get("error_code", 0) == 0
+        for p in t["partitions"]
+    )
 
 
 def ensure_topics(bootstrap: str, security: KafkaSecurity, specs: Iterable[TopicSpec], timeout_s: float = 10.0) -> list[str]:
@@ -222,20 +228,26 @@ def consumer(bootstrap: str, security: KafkaSecurity, *topics: str, **kwargs: An
     return KafkaConsumer(*topics, **client_kwargs(bootstrap, security), **kwargs)
 
 
-def partition_offsets(bootstrap: str, security: KafkaSecurity, group_id: str, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
+def partition_offsets(
+    bootstrap: str, security: KafkaSecurity, group_id: str, topic: str, timeout_s: float = 10.0
+) -> dict[int, tuple[int, int]]:
     """(committed, log-end) offset per partition of `topic` for `group_id`; a partition the group
     never committed counts from the log start. Read with the admin API: works with every worker down."""
     return group_offsets(bootstrap, security, group_id, [topic], timeout_s)[topic]
 
 
-def group_offsets(bootstrap: str, security: KafkaSecurity, group_id: str, topics: Sequence[str], timeout_s: float = 10.0) -> dict[str, dict[int, tuple[int, int]]]:
+def group_offsets(
+    bootstrap: str, security: KafkaSecurity, group_id: str, topics: Sequence[str], timeout_s: float = 10.0
+) -> dict[str, dict[int, tuple[int, int]]]:
     """`partition_offsets` of several topics with one admin client and one consumer (a worker samples
     its lag every few seconds: a client per topic made each sample cost seconds of CPU). Bounded:
     raises `BrokerUnavailable` after about three timeouts."""
     return _bounded(lambda: _group_offsets(bootstrap, security, group_id, topics, timeout_s), 3 * timeout_s, "group offsets")
 
 
-def _group_offsets(bootstrap: str, security: KafkaSecurity, group_id: str, topics: Sequence[str], timeout_s: float) -> dict[str, dict[int, tuple[int, int]]]:
+def _group_offsets(
+    bootstrap: str, security: KafkaSecurity, group_id: str, topics: Sequence[str], timeout_s: float
+) -> dict[str, dict[int, tuple[int, int]]]:
     from kafka import TopicPartition
 
     admin = _admin(bootstrap, security, timeout_s)
@@ -278,7 +290,9 @@ def end_offsets_total(bootstrap: str, security: KafkaSecurity, topic: str) -> in
     return sum(ends[tp] - starts[tp] for tp in partitions)
 
 
-def group_assignment(bootstrap: str, security: KafkaSecurity, group_id: str, timeout_s: float = 10.0) -> tuple[str, dict[str, set[tuple[str, int]]]]:
+def group_assignment(
+    bootstrap: str, security: KafkaSecurity, group_id: str, timeout_s: float = 10.0
+) -> tuple[str, dict[str, set[tuple[str, int]]]]:
     """(group state, member id -> assigned (topic, partition) set) as the coordinator sees it."""
     admin = _admin(bootstrap, security, timeout_s)
     try:
@@ -292,7 +306,9 @@ def group_assignment(bootstrap: str, security: KafkaSecurity, group_id: str, tim
     return str(group.get("group_state")), members
 
 
-def record_timestamps(bootstrap: str, security: KafkaSecurity, positions: dict[tuple[str, int], int], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
+def record_timestamps(
+    bootstrap: str, security: KafkaSecurity, positions: dict[tuple[str, int], int], timeout_s: float = 10.0
+) -> dict[tuple[str, int], int]:
     """The timestamp (ms) of the record at each (topic, partition) -> offset; positions at the log
     end (nothing there yet) are left out. Bounded like `group_offsets`."""
     if not positions:
@@ -300,7 +316,9 @@ def record_timestamps(bootstrap: str, security: KafkaSecurity, positions: dict[t
     return _bounded(lambda: _record_timestamps(bootstrap, security, positions, timeout_s), 3 * timeout_s, "record timestamps")
 
 
-def _record_timestamps(bootstrap: str, security: KafkaSecurity, positions: dict[tuple[str, int], int], timeout_s: float) -> dict[tuple[str, int], int]:
+def _record_timestamps(
+    bootstrap: str, security: KafkaSecurity, positions: dict[tuple[str, int], int], timeout_s: float
+) -> dict[tuple[str, int], int]:
     import time
 
     from kafka import TopicPartition
@@ -326,7 +344,9 @@ def _record_timestamps(bootstrap: str, security: KafkaSecurity, positions: dict[
     return found
 
 
-def pending_records(bootstrap: str, security: KafkaSecurity, group_id: str, topics: Iterable[str]) -> tuple[dict[str, dict[int, tuple[int, int]]], dict[tuple[str, int], int]]:
+def pending_records(
+    bootstrap: str, security: KafkaSecurity, group_id: str, topics: Iterable[str]
+) -> tuple[dict[str, dict[int, tuple[int, int]]], dict[tuple[str, int], int]]:
     """(committed, end) offsets per topic and partition, and the timestamp of the oldest unprocessed
     record of each partition with lag."""
     offsets = group_offsets(bootstrap, security, group_id, list(topics))

@@ -93,7 +93,9 @@ class GuardedResolver(AbstractResolver):
             return results
         allowed = [r for r in results if self._policy.allows_address(r["host"])]
         if not allowed:
-            raise ForbiddenAddress(f"{host} resolves to {', '.join(sorted({r['host'] for r in results}))}: not a public address and not allowed")
+            raise ForbiddenAddress(
+                f"{host} resolves to {', '.join(sorted({r['host'] for r in results}))}: not a public address and not allowed"
+            )
         return allowed
 
     async def close(self) -> None:

@@ -136,7 +136,9 @@ def check_milvus(uri: str, token: str | None, timeout_s: float = 5.0, tls: TlsFi
         client.close()
 
 
-def drop_collections(uri: str, token: str | None, names: Iterable[str], timeout_s: float = 30.0, tls: TlsFiles | None = None) -> list[str]:
+def drop_collections(
+    uri: str, token: str | None, names: Iterable[str], timeout_s: float = 30.0, tls: TlsFiles | None = None
+) -> list[str]:
     """Drop each collection that exists; returns the names dropped.
 
     Raises:
@@ -157,9 +159,15 @@ def drop_collections(uri: str, token: str | None, names: Iterable[str], timeout_
 
 
 def scan_rows(
-    uri: str, token: str | None, collection: str, filter_expr: str, fields: Sequence[str], batch: int = 1000, timeout_s: float = 30.0,
+    uri: str,
+    token: str | None,
+    collection: str,
+    filter_expr: str,
+    fields: Sequence[str],
+    batch: int = 1000,
+    timeout_s: float = 30.0,
     tls: TlsFiles | None = None,
-) -> Iterator[list[dict[str, Any]]]:  # fmt: skip
+) -> Iterator[list[dict[str, Any]]]:
     """Every row of `collection` matching `filter_expr`, `batch` at a time (pymilvus's query iterator:
     a plain query stops at 16,384 rows). Synchronous: run each step in a thread from async code.
 
@@ -201,7 +209,12 @@ def _index_params(client: MilvusClient, spec: CollectionSpec, index: IndexSpec) 
 
 
 def ensure_collections(
-    uri: str, token: str | None, specs: Iterable[CollectionSpec], backend: Backend, timeout_s: float = 30.0, tls: TlsFiles | None = None
+    uri: str,
+    token: str | None,
+    specs: Iterable[CollectionSpec],
+    backend: Backend,
+    timeout_s: float = 30.0,
+    tls: TlsFiles | None = None,
 ) -> list[str]:
     """Create (with index) and load each missing collection; returns the names created (idempotent).
 
@@ -260,7 +273,9 @@ def _check_schema(client: MilvusClient, spec: CollectionSpec) -> None:
 class MilvusSink:
     """Async upserts and reads against one Milvus; open with `await sink.start()`."""
 
-    def __init__(self, uri: str, token: str | None, backend: Backend, timeout_s: float = 10.0, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self, uri: str, token: str | None, backend: Backend, timeout_s: float = 10.0, tls: TlsFiles | None = None
+    ) -> None:
         self._uri = uri
         self._token = token
         self._tls = tls
@@ -275,7 +290,9 @@ class MilvusSink:
         return cls(s.milvus_uri, s.milvus_token_value, s.milvus_backend, timeout_s, s.milvus_tls())
 
     async def start(self) -> None:
-        self._client = AsyncMilvusClient(uri=self._uri, token=self._token or "", timeout=self._timeout_s, **(self._tls.milvus_kwargs() if self._tls else {}))
+        self._client = AsyncMilvusClient(
+            uri=self._uri, token=self._token or "", timeout=self._timeout_s, **(self._tls.milvus_kwargs() if self._tls else {})
+        )
 
     async def close(self) -> None:
         if self._client is not None:
@@ -312,7 +329,9 @@ class MilvusSink:
         """
         if not rows:
             return 0
-        result = await self._call(f"upsert of {len(rows)} rows into {collection}", self._c.upsert(collection, list(rows), timeout=self._timeout_s))
+        result = await self._call(
+            f"upsert of {len(rows)} rows into {collection}", self._c.upsert(collection, list(rows), timeout=self._timeout_s)
+        )
         return int(result["upsert_count"])
 
     async def upsert_each(self, spec: CollectionSpec, rows: Sequence[dict[str, Any]]) -> dict[int, str]:
@@ -362,7 +381,13 @@ class MilvusSink:
         """
         rows = await self._call(
             f"get from {collection}",
-            self._c.get(collection, ids=list(ids), output_fields=list(fields) if fields else None, timeout=self._timeout_s, consistency_level="Strong"),
+            self._c.get(
+                collection,
+                ids=list(ids),
+                output_fields=list(fields) if fields else None,
+                timeout=self._timeout_s,
+                consistency_level="Strong",
+            ),
         )
         return [dict(row) for row in rows]
 
@@ -374,11 +399,15 @@ class MilvusSink:
         """
         rows = await self._call(
             f"count of {collection}",
-            self._c.query(collection, filter=filter_expr, output_fields=["count(*)"], consistency_level="Strong", timeout=self._timeout_s),
+            self._c.query(
+                collection, filter=filter_expr, output_fields=["count(*)"], consistency_level="Strong", timeout=self._timeout_s
+            ),
         )
         return int(rows[0]["count(*)"])
 
-    async def query(self, collection: str, filter_expr: str, fields: Sequence[str], limit: int = 16384, consistency: Consistency = "Strong") -> list[dict[str, Any]]:
+    async def query(
+        self, collection: str, filter_expr: str, fields: Sequence[str], limit: int = 16384, consistency: Consistency = "Strong"
+    ) -> list[dict[str, Any]]:
         """Rows matching a scalar filter (e.g. `encoded_at_ms >= 1700000000000`).
 
         Raises:
@@ -386,7 +415,14 @@ class MilvusSink:
         """
         rows = await self._call(
             f"query of {collection}",
-            self._c.query(collection, filter=filter_expr, output_fields=list(fields), limit=limit, consistency_level=consistency, timeout=self._timeout_s),
+            self._c.query(
+                collection,
+                filter=filter_expr,
+                output_fields=list(fields),
+                limit=limit,
+                consistency_level=consistency,
+                timeout=self._timeout_s,
+            ),
         )
         return [dict(row) for row in rows]
 
@@ -419,4 +455,6 @@ class MilvusSink:
                 timeout=self._timeout_s,
             ),
         )
-        return [[Hit(id=str(h["id"]), score=float(h["distance"]), fields=dict(h.get("entity", {}))) for h in hits] for hits in results]
+        return [
+            [Hit(id=str(h["id"]), score=float(h["distance"]), fields=dict(h.get("entity", {}))) for h in hits] for hits in results
+        ]

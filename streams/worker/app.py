@@ -40,6 +40,7 @@ import faust
 from streams.ops.health import Thresholds
 from streams.ops.status import LagWatch, Trend, dependency_states, render_status, status_json
 from streams.ops.waits import own_waits
+from streams.retry import ShuttingDown
 from streams.worker.canary import FreshnessCanary
 from streams.worker.commits import CommitRepair, install_strict_commits
 from streams.worker.content import ContentStage
@@ -47,7 +48,6 @@ from streams.worker.context import Context
 from streams.worker.events import acknowledge
 from streams.worker.inflight import Abandoned
 from streams.worker.interest import InterestStage
-from streams.retry import ShuttingDown
 from streams.worker.waiting import ItemWait
 from topology.settings import Settings
 from topology.topics import INTEREST_TABLE
@@ -86,7 +86,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     interest = InterestStage(ctx, waiting)
     canary = FreshnessCanary(ctx)
     topics = s.topics()
-    sources = [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name]  # effects must be durable before a commit
+    sources = [
+        topics.uploads.name,
+        topics.interactions.name,
+        topics.interactions_retry.name,
+    ]  # effects must be durable before a commit
     install_strict_commits(sources)
     # Keyed by user_id like the interactions topic; the producer's partitioner places each user's
     # changelog records in the partition of that user's interactions, as co-partitioning requires.
@@ -138,18 +142,26 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
 
     # ------------------------------------------------------------------ operations: lag, health, status pages, commit repair
     watch = LagWatch(
-        s.kafka_bootstrap, s.kafka_security(), s.app_id,
+        s.kafka_bootstrap,
+        s.kafka_security(),
+        s.app_id,
         [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name, topics.item_embeddings.name],
         window=max(3, int(120 / s.status_interval_s)),
-    )  # fmt: skip
-    thresholds = Thresholds(lag_seconds_degraded=s.lag_seconds_degraded, freshness_p99_slo_s=s.freshness_slo_s, stall_window_s=s.stall_window_s)
+    )
+    thresholds = Thresholds(
+        lag_seconds_degraded=s.lag_seconds_degraded, freshness_p99_slo_s=s.freshness_slo_s, stall_window_s=s.stall_window_s
+    )
 
     trend = Trend(window_s=900.0, interval_s=s.status_interval_s)
 
     def current_status() -> dict[str, object]:
         metrics = ctx.metrics
-        verdict = watch.verdict(dependency_states(metrics), metrics.freshness_percentiles().get("p99"), thresholds, metrics.saturation())
-        return status_json(watch, metrics, verdict, trend, (ctx.online.k, *ctx.online.rate()), ctx.versions.known, ctx.sids.status())
+        verdict = watch.verdict(
+            dependency_states(metrics), metrics.freshness_percentiles().get("p99"), thresholds, metrics.saturation()
+        )
+        return status_json(
+            watch, metrics, verdict, trend, (ctx.online.k, *ctx.online.rate()), ctx.versions.known, ctx.sids.status()
+        )
 
     @app.timer(s.status_interval_s)
     async def sample_lag() -> None:
@@ -158,7 +170,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
             await watch.sample(ctx.metrics)
             ctx.metrics.dependency_up.labels("kafka").set(1)
             trend.record(watch, ctx.metrics, ctx.online.rate()[0])
-        except Exception as exc:  # noqa: BLE001 - a failed sample is reported, the worker goes on
+        except Exception as exc:
             ctx.metrics.dependency_up.labels("kafka").set(0)
             logger.warning("lag sample failed: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
 
@@ -166,7 +178,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     async def sample_replicas() -> None:
         try:
             await watch.sample_replicas(ctx.metrics)
-        except Exception as exc:  # noqa: BLE001 - reported, the worker goes on; the lag sample says whether Kafka answers
+        except Exception as exc:
             logger.warning("replica sample failed: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
 
     @app.timer(s.version_refresh_s)
@@ -179,39 +191,58 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         await canary.probe()
 
     @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:  # noqa: ARG001 - Faust view signature
+    async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(ctx.metrics.exposition(), content_type="text/plain; version=0.0.4")
 
     @app.page("/status")
-    async def status_page(web: Any, request: Any) -> Any:  # noqa: ARG001
-        return web.html(render_status(current_status(), f"sail-stream worker :{s.worker_web_port}", refresh_s=int(max(s.status_interval_s, 2))))
+    async def status_page(web: Any, request: Any) -> Any:
+        return web.html(
+            render_status(
+                current_status(), f"sail-stream worker :{s.worker_web_port}", refresh_s=int(max(s.status_interval_s, 2))
+            )
+        )
 
     @app.page("/status.json")
-    async def status_data(web: Any, request: Any) -> Any:  # noqa: ARG001
+    async def status_data(web: Any, request: Any) -> Any:
         return web.json(current_status())
 
     repair = CommitRepair(
-        lambda: app.consumer, [*sources, topics.item_embeddings.name], contiguous=sources,
-        queues=lambda tp: [channel.queue for channel in app.topics._tp_index.get(tp, ())],  # Faust's conductor: the streams a partition feeds
-    )  # fmt: skip
+        lambda: app.consumer,
+        [*sources, topics.item_embeddings.name],
+        contiguous=sources,
+        queues=lambda tp: [
+            channel.queue for channel in app.topics._tp_index.get(tp, ())
+        ],  # Faust's conductor: the streams a partition feeds
+    )
 
     @app.timer(1.0)
     async def commit_bases() -> None:
         try:
             await repair.ensure_base()
-        except Exception as exc:  # noqa: BLE001 - Kafka unreachable: the strict commit keeps waiting, tried again in 1 s
-            logger.warning("cannot read the first offsets of new partitions: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+        except Exception as exc:
+            logger.warning(
+                "cannot read the first offsets of new partitions: %s",
+                str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            )
 
-    @app.timer(5.0)  # a gap is sought back on its second sighting: 5-10 s after it formed (a restarted worker's head gap held its commits 20 s at 10 s)
+    @app.timer(
+        5.0
+    )  # a gap is sought back on its second sighting: 5-10 s after it formed (a restarted worker's head gap held its commits 20 s at 10 s)
     async def repair_commits() -> None:
         for fix in await repair.check():
             ctx.metrics.commit_repairs.labels(fix.kind, fix.topic).inc()
-            logger.warning("repaired a Faust offset-commit fault kind=%s tp=%s[%d]: %s", fix.kind, fix.topic, fix.partition, fix.detail)
+            logger.warning(
+                "repaired a Faust offset-commit fault kind=%s tp=%s[%d]: %s", fix.kind, fix.topic, fix.partition, fix.detail
+            )
         stalls = repair.stalls(after_s=s.stall_window_s)
         for stall in stalls:
             logger.warning("partition not committing tp=%s[%d]: %s", stall.topic, stall.partition, stall.detail)
         if stalls:  # where the agents and their batches wait, once for all of them
-            agents = {f"agent {agent.name}[{i}]": actor.it for agent in app.agents.values() for i, actor in enumerate(list(agent._actors))}
+            agents = {
+                f"agent {agent.name}[{i}]": actor.it
+                for agent in app.agents.values()
+                for i, actor in enumerate(list(agent._actors))
+            }
             logger.warning("the worker's tasks wait in:\n  %s", "\n  ".join(own_waits(coroutines=agents)) or "(none)")
 
     @app.timer(30.0)
@@ -271,7 +302,9 @@ def kafka_credentials(settings: Settings) -> Any:
             context.load_cert_chain(str(security.ssl_certfile), str(security.ssl_keyfile) if security.ssl_keyfile else None)
     if security.protocol.startswith("SASL_"):
         password = security.sasl_password.get_secret_value() if security.sasl_password else None
-        return faust.SASLCredentials(username=security.sasl_username, password=password, mechanism=security.sasl_mechanism, ssl_context=context)
+        return faust.SASLCredentials(
+            username=security.sasl_username, password=password, mechanism=security.sasl_mechanism, ssl_context=context
+        )
     if context is not None:
         return faust.SSLCredentials(context)
     return None
@@ -283,7 +316,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     app, ctx = create_app(settings)
 
     @app.on_before_shutdown.connect  # type: ignore[misc]
-    async def close_clients(app: faust.App, **kwargs: Any) -> None:  # noqa: ARG001 - Faust signal signature
+    async def close_clients(app: faust.App, **kwargs: Any) -> None:
         await ctx.stop()
 
     worker = faust.Worker(app, loglevel=loglevel)
@@ -293,5 +326,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     worker.spinner = None
     # kafka-python (the lag sampler's admin client) logs every connection at INFO: keep its warnings only
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
-    logging.getLogger("kafka.net.sasl.plain").setLevel(logging.ERROR)  # "password in the clear" on every lag sample under SASL_PLAINTEXT
+    logging.getLogger("kafka.net.sasl.plain").setLevel(
+        logging.ERROR
+    )  # "password in the clear" on every lag sample under SASL_PLAINTEXT
     worker.execute_from_commandline()

@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 
+from streams.retry import ShuttingDown
 from streams.sinks.milvus import MilvusUnavailable
 from streams.worker.context import Context
-from streams.retry import ShuttingDown
 from topology.collections import CANARY, VECTOR_FIELD, item_row
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,9 @@ class FreshnessCanary:
             await ctx.sink.upsert(items.name, [row])
             deadline = written + 30
             while time.time() < deadline:
-                hits = await ctx.sink.search(items.name, vector[None, :], limit=1, vector_field=VECTOR_FIELD, consistency=ctx.settings.recall_consistency)
+                hits = await ctx.sink.search(
+                    items.name, vector[None, :], limit=1, vector_field=VECTOR_FIELD, consistency=ctx.settings.recall_consistency
+                )
                 if hits and hits[0] and hits[0][0].id == canary:
                     ctx.metrics.observe_item_freshness(time.time() - written, stage="searchable")
                     break

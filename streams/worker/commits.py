@@ -75,10 +75,15 @@ class CommitRepair:
     them itself), and seeking back would re-read the same hole for ever."""
 
     def __init__(
-        self, consumer: Callable[[], Any], topics: Iterable[str], contiguous: Iterable[str],
-        queues: Callable[[Any], list[Any]] = lambda tp: [], clock: Callable[[], float] = time.monotonic,
-        position: Callable[[Any, Any], int | None] | None = None, prefetched: Callable[[Any, Any], bool] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        consumer: Callable[[], Any],
+        topics: Iterable[str],
+        contiguous: Iterable[str],
+        queues: Callable[[Any], list[Any]] = lambda tp: [],
+        clock: Callable[[], float] = time.monotonic,
+        position: Callable[[Any, Any], int | None] | None = None,
+        prefetched: Callable[[Any, Any], bool] | None = None,
+    ) -> None:
         self._consumer = consumer
         self._topics = frozenset(topics)
         self._contiguous = frozenset(contiguous)
@@ -122,7 +127,9 @@ class CommitRepair:
             if tp.topic not in self._contiguous or end is None or committed is None or end <= committed:
                 self._gaps.pop(tp, None)
                 continue
-            in_flight = any(m.tp == tp and committed <= m.offset < end and not m.acked for m in list(c._unacked_messages)) or self._queued(tp, committed, end)
+            in_flight = any(
+                m.tp == tp and committed <= m.offset < end and not m.acked for m in list(c._unacked_messages)
+            ) or self._queued(tp, committed, end)
             if in_flight:
                 self._gaps.pop(tp, None)
                 continue
@@ -134,7 +141,14 @@ class CommitRepair:
             await c.seek(tp, committed)
             self._gaps.pop(tp, None)
             self._sought[tp] = (committed, end)
-            repairs.append(Repair("seek", tp.topic, tp.partition, f"offsets {committed}..{end - 1} were never acked ({kind}): re-reading from {committed}{note}"))
+            repairs.append(
+                Repair(
+                    "seek",
+                    tp.topic,
+                    tp.partition,
+                    f"offsets {committed}..{end - 1} were never acked ({kind}): re-reading from {committed}{note}",
+                )
+            )
         return repairs
 
     def _gap_end(self, c: Any, tp: Any, acked: list[int], committed: int | None, read: int | None) -> tuple[int | None, str]:
@@ -159,7 +173,11 @@ class CommitRepair:
         position = self._position(c, tp)
         if position is None or position <= committed or self._prefetched(c, tp):
             return None, ""
-        stale = f"Faust's read offset {read} was stale" if read is not None else "Faust read nothing of the partition since its assignment"
+        stale = (
+            f"Faust's read offset {read} was stale"
+            if read is not None
+            else "Faust read nothing of the partition since its assignment"
+        )
         return position, f"fetched up to {position - 1}, never delivered to a stream; {stale}"
 
     def _queued(self, tp: Any, low: int, high: int) -> bool:
@@ -198,15 +216,24 @@ class CommitRepair:
             if now - since >= after_s and self._reported.get(tp, -1) != committed:
                 self._reported[tp] = committed
                 high = _highwater(c, tp)
-                behind = f"{high - (committed or 0)} records behind" if high is not None else "highwater unknown (nothing fetched yet)"
-                found.append(Repair("stall", tp.topic, tp.partition, f"no commit for {now - since:.0f}s at offset {committed}, {behind}: {fetch_state(c, tp, self._queues)}"))
+                behind = (
+                    f"{high - (committed or 0)} records behind" if high is not None else "highwater unknown (nothing fetched yet)"
+                )
+                found.append(
+                    Repair(
+                        "stall",
+                        tp.topic,
+                        tp.partition,
+                        f"no commit for {now - since:.0f}s at offset {committed}, {behind}: {fetch_state(c, tp, self._queues)}",
+                    )
+                )
         return found
 
 
 def _highwater(c: Any, tp: Any) -> int | None:
     try:
         value = c.highwater(tp)
-    except Exception:  # noqa: BLE001 - not fetched yet: unknown
+    except Exception:
         return None
     return int(value) if value is not None and value >= 0 else None
 
@@ -231,7 +258,7 @@ def kafka_position(c: Any, tp: Any) -> int | None:
     """aiokafka's fetch position of `tp` (the next offset it will fetch); None when unknown."""
     try:
         position = _kafka_state(c, tp)._position
-    except Exception:  # noqa: BLE001 - not assigned, or not started: unknown
+    except Exception:
         return None
     return int(position) if position is not None else None
 
@@ -240,7 +267,7 @@ def kafka_prefetched(c: Any, tp: Any) -> bool:
     """Whether aiokafka holds fetched records of `tp` that Faust has not taken yet (unknown: assumed so)."""
     try:
         return tp in _aiokafka(c)._fetcher._records
-    except Exception:  # noqa: BLE001
+    except Exception:
         return True
 
 
@@ -252,7 +279,7 @@ def fetch_state(c: Any, tp: Any, queues: Callable[[Any], list[Any]]) -> str:
     def add(label: str, read: Callable[[], object]) -> None:
         try:
             parts.append(f"{label}={read()}")
-        except Exception as exc:  # noqa: BLE001 - a diagnosis must never break the repair
+        except Exception as exc:
             parts.append(f"{label}=?({type(exc).__name__})")
 
     add("flow_active", lambda: c.flow_active)

@@ -48,9 +48,16 @@ class EncodedUpload:
 def request_for(upload: ContentUpload, cover: bytes | None, frames: tuple[bytes, ...], audio: bytes | None) -> EncodeRequest:
     """What the encoder is asked for an upload, once its media bytes are in hand."""
     return EncodeRequest(
-        role="target", title=upload.title, ocr_text=upload.ocr_text, asr_text=upload.asr_text, author_nickname=upload.author_nickname,
-        tags=upload.tags, cover=cover, frames=frames, audio=audio,
-    )  # fmt: skip
+        role="target",
+        title=upload.title,
+        ocr_text=upload.ocr_text,
+        asr_text=upload.asr_text,
+        author_nickname=upload.author_nickname,
+        tags=upload.tags,
+        cover=cover,
+        frames=frames,
+        audio=audio,
+    )
 
 
 async def resolve_request(media: MediaResolver, upload: ContentUpload) -> EncodeRequest:
@@ -132,7 +139,9 @@ class ContentStage:
                     refused.append((event, result.reason or reasons.MEDIA_UNREADABLE, result.error))
                     continue
                 if len(result.vector) != live.items.dim:
-                    raise ConfigMismatch(f"encoder {result.model_version} gives dim {len(result.vector)}, {live.items.name} holds {live.items.dim}")
+                    raise ConfigMismatch(
+                        f"encoder {result.model_version} gives dim {len(result.vector)}, {live.items.name} holds {live.items.dim}"
+                    )
                 encoded.append(EncodedUpload(event, upload, result.vector, result.model_version, live))
         if refused:
             await ctx.outbox.dead_letter_events(refused)
@@ -152,23 +161,34 @@ class ContentStage:
         live = next(iter(newest.values())).live  # one version per batch
         items = live.items
         sids = await ctx.sids.assign(live.version, live.items, [(e.upload.item_id, e.vector) for e in newest.values()])
-        rows = [item_row(e.upload.item_id, e.upload.creator_id, e.upload.created_at_ms, encoded_at, e.model_version, e.vector, sid)
-                for e, sid in zip(newest.values(), sids)]  # fmt: skip
+        rows = [
+            item_row(e.upload.item_id, e.upload.creator_id, e.upload.created_at_ms, encoded_at, e.model_version, e.vector, sid)
+            for e, sid in zip(newest.values(), sids)
+        ]
         sid_of = {e.upload.item_id: sid for e, sid in zip(newest.values(), sids)}
         refused = await ctx.upsert_each(items, rows)
         stored = [e for index, e in enumerate(newest.values()) if index not in refused]
         if refused:
-            await ctx.outbox.dead_letter_events([(e.event, reasons.SINK_REJECTED, refused[index]) for index, e in enumerate(newest.values()) if index in refused])
+            await ctx.outbox.dead_letter_events(
+                [(e.event, reasons.SINK_REJECTED, refused[index]) for index, e in enumerate(newest.values()) if index in refused]
+            )
         acked_s = time.time()
         for e in stored:
             ctx.metrics.observe_item_freshness(max(acked_s - e.upload.created_at_ms / 1000, 0.0))
         records = []
         for e in stored:
             embedding = ItemEmbedding(
-                item_id=e.upload.item_id, vector=e.vector.astype("<f4").tobytes(), dim=len(e.vector), model_version=e.model_version,
-                created_at_ms=e.upload.created_at_ms, encoded_at_ms=encoded_at, creator_id=e.upload.creator_id,
-                sid_codes=sid_of[e.upload.item_id].codes, sid_suffix=sid_of[e.upload.item_id].suffix, sid_codebook=sid_of[e.upload.item_id].codebook,
-            )  # fmt: skip
+                item_id=e.upload.item_id,
+                vector=e.vector.astype("<f4").tobytes(),
+                dim=len(e.vector),
+                model_version=e.model_version,
+                created_at_ms=e.upload.created_at_ms,
+                encoded_at_ms=encoded_at,
+                creator_id=e.upload.creator_id,
+                sid_codes=sid_of[e.upload.item_id].codes,
+                sid_suffix=sid_of[e.upload.item_id].suffix,
+                sid_codebook=sid_of[e.upload.item_id].codebook,
+            )
             key = e.upload.item_id.encode()
             records.append((self.embeddings_topic, key, encode_item_embedding(embedding)))
             records.append((self.content_topic, key, e.event.value))  # the upload as it arrived: what a re-embed encodes again

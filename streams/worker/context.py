@@ -29,15 +29,15 @@ from typing import Any
 import faust
 
 from encoders.client import EncoderClient
+from streams.lifecycle.registry import Versions
 from streams.ops.metrics import Metrics
 from streams.ops.quality import OnlineHitRate
-from streams.sinks.media import MediaResolver
-from streams.sinks.milvus import MilvusSink
-from streams.lifecycle.registry import Versions
-from streams.worker.items import ItemCache, ItemVectors
-from streams.worker.outbox import Outbox
 from streams.retry import Retry
 from streams.sid.stage import SemanticIds
+from streams.sinks.media import MediaResolver
+from streams.sinks.milvus import MilvusSink
+from streams.worker.items import ItemCache, ItemVectors
+from streams.worker.outbox import Outbox
 from topology.collections import CollectionSpec
 from topology.settings import Settings
 from topology.versions import Version
@@ -110,7 +110,9 @@ class Context:
         if not url or url == self.settings.triton_url:
             return self.encoder
         if url not in self._encoders:
-            client = EncoderClient.for_settings(self.settings.model_copy(update={"triton_url": url}), observe=self._observe_encode)
+            client = EncoderClient.for_settings(
+                self.settings.model_copy(update={"triton_url": url}), observe=self._observe_encode
+            )
             await client.start()
             self._encoders[url] = client
         return self._encoders[url]
@@ -138,4 +140,6 @@ class Context:
     def _observe_encode(self, outcome: str, items: int, seconds: float) -> None:
         self.metrics.triton_requests.labels(outcome).inc()
         if outcome == "abandoned":
-            logger.warning("triton request of %d items passed its %.1fs deadline (abandoned; the next deadline doubles)", items, seconds)
+            logger.warning(
+                "triton request of %d items passed its %.1fs deadline (abandoned; the next deadline doubles)", items, seconds
+            )

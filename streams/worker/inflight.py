@@ -84,7 +84,12 @@ class InOrderPipeline(Generic[T]):
         self._inflight.clear()
 
     def _forget_done(self) -> None:
-        while self._inflight and self._inflight[0].done() and not self._inflight[0].cancelled() and self._inflight[0].exception() is None:
+        while (
+            self._inflight
+            and self._inflight[0].done()
+            and not self._inflight[0].cancelled()
+            and self._inflight[0].exception() is None
+        ):
             self._inflight.popleft()
 
     def _raise_failure(self) -> None:

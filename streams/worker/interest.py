@@ -36,14 +36,19 @@ def recent_items_field(state: InterestState, positives_only: bool = False) -> st
     return text
 
 
-def user_rows(user: str, state: InterestState, vectors: Mapping[str, Vector], params: InterestParams, model_version: str) -> list[dict[str, object]]:
+def user_rows(
+    user: str, state: InterestState, vectors: Mapping[str, Vector], params: InterestParams, model_version: str
+) -> list[dict[str, object]]:
     """The `users` rows of one user's state (one per interest slot) over `vectors`; none while no
     positive item's vector is known (negatives only so far: no interest vector to write yet)."""
     slots = interest_vectors(state, vectors, params)
     if slots is None:
         return []
     recent, positives = recent_items_field(state), recent_items_field(state, positives_only=True)
-    return [user_row(user, slot, state.updated_at_ms, state.event_count, recent, model_version, vector, positives) for slot, vector in enumerate(slots)]
+    return [
+        user_row(user, slot, state.updated_at_ms, state.event_count, recent, model_version, vector, positives)
+        for slot, vector in enumerate(slots)
+    ]
 
 
 class InterestStage:
@@ -74,7 +79,9 @@ class InterestStage:
             return
         phase("decode")
         states = {user: decode_interest_state(table.get(user.encode())) for user in by_user}
-        needed = {i.item_id for pairs in by_user.values() for _, i in pairs} | {item for s in states.values() for item in s.item_ids()}
+        needed = {i.item_id for pairs in by_user.values() for _, i in pairs} | {
+            item for s in states.values() for item in s.item_ids()
+        }
         phase("state")
         vectors = await ctx.vectors.get(needed, live.items)
         phase("vectors")
@@ -105,7 +112,9 @@ class InterestStage:
         if waiting:
             await self.waiting.park(waiting)
             phase("park")
-        version = live.version.model_version or ctx.vectors.version_of(live.items)  # no registry row yet: the version of the items folded in
+        version = live.version.model_version or ctx.vectors.version_of(
+            live.items
+        )  # no registry row yet: the version of the items folded in
         rows = [row for user, state in changed.items() for row in user_rows(user, state, vectors, self.params, version)]
         phase("maths")
         if rows:

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from streams.sinks.milvus import MilvusSink
 from streams.lifecycle.registry import Versions
 from streams.retry import Retry
+from streams.sinks.milvus import MilvusSink
 from topology.codec import BadInput, Limits, decode_item_embedding
 from topology.collections import VECTOR_FIELD, CollectionSpec
 
@@ -70,7 +70,9 @@ class ItemVectors:
             else:
                 found[item_id] = vector
         if missing:
-            rows = await self._retry.retrying("milvus", "get items", lambda: self._sink.get(items.name, missing, fields=[VECTOR_FIELD, "model_version"]))
+            rows = await self._retry.retrying(
+                "milvus", "get items", lambda: self._sink.get(items.name, missing, fields=[VECTOR_FIELD, "model_version"])
+            )
             for row in rows:
                 if row.get("model_version"):
                     self.model_versions[items.name] = str(row["model_version"])

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from streams.ops.metrics import Metrics
-from streams.worker.events import now_ms, source
 from streams.retry import Retry
+from streams.worker.events import now_ms, source
 from topology.codec import encode_dead_letter
 from topology.messages import DeadLetter
 
@@ -39,8 +39,12 @@ class Outbox:
             deliveries = []
             for topic, key, value in pending:
                 try:
-                    deliveries.append(await topic.app.producer.send(topic.get_topic_name(), key, value, partition=None, timestamp=None, headers=None))
-                except Exception as exc:  # noqa: BLE001 - refused before it left (Kafka down): sent again with the rest
+                    deliveries.append(
+                        await topic.app.producer.send(
+                            topic.get_topic_name(), key, value, partition=None, timestamp=None, headers=None
+                        )
+                    )
+                except Exception as exc:
                     failed = asyncio.get_running_loop().create_future()
                     failed.set_exception(exc)
                     deliveries.append(failed)
@@ -75,7 +79,16 @@ class Outbox:
         """Send (original, key, (topic, partition, offset), reason, detail) to the dead-letter topic together."""
         records = []
         for original, key, (topic, partition, offset), reason, detail in letters:
-            letter = DeadLetter(original=original, source_topic=topic, partition=partition, offset=offset, reason=reason, detail=detail[:4000], key=key, failed_at_ms=now_ms())
+            letter = DeadLetter(
+                original=original,
+                source_topic=topic,
+                partition=partition,
+                offset=offset,
+                reason=reason,
+                detail=detail[:4000],
+                key=key,
+                failed_at_ms=now_ms(),
+            )
             records.append((self.dead_letter_topic, key, encode_dead_letter(letter)))
         await self.send_all(records, "produce dead letters")
         for _, _, (topic, partition, offset), reason, detail in letters:

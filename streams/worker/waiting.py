@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from streams.retry import backoff_s
 from streams.sinks.kafka import oldest_pending
 from streams.worker.context import Context
 from streams.worker.events import now_ms
-from streams.retry import backoff_s
 from topology import reasons
 from topology.codec import BadInput, decode_interaction, decode_retry, encode_retry
 from topology.messages import RetryEnvelope
@@ -43,9 +43,14 @@ class ItemWait:
         for event in events:
             message = event.message
             envelope = RetryEnvelope(
-                original=event.value, source_topic=message.topic, partition=message.partition, offset=message.offset,
-                attempts=0, first_seen_ms=first_seen, not_before_ms=first_seen + int(s.item_retry_backoff_ms),
-            )  # fmt: skip
+                original=event.value,
+                source_topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                attempts=0,
+                first_seen_ms=first_seen,
+                not_before_ms=first_seen + int(s.item_retry_backoff_ms),
+            )
             records.append((self.retry_topic, message.key, encode_retry(envelope)))
         await self.ctx.outbox.send_all(records, f"produce {self.ctx.topics.interactions_retry.name}")
 
@@ -57,9 +62,14 @@ class ItemWait:
         checked = self._uploads_pending
         if checked is None or time.monotonic() - checked[0] > 1.0:
             try:
-                pending = await asyncio.to_thread(oldest_pending, s.kafka_bootstrap, s.kafka_security(), s.app_id, self.ctx.topics.uploads.name)
-            except Exception as exc:  # noqa: BLE001 - kafka-python admin errors of every kind mean "unknown"
-                logger.warning("cannot read the content agent's progress, the interaction keeps waiting: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                pending = await asyncio.to_thread(
+                    oldest_pending, s.kafka_bootstrap, s.kafka_security(), s.app_id, self.ctx.topics.uploads.name
+                )
+            except Exception as exc:
+                logger.warning(
+                    "cannot read the content agent's progress, the interaction keeps waiting: %s",
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                )
                 return False
             checked = self._uploads_pending = (time.monotonic(), pending)
         return caught_up(checked[1], since_ms)
@@ -109,9 +119,14 @@ class ItemWait:
                 continue
             pause_s = backoff_s(envelope.attempts + 1, s.item_retry_backoff_ms / 1000, s.item_retry_backoff_max_ms / 1000)
             again = RetryEnvelope(
-                original=envelope.original, source_topic=envelope.source_topic, partition=envelope.partition, offset=envelope.offset,
-                attempts=envelope.attempts + 1, first_seen_ms=envelope.first_seen_ms, not_before_ms=now + int(pause_s * 1000),
-            )  # fmt: skip
+                original=envelope.original,
+                source_topic=envelope.source_topic,
+                partition=envelope.partition,
+                offset=envelope.offset,
+                attempts=envelope.attempts + 1,
+                first_seen_ms=envelope.first_seen_ms,
+                not_before_ms=now + int(pause_s * 1000),
+            )
             records.append((self.retry_topic, key, encode_retry(again)))
         await ctx.outbox.send_all(records, "produce interactions back and re-parked")
         if letters:

@@ -49,14 +49,19 @@ def test_a_kafka_outage_with_no_sample_during_it_counts_from_the_last_sample_bef
 def test_a_stuck_scenario_reports_the_workers_stall_reports_with_their_waits() -> None:
     from bench.faults import stall_reports
 
-    log = "\n".join([
-        "[t] [1] [INFO] progress events_per_s={}",
-        "[t] [1] [WARNING] partition not committing tp=x.interactions[1]: no commit for 30s at offset 0, 261 records behind: read=40",
-        "[t] [1] [WARNING] the worker's tasks wait in:",
-        "  agent streams.worker.app.update_interests[0]: update_interests (app.py:115) -> handle (interest.py:70) -> Future",
-        "[t] [1] [INFO] progress events_per_s={}",
-    ])  # fmt: skip
+    log = "\n".join(
+        [
+            "[t] [1] [INFO] progress events_per_s={}",
+            "[t] [1] [WARNING] partition not committing tp=x.interactions[1]: no commit for 30s at offset 0, 261 records behind: read=40",
+            "[t] [1] [WARNING] the worker's tasks wait in:",
+            "  agent streams.worker.app.update_interests[0]: update_interests (app.py:115) -> handle (interest.py:70) -> Future",
+            "[t] [1] [INFO] progress events_per_s={}",
+        ]
+    )
     report = stall_reports(log).splitlines()
-    assert [line.split("] ")[-1][:40] for line in report[:2]] == ["partition not committing tp=x.interactio", "the worker's tasks wait in:"]
+    assert [line.split("] ")[-1][:40] for line in report[:2]] == [
+        "partition not committing tp=x.interactio",
+        "the worker's tasks wait in:",
+    ]
     assert report[2].startswith("  agent streams.worker.app.update_interests[0]") and len(report) == 3
     assert stall_reports("[t] [1] [INFO] nothing wrong") == "(none)"

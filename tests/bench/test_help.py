@@ -11,13 +11,21 @@ import sys
 import pytest
 
 
-@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # a benchmark another test imported: run again as __main__, as intended
-@pytest.mark.parametrize(("module", "flags"), [("bench.encoder", ["--quick", "--cover", "--frames"]), ("bench.pipeline", ["--quick", "--json"]),
-                                                         ("bench.overload", ["--fixed-ms", "--overload-s", "--skip-contention", "--json"]),
-                                                         ("bench.interest", ["--interactions", "--workers", "--profile", "--paced-s", "--floor", "--json"]),
-                                                         ("bench.quality", ["--ratings", "--encoder", "--json", "--sid", "--sid-fresh", "--only"]),
-                                                         ("bench.train", ["--only", "--steps", "--runs", "--device", "--json"]),
-                                                         ("bench.reembed", ["--json"])])  # fmt: skip
+@pytest.mark.filterwarnings(
+    "ignore:.*found in sys.modules:RuntimeWarning"
+)  # a benchmark another test imported: run again as __main__, as intended
+@pytest.mark.parametrize(
+    ("module", "flags"),
+    [
+        ("bench.encoder", ["--quick", "--cover", "--frames"]),
+        ("bench.pipeline", ["--quick", "--json"]),
+        ("bench.overload", ["--fixed-ms", "--overload-s", "--skip-contention", "--json"]),
+        ("bench.interest", ["--interactions", "--workers", "--profile", "--paced-s", "--floor", "--json"]),
+        ("bench.quality", ["--ratings", "--encoder", "--json", "--sid", "--sid-fresh", "--only"]),
+        ("bench.train", ["--only", "--steps", "--runs", "--device", "--json"]),
+        ("bench.reembed", ["--json"]),
+    ],
+)
 def test_benchmark_help(module: str, flags: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     monkeypatch.setattr(sys, "argv", [module, "--help"])

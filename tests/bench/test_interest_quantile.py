@@ -17,7 +17,12 @@ sail_user_freshness_seconds_sum 30.0
 def test_quantiles_interpolate_within_the_bucket_that_holds_the_rank() -> None:
     assert histogram_quantile(PAGE, "sail_user_freshness_seconds", 0.5) == 0.25  # the 50th of 100 is the last of (0.1, 0.25]
     assert abs(histogram_quantile(PAGE, "sail_user_freshness_seconds", 0.99) - 0.95) < 1e-9  # 9 of 10 into (0.5, 1.0]
-    assert histogram_quantile(PAGE.replace("100.0", "0.0").replace("90.0", "0.0").replace("50.0", "0.0"), "sail_user_freshness_seconds", 0.5) is None
+    assert (
+        histogram_quantile(
+            PAGE.replace("100.0", "0.0").replace("90.0", "0.0").replace("50.0", "0.0"), "sail_user_freshness_seconds", 0.5
+        )
+        is None
+    )
 
 
 def test_quantiles_since_an_earlier_page_count_only_what_came_between() -> None:

@@ -16,7 +16,9 @@ DAY = 86_400
 
 def test_rank_counts_better_items_and_older_ties_and_skips_excluded_and_unarrived() -> None:
     scores = np.array([0.9, 0.5, 0.5, 0.7, 0.99])
-    assert rank_and_top(scores, target=2, excluded=[0], arrived=4)[0] == 2.0  # 0.7 above, the older 0.5 tie before it; 0.99 not arrived
+    assert (
+        rank_and_top(scores, target=2, excluded=[0], arrived=4)[0] == 2.0
+    )  # 0.7 above, the older 0.5 tie before it; 0.99 not arrived
     rank, top = rank_and_top(scores, target=1, excluded=[], arrived=5)
     assert rank == 3.0 and sorted(top) == [0, 1, 2, 3, 4]
 
@@ -26,8 +28,11 @@ def _world() -> tuple[MovieLens, dict[str, np.ndarray]]:
     to 0) the same day, then 2 (close to 0) the next day, just after user 8 viewed it."""
     dim = 15
     unit = np.eye(dim, dtype=np.float32)
-    vectors = {"ml-0": unit[0], "ml-1": (unit[0] + 0.1 * unit[1]) / np.linalg.norm(unit[0] + 0.1 * unit[1]),
-               "ml-2": (unit[0] + 0.2 * unit[2]) / np.linalg.norm(unit[0] + 0.2 * unit[2])}  # fmt: skip
+    vectors = {
+        "ml-0": unit[0],
+        "ml-1": (unit[0] + 0.1 * unit[1]) / np.linalg.norm(unit[0] + 0.1 * unit[1]),
+        "ml-2": (unit[0] + 0.2 * unit[2]) / np.linalg.norm(unit[0] + 0.2 * unit[2]),
+    }
     movies = {m: Movie(m, f"movie {m}", 2000, ()) for m in range(15)}
     ratings = [Rating(9, 3 + k, 3.5, k) for k in range(12)]
     vectors.update({f"ml-{3 + k}": unit[3 + k] for k in range(12)})
@@ -42,7 +47,11 @@ def test_each_method_on_a_hand_built_log() -> None:
     assert result["likes"] == 3 and all(m["queries"] == 3 for m in by.values())
     for name in ("realtime-mean10", "realtime-weighted-K1", "realtime-weighted-K3"):
         # the first like: no vector yet (a miss); the next two: the nearest movie, rank 0
-        assert (by[name]["served"], by[name]["hit_rate_10"], by[name]["ndcg_10"]) == (2, pytest.approx(2 / 3, abs=1e-4), pytest.approx(2 / 3, abs=1e-4))
+        assert (by[name]["served"], by[name]["hit_rate_10"], by[name]["ndcg_10"]) == (
+            2,
+            pytest.approx(2 / 3, abs=1e-4),
+            pytest.approx(2 / 3, abs=1e-4),
+        )
     for name in ("daily-mean10", "daily-weighted-K1"):
         # same-day likes cannot be served by last night's vectors; the next day's can
         assert (by[name]["served"], by[name]["hit_rate_10"]) == (1, pytest.approx(1 / 3, abs=1e-4))
@@ -51,7 +60,11 @@ def test_each_method_on_a_hand_built_log() -> None:
     assert (by["popularity"]["hit_rate_10"], by["popularity"]["hit_rate_50"]) == (pytest.approx(1 / 3, abs=1e-4), 1.0)
     assert by["popularity"]["ndcg_10"] == pytest.approx(1 / math.log2(3) / 3, abs=1e-4)
     # item-kNN: nobody else co-engaged with 0 or 1, so every score ties and older movies rank first
-    assert (by["item-knn"]["served"], by["item-knn"]["hit_rate_10"], by["item-knn"]["hit_rate_50"]) == (2, 0.0, pytest.approx(2 / 3, abs=1e-4))
+    assert (by["item-knn"]["served"], by["item-knn"]["hit_rate_10"], by["item-knn"]["hit_rate_50"]) == (
+        2,
+        0.0,
+        pytest.approx(2 / 3, abs=1e-4),
+    )
     assert all(0.0 < m["coverage_10"] <= 1.0 for m in by.values() if m["served"])
     assert realtime_gain(result)["realtime-mean10 hit_rate_10"] == 2.0
 
@@ -63,7 +76,9 @@ def test_item_knn_finds_what_other_users_liked_together() -> None:
     ratings += [Rating(6, 0, 5.0, 200), Rating(6, 1, 5.0, 201)]  # user 6 likes 0: item-kNN ranks 1 first
     unit = np.eye(12, dtype=np.float32)
     by = {m["method"]: m for m in evaluate(MovieLens(movies, ratings), {f"ml-{m}": unit[m] for m in range(12)})["methods"]}
-    assert by["item-knn"]["served"] == 2 and by["item-knn"]["ndcg_10"] == pytest.approx(1 / 4, abs=1e-4)  # user 6's like of 1 at rank 0
+    assert by["item-knn"]["served"] == 2 and by["item-knn"]["ndcg_10"] == pytest.approx(
+        1 / 4, abs=1e-4
+    )  # user 6's like of 1 at rank 0
 
 
 def test_a_movie_without_a_vector_is_an_error_not_a_silent_miss() -> None:
@@ -89,7 +104,11 @@ def test_the_sid_and_mixed_channels_rank_by_shared_prefixes_and_need_every_movie
     by = {m["method"]: m for m in result["methods"]}
     assert set(by) == {"realtime-weighted-K1", "sid", "mixed"}
     for name in ("sid", "mixed"):  # the first like: no positive yet (a miss); then the only movie sharing a prefix: rank 0
-        assert (by[name]["served"], by[name]["hit_rate_10"], by[name]["ndcg_10"]) == (2, pytest.approx(2 / 3, abs=1e-4), pytest.approx(2 / 3, abs=1e-4))
+        assert (by[name]["served"], by[name]["hit_rate_10"], by[name]["ndcg_10"]) == (
+            2,
+            pytest.approx(2 / 3, abs=1e-4),
+            pytest.approx(2 / 3, abs=1e-4),
+        )
     del sids["ml-2"]
     with pytest.raises(ValueError, match="1 rated movies have no semantic ID"):
         evaluate(data, vectors, sids=sids)

@@ -53,9 +53,18 @@ SECURED = Settings(
 )
 SCENARIOS = {
     "plain": (PLAIN, DeployOptions()),
-    "secured": (SECURED, DeployOptions(namespace="recsys", cluster="kafka-main", worker_max_replicas=20, triton_gpus=0, encoder_claim="sail-encoder",
-                                      monitoring_labels=(("release", "kube-prometheus-stack"),))),
-}  # fmt: skip
+    "secured": (
+        SECURED,
+        DeployOptions(
+            namespace="recsys",
+            cluster="kafka-main",
+            worker_max_replicas=20,
+            triton_gpus=0,
+            encoder_claim="sail-encoder",
+            monitoring_labels=(("release", "kube-prometheus-stack"),),
+        ),
+    ),
+}
 
 
 def _documents(scenario: str) -> list[dict[str, Any]]:
@@ -110,7 +119,16 @@ def test_strict_kubernetes_validation_rejects_a_misspelled_field_and_a_wrong_typ
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_custom_resource_validates_against_its_crd_schema(scenario: str, crd_checks: dict[str, list[Checked]]) -> None:
     checked = crd_checks[scenario]
-    kinds = {"Kafka", "KafkaNodePool", "KafkaUser", "KafkaTopic", "ScaledObject", "TriggerAuthentication", "PrometheusRule", "PodMonitor"}
+    kinds = {
+        "Kafka",
+        "KafkaNodePool",
+        "KafkaUser",
+        "KafkaTopic",
+        "ScaledObject",
+        "TriggerAuthentication",
+        "PrometheusRule",
+        "PodMonitor",
+    }
     assert {c.kind for c in checked} == kinds
     assert [c for c in checked if c.errors] == []
 
@@ -131,14 +149,28 @@ def test_the_crd_validators_reject_misspelled_fields_and_wrong_types() -> None:
         change(document)
         cases.append((document, expected))
 
-    case("KafkaNodePool", lambda d: d["spec"].__setitem__("resource", {"requests": {"cpu": "2"}}), "/spec/resource: unknown field")  # resources
+    case(
+        "KafkaNodePool", lambda d: d["spec"].__setitem__("resource", {"requests": {"cpu": "2"}}), "/spec/resource: unknown field"
+    )  # resources
     case("KafkaTopic", lambda d: d["spec"].__setitem__("partitions", "6"), "spec/partitions must be integer")
-    case("Kafka", lambda d: d["spec"]["kafka"]["listeners"][0].__setitem__("authentification", {}), "listeners/0/authentification: unknown field")
+    case(
+        "Kafka",
+        lambda d: d["spec"]["kafka"]["listeners"][0].__setitem__("authentification", {}),
+        "listeners/0/authentification: unknown field",
+    )
     case("ScaledObject", lambda d: d["spec"].__setitem__("maxReplicas", 3), "/spec/maxReplicas: unknown field")
     case("ScaledObject", lambda d: d["spec"].__setitem__("maxReplicaCount", "3"), "spec/maxReplicaCount must be integer")
-    case("TriggerAuthentication", lambda d: d["spec"]["secretTargetRef"][0].__setitem__("secret", "x"), "secretTargetRef/0/secret: unknown field")
+    case(
+        "TriggerAuthentication",
+        lambda d: d["spec"]["secretTargetRef"][0].__setitem__("secret", "x"),
+        "secretTargetRef/0/secret: unknown field",
+    )
     case("PrometheusRule", lambda d: d["spec"]["groups"][0]["rules"][0].__setitem__("forr", "1m"), "rules/0/forr: unknown field")
-    case("PodMonitor", lambda d: d["spec"]["podMetricsEndpoints"][0].__setitem__("interval", 15), "podMetricsEndpoints/0/interval must be string")
+    case(
+        "PodMonitor",
+        lambda d: d["spec"]["podMetricsEndpoints"][0].__setitem__("interval", 15),
+        "podMetricsEndpoints/0/interval must be string",
+    )
     checked = validate_custom_resources([d for d, _ in cases], Settings().cache_dir)
     for (document, expected), result in zip(cases, checked, strict=True):
         assert any(expected in error for error in result.errors), (document["kind"], expected, result.errors)
@@ -165,7 +197,9 @@ def test_the_prometheus_rule_is_alerts_yml_and_the_worker_job_is_the_one_it_name
     pod_labels = _find(documents, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
     assert monitor["spec"]["jobLabel"] == JOB_LABEL and jobs == {pod_labels[JOB_LABEL]}
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] in {p["name"] for p in _container(_find(documents, "StatefulSet"))["ports"]}
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] in {
+        p["name"] for p in _container(_find(documents, "StatefulSet"))["ports"]
+    }
 
 
 def test_the_dashboard_config_map_holds_the_dashboard_json_for_grafanas_sidecar() -> None:
@@ -214,8 +248,10 @@ def test_every_sail_variable_names_a_setting_and_no_secret_is_rendered(tmp_path:
     assert "/home/me" not in rendered  # the laptop's TLS file paths are replaced by the mounted Secrets
 
 
-def test_the_workers_settings_load_from_the_rendered_environment_and_reach_the_deployments_services(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings, options = SCENARIOS["secured"]
+def test_the_workers_settings_load_from_the_rendered_environment_and_reach_the_deployments_services(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, options = SCENARIOS["secured"]
     documents = _documents("secured")
     for name in [n for n in os.environ if n.startswith("SAIL_")]:
         monkeypatch.delenv(name)
@@ -225,9 +261,17 @@ def test_the_workers_settings_load_from_the_rendered_environment_and_reach_the_d
     monkeypatch.setenv(GROUP_INSTANCE_ENV, "sail-worker-0")
     loaded = load_settings()
     assert loaded.kafka_group_instance_id == "sail-worker-0" and loaded.kafka_security_protocol == "SASL_SSL"
-    assert loaded.kafka_bootstrap == "kafka-main-kafka-bootstrap.recsys.svc:9093" and loaded.kafka_sasl_username == options.kafka_user
+    assert (
+        loaded.kafka_bootstrap == "kafka-main-kafka-bootstrap.recsys.svc:9093"
+        and loaded.kafka_sasl_username == options.kafka_user
+    )
     assert loaded.triton_url == "grpcs://sail-triton.recsys.svc:9001" and loaded.milvus_uri == "https://milvus.recsys.svc:19530"
-    assert (loaded.app_id, loaded.topic_prefix, loaded.topic_partitions, loaded.content_batch_max) == ("recsys-sail", "prod.", 12, 32)
+    assert (loaded.app_id, loaded.topic_prefix, loaded.topic_partitions, loaded.content_batch_max) == (
+        "recsys-sail",
+        "prod.",
+        12,
+        32,
+    )
     mounts = {m["mountPath"] for m in _container(_find(documents, "StatefulSet"))["volumeMounts"]}
     for path in (loaded.kafka_ssl_cafile, loaded.milvus_tls_ca_file, loaded.triton_tls_ca_file):
         assert path is not None and str(path.parent) in mounts
@@ -237,7 +281,9 @@ def test_credentials_come_from_the_secrets_strimzi_and_the_operator_create() -> 
     documents = _documents("plain")
     workers = _find(documents, "StatefulSet")
     env = {e["name"]: e.get("valueFrom", {}) for e in _container(workers)["env"]}
-    assert env[env_name("kafka_sasl_password")] == {"secretKeyRef": {"name": "sail-worker", "key": "password"}}  # the KafkaUser's Secret
+    assert env[env_name("kafka_sasl_password")] == {
+        "secretKeyRef": {"name": "sail-worker", "key": "password"}
+    }  # the KafkaUser's Secret
     assert env[env_name("milvus_token")] == {"secretKeyRef": {"name": "sail-milvus-token", "key": "token"}}
     volumes = {v["name"]: v for v in workers["spec"]["template"]["spec"]["volumes"]}
     assert volumes["kafka-ca"]["secret"]["secretName"] == "sail-cluster-ca-cert"
@@ -272,8 +318,14 @@ def test_the_kafka_cluster_replicates_and_limits_messages_as_the_topics_need() -
     kafka = _find(documents, "Kafka")
     assert kafka["metadata"]["annotations"] == {"strimzi.io/kraft": "enabled", "strimzi.io/node-pools": "enabled"}
     config = kafka["spec"]["kafka"]["config"]
-    assert (config["default.replication.factor"], config["min.insync.replicas"], config["offsets.topic.replication.factor"]) == (3, 2, 3)
-    assert config["message.max.bytes"] == max(int(t["spec"]["config"]["max.message.bytes"]) for t in documents if t["kind"] == "KafkaTopic")
+    assert (config["default.replication.factor"], config["min.insync.replicas"], config["offsets.topic.replication.factor"]) == (
+        3,
+        2,
+        3,
+    )
+    assert config["message.max.bytes"] == max(
+        int(t["spec"]["config"]["max.message.bytes"]) for t in documents if t["kind"] == "KafkaTopic"
+    )
     pool = _find(documents, "KafkaNodePool")
     assert pool["spec"]["replicas"] == 3 and pool["spec"]["roles"] == ["controller", "broker"]
 
@@ -294,17 +346,24 @@ def test_write_gives_kubectl_apply_k_every_resource_file_and_helm_its_values(tmp
     assert {p.name for p in written} == {*files, KUSTOMIZATION}
     for name, documents in files.items():
         assert list(yaml.safe_load_all((tmp_path / name).read_text())) == documents
-    assert "sail-stream.json: |" in (tmp_path / "monitoring.yaml").read_text()  # the dashboard reads as JSON, not as one escaped line
+    assert (
+        "sail-stream.json: |" in (tmp_path / "monitoring.yaml").read_text()
+    )  # the dashboard reads as JSON, not as one escaped line
     assert not [p for p in written if "&id0" in p.read_text()]  # no YAML anchors: each document reads on its own
 
 
 def test_a_changed_setting_rolls_the_workers() -> None:
     """The workers read their ConfigMap at start only, so its digest is in the pod template."""
+
     def digest(settings: Settings) -> str:
         workers = _find(render(settings, DeployOptions())["workers.yaml"], "StatefulSet")
         return workers["spec"]["template"]["metadata"]["annotations"]["sail-stream/config-sha256"]
 
-    assert digest(PLAIN) == digest(Settings(state_dir=Path("/tmp"))) != digest(Settings(state_dir=Path("/tmp"), content_batch_max=16))
+    assert (
+        digest(PLAIN)
+        == digest(Settings(state_dir=Path("/tmp")))
+        != digest(Settings(state_dir=Path("/tmp"), content_batch_max=16))
+    )
 
 
 def test_options_refuse_names_kubernetes_cannot_take_and_contradicting_bounds() -> None:

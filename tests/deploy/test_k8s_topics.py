@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.k8s.topics import kafka_topics, resource_name
 from deploy.cli import main
+from deploy.k8s.topics import kafka_topics, resource_name
 from topology.settings import Settings
 from topology.topics import table_changelog
 
@@ -17,7 +17,9 @@ K8S_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
 def test_every_topic_of_topology_and_the_changelog_become_one_kafka_topic_each_exactly_as_declared() -> None:
-    s = Settings(state_dir=Path("/tmp"), topic_prefix="prod_Sail.", topic_partitions=12, topic_replication_factor=3, app_id="sail-workers")
+    s = Settings(
+        state_dir=Path("/tmp"), topic_prefix="prod_Sail.", topic_partitions=12, topic_replication_factor=3, app_id="sail-workers"
+    )
     resources = kafka_topics(s, "kafka-main", namespace="recsys")
     declared = {spec.name: spec for spec in s.topics().all()}
     assert {r["spec"]["topicName"] for r in resources} == {*declared, table_changelog("sail-workers")}
@@ -52,7 +54,12 @@ def test_the_cli_writes_the_whole_deployment_into_a_folder(tmp_path, capsys: pyt
     assert main(["topology", "export", "--format", "kubernetes"]) == 2  # no --out: said, nothing written
     assert "--out DIR" in capsys.readouterr().err
     out = tmp_path / "k8s"
-    assert main(["topology", "export", "--format", "kubernetes", "--out", str(out), "--namespace", "recsys", "--image", "reg/sail:1"]) == 0
+    assert (
+        main(
+            ["topology", "export", "--format", "kubernetes", "--out", str(out), "--namespace", "recsys", "--image", "reg/sail:1"]
+        )
+        == 0
+    )
     kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
     for name in kustomization["resources"]:
         for document in yaml.safe_load_all((out / name).read_text()):

@@ -17,13 +17,21 @@ def test_broker_listens_on_loopback_only_and_never_auto_creates_topics(tmp_path:
 
 def test_a_three_node_cluster_is_one_quorum_with_three_replicas_and_two_in_sync(tmp_path: Path) -> None:
     voters = [(1, 19093), (2, 19193), (3, 19293)]
-    props = dict(line.split("=", 1) for line in server_properties(tmp_path, "127.0.0.1", 19192, 19193, 9_000_000, node_id=2, voters=voters).splitlines() if line)
-    assert props["node.id"] == "2" and props["controller.quorum.voters"] == "1@127.0.0.1:19093,2@127.0.0.1:19193,3@127.0.0.1:19293"
+    props = dict(
+        line.split("=", 1)
+        for line in server_properties(tmp_path, "127.0.0.1", 19192, 19193, 9_000_000, node_id=2, voters=voters).splitlines()
+        if line
+    )
+    assert (
+        props["node.id"] == "2" and props["controller.quorum.voters"] == "1@127.0.0.1:19093,2@127.0.0.1:19193,3@127.0.0.1:19293"
+    )
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:19192,CONTROLLER://127.0.0.1:19193"
     for key in ("default.replication.factor", "offsets.topic.replication.factor", "transaction.state.log.replication.factor"):
         assert props[key] == "3"
     assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
-    single = dict(line.split("=", 1) for line in server_properties(tmp_path, "127.0.0.1", 19092, 19093, 9_000_000).splitlines() if line)
+    single = dict(
+        line.split("=", 1) for line in server_properties(tmp_path, "127.0.0.1", 19092, 19093, 9_000_000).splitlines() if line
+    )
     assert single["offsets.topic.replication.factor"] == single["min.insync.replicas"] == "1"  # one broker: nothing to wait for
 
 

@@ -9,7 +9,11 @@ import yaml
 from streams.ops import metrics
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
-EXPORTED = {getattr(metrics, name) for name in dir(metrics) if name.isupper() and isinstance(getattr(metrics, name), str) and getattr(metrics, name).startswith("sail_")}
+EXPORTED = {
+    getattr(metrics, name)
+    for name in dir(metrics)
+    if name.isupper() and isinstance(getattr(metrics, name), str) and getattr(metrics, name).startswith("sail_")
+}
 SUFFIXES = ("_bucket", "_sum", "_count", "_total")
 
 
@@ -39,7 +43,12 @@ def test_dashboard_panels_use_exported_metrics() -> None:
         for target in panel["targets"]:
             used |= _names(target["expr"])
     assert used <= EXPORTED
-    assert {metrics.CONSUMER_LAG_SECONDS, metrics.ITEM_FRESHNESS_SECONDS, metrics.DEAD_LETTERS, metrics.TRITON_BATCH_ITEMS} <= used
+    assert {
+        metrics.CONSUMER_LAG_SECONDS,
+        metrics.ITEM_FRESHNESS_SECONDS,
+        metrics.DEAD_LETTERS,
+        metrics.TRITON_BATCH_ITEMS,
+    } <= used
 
 
 def test_alert_rules_fire_as_intended_under_promtool() -> None:
@@ -51,5 +60,7 @@ def test_alert_rules_fire_as_intended_under_promtool() -> None:
     assert promtool, "promtool is needed (deploy/local/bootstrap.sh installs Debian's prometheus package)"
     check = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=MONITORING, capture_output=True, text=True, timeout=60)
     assert check.returncode == 0 and "SUCCESS: 11 rules found" in check.stdout, check.stdout + check.stderr
-    tested = subprocess.run([promtool, "test", "rules", "alerts_test.yml"], cwd=MONITORING, capture_output=True, text=True, timeout=60)
+    tested = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"], cwd=MONITORING, capture_output=True, text=True, timeout=60
+    )
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr

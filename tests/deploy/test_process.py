@@ -10,7 +10,11 @@ import pytest
 from deploy.local.process import ManagedProcess, ServiceFailed, group_members
 from deploy.local.stack import port_free
 
-FORKING = [sys.executable, "-c", "import subprocess,time; subprocess.Popen(['sleep','300']); print('up', flush=True); time.sleep(300)"]
+FORKING = [
+    sys.executable,
+    "-c",
+    "import subprocess,time; subprocess.Popen(['sleep','300']); print('up', flush=True); time.sleep(300)",
+]
 
 
 def test_stop_kills_the_whole_group_and_forgets_the_record(tmp_path: Path) -> None:

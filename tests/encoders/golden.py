@@ -15,7 +15,9 @@ GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden_sail_tiny.json"
 GOLDEN_TRAINED = GOLDEN.with_name("golden_trained_tiny.json")
 REQUESTS = [
     EncodeRequest(title="kitten chases a laser pointer", tags=("cats", "funny")),
-    EncodeRequest(title="Best pasta recipe", ocr_text="Boil water. Add salt.", asr_text="today we cook", author_nickname="chef_anna"),
+    EncodeRequest(
+        title="Best pasta recipe", ocr_text="Boil water. Add salt.", asr_text="today we cook", author_nickname="chef_anna"
+    ),
     EncodeRequest(role="query", title="football highlights"),
 ]
 

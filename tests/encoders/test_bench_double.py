@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from topology.codec import encode_encoder_request
-from topology.messages import EncodeRequest
 from encoders.bench_double import ServiceTime, read_control, standin_infer_fn, vector_for, write_control
 from topology import reasons
+from topology.codec import encode_encoder_request
+from topology.messages import EncodeRequest
 
 
 def test_service_time_is_fixed_plus_per_item() -> None:
@@ -45,7 +45,9 @@ def test_infer_sleeps_the_service_time_read_at_each_batch(tmp_path: Path) -> Non
     control = tmp_path / "standin.json"
     write_control(control, ServiceTime(fixed_ms=0, per_item_ms=1, dim=8))
     infer = standin_infer_fn(control)
-    batch = np.array([[encode_encoder_request(EncodeRequest(title=f"t{i}"))] for i in range(20)] + [[b"\xc1junk"]], dtype=np.object_)
+    batch = np.array(
+        [[encode_encoder_request(EncodeRequest(title=f"t{i}"))] for i in range(20)] + [[b"\xc1junk"]], dtype=np.object_
+    )
     began = time.monotonic()
     out = infer(batch)
     fast = time.monotonic() - began

@@ -12,10 +12,10 @@ import torch
 
 from encoders.config import PRESETS
 from encoders.model import SailEncoder, load_encoder
-from topology.messages import EncodeRequest
 from streams.interest.maths import matryoshka
 from tests.support.media import image_bytes, wav_bytes
 from topology import reasons
+from topology.messages import EncodeRequest
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,9 @@ def qwen2() -> SailEncoder:
 
 def _mixed_requests() -> list[EncodeRequest]:
     return [
-        EncodeRequest(title="kitten chases a laser pointer", tags=("cats",), cover=image_bytes(1), frames=(image_bytes(2), image_bytes(3))),
+        EncodeRequest(
+            title="kitten chases a laser pointer", tags=("cats",), cover=image_bytes(1), frames=(image_bytes(2), image_bytes(3))
+        ),
         EncodeRequest(title="street food tour in Bangkok", asr_text="today we eat noodles. so spicy!"),
         EncodeRequest(title="drum solo practice", audio=wav_bytes(1.5)),
         EncodeRequest(title="alpine hike", cover=image_bytes(4), audio=wav_bytes(0.7, freq_hz=220)),
@@ -89,7 +91,11 @@ def test_batched_equals_single_within_1e_5(name: str, tiny: SailEncoder, omni: S
 def test_media_moves_the_vector_when_gates_are_open(omni: SailEncoder) -> None:
     text, image, audio = _vectors(
         omni,
-        [EncodeRequest(title="alpine hike"), EncodeRequest(title="alpine hike", cover=image_bytes(5)), EncodeRequest(title="alpine hike", audio=wav_bytes(1.0))],
+        [
+            EncodeRequest(title="alpine hike"),
+            EncodeRequest(title="alpine hike", cover=image_bytes(5)),
+            EncodeRequest(title="alpine hike", audio=wav_bytes(1.0)),
+        ],
     )
     assert float(text @ image) < 0.9999 and float(text @ audio) < 0.9999
 

@@ -4,9 +4,18 @@ import numpy as np
 import pytest
 
 from encoders.config import PRESETS, AudioConfig, VisionConfig
-from encoders.preprocess import MediaError, clean_text, compose_text, decode_image, decode_wav, log_mel_chunks, prepare, sample_frames
-from topology.messages import EncodeRequest
+from encoders.preprocess import (
+    MediaError,
+    clean_text,
+    compose_text,
+    decode_image,
+    decode_wav,
+    log_mel_chunks,
+    prepare,
+    sample_frames,
+)
 from tests.support.media import image_bytes, wav_bytes
+from topology.messages import EncodeRequest
 
 TINY = PRESETS["sail-tiny"]
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.stack import Stack
 from deploy.cli.demo import Synthetic, run_demo
+from deploy.local.stack import Stack
 from deploy.traffic import LoadPlan
 from tests.support.stack import stack_settings
 

@@ -11,9 +11,9 @@ import pytest
 from encoders.client import EncoderClient, EncoderUnavailable
 from encoders.model import load_encoder
 from encoders.signature import SAIL_ENCODER
-from topology.messages import EncodeRequest
 from tests.support.media import image_bytes, wav_bytes
 from topology import reasons
+from topology.messages import EncodeRequest
 from topology.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,9 @@ async def test_a_batch_over_the_max_is_sent_as_full_requests_with_results_in_ord
     results = await client.encode(requests)
     assert client.stats.requests - before.requests == 3 and client.stats.items - before.items == 40  # 16 + 16 + 8
     singles = await asyncio.gather(*(client.encode([r]) for r in (requests[0], requests[17], requests[39])))
-    np.testing.assert_allclose(np.stack([results[i].vector for i in (0, 17, 39)]), np.stack([s[0].vector for s in singles]), atol=1e-5)  # type: ignore[misc]
+    np.testing.assert_allclose(
+        np.stack([results[i].vector for i in (0, 17, 39)]), np.stack([s[0].vector for s in singles]), atol=1e-5
+    )  # type: ignore[misc]
 
 
 async def test_a_request_blob_the_server_cannot_read_fails_only_its_row(settings: Settings) -> None:

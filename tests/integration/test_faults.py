@@ -24,7 +24,9 @@ def test_fault_scenario_loses_nothing_and_applies_nothing_twice(stack: Stack, na
     # broker-kill: three Kafka nodes of its own; the broker stays down 14 s, past Kafka's 9 s broker session
     # timeout (when its partitions get new leaders and drop it from their in-sync replicas); the worker
     # samples the replicas every second, so the ~5 s left show on its page
-    on, outage_s, sampled = (cluster_stack(stack), 14.0, 1.0) if name in CLUSTER_SCENARIOS else (stack, 5.0, stack.settings.status_interval_s)
+    on, outage_s, sampled = (
+        (cluster_stack(stack), 14.0, 1.0) if name in CLUSTER_SCENARIOS else (stack, 5.0, stack.settings.status_interval_s)
+    )
     try:
         # the drain is given up well inside pytest's 600 s, so a stuck scenario reports what is behind and the workers' logs
         result = Scenario(

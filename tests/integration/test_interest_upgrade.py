@@ -30,8 +30,17 @@ def _version_1(state: InterestState, ids: list[str]) -> bytes:
     def rows(signals: tuple) -> list[list[object]]:  # type: ignore[type-arg]
         return [[s.event_id, s.item_id, s.timestamp_ms, s.weight] for s in signals]
 
-    return msgpack.packb({"v": 1, "pos": rows(state.positives), "neg": rows(state.negatives), "ids": ids,
-                          "count": state.event_count, "updated": state.updated_at_ms}, use_bin_type=True)  # fmt: skip
+    return msgpack.packb(
+        {
+            "v": 1,
+            "pos": rows(state.positives),
+            "neg": rows(state.negatives),
+            "ids": ids,
+            "count": state.event_count,
+            "updated": state.updated_at_ms,
+        },
+        use_bin_type=True,
+    )
 
 
 def test_a_worker_upgraded_over_a_version_1_changelog_keeps_every_users_vector(stack: Stack, settings: Settings) -> None:
@@ -47,13 +56,27 @@ def test_a_worker_upgraded_over_a_version_1_changelog_keeps_every_users_vector(s
     actions = [Action.LIKE, Action.VIEW, Action.SHARE, Action.SKIP]
 
     def events(prefix: str, users: int, per_user: int, start_ms: int) -> list[Interaction]:
-        return [Interaction(f"{tag}-{prefix}-{u}-{k}", f"{tag}-user-{u}", items[int(rng.integers(len(items)))], actions[int(rng.integers(len(actions)))],
-                            start_ms + k * 1000 + u, dwell_ms=8000) for u in range(users) for k in range(per_user)]  # fmt: skip
+        return [
+            Interaction(
+                f"{tag}-{prefix}-{u}-{k}",
+                f"{tag}-user-{u}",
+                items[int(rng.integers(len(items)))],
+                actions[int(rng.integers(len(actions)))],
+                start_ms + k * 1000 + u,
+                dwell_ms=8000,
+            )
+            for u in range(users)
+            for k in range(per_user)
+        ]
 
     old = events("old", users=4, per_user=14, start_ms=1_700_000_000_000)  # more than a window each: the v1 floor matters
     new = events("new", users=4, per_user=3, start_ms=1_700_000_100_000)
     changelog = table_changelog(tag)  # as the old worker's Faust created it: compacted, one partition per interactions partition
-    ensure_topics(s.kafka_bootstrap, s.kafka_security(), [TopicSpec(changelog, s.topic_partitions, "user_id", -1, True, s.max_message_bytes)])
+    ensure_topics(
+        s.kafka_bootstrap,
+        s.kafka_security(),
+        [TopicSpec(changelog, s.topic_partitions, "user_id", -1, True, s.max_message_bytes)],
+    )
     p = producer(s.kafka_bootstrap, s.kafka_security(), s.max_message_bytes)  # the changelog as the old worker left it
     for user in sorted({e.user_id for e in old}):
         mine = [e for e in old if e.user_id == user]

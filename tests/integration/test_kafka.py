@@ -20,8 +20,12 @@ from topology.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-def _consume_all(settings: Settings, topic: str, count: int, timeout_s: float = 30.0, alive: Callable[[], bool] = lambda: True) -> list:
-    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), topic, auto_offset_reset="earliest", consumer_timeout_ms=1000)
+def _consume_all(
+    settings: Settings, topic: str, count: int, timeout_s: float = 30.0, alive: Callable[[], bool] = lambda: True
+) -> list:
+    c = consumer(
+        settings.kafka_bootstrap, settings.kafka_security(), topic, auto_offset_reset="earliest", consumer_timeout_ms=1000
+    )
     records: list = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -47,11 +51,16 @@ def test_uploads_and_interactions_cross_the_broker_intact(settings: Settings) ->
     topics = settings.topics()
     uploads = [
         ContentUpload(
-            item_id=f"item-{i}", creator_id=f"creator-{i % 3}", created_at_ms=1_700_000_000_000 + i, title=f"clip {i}",
-            tags=("cats", "funny"), cover=Media.inline(bytes([i]) * 2048), frames=(Media.at(f"file:///frames/{i}.jpg"),),
+            item_id=f"item-{i}",
+            creator_id=f"creator-{i % 3}",
+            created_at_ms=1_700_000_000_000 + i,
+            title=f"clip {i}",
+            tags=("cats", "funny"),
+            cover=Media.inline(bytes([i]) * 2048),
+            frames=(Media.at(f"file:///frames/{i}.jpg"),),
         )
         for i in range(30)
-    ]  # fmt: skip
+    ]
     events = [
         Interaction(event_id=f"e{i}", user_id=f"u{i % 4}", item_id=f"item-{i}", action=Action.LIKE, timestamp_ms=i, dwell_ms=1500)
         for i in range(30)

@@ -44,9 +44,14 @@ def test_existing_collection_with_another_width_is_a_clear_error(settings: Setti
 
 def test_a_collection_made_before_the_semantic_id_fields_is_refused_with_what_to_do(settings: Settings) -> None:
     items, _ = settings.collections()
-    older = dataclasses.replace(items, name=f"{items.name}_before_sid", fields=tuple(f for f in items.fields if not f.name.startswith("sid_")))
+    older = dataclasses.replace(
+        items, name=f"{items.name}_before_sid", fields=tuple(f for f in items.fields if not f.name.startswith("sid_"))
+    )
     ensure_collections(settings.milvus_uri, None, [older], settings.milvus_backend)
-    with pytest.raises(SchemaMismatch, match="has no field sid_codes, sid_suffix, sid_codebook: it was created by an older sail-stream.*sail-stream reembed"):
+    with pytest.raises(
+        SchemaMismatch,
+        match=r"has no field sid_codes, sid_suffix, sid_codebook: it was created by an older sail-stream.*sail-stream reembed",
+    ):
         ensure_collections(settings.milvus_uri, None, [dataclasses.replace(items, name=older.name)], settings.milvus_backend)
 
 
@@ -54,10 +59,7 @@ async def test_upserted_items_are_got_by_key_and_found_by_similarity(settings: S
     items, _ = settings.collections()
     rng = np.random.default_rng(7)
     vectors = _unit(rng, 50, items.dim)
-    rows = [
-        item_row(f"m-{i}", f"c{i % 5}", 1000 + i, 2000 + i, "probe-v1", vectors[i])
-        for i in range(50)
-    ]
+    rows = [item_row(f"m-{i}", f"c{i % 5}", 1000 + i, 2000 + i, "probe-v1", vectors[i]) for i in range(50)]
     assert await sink.upsert(items.name, rows) == 50
 
     got = await sink.get(items.name, ["m-3", "m-42"], fields=["creator_id", "created_at_ms", VECTOR_FIELD])
@@ -66,16 +68,23 @@ async def test_upserted_items_are_got_by_key_and_found_by_similarity(settings: S
     np.testing.assert_allclose(np.asarray(by_id["m-42"][VECTOR_FIELD], dtype=np.float32), vectors[42], atol=1e-6)
 
     # Read-your-writes: the just-upserted item is its own nearest neighbour at Strong consistency.
-    hits = await sink.search(items.name, vectors[[10, 20]], limit=3, vector_field=VECTOR_FIELD, output_fields=["creator_id"], consistency="Strong")
+    hits = await sink.search(
+        items.name, vectors[[10, 20]], limit=3, vector_field=VECTOR_FIELD, output_fields=["creator_id"], consistency="Strong"
+    )
     assert [h[0].id for h in hits] == ["m-10", "m-20"]
     assert hits[0][0].score == pytest.approx(1.0, abs=1e-4)
     assert hits[0][0].fields["creator_id"] == "c0"
 
     # Filters the recall side will use: fresh-only and exclude-creator.
     filtered = await sink.search(
-        items.name, vectors[[10]], limit=50, vector_field=VECTOR_FIELD,
-        filter_expr='created_at_ms >= 1030 and created_at_ms < 1050 and creator_id != "c1"', output_fields=["creator_id", "created_at_ms"], consistency="Strong",
-    )  # fmt: skip
+        items.name,
+        vectors[[10]],
+        limit=50,
+        vector_field=VECTOR_FIELD,
+        filter_expr='created_at_ms >= 1030 and created_at_ms < 1050 and creator_id != "c1"',
+        output_fields=["creator_id", "created_at_ms"],
+        consistency="Strong",
+    )
     # (the upper bound keeps other tests' items, which share the collection, out of the count)
     assert filtered[0] and all(1030 <= h.fields["created_at_ms"] < 1050 and h.fields["creator_id"] != "c1" for h in filtered[0])
     assert len(filtered[0]) == 16  # items 30..49 minus the four of creator c1

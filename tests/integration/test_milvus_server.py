@@ -10,8 +10,8 @@ import pytest
 from deploy.local.process import group_members
 from deploy.local.stack import Stack
 from streams.sinks.milvus import MilvusSink
-from topology.collections import VECTOR_FIELD, item_row
 from tests.support.stack import stack_settings
+from topology.collections import VECTOR_FIELD, item_row
 
 pytestmark = [pytest.mark.integration, pytest.mark.milvus_server]
 
@@ -31,10 +31,7 @@ async def test_standalone_server_serves_collections_with_hnsw(tmp_path: Path) ->
             rng = np.random.default_rng(1)
             vectors = rng.standard_normal((200, items.dim)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            rows = [
-                item_row(f"s-{i}", "c", i, i, "v", v)
-                for i, v in enumerate(vectors)
-            ]
+            rows = [item_row(f"s-{i}", "c", i, i, "v", v) for i, v in enumerate(vectors)]
             assert await sink.upsert(items.name, rows) == 200
             # Strong consistency: read-your-writes right after the upsert (Bounded may lag ~5 s here).
             hits = await sink.search(items.name, vectors[[7]], limit=1, vector_field=VECTOR_FIELD, consistency="Strong")

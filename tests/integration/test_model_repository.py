@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 
 from deploy.local.process import ManagedProcess, group_members
+from deploy.local.stack import free_ports
 from deploy.local.tritonserver import MODEL_REPOSITORY, server_command
 from encoders.client import EncoderClient, check_triton
 from encoders.model import load_encoder
 from encoders.signature import SAIL_ENCODER
-from topology.messages import EncodeRequest
-from tests.support.media import image_bytes
-from deploy.local.stack import free_ports
 from encoders.train.loop import train
+from tests.support.media import image_bytes
 from tests.support.training import tiny_data, tiny_recipe
 from topology import reasons
+from topology.messages import EncodeRequest
 
 pytestmark = pytest.mark.integration
 
@@ -47,11 +47,14 @@ async def test_model_repository_serves_the_same_vectors_as_in_process(tmp_path: 
             try:
                 if check_triton(address, (SAIL_ENCODER.name,), timeout_s=2.0).models_ready[SAIL_ENCODER.name]:
                     break
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 pass
             assert time.monotonic() < deadline, proc.log_tail(40)
             time.sleep(0.5)
-        requests = [EncodeRequest(title="kitten chases a laser pointer", cover=image_bytes(1)), EncodeRequest(title="x", cover=b"broken")]
+        requests = [
+            EncodeRequest(title="kitten chases a laser pointer", cover=image_bytes(1)),
+            EncodeRequest(title="x", cover=b"broken"),
+        ]
         client = EncoderClient(address, timeout_s=60.0)
         await client.start()
         try:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from bench.quality import agreement, evaluate
-from deploy.local.stack import Stack, free_ports
 from deploy.cli.demo import MovieLensReplay
-from deploy.local.workers import start_worker, wait_for_group
 from deploy.datasets.movielens import interaction_for, load_movielens, replay, send_uploads
+from deploy.local.stack import Stack, free_ports
+from deploy.local.workers import start_worker, wait_for_group
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
 from streams.sinks.kafka import ensure_topics
 from streams.sinks.milvus import MilvusSink, ensure_collections
@@ -76,7 +76,9 @@ def test_a_movielens_slice_streams_through_and_the_quality_protocol_runs_on_it(s
         agree = asyncio.run(check())
     finally:
         worker.stop()
-    assert agree["users"] >= 5 and agree["mean_top10_overlap"] == 1.0  # the API serves what the protocol computes (exact FLAT index)
+    assert (
+        agree["users"] >= 5 and agree["mean_top10_overlap"] == 1.0
+    )  # the API serves what the protocol computes (exact FLAT index)
     titles = set(data.labels().values())
     top = shown[shown.index("  -> their top unseen movies now:") + 1 :][:3]
     assert shown[0].startswith("user-to-item: ml-user-") and shown[1].strip() in titles  # a latest like, by title
@@ -85,9 +87,17 @@ def test_a_movielens_slice_streams_through_and_the_quality_protocol_runs_on_it(s
     likes = sum(r.rating >= 4.0 for r in data.ratings)
     assert result["likes"] == likes > 0
     by = {m["method"]: m for m in result["methods"]}
-    assert {"popularity", "item-knn", "realtime-mean10", "daily-mean10", "realtime-weighted-K1", "realtime-weighted-K3"} <= set(by)
+    assert {"popularity", "item-knn", "realtime-mean10", "daily-mean10", "realtime-weighted-K1", "realtime-weighted-K3"} <= set(
+        by
+    )
     for m in by.values():
         assert m["queries"] == likes and 0 <= m["served"] <= likes
-        assert 0.0 <= m["hit_rate_10"] <= m["hit_rate_50"] <= 1.0 and 0.0 <= m["ndcg_10"] <= m["hit_rate_10"] and 0.0 <= m["coverage_10"] <= 1.0
+        assert (
+            0.0 <= m["hit_rate_10"] <= m["hit_rate_50"] <= 1.0
+            and 0.0 <= m["ndcg_10"] <= m["hit_rate_10"]
+            and 0.0 <= m["coverage_10"] <= 1.0
+        )
     assert by["popularity"]["served"] == likes  # popularity answers everyone
-    assert by["realtime-mean10"]["served"] >= by["daily-mean10"]["served"]  # a nightly vector exists only for users seen before today
+    assert (
+        by["realtime-mean10"]["served"] >= by["daily-mean10"]["served"]
+    )  # a nightly vector exists only for users seen before today

@@ -34,9 +34,21 @@ def _chromium(url: str, screenshot: Path) -> str:
     """The page's DOM after rendering in real headless Chromium (and a screenshot of it)."""
     chromium = shutil.which("chromium")
     assert chromium, "chromium is needed (deploy/local/bootstrap.sh installs it with apt-get)"
-    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={screenshot.parent / 'chromium-profile'}"]  # fmt: skip
-    subprocess.run([*flags, "--window-size=1100,1400", f"--screenshot={screenshot}", url], capture_output=True, timeout=60, check=True)
+    flags = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={screenshot.parent / 'chromium-profile'}",
+    ]
+    subprocess.run(
+        [*flags, "--window-size=1100,1400", f"--screenshot={screenshot}", url], capture_output=True, timeout=60, check=True
+    )
     return subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=60, check=True).stdout
 
 
@@ -44,10 +56,18 @@ def _traffic(settings: Settings, tag: str, items: int, interactions: int) -> Non
     p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes)
     topics = settings.topics()
     for n in range(items):
-        upload = ContentUpload(item_id=f"{tag}-i{n}", creator_id="c", created_at_ms=int(time.time() * 1000), title=f"clip {n} of {tag}")
+        upload = ContentUpload(
+            item_id=f"{tag}-i{n}", creator_id="c", created_at_ms=int(time.time() * 1000), title=f"clip {n} of {tag}"
+        )
         p.send(topics.uploads.name, key=upload.item_id.encode(), value=encode_upload(upload))
     for n in range(interactions):
-        event = Interaction(event_id=f"{tag}-e{n}", user_id=f"{tag}-u{n % 7}", item_id=f"{tag}-i{n % items}", action=Action.LIKE, timestamp_ms=int(time.time() * 1000))
+        event = Interaction(
+            event_id=f"{tag}-e{n}",
+            user_id=f"{tag}-u{n % 7}",
+            item_id=f"{tag}-i{n % items}",
+            action=Action.LIKE,
+            timestamp_ms=int(time.time() * 1000),
+        )
         p.send(topics.interactions.name, key=event.user_id.encode(), value=encode_interaction(event))
     p.send(topics.uploads.name, key=b"junk", value=b"\xc1 not msgpack")
     p.flush()
@@ -59,8 +79,15 @@ def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: S
     # Own topics and group, so that other tests' traffic does not count here.
     run = uuid.uuid4().hex[:6]
     # Every positive interaction is checked for the online hit rate here (the default samples 2 %).
-    ops = settings.model_copy(update={"app_id": f"ops{run}", "topic_prefix": f"ops{run}.", "status_interval_s": 1.0, "stall_window_s": 300.0,
-                                      "online_hit_sample": 1.0})  # fmt: skip
+    ops = settings.model_copy(
+        update={
+            "app_id": f"ops{run}",
+            "topic_prefix": f"ops{run}.",
+            "status_interval_s": 1.0,
+            "stall_window_s": 300.0,
+            "online_hit_sample": 1.0,
+        }
+    )
     ensure_topics(ops.kafka_bootstrap, ops.kafka_security(), ops.topics().all())
     port_a, port_b = free_ports(2)
     a = start_worker(ops, port_a, stack.state_dir / "ops")
@@ -74,20 +101,38 @@ def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: S
             status = json.loads(_get(f"http://127.0.0.1:{port_a}/status.json"))
             # a lag sample taken after the traffic was written (an earlier one reads "0 behind" too)
             sampled = sum(r["end"] for r in status["lag"] if r["topic"] == ops.topics().uploads.name) >= 13
-            if status["verdict"] == "healthy" and sampled and not any(r["messages_behind"] for r in status["lag"]) and status["freshness_s"]:
+            if (
+                status["verdict"] == "healthy"
+                and sampled
+                and not any(r["messages_behind"] for r in status["lag"])
+                and status["freshness_s"]
+            ):
                 break
             time.sleep(1)
         assert status["verdict"] == "healthy", status["reasons"]
 
         per_worker = [_get(f"http://127.0.0.1:{port}/metrics").decode() for port in (port_a, port_b)]
         metrics = "".join(per_worker)
-        for series in ("sail_consumer_lag_messages", "sail_consumer_lag_seconds", "sail_item_freshness_seconds_bucket", "sail_user_freshness_seconds_count",
-                       "sail_triton_request_seconds_count", "sail_triton_batch_items_count", "sail_milvus_upsert_seconds_count", "sail_dead_letters_total",
-                       "sail_events_total", "sail_dependency_up", "sail_online_hit_checks_total", "sail_online_hits_total"):  # fmt: skip
+        for series in (
+            "sail_consumer_lag_messages",
+            "sail_consumer_lag_seconds",
+            "sail_item_freshness_seconds_bucket",
+            "sail_user_freshness_seconds_count",
+            "sail_triton_request_seconds_count",
+            "sail_triton_batch_items_count",
+            "sail_milvus_upsert_seconds_count",
+            "sail_dead_letters_total",
+            "sail_events_total",
+            "sail_dependency_up",
+            "sail_online_hit_checks_total",
+            "sail_online_hits_total",
+        ):
             assert series in metrics, series
 
         def total(prefix: str) -> float:
-            return sum(float(line.rsplit(" ", 1)[1]) for text in per_worker for line in text.splitlines() if line.startswith(prefix))
+            return sum(
+                float(line.rsplit(" ", 1)[1]) for text in per_worker for line in text.splitlines() if line.startswith(prefix)
+            )
 
         upserted = total('sail_item_freshness_seconds_count{stage="upserted"}')
         assert upserted == 12  # both workers together stored every item, each once

@@ -20,8 +20,8 @@ import pytest
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
-from streams.sinks.kafka import ensure_topics, producer
 from streams.recall.query import Recall, RecallError
+from streams.sinks.kafka import ensure_topics, producer
 from streams.sinks.milvus import MilvusRejected, MilvusSink
 from tests.support.media import image_bytes
 from tests.support.streaming import dead_letters, drained, send, stored_items, user_vectors, wait_until
@@ -62,7 +62,12 @@ def _now_ms() -> int:
 
 
 def _upload(tag: str, name: str, **fields: object) -> ContentUpload:
-    values: dict[str, object] = {"item_id": f"{tag}-{name}", "creator_id": f"{tag}-creator", "created_at_ms": _now_ms(), "title": f"{name} of {tag}"}
+    values: dict[str, object] = {
+        "item_id": f"{tag}-{name}",
+        "creator_id": f"{tag}-creator",
+        "created_at_ms": _now_ms(),
+        "title": f"{name} of {tag}",
+    }
     values.update(fields)
     return ContentUpload(**values)  # type: ignore[arg-type]
 
@@ -118,7 +123,12 @@ def test_an_int64_overflow_is_dead_lettered_and_its_batch_is_stored(poison: tupl
 def test_special_and_outside_files_are_never_read(poison: tuple[Settings, ManagedProcess], media_root: Path) -> None:
     settings, worker = poison
     tag = uuid.uuid4().hex[:6]
-    uris = ["file:///dev/zero", f"file://{media_root}/stream.jpg", "file:///proc/self/environ", f"file://{media_root}/../../etc/passwd"]
+    uris = [
+        "file:///dev/zero",
+        f"file://{media_root}/stream.jpg",
+        "file:///proc/self/environ",
+        f"file://{media_root}/../../etc/passwd",
+    ]
     bad = [_upload(tag, f"file-{n}", cover=Media.at(uri)) for n, uri in enumerate(uris)]
     letters = _bad_uploads_between_good_ones(settings, tag, [encode_upload(b) for b in bad], [b.item_id.encode() for b in bad])
     for upload, uri in zip(bad, uris):
@@ -136,7 +146,11 @@ def test_internal_addresses_are_never_fetched(poison: tuple[Settings, ManagedPro
     settings, _ = poison
     tag = uuid.uuid4().hex[:6]
     milvus_port = settings.milvus_uri.rsplit(":", 1)[1]
-    uris = [f"http://127.0.0.1:{milvus_port}/v2/vectordb/collections/list", f"http://localhost:{milvus_port}/", "http://169.254.169.254/latest/meta-data/"]
+    uris = [
+        f"http://127.0.0.1:{milvus_port}/v2/vectordb/collections/list",
+        f"http://localhost:{milvus_port}/",
+        "http://169.254.169.254/latest/meta-data/",
+    ]
     bad = [_upload(tag, f"url-{n}", cover=Media.at(uri)) for n, uri in enumerate(uris)]
     letters = _bad_uploads_between_good_ones(settings, tag, [encode_upload(b) for b in bad], [b.item_id.encode() for b in bad])
     for upload in bad:
@@ -150,7 +164,9 @@ def test_forged_times_and_keys_are_dead_lettered_and_never_applied(poison: tuple
     item = _upload(tag, "liked")
     future = _upload(tag, "from-the-future", created_at_ms=_now_ms() + 1000 * 365 * 86_400_000)
     wrong_key = _upload(tag, "wrong-key")
-    letters = _bad_uploads_between_good_ones(settings, tag, [encode_upload(future), encode_upload(wrong_key)], [future.item_id.encode(), b"another-item"])
+    letters = _bad_uploads_between_good_ones(
+        settings, tag, [encode_upload(future), encode_upload(wrong_key)], [future.item_id.encode(), b"another-item"]
+    )
     assert letters[encode_upload(future)][0].reason == reasons.SCHEMA_INVALID_TIME
     assert letters[encode_upload(wrong_key)][0].reason == reasons.SCHEMA_KEY_MISMATCH
     _send_uploads(settings, [(item.item_id.encode(), encode_upload(item))])
@@ -164,10 +180,19 @@ def test_forged_times_and_keys_are_dead_lettered_and_never_applied(poison: tuple
 
     forged = encode_interaction(event(1, now + 1000 * 365 * 86_400_000 * 1000))  # a thousand years ahead
     misrouted = encode_interaction(event(2, now, who=other))  # body names `other`, key says `user`
-    _send_interactions(settings, [(user.encode(), encode_interaction(event(0, now))), (user.encode(), forged), (user.encode(), misrouted),
-                                  (user.encode(), encode_interaction(event(3, now + 1)))])  # fmt: skip
+    _send_interactions(
+        settings,
+        [
+            (user.encode(), encode_interaction(event(0, now))),
+            (user.encode(), forged),
+            (user.encode(), misrouted),
+            (user.encode(), encode_interaction(event(3, now + 1))),
+        ],
+    )
     wait_until(lambda: user_vectors(settings, [user]).get(user, (None, 0))[1] == 2, what="the two good interactions applied")
-    wait_until(lambda: all(_letters_for(settings, [forged, misrouted]).values()), timeout_s=60, what="dead letters of the forged ones")
+    wait_until(
+        lambda: all(_letters_for(settings, [forged, misrouted]).values()), timeout_s=60, what="dead letters of the forged ones"
+    )
     wait_until(lambda: drained(settings), what="lag back to zero")
     letters = _letters_for(settings, [forged, misrouted])
     assert [x.reason for x in letters[forged]] == [reasons.SCHEMA_INVALID_TIME]
@@ -203,12 +228,21 @@ def test_identifiers_round_trip_through_recall_and_its_filters(poison: tuple[Set
     _send_uploads(settings, records)
     ids = [u.item_id for u in uploads]
     wait_until(lambda: len(stored_items(settings, ids)) == len(ids), what="uploads with non-ASCII ids")
-    wait_until(lambda: all(_letters_for(settings, [encode_upload(r) for r in rejected]).values()), timeout_s=60, what="dead letters of the bad ids")
-    assert {x[0].reason for x in _letters_for(settings, [encode_upload(r) for r in rejected]).values()} == {reasons.SCHEMA_INVALID_VALUE}
+    wait_until(
+        lambda: all(_letters_for(settings, [encode_upload(r) for r in rejected]).values()),
+        timeout_s=60,
+        what="dead letters of the bad ids",
+    )
+    assert {x[0].reason for x in _letters_for(settings, [encode_upload(r) for r in rejected]).values()} == {
+        reasons.SCHEMA_INVALID_VALUE
+    }
 
     user = f"ユーザー-{tag}"
     seen = ids[:2]
-    events = [Interaction(event_id=f"{tag}-e{n}", user_id=user, item_id=i, action=Action.LIKE, timestamp_ms=_now_ms()) for n, i in enumerate(seen)]
+    events = [
+        Interaction(event_id=f"{tag}-e{n}", user_id=user, item_id=i, action=Action.LIKE, timestamp_ms=_now_ms())
+        for n, i in enumerate(seen)
+    ]
     _send_interactions(settings, [(user.encode(), encode_interaction(e)) for e in events])
     wait_until(lambda: user_vectors(settings, [user]).get(user, (None, 0))[1] == 2, what="the non-ASCII user's vector")
 
@@ -222,7 +256,9 @@ def test_identifiers_round_trip_through_recall_and_its_filters(poison: tuple[Set
             top = [x.item_id for x in await r.user_to_item(user, k=50, consistency="Strong", created_after_ms=mine)]
             assert not set(seen) & set(top)  # the seen (non-ASCII) ids are excluded
             assert set(ids[2:]) <= set(top)
-            narrowed = await r.user_to_item(user, k=50, consistency="Strong", created_after_ms=mine, exclude_creator=creators[1], exclude_items=[ids[4]])
+            narrowed = await r.user_to_item(
+                user, k=50, consistency="Strong", created_after_ms=mine, exclude_creator=creators[1], exclude_items=[ids[4]]
+            )
             assert [x.item_id for x in narrowed] == [ids[2]]  # seen 0, 1; creator of 1 and 3; 4 excluded by id
             similar = await r.item_to_item(ids[1], k=50, consistency="Strong", created_after_ms=mine, exclude_creator=creators[0])
             assert {x.item_id for x in similar} == {ids[3]}  # itself and the excluded creator's items left out
@@ -249,8 +285,15 @@ def test_the_sink_stores_what_milvus_accepts_and_names_what_it_refuses(settings:
     def row(item_id: str, **overrides: object) -> dict[str, object]:
         return {**item_row(item_id, "c", 1, 2, "m", unit), **overrides}
 
-    rows = [row(f"{tag}-0"), row(f"{tag}-big", created_at_ms=2**64 - 1), row(f"{tag}-2"), row(f"{tag}-it's"), row(f"{tag}-4"),
-            row(f"{tag}-nan", **{VECTOR_FIELD: [float("nan")] * spec.dim}), row(f"{tag}-6")]  # fmt: skip
+    rows = [
+        row(f"{tag}-0"),
+        row(f"{tag}-big", created_at_ms=2**64 - 1),
+        row(f"{tag}-2"),
+        row(f"{tag}-it's"),
+        row(f"{tag}-4"),
+        row(f"{tag}-nan", **{VECTOR_FIELD: [float("nan")] * spec.dim}),
+        row(f"{tag}-6"),
+    ]
 
     async def go() -> dict[int, str]:
         sink = MilvusSink(settings.milvus_uri, None, settings.milvus_backend)
@@ -265,12 +308,16 @@ def test_the_sink_stores_what_milvus_accepts_and_names_what_it_refuses(settings:
     refused = asyncio.run(go())
     assert set(refused) == {1, 3, 5}
     assert "not an int64" in refused[1] and "NaN" in refused[5] and refused[3]
-    stored = stored_items(settings, [str(r["item_id"]) for n, r in enumerate(rows) if n != 3])  # pymilvus's get cannot quote a "'"
+    stored = stored_items(
+        settings, [str(r["item_id"]) for n, r in enumerate(rows) if n != 3]
+    )  # pymilvus's get cannot quote a "'"
     assert set(stored) == {f"{tag}-{n}" for n in (0, 2, 4, 6)}
     np.testing.assert_allclose(stored[f"{tag}-0"], unit)
 
 
-def test_sigterm_ends_a_worker_retrying_a_down_milvus_and_its_batch_is_redone(stack: Stack, poison: tuple[Settings, ManagedProcess]) -> None:
+def test_sigterm_ends_a_worker_retrying_a_down_milvus_and_its_batch_is_redone(
+    stack: Stack, poison: tuple[Settings, ManagedProcess]
+) -> None:
     settings, _ = poison
     run = uuid.uuid4().hex[:6]
     own = settings.model_copy(update={"app_id": f"st{run}", "topic_prefix": f"st{run}."})
@@ -286,14 +333,20 @@ def test_sigterm_ends_a_worker_retrying_a_down_milvus_and_its_batch_is_redone(st
         try:
             _send_uploads(own, [(u.item_id.encode(), encode_upload(u)) for u in uploads])
             log = stack.state_dir / "sigterm" / f"worker-{port}.log"
-            wait_until(lambda: "dependency down, retrying dependency=milvus" in log.read_text(errors="replace"), timeout_s=60, what="the worker retrying")
+            wait_until(
+                lambda: "dependency down, retrying dependency=milvus" in log.read_text(errors="replace"),
+                timeout_s=60,
+                what="the worker retrying",
+            )
             record = worker.record()
             assert record is not None
             os.killpg(record.pgid, signal.SIGTERM)
             wait_until(lambda: not worker.is_running(), timeout_s=45, what="the worker to exit on SIGTERM while Milvus is down")
         finally:
             stack.up(["milvus"])
-        restarted = start_worker(own, port, stack.state_dir / "sigterm")  # the same static member: its partitions back without a rebalance
+        restarted = start_worker(
+            own, port, stack.state_dir / "sigterm"
+        )  # the same static member: its partitions back without a rebalance
         wait_for_group(own, [restarted])
         ids = [u.item_id for u in uploads]
         wait_until(lambda: len(stored_items(own, ids)) == len(ids), what="the abandoned batch redone after the restart")

@@ -31,7 +31,11 @@ async def world(settings: Settings):
     rng = np.random.default_rng(int(tag, 16))
     dim = items.dim
     axis = l2_normalise(rng.standard_normal((2, dim)).astype(np.float32))  # random centres: other tests' items are far away
-    vectors = l2_normalise(np.concatenate([axis[0] + 0.1 * rng.standard_normal((6, dim)), axis[1] + 0.1 * rng.standard_normal((6, dim))]).astype(np.float32))
+    vectors = l2_normalise(
+        np.concatenate([axis[0] + 0.1 * rng.standard_normal((6, dim)), axis[1] + 0.1 * rng.standard_normal((6, dim))]).astype(
+            np.float32
+        )
+    )
     ids = [f"{tag}-i{n}" for n in range(12)]
     rows = [item_row(ids[n], f"{tag}-c{n % 3}", 1000 + n, 2000 + n, "v", vectors[n]) for n in range(12)]
     await sink.upsert(items.name, rows)
@@ -42,7 +46,7 @@ async def world(settings: Settings):
 
 
 async def test_an_item_upserted_a_moment_ago_is_recalled_at_strong_consistency(world) -> None:
-    sink, recall, ids, _, tag = world
+    _, recall, ids, _, _ = world
     similar = await recall.item_to_item(ids[2], k=3, consistency="Strong")
     assert len(similar) == 3 and ids[2] not in [r.item_id for r in similar]
     assert {r.item_id for r in similar} <= set(ids[:6])  # its own cluster
@@ -54,7 +58,9 @@ async def test_user_recall_leaves_out_seen_items_and_applies_filters(world) -> N
     got = [r.item_id for r in top]
     assert ids[0] not in got and ids[1] not in got  # in the user's recent history
     assert set(got) <= set(ids[2:6])
-    fresh = await recall.user_to_item(user, k=20, created_after_ms=1004, exclude_creator=f"{tag}-c2", exclude_items=[ids[4]], consistency="Strong")
+    fresh = await recall.user_to_item(
+        user, k=20, created_after_ms=1004, exclude_creator=f"{tag}-c2", exclude_items=[ids[4]], consistency="Strong"
+    )
     assert fresh and all(r.created_at_ms >= 1004 and r.creator_id != f"{tag}-c2" and r.item_id != ids[4] for r in fresh)
 
 
@@ -97,9 +103,13 @@ def test_recall_command_line(world, settings: Settings) -> None:
     _, _, ids, user, _ = world
     env = {**os.environ, **settings.as_env()}
     command = [sys.executable, "-m", "deploy.cli", "recall", "user"]
-    done = subprocess.run([*command, user, "-k", "2", "--consistency", "Strong", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*command, user, "-k", "2", "--consistency", "Strong", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
     assert len(got) == 2 and all(r["item_id"] in ids[2:6] for r in got)
-    missing = subprocess.run([*command, "nobody", "--consistency", "Strong"], env=env, capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [*command, "nobody", "--consistency", "Strong"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 1 and "no interest vector" in missing.stderr

@@ -36,11 +36,16 @@ def secure(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     port, controller = free_ports(2)
     settings = stack.settings.model_copy(
         update={
-            "kafka_bootstrap": f"127.0.0.1:{port}", "kafka_controller_port": controller, "state_dir": tmp_path_factory.mktemp("sasl"),
-            "kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_mechanism": "PLAIN", "kafka_sasl_username": "sail",
-            "kafka_sasl_password": SecretStr(kafka_password), "milvus_token": SecretStr(f"root:{milvus_secret}"),
+            "kafka_bootstrap": f"127.0.0.1:{port}",
+            "kafka_controller_port": controller,
+            "state_dir": tmp_path_factory.mktemp("sasl"),
+            "kafka_security_protocol": "SASL_PLAINTEXT",
+            "kafka_sasl_mechanism": "PLAIN",
+            "kafka_sasl_username": "sail",
+            "kafka_sasl_password": SecretStr(kafka_password),
+            "milvus_token": SecretStr(f"root:{milvus_secret}"),
         }
-    )  # fmt: skip
+    )
     broker = Stack(settings)
     try:
         broker.up(["kafka"])  # topics are created over SASL too
@@ -49,10 +54,14 @@ def secure(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         broker.down(["kafka"])
 
 
-def test_the_sasl_broker_refuses_a_wrong_password_and_the_error_does_not_echo_it(secure: tuple[Settings, Stack, list[str]]) -> None:
+def test_the_sasl_broker_refuses_a_wrong_password_and_the_error_does_not_echo_it(
+    secure: tuple[Settings, Stack, list[str]],
+) -> None:
     settings, _, _ = secure
     wrong = f"wrong{uuid.uuid4().hex}"
-    security = KafkaSecurity(protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username="sail", sasl_password=SecretStr(wrong))
+    security = KafkaSecurity(
+        protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username="sail", sasl_password=SecretStr(wrong)
+    )
     with pytest.raises(BrokerUnavailable) as caught:
         check_broker(settings.kafka_bootstrap, security, timeout_s=5.0)
     assert wrong not in str(caught.value)
@@ -73,18 +82,36 @@ def test_a_worker_authenticates_and_no_secret_appears_anywhere(secure: tuple[Set
         tag = uuid.uuid4().hex[:6]
         uploads = [clip_upload(tag, n) for n in range(3)]
         topics = settings.topics()
-        send(settings, [(topics.uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads] + [(topics.uploads.name, b"k", b"\xc1 not msgpack")])
-        wait_until(lambda: len(stored_items(settings, [u.item_id for u in uploads])) == 3, what="the uploads in Milvus via the SASL broker")
+        send(
+            settings,
+            [(topics.uploads.name, u.item_id.encode(), encode_upload(u)) for u in uploads]
+            + [(topics.uploads.name, b"k", b"\xc1 not msgpack")],
+        )
+        wait_until(
+            lambda: len(stored_items(settings, [u.item_id for u in uploads])) == 3,
+            what="the uploads in Milvus via the SASL broker",
+        )
         letters: list[bytes] = []
 
         def dead_lettered() -> bool:
-            c = consumer(settings.kafka_bootstrap, settings.kafka_security(), topics.dead_letters.name, auto_offset_reset="earliest", consumer_timeout_ms=2000)
+            c = consumer(
+                settings.kafka_bootstrap,
+                settings.kafka_security(),
+                topics.dead_letters.name,
+                auto_offset_reset="earliest",
+                consumer_timeout_ms=2000,
+            )
             letters[:] = [(r.key or b"") + r.value for r in c]
             c.close()
             return bool(letters)
 
         wait_until(dead_lettered, what="the malformed upload in the dead-letter topic")
-        wait_until(lambda: any(r["topic"] == topics.uploads.name for r in json.loads(_get(f"http://127.0.0.1:{port}/status.json"))["lag"]), what="a lag sample on the status page")
+        wait_until(
+            lambda: any(
+                r["topic"] == topics.uploads.name for r in json.loads(_get(f"http://127.0.0.1:{port}/status.json"))["lag"]
+            ),
+            what="a lag sample on the status page",
+        )
         seen = {
             "worker log": worker.log_path.read_text(errors="replace"),
             "/metrics": _get(f"http://127.0.0.1:{port}/metrics"),
@@ -95,12 +122,17 @@ def test_a_worker_authenticates_and_no_secret_appears_anywhere(secure: tuple[Set
         }
         env = {**os.environ, **settings.as_env()}
         for command in (["settings"], ["lag"]):
-            run = subprocess.run([sys.executable, "-m", "deploy.cli", *command], env=env, capture_output=True, text=True, timeout=120, check=False)
+            run = subprocess.run(
+                [sys.executable, "-m", "deploy.cli", *command], env=env, capture_output=True, text=True, timeout=120, check=False
+            )
             assert run.returncode == 0, run.stderr[-2000:]
             seen[f"sail-stream {' '.join(command)}"] = run.stdout + run.stderr
         assert settings.app_id in seen["sail-stream lag"] and "**********" in seen["sail-stream settings"]  # both answered
         # every page searched has what it exists to show, so "no secret in it" is not "nothing in it"
-        assert sample(seen["/metrics"], "sail_events", agent="content") >= 4 and sample(seen["/metrics"], "sail_dead_letters", reason=reasons.DECODE_MSGPACK) == 1
+        assert (
+            sample(seen["/metrics"], "sail_events", agent="content") >= 4
+            and sample(seen["/metrics"], "sail_dead_letters", reason=reasons.DECODE_MSGPACK) == 1
+        )
         assert topics.uploads.name in seen["/status"] and topics.uploads.name in seen["/status.json"]
         assert "dead-letter reason=decode.msgpack" in seen["worker log"] and "not msgpack" in seen["dead letters"]
         leaks = [(where, secret[:4]) for where, text in seen.items() for secret in secrets if secret in text]

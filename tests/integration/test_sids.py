@@ -26,12 +26,12 @@ import pytest
 
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
+from streams.lifecycle.registry import Versions
 from streams.recall.query import Recall, RecallError
-from streams.sid.maths import assign, parse_sid, sid_text
 from streams.sid.codebooks import Codebooks
+from streams.sid.maths import assign, parse_sid, sid_text
 from streams.sinks.kafka import consumer, ensure_topics
 from streams.sinks.milvus import MilvusSink, ensure_collections
-from streams.lifecycle.registry import Versions
 from tests.support.streaming import clip_upload, milvus_rows, send, wait_until
 from topology.codec import decode_item_embedding, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD, user_key
@@ -44,7 +44,13 @@ SID_FIELDS = ["sid_codes", "sid_suffix", "sid_codebook", VECTOR_FIELD]
 
 
 def _cli(s: Settings, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "deploy.cli", "sid", *args], env={**os.environ, **s.as_env()}, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.cli", "sid", *args],
+        env={**os.environ, **s.as_env()},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 
@@ -55,7 +61,9 @@ def _live_codebook(s: Settings) -> tuple[str, object]:
         await sink.start()
         try:
             version = (await Versions(sink, *s.registry()).read()).live
-            return version.codebook, await Codebooks(sink).load(version.codebooks(), version.codebook) if version.codebook else None
+            return version.codebook, await Codebooks(sink).load(
+                version.codebooks(), version.codebook
+            ) if version.codebook else None
         finally:
             await sink.close()
 
@@ -78,14 +86,22 @@ def _recall(s: Settings, call: str, key: str, channel: str) -> list:
 
 
 def _embeddings(s: Settings, ids: set[str]) -> dict[str, object]:
-    c = consumer(s.kafka_bootstrap, s.kafka_security(), s.topics().item_embeddings.name, auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    c = consumer(
+        s.kafka_bootstrap,
+        s.kafka_security(),
+        s.topics().item_embeddings.name,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
     try:
         return {e.item_id: e for e in (decode_item_embedding(r.value) for r in c) if e.item_id in ids}
     finally:
         c.close()
 
 
-def test_semantic_ids_are_fitted_backfilled_assigned_fresh_kept_across_a_restart_and_recalled(stack: Stack, settings: Settings) -> None:
+def test_semantic_ids_are_fitted_backfilled_assigned_fresh_kept_across_a_restart_and_recalled(
+    stack: Stack, settings: Settings
+) -> None:
     tag = f"sid{uuid.uuid4().hex[:6]}"
     s = settings.namespaced(tag).model_copy(update={"sid_levels": 2, "sid_codes": 8})
     ensure_topics(s.kafka_bootstrap, s.kafka_security(), [*s.topics().all(), s.changelog_topic()])
@@ -99,7 +115,10 @@ def test_semantic_ids_are_fitted_backfilled_assigned_fresh_kept_across_a_restart
         send(s, [(s.topics().uploads.name, u.item_id.encode(), encode_upload(u)) for u in older])
         older_ids = [u.item_id for u in older]
         wait_until(lambda: len(milvus_rows(s, items.name, older_ids, ["item_id"])) == 30, what="the older items")
-        assert {(r["sid_codes"], r["sid_suffix"], r["sid_codebook"]) for r in milvus_rows(s, items.name, older_ids, SID_FIELDS).values()} == {("", -1, "")}
+        assert {
+            (r["sid_codes"], r["sid_suffix"], r["sid_codebook"])
+            for r in milvus_rows(s, items.name, older_ids, SID_FIELDS).values()
+        } == {("", -1, "")}
         with pytest.raises(RecallError, match="no codebook") as refused:
             _recall(s, "item", older_ids[0], "sid")
         assert refused.value.status == 409
@@ -129,12 +148,14 @@ def test_semantic_ids_are_fitted_backfilled_assigned_fresh_kept_across_a_restart
 
         def fresh_rows() -> bool:  # every row, from the first moment it is readable, carries its semantic ID
             for item_id, row in milvus_rows(s, items.name, fresh_ids, SID_FIELDS).items():
-                assert row["sid_codebook"] == codebook_id and len(parse_sid(row["sid_codes"])) == 2 and row["sid_suffix"] >= 0, row
+                assert row["sid_codebook"] == codebook_id and len(parse_sid(row["sid_codes"])) == 2 and row["sid_suffix"] >= 0, (
+                    row
+                )
                 seen[item_id] = row
             return len(seen) == 5
 
         wait_until(fresh_rows, what="the fresh items")
-        for item_id, row in seen.items():
+        for row in seen.values():
             (expected,), _ = assign(codebook, np.asarray(row[VECTOR_FIELD], dtype=np.float32)[None, :])  # type: ignore[arg-type]
             assert row["sid_codes"] == sid_text(expected)
         published = _embeddings(s, set(fresh_ids))
@@ -145,32 +166,74 @@ def test_semantic_ids_are_fitted_backfilled_assigned_fresh_kept_across_a_restart
         worker.stop()
         worker = start_worker(s, port, stack.state_dir / "workers")
         wait_for_group(s, [worker])
-        twin = dataclasses.replace(fresh[0], item_id=f"{tag}-twin")  # the same content under another id: the same vector, the same codes
-        send(s, [(s.topics().uploads.name, fresh[0].item_id.encode(), encode_upload(dataclasses.replace(fresh[0], created_at_ms=fresh[0].created_at_ms + 1))),
-                 (s.topics().uploads.name, twin.item_id.encode(), encode_upload(twin))])  # fmt: skip
+        twin = dataclasses.replace(
+            fresh[0], item_id=f"{tag}-twin"
+        )  # the same content under another id: the same vector, the same codes
+        send(
+            s,
+            [
+                (
+                    s.topics().uploads.name,
+                    fresh[0].item_id.encode(),
+                    encode_upload(dataclasses.replace(fresh[0], created_at_ms=fresh[0].created_at_ms + 1)),
+                ),
+                (s.topics().uploads.name, twin.item_id.encode(), encode_upload(twin)),
+            ],
+        )
         wait_until(lambda: len(milvus_rows(s, items.name, [twin.item_id], ["item_id"])) == 1, what="the twin")
-        wait_until(lambda: milvus_rows(s, items.name, [fresh[0].item_id], ["created_at_ms"])[fresh[0].item_id]["created_at_ms"] == fresh[0].created_at_ms + 1,
-                   what="the re-upload")  # fmt: skip
+        wait_until(
+            lambda: (
+                milvus_rows(s, items.name, [fresh[0].item_id], ["created_at_ms"])[fresh[0].item_id]["created_at_ms"]
+                == fresh[0].created_at_ms + 1
+            ),
+            what="the re-upload",
+        )
         after = milvus_rows(s, items.name, [fresh[0].item_id, twin.item_id], SID_FIELDS)
         again, twin_row = after[fresh[0].item_id], after[twin.item_id]
-        assert (again["sid_codes"], again["sid_suffix"]) == (seen[fresh[0].item_id]["sid_codes"], seen[fresh[0].item_id]["sid_suffix"])  # stable
+        assert (again["sid_codes"], again["sid_suffix"]) == (
+            seen[fresh[0].item_id]["sid_codes"],
+            seen[fresh[0].item_id]["sid_suffix"],
+        )  # stable
         assert twin_row["sid_codes"] == again["sid_codes"] and twin_row["sid_suffix"] not in {again["sid_suffix"]}
-        bucket = [sfx for c, sfx in [(r["sid_codes"], r["sid_suffix"]) for r in milvus_rows(s, items.name, [*older_ids, *fresh_ids, twin.item_id], SID_FIELDS).values()]
-                  if c == twin_row["sid_codes"]]  # fmt: skip
+        bucket = [
+            sfx
+            for c, sfx in [
+                (r["sid_codes"], r["sid_suffix"])
+                for r in milvus_rows(s, items.name, [*older_ids, *fresh_ids, twin.item_id], SID_FIELDS).values()
+            ]
+            if c == twin_row["sid_codes"]
+        ]
         assert len(bucket) == len(set(bucket))  # no two items of a bucket share a suffix
 
         user = f"{tag}-user"
         liked = older_ids[:3]
-        send(s, [(s.topics().interactions.name, user.encode(), encode_interaction(Interaction(f"{tag}-e{k}", user, item, Action.LIKE, 1_700_000_000_000 + k)))
-                 for k, item in enumerate(liked)])  # fmt: skip
-        wait_until(lambda: milvus_rows(s, users.name, [user_key(user, 0)], ["event_count"]).get(user_key(user, 0), {}).get("event_count") == 3, what="the user")
+        send(
+            s,
+            [
+                (
+                    s.topics().interactions.name,
+                    user.encode(),
+                    encode_interaction(Interaction(f"{tag}-e{k}", user, item, Action.LIKE, 1_700_000_000_000 + k)),
+                )
+                for k, item in enumerate(liked)
+            ],
+        )
+        wait_until(
+            lambda: (
+                milvus_rows(s, users.name, [user_key(user, 0)], ["event_count"]).get(user_key(user, 0), {}).get("event_count")
+                == 3
+            ),
+            what="the user",
+        )
         positives = milvus_rows(s, users.name, [user_key(user, 0)], ["positive_item_ids"])[user_key(user, 0)]["positive_item_ids"]
         assert positives.split(",") == liked[::-1]  # newest first
         by_sid = _recall(s, "user", user, "sid")
         liked_codes = {parse_sid(rows[i]["sid_codes"])[0] for i in liked}
         assert by_sid and all(r.channel == "sid" and r.item_id not in liked for r in by_sid)
         all_rows = milvus_rows(s, items.name, [r.item_id for r in by_sid], ["sid_codes"])
-        assert all(parse_sid(all_rows[r.item_id]["sid_codes"])[0] in liked_codes for r in by_sid)  # each shares a first code with a positive
+        assert all(
+            parse_sid(all_rows[r.item_id]["sid_codes"])[0] in liked_codes for r in by_sid
+        )  # each shares a first code with a positive
         assert [r.score for r in by_sid] == sorted((r.score for r in by_sid), reverse=True)
         mixed = _recall(s, "user", user, "mixed")
         dense = _recall(s, "user", user, "dense")

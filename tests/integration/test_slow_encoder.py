@@ -29,15 +29,25 @@ SLOW = ServiceTime(fixed_ms=1500, per_item_ms=40)  # ~1.6-2 s per batch: the old
 
 
 @pytest.fixture(scope="module")
-def standin(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Settings, ManagedProcess]]:
+def standin(
+    stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Stack, Settings, ManagedProcess]]:
     """A Triton serving the stand-in on free ports, and a worker on its own group and topics using it."""
     grpc, http, metrics, web = free_ports(4)
     run = uuid.uuid4().hex[:6]
-    own = settings.model_copy(update={
-        "app_id": f"se{run}", "topic_prefix": f"se{run}.", "encoder": "standin", "standin_fixed_ms": NORMAL.fixed_ms,
-        "standin_per_item_ms": NORMAL.per_item_ms, "triton_url": f"grpc://127.0.0.1:{grpc}", "triton_http_port": http,
-        "triton_metrics_port": metrics, "state_dir": tmp_path_factory.mktemp("standin"),
-    })  # fmt: skip
+    own = settings.model_copy(
+        update={
+            "app_id": f"se{run}",
+            "topic_prefix": f"se{run}.",
+            "encoder": "standin",
+            "standin_fixed_ms": NORMAL.fixed_ms,
+            "standin_per_item_ms": NORMAL.per_item_ms,
+            "triton_url": f"grpc://127.0.0.1:{grpc}",
+            "triton_http_port": http,
+            "triton_metrics_port": metrics,
+            "state_dir": tmp_path_factory.mktemp("standin"),
+        }
+    )
     triton = Stack(own)
     triton.up(["triton"])
     ensure_topics(own.kafka_bootstrap, own.kafka_security(), own.topics().all())
@@ -51,7 +61,13 @@ def standin(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathF
 
 
 def _published(settings: Settings, ids: set[str]) -> Counter[str]:
-    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().item_embeddings.name, auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    c = consumer(
+        settings.kafka_bootstrap,
+        settings.kafka_security(),
+        settings.topics().item_embeddings.name,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
     try:
         return Counter(key for r in c if (key := r.key.decode()) in ids)
     finally:
@@ -86,7 +102,9 @@ def test_a_slowed_encoder_is_waited_for_and_every_upload_is_stored_once(standin:
     page = scrape(web)
     ok = sample(page, "sail_triton_requests", outcome="ok")
     abandoned = sample(page, "sail_triton_requests", outcome="abandoned")
-    computed = sample(scrape(f"http://127.0.0.1:{settings.triton_metrics_port}/metrics"), "nv_inference_request_success", model="sail_encoder")
+    computed = sample(
+        scrape(f"http://127.0.0.1:{settings.triton_metrics_port}/metrics"), "nv_inference_request_success", model="sail_encoder"
+    )
     assert ok > 0 and abandoned == 0
     assert computed == ok  # Triton computed exactly the requests the worker waited for: nothing twice
     assert sample(page, "sail_content_batch_items") >= 1

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.cli import main
 from deploy.local.process import group_members
 from deploy.local.stack import SERVICES, PortBusy, Stack, port_free
-from deploy.cli import main
 from tests.support.stack import stack_settings
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,9 @@ def test_up_twice_then_down_leaves_nothing_running(tmp_path: Path) -> None:
     assert stack.down() == []  # down twice is harmless too
 
 
-def test_status_command_reports_a_stopped_stack_with_exit_code_3(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_command_reports_a_stopped_stack_with_exit_code_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = stack_settings(tmp_path / "state")
     monkeypatch.setenv("SAIL_STATE_DIR", str(settings.state_dir))
     monkeypatch.setenv("SAIL_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)

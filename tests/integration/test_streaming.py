@@ -14,16 +14,15 @@ from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
-from topology.messages import EncodeRequest
-from streams.sinks.kafka import consumer, group_assignment, group_lag
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
+from streams.sinks.kafka import consumer, group_assignment, group_lag
 from streams.sinks.milvus import MilvusSink
 from tests.support.metrics import sample, scrape
 from tests.support.streaming import clip_upload, dead_letters, drained, send, stored_items, user_vectors, wait_until
 from topology import reasons
 from topology.codec import decode_interest_state, decode_retry, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD
-from topology.messages import Action, ContentUpload, Interaction, Media
+from topology.messages import Action, ContentUpload, EncodeRequest, Interaction, Media
 from topology.settings import Settings
 from topology.topics import table_changelog
 
@@ -42,7 +41,12 @@ def worker(stack: Stack, settings: Settings) -> Iterator[ManagedProcess]:
 
 
 def _request(upload: ContentUpload) -> EncodeRequest:
-    return EncodeRequest(title=upload.title, tags=upload.tags, author_nickname=upload.author_nickname, cover=upload.cover.data if upload.cover else None)
+    return EncodeRequest(
+        title=upload.title,
+        tags=upload.tags,
+        author_nickname=upload.author_nickname,
+        cover=upload.cover.data if upload.cover else None,
+    )
 
 
 def test_upload_becomes_searchable_with_the_encoders_vector(settings: Settings, worker: ManagedProcess) -> None:
@@ -69,7 +73,9 @@ def test_upload_becomes_searchable_with_the_encoders_vector(settings: Settings, 
         sink = MilvusSink(settings.milvus_uri, None, settings.milvus_backend)
         await sink.start()
         try:
-            hits = await sink.search(settings.collections()[0].name, stored[ids[3]][None, :], limit=1, vector_field=VECTOR_FIELD, consistency="Strong")
+            hits = await sink.search(
+                settings.collections()[0].name, stored[ids[3]][None, :], limit=1, vector_field=VECTOR_FIELD, consistency="Strong"
+            )
             return hits[0][0].id
         finally:
             await sink.close()
@@ -78,7 +84,13 @@ def test_upload_becomes_searchable_with_the_encoders_vector(settings: Settings, 
 
     # the item-content topic keeps each stored upload as it arrived, keyed by item: a re-embed's source
     def kept() -> dict[str, bytes]:
-        c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().item_content.name, auto_offset_reset="earliest", consumer_timeout_ms=2000)
+        c = consumer(
+            settings.kafka_bootstrap,
+            settings.kafka_security(),
+            settings.topics().item_content.name,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=2000,
+        )
         try:
             return {key: r.value for r in c if (key := r.key.decode()) in sent}
         finally:
@@ -100,16 +112,27 @@ def _log(tag: str, items: list[str], users: int = 3, per_user: int = 14) -> list
     rng = np.random.default_rng(5)
     actions = [Action.VIEW, Action.LIKE, Action.SHARE, Action.SKIP, Action.DISLIKE, Action.COMMENT]
     return [
-        Interaction(event_id=f"{tag}-e{u}-{k}", user_id=f"{tag}-user-{u}", item_id=items[int(rng.integers(len(items)))],
-                    action=actions[int(rng.integers(len(actions)))], timestamp_ms=1_700_000_000_000 + k * 60_000 + u, dwell_ms=int(rng.integers(0, 20_000)))
-        for u in range(users) for k in range(per_user)
-    ]  # fmt: skip
+        Interaction(
+            event_id=f"{tag}-e{u}-{k}",
+            user_id=f"{tag}-user-{u}",
+            item_id=items[int(rng.integers(len(items)))],
+            action=actions[int(rng.integers(len(actions)))],
+            timestamp_ms=1_700_000_000_000 + k * 60_000 + u,
+            dwell_ms=int(rng.integers(0, 20_000)),
+        )
+        for u in range(users)
+        for k in range(per_user)
+    ]
 
 
 def _expected(settings: Settings, log: list[Interaction], items: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     expected = {}
     for user in sorted({e.user_id for e in log}):
-        vectors = interest_vectors(fold_interactions([e for e in log if e.user_id == user], InterestParams.for_settings(settings)), items, InterestParams.for_settings(settings))
+        vectors = interest_vectors(
+            fold_interactions([e for e in log if e.user_id == user], InterestParams.for_settings(settings)),
+            items,
+            InterestParams.for_settings(settings),
+        )
         if vectors is not None:
             expected[user] = vectors[0]
     return expected
@@ -154,7 +177,14 @@ def test_user_vectors_equal_the_pure_function_and_replays_change_nothing(setting
 
 def _records(settings: Settings, topic: str) -> dict[bytes, tuple[int, bytes]]:
     """The newest (partition, value) per key of a topic."""
-    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), topic, auto_offset_reset="earliest", consumer_timeout_ms=3000, enable_auto_commit=False)
+    c = consumer(
+        settings.kafka_bootstrap,
+        settings.kafka_security(),
+        topic,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        enable_auto_commit=False,
+    )
     try:
         return {r.key: (r.partition, r.value) for r in c}
     finally:
@@ -163,7 +193,13 @@ def _records(settings: Settings, topic: str) -> dict[bytes, tuple[int, bytes]]:
 
 def _parked(settings: Settings, original: bytes) -> bool:
     """Whether the worker put this interaction on the retry topic (it read it and found no item vector)."""
-    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().interactions_retry.name, auto_offset_reset="earliest", consumer_timeout_ms=2000)
+    c = consumer(
+        settings.kafka_bootstrap,
+        settings.kafka_security(),
+        settings.topics().interactions_retry.name,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+    )
     try:
         return any(decode_retry(r.value).original == original for r in c)
     finally:
@@ -173,9 +209,13 @@ def _parked(settings: Settings, original: bytes) -> bool:
 def test_interaction_before_its_item_is_applied_once_the_item_exists(settings: Settings, worker: ManagedProcess) -> None:
     tag = uuid.uuid4().hex[:6]
     late = clip_upload(tag, 99)
-    event = Interaction(event_id=f"{tag}-early", user_id=f"{tag}-user", item_id=late.item_id, action=Action.LIKE, timestamp_ms=1_700_000_000_000)
+    event = Interaction(
+        event_id=f"{tag}-early", user_id=f"{tag}-user", item_id=late.item_id, action=Action.LIKE, timestamp_ms=1_700_000_000_000
+    )
     send(settings, [(settings.topics().interactions.name, event.user_id.encode(), encode_interaction(event))])
-    wait_until(lambda: _parked(settings, encode_interaction(event)), timeout_s=60, what="the interaction parked on the retry topic")
+    wait_until(
+        lambda: _parked(settings, encode_interaction(event)), timeout_s=60, what="the interaction parked on the retry topic"
+    )
     assert user_vectors(settings, [event.user_id]) == {}  # read, not applied: its item has no vector yet
     send(settings, [(settings.topics().uploads.name, late.item_id.encode(), encode_upload(late))])
     wait_until(lambda: bool(user_vectors(settings, [event.user_id])), what="the waiting interaction applied")
@@ -184,18 +224,25 @@ def test_interaction_before_its_item_is_applied_once_the_item_exists(settings: S
     assert count == 1
 
 
-
-
-def test_malformed_messages_are_dead_lettered_and_the_good_ones_around_them_processed(settings: Settings, worker: ManagedProcess) -> None:
+def test_malformed_messages_are_dead_lettered_and_the_good_ones_around_them_processed(
+    settings: Settings, worker: ManagedProcess
+) -> None:
     tag = uuid.uuid4().hex[:6]
     topics = settings.topics()
     good = [clip_upload(tag, n) for n in range(4)]
     bad_upload = b"\xc1 garbage " + tag.encode()
-    bad_interaction = encode_interaction(Interaction(event_id=f"{tag}-bad", user_id=f"{tag}-u", item_id="x", action=Action.LIKE, timestamp_ms=1)).replace(b"like", b"poke")
-    missing_item = Interaction(event_id=f"{tag}-ghost", user_id=f"{tag}-u2", item_id=f"{tag}-never-uploaded", action=Action.LIKE, timestamp_ms=1)
+    bad_interaction = encode_interaction(
+        Interaction(event_id=f"{tag}-bad", user_id=f"{tag}-u", item_id="x", action=Action.LIKE, timestamp_ms=1)
+    ).replace(b"like", b"poke")
+    missing_item = Interaction(
+        event_id=f"{tag}-ghost", user_id=f"{tag}-u2", item_id=f"{tag}-never-uploaded", action=Action.LIKE, timestamp_ms=1
+    )
     records = [(topics.uploads.name, good[0].item_id.encode(), encode_upload(good[0])), (topics.uploads.name, b"bad", bad_upload)]
     records += [(topics.uploads.name, u.item_id.encode(), encode_upload(u)) for u in good[1:]]
-    records += [(topics.interactions.name, b"u", bad_interaction), (topics.interactions.name, missing_item.user_id.encode(), encode_interaction(missing_item))]
+    records += [
+        (topics.interactions.name, b"u", bad_interaction),
+        (topics.interactions.name, missing_item.user_id.encode(), encode_interaction(missing_item)),
+    ]
     send(settings, records)
     wait_until(lambda: len(stored_items(settings, [u.item_id for u in good])) == len(good), what="good uploads")
 
@@ -221,17 +268,27 @@ def test_malformed_messages_are_dead_lettered_and_the_good_ones_around_them_proc
 def test_corrupt_cover_is_dead_lettered_and_its_batch_neighbours_are_stored(settings: Settings, worker: ManagedProcess) -> None:
     tag = uuid.uuid4().hex[:6]
     good = [clip_upload(tag, n, cover=True) for n in range(3)]
-    broken = ContentUpload(item_id=f"{tag}-broken", creator_id="c", created_at_ms=1, title="broken cover", cover=Media.inline(b"\xff\xd8 not a jpeg " + tag.encode()))
+    broken = ContentUpload(
+        item_id=f"{tag}-broken",
+        creator_id="c",
+        created_at_ms=1,
+        title="broken cover",
+        cover=Media.inline(b"\xff\xd8 not a jpeg " + tag.encode()),
+    )
     topic = settings.topics().uploads.name
     send(settings, [(topic, u.item_id.encode(), encode_upload(u)) for u in (good[0], broken, *good[1:])])
     wait_until(lambda: len(stored_items(settings, [u.item_id for u in good])) == 3, what="good uploads")
-    wait_until(lambda: any(l.key == broken.item_id.encode() for l in dead_letters(settings)), timeout_s=30, what="dead letter")
-    letter = next(l for l in dead_letters(settings) if l.key == broken.item_id.encode())
+    wait_until(
+        lambda: any(letter.key == broken.item_id.encode() for letter in dead_letters(settings)), timeout_s=30, what="dead letter"
+    )
+    letter = next(d for d in dead_letters(settings) if d.key == broken.item_id.encode())
     assert letter.reason == reasons.MEDIA_UNREADABLE and "image" in letter.detail
     assert stored_items(settings, [broken.item_id]) == {}
 
 
-def test_two_workers_split_the_partitions_and_process_every_event_once_in_effect(stack: Stack, settings: Settings, worker: ManagedProcess) -> None:
+def test_two_workers_split_the_partitions_and_process_every_event_once_in_effect(
+    stack: Stack, settings: Settings, worker: ManagedProcess
+) -> None:
     (port,) = free_ports(1)
     # Dynamic: it leaves for good at the end and must leave the group when it stops. A static member
     # stays in the group for the session timeout, and its expiry rebalanced the worker in the middle
@@ -274,7 +331,9 @@ def test_triton_down_means_backpressure_and_recovery_not_loss(stack: Stack, sett
         def retrying() -> bool:  # the worker took the uploads and has failed to reach Triton with them since
             now = scrape(web)
             took = sample(now, "sail_events", agent="content") - sample(before, "sail_events", agent="content")
-            failed = sample(now, "sail_dependency_errors", dependency="triton") - sample(before, "sail_dependency_errors", dependency="triton")
+            failed = sample(now, "sail_dependency_errors", dependency="triton") - sample(
+                before, "sail_dependency_errors", dependency="triton"
+            )
             return took >= len(uploads) and failed >= 2 and sample(now, "sail_dependency_up", dependency="triton") == 0
 
         wait_until(retrying, timeout_s=60, what="the worker retrying Triton with the uploads in hand")
@@ -289,7 +348,9 @@ def test_triton_down_means_backpressure_and_recovery_not_loss(stack: Stack, sett
     assert not any(tag.encode() in letter.original for letter in dead_letters(settings))
 
 
-def test_lag_counts_what_was_produced_and_seconds_behind_are_the_age_of_the_oldest_unprocessed_record(settings: Settings, worker: ManagedProcess) -> None:
+def test_lag_counts_what_was_produced_and_seconds_behind_are_the_age_of_the_oldest_unprocessed_record(
+    settings: Settings, worker: ManagedProcess
+) -> None:
     import os
     import signal
 
@@ -302,22 +363,33 @@ def test_lag_counts_what_was_produced_and_seconds_behind_are_the_age_of_the_olde
     os.killpg(record.pgid, signal.SIGSTOP)
     try:
         tag = uuid.uuid4().hex[:6]
-        events = [Interaction(event_id=f"{tag}-{k}", user_id=f"{tag}-u{k % 4}", item_id="anything", action=Action.VIEW, timestamp_ms=k) for k in range(17)]
+        events = [
+            Interaction(event_id=f"{tag}-{k}", user_id=f"{tag}-u{k % 4}", item_id="anything", action=Action.VIEW, timestamp_ms=k)
+            for k in range(17)
+        ]
         sent_at_ms = int(time.time() * 1000) - 5  # producer timestamps are milliseconds: leave room for rounding
         send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in events])
 
         def lag() -> tuple[int, float]:
-            rows = read_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topic], now_ms=int(time.time() * 1000))
+            rows = read_lag(
+                settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topic], now_ms=int(time.time() * 1000)
+            )
             return sum(r.messages_behind for r in rows), max(r.seconds_behind for r in rows)
 
         read_at_ms = int(time.time() * 1000)
         rows = read_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topic], now_ms=read_at_ms)
-        later = read_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topic], now_ms=read_at_ms + 60_000)
+        later = read_lag(
+            settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, [topic], now_ms=read_at_ms + 60_000
+        )
     finally:
         os.killpg(record.pgid, signal.SIGCONT)
-    assert sum(r.messages_behind for r in rows) == sum(r.messages_behind for r in later) == len(events)  # nothing processed while paused
+    assert (
+        sum(r.messages_behind for r in rows) == sum(r.messages_behind for r in later) == len(events)
+    )  # nothing processed while paused
     oldest_age_s = (read_at_ms - sent_at_ms) / 1000  # the oldest unprocessed record was produced after sent_at_ms
     assert 0.0 <= max(r.seconds_behind for r in rows) <= oldest_age_s + 1.0
-    assert max(r.seconds_behind for r in later) == pytest.approx(max(r.seconds_behind for r in rows) + 60.0, abs=0.01)  # age = now - record time
+    assert max(r.seconds_behind for r in later) == pytest.approx(
+        max(r.seconds_behind for r in rows) + 60.0, abs=0.01
+    )  # age = now - record time
     wait_until(lambda: lag()[0] == 0, what="lag back to zero after resuming")
     assert lag() == (0, 0.0)

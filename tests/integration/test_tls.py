@@ -22,9 +22,9 @@ import pytest
 from deploy.local.stack import Stack, free_ports
 from encoders.client import EncoderClient, EncoderUnavailable
 from encoders.model import load_encoder
-from topology.messages import EncodeRequest
 from streams.sinks.milvus import MilvusSink
 from topology.collections import VECTOR_FIELD, item_row
+from topology.messages import EncodeRequest
 from topology.settings import Settings, host_port
 
 pytestmark = pytest.mark.integration
@@ -38,10 +38,27 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -63,10 +80,16 @@ def test_triton_over_tls(stack: Stack, certificate: tuple[Path, Path], tmp_path:
     grpc, http, metrics = free_ports(3)
     settings = stack.settings.model_copy(
         update={
-            "triton_url": f"grpcs://127.0.0.1:{grpc}", "triton_http_port": http, "triton_metrics_port": metrics, "state_dir": tmp_path,
-            "triton_tls_ca_file": cert, "triton_tls_server_cert_file": cert, "triton_tls_server_key_file": key, "encoder": "sail-tiny",
+            "triton_url": f"grpcs://127.0.0.1:{grpc}",
+            "triton_http_port": http,
+            "triton_metrics_port": metrics,
+            "state_dir": tmp_path,
+            "triton_tls_ca_file": cert,
+            "triton_tls_server_cert_file": cert,
+            "triton_tls_server_key_file": key,
+            "encoder": "sail-tiny",
         }
-    )  # fmt: skip
+    )
     secure = Stack(settings)
     try:
         (status,) = secure.up(["triton"])  # the health probe itself goes over TLS

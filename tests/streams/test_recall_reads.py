@@ -24,7 +24,10 @@ class RacingSink:
         self.gets += 1
         if self.gets <= self.misses:
             return []
-        return [{"user_key": i, "item_id": i, "embedding": np.eye(8, dtype=np.float32)[0].tolist(), "recent_item_ids": ""} for i in ids]
+        return [
+            {"user_key": i, "item_id": i, "embedding": np.eye(8, dtype=np.float32)[0].tolist(), "recent_item_ids": ""}
+            for i in ids
+        ]
 
     async def search(self, collection: str, vectors: Any, **kwargs: Any) -> list[list[Hit]]:
         return [[Hit("i-2", 0.9, {"creator_id": "c", "created_at_ms": 1, "model_version": "m"})]]
@@ -54,21 +57,42 @@ class SidSink:
 
     async def get(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
         if collection.endswith("users"):
-            return [{"user_key": "u#0", "embedding": np.eye(8, dtype=np.float32)[0].tolist(), "recent_item_ids": "a,x", "positive_item_ids": "a"}]
+            return [
+                {
+                    "user_key": "u#0",
+                    "embedding": np.eye(8, dtype=np.float32)[0].tolist(),
+                    "recent_item_ids": "a,x",
+                    "positive_item_ids": "a",
+                }
+            ]
         return [{"item_id": i, "sid_codes": self.items[i], "sid_codebook": "cb"} for i in ids if i in self.items]
 
-    async def query(self, collection: str, filter_expr: str, fields: list[str], limit: int, consistency: str) -> list[dict[str, Any]]:
+    async def query(
+        self, collection: str, filter_expr: str, fields: list[str], limit: int, consistency: str
+    ) -> list[dict[str, Any]]:
         import re
 
         self.queries.append(filter_expr)
         prefixes = re.findall(r'sid_codes like "([0-9.]+)%"', filter_expr)
         exact = re.findall(r'"([0-9.]+)"', filter_expr.split("sid_codes in")[1]) if "sid_codes in" in filter_expr else []
-        seen = re.findall(r'"([a-z])"', filter_expr.split("item_id not in")[1].split("]")[0]) if "item_id not in" in filter_expr else []
-        return [{"item_id": i, "sid_codes": c, "creator_id": "c", "created_at_ms": n, "model_version": "m"} for n, (i, c) in enumerate(self.items.items())
-                if i not in seen and (any(c.startswith(p) for p in prefixes) or c in exact)][:limit]  # fmt: skip
+        seen = (
+            re.findall(r'"([a-z])"', filter_expr.split("item_id not in")[1].split("]")[0])
+            if "item_id not in" in filter_expr
+            else []
+        )
+        return [
+            {"item_id": i, "sid_codes": c, "creator_id": "c", "created_at_ms": n, "model_version": "m"}
+            for n, (i, c) in enumerate(self.items.items())
+            if i not in seen and (any(c.startswith(p) for p in prefixes) or c in exact)
+        ][:limit]
 
     async def search(self, collection: str, vectors: Any, **kwargs: Any) -> list[list[Hit]]:
-        return [[Hit("d", 0.9, {"creator_id": "c", "created_at_ms": 1, "model_version": "m"}), Hit("b", 0.8, {"creator_id": "c", "created_at_ms": 1, "model_version": "m"})]]
+        return [
+            [
+                Hit("d", 0.9, {"creator_id": "c", "created_at_ms": 1, "model_version": "m"}),
+                Hit("b", 0.8, {"creator_id": "c", "created_at_ms": 1, "model_version": "m"}),
+            ]
+        ]
 
 
 class Live:
@@ -89,9 +113,17 @@ def _sid_recall(sink: SidSink, codebook: str = "cb") -> Recall:
 def test_the_sid_channel_reads_the_deepest_prefixes_first_and_ranks_by_shared_depth_then_recency() -> None:
     sink = SidSink({"a": "1.2.3", "b": "1.2.3", "c": "1.2.9", "d": "1.5.5", "e": "7.7.7", "x": "1.2.4"})
     got = asyncio.run(_sid_recall(sink).user_to_item("u", k=3, channel="sid"))
-    assert [(r.item_id, r.channel) for r in got] == [("b", "sid"), ("c", "sid"), ("d", "sid")]  # a (the positive) and x (seen) excluded
+    assert [(r.item_id, r.channel) for r in got] == [
+        ("b", "sid"),
+        ("c", "sid"),
+        ("d", "sid"),
+    ]  # a (the positive) and x (seen) excluded
     assert got[0].score == pytest.approx(1.0) and got[1].score == pytest.approx(3 / 7)
-    assert 'sid_codes in ["1.2.3"]' in sink.queries[0] and 'sid_codes like "1.2.%"' in sink.queries[1] and 'sid_codes like "1.%"' in sink.queries[2]
+    assert (
+        'sid_codes in ["1.2.3"]' in sink.queries[0]
+        and 'sid_codes like "1.2.%"' in sink.queries[1]
+        and 'sid_codes like "1.%"' in sink.queries[2]
+    )
     assert all('sid_codebook == "cb"' in q for q in sink.queries)
     sink.queries.clear()
     asyncio.run(_sid_recall(sink).user_to_item("u", k=1, channel="sid"))

@@ -63,12 +63,20 @@ def stored_items(settings: Settings, ids: list[str]) -> dict[str, np.ndarray]:
 
 
 def user_vectors(settings: Settings, users: list[str]) -> dict[str, tuple[np.ndarray, int]]:
-    found = milvus_rows(settings, settings.collections()[1].name, [user_key(u, 0) for u in users], [VECTOR_FIELD, "event_count", "user_id"])
+    found = milvus_rows(
+        settings, settings.collections()[1].name, [user_key(u, 0) for u in users], [VECTOR_FIELD, "event_count", "user_id"]
+    )
     return {r["user_id"]: (np.asarray(r[VECTOR_FIELD], dtype=np.float32), int(r["event_count"])) for r in found.values()}
 
 
 def dead_letters(settings: Settings) -> list:
-    c = consumer(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().dead_letters.name, auto_offset_reset="earliest", consumer_timeout_ms=2000)
+    c = consumer(
+        settings.kafka_bootstrap,
+        settings.kafka_security(),
+        settings.topics().dead_letters.name,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+    )
     try:
         return [decode_dead_letter(r.value) for r in c]
     finally:
@@ -77,6 +85,10 @@ def dead_letters(settings: Settings) -> list:
 
 def clip_upload(tag: str, n: int, cover: bool = False) -> ContentUpload:
     return ContentUpload(
-        item_id=f"{tag}-item-{n}", creator_id=f"{tag}-creator", created_at_ms=int(time.time() * 1000), title=f"{tag} clip number {n} about cats",
-        tags=("cats",), cover=Media.inline(image_bytes(n)) if cover else None,
-    )  # fmt: skip
+        item_id=f"{tag}-item-{n}",
+        creator_id=f"{tag}-creator",
+        created_at_ms=int(time.time() * 1000),
+        title=f"{tag} clip number {n} about cats",
+        tags=("cats",),
+        cover=Media.inline(image_bytes(n)) if cover else None,
+    )

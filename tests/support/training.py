@@ -18,7 +18,9 @@ def tiny_data() -> TrainingData:
     return TrainingData(
         catalogue,
         {
-            "pairs": Pairs("pairs", [(f"{t}-0",) for t in TOPICS] + [(f"{t}-0", f"{t}-1") for t in TOPICS], [f"{t}-1" for t in TOPICS] * 2),
+            "pairs": Pairs(
+                "pairs", [(f"{t}-0",) for t in TOPICS] + [(f"{t}-0", f"{t}-1") for t in TOPICS], [f"{t}-1" for t in TOPICS] * 2
+            ),
             "distill": Distill("distill", list(catalogue), vectors / np.linalg.norm(vectors, axis=1, keepdims=True)),
         },
     )
@@ -26,8 +28,16 @@ def tiny_data() -> TrainingData:
 
 def tiny_recipe(**changes: object) -> Recipe:
     raw = {
-        "name": "sail-tiny-test", "base": "sail-tiny", "dataset": "movielens", "steps": 4, "batch_size": 4, "seed": 7,
-        "trainable": {"fusion.model.encoder.layer.5": 1e-4}, "hard_negatives": 1, "checkpoint_every": 2, "log_every": 2,
+        "name": "sail-tiny-test",
+        "base": "sail-tiny",
+        "dataset": "movielens",
+        "steps": 4,
+        "batch_size": 4,
+        "seed": 7,
+        "trainable": {"fusion.model.encoder.layer.5": 1e-4},
+        "hard_negatives": 1,
+        "checkpoint_every": 2,
+        "log_every": 2,
         "sources": [{"name": "pairs"}, {"name": "distill"}],
-    }  # fmt: skip
+    }
     return recipe_from_dict({**raw, **changes})

@@ -10,28 +10,40 @@ from hypothesis import strategies as st
 
 from topology import reasons
 from topology.codec import (
-    decode_encoder_request,
-    decode_interest_state,
-    encode_encoder_request,
-    encode_interest_state,
-    event_id_hash,
     SCHEMA_VERSION,
     Arrival,
     BadInput,
     Limits,
     decode_dead_letter,
+    decode_encoder_request,
     decode_interaction,
+    decode_interest_state,
     decode_item_embedding,
     decode_upload,
     encode_dead_letter,
+    encode_encoder_request,
     encode_interaction,
+    encode_interest_state,
     encode_item_embedding,
     encode_upload,
+    event_id_hash,
 )
 from topology.collections import INT64_MAX
-from topology.messages import Action, ContentUpload, DeadLetter, EncodeRequest, Interaction, InterestState, ItemEmbedding, Media, Signal
+from topology.messages import (
+    Action,
+    ContentUpload,
+    DeadLetter,
+    EncodeRequest,
+    Interaction,
+    InterestState,
+    ItemEmbedding,
+    Media,
+    Signal,
+)
 
-SMALL = Limits(max_message_bytes=64 * 1024, max_image_bytes=4096, max_frames=4, max_tags=5, max_title_chars=40, max_text_chars=100)
+SMALL = Limits(
+    max_message_bytes=64 * 1024, max_image_bytes=4096, max_frames=4, max_tags=5, max_title_chars=40, max_text_chars=100
+)
 
 ids = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "S"), exclude_characters="'\"\\,"), min_size=1, max_size=20)
 texts = st.text(max_size=40)
@@ -84,9 +96,27 @@ def test_interaction_round_trips(event: Interaction) -> None:
     assert decode_interaction(encode_interaction(event)) == event
 
 
-@given(st.binary(max_size=2048), ids, st.integers(0, 1000), st.integers(0, 2**40), st.sampled_from(sorted(reasons.ALL)), st.none() | st.binary(max_size=64))
-def test_dead_letter_round_trips_original_bytes(original: bytes, topic: str, partition: int, offset: int, reason: str, key: bytes | None) -> None:
-    letter = DeadLetter(original=original, source_topic=topic, partition=partition, offset=offset, reason=reason, detail="why", key=key, failed_at_ms=5)
+@given(
+    st.binary(max_size=2048),
+    ids,
+    st.integers(0, 1000),
+    st.integers(0, 2**40),
+    st.sampled_from(sorted(reasons.ALL)),
+    st.none() | st.binary(max_size=64),
+)
+def test_dead_letter_round_trips_original_bytes(
+    original: bytes, topic: str, partition: int, offset: int, reason: str, key: bytes | None
+) -> None:
+    letter = DeadLetter(
+        original=original,
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        reason=reason,
+        detail="why",
+        key=key,
+        failed_at_ms=5,
+    )
     assert decode_dead_letter(encode_dead_letter(letter)) == letter
 
 
@@ -94,13 +124,17 @@ def test_retry_envelope_round_trips() -> None:
     from topology.codec import decode_retry, encode_retry
     from topology.messages import RetryEnvelope
 
-    envelope = RetryEnvelope(original=b"\x81\xa1v\x01", source_topic="t", partition=2, offset=99, attempts=3, first_seen_ms=5, not_before_ms=7)
+    envelope = RetryEnvelope(
+        original=b"\x81\xa1v\x01", source_topic="t", partition=2, offset=99, attempts=3, first_seen_ms=5, not_before_ms=7
+    )
     assert decode_retry(encode_retry(envelope)) == envelope
 
 
 def test_item_embedding_round_trips_vector() -> None:
     vec = np.arange(8, dtype=np.float32) / 7
-    emb = ItemEmbedding(item_id="i1", vector=vec.tobytes(), dim=8, model_version="m1", created_at_ms=1, encoded_at_ms=2, creator_id="c")
+    emb = ItemEmbedding(
+        item_id="i1", vector=vec.tobytes(), dim=8, model_version="m1", created_at_ms=1, encoded_at_ms=2, creator_id="c"
+    )
     back = decode_item_embedding(encode_item_embedding(emb))
     assert back == emb
     np.testing.assert_array_equal(np.frombuffer(back.vector, dtype=np.float32), vec)
@@ -109,8 +143,17 @@ def test_item_embedding_round_trips_vector() -> None:
 def test_item_embedding_carries_the_semantic_id_and_one_from_before_issue_18_reads_as_none() -> None:
     import msgpack
 
-    emb = ItemEmbedding(item_id="i1", vector=b"\0" * 8, dim=2, model_version="m1", created_at_ms=1, encoded_at_ms=2,
-                        sid_codes="12.200.7", sid_suffix=1, sid_codebook="m1_sid3x256_1")  # fmt: skip
+    emb = ItemEmbedding(
+        item_id="i1",
+        vector=b"\0" * 8,
+        dim=2,
+        model_version="m1",
+        created_at_ms=1,
+        encoded_at_ms=2,
+        sid_codes="12.200.7",
+        sid_suffix=1,
+        sid_codebook="m1_sid3x256_1",
+    )
     assert decode_item_embedding(encode_item_embedding(emb)) == emb
     old = msgpack.unpackb(encode_item_embedding(emb))
     for key in ("sid_codes", "sid_suffix", "sid_codebook"):
@@ -147,7 +190,11 @@ def test_truncated_upload_is_rejected_as_bad_input(upload: ContentUpload, cut: i
         (msgpack.packb([1, 2]), reasons.SCHEMA_NOT_A_MAP, "got list"),
         (msgpack.packb({"v": 99, **_upload_fields()}), reasons.SCHEMA_VERSION, "ContentUpload.v"),
         (_raw(item_id="i1", created_at_ms=1), reasons.SCHEMA_MISSING_FIELD, "ContentUpload.creator_id"),
-        (_raw(**_upload_fields(created_at_ms="yesterday")), reasons.SCHEMA_WRONG_TYPE, "ContentUpload.created_at_ms: expected int, got str"),
+        (
+            _raw(**_upload_fields(created_at_ms="yesterday")),
+            reasons.SCHEMA_WRONG_TYPE,
+            "ContentUpload.created_at_ms: expected int, got str",
+        ),
         (_raw(**_upload_fields(created_at_ms=True)), reasons.SCHEMA_WRONG_TYPE, "created_at_ms"),
         (_raw(**_upload_fields(created_at_ms=-5)), reasons.SCHEMA_INVALID_VALUE, "-5 < 0"),
         (_raw(**_upload_fields(created_at_ms=2**64 - 1)), reasons.SCHEMA_INVALID_VALUE, f"{2**64 - 1} > {INT64_MAX}"),
@@ -239,9 +286,13 @@ def test_an_event_within_the_allowed_skew_and_age_is_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("timestamp_ms", "detail"),
-    [(NOW_MS + 60_001, "60s after the record arrived (allowed skew 60s)"), (NOW_MS + 1000 * 365 * 86_400_000, "after the record arrived"),
-     (NOW_MS - 3_600_001, "3600s before the record arrived (allowed age 3600s)"), (0, "before the record arrived")],
-)  # fmt: skip
+    [
+        (NOW_MS + 60_001, "60s after the record arrived (allowed skew 60s)"),
+        (NOW_MS + 1000 * 365 * 86_400_000, "after the record arrived"),
+        (NOW_MS - 3_600_001, "3600s before the record arrived (allowed age 3600s)"),
+        (0, "before the record arrived"),
+    ],
+)
 def test_an_event_time_beyond_the_skew_or_age_is_invalid(timestamp_ms: int, detail: str) -> None:
     limits = Limits(max_future_skew_ms=60_000, max_age_ms=3_600_000)
     with pytest.raises(BadInput) as info:
@@ -284,7 +335,11 @@ def test_encoder_request_round_trips_with_its_media_bytes() -> None:
     [
         (b"\x93 not a request", reasons.DECODE_MSGPACK, "EncodeRequest: ExtraData"),
         (msgpack.packb({"v": 1, "role": "boss"}), reasons.SCHEMA_INVALID_VALUE, "EncodeRequest.role: 'boss'"),
-        (msgpack.packb({"v": 1, "role": "target", "frames": ["not bytes"]}), reasons.SCHEMA_WRONG_TYPE, "EncodeRequest.frames[]: expected bin"),
+        (
+            msgpack.packb({"v": 1, "role": "target", "frames": ["not bytes"]}),
+            reasons.SCHEMA_WRONG_TYPE,
+            "EncodeRequest.frames[]: expected bin",
+        ),
         (msgpack.packb({"role": "target"}), reasons.SCHEMA_VERSION, "EncodeRequest.v"),
     ],
 )
@@ -317,8 +372,17 @@ def test_a_version_1_state_is_read_and_migrated_without_losing_a_user() -> None:
     def rows(signals: tuple[Signal, ...]) -> list[list[object]]:
         return [[s.event_id, s.item_id, s.timestamp_ms, s.weight] for s in signals]
 
-    v1 = msgpack.packb({"v": 1, "pos": rows(state.positives), "neg": rows(state.negatives), "ids": [e.event_id for e in (*likes, skip)],
-                        "count": 7, "updated": 5000}, use_bin_type=True)  # fmt: skip
+    v1 = msgpack.packb(
+        {
+            "v": 1,
+            "pos": rows(state.positives),
+            "neg": rows(state.negatives),
+            "ids": [e.event_id for e in (*likes, skip)],
+            "count": 7,
+            "updated": 5000,
+        },
+        use_bin_type=True,
+    )
     old = decode_interest_state(v1)
     assert (old.positives, old.negatives, old.event_count, old.updated_at_ms) == (state.positives, state.negatives, 7, 5000)
     assert all(already_applied(old, e) for e in (*likes, skip))  # every replay, in the window or older, changes nothing

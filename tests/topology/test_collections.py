@@ -1,7 +1,17 @@
 import numpy as np
 import pytest
 
-from topology.collections import CANARY, index_for, item_row, items_collection, probe_row, row_problem, user_key, user_row, users_collection
+from topology.collections import (
+    CANARY,
+    index_for,
+    item_row,
+    items_collection,
+    probe_row,
+    row_problem,
+    user_key,
+    user_row,
+    users_collection,
+)
 
 
 def test_items_collection_is_keyed_by_item_id_with_the_scalars_recall_filters_on() -> None:

@@ -56,7 +56,9 @@ def test_settings_are_frozen() -> None:
         s.topic_prefix = "other."  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("address", "expected"), [("grpc://h:1", ("h", 1)), ("h:2", ("h", 2)), ("http://127.0.0.1:19530", ("127.0.0.1", 19530))])
+@pytest.mark.parametrize(
+    ("address", "expected"), [("grpc://h:1", ("h", 1)), ("h:2", ("h", 2)), ("http://127.0.0.1:19530", ("127.0.0.1", 19530))]
+)
 def test_host_port_parses_urls_and_pairs(address: str, expected: tuple[str, int]) -> None:
     assert host_port(address) == expected
 

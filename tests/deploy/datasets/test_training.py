@@ -11,7 +11,9 @@ from encoders.train.recipe import RecipeError, load_recipe
 
 
 def test_the_cre_recipe_reads_only_the_interactions_before_the_cut() -> None:
-    recipe = load_recipe("cre-movielens").with_overrides(data={"train_fraction": 0.8, "history": 3, "window": 5, "collab_dim": 16, "limit": 3000})
+    recipe = load_recipe("cre-movielens").with_overrides(
+        data={"train_fraction": 0.8, "history": 3, "window": 5, "collab_dim": 16, "limit": 3000}
+    )
     data = build(recipe, cache_dir=None)  # type: ignore[arg-type]  # MovieLens comes from the installed package
     from deploy.datasets.training import movielens_split
 

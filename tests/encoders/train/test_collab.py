@@ -12,7 +12,16 @@ def e(user: str, item: str, at: float, positive: bool = True) -> Engagement:
     return Engagement(user, item, at, positive)
 
 
-LOG = [e("u", "a", 1), e("u", "b", 2), e("v", "a", 3), e("u", "x", 4, positive=False), e("u", "c", 5), e("v", "d", 6), e("w", "c", 6), e("v", "e", 7)]
+LOG = [
+    e("u", "a", 1),
+    e("u", "b", 2),
+    e("v", "a", 3),
+    e("u", "x", 4, positive=False),
+    e("u", "c", 5),
+    e("v", "d", 6),
+    e("w", "c", 6),
+    e("v", "e", 7),
+]
 
 
 def test_the_time_split_keeps_an_instant_whole_and_finds_the_cold_items() -> None:

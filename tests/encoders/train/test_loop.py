@@ -34,7 +34,9 @@ def test_a_run_learns_reports_progress_and_exports_a_loadable_encoder(finished) 
     from encoders.model import load_encoder
 
     request = [EncodeRequest(title="cats video number 0", tags=("cats",))]
-    assert not np.allclose(load_encoder("sail-tiny").encode(request)[0].vector, loaded.encode(request)[0].vector, atol=1e-4)  # it trained
+    assert not np.allclose(
+        load_encoder("sail-tiny").encode(request)[0].vector, loaded.encode(request)[0].vector, atol=1e-4
+    )  # it trained
 
 
 def test_the_exported_folder_moves_and_keeps_its_version(finished, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -47,7 +47,9 @@ def test_matryoshka_loss_averages_the_loss_of_each_renormalised_prefix() -> None
     q, t = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
     by_prefix = [info_nce(F.normalize(q[:, :d], dim=-1), F.normalize(t[:, :d], dim=-1), 0.2) for d in (2, 8)]
     assert matryoshka_info_nce(q, t, [2, 8], 0.2).item() == pytest.approx(sum(x.item() for x in by_prefix) / 2, rel=1e-6)
-    assert matryoshka_info_nce(q, t, [2, 8], 0.2, weights=[3, 1]).item() == pytest.approx((3 * by_prefix[0].item() + by_prefix[1].item()) / 4, rel=1e-6)
+    assert matryoshka_info_nce(q, t, [2, 8], 0.2, weights=[3, 1]).item() == pytest.approx(
+        (3 * by_prefix[0].item() + by_prefix[1].item()) / 4, rel=1e-6
+    )
     with pytest.raises(ValueError):
         matryoshka_info_nce(q, t, [16], 0.2)
 

@@ -6,7 +6,14 @@ import pytest
 
 from encoders.train.recipe import RECIPES, RecipeError, load_recipe, recipe_from_dict
 
-MINIMAL = {"name": "t", "base": "sail-tiny", "dataset": "movielens", "steps": 3, "trainable": {"fusion": 1e-5}, "sources": [{"name": "seq2item"}]}
+MINIMAL = {
+    "name": "t",
+    "base": "sail-tiny",
+    "dataset": "movielens",
+    "steps": 3,
+    "trainable": {"fusion": 1e-5},
+    "sources": [{"name": "seq2item"}],
+}
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in RECIPES.glob("*.toml")))
@@ -17,7 +24,9 @@ def test_every_shipped_recipe_loads(name: str) -> None:
 
 def test_a_recipe_file_path_and_overrides(tmp_path: Path) -> None:
     path = tmp_path / "mine.toml"
-    path.write_text('name = "t"\nbase = "sail-tiny"\ndataset = "emoji"\nsteps = 5\n[trainable]\nvision = 1e-4\n[[sources]]\nname = "emoji"\n')
+    path.write_text(
+        'name = "t"\nbase = "sail-tiny"\ndataset = "emoji"\nsteps = 5\n[trainable]\nvision = 1e-4\n[[sources]]\nname = "emoji"\n'
+    )
     recipe = load_recipe(str(path))
     assert (recipe.steps, recipe.trainable, recipe.sources[0].weight) == (5, {"vision": 1e-4}, 1.0)
     longer = recipe.with_overrides(steps=50, batch_size=None)

@@ -25,17 +25,27 @@ PARAMS = InterestParams(window=10)
 
 
 def ev(n: int, item: str, action: Action = Action.LIKE, ts: int | None = None, dwell: int = 0) -> Interaction:
-    return Interaction(event_id=f"e{n}", user_id="u", item_id=item, action=action, timestamp_ms=ts if ts is not None else n * 1000, dwell_ms=dwell)
+    return Interaction(
+        event_id=f"e{n}",
+        user_id="u",
+        item_id=item,
+        action=action,
+        timestamp_ms=ts if ts is not None else n * 1000,
+        dwell_ms=dwell,
+    )
 
 
 events_strategy = st.lists(
     st.builds(
         lambda n, item, action, ts: ev(n, f"i{item}", action, ts),
-        st.integers(0, 60), st.integers(0, 29), st.sampled_from(list(Action)), st.integers(0, 10**7),
+        st.integers(0, 60),
+        st.integers(0, 29),
+        st.sampled_from(list(Action)),
+        st.integers(0, 10**7),
     ),
     max_size=40,
     unique_by=lambda e: e.event_id,
-)  # fmt: skip
+)
 
 
 def test_mean_of_the_last_ten_positive_items_as_in_the_sail_report() -> None:
@@ -152,11 +162,18 @@ def test_the_state_stays_bounded_however_many_events_a_user_has() -> None:
 
 @settings(max_examples=200)
 @given(
-    st.lists(st.builds(lambda n, item, action: (n, f"i{item}", action), st.integers(0, 80), st.integers(0, 29), st.sampled_from(list(Action))),
-             max_size=40, unique_by=lambda t: t[0]),
+    st.lists(
+        st.builds(
+            lambda n, item, action: (n, f"i{item}", action), st.integers(0, 80), st.integers(0, 29), st.sampled_from(list(Action))
+        ),
+        max_size=40,
+        unique_by=lambda t: t[0],
+    ),
     st.randoms(use_true_random=False),
-)  # fmt: skip
-def test_forgetting_old_ids_changes_neither_the_vector_nor_the_replay_invariance(spec: list[tuple[int, str, Action]], rnd) -> None:
+)
+def test_forgetting_old_ids_changes_neither_the_vector_nor_the_replay_invariance(
+    spec: list[tuple[int, str, Action]], rnd
+) -> None:
     """With a de-duplication memory barely over the window, most ids are forgotten: the windows and
     the newest time are still a function of the set of events, whatever the order and duplicates."""
     params = InterestParams(window=3, dedup_per_kind=4)

@@ -112,7 +112,13 @@ def test_the_registry_round_trips_and_a_swap_keeps_the_live_version_as_the_previ
     building = Registry(old).with_shadow(new)
     assert Registry.decode(building.encode()) == building and building.generation == 1
     swapped = building.swapped_to(new, now_ms=1_000, keep_ms=500)
-    assert (swapped.live, swapped.previous, swapped.shadow, swapped.keep_until_ms, swapped.generation) == (new, old, None, 1_500, 2)
+    assert (swapped.live, swapped.previous, swapped.shadow, swapped.keep_until_ms, swapped.generation) == (
+        new,
+        old,
+        None,
+        1_500,
+        2,
+    )
     assert Registry.decode(swapped.encode()) == swapped
     assert swapped.retired().previous is None and swapped.retired().live == new
     new_items, new_users = new.specs(items, users)
@@ -152,7 +158,9 @@ def test_a_user_written_before_an_item_of_theirs_had_its_new_vector_is_written_a
     items, users = s.collections()
     params = InterestParams.for_settings(s)
     a, b = np.eye(384, dtype=np.float32)[0], np.eye(384, dtype=np.float32)[1]
-    state = fold_interactions([Interaction("e1", "u", "a", Action.LIKE, 1_000), Interaction("e2", "u", "b", Action.LIKE, 2_000)], params)
+    state = fold_interactions(
+        [Interaction("e1", "u", "a", Action.LIKE, 1_000), Interaction("e2", "u", "b", Action.LIKE, 2_000)], params
+    )
     sink = _Items({"a": a.tolist()})  # "b" not re-encoded yet
     result = module.Backfill("m", items.name, users.name, "g", module.Phase("t"))
     write = module._write_users

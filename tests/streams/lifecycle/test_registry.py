@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from streams.sinks.milvus import MilvusUnavailable
 from streams.lifecycle.registry import Versions
+from streams.sinks.milvus import MilvusUnavailable
 from topology.settings import Settings
 from topology.versions import Registry, Version, registry_row
 
@@ -32,9 +32,13 @@ def test_readers_see_a_swap_after_max_age_keep_the_last_registry_through_an_outa
     sink, now = FakeSink(), [0.0]
     versions = Versions(sink, spec, default, max_age_s=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
     sink.error = MilvusUnavailable("get from p_registry failed: collection not found[collection=p_registry]")
-    assert asyncio.run(versions.current()) == default and default.live.items == "p_items"  # no registry collection: the settings' collections
+    assert (
+        asyncio.run(versions.current()) == default and default.live.items == "p_items"
+    )  # no registry collection: the settings' collections
 
-    swapped = Registry(Version("m-1", "p_items", "p_users", 384)).swapped_to(Version("m-2", "p_items__m_2", "p_users__m_2", 256), 0, 1000)
+    swapped = Registry(Version("m-1", "p_items", "p_users", 384)).swapped_to(
+        Version("m-2", "p_items__m_2", "p_users__m_2", 256), 0, 1000
+    )
     sink.error, sink.rows = None, [registry_row(swapped)]
     now[0] = 0.5
     assert asyncio.run(versions.current()) == default  # cached: not read again within max_age_s
@@ -45,4 +49,6 @@ def test_readers_see_a_swap_after_max_age_keep_the_last_registry_through_an_outa
     sink.error = MilvusUnavailable("search failed: connection refused")
     assert asyncio.run(versions.current()) == swapped  # an outage does not switch anybody back to the default
     now[0] = 2.9
-    assert asyncio.run(versions.current()) == swapped and sink.reads == reads + 1  # the failed read counts as a read: no retry storm
+    assert (
+        asyncio.run(versions.current()) == swapped and sink.reads == reads + 1
+    )  # the failed read counts as a read: no retry storm

@@ -11,7 +11,11 @@ def test_keeping_up_is_healthy() -> None:
 
 
 def test_growing_lag_is_degraded_with_the_partition_named() -> None:
-    history = {("uploads", 3): samples([(0, 0, 0, 0.0), (5, 0, 0, 0.0), (10, 10, 15, 1.0), (15, 15, 25, 2.0), (20, 20, 40, 3.0), (25, 21, 50, 3.5)])}
+    history = {
+        ("uploads", 3): samples(
+            [(0, 0, 0, 0.0), (5, 0, 0, 0.0), (10, 10, 15, 1.0), (15, 15, 25, 2.0), (20, 20, 40, 3.0), (25, 21, 50, 3.5)]
+        )
+    }
     verdict = evaluate(history, {}, None)
     assert verdict.status == "degraded"
     assert "uploads[3] lag growing" in verdict.reasons[0] and "5 -> 29" in verdict.reasons[0]
@@ -23,7 +27,9 @@ def test_lag_that_stopped_growing_and_is_small_is_healthy_again() -> None:
 
 
 def test_stall_is_judged_on_the_trailing_window_only() -> None:
-    moving_then_stuck = [(t, min(t, 40), 100, 1.0) for t in range(0, 41, 5)] + [(t, 40, 100, float(t - 40)) for t in range(45, 80, 5)]
+    moving_then_stuck = [(t, min(t, 40), 100, 1.0) for t in range(0, 41, 5)] + [
+        (t, 40, 100, float(t - 40)) for t in range(45, 80, 5)
+    ]
     verdict = evaluate({("t", 0): samples(moving_then_stuck)}, {}, None, Thresholds(stall_window_s=30, lag_seconds_degraded=1000))
     assert verdict.status == "failing" and "stalled" in verdict.reasons[0]
 
@@ -71,7 +77,9 @@ def test_under_replicated_partitions_degrade_and_a_partition_without_a_leader_fa
     short = PartitionReplicas("t", 1, 2, (2, 3, 1), (2, 1))
     assert evaluate({}, {}, None, replicas=[whole]).status == "healthy"
     verdict = evaluate({}, {}, None, replicas=[whole, short])
-    assert verdict.status == "degraded" and verdict.reasons == ("1 partition(s) under-replicated, e.g. t[1] with 2 of 3 replicas in sync: a broker is down or behind",)
+    assert verdict.status == "degraded" and verdict.reasons == (
+        "1 partition(s) under-replicated, e.g. t[1] with 2 of 3 replicas in sync: a broker is down or behind",
+    )
     offline = PartitionReplicas("t", 2, -1, (3, 1, 2), ())
     verdict = evaluate({}, {}, None, replicas=[whole, short, offline])
     assert verdict.status == "failing" and "1 partition(s) without a leader, e.g. t[2]" in verdict.reasons[0]

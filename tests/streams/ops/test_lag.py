@@ -14,6 +14,10 @@ def test_clock_skew_never_gives_negative_seconds() -> None:
 
 
 def test_table_totals_sum_messages_and_take_the_worst_seconds() -> None:
-    rows = [PartitionLag("g", "t", 0, 5, 9, 4, 2.0), PartitionLag("g", "t", 1, 3, 3, 0, 0.0), PartitionLag("g", "t", 2, 1, 4, 3, 7.5)]
+    rows = [
+        PartitionLag("g", "t", 0, 5, 9, 4, 2.0),
+        PartitionLag("g", "t", 1, 3, 3, 0, 0.0),
+        PartitionLag("g", "t", 2, 1, 4, 3, 7.5),
+    ]
     last = format_table(rows).splitlines()[-1].split()
     assert last == ["g", "t", "all", "7", "7.5"]

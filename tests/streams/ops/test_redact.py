@@ -15,7 +15,9 @@ def restore_factory() -> Iterator[None]:
     logging.setLogRecordFactory(factory)
 
 
-def test_secrets_are_masked_in_every_logger_even_inside_bytes_reprs(restore_factory: None, caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_are_masked_in_every_logger_even_inside_bytes_reprs(
+    restore_factory: None, caplog: pytest.LogCaptureFixture
+) -> None:
     redact.install(["hunter2-secret", "tok", ""])  # too-short values are ignored, not masked everywhere
     with caplog.at_level(logging.DEBUG):
         logging.getLogger("aiokafka.conn").debug("Request %d: %s", 3, b"sail\x00sail\x00hunter2-secret")

@@ -14,14 +14,29 @@ from topology.messages import Action, Interaction, InterestState
 
 
 def _status(trend: dict[str, list[float | None]], online: dict[str, object]) -> dict[str, object]:
-    return {"verdict": "healthy", "reasons": [], "lag": [], "freshness_s": {}, "events_per_s": {}, "dead_letters": {}, "dependencies": {},
-            "online_hit_rate": online, "trend": trend}  # fmt: skip
+    return {
+        "verdict": "healthy",
+        "reasons": [],
+        "lag": [],
+        "freshness_s": {},
+        "events_per_s": {},
+        "dead_letters": {},
+        "dependencies": {},
+        "online_hit_rate": online,
+        "trend": trend,
+    }
 
 
 def test_the_page_draws_a_chart_per_trend_and_says_the_hit_rate() -> None:
     at = [1000.0 + 5 * i for i in range(13)]
-    trend = {"at_s": at, "lag_messages": [0, 5, 50, 120, 80, 10, 0, 0, 0, 0, 0, 0, 0], "freshness_p50_s": [None] * 3 + [0.4] * 10,
-             "freshness_p99_s": [None] * 3 + [1.5] * 10, "events_per_s": [100.0] * 13, "online_hit_rate": [None] * 12 + [0.25]}  # fmt: skip
+    trend = {
+        "at_s": at,
+        "lag_messages": [0, 5, 50, 120, 80, 10, 0, 0, 0, 0, 0, 0, 0],
+        "freshness_p50_s": [None] * 3 + [0.4] * 10,
+        "freshness_p99_s": [None] * 3 + [1.5] * 10,
+        "events_per_s": [100.0] * 13,
+        "online_hit_rate": [None] * 12 + [0.25],
+    }
     page = render_status(_status(trend, {"k": 50, "rate": 0.25, "checks": 40}), "w", refresh_s=5)
     for chart_id in ("chart-lag", "chart-freshness", "chart-throughput", "chart-hit-rate"):
         assert f"id={chart_id}>" in page
@@ -44,10 +59,16 @@ def test_unknown_values_leave_a_gap_and_an_empty_trend_says_so() -> None:
 
 def test_the_page_names_the_live_version_and_the_one_kept_for_a_rollback() -> None:
     status = _status({}, {"k": 50, "rate": None, "checks": 0})
-    status["model_versions"] = {"live": {"model_version": "m-2", "items": "items__m_2", "users": "users__m_2"}, "shadow": None,
-                                "previous": {"model_version": "m-1", "items": "items", "users": "users"}}  # fmt: skip
+    status["model_versions"] = {
+        "live": {"model_version": "m-2", "items": "items__m_2", "users": "users__m_2"},
+        "shadow": None,
+        "previous": {"model_version": "m-1", "items": "items", "users": "users"},
+    }
     page = render_status(status, "w", refresh_s=5)
-    assert "live (written and searched): m-2 in items__m_2, users__m_2" in page and "previous (kept for a rollback): m-1 in items, users" in page
+    assert (
+        "live (written and searched): m-2 in items__m_2, users__m_2" in page
+        and "previous (kept for a rollback): m-1 in items, users" in page
+    )
     assert "shadow" not in page.split("id=versions>")[1].split("</ul>")[0]
     assert "not known yet" in render_status(_status({}, {"k": 50, "rate": None, "checks": 0}), "w", refresh_s=5)
 
@@ -55,13 +76,26 @@ def test_the_page_names_the_live_version_and_the_one_kept_for_a_rollback() -> No
 def test_the_page_shows_the_codebook_its_health_and_a_drift_warning() -> None:
     status = _status({}, {"k": 50, "rate": None, "checks": 0})
     assert "no codebook in use" in render_status(status, "w", refresh_s=5)
-    status["semantic_ids"] = {"codebook": "m_sid3x256_1", "levels": 3, "codes": 256, "fitted_items": 9000, "utilisation": [1.0, 0.98, 0.5],
-                              "collision_rate": 0.012, "quantisation_error": 0.31, "fresh_quantisation_error": 0.42, "drift_ratio": 1.35,
-                              "drifting": True, "fresh_items": 500}  # fmt: skip
+    status["semantic_ids"] = {
+        "codebook": "m_sid3x256_1",
+        "levels": 3,
+        "codes": 256,
+        "fitted_items": 9000,
+        "utilisation": [1.0, 0.98, 0.5],
+        "collision_rate": 0.012,
+        "quantisation_error": 0.31,
+        "fresh_quantisation_error": 0.42,
+        "drift_ratio": 1.35,
+        "drifting": True,
+        "fresh_items": 500,
+    }
     section = render_status(status, "w", refresh_s=5).split("id=semantic-ids>")[1].split("</ul>")[0]
     assert "codebook m_sid3x256_1: 3 levels x 256 codes, fitted on 9000 items" in section
     assert "L0: 100%, L1: 98%, L2: 50%" in section and "collision rate 1.2%" in section
-    assert "<li class=down>fresh items' quantisation error 0.4200 (1.35x the fitted) over the last 500: the codebook needs refitting" in section
+    assert (
+        "<li class=down>fresh items' quantisation error 0.4200 (1.35x the fitted) over the last 500: the codebook needs refitting"
+        in section
+    )
 
 
 def test_sampling_is_a_stable_share_of_event_ids() -> None:
@@ -104,8 +138,13 @@ def test_the_page_says_when_kafka_partitions_are_under_replicated_or_offline() -
     status = _status({}, {"k": 50, "rate": None, "checks": 0})
     assert "id=replicas" not in render_status(status, "w", refresh_s=5)  # no sample yet: nothing claimed
     status["replicas"] = {"partitions": 12, "under_replicated": []}
-    assert "<li class=up id=replicas>Kafka replicas: all 12 partitions fully in sync</li>" in render_status(status, "w", refresh_s=5)
+    assert "<li class=up id=replicas>Kafka replicas: all 12 partitions fully in sync</li>" in render_status(
+        status, "w", refresh_s=5
+    )
     short = [PartitionReplicas("a.uploads", 0, 1, (1, 2, 3), (1, 2)), PartitionReplicas("a.uploads", 1, -1, (2, 3, 1), ())]
     status["replicas"] = {"partitions": 12, "under_replicated": [asdict(p) for p in short]}
     line = render_status(status, "w", refresh_s=5).split("id=replicas>")[1].split("</li>")[0]
-    assert line == "Kafka replicas: 2 of 12 partitions under-replicated, 1 without a leader (in sync/assigned: a.uploads[0] 2/3, a.uploads[1] 0/3)"
+    assert (
+        line
+        == "Kafka replicas: 2 of 12 partitions under-replicated, 1 without a leader (in sync/assigned: a.uploads[0] 2/3, a.uploads[1] 0/3)"
+    )

@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 
 from streams.sid.maths import (
-    DriftWindow, assign, fit, fuse, health, parse_sid, prefix_text, shared_depth, sid_scores, sid_text, suffixes,
-)  # fmt: skip
+    DriftWindow,
+    assign,
+    fit,
+    fuse,
+    health,
+    parse_sid,
+    prefix_text,
+    shared_depth,
+    sid_scores,
+    sid_text,
+    suffixes,
+)
 
 
 def _clusters(n_per: int = 40, centres: int = 12, dim: int = 16, seed: int = 3) -> np.ndarray:

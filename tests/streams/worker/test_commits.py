@@ -98,7 +98,10 @@ def test_a_gap_whose_events_wait_in_the_stream_queue_is_left_alone() -> None:
 def test_no_gap_no_other_topic_and_a_moving_gap_need_nothing() -> None:
     other = TP("sail.item-embeddings", 0)
     c = Consumer(
-        [TOPIC, other], _acked={TOPIC: [24, 25], other: [90]}, _committed_offset={TOPIC: 24, other: 10}, _read_offset={TOPIC: 26, other: 91}
+        [TOPIC, other],
+        _acked={TOPIC: [24, 25], other: [90]},
+        _committed_offset={TOPIC: 24, other: 10},
+        _read_offset={TOPIC: 26, other: 91},
     )
     repair = _repair(c)
     assert asyncio.run(repair.check()) == [] and asyncio.run(repair.check()) == []
@@ -158,9 +161,12 @@ def test_records_fetched_past_the_committed_offset_and_never_delivered_are_re_re
     positions = {TOPIC: 40}
     prefetched: set[TP] = set()
     repair = CommitRepair(
-        lambda: c, ["sail.interactions"], contiguous=["sail.interactions"],
-        position=lambda _, tp: positions.get(tp), prefetched=lambda _, tp: tp in prefetched,
-    )  # fmt: skip
+        lambda: c,
+        ["sail.interactions"],
+        contiguous=["sail.interactions"],
+        position=lambda _, tp: positions.get(tp),
+        prefetched=lambda _, tp: tp in prefetched,
+    )
     prefetched.add(TOPIC)  # aiokafka still holds them: Faust will take them, nothing to do
     for _ in range(3):
         assert asyncio.run(repair.check()) == []
@@ -177,13 +183,29 @@ def test_records_fetched_and_never_delivered_since_the_assignment_are_re_read() 
     fetched the whole partition (position 12699), Faust had read nothing of it (no read offset),
     nothing was acked, unacked, prefetched or queued, and the committed offset stayed at 0."""
     c = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 0}, _read_offset={}, highwaters={TOPIC: 12699})
-    repair = CommitRepair(lambda: c, ["sail.interactions"], contiguous=["sail.interactions"], position=lambda _, tp: 12699, prefetched=lambda _, tp: False)
+    repair = CommitRepair(
+        lambda: c,
+        ["sail.interactions"],
+        contiguous=["sail.interactions"],
+        position=lambda _, tp: 12699,
+        prefetched=lambda _, tp: False,
+    )
     assert asyncio.run(repair.check()) == [] and not c.seeks  # seen once
     (fix,) = asyncio.run(repair.check())
-    assert c.seeks == [(TOPIC, 0)] and "offsets 0..12698 were never acked" in fix.detail and "read nothing of the partition" in fix.detail
+    assert (
+        c.seeks == [(TOPIC, 0)]
+        and "offsets 0..12698 were never acked" in fix.detail
+        and "read nothing of the partition" in fix.detail
+    )
     fresh = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 0}, _read_offset={}, highwaters={TOPIC: 12699})
     for position in (None, 0):  # just assigned: nothing fetched yet, nothing to repair
-        repair = CommitRepair(lambda: fresh, ["sail.interactions"], contiguous=["sail.interactions"], position=lambda _, tp: position, prefetched=lambda _, tp: False)
+        repair = CommitRepair(
+            lambda: fresh,
+            ["sail.interactions"],
+            contiguous=["sail.interactions"],
+            position=lambda _, tp: position,
+            prefetched=lambda _, tp: False,
+        )
         for _ in range(3):
             assert asyncio.run(repair.check()) == []
     assert not fresh.seeks
@@ -192,7 +214,13 @@ def test_records_fetched_and_never_delivered_since_the_assignment_are_re_read() 
 def test_a_stale_read_offset_is_no_gap_while_nothing_was_fetched_past_the_committed_offset() -> None:
     c = Consumer([TOPIC], _acked={TOPIC: []}, _committed_offset={TOPIC: 34}, _read_offset={TOPIC: 12}, highwaters={TOPIC: 40})
     for position in (None, 34):  # unknown (not started, not assigned), or not fetched yet
-        repair = CommitRepair(lambda: c, ["sail.interactions"], contiguous=["sail.interactions"], position=lambda _, tp: position, prefetched=lambda _, tp: False)
+        repair = CommitRepair(
+            lambda: c,
+            ["sail.interactions"],
+            contiguous=["sail.interactions"],
+            position=lambda _, tp: position,
+            prefetched=lambda _, tp: False,
+        )
         for _ in range(3):
             assert asyncio.run(repair.check()) == []
     assert not c.seeks
@@ -207,7 +235,9 @@ def test_kafka_position_reads_aiokafkas_subscription_state_under_fausts_consumer
         kafka = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", enable_auto_commit=False)  # never started: no broker needed
         tp = TopicPartition("sail.interactions", 1)
         kafka.assign([tp])
-        faust_consumer = SimpleNamespace(_thread=SimpleNamespace(_ensure_consumer=lambda: kafka))  # where Faust's aiokafka driver keeps it
+        faust_consumer = SimpleNamespace(
+            _thread=SimpleNamespace(_ensure_consumer=lambda: kafka)
+        )  # where Faust's aiokafka driver keeps it
         before = kafka_position(faust_consumer, tp)
         kafka._subscription.subscription.assignment.state_value(tp).seek(40)
         after = kafka_position(faust_consumer, tp)
@@ -222,7 +252,9 @@ def test_kafka_position_reads_aiokafkas_subscription_state_under_fausts_consumer
 def test_a_partition_behind_that_does_not_commit_is_reported_once_per_offset_with_its_fetch_state() -> None:
     now = [0.0]
     held = Message(TOPIC, 12)
-    c = Consumer([TOPIC], _committed_offset={TOPIC: 12}, _read_offset={TOPIC: 40}, _unacked_messages={held}, highwaters={TOPIC: 60})
+    c = Consumer(
+        [TOPIC], _committed_offset={TOPIC: 12}, _read_offset={TOPIC: 40}, _unacked_messages={held}, highwaters={TOPIC: 60}
+    )
     repair = CommitRepair(lambda: c, ["sail.interactions"], contiguous=["sail.interactions"], clock=lambda: now[0])
     assert repair.stalls(after_s=30) == []  # first sight
     now[0] = 29.0
@@ -230,7 +262,11 @@ def test_a_partition_behind_that_does_not_commit_is_reported_once_per_offset_wit
     now[0] = 31.0
     (stall,) = repair.stalls(after_s=30)
     assert (stall.kind, stall.partition) == ("stall", 0)
-    assert "no commit for 31s at offset 12, 48 records behind" in stall.detail and "unacked=[12]" in stall.detail and "read=40" in stall.detail
+    assert (
+        "no commit for 31s at offset 12, 48 records behind" in stall.detail
+        and "unacked=[12]" in stall.detail
+        and "read=40" in stall.detail
+    )
     now[0] = 90.0
     assert repair.stalls(after_s=30) == []  # reported once for this offset
     c._committed_offset[TOPIC] = 20  # progress: the clock starts again
@@ -328,5 +364,8 @@ def test_ensure_base_gives_new_partitions_their_first_offset_and_leaves_the_rest
     consumer.earliest_offsets = earliest_offsets  # type: ignore[attr-defined]
     repair = CommitRepair(lambda: consumer, ["uploads", "embeddings"], contiguous=["uploads"])
     assert asyncio.run(repair.ensure_base()) == 1
-    assert consumer._committed_offset == {a: 3, b: 17}  # the new one from its first offset; the committed one kept; not the compacted topic
+    assert consumer._committed_offset == {
+        a: 3,
+        b: 17,
+    }  # the new one from its first offset; the committed one kept; not the compacted topic
     assert asyncio.run(repair.ensure_base()) == 0

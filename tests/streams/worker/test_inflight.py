@@ -48,7 +48,9 @@ async def test_later_batches_are_prepared_meanwhile_but_stored_and_acked_in_orde
     await pipeline.drain()
     assert batches.most_preparing == 3  # all three were encoding together
     assert [n for stage, n in batches.log if stage == "prepared"] == ["c", "b", "a"]  # finished out of order...
-    assert [e for e in batches.log if e[0] != "prepared"] == [(s, n) for n in "abc" for s in ("stored", "acked")]  # ...took effect in order
+    assert [e for e in batches.log if e[0] != "prepared"] == [
+        (s, n) for n in "abc" for s in ("stored", "acked")
+    ]  # ...took effect in order
     assert pipeline.in_flight == 0
 
 
