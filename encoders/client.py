@@ -1,7 +1,8 @@
 """The tritonclient adapter: health checks and the asyncio inference client the streams call.
 
 `EncoderClient.encode()` sends a caller's batch (the content agent's micro-batch), in requests of at
-most `max_batch` items; Triton's dynamic batcher merges requests across callers and workers. Each request is tried once, under a `Deadline` that follows the measured service time; a failure is
+most `max_batch` items; Triton's dynamic batcher merges requests across callers and workers. Each
+request is tried once, under a `Deadline` that follows the measured service time; a failure is
 `EncoderUnavailable` for the caller to retry later (never dead-letter); the client never resends
 work itself, so there is one retry layer (the worker's). Per-item failures (a corrupt image) come back
 as that item's `EncodeResult.error`, never as an exception for the batch. A request Triton refuses

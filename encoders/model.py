@@ -20,6 +20,7 @@ import importlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from encoders.preprocess import MediaError, PreparedItem, prepare
 from encoders.signature import EncodeResult
 from topology.messages import EncodeRequest
 
+if TYPE_CHECKING:  # transformers is imported when a model is built, not when this module is
+    from transformers import BertModel, Qwen2Model
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
@@ -40,7 +44,7 @@ def resolve_dir(spec: str) -> Path:
     """`package:<module>` -> the model folder shipped inside that installed package; else a path."""
     if spec.startswith("package:"):
         module = importlib.import_module(spec.removeprefix("package:"))
-        return Path(module.get_model_path())  # type: ignore[attr-defined]
+        return Path(module.get_model_path())
     return Path(spec)
 
 
@@ -73,6 +77,7 @@ class PerceiverResampler(nn.Module):
         pad = ~image_mask.repeat_interleave(p, dim=1)  # (B, I*P), True = ignore
         x = self.latents.expand(b, -1, -1)
         for block in self.blocks:
+            assert isinstance(block, nn.ModuleDict)  # (ModuleList's items are typed as any Module)
             q = block["norm_q"](x)
             kv = torch.cat([block["norm_kv"](tokens), q], dim=1)  # latents also attend to themselves (Flamingo)
             kv_pad = torch.cat([pad, torch.zeros(b, q.shape[1], dtype=torch.bool, device=pad.device)], dim=1)
@@ -151,22 +156,21 @@ class Fusion(nn.Module):
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(  # type: ignore[override]
-        self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, modal: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
 
 class BertFusion(Fusion):
     """BERT-family backbone (all-MiniLM-L6-v2 by default): bidirectional by nature."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: BertModel) -> None:
         super().__init__()
         self.model = model
         self.hidden_size = int(model.config.hidden_size)
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.embeddings.word_embeddings(input_ids)
+        embedded: torch.Tensor = self.model.embeddings.word_embeddings(input_ids)
+        return embedded
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
         # token type 1 marks audio/visual tokens; text keeps type 0 as in pre-training
@@ -177,16 +181,18 @@ class BertFusion(Fusion):
 class Qwen2Fusion(Fusion):
     """Qwen2-family LLM as an encoder: the causal mask replaced by a bidirectional padding mask."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Qwen2Model) -> None:
         super().__init__()
         self.model = model
         self.hidden_size = int(model.config.hidden_size)
         for module in model.modules():
             if hasattr(module, "is_causal"):
-                module.is_causal = False
+                # a plain bool on the attention modules; nn.Module's attribute types cover tensors and modules only
+                module.is_causal = False  # type: ignore[assignment]
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.embed_tokens(input_ids)
+        embedded: torch.Tensor = self.model.embed_tokens(input_ids)
+        return embedded
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, modal: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
@@ -203,17 +209,14 @@ def build_fusion(config: EncoderConfig) -> Fusion:
     # The MiniLM checkpoint carries a pooler we do not build; its "unexpected keys" report is noise.
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    if config.fusion_weights_dir:
-        directory = resolve_dir(config.fusion_weights_dir)
-        if config.fusion == "bert":  # the pooler is unused: pooling is mean(tanh(hidden))
-            model = BertModel.from_pretrained(directory, add_pooling_layer=False, local_files_only=True)
-        else:
-            model = Qwen2Model.from_pretrained(directory, local_files_only=True)
-    elif config.fusion == "bert":
-        model = BertModel(BertConfig(**config.fusion_config), add_pooling_layer=False)
-    else:
-        model = Qwen2Model(Qwen2Config(**config.fusion_config))
-    return BertFusion(model) if config.fusion == "bert" else Qwen2Fusion(model)
+    directory = resolve_dir(config.fusion_weights_dir) if config.fusion_weights_dir else None
+    if config.fusion == "bert":  # the pooler is unused: pooling is mean(tanh(hidden))
+        if directory is not None:
+            return BertFusion(BertModel.from_pretrained(directory, add_pooling_layer=False, local_files_only=True))
+        return BertFusion(BertModel(BertConfig(**config.fusion_config), add_pooling_layer=False))
+    if directory is not None:
+        return Qwen2Fusion(Qwen2Model.from_pretrained(directory, local_files_only=True))
+    return Qwen2Fusion(Qwen2Model(Qwen2Config(**config.fusion_config)))
 
 
 # --------------------------------------------------------------------------- the encoder
@@ -247,7 +250,7 @@ class SailEncoder(nn.Module):
         )
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
         self.eval()
-        self._version: str | None = None
+        self._model_version: str | None = None
 
     # ------------------------------------------------------------------ persistence
 
@@ -281,13 +284,13 @@ class SailEncoder(nn.Module):
     @property
     def model_version(self) -> str:
         """`<name>-<12 hex>` from the config and every weight: equal versions embed identically."""
-        if self._version is None:
+        if self._model_version is None:
             digest = hashlib.sha256(self.config.to_json().encode())
             for key, tensor in sorted(self.state_dict().items()):
                 digest.update(key.encode())
                 digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-            self._version = f"{self.config.name}-{digest.hexdigest()[:12]}"
-        return self._version
+            self._model_version = f"{self.config.name}-{digest.hexdigest()[:12]}"
+        return self._model_version
 
     # ------------------------------------------------------------------ inference
 
@@ -305,14 +308,15 @@ class SailEncoder(nn.Module):
     def encode(self, requests: Sequence[EncodeRequest]) -> list[EncodeResult]:
         """Embed a batch; items whose media cannot be decoded get an error, the rest a vector."""
         prepared = self.prepare_all(requests)
-        good = [i for i, p in enumerate(prepared) if isinstance(p, PreparedItem)]
         version = self.model_version
-        results = [EncodeResult(vector=None, error=p, model_version=version) if isinstance(p, str) else None for p in prepared]
-        if good:
-            vectors = self.forward_prepared([prepared[i] for i in good])  # type: ignore[misc]
-            for row, index in enumerate(good):
-                results[index] = EncodeResult(vector=vectors[row], model_version=version)
-        return results  # type: ignore[return-value]
+        items = [p for p in prepared if isinstance(p, PreparedItem)]
+        vectors = iter(self.forward_prepared(items)) if items else iter(())
+        return [
+            EncodeResult(vector=None, error=p, model_version=version)
+            if isinstance(p, str)
+            else EncodeResult(vector=next(vectors), model_version=version)
+            for p in prepared
+        ]
 
     def forward_prepared(self, items: Sequence[PreparedItem]) -> NDArray[np.float32]:
         """(B,) prepared items -> (B, output_dim) unit vectors."""
@@ -390,8 +394,9 @@ class SailEncoder(nn.Module):
         tokens = torch.zeros(b, 1, self.fusion.hidden_size, device=device, dtype=dtype)
         if present.any():
             rows = present.nonzero().squeeze(1).tolist()
-            chunks = max(items[r].audio.shape[0] for r in rows)  # type: ignore[union-attr]
-            first = items[rows[0]].audio
+            audios = [items[r].audio for r in rows]
+            chunks = max(a.shape[0] for a in audios if a is not None)
+            first = audios[0]
             assert first is not None
             mel = torch.zeros(len(rows), chunks, *first.shape[1:])
             chunk_mask = torch.zeros(len(rows), chunks, dtype=torch.bool)

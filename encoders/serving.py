@@ -9,12 +9,13 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from encoders.bench_double import NAME as STANDIN
-from encoders.signature import PROBE, SAIL_ENCODER, ModelSignature
+from encoders.signature import PROBE, SAIL_ENCODER, ModelSignature, TensorSpec
 from topology.codec import BadInput, decode_encoder_request
 
 logger = logging.getLogger(__name__)
@@ -46,8 +47,9 @@ def encoder_infer_fn(encoder: object) -> object:
                 requests.append(None)
                 errors[row] = f"{exc.reason}: {exc.detail}"[:300].encode()
         rows = [r for r, req in enumerate(requests) if req is not None]
+        decoded = [req for req in requests if req is not None]
         embedding = np.zeros((len(item), dim), dtype=np.float32)
-        for row, result in zip(rows, encoder.encode([requests[r] for r in rows])):  # type: ignore[misc]
+        for row, result in zip(rows, encoder.encode(decoded)):
             if result.vector is not None:
                 embedding[row] = result.vector
             else:
@@ -61,10 +63,10 @@ def encoder_infer_fn(encoder: object) -> object:
     return infer
 
 
-def _tensors(specs: Sequence[object]) -> list[object]:
+def _tensors(specs: Sequence[TensorSpec]) -> list[Any]:
     from pytriton.model_config import Tensor
 
-    return [Tensor(name=s.name, dtype=s.numpy_dtype, shape=s.shape) for s in specs]  # type: ignore[attr-defined]
+    return [Tensor(name=s.name, dtype=s.numpy_dtype, shape=s.shape) for s in specs]
 
 
 def serve(

@@ -38,6 +38,7 @@ from topology.messages import (
     ItemEmbedding,
     Media,
     RetryEnvelope,
+    Role,
     Signal,
 )
 
@@ -281,12 +282,14 @@ def check_arrival(kind: str, key_field: str, key_value: str, times: Mapping[str,
         if ahead_ms > limits.max_future_skew_ms:
             raise BadInput(
                 reasons.SCHEMA_INVALID_TIME,
-                f"{kind}.{name}: {value_ms} is {ahead_ms / 1000:.0f}s after the record arrived (allowed skew {limits.max_future_skew_ms / 1000:.0f}s)",
+                f"{kind}.{name}: {value_ms} is {ahead_ms / 1000:.0f}s after the record arrived (allowed skew "
+                f"{limits.max_future_skew_ms / 1000:.0f}s)",
             )
         if limits.max_age_ms and -ahead_ms > limits.max_age_ms:
             raise BadInput(
                 reasons.SCHEMA_INVALID_TIME,
-                f"{kind}.{name}: {value_ms} is {-ahead_ms / 1000:.0f}s before the record arrived (allowed age {limits.max_age_ms / 1000:.0f}s)",
+                f"{kind}.{name}: {value_ms} is {-ahead_ms / 1000:.0f}s before the record arrived (allowed age "
+                f"{limits.max_age_ms / 1000:.0f}s)",
             )
 
 
@@ -337,7 +340,8 @@ def _unpack(data: bytes, kind: str, limits: Limits, versions: tuple[int, ...] = 
 
 
 def _pack(fields: Mapping[str, object], version: int = SCHEMA_VERSION) -> bytes:
-    return msgpack.packb({"v": version, **fields}, use_bin_type=True)
+    packed: bytes = msgpack.packb({"v": version, **fields}, use_bin_type=True)
+    return packed
 
 
 def _media_wire(media: Media | None) -> bytes | str | None:
@@ -570,6 +574,9 @@ def encode_encoder_request(request: EncodeRequest) -> bytes:
     )
 
 
+_ROLES: dict[str, Role] = {"target": "target", "query": "query"}
+
+
 def decode_encoder_request(data: bytes, limits: Limits = DEFAULT_LIMITS) -> EncodeRequest:
     """Decode an encode request on the server. Field types are checked; sizes only against the
     message limit (the worker checked the upload's own limits, which the server does not know).
@@ -579,11 +586,12 @@ def decode_encoder_request(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Enco
     """
     f = _unpack(data, "EncodeRequest", limits)
     size = limits.max_message_bytes
-    role = f.text("role", 8, required=True)
-    if role not in ("target", "query"):
-        raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"EncodeRequest.role: {role!r} is not target or query")
+    text = f.text("role", 8, required=True)
+    role = _ROLES.get(text)
+    if role is None:
+        raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"EncodeRequest.role: {text!r} is not target or query")
     return EncodeRequest(
-        role=role,  # type: ignore[arg-type]
+        role=role,
         title=f.text("title", size),
         ocr_text=f.text("ocr_text", size),
         asr_text=f.text("asr_text", size),

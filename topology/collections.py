@@ -259,7 +259,7 @@ def row_problem(spec: CollectionSpec, row: Mapping[str, object]) -> str | None:
             if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
                 return f"{spec.name}.{field.name}: {value!r} is not an int64"
         else:
-            values = list(value) if isinstance(value, (list, tuple)) else None  # type: ignore[arg-type]
+            values = list(value) if isinstance(value, list | tuple) else None
             if values is None or len(values) != field.dim:
                 return f"{spec.name}.{field.name}: expected {field.dim} floats"
             if not all(math.isfinite(v) for v in values):

@@ -63,7 +63,8 @@ def create_registry(settings: Settings, who: str) -> bool:
         )
     except MilvusUnavailable as exc:
         print(
-            f"sail-stream {who}: could not check the model-version registry ({str(exc).splitlines()[0][:200]}); starting with the settings' collections",
+            f"sail-stream {who}: could not check the model-version registry ({str(exc).splitlines()[0][:200]}); starting with "
+            "the settings' collections",
             file=sys.stderr,
         )
     except SchemaMismatch as exc:

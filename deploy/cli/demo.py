@@ -149,7 +149,8 @@ class Synthetic:
             for hit in hits[1:]:
                 index = traffic.items.index(hit.id) if hit.id in traffic.titles else -1
                 say(
-                    f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] {traffic.titles.get(hit.id, hit.id)!r}"
+                    f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] "
+                    f"{traffic.titles.get(hit.id, hit.id)!r}"
                 )
         if traffic.user_items:
             user = max(traffic.user_items, key=lambda u: len(traffic.user_items[u]))
@@ -173,7 +174,8 @@ class Synthetic:
                 for hit in hits:
                     index = traffic.items.index(hit.id) if hit.id in traffic.titles else -1
                     say(
-                        f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] {traffic.titles.get(hit.id, hit.id)!r}"
+                        f"   {hit.score:6.3f}  [{traffic.item_topics[index] if index >= 0 else '?'}] "
+                        f"{traffic.titles.get(hit.id, hit.id)!r}"
                     )
 
 
@@ -236,7 +238,8 @@ def run_demo(
     settings = settings.namespaced(f"demo{time.strftime('%Y%m%d%H%M%S')}")
     say(f"sail-stream demo: {source.describe()}, {workers} worker(s)")
     say(
-        f"this run's topics, collections and consumer group: {settings.topic_prefix}*, {settings.milvus_collection_prefix}*, {settings.app_id}"
+        f"this run's topics, collections and consumer group: {settings.topic_prefix}*, {settings.milvus_collection_prefix}*, "
+        f"{settings.app_id}"
     )
     stack = Stack(settings, progress=lambda line: say(f"  {line}"))
     procs: list[ManagedProcess] = []
@@ -251,7 +254,8 @@ def run_demo(
         procs = [start_worker(settings, port, stack.state_dir / "workers", loglevel="warning") for port in free_ports(workers)]
         wait_for_group(settings, procs)
         say(
-            f"stack and {workers} worker(s) ready in {time.monotonic() - began:.1f}s (worker logs in {stack.state_dir / 'workers'})"
+            f"stack and {workers} worker(s) ready in {time.monotonic() - began:.1f}s (worker logs in "
+            f"{stack.state_dir / 'workers'})"
         )
         loop.run_until_complete(sink.start())
         monitor = Monitor(settings, sink)
@@ -277,7 +281,8 @@ def run_demo(
         if produced:
             p = produced[0]
             say(
-                f"sent {p.uploads} uploads and {p.interactions} interactions in {p.elapsed_s:.0f}s; all processed: {'yes' if drained else 'NO (lag left)'}"
+                f"sent {p.uploads} uploads and {p.interactions} interactions in {p.elapsed_s:.0f}s; all processed: "
+                f"{'yes' if drained else 'NO (lag left)'}"
             )
         loop.run_until_complete(source.show(settings, sink, say))
     except KeyboardInterrupt:
@@ -290,7 +295,8 @@ def run_demo(
             proc.stop()
         if keep_stack:
             say(
-                f"stack left running (--keep-stack); query this run with SAIL_APP_ID={settings.app_id} SAIL_TOPIC_PREFIX={settings.topic_prefix} "
+                f"stack left running (--keep-stack); query this run with SAIL_APP_ID={settings.app_id} "
+                f"SAIL_TOPIC_PREFIX={settings.topic_prefix} "
                 f"SAIL_MILVUS_COLLECTION_PREFIX={settings.milvus_collection_prefix}; stop it with `sail-stream stack down`"
             )
         else:

@@ -30,8 +30,10 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
         print(f"sail-stream train: {exc}", file=sys.stderr)
         return 2
     say(
-        f"trained {result.model_version} ({result.steps} steps on {result.device}, {result.items_per_s:,.0f} items/s) -> {result.encoder_dir}\n"
-        f"serve it: SAIL_ENCODER={result.encoder_dir} sail-stream stack up   (or python -m encoders.serving --encoder {result.encoder_dir})"
+        f"trained {result.model_version} ({result.steps} steps on {result.device}, {result.items_per_s:,.0f} items/s) -> "
+        f"{result.encoder_dir}\n"
+        f"serve it: SAIL_ENCODER={result.encoder_dir} sail-stream stack up   (or python -m encoders.serving --encoder "
+        f"{result.encoder_dir})"
     )
     return 0
 
@@ -109,8 +111,10 @@ def _reembed(settings: Settings, args: argparse.Namespace, url: str, swap: bool)
     )
     if result.users is not None:
         say(
-            f"wrote {result.users_written:,} user states into {result.users_collection} from {result.users.processed:,} changelog records "
-            f"in {result.users.seconds:.0f}s ({result.users.already_done:,} done before); {result.followed:,} records followed after"
+            f"wrote {result.users_written:,} user states into {result.users_collection} from {result.users.processed:,} "
+            "changelog records "
+            f"in {result.users.seconds:.0f}s ({result.users.already_done:,} done before); {result.followed:,} records followed "
+            "after"
         )
     for key, why in list(result.refused.items())[:20]:
         say(f"  not re-embedded: {key}: {why}")
@@ -118,7 +122,8 @@ def _reembed(settings: Settings, args: argparse.Namespace, url: str, swap: bool)
         say(f"{len(result.refused)} items or users were not re-embedded (above, the first 20)")
     if result.swap is not None:
         say(
-            f"swapped {result.swap.from_version} -> {result.swap.to_version}: registry write {1000 * result.swap.write_s:.0f} ms; "
+            f"swapped {result.swap.from_version} -> {result.swap.to_version}: registry write {1000 * result.swap.write_s:.0f} "
+            "ms; "
             f"{result.swap.grace_records:,} records followed in the grace period; roll back with: sail-stream reembed --rollback"
         )
     complete = not result.refused and result.counts is not None and result.counts.complete
@@ -163,13 +168,16 @@ def cmd_sid(settings: Settings, args: argparse.Namespace) -> int:
             fitted = asyncio.run(fit_codebook(settings, levels, codes, seed, max_items=args.max_items, progress=say))
             h = fitted.codebook.health
             say(
-                f"codebook {fitted.codebook.codebook_id} is live for {fitted.version.model_version or '(default)'}: fitted on {fitted.fitted_on:,} of "
-                f"{fitted.items:,} items in {fitted.seconds:.1f}s; utilisation {', '.join(f'L{i} {u:.0%}' for i, u in enumerate(h.utilisation))}; "
+                f"codebook {fitted.codebook.codebook_id} is live for {fitted.version.model_version or '(default)'}: fitted on "
+                f"{fitted.fitted_on:,} of "
+                f"{fitted.items:,} items in {fitted.seconds:.1f}s; utilisation "
+                f"{', '.join(f'L{i} {u:.0%}' for i, u in enumerate(h.utilisation))}; "
                 f"collision rate {h.collision_rate:.1%}; quantisation error {h.quantisation_error:.4f}"
             )
             if not args.backfill:
                 say(
-                    "workers assign semantic IDs to new items from their next registry read; older items get theirs with: sail-stream sid backfill"
+                    "workers assign semantic IDs to new items from their next registry read; older items get theirs with: "
+                    "sail-stream sid backfill"
                 )
                 return 0
         done = asyncio.run(backfill_sids(settings, batch=args.batch, progress=say))
@@ -177,7 +185,8 @@ def cmd_sid(settings: Settings, args: argparse.Namespace) -> int:
         print(f"sail-stream sid {args.action}: {exc}", file=sys.stderr)
         return 2
     say(
-        f"sid backfill: {done.assigned:,} items assigned from {done.codebook_id} in {done.seconds:.1f}s ({done.collisions:,} with a collision suffix, "
+        f"sid backfill: {done.assigned:,} items assigned from {done.codebook_id} in {done.seconds:.1f}s ({done.collisions:,} "
+        "with a collision suffix, "
         f"{done.skipped:,} left to the workers' own rows)"
     )
     return 0

@@ -62,7 +62,8 @@ def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
     for path in paths:
         say(str(path))
     say(
-        f"apply with: kubectl apply -k {args.out}   (install the operators and create the Secrets first: see deploy/k8s/README.md)"
+        f"apply with: kubectl apply -k {args.out}   (install the operators and create the Secrets first: see "
+        "deploy/k8s/README.md)"
     )
     return 0
 
@@ -103,7 +104,8 @@ def register(sub: SubParsers) -> None:
         "--format kubernetes writes the whole deployment into --out DIR: Strimzi Kafka and KafkaNodePool (KRaft, TLS and "
         "SCRAM-SHA-512), the KafkaTopics and a KafkaUser, the workers' StatefulSet (static membership from the pod name) "
         "with its KEDA ScaledObject on consumer lag, Triton with GPUs, milvus-helm values (cluster mode), the Prometheus "
-        "rules and Grafana dashboard, and a kustomization.yaml; deploy/k8s/README.md says which operators and Secrets come first.",
+        "rules and Grafana dashboard, and a kustomization.yaml; deploy/k8s/README.md says which operators and Secrets come "
+        "first.",
     )
     topology.add_argument("action", choices=("export",))
     topology.add_argument(

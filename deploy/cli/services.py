@@ -8,27 +8,32 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from deploy.cli.common import SubParsers, create_registry, quiet_probes, say
 from topology.settings import Settings
 
+if TYPE_CHECKING:  # the commands import what they run when they run (a fast --help)
+    from deploy.local.stack import Service, ServiceStatus
+    from streams.recall.query import Recalled
 
-def _stack_services(only: str | None) -> tuple[str, ...]:
+
+def _stack_services(only: str | None) -> tuple[Service, ...]:
     from deploy.local.stack import SERVICES
 
     if not only:
         return SERVICES
-    chosen = tuple(s.strip() for s in only.split(",") if s.strip())
+    chosen = [s.strip() for s in only.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(SERVICES))
     if unknown:
         raise SystemExit(f"sail-stream: unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
-    return chosen
+    return tuple(s for s in SERVICES if s in chosen)
 
 
-def _format_status(rows: Sequence[object]) -> str:
+def _format_status(rows: Sequence[ServiceStatus]) -> str:
     table = [("SERVICE", "STATE", "ADDRESS", "PID", "STARTED IN", "UPTIME", "DETAIL")]
     for r in rows:
-        d = asdict(r)  # type: ignore[call-overload]
+        d = asdict(r)
         table.append(
             (
                 d["name"],
@@ -55,17 +60,18 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.action == "up":
             began = time.monotonic()
-            rows = stack.up(services)  # type: ignore[arg-type]
+            rows = stack.up(services)
             say(f"stack up in {time.monotonic() - began:.1f}s (state in {stack.state_dir})")
             if args.kafka_brokers and "kafka" in services:
                 say(
-                    f"workers and tools reach all {settings.kafka_brokers} brokers with SAIL_KAFKA_BROKERS={settings.kafka_brokers} ({settings.kafka_bootstrap})"
+                    f"workers and tools reach all {settings.kafka_brokers} brokers with "
+                    f"SAIL_KAFKA_BROKERS={settings.kafka_brokers} ({settings.kafka_bootstrap})"
                 )
         elif args.action == "down":
-            stack.down(services)  # type: ignore[arg-type]
+            stack.down(services)
             return 0
         else:
-            rows = stack.status(services)  # type: ignore[arg-type]
+            rows = stack.status(services)
     except (ToolMissing, PortBusy, ServiceFailed) as exc:
         print(f"sail-stream stack {args.action}: {exc}", file=sys.stderr)
         return 1
@@ -107,7 +113,8 @@ def _create_missing_topics(settings: Settings) -> None:
             say(f"created topic {name}, which the cluster lacked")
     except BrokerUnavailable as exc:
         print(
-            f"sail-stream worker: could not check the topics ({exc}); starting anyway, a missing topic stalls the agents that write it",
+            f"sail-stream worker: could not check the topics ({exc}); starting anyway, a missing topic stalls the agents that "
+            "write it",
             file=sys.stderr,
         )
 
@@ -147,7 +154,7 @@ def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
         web.run_app(app_factory(), host=args.host, port=args.port, print=None)
         return 0
 
-    async def query() -> list[object]:
+    async def query() -> list[Recalled]:
         sink, recall = await make()
         try:
             common = {
@@ -158,8 +165,8 @@ def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
                 "channel": args.channel,
             }
             if args.action == "user":
-                return await recall.user_to_item(args.id, **common)  # type: ignore[return-value]
-            return await recall.item_to_item(args.id, **common)  # type: ignore[return-value]
+                return await recall.user_to_item(args.id, **common)
+            return await recall.item_to_item(args.id, **common)
         finally:
             await sink.close()
 
@@ -169,10 +176,10 @@ def cmd_recall(settings: Settings, args: argparse.Namespace) -> int:
         print(f"sail-stream recall: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        say(json.dumps([asdict(r) for r in results], indent=2))  # type: ignore[call-overload]
+        say(json.dumps([asdict(r) for r in results], indent=2))
     else:
         for r in results:
-            say(f"{r.score:8.4f}  {r.item_id}  creator={r.creator_id}  created_at_ms={r.created_at_ms}")  # type: ignore[attr-defined]
+            say(f"{r.score:8.4f}  {r.item_id}  creator={r.creator_id}  created_at_ms={r.created_at_ms}")
     return 0
 
 
@@ -192,8 +199,10 @@ def register(sub: SubParsers) -> None:
         "--kafka-brokers",
         type=int,
         metavar="N",
-        help="run N Kafka nodes (each broker and KRaft controller; node i on the bootstrap port + 100*i); 3 gives topics 3 replicas "
-        "and min.insync.replicas 2, so one broker can die without losing a write. Same as SAIL_KAFKA_BROKERS=N, which the workers "
+        help="run N Kafka nodes (each broker and KRaft controller; node i on the bootstrap port + 100*i); 3 gives topics 3 "
+        "replicas "
+        "and min.insync.replicas 2, so one broker can die without losing a write. Same as SAIL_KAFKA_BROKERS=N, which the "
+        "workers "
         "and tools then need too (it lists every node in their bootstrap)",
     )
     stack.set_defaults(func=cmd_stack)

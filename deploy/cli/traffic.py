@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from deploy.cli.common import SubParsers, quiet_probes, say
 from topology.settings import Settings
+
+if TYPE_CHECKING:  # imported by the commands when they run (a fast --help)
+    from deploy.cli.demo import Source
+    from deploy.datasets.movielens import MovieLens
+    from deploy.traffic import LoadPlan
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -27,9 +33,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.traffic import run_producer
 
-    counts = run_producer(settings, _plan(args), progress=say)  # type: ignore[arg-type]
+    counts = run_producer(settings, _plan(args), progress=say)
     say(
-        f"produced {counts.uploads} uploads, {counts.interactions} interactions, {counts.bad} malformed in {counts.elapsed_s:.1f}s"
+        f"produced {counts.uploads} uploads, {counts.interactions} interactions, {counts.bad} malformed in "
+        f"{counts.elapsed_s:.1f}s"
     )
     return 0
 
@@ -46,7 +53,8 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
     speedup = _speedup(args, data)
     say(
-        f"replaying {len(data.ratings):,} ratings on {len(data.movies):,} movies at {speedup:,.0f}x (0: as fast as Kafka takes them)"
+        f"replaying {len(data.ratings):,} ratings on {len(data.movies):,} movies at {speedup:,.0f}x (0: as fast as Kafka takes "
+        "them)"
     )
     try:
         done = replay(settings, data, speedup, args.max_gap_s, progress=say)
@@ -99,25 +107,25 @@ def _add_replay_args(parser: argparse.ArgumentParser, ratings: int | None) -> No
     )
 
 
-def _source(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _source(args: argparse.Namespace) -> Source:
     """The demo's traffic source for --dataset."""
     from deploy.cli.demo import MovieLensReplay, Synthetic
     from deploy.datasets.movielens import load_movielens
 
     if args.dataset == "synthetic":
-        return Synthetic(_plan(args))  # type: ignore[arg-type]
+        return Synthetic(_plan(args))
     data = load_movielens().first(args.ratings)
     return MovieLensReplay(data, _speedup(args, data), args.max_gap_s)
 
 
-def _speedup(args: argparse.Namespace, data: object) -> float:
+def _speedup(args: argparse.Namespace, data: MovieLens) -> float:
     """--speedup, or the one that makes the replay last --duration."""
     from deploy.datasets.movielens import speedup_for
 
-    return args.speedup if args.speedup is not None else speedup_for(data, args.duration, args.max_gap_s)  # type: ignore[arg-type]
+    return args.speedup if args.speedup is not None else speedup_for(data, args.duration, args.max_gap_s)
 
 
-def _plan(args: argparse.Namespace) -> object:
+def _plan(args: argparse.Namespace) -> LoadPlan:
     from deploy.traffic import LoadPlan
 
     return LoadPlan(
@@ -135,7 +143,8 @@ def register(sub: SubParsers) -> None:
     """Add this group's commands to `sail-stream`."""
     demo = sub.add_parser(
         "demo",
-        help="the main job on local defaults: stack, workers and MovieLens replayed (or synthetic traffic), with live progress and recall",
+        help="the main job on local defaults: stack, workers and MovieLens replayed (or synthetic traffic), with live progress "
+        "and recall",
         description="Bring the local stack (Kafka, Milvus, Triton) up, start streaming workers and a traffic source "
         "(by default the first 3,000 ratings of MovieLens replayed in log order; --dataset synthetic for the generator), "
         "print live progress every 5 s (items/s, interactions/s, freshness p50/p99 from upload to Milvus upsert, "

@@ -18,6 +18,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 PACKAGE = "emoji-datasource-google"
 VERSION = "16.0.0"
@@ -78,17 +79,29 @@ def fetch(cache_dir: Path, progress: Callable[[str], None] = lambda line: None) 
     return target
 
 
+def _member(archive: tarfile.TarFile, member: str | tarfile.TarInfo) -> IO[bytes]:
+    """A regular file of the package archive.
+
+    Raises:
+        EmojiMissing: it is not a regular file (a corrupt or unexpected package).
+    """
+    handle = archive.extractfile(member)
+    if handle is None:
+        raise EmojiMissing(f"{member} in the emoji package is not a regular file")
+    return handle
+
+
 def load_emoji(cache_dir: Path, progress: Callable[[str], None] = lambda line: None) -> list[Emoji]:
     """Every emoji with a Google image, in the package's order."""
     with tarfile.open(fetch(cache_dir, progress)) as archive:
-        records = json.load(archive.extractfile("package/emoji.json"))  # type: ignore[arg-type]
+        records = json.load(_member(archive, "package/emoji.json"))
         members = {m.name: m for m in archive.getmembers() if m.name.startswith(IMAGES)}
         out = []
         for record in records:
             member = members.get(IMAGES + record["image"])
             if not record.get("has_img_google") or member is None or not record.get("name"):
                 continue
-            png = archive.extractfile(member).read()  # type: ignore[union-attr]
+            png = _member(archive, member).read()
             out.append(
                 Emoji(
                     record["image"],

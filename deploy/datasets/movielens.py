@@ -267,7 +267,8 @@ def replay(
                 interactions += 1
             if time.monotonic() >= next_report:
                 progress(
-                    f"replay: {uploads:,} movies, {interactions:,} of {len(data.ratings):,} ratings after {time.monotonic() - began:.0f}s"
+                    f"replay: {uploads:,} movies, {interactions:,} of {len(data.ratings):,} ratings after "
+                    f"{time.monotonic() - began:.0f}s"
                 )
                 next_report += 10
         p.flush()

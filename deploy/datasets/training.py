@@ -25,7 +25,7 @@ import numpy as np
 
 from deploy.datasets.emoji import Emoji, load_emoji
 from encoders.train.collab import Engagement, coengagement_pairs, collaborative_vectors, seq2item_pairs, time_split
-from encoders.train.data import Distill, Pairs, TrainingData
+from encoders.train.data import Distill, Pairs, Source, TrainingData
 from encoders.train.recipe import Recipe, RecipeError
 from topology.messages import EncodeRequest
 
@@ -89,7 +89,7 @@ def build(recipe: Recipe, cache_dir: Path, progress: Callable[[str], None] = lam
             f"movielens: {len(split.train):,} training interactions before the cut, {len(seq):,} seq2item and {len(co):,} "
             f"co-engagement pairs, {len(items):,} items with a collaborative vector"
         )
-        sources = {
+        sources: dict[str, Source] = {
             "seq2item": Pairs("seq2item", [h for h, _ in seq], [t for _, t in seq]),
             "coengagement": Pairs("coengagement", [(a,) for a, _ in co], [b for _, b in co]),
             "id2item": Distill("id2item", items, np.stack([collab[i] for i in items])),

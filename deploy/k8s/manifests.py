@@ -315,7 +315,8 @@ def kafka_cluster(settings: Settings, options: DeployOptions) -> dict[str, Any]:
         "transaction.state.log.replication.factor": replicas,
         "transaction.state.log.min.isr": min(2, replicas),
         "message.max.bytes": _max_message_bytes(settings),
-        "auto.create.topics.enable": False,  # topics are KafkaTopics (or created by the workers with their specs), never by a typo
+        # topics are KafkaTopics (or created by the workers with their specs), never by a typo
+        "auto.create.topics.enable": False,
     }
     kafka: dict[str, Any] = {
         "listeners": [

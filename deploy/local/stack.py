@@ -229,7 +229,8 @@ class Stack:
             known = json.loads(path.read_text())
             if known["nodes"] != nodes:
                 raise ServiceFailed(
-                    f"the local Kafka in {path.parent} was formatted with {known['nodes']} node(s), the settings ask for {nodes}: "
+                    f"the local Kafka in {path.parent} was formatted with {known['nodes']} node(s), the settings ask for "
+                    f"{nodes}: "
                     f"run `sail-stream stack down`, then remove {self.state_dir}/kafka* or use another SAIL_STATE_DIR"
                 )
             return str(known["cluster_id"])
@@ -342,7 +343,8 @@ class Stack:
                 for host, port in self._ports(name, node):
                     if not port_free(host, port):
                         raise PortBusy(
-                            f"{proc.name}: port {host}:{port} is in use by another process; stop it or choose other ports in the settings"
+                            f"{proc.name}: port {host}:{port} is in use by another process; stop it or choose other ports in "
+                            "the settings"
                         )
                 command, env = self._command(name, node)
                 record = proc.start(command, env, cwd=proc.run_dir)
@@ -405,7 +407,7 @@ class Stack:
 
     def down(self, services: Iterable[Service] = SERVICES) -> list[str]:
         """Stop the services this stack started (reverse order); returns the names that were running."""
-        stopped = []
+        stopped: list[str] = []
         for name in reversed([s for s in SERVICES if s in set(services)]):
             procs = self.processes(name) + self._strays(name)
             # every node at once: a KRaft node stopped after the quorum lost its majority waits for it until killed

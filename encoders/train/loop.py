@@ -186,7 +186,8 @@ class Trainer:
             self.banks[name] = F.normalize(torch.cat(chunks), dim=-1)
         self._train_mode()
         self.progress(
-            f"train: mining bank embedded at step {step} ({sum(len(b) for b in self.banks.values()):,} targets, {time.monotonic() - started:.0f} s)"
+            f"train: mining bank embedded at step {step} ({sum(len(b) for b in self.banks.values()):,} targets, "
+            f"{time.monotonic() - started:.0f} s)"
         )
 
     # ------------------------------------------------------------------ one step
@@ -290,7 +291,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.banks = {k: v.to(self.device) for k, v in state["banks"].items()}
-        self.history = [tuple(h) for h in state["history"]]  # type: ignore[misc]
+        self.history = [(int(step), str(source), float(loss)) for step, source, loss in state["history"]]
         return int(state["step"])
 
     # ------------------------------------------------------------------ the run
@@ -328,7 +329,8 @@ class Trainer:
                 rate = items / step_seconds if step_seconds else 0.0
                 eta = (recipe.steps - step) * step_seconds / max(step - first, 1)
                 self.progress(
-                    f"train: step {step}/{recipe.steps} loss {np.mean(recent):.3f} ({source}) tau {float(self.temperature().detach()):.3f} "
+                    f"train: step {step}/{recipe.steps} loss {np.mean(recent):.3f} ({source}) tau "
+                    f"{float(self.temperature().detach()):.3f} "
                     f"{rate:.0f} items/s, eta {_duration(eta)}"
                 )
             if step % recipe.checkpoint_every == 0 and step < recipe.steps:

@@ -76,7 +76,9 @@ def matryoshka_info_nce(
     tau: torch.Tensor | float,
     weights: Sequence[float] | None = None,
     hard_negatives: torch.Tensor | None = None,
-    **kwargs: object,
+    target_ids: Sequence[object] | None = None,
+    hard_mask: torch.Tensor | None = None,
+    false_negative_margin: float | None = 0.1,
 ) -> torch.Tensor:
     """`info_nce` at every Matryoshka prefix (each prefix L2-normalised), averaged with `weights`
     (equal by default), so every prefix is a usable embedding on its own."""
@@ -88,7 +90,15 @@ def matryoshka_info_nce(
         if not 0 < dim <= queries.shape[-1]:
             raise ValueError(f"Matryoshka dim {dim} outside 1..{queries.shape[-1]}")
         hard = _prefix(hard_negatives, dim) if hard_negatives is not None else None
-        total = total + weight * info_nce(_prefix(queries, dim), _prefix(targets, dim), tau, hard_negatives=hard, **kwargs)  # type: ignore[arg-type]
+        total = total + weight * info_nce(
+            _prefix(queries, dim),
+            _prefix(targets, dim),
+            tau,
+            target_ids=target_ids,
+            hard_negatives=hard,
+            hard_mask=hard_mask,
+            false_negative_margin=false_negative_margin,
+        )
     return total / sum(weights)
 
 

@@ -63,7 +63,8 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
             raise RecipeError(
-                f"recipe {self.name!r}: steps >= 1 and batch_size >= 2 (in-batch negatives need two), got {self.steps}, {self.batch_size}"
+                f"recipe {self.name!r}: steps >= 1 and batch_size >= 2 (in-batch negatives need two), got {self.steps}, "
+                f"{self.batch_size}"
             )
         if not self.trainable:
             raise RecipeError(f"recipe {self.name!r}: [trainable] names no parameters: nothing would learn")

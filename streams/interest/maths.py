@@ -45,7 +45,8 @@ ACTION_WEIGHTS: Final[dict[Action, float]] = {
 def l2_normalise(vectors: Vector) -> Vector:
     """Rows scaled to unit L2 norm, shape kept: (dim,) or (n, dim); zero rows stay zero."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    unit: Vector = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
 
 
 def matryoshka(vectors: Vector, dim: int) -> Vector:
@@ -129,20 +130,20 @@ def apply_interaction(state: InterestState, event: Interaction, params: Interest
         recent = recent[len(forgotten) :]
         floor = max(floor, forgotten[-1][0] + 1)
     if negative:
-        changed = {
-            "negatives": _keep_newest((*state.negatives, signal), params.window),
-            "recent_negative": tuple(recent),
-            "floor_negative_ms": floor,
-        }
+        state = replace(
+            state,
+            negatives=_keep_newest((*state.negatives, signal), params.window),
+            recent_negative=tuple(recent),
+            floor_negative_ms=floor,
+        )
     else:
-        changed = {
-            "positives": _keep_newest((*state.positives, signal), params.window),
-            "recent_positive": tuple(recent),
-            "floor_positive_ms": floor,
-        }
-    return replace(
-        state, **changed, event_count=state.event_count + 1, updated_at_ms=max(state.updated_at_ms, event.timestamp_ms)
-    )  # type: ignore[arg-type]
+        state = replace(
+            state,
+            positives=_keep_newest((*state.positives, signal), params.window),
+            recent_positive=tuple(recent),
+            floor_positive_ms=floor,
+        )
+    return replace(state, event_count=state.event_count + 1, updated_at_ms=max(state.updated_at_ms, event.timestamp_ms))
 
 
 def fold_interactions(events: Iterable[Interaction], params: InterestParams) -> InterestState:
@@ -166,7 +167,8 @@ def _weighted(
 
 
 def _mean(matrix: Vector, weights: NDArray[np.float64]) -> Vector:
-    return (weights[:, None] * matrix).sum(axis=0) / max(weights.sum(), 1e-12)  # (n, dim) -> (dim,)
+    mean: Vector = (weights[:, None] * matrix).sum(axis=0) / max(weights.sum(), 1e-12)  # (n, dim) -> (dim,)
+    return mean
 
 
 def _clusters(matrix: Vector, weights: NDArray[np.float64], k: int, iterations: int = 8) -> list[NDArray[np.int64]]:

@@ -97,7 +97,10 @@ class Counts:
 
     def explain(self) -> str:
         """One line on what the counts say, for the operator deciding on the swap."""
-        line = f"items: {self.live_items:,} live, {self.new_items:,} new; user rows: {self.live_users:,} live, {self.new_users:,} new"
+        line = (
+            f"items: {self.live_items:,} live, {self.new_items:,} new; "
+            f"user rows: {self.live_users:,} live, {self.new_users:,} new"
+        )
         if self.complete:
             return line + ": complete"
         return line + (
@@ -129,7 +132,9 @@ class Backfill:
     users: Phase | None = None  # None: nothing to do (the target's version is already live)
     followed: int = 0  # records read after the two phases (what arrived while they ran)
     encoded: int = 0  # item rows this run stored
-    users_written: int = 0  # user states this run wrote: each batch's newest per user (a user whose newer state came in a later batch counts again; one with only negatives so far has no vector to write)
+    # user states this run wrote: each batch's newest per user (a user whose newer state came in a later
+    # batch counts again; one with only negatives so far has no vector to write)
+    users_written: int = 0
     refused: dict[str, str] = field(default_factory=dict)  # item, user or offset -> why it was not re-embedded
     pending: dict[str, Any] = field(
         default_factory=dict
@@ -442,7 +447,8 @@ async def reembed(
         progress(f"reembed: {result.counts.explain()}")
         if result.pending:
             progress(
-                f"reembed: {len(result.pending):,} users' vectors lack an item the new encoder has no vector for (refused or still to come): "
+                f"reembed: {len(result.pending):,} users' vectors lack an item the new encoder has no vector for (refused or "
+                "still to come): "
                 f"e.g. {next(iter(result.pending))}"
             )
         if not result.counts.complete:
@@ -490,7 +496,8 @@ async def rollback(
             progress(f"reembed --rollback: {read:,} records read, {result.encoded:,} items re-encoded")
             if result.refused:
                 raise RuntimeError(
-                    f"{len(result.refused)} items or users could not be brought up to date, e.g. {next(iter(result.refused.items()))}"
+                    f"{len(result.refused)} items or users could not be brought up to date, e.g. "
+                    f"{next(iter(result.refused.items()))}"
                 )
             keep_s = max(registry.keep_until_ms / 1000 - time.time(), 0.0)
             return await session.swap(writer, registry.live, keep_s, grace_s, progress)

@@ -94,7 +94,8 @@ def evaluate(
             findings.append(
                 (
                     "failing",
-                    f"{where} stalled: committed offset {last.committed} has not moved for {thresholds.stall_window_s:.0f}s with {last.behind} messages behind",
+                    f"{where} stalled: committed offset {last.committed} has not moved for {thresholds.stall_window_s:.0f}s "
+                    f"with {last.behind} messages behind",
                 )
             )
         elif last.seconds_behind >= thresholds.lag_seconds_failing:

@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from streams.ops.health import LagSample, Thresholds, Verdict, evaluate
 from streams.ops.lag import PartitionLag, read_lag
@@ -150,21 +151,26 @@ def status_json(
     }
 
 
-def _sid_lines(sids: Mapping[str, object]) -> str:
+def _sid_lines(sids: Mapping[str, Any]) -> str:
     """The status page's semantic-ID lines: the codebook, its health at fit, fresh items' drift."""
     e = html.escape
     if not sids.get("codebook"):
-        return "<li>no codebook in use (none live, or no item stored since it went live): items are stored without semantic IDs; sail-stream sid fit makes one</li>"
-    utilisation = ", ".join(f"L{i}: {u:.0%}" for i, u in enumerate(sids.get("utilisation") or []))  # type: ignore[attr-defined]
+        return (
+            "<li>no codebook in use (none live, or no item stored since it went live): items are stored without semantic "
+            "IDs; sail-stream sid fit makes one</li>"
+        )
+    utilisation = ", ".join(f"L{i}: {u:.0%}" for i, u in enumerate(sids.get("utilisation") or []))
     lines = [
-        f"<li>codebook {e(str(sids['codebook']))}: {sids['levels']} levels x {sids['codes']} codes, fitted on {sids['fitted_items']} items</li>",
-        f"<li>code utilisation {utilisation}; collision rate {float(sids['collision_rate']):.1%}; quantisation error {float(sids['quantisation_error']):.4f}</li>",  # type: ignore[arg-type]
+        f"<li>codebook {e(str(sids['codebook']))}: {sids['levels']} levels x {sids['codes']} codes, fitted on "
+        f"{sids['fitted_items']} items</li>",
+        f"<li>code utilisation {utilisation}; collision rate {float(sids['collision_rate']):.1%}; quantisation error "
+        f"{float(sids['quantisation_error']):.4f}</li>",
     ]
     fresh, ratio = sids.get("fresh_quantisation_error"), sids.get("drift_ratio")
     if isinstance(fresh, float):
         cls = " class=down" if sids.get("drifting") else ""
         advice = ": the codebook needs refitting (sail-stream sid fit, then sid backfill)" if sids.get("drifting") else ""
-        ratio_text = f" ({float(ratio):.2f}x the fitted)" if isinstance(ratio, float) else ""  # type: ignore[arg-type]
+        ratio_text = f" ({float(ratio):.2f}x the fitted)" if isinstance(ratio, float) else ""
         lines.append(
             f"<li{cls}>fresh items' quantisation error {fresh:.4f}{ratio_text} over the last {sids['fresh_items']}{advice}</li>"
         )
@@ -173,9 +179,9 @@ def _sid_lines(sids: Mapping[str, object]) -> str:
     return "".join(lines)
 
 
-def _replica_line(replicas: Mapping[str, object]) -> str:
+def _replica_line(replicas: Mapping[str, Any]) -> str:
     """The Kafka replicas line under the dependencies: red while partitions are under-replicated or offline."""
-    total, short = replicas.get("partitions", 0), list(replicas.get("under_replicated") or [])  # type: ignore[call-overload]
+    total, short = replicas.get("partitions", 0), list(replicas.get("under_replicated") or [])
     if not total:
         return ""
     if not short:
@@ -184,7 +190,8 @@ def _replica_line(replicas: Mapping[str, object]) -> str:
     where = ", ".join(f"{html.escape(p['topic'])}[{p['partition']}] {len(p['isr'])}/{len(p['replicas'])}" for p in short[:6])
     return (
         f"<li class=down id=replicas>Kafka replicas: {len(short)} of {total} partitions under-replicated"
-        f"{f', {len(offline)} without a leader' if offline else ''} (in sync/assigned: {where}{', ...' if len(short) > 6 else ''})</li>"
+        f"{f', {len(offline)} without a leader' if offline else ''} (in sync/assigned: "
+        f"{where}{', ...' if len(short) > 6 else ''})</li>"
     )
 
 
@@ -234,7 +241,8 @@ def chart(
         f"<figure id={chart_id}><figcaption>{e(title)} (last {minutes:.0f} min): {latest}</figcaption>"
         f'<svg id="svg-{chart_id}" width={_W} height={_H} viewBox="0 0 {_W} {_H}" role=img aria-label="{e(title)}">'
         f'<rect width={_W} height={_H} fill="#f6f8fa"/>{polylines}'
-        f'<text x=2 y=10 font-size=9 fill="#57606a">{high:.3g}{unit}</text><text x=2 y={_H - 2} font-size=9 fill="#57606a">{low:.3g}{unit}</text></svg></figure>'
+        f'<text x=2 y=10 font-size=9 fill="#57606a">{high:.3g}{unit}</text><text x=2 y={_H - 2} font-size=9 '
+        f'fill="#57606a">{low:.3g}{unit}</text></svg></figure>'
     )
 
 
@@ -259,20 +267,20 @@ def _charts(trend: Mapping[str, Sequence[float | None]], k: int) -> str:
     )
 
 
-def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> str:
+def render_status(status: Mapping[str, Any], title: str, refresh_s: int) -> str:
     """The status page: verdict with reasons, per-partition lag, freshness, throughput, dead letters,
     dependencies. Refreshes itself every `refresh_s` seconds."""
     e = html.escape
     verdict = str(status["verdict"])
-    reasons = "".join(f"<li>{e(str(r))}</li>" for r in status["reasons"])  # type: ignore[attr-defined]
+    reasons = "".join(f"<li>{e(str(r))}</li>" for r in status["reasons"])
     lag_rows = "".join(
         f"<tr><td>{e(r['topic'])}</td><td>{r['partition']}</td><td>{r['committed']}</td><td>{r['end']}</td>"
         f"<td class=num>{r['messages_behind']}</td><td class=num>{r['seconds_behind']:.1f}</td></tr>"
-        for r in status["lag"]  # type: ignore[attr-defined]
+        for r in status["lag"]
     )
     fresh = status["freshness_s"] or {}
-    fresh_cells = "".join(f"<td>{e(k)}: {v:.2f} s</td>" for k, v in fresh.items()) or "<td>no items in the last 5 minutes</td>"  # type: ignore[union-attr]
-    rates = "".join(f"<li>{e(k)}: {v:.1f} events/s</li>" for k, v in status["events_per_s"].items()) or "<li>idle</li>"  # type: ignore[attr-defined]
+    fresh_cells = "".join(f"<td>{e(k)}: {v:.2f} s</td>" for k, v in fresh.items()) or "<td>no items in the last 5 minutes</td>"
+    rates = "".join(f"<li>{e(k)}: {v:.1f} events/s</li>" for k, v in status["events_per_s"].items()) or "<li>idle</li>"
     saturation = status.get("encoder_saturation")
     rates += (
         f"<li>encoder saturation: {saturation:.0%} of the last minute waiting for it</li>"
@@ -280,15 +288,16 @@ def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> s
         else ""
     )
     online = status.get("online_hit_rate") or {}
-    k, hit_rate, checks = online.get("k", 0), online.get("rate"), online.get("checks", 0)  # type: ignore[union-attr]
+    k, hit_rate, checks = online.get("k", 0), online.get("rate"), online.get("checks", 0)
     quality = (
-        f"<li>online hit rate @{k}: {hit_rate:.1%} of the last {checks} sampled positive interactions were in the user's top {k} just before</li>"
+        f"<li>online hit rate @{k}: {hit_rate:.1%} of the last {checks} sampled positive interactions were in the user's top "
+        f"{k} just before</li>"
         if isinstance(hit_rate, float)
         else f"<li>online hit rate @{k}: no sampled interaction checked yet</li>"
     )
     trend = status.get("trend") or {}
-    charts = _charts(trend, int(k)) if trend else "<p>no samples yet</p>"  # type: ignore[arg-type]
-    dead = "".join(f"<li>{e(k)}: {v}</li>" for k, v in status["dead_letters"].items()) or "<li>none</li>"  # type: ignore[attr-defined]
+    charts = _charts(trend, int(k)) if trend else "<p>no samples yet</p>"
+    dead = "".join(f"<li>{e(k)}: {v}</li>" for k, v in status["dead_letters"].items()) or "<li>none</li>"
     roles = {
         "live": "live (written and searched)",
         "shadow": "shadow (being re-embedded)",
@@ -301,12 +310,12 @@ def render_status(status: Mapping[str, object], title: str, refresh_s: int) -> s
             if v
         )
         or "<li>not known yet</li>"
-    )  # type: ignore[union-attr]
-    sids = _sid_lines(status.get("semantic_ids") or {})  # type: ignore[arg-type]
+    )
+    sids = _sid_lines(status.get("semantic_ids") or {})
     deps = "".join(
         f"<li class={'up' if up else 'down'}>{e(k)}: {'up' if up else 'DOWN'}</li>" for k, up in status["dependencies"].items()
-    )  # type: ignore[attr-defined]
-    deps += _replica_line(status.get("replicas") or {})  # type: ignore[arg-type]
+    )
+    deps += _replica_line(status.get("replicas") or {})
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content="{refresh_s}">
 <title>{e(title)}: {e(verdict)}</title>
@@ -326,6 +335,8 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #d0d7de;padding:.25em 
 <section><h2>Semantic IDs</h2><ul id=semantic-ids>{sids}</ul></section>
 <section><h2>Recommendation quality</h2><ul id=quality>{quality}</ul></section>
 <section><h2>Dead letters by reason</h2><ul id=dead-letters>{dead}</ul></section>
-<section><h2>Consumer lag</h2><table id=lag><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th><th>messages behind</th><th>seconds behind</th></tr>{lag_rows}</table></section>
-<p><small>generated {time.strftime("%Y-%m-%d %H:%M:%S")}; refreshes every {refresh_s} s; JSON at <a href="/status.json">/status.json</a>, Prometheus at <a href="/metrics">/metrics</a></small></p>
+<section><h2>Consumer lag</h2><table id=lag><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th>
+<th>messages behind</th><th>seconds behind</th></tr>{lag_rows}</table></section>
+<p><small>generated {time.strftime("%Y-%m-%d %H:%M:%S")}; refreshes every {refresh_s} s;
+JSON at <a href="/status.json">/status.json</a>, Prometheus at <a href="/metrics">/metrics</a></small></p>
 </body></html>"""

@@ -6,7 +6,8 @@ refit is a new id). Also the one read the collision suffix needs: who already ho
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,22 +45,22 @@ def codebook_meta(codebook: Codebook) -> str:
     )
 
 
-def codebook_from_rows(rows: Sequence[dict[str, object]]) -> Codebook:
+def codebook_from_rows(rows: Sequence[Mapping[str, Any]]) -> Codebook:
     """The codebook stored in `rows` (its meta row and L x K centroid rows).
 
     Raises:
         CodebookMissing: the meta row or a centroid is missing.
     """
-    meta_rows = [r for r in rows if int(r["level"]) < 0]  # type: ignore[call-overload]
+    meta_rows = [r for r in rows if int(r["level"]) < 0]
     if not meta_rows:
         raise CodebookMissing("no description row")
     meta = json.loads(str(meta_rows[0]["meta"]))
     levels, codes, dim = int(meta["levels"]), int(meta["codes"]), int(meta["dim"])
     centroids = np.full((levels, codes, dim), np.nan, dtype=np.float32)
     for r in rows:
-        level = int(r["level"])  # type: ignore[call-overload]
+        level = int(r["level"])
         if level >= 0:
-            centroids[level, int(r["code"])] = np.asarray(r[VECTOR_FIELD], dtype=np.float32)  # type: ignore[call-overload]
+            centroids[level, int(r["code"])] = np.asarray(r[VECTOR_FIELD], dtype=np.float32)
     if np.isnan(centroids).any():
         raise CodebookMissing(f"{int(np.isnan(centroids[:, :, 0]).sum())} of {levels * codes} centroids missing")
     h = meta["health"]

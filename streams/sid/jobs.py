@@ -21,8 +21,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from streams.lifecycle.reembed import Session
 from streams.sid.codebooks import Codebooks
@@ -72,12 +74,11 @@ class Backfilled:
 
 async def _pages(
     s: Settings, collection: str, filter_expr: str, fields: list[str], batch: int
-) -> AsyncIterator[list[dict[str, object]]]:
+) -> AsyncIterator[list[dict[str, Any]]]:
     """`scan_rows` with each page fetched in a thread (pymilvus's iterator is synchronous)."""
     pages = scan_rows(s.milvus_uri, s.milvus_token_value, collection, filter_expr, fields, batch=batch, tls=s.milvus_tls())
-    done = object()
-    while (page := await asyncio.to_thread(next, pages, done)) is not done:
-        yield page  # type: ignore[misc]
+    while (page := await asyncio.to_thread(next, pages, None)) is not None:
+        yield page
 
 
 async def fit_codebook(
@@ -100,7 +101,7 @@ async def fit_codebook(
         if version.model_version:
             where += f" and model_version == {milvus_string(version.model_version)}"
         ids: list[str] = []
-        vectors: list[np.ndarray] = []
+        vectors: list[NDArray[np.float32]] = []
         seen_versions: set[str] = set()
         async for page in _pages(s, items.name, where, ["item_id", "model_version", VECTOR_FIELD], 2000):
             for row in page:
@@ -110,13 +111,15 @@ async def fit_codebook(
             progress(f"sid fit: read {len(ids):,} item vectors from {items.name}")
         if len(seen_versions) > 1:
             raise SidError(
-                f"{items.name} holds vectors of several model versions ({', '.join(sorted(seen_versions))}) and the registry names none: "
+                f"{items.name} holds vectors of several model versions ({', '.join(sorted(seen_versions))}) and the registry "
+                "names none: "
                 "re-embed into one version first (sail-stream reembed)"
             )
         model_version = version.model_version or next(iter(seen_versions), "")
         if len(ids) < codes:
             raise SidError(
-                f"{items.name} holds {len(ids)} items of {model_version or 'any version'}: a codebook of {codes} codes needs at least as many "
+                f"{items.name} holds {len(ids)} items of {model_version or 'any version'}: a codebook of {codes} codes needs at "
+                "least as many "
                 "(wait for more uploads, or set SAIL_SID_CODES lower)"
             )
         order = np.argsort(
@@ -128,7 +131,8 @@ async def fit_codebook(
         fitted_at_ms = int(time.time() * 1000)
         codebook_id = f"{version_slug(model_version or 'default')}_sid{levels}x{codes}_{fitted_at_ms}"
         progress(
-            f"sid fit: residual k-means, {levels} levels x {codes} codes over {len(matrix):,} vectors of {model_version or '(unnamed)'} (seed {seed})"
+            f"sid fit: residual k-means, {levels} levels x {codes} codes over {len(matrix):,} vectors of "
+            f"{model_version or '(unnamed)'} (seed {seed})"
         )
         codebook = await asyncio.to_thread(fit, matrix, levels, codes, seed, codebook_id, model_version, fitted_at_ms)
         spec = version.codebooks()
@@ -192,7 +196,7 @@ async def backfill_sids(s: Settings, batch: int = 1000, progress: Callable[[str]
                     mine is None
                     or int(mine["encoded_at_ms"]) != int(row["encoded_at_ms"])
                     or mine["sid_codebook"] == codebook.codebook_id
-                ):  # type: ignore[call-overload]
+                ):
                     skipped += 1  # deleted, or a worker rewrote it meanwhile (with its own ID)
                     continue
                 rows.append(
@@ -200,7 +204,7 @@ async def backfill_sids(s: Settings, batch: int = 1000, progress: Callable[[str]
                         str(row["item_id"]),
                         str(row["creator_id"]),
                         int(row["created_at_ms"]),
-                        int(row["encoded_at_ms"]),  # type: ignore[call-overload]
+                        int(row["encoded_at_ms"]),
                         str(row["model_version"]),
                         row[VECTOR_FIELD],
                         sid,
@@ -214,6 +218,7 @@ async def backfill_sids(s: Settings, batch: int = 1000, progress: Callable[[str]
                 raise SidError(f"Milvus refused {len(refused)} rows it had stored before, e.g. {next(iter(refused.values()))}")
             assigned += len(rows)
             progress(
-                f"sid backfill: {assigned:,} of {total:,} assigned ({collisions:,} with a collision suffix, {skipped:,} rewritten by a worker meanwhile)"
+                f"sid backfill: {assigned:,} of {total:,} assigned ({collisions:,} with a collision suffix, {skipped:,} "
+                "rewritten by a worker meanwhile)"
             )
         return Backfilled(codebook.codebook_id, assigned, collisions, skipped, time.monotonic() - began)

@@ -205,7 +205,8 @@ def suffixes(batch: Sequence[tuple[str, str]], existing: Mapping[str, Mapping[st
 def shared_depth(candidates: Codes, positives: Codes) -> NDArray[np.int32]:
     """(n, m): how many leading codes each candidate (n, L) shares with each positive (m, L)."""
     equal = candidates[:, None, :] == positives[None, :, :]
-    return np.cumprod(equal, axis=2).sum(axis=2).astype(np.int32)
+    depth: NDArray[np.int32] = np.cumprod(equal, axis=2).sum(axis=2).astype(np.int32)
+    return depth
 
 
 def sid_scores(candidates: Codes, positives: Codes) -> NDArray[np.float64]:
@@ -216,7 +217,8 @@ def sid_scores(candidates: Codes, positives: Codes) -> NDArray[np.float64]:
         return np.zeros(len(candidates), dtype=np.float64)
     levels = candidates.shape[1]
     depth = shared_depth(candidates, positives)
-    return ((2.0**depth - 1.0) / (2.0**levels - 1.0)).sum(axis=1)
+    scores: NDArray[np.float64] = ((2.0**depth - 1.0) / (2.0**levels - 1.0)).sum(axis=1)
+    return scores
 
 
 def fuse(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:

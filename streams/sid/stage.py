@@ -57,7 +57,8 @@ class SemanticIds:
             if now - self._warned_at >= 60:
                 self._warned_at = now
                 logger.error(
-                    "the live version names a codebook that cannot be read, items are stored without semantic IDs (run sail-stream sid fit): %s",
+                    "the live version names a codebook that cannot be read, items are stored without semantic IDs (run "
+                    "sail-stream sid fit): %s",
                     exc,
                 )
             return None
@@ -116,7 +117,8 @@ class SemanticIds:
         if drift.drifting and codebook.codebook_id not in self._drifting:
             self._drifting.add(codebook.codebook_id)
             logger.warning(
-                "codebook %s drifts: fresh items' quantisation error %.4f is %.2fx the fitted %.4f over the last %d items; refit it "
+                "codebook %s drifts: fresh items' quantisation error %.4f is %.2fx the fitted %.4f over the last %d items; "
+                "refit it "
                 "(sail-stream sid fit, then sid backfill)",
                 codebook.codebook_id,
                 drift.fresh_error,

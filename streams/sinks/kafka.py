@@ -58,7 +58,7 @@ def _bounded(call: Callable[[], T], timeout_s: float, what: str) -> T:
     ok, value = outcome[0]
     if not ok:
         raise value
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -55,6 +55,13 @@ from topology.topics import INTEREST_TABLE
 logger = logging.getLogger(__name__)
 
 
+def _batches(stream: faust.StreamT, max_records: int, within_ms: float) -> AsyncIterator[Sequence[Any]]:
+    """Batches of up to `max_records` events, or what arrived within `within_ms`, never acknowledged by
+    the stream itself (the agents acknowledge after Milvus has the effect). `noack_take` is on Faust's
+    `Stream`, which every agent receives, not on the `StreamT` protocol the decorator declares."""
+    return cast(faust.Stream, stream).noack_take(max_records, within=within_ms / 1000)
+
+
 def create_app(settings: Settings) -> tuple[faust.App, Context]:
     """The Faust app with every agent wired to its stage; nothing connects until the worker starts."""
     s = settings
@@ -74,7 +81,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         consumer_max_fetch_size=s.max_message_bytes + 128 * 1024,
         broker_commit_interval=1.0,
         broker_session_timeout=s.kafka_session_timeout_s,
-        consumer_group_instance_id=s.kafka_group_instance_id,  # static membership: a restart within the session timeout is no rebalance
+        # static membership: a restart within the session timeout is no rebalance
+        consumer_group_instance_id=s.kafka_group_instance_id,
         broker_heartbeat_interval=min(3.0, s.kafka_session_timeout_s / 3),
         stream_buffer_maxsize=1024,
     )
@@ -108,7 +116,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
     async def encode_uploads(stream: faust.StreamT) -> None:
         pipeline = content.pipeline
         try:
-            async for events in stream.noack_take(content.batch_max, within=s.content_batch_wait_ms / 1000):
+            async for events in _batches(stream, content.batch_max, s.content_batch_wait_ms):
                 batch = list(events)
                 await pipeline.submit(partial(content.prepare, batch), content.store, partial(acknowledge, stream, batch))
             await pipeline.drain()
@@ -119,7 +127,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
 
     @app.agent(ctx.topic(topics.interactions.name))
     async def update_interests(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(s.interest_batch_max, within=s.interest_batch_wait_ms / 1000):
+        async for events in _batches(stream, s.interest_batch_max, s.interest_batch_wait_ms):
             try:
                 await interest.handle(events, interests)
             except ShuttingDown:
@@ -128,7 +136,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
 
     @app.agent(ctx.topic(topics.interactions_retry.name))
     async def retry_interactions(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(s.interest_batch_max, within=s.interest_batch_wait_ms / 1000):
+        async for events in _batches(stream, s.interest_batch_max, s.interest_batch_wait_ms):
             try:
                 await waiting.handle(events)
             except ShuttingDown:
@@ -210,9 +218,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         lambda: app.consumer,
         [*sources, topics.item_embeddings.name],
         contiguous=sources,
-        queues=lambda tp: [
-            channel.queue for channel in app.topics._tp_index.get(tp, ())
-        ],  # Faust's conductor: the streams a partition feeds
+        # Faust's conductor: the streams a partition feeds (a private index, under the exact faust pin)
+        queues=lambda tp: [channel.queue for channel in app.topics._tp_index.get(tp, ())],  # type: ignore[attr-defined]
     )
 
     @app.timer(1.0)
@@ -225,9 +232,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
                 str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
             )
 
-    @app.timer(
-        5.0
-    )  # a gap is sought back on its second sighting: 5-10 s after it formed (a restarted worker's head gap held its commits 20 s at 10 s)
+    # a gap is sought back on its second sighting: 5-10 s after it formed (a restarted worker's head gap
+    # held its commits 20 s at 10 s)
+    @app.timer(5.0)
     async def repair_commits() -> None:
         for fix in await repair.check():
             ctx.metrics.commit_repairs.labels(fix.kind, fix.topic).inc()
@@ -284,6 +291,8 @@ def install_idempotent_producer() -> None:
     def settings_extra(self: Any) -> Mapping[str, Any]:
         return {**base(self), "acks": "all", "enable_idempotence": True}
 
+    # a monkeypatch of Faust's producer under the exact pin: a marker attribute on a function, and a
+    # method replaced on the class, neither of which a type checker lets pass unsaid
     settings_extra.sail_idempotent = True  # type: ignore[attr-defined]
     driver.Producer._settings_extra = settings_extra  # type: ignore[method-assign]
 
@@ -315,7 +324,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     worker_dir(settings).mkdir(parents=True, exist_ok=True)
     app, ctx = create_app(settings)
 
-    @app.on_before_shutdown.connect  # type: ignore[misc]
+    # mode's signal types want a positional sender the decorator passes; its stubs do not say so
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_clients(app: faust.App, **kwargs: Any) -> None:
         await ctx.stop()
 

@@ -3,7 +3,8 @@
 A batch goes through two stages. `prepare`: decode, resolve media, encode through Triton;
 dead-letter what fails on the way. Up to `content_in_flight` batches are in this stage at once
 (`streams.worker.inflight`), so the encoder works on the next batch while the last is stored.
-`store`: assign the semantic IDs (`streams.sid.stage`), upsert the rows, publish the embeddings and the stored uploads' content (kept for re-embedding);
+`store`: assign the semantic IDs (`streams.sid.stage`), upsert the rows, publish the embeddings and
+the stored uploads' content (kept for re-embedding);
 batches arrive here, and are acknowledged, in order.
 """
 

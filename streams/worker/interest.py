@@ -120,13 +120,13 @@ class InterestStage:
         if rows:
             refused = await ctx.upsert_each(live.users, rows)
             letters = []
-            for user, reason in {rows[i]["user_id"]: message for i, message in refused.items()}.items():
+            for user, reason in {str(rows[i]["user_id"]): message for i, message in refused.items()}.items():
                 del changed[user]  # the user's state stays as Milvus has it; this batch's events of theirs are dead letters
                 letters += [(event, reasons.SINK_REJECTED, reason) for event in applied[user]]
             if letters:
                 await ctx.outbox.dead_letter_events(letters)
             acked_s = time.time()
-            for user in {r["user_id"] for r in rows} & changed.keys():
+            for user in {str(r["user_id"]) for r in rows} & changed.keys():
                 newest_ms = max(i.timestamp_ms for _, i in by_user[user])
                 ctx.metrics.user_freshness.observe(max(acked_s - newest_ms / 1000, 0.0))
         phase("upsert")
