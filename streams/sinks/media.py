@@ -1,9 +1,9 @@
 """Resolve an upload's media to bytes: inline, `file://` or `http(s)://`, safe by default.
 
 Media URIs come from untrusted messages, so they are claims to check, not paths to follow:
-- `file://` only under the configured media roots (after resolving symlinks and `..`), regular
-  files only (a device, FIFO or `/proc` entry never is), read to at most the size limit whatever
-  `stat` says;
+- `file://` only under the configured media roots (after resolving symlinks and `..`): that is what
+  keeps `/proc` out, since some of its entries (`/proc/self/environ`) are regular files to `stat`;
+  regular files only (no device or FIFO), read to at most the size limit whatever `stat` says;
 - `http(s)://` only to public addresses or the allowed hosts: every host name is checked after DNS
   resolution, at connect time (the checked address is the one connected to, so DNS rebinding gets
   nothing), literal addresses before the request, and every redirect hop again; size and time limits.

@@ -2,8 +2,9 @@
 
 `install_strict_commits` makes Faust commit the source topics only over a contiguous run of
 acknowledged offsets (its own logic can jump over unprocessed ones after a rebalance: a two-worker kill
-test lost uploads that way). `CommitRepair` heals two faults that the fault tests hit after a
-rebalance (a worker killed, the survivor taking its partitions):
+test lost uploads that way). `CommitRepair` heals four faults that the fault tests hit after a
+rebalance (a worker killed, the survivor taking its partitions), and reports a fifth state it cannot
+heal, a stall:
 
 - **duplicates in the acked list**: the same offset acked twice after a re-delivery; Faust then
   commits one offset per commit interval, so the lag drains at 1 message/s;
@@ -16,11 +17,13 @@ rebalance (a worker killed, the survivor taking its partitions):
   records (a flow stop or a generation change mid-batch) and no seek followed; Faust's read offset,
   left from before the rebalance, sits below the committed one (the flaky two-workers-one-killed stall).
 
-Neither loses an effect (the agents already applied the later events, and every effect is
-idempotent), but both break what operators watch. `CommitRepair.check()` runs on a timer in each
-worker: it deduplicates the acked list, and when a head or tail gap is still there on the next check
-with none of its offsets in flight, seeks the partition back to its committed offset, so the missing
-events are delivered again and applied once. Faust's consumer internals (`_acked`,
+None loses an effect (the agents already applied the later events, and every effect is
+idempotent), but each breaks what operators watch. `CommitRepair.check()` runs on a timer in each
+worker: it deduplicates the acked list (a `dedup` repair), and when a gap or an undelivered fetch is
+still there on the next check with none of its offsets in flight, seeks the partition back to its
+committed offset (a `seek`), so the missing events are delivered again and applied once. A partition
+with lag whose commits do not move for other reasons is reported (a `stall`, with what is in the way:
+a dependency being retried, an agent holding its batch, records that never reached it) and left alone. Faust's consumer internals (`_acked`,
 `_committed_offset`, `_read_offset`, `_unacked_messages`, `_new_offset`) are used as of
 faust-streaming 0.15.3, pinned exactly in pyproject.toml; `install_strict_commits` refuses to run on
 any other version (`FaustVersionMismatch`), and `tests/streams/worker/test_commits.py` proves the
@@ -32,7 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 _STRICT_TOPICS: set[str] = set()
 PROVEN_FAUST = "0.15.3"  # the faust-streaming release these patches were proven on (fault tests, test_commits.py)
@@ -62,9 +65,12 @@ def check_faust_version(version: str | None = None) -> None:
         )
 
 
+RepairKind = Literal["dedup", "seek", "stall"]  # the metric label sail_commit_repairs_total{kind}
+
+
 @dataclass(frozen=True, slots=True)
 class Repair:
-    kind: str  # "dedup" or "seek"
+    kind: RepairKind
     topic: str
     partition: int
     detail: str
