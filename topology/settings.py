@@ -111,9 +111,9 @@ class Settings(BaseSettings):
     )
     kafka_group_instance_id: str | None = Field(
         None,
-        description="static group membership (KIP-345): a stable id per worker, e.g. its pod name; a worker restarted within the "
-        "session timeout gets its partitions back without a rebalance. Unique per worker: two live workers with one id fence "
-        "each other",
+        description="static group membership (KIP-345): a stable id per worker, e.g. its pod name; "
+        "a worker restarted within the session timeout gets its partitions back without a rebalance. "
+        "Unique per worker: two live workers with one id fence each other",
     )
     kafka_session_timeout_s: float = Field(
         20.0,
@@ -145,9 +145,8 @@ class Settings(BaseSettings):
     # Encoder and Triton
     encoder: str = Field(
         "sail-tiny",
-        description="encoder preset (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large), saved folder, or standin (a "
-        "measurable "
-        "stand-in that sleeps its service time, for benchmarks; encoders/bench_double.py)",
+        description="encoder preset (sail-tiny, sail-tiny-omni, sail-qwen2-tiny, sail-large), saved folder, "
+        "or standin (a measurable stand-in that sleeps its service time, for benchmarks; encoders/bench_double.py)",
     )
     standin_fixed_ms: float = Field(
         20.0, ge=0, description="SAIL_ENCODER=standin: time per batch, spent off the CPU like a GPU's"
@@ -207,8 +206,8 @@ class Settings(BaseSettings):
     interest_dedup_per_kind: int = Field(
         64,
         ge=1,
-        description="newest applied positive (and negative) events each user's state remembers to drop replays; at least the "
-        "window",
+        description="newest applied positive (and negative) events each user's state remembers to drop replays; "
+        "at least the window",
     )
     item_wait_s: float = Field(
         30.0, gt=0, description="how long an interaction waits for its item's embedding before the dead-letter topic"
@@ -228,15 +227,14 @@ class Settings(BaseSettings):
     )
     media_allow_hosts: str = Field(
         "",
-        description="comma-separated host names, IP addresses or CIDR networks that http(s):// media may come from besides "
-        "public "
-        "addresses (loopback, private and link-local addresses are refused unless named here)",
+        description="comma-separated host names, IP addresses or CIDR networks that http(s):// media may come from "
+        "besides public addresses (loopback, private and link-local addresses are refused unless named here)",
     )
     event_max_future_s: float = Field(
         300.0,
         ge=0,
-        description="how far an event time (timestamp_ms, created_at_ms) may run ahead of its record's arrival; beyond: dead "
-        "letter",
+        description="how far an event time (timestamp_ms, created_at_ms) may run ahead of its record's arrival; "
+        "beyond: dead letter",
     )
     event_max_age_s: float = Field(
         0.0, ge=0, description="how far an event time may lag behind its record's arrival; 0: any age (replays, backfills)"
@@ -266,8 +264,8 @@ class Settings(BaseSettings):
     stall_window_s: float = Field(
         30.0,
         gt=0,
-        description="committed offset still this long with lag > 0 = stalled partition (status page; the worker logs where it "
-        "waits)",
+        description="committed offset still this long with lag > 0 = stalled partition "
+        "(status page; the worker logs where it waits)",
     )
 
     # Semantic IDs (issue 18; `sail-stream sid fit` fits the codebook, workers assign with the live one)
@@ -279,8 +277,8 @@ class Settings(BaseSettings):
     sid_drift_ratio: float = Field(
         1.25,
         gt=1,
-        description="fresh items' quantisation error over the codebook's fitted one above which the worker warns that the "
-        "codebook needs refitting",
+        description="fresh items' quantisation error over the codebook's fitted one "
+        "above which the worker warns that the codebook needs refitting",
     )
     sid_recall_positives: int = Field(
         10, ge=1, le=100, description="recent items of a user whose semantic IDs the sid recall channel matches"

@@ -31,9 +31,8 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     say(
         f"trained {result.model_version} ({result.steps} steps on {result.device}, {result.items_per_s:,.0f} items/s) -> "
-        f"{result.encoder_dir}\n"
-        f"serve it: SAIL_ENCODER={result.encoder_dir} sail-stream stack up   (or python -m encoders.serving --encoder "
-        f"{result.encoder_dir})"
+        f"{result.encoder_dir}\nserve it: SAIL_ENCODER={result.encoder_dir} sail-stream stack up   (or python -m "
+        f"encoders.serving --encoder {result.encoder_dir})"
     )
     return 0
 
@@ -112,9 +111,8 @@ def _reembed(settings: Settings, args: argparse.Namespace, url: str, swap: bool)
     if result.users is not None:
         say(
             f"wrote {result.users_written:,} user states into {result.users_collection} from {result.users.processed:,} "
-            "changelog records "
-            f"in {result.users.seconds:.0f}s ({result.users.already_done:,} done before); {result.followed:,} records followed "
-            "after"
+            f"changelog records in {result.users.seconds:.0f}s ({result.users.already_done:,} done before); {result.followed:,} "
+            "records followed after"
         )
     for key, why in list(result.refused.items())[:20]:
         say(f"  not re-embedded: {key}: {why}")
@@ -122,9 +120,9 @@ def _reembed(settings: Settings, args: argparse.Namespace, url: str, swap: bool)
         say(f"{len(result.refused)} items or users were not re-embedded (above, the first 20)")
     if result.swap is not None:
         say(
-            f"swapped {result.swap.from_version} -> {result.swap.to_version}: registry write {1000 * result.swap.write_s:.0f} "
-            "ms; "
-            f"{result.swap.grace_records:,} records followed in the grace period; roll back with: sail-stream reembed --rollback"
+            f"swapped {result.swap.from_version} -> {result.swap.to_version}: "
+            f"registry write {1000 * result.swap.write_s:.0f} ms; {result.swap.grace_records:,} records followed in the "
+            "grace period; roll back with: sail-stream reembed --rollback"
         )
     complete = not result.refused and result.counts is not None and result.counts.complete
     return 0 if complete and (result.swap is not None or not swap) else 1
@@ -169,10 +167,9 @@ def cmd_sid(settings: Settings, args: argparse.Namespace) -> int:
             h = fitted.codebook.health
             say(
                 f"codebook {fitted.codebook.codebook_id} is live for {fitted.version.model_version or '(default)'}: fitted on "
-                f"{fitted.fitted_on:,} of "
-                f"{fitted.items:,} items in {fitted.seconds:.1f}s; utilisation "
-                f"{', '.join(f'L{i} {u:.0%}' for i, u in enumerate(h.utilisation))}; "
-                f"collision rate {h.collision_rate:.1%}; quantisation error {h.quantisation_error:.4f}"
+                f"{fitted.fitted_on:,} of {fitted.items:,} items in {fitted.seconds:.1f}s; utilisation "
+                f"{', '.join(f'L{i} {u:.0%}' for i, u in enumerate(h.utilisation))}; collision rate {h.collision_rate:.1%}; "
+                f"quantisation error {h.quantisation_error:.4f}"
             )
             if not args.backfill:
                 say(
@@ -186,8 +183,7 @@ def cmd_sid(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     say(
         f"sid backfill: {done.assigned:,} items assigned from {done.codebook_id} in {done.seconds:.1f}s ({done.collisions:,} "
-        "with a collision suffix, "
-        f"{done.skipped:,} left to the workers' own rows)"
+        f"with a collision suffix, {done.skipped:,} left to the workers' own rows)"
     )
     return 0
 

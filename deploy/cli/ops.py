@@ -104,8 +104,8 @@ def register(sub: SubParsers) -> None:
         "--format kubernetes writes the whole deployment into --out DIR: Strimzi Kafka and KafkaNodePool (KRaft, TLS and "
         "SCRAM-SHA-512), the KafkaTopics and a KafkaUser, the workers' StatefulSet (static membership from the pod name) "
         "with its KEDA ScaledObject on consumer lag, Triton with GPUs, milvus-helm values (cluster mode), the Prometheus "
-        "rules and Grafana dashboard, and a kustomization.yaml; deploy/k8s/README.md says which operators and Secrets come "
-        "first.",
+        "rules and Grafana dashboard, and a kustomization.yaml; "
+        "deploy/k8s/README.md says which operators and Secrets come first.",
     )
     topology.add_argument("action", choices=("export",))
     topology.add_argument(

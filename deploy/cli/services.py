@@ -113,8 +113,8 @@ def _create_missing_topics(settings: Settings) -> None:
             say(f"created topic {name}, which the cluster lacked")
     except BrokerUnavailable as exc:
         print(
-            f"sail-stream worker: could not check the topics ({exc}); starting anyway, a missing topic stalls the agents that "
-            "write it",
+            f"sail-stream worker: could not check the topics ({exc}); starting anyway, "
+            "a missing topic stalls the agents that write it",
             file=sys.stderr,
         )
 
@@ -199,11 +199,9 @@ def register(sub: SubParsers) -> None:
         "--kafka-brokers",
         type=int,
         metavar="N",
-        help="run N Kafka nodes (each broker and KRaft controller; node i on the bootstrap port + 100*i); 3 gives topics 3 "
-        "replicas "
-        "and min.insync.replicas 2, so one broker can die without losing a write. Same as SAIL_KAFKA_BROKERS=N, which the "
-        "workers "
-        "and tools then need too (it lists every node in their bootstrap)",
+        help="run N Kafka nodes (each broker and KRaft controller; node i on the bootstrap port + 100*i); "
+        "3 gives topics 3 replicas and min.insync.replicas 2, so one broker can die without losing a write. "
+        "Same as SAIL_KAFKA_BROKERS=N, which the workers and tools then need too (it lists every node in their bootstrap)",
     )
     stack.set_defaults(func=cmd_stack)
 

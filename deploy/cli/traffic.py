@@ -53,8 +53,8 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
     speedup = _speedup(args, data)
     say(
-        f"replaying {len(data.ratings):,} ratings on {len(data.movies):,} movies at {speedup:,.0f}x (0: as fast as Kafka takes "
-        "them)"
+        f"replaying {len(data.ratings):,} ratings on {len(data.movies):,} movies at {speedup:,.0f}x "
+        "(0: as fast as Kafka takes them)"
     )
     try:
         done = replay(settings, data, speedup, args.max_gap_s, progress=say)
@@ -143,8 +143,8 @@ def register(sub: SubParsers) -> None:
     """Add this group's commands to `sail-stream`."""
     demo = sub.add_parser(
         "demo",
-        help="the main job on local defaults: stack, workers and MovieLens replayed (or synthetic traffic), with live progress "
-        "and recall",
+        help="the main job on local defaults: stack, workers and MovieLens replayed (or synthetic traffic), "
+        "with live progress and recall",
         description="Bring the local stack (Kafka, Milvus, Triton) up, start streaming workers and a traffic source "
         "(by default the first 3,000 ratings of MovieLens replayed in log order; --dataset synthetic for the generator), "
         "print live progress every 5 s (items/s, interactions/s, freshness p50/p99 from upload to Milvus upsert, "

@@ -142,15 +142,15 @@ def server_properties(
         user, password = sasl_plain
         if any(c in value for value in (user, password) for c in '"\\;\n') or not user.isidentifier():
             raise ValueError(
-                "the local broker's SASL user must be an identifier and the password free of quotes, backslashes, ';' and "
-                "newlines"
+                "the local broker's SASL user must be an identifier "
+                "and the password free of quotes, backslashes, ';' and newlines"
             )
         listener = "SASL_PLAINTEXT"
         sasl = [
             "sasl.enabled.mechanisms=PLAIN",
             "sasl.mechanism.inter.broker.protocol=PLAIN",
-            "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
-            "required "
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'username="{user}" password="{password}" user_{user}="{password}";',
         ]
     return "\n".join(

@@ -230,8 +230,7 @@ class Stack:
             if known["nodes"] != nodes:
                 raise ServiceFailed(
                     f"the local Kafka in {path.parent} was formatted with {known['nodes']} node(s), the settings ask for "
-                    f"{nodes}: "
-                    f"run `sail-stream stack down`, then remove {self.state_dir}/kafka* or use another SAIL_STATE_DIR"
+                    f"{nodes}: run `sail-stream stack down`, then remove {self.state_dir}/kafka* or use another SAIL_STATE_DIR"
                 )
             return str(known["cluster_id"])
         if (

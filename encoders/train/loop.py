@@ -330,8 +330,7 @@ class Trainer:
                 eta = (recipe.steps - step) * step_seconds / max(step - first, 1)
                 self.progress(
                     f"train: step {step}/{recipe.steps} loss {np.mean(recent):.3f} ({source}) tau "
-                    f"{float(self.temperature().detach()):.3f} "
-                    f"{rate:.0f} items/s, eta {_duration(eta)}"
+                    f"{float(self.temperature().detach()):.3f} {rate:.0f} items/s, eta {_duration(eta)}"
                 )
             if step % recipe.checkpoint_every == 0 and step < recipe.steps:
                 self.save_checkpoint(step)

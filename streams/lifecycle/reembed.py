@@ -448,8 +448,7 @@ async def reembed(
         if result.pending:
             progress(
                 f"reembed: {len(result.pending):,} users' vectors lack an item the new encoder has no vector for (refused or "
-                "still to come): "
-                f"e.g. {next(iter(result.pending))}"
+                f"still to come): e.g. {next(iter(result.pending))}"
             )
         if not result.counts.complete:
             result.not_swapped = "the new version lacks rows"

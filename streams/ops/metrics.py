@@ -130,8 +130,8 @@ class Metrics:
         )
         self.interest_changelog_bytes = Counter(
             INTEREST_CHANGELOG_BYTES,
-            "Bytes of interest state written to the table's changelog (divide by sail_interest_applied_total: bytes per "
-            "interaction)",
+            "Bytes of interest state written to the table's changelog "
+            "(divide by sail_interest_applied_total: bytes per interaction)",
             registry=r,
         )
         self.interest_state_bytes = Histogram(
@@ -157,8 +157,8 @@ class Metrics:
         )
         self.sid_assigned = Counter(
             SID_ASSIGNED,
-            "Fresh items given a semantic ID: unique (suffix 0), collision (suffix > 0), none (no codebook live, or its rows "
-            "missing)",
+            "Fresh items given a semantic ID: unique (suffix 0), collision (suffix > 0), "
+            "none (no codebook live, or its rows missing)",
             ["outcome"],
             registry=r,
         )
@@ -170,8 +170,8 @@ class Metrics:
         )
         self.sid_error = Gauge(
             SID_QUANTISATION_ERROR,
-            "Mean relative quantisation error |x - x_hat|^2 / |x|^2: fitted (the codebook's items) and fresh (the last 500 "
-            "assigned)",
+            "Mean relative quantisation error |x - x_hat|^2 / |x|^2: "
+            "fitted (the codebook's items) and fresh (the last 500 assigned)",
             ["which"],
             registry=r,
         )

@@ -112,15 +112,13 @@ async def fit_codebook(
         if len(seen_versions) > 1:
             raise SidError(
                 f"{items.name} holds vectors of several model versions ({', '.join(sorted(seen_versions))}) and the registry "
-                "names none: "
-                "re-embed into one version first (sail-stream reembed)"
+                "names none: re-embed into one version first (sail-stream reembed)"
             )
         model_version = version.model_version or next(iter(seen_versions), "")
         if len(ids) < codes:
             raise SidError(
                 f"{items.name} holds {len(ids)} items of {model_version or 'any version'}: a codebook of {codes} codes needs at "
-                "least as many "
-                "(wait for more uploads, or set SAIL_SID_CODES lower)"
+                "least as many (wait for more uploads, or set SAIL_SID_CODES lower)"
             )
         order = np.argsort(
             np.asarray(ids)

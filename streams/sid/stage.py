@@ -118,8 +118,7 @@ class SemanticIds:
             self._drifting.add(codebook.codebook_id)
             logger.warning(
                 "codebook %s drifts: fresh items' quantisation error %.4f is %.2fx the fitted %.4f over the last %d items; "
-                "refit it "
-                "(sail-stream sid fit, then sid backfill)",
+                "refit it (sail-stream sid fit, then sid backfill)",
                 codebook.codebook_id,
                 drift.fresh_error,
                 drift.ratio,

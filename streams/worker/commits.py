@@ -23,11 +23,12 @@ worker: it deduplicates the acked list (a `dedup` repair), and when a gap or an 
 still there on the next check with none of its offsets in flight, seeks the partition back to its
 committed offset (a `seek`), so the missing events are delivered again and applied once. A partition
 with lag whose commits do not move for other reasons is reported (a `stall`, with what is in the way:
-a dependency being retried, an agent holding its batch, records that never reached it) and left alone. Faust's consumer internals (`_acked`,
-`_committed_offset`, `_read_offset`, `_unacked_messages`, `_new_offset`) are used as of
-faust-streaming 0.15.3, pinned exactly in pyproject.toml; `install_strict_commits` refuses to run on
-any other version (`FaustVersionMismatch`), and `tests/streams/worker/test_commits.py` proves the
-patch on Faust's real consumer class.
+a dependency being retried, an agent holding its batch, records that never reached it) and left
+alone. Faust's consumer internals (`_acked`, `_committed_offset`, `_read_offset`,
+`_unacked_messages`, `_new_offset`) are used as of faust-streaming 0.15.3, pinned exactly in
+pyproject.toml; `install_strict_commits` refuses to run on any other version
+(`FaustVersionMismatch`), and `tests/streams/worker/test_commits.py` proves the patch on Faust's real
+consumer class.
 """
 
 from __future__ import annotations
@@ -57,11 +58,9 @@ def check_faust_version(version: str | None = None) -> None:
         version = faust.__version__
     if version != PROVEN_FAUST:
         raise FaustVersionMismatch(
-            f"faust-streaming {version} is installed, but streams/worker/commits.py patches private methods of "
-            f"faust-streaming {PROVEN_FAUST} only. Install faust-streaming=={PROVEN_FAUST} (pip install -c constraints.txt -e "
-            ".), "
-            "or prove the patch on the new release (tests/streams/worker/test_commits.py and the fault tests) and raise "
-            "PROVEN_FAUST."
+            f"faust-streaming {version} is installed, but streams/worker/commits.py patches private methods of faust-streaming "
+            f"{PROVEN_FAUST} only. Install faust-streaming=={PROVEN_FAUST} (pip install -c constraints.txt -e .), or prove the "
+            "patch on the new release (tests/streams/worker/test_commits.py and the fault tests) and raise PROVEN_FAUST."
         )
 
 
