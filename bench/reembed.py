@@ -15,8 +15,11 @@ and a second Triton serving the new encoder, all on this machine's cores:
 4. the re-embed, with the same traffic running: backfill, follow, count, swap, grace (in process,
    `streams.lifecycle.reembed`). Upload freshness of the uploads created while the backfill ran, against the
    baseline's; backfill items/s; the registry write that is the swap; and a recall client querying all
-   along (user-to-item and item-to-item, Strong consistency): its errors and any answer that mixes
-   versions, and how long after the swap its first new-version answer came.
+   along (user-to-item and item-to-item, Strong consistency): its errors, the answers served that mix
+   versions (the query vector's `query_model_version` against every item's `model_version`: before
+   issue 30 only the items' were compared, which cannot differ within one collection), the mismatches
+   recall refused (409, `VersionMismatch`), and how long after the swap its first new-version answer came.
+The figures go to `bench/results/reembed.json` (`bench.results.write_result`).
 Never a test: nothing here asserts on time.
 """
 
@@ -31,6 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,12 +43,13 @@ import numpy as np
 
 from bench.encoder import machine
 from bench.overload import bare_client
+from bench.results import write_result
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from deploy.traffic import LoadPlan, Traffic, run_producer
 from encoders.client import EncoderClient
 from streams.lifecycle.reembed import Backfill, reembed
-from streams.recall.query import Recall, RecallError
+from streams.recall.query import Recall, Recalled, VersionMismatch
 from streams.sinks.kafka import producer
 from streams.sinks.milvus import MilvusSink, milvus_string
 from streams.worker.content import inline_request
@@ -98,7 +103,7 @@ def _percentiles(values: list[float]) -> dict[str, float | int]:
     }
 
 
-def catalogue(settings: Settings, traffic: Traffic, items: int, interactions: int, say: callable) -> float:  # type: ignore[valid-type]
+def catalogue(settings: Settings, traffic: Traffic, items: int, interactions: int, say: Callable[[str], None]) -> float:
     """Produce the catalogue and its interactions as a backlog; wait until the worker stored every item. Seconds."""
     began = time.monotonic()
     p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=5)
@@ -119,15 +124,25 @@ def catalogue(settings: Settings, traffic: Traffic, items: int, interactions: in
     return time.monotonic() - began
 
 
+def mixed_versions(results: list[Recalled]) -> set[str]:
+    """The model versions in one answer: the query vector's and every item's (one version: not mixed)."""
+    return {v for r in results for v in (r.query_model_version, r.model_version)}
+
+
 @dataclass
 class RecallWatch:
-    """A client querying recall all along: answers, errors, answers mixing versions, and when each version answered."""
+    """A client querying recall all along: answers, errors, answers mixing versions (query vector and
+    items), mismatches recall refused, and when each version answered."""
 
     users: list[str]
     items: list[str]
     queries: int = 0
     errors: list[str] = field(default_factory=list)
-    mixed: int = 0
+    mixed: int = 0  # answers served with more than one version among the query vector and the items
+    mixed_examples: list[str] = field(default_factory=list)
+    refused_mixed: int = 0  # 409 model_version.mismatch: recall saw a query vector of another version and served nothing
+    refused_examples: list[str] = field(default_factory=list)
+    empty: int = 0  # answers with no item (no version to compare)
     by_version: dict[str, int] = field(default_factory=dict)
     first_answer_ms: dict[str, int] = field(default_factory=dict)
 
@@ -151,12 +166,20 @@ class RecallWatch:
                     self.queries += 1
                     try:
                         results = await call()
-                    except (RecallError, Exception) as exc:
+                    except VersionMismatch as exc:
+                        self.refused_mixed += 1
+                        self.refused_examples.append(f"refused: query {exc.query_model_version}, items {exc.model_version}")
+                        continue
+                    except Exception as exc:  # RecallError (404, ...) or Milvus: counted, the watch goes on
                         self.errors.append(f"{type(exc).__name__}: {str(exc)[:160]}")
                         continue
-                    versions = {r.model_version for r in results}
+                    versions = mixed_versions(results)
+                    if not versions:
+                        self.empty += 1
+                        continue
                     if len(versions) != 1:
                         self.mixed += 1
+                        self.mixed_examples.append(f"served: {', '.join(sorted(versions))}")
                         continue
                     (version,) = versions
                     self.by_version[version] = self.by_version.get(version, 0) + 1
@@ -187,9 +210,12 @@ class Result:
     recall_switch_s: float | None
     recall_queries: int
     recall_errors: int
-    recall_mixed: int
+    recall_mixed: int  # answers served mixing versions, the query vector's included (issue 30)
+    recall_mixed_refused: int  # mismatches recall refused with 409 (not served)
+    recall_empty: int
     recall_by_version: dict[str, int]
     recall_error_examples: list[str]
+    recall_mixed_examples: list[str]
     total_s: float
 
 
@@ -214,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         "--new-encoder-nice",
         type=int,
         default=19,
-        help="OS scheduling niceness of the new encoder's Triton (default 19: on shared cores it gets them only when the live path leaves them; 0: as the rest)",
+        help="OS scheduling niceness of the new encoder's Triton "
+        "(default 19: on shared cores it gets them only when the live path leaves them; 0: as the rest)",
     )
     parser.add_argument(
         "--new-encoder-threads",
@@ -370,8 +397,11 @@ def main(argv: list[str] | None = None) -> None:
             recall_queries=watch.queries,
             recall_errors=len(watch.errors),
             recall_mixed=watch.mixed,
+            recall_mixed_refused=watch.refused_mixed,
+            recall_empty=watch.empty,
             recall_by_version=watch.by_version,
             recall_error_examples=watch.errors[:5],
+            recall_mixed_examples=(watch.mixed_examples + watch.refused_examples)[:5],
             total_s=round(time.monotonic() - began, 1),
         )
     finally:
@@ -384,6 +414,20 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(info, out))
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "result": asdict(out)}, indent=2))
+    parameters = {
+        name: getattr(args, name)
+        for name in (
+            "interactions",
+            "share",
+            "capacity_s",
+            "new_encoder_nice",
+            "new_encoder_threads",
+            "items_per_s",
+            "interactions_per_s",
+            "baseline_s",
+        )
+    }
+    print(f"summary written to {write_result('reembed', {**asdict(out), 'parameters': parameters})}")
 
 
 def markdown(info: dict, r: Result) -> str:
@@ -394,24 +438,32 @@ def markdown(info: dict, r: Result) -> str:
     )
     return "\n".join(
         [
-            f"Machine: {info.get('cpu', '?')}, {info.get('cores', '?')} cores; {info.get('date')}. Live encoder `{r.live_encoder}`, new `{r.new_encoder}`, "
-            f"{r.items:,} items, {r.users_with_vectors:,} user rows.",
+            f"Machine: {info.get('cpu', '?')}, {info.get('cores', '?')} cores; {info.get('date')}. "
+            f"Live encoder `{r.live_encoder}`, new `{r.new_encoder}`, {r.items:,} items, {r.users_with_vectors:,} user rows.",
             "",
             "| figure | value |",
             "|---|---|",
             f"| catalogue through the worker | {r.catalogue_s:.0f} s |",
-            f"| new encoder capacity (bare client) / backfill cap | {r.new_encoder_capacity_items_s} / {r.max_rate_items_s} items/s |",
-            f"| backfill | {r.backfill_items_s} items/s, {r.backfill_s:.0f} s; users phase {r.users_phase_s:.0f} s; {r.followed_records:,} records followed |",
-            f"| upload freshness, baseline (traffic only) | p50 {r.baseline_freshness.get('p50_s')} s, p99 {r.baseline_freshness.get('p99_s')} s (n={r.baseline_freshness.get('n')}) |",
-            f"| upload freshness during the backfill | p50 {r.backfill_freshness.get('p50_s')} s, p99 {r.backfill_freshness.get('p99_s')} s (n={r.backfill_freshness.get('n')}); p99 {ratio:.2f}x the baseline |",
-            f"| upload freshness after the swap (new model, by the worker) | p50 {r.after_swap_freshness.get('p50_s')} s, p99 {r.after_swap_freshness.get('p99_s')} s (n={r.after_swap_freshness.get('n')}) |",
+            "| new encoder capacity (bare client) / backfill cap | "
+            f"{r.new_encoder_capacity_items_s} / {r.max_rate_items_s} items/s |",
+            f"| backfill | {r.backfill_items_s} items/s, {r.backfill_s:.0f} s; users phase {r.users_phase_s:.0f} s; "
+            f"{r.followed_records:,} records followed |",
+            f"| upload freshness, baseline (traffic only) | {_freshness(r.baseline_freshness)} |",
+            f"| upload freshness during the backfill | {_freshness(r.backfill_freshness)}; p99 {ratio:.2f}x the baseline |",
+            f"| upload freshness after the swap (new model, by the worker) | {_freshness(r.after_swap_freshness)} |",
             f"| counts at the swap | {r.counts} |",
             f"| swap: the registry write | {r.swap_write_ms} ms |",
             f"| recall's first new-version answer after the swap | {r.recall_switch_s} s |",
-            f"| recall queries / errors / mixed-version answers | {r.recall_queries:,} / {r.recall_errors} / {r.recall_mixed}; by version {r.recall_by_version} |",
+            "| recall queries / errors / mixed-version answers served (query vector and items) / mismatches refused (409) | "
+            f"{r.recall_queries:,} / {r.recall_errors} / {r.recall_mixed} / {r.recall_mixed_refused}; "
+            f"by version {r.recall_by_version} |",
             f"| whole run | {r.total_s:.0f} s |",
         ]
     )
+
+
+def _freshness(f: dict[str, float | int]) -> str:
+    return f"p50 {f.get('p50_s')} s, p99 {f.get('p99_s')} s (n={f.get('n')})"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.recall.query import Recall, Recalled, RecallError
+from streams.recall.query import Recall, Recalled, RecallError, VersionMismatch
 
 
 def _int_arg(request: web.Request, name: str) -> int | None:
@@ -20,11 +20,27 @@ def _int_arg(request: web.Request, name: str) -> int | None:
         raise RecallError(400, f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _error_body(exc: RecallError) -> dict[str, str]:
+    """{"error": message}, with "reason" when the error has one, and both versions for a version mismatch."""
+    body = {"error": str(exc)}
+    if exc.reason:
+        body["reason"] = exc.reason
+    if isinstance(exc, VersionMismatch):
+        body |= {"model_version": exc.model_version, "query_model_version": exc.query_model_version}
+    return body
+
+
 def recall_app(recall: Recall) -> web.Application:
     """GET /v1/users/{user_id}/items, GET /v1/items/{item_id}/similar, GET /healthz.
 
     Query parameters: k, created_after_ms, exclude_creator, exclude (comma list, users only), dim,
     consistency (Strong | Session | Bounded | Eventually), channel (dense | sid | mixed).
+
+    200: {"items": [{item_id, score, creator_id, created_at_ms, model_version, channel, query_model_version}]},
+    the item's `model_version` equal to the query vector's `query_model_version` in every item. Errors:
+    {"error": message} with 400 (bad parameter), 404 (unknown user or item) or 409 (no codebook for
+    sid/mixed; or "reason": "model_version.mismatch" with "model_version" and "query_model_version":
+    the query vector is of another model version than the items, so nothing is served).
     """
 
     async def respond(request: web.Request, call: Any) -> web.Response:
@@ -38,7 +54,7 @@ def recall_app(recall: Recall) -> web.Application:
                 channel=request.query.get("channel", "dense"),
             )
         except RecallError as exc:
-            return web.json_response({"error": str(exc)}, status=exc.status)
+            return web.json_response(_error_body(exc), status=exc.status)
         return web.json_response({"items": [asdict(r) for r in results]})
 
     async def user_items(request: web.Request) -> web.Response:

@@ -6,13 +6,17 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, Literal
 
-from streams.recall.query import Recalled, RecallError
+from streams.recall.query import VERSION_MISMATCH, Recalled, RecallError, VersionMismatch
 
 
 class RecallClient:
-    """A small synchronous client of the recall HTTP API (standard library only)."""
+    """A small synchronous client of the recall HTTP API (standard library only).
+
+    Each `Recalled` carries the item's `model_version` and the query vector's `query_model_version`;
+    a 409 for a version mismatch raises `VersionMismatch` (a `RecallError`) with both versions.
+    """
 
     def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
         self._base = base_url.rstrip("/")
@@ -24,8 +28,14 @@ class RecallClient:
             with urllib.request.urlopen(f"{self._base}{path}?{query}", timeout=self._timeout_s) as response:
                 body = json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            detail = json.loads(exc.read() or b"{}").get("error", str(exc))
-            raise RecallError(exc.code if exc.code in (400, 404) else 400, detail) from exc  # type: ignore[arg-type]
+            error = json.loads(exc.read() or b"{}")
+            detail = str(error.get("error", exc))
+            if exc.code == 409 and error.get("reason") == VERSION_MISMATCH:
+                raise VersionMismatch(
+                    str(error.get("query_model_version", "")), str(error.get("model_version", "")), detail
+                ) from exc
+            status: Literal[400, 404, 409] = 404 if exc.code == 404 else 409 if exc.code == 409 else 400
+            raise RecallError(status, detail, str(error.get("reason", ""))) from exc
         return [Recalled(**item) for item in body["items"]]
 
     def user_items(self, user_id: str, k: int = 10, **filters: Any) -> list[Recalled]:

@@ -11,15 +11,28 @@ prefix with those of the user's recent positives (or of the item), deepest prefi
 needs the live version's codebook (`sail-stream sid fit`): without one it answers 409.
 
 Which collections: the live model version's, as the registry names it (`streams.lifecycle.registry`, re-read
-at most every SAIL_VERSION_REFRESH_S). A request takes the version once, so the user's vectors and
-the items searched are of one version, and every result carries it (`model_version`).
+at most every SAIL_VERSION_REFRESH_S). A request takes the version once, before it reads anything, so
+the user's vectors and the items searched come from one version's pair of collections.
+
+Which versions (issue 30): a collection's name does not prove what its rows hold, so the query vector's
+own `model_version` (the users row's, every slot; or the query item's row) is compared with the
+version searched: the registry's live version when it names one, and always the `model_version` of
+every item returned. A mismatch is refused, never served: `VersionMismatch`, a `RecallError` with
+status 409 and reason `model_version.mismatch` (the API answers 409 with both versions). Refused
+rather than retried: the registry is read once per request before both reads, so no registry change
+can fall between the user's read and the search; a mismatch means a row stored in one version's
+collection from another version's vectors, which a retry would read again. Every result carries both
+versions, `model_version` (the item's) and `query_model_version` (the query vector's), equal in every
+answer served, so clients and `bench.reembed` can check them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Literal
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Final, Literal
 
 import numpy as np
 
@@ -31,18 +44,31 @@ from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, user_key
 from topology.settings import Settings
 from topology.versions import Version
 
-CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
+CONSISTENCY_LEVELS: tuple[Consistency, ...] = ("Strong", "Session", "Bounded", "Eventually")
 CHANNELS = ("dense", "sid", "mixed")
 ITEM_FIELDS = ["creator_id", "created_at_ms", "model_version"]
 SID_CANDIDATES = 8  # the sid channel reads up to 8 x k items sharing a prefix (at least 200), deepest prefixes first
+VERSION_MISMATCH: Final = "model_version.mismatch"  # the reason of a refused query vector of another version
+
+logger = logging.getLogger(__name__)
 
 
 class RecallError(ValueError):
-    """A request that cannot be answered as asked (unknown user or item, bad parameter)."""
+    """A request that cannot be answered as asked (unknown user or item, bad parameter, a version conflict)."""
 
-    def __init__(self, status: Literal[400, 404, 409], message: str) -> None:
+    def __init__(self, status: Literal[400, 404, 409], message: str, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason  # a closed set ("" or VERSION_MISMATCH), for clients and dashboards to count
+
+
+class VersionMismatch(RecallError):
+    """The query vector is of another model version than the items it would search (409): refused, never served."""
+
+    def __init__(self, query_model_version: str, model_version: str, message: str) -> None:
+        super().__init__(409, message, VERSION_MISMATCH)
+        self.query_model_version = query_model_version  # the user's or the query item's vector ("," between several)
+        self.model_version = model_version  # the items searched
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +79,7 @@ class Recalled:
     created_at_ms: int
     model_version: str
     channel: str = "dense"  # which channel found it: dense, sid, or dense+sid (mixed; `score` is then the fused rank score)
+    query_model_version: str = ""  # the query vector's (the user's or the query item's): == model_version in every answer served
 
 
 def _filter(created_after_ms: int | None, exclude_creator: str | None, exclude_items: list[str]) -> str:
@@ -64,6 +91,45 @@ def _filter(created_after_ms: int | None, exclude_creator: str | None, exclude_i
     if exclude_items:
         clauses.append(f"item_id not in {milvus_strings(sorted(set(exclude_items)))}")
     return " and ".join(clauses)
+
+
+def _query_version(what: str, rows: Sequence[Mapping[str, object]], version: Version, items: CollectionSpec) -> str:
+    """The model version of the query rows (a user's interest slots, or one item), which must be one, and
+    the version the registry names for `items` when it names one.
+
+    Raises:
+        VersionMismatch: the rows are of several versions, or of another than the registry's.
+    """
+    found = sorted({str(row.get("model_version", "")) for row in rows})
+    if len(found) > 1:
+        raise _refuse(",".join(found), version.model_version, f"{what}'s vectors are of several model versions")
+    query = found[0] if found else ""
+    if version.model_version and query != version.model_version:
+        raise _refuse(query, version.model_version, f"{what}'s vector in {items.name}")
+    return query
+
+
+def _served(results: list[Recalled], query: str, what: str) -> list[Recalled]:
+    """`results`, each with the query vector's version, when every item is of that version.
+
+    Raises:
+        VersionMismatch: an item returned is of another version than the query vector.
+    """
+    others = sorted({r.model_version for r in results} - {query})
+    if others:
+        raise _refuse(query, ",".join(others), f"items returned for {what}")
+    return [replace(r, query_model_version=query) for r in results]
+
+
+def _refuse(query: str, searched: str, where: str) -> VersionMismatch:
+    """The `VersionMismatch` to raise for a query vector of version `query` against items of `searched`, logged."""
+    logger.warning("recall refused: model_version mismatch query_model_version=%s model_version=%s (%s)", query, searched, where)
+    return VersionMismatch(
+        query,
+        searched,
+        f"model version mismatch ({where}): the query vector is of {query or '(unnamed)'}, the items of "
+        f"{searched or '(unnamed)'}; a search across versions is refused",
+    )
 
 
 def _ids(what: str, values: list[str]) -> list[str]:
@@ -130,8 +196,8 @@ class Recall:
         if channel != "dense" and not version.codebook:
             raise RecallError(
                 409,
-                f"channel={channel} needs semantic IDs, and the live version {version.model_version or '(default)'} has no codebook yet: "
-                "run sail-stream sid fit (and sid backfill)",
+                f"channel={channel} needs semantic IDs, and the live version {version.model_version or '(default)'} "
+                "has no codebook yet: run sail-stream sid fit (and sid backfill)",
             )
         if not 1 <= k <= 1000:
             raise RecallError(400, f"k must be 1..1000, got {k}")
@@ -140,9 +206,10 @@ class Recall:
                 400,
                 f"the items collection stores only the full {items.dim}-dim vector; a Matryoshka prefix of {dim} is not indexed",
             )
-        if consistency not in CONSISTENCY_LEVELS:
-            raise RecallError(400, f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}")
-        return consistency  # type: ignore[return-value]
+        for level in CONSISTENCY_LEVELS:
+            if level == consistency:
+                return level  # the Literal, not the caller's str
+        raise RecallError(400, f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}")
 
     async def _search(
         self, items: CollectionSpec, vectors: np.ndarray, k: int, filter_expr: str, consistency: Consistency
@@ -269,6 +336,7 @@ class Recall:
 
         Raises:
             RecallError: unknown user (404), a bad parameter (400), or sid/mixed without a codebook (409).
+            VersionMismatch: the user's vector and the items are of different model versions (409).
         """
         version, items, users = await self._live()
         level = self._check(k, dim, consistency, items, channel, version)
@@ -276,14 +344,16 @@ class Recall:
         _ids("exclude", list(exclude_items or []))
         _ids("exclude_creator", [exclude_creator] if exclude_creator else [])
         keys = [user_key(user_id, slot) for slot in range(self._slots)]
-        rows = await self._get(users.name, keys, [VECTOR_FIELD, "recent_item_ids", "positive_item_ids"])
+        rows = await self._get(users.name, keys, [VECTOR_FIELD, "recent_item_ids", "positive_item_ids", "model_version"])
         if not rows:
             raise RecallError(404, f"no interest vector for user {user_id!r} yet")
+        query = _query_version(f"user {user_id!r}", rows, version, items)
         seen = [i for row in rows for i in str(row.get("recent_item_ids", "")).split(",") if i]
         positives = [i for i in str(rows[0].get("positive_item_ids", "")).split(",") if i][: self._positives]
         vectors = np.stack([np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows])
         where = _filter(created_after_ms, exclude_creator, seen + list(exclude_items or []))
-        return await self._channels(channel, version, items, vectors, positives, k, where, level)
+        found = await self._channels(channel, version, items, vectors, positives, k, where, level)
+        return _served(found, query, f"user {user_id!r}")
 
     async def item_to_item(
         self,
@@ -300,15 +370,18 @@ class Recall:
 
         Raises:
             RecallError: unknown item (404), a bad parameter (400), or sid/mixed without a codebook (409).
+            VersionMismatch: the item's vector and the items searched are of different model versions (409).
         """
         version, items, _ = await self._live()
         level = self._check(k, dim, consistency, items, channel, version)
         _ids("item_id", [item_id])
         _ids("exclude_creator", [exclude_creator] if exclude_creator else [])
-        rows = await self._get(items.name, [item_id], [VECTOR_FIELD])
+        rows = await self._get(items.name, [item_id], [VECTOR_FIELD, "model_version"])
         if not rows:
             raise RecallError(404, f"no embedding for item {item_id!r} yet")
+        query = _query_version(f"item {item_id!r}", rows, version, items)
         vector = np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)[None, :]
-        return await self._channels(
+        found = await self._channels(
             channel, version, items, vector, [item_id], k, _filter(created_after_ms, exclude_creator, [item_id]), level
         )
+        return _served(found, query, f"item {item_id!r}")

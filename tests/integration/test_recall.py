@@ -1,4 +1,5 @@
-"""Recall over real Milvus: read-your-writes, filters, exclusions, and the HTTP API with its client."""
+"""Recall over real Milvus: read-your-writes, filters, exclusions, the HTTP API with its client, and the
+refusal of a query vector of another model version than the items it would search (issue 30)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from aiohttp import web
 
 from deploy.local.stack import free_ports
 from streams.interest.maths import l2_normalise
+from streams.lifecycle.registry import Versions
 from streams.recall.api import recall_app
 from streams.recall.client import RecallClient
-from streams.recall.query import Recall, RecallError
-from streams.sinks.milvus import MilvusSink
+from streams.recall.query import VERSION_MISMATCH, Recall, RecallError, VersionMismatch
+from streams.sinks.milvus import MilvusSink, ensure_collections
 from topology.collections import item_row, user_row
 from topology.settings import Settings
+from topology.versions import Registry, Version
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +43,7 @@ async def world(settings: Settings):
     rows = [item_row(ids[n], f"{tag}-c{n % 3}", 1000 + n, 2000 + n, "v", vectors[n]) for n in range(12)]
     await sink.upsert(items.name, rows)
     user = f"{tag}-user"
-    await sink.upsert(users.name, [user_row(user, 0, 1, 2, f"{ids[0]},{ids[1]}", "", l2_normalise(vectors[0] + vectors[1]))])
+    await sink.upsert(users.name, [user_row(user, 0, 1, 2, f"{ids[0]},{ids[1]}", "v", l2_normalise(vectors[0] + vectors[1]))])
     yield sink, Recall(sink, items, users, slots=1), ids, user, tag
     await sink.close()
 
@@ -92,6 +95,63 @@ async def test_http_api_and_client(world) -> None:
         assert info.value.status == 404
     finally:
         await runner.cleanup()
+
+
+async def test_a_user_vector_of_another_model_version_is_refused_with_409_and_a_consistent_one_served(
+    settings: Settings,
+) -> None:
+    """A deliberately mixed setup: the registry names v2 live, its items are all v2 (so the items-only
+    check of bench.reembed before issue 30 saw one version), and one user's row in v2's users collection
+    holds a vector of v1 (a users row written from an old-version vector)."""
+    tag = f"mv{uuid.uuid4().hex[:6]}"
+    s = settings.namespaced(tag)
+    items, users = s.collections()
+    registry_spec, _ = s.registry()
+    await asyncio.to_thread(
+        ensure_collections, s.milvus_uri, s.milvus_token_value, [items, users, registry_spec], s.milvus_backend
+    )
+    sink = MilvusSink.for_settings(s)
+    await sink.start()
+    runner = None
+    try:
+        await Versions(sink, *s.registry()).write(Registry(live=Version("v2", items.name, users.name, items.dim)))
+        rng = np.random.default_rng(7)
+        vectors = l2_normalise(rng.standard_normal((6, items.dim)).astype(np.float32))
+        ids = [f"{tag}-i{n}" for n in range(6)]
+        await sink.upsert(items.name, [item_row(ids[n], "c", 1000 + n, 2000 + n, "v2", vectors[n]) for n in range(6)])
+        await sink.upsert(
+            users.name,
+            [
+                user_row(f"{tag}-fresh", 0, 1, 1, ids[0], "v2", vectors[0]),
+                user_row(f"{tag}-stale", 0, 1, 1, ids[0], "v1", vectors[0]),
+            ],
+        )
+        recall = Recall.for_settings(sink, s)  # reads the registry, as the API does
+
+        served = await recall.user_to_item(f"{tag}-fresh", k=3, consistency="Strong")
+        assert len(served) == 3 and {(r.model_version, r.query_model_version) for r in served} == {("v2", "v2")}
+        with pytest.raises(VersionMismatch, match="model version mismatch") as refused:
+            await recall.user_to_item(f"{tag}-stale", k=3, consistency="Strong")
+        assert (refused.value.status, refused.value.reason) == (409, VERSION_MISMATCH)
+        assert (refused.value.query_model_version, refused.value.model_version) == ("v1", "v2")
+        similar = await recall.item_to_item(ids[0], k=2, consistency="Strong")  # the query item's own row is v2 too
+        assert len(similar) == 2 and {(r.model_version, r.query_model_version) for r in similar} == {("v2", "v2")}
+
+        runner = web.AppRunner(recall_app(recall))
+        await runner.setup()
+        (port,) = free_ports(1)
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        client = RecallClient(f"http://127.0.0.1:{port}")
+        over_http = await asyncio.to_thread(client.user_items, f"{tag}-fresh", 3, consistency="Strong")
+        assert over_http == served  # query_model_version travels with each item
+        with pytest.raises(VersionMismatch) as refused_over_http:
+            await asyncio.to_thread(client.user_items, f"{tag}-stale", 3, consistency="Strong")
+        got = refused_over_http.value
+        assert (got.status, got.reason, got.query_model_version, got.model_version) == (409, VERSION_MISMATCH, "v1", "v2")
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await sink.close()
 
 
 def test_recall_command_line(world, settings: Settings) -> None:

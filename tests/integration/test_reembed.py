@@ -205,8 +205,9 @@ def _recall(s: Settings, user: str, item: str) -> tuple[list[Recalled], list[Rec
 
 
 def _versions(results: tuple[list[Recalled], list[Recalled]]) -> set[str]:
+    """Every model version in the answers: the items' and the query vectors' (the user's, the query item's)."""
     assert results[0] and results[1]
-    return {r.model_version for rs in results for r in rs}
+    return {v for rs in results for r in rs for v in (r.model_version, r.query_model_version)}
 
 
 def test_a_swap_moves_the_worker_and_recall_to_the_new_version_in_one_step_and_a_rollback_moves_them_back(

@@ -1,4 +1,5 @@
-"""Recall's reads of a user's or an item's vector: read again while a row is missing (pure, fake sink)."""
+"""Recall's reads of a user's or an item's vector (pure, fake sinks): read again while a row is missing, and
+refused when the query vector's model version is not the items' (issue 30)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streams.recall.query import Recall, RecallError
+from streams.recall.query import VERSION_MISMATCH, Recall, RecallError, VersionMismatch
 from streams.sinks.milvus import Hit
 from topology.settings import Settings
 
@@ -25,7 +26,13 @@ class RacingSink:
         if self.gets <= self.misses:
             return []
         return [
-            {"user_key": i, "item_id": i, "embedding": np.eye(8, dtype=np.float32)[0].tolist(), "recent_item_ids": ""}
+            {
+                "user_key": i,
+                "item_id": i,
+                "embedding": np.eye(8, dtype=np.float32)[0].tolist(),
+                "recent_item_ids": "",
+                "model_version": "m",
+            }
             for i in ids
         ]
 
@@ -41,7 +48,7 @@ def _recall(sink: RacingSink) -> Recall:
 def test_a_row_missed_by_a_read_racing_its_upsert_is_read_again_and_a_missing_one_is_still_a_404() -> None:
     sink = RacingSink(misses=2)
     (hit,) = asyncio.run(_recall(sink).user_to_item("u"))
-    assert (hit.item_id, hit.model_version, sink.gets) == ("i-2", "m", 3)
+    assert (hit.item_id, hit.model_version, hit.query_model_version, sink.gets) == ("i-2", "m", "m", 3)
     sink = RacingSink(misses=2)
     assert [r.item_id for r in asyncio.run(_recall(sink).item_to_item("i-1"))] == ["i-2"]
     with pytest.raises(RecallError, match="no interest vector"):
@@ -63,9 +70,12 @@ class SidSink:
                     "embedding": np.eye(8, dtype=np.float32)[0].tolist(),
                     "recent_item_ids": "a,x",
                     "positive_item_ids": "a",
+                    "model_version": "m",
                 }
             ]
-        return [{"item_id": i, "sid_codes": self.items[i], "sid_codebook": "cb"} for i in ids if i in self.items]
+        return [
+            {"item_id": i, "sid_codes": self.items[i], "sid_codebook": "cb", "model_version": "m"} for i in ids if i in self.items
+        ]
 
     async def query(
         self, collection: str, filter_expr: str, fields: list[str], limit: int, consistency: str
@@ -96,10 +106,10 @@ class SidSink:
 
 
 class Live:
-    def __init__(self, codebook: str) -> None:
+    def __init__(self, codebook: str, model_version: str = "m") -> None:
         from topology.versions import Registry, Version
 
-        self.registry = Registry(Version("m", "items", "users", 8, codebook=codebook))
+        self.registry = Registry(Version(model_version, "items", "users", 8, codebook=codebook))
 
     async def current(self) -> Any:
         return self.registry
@@ -146,3 +156,73 @@ def test_sid_and_mixed_without_a_codebook_are_a_409_and_an_unknown_channel_a_400
     with pytest.raises(RecallError, match="channel must be one of dense, sid, mixed") as bad:
         asyncio.run(_sid_recall(sink).item_to_item("a", channel="semantic"))
     assert bad.value.status == 400
+
+
+class VersionedSink:
+    """One user (slots 0 and 1) and one item, each row of its own model version, and hits of `hit_version`."""
+
+    def __init__(self, user_versions: tuple[str, str], item_version: str, hit_version: str) -> None:
+        self.user_versions, self.item_version, self.hit_version = user_versions, item_version, hit_version
+        self.searches = 0
+
+    async def get(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+        assert "model_version" in fields  # the query vector's version is read with it
+        unit = np.eye(8, dtype=np.float32)[0].tolist()
+        if collection.endswith("users"):
+            return [
+                {"user_key": key, "embedding": unit, "recent_item_ids": "", "positive_item_ids": "", "model_version": v}
+                for key, v in zip(ids, self.user_versions)
+            ]
+        return [{"item_id": i, "embedding": unit, "model_version": self.item_version} for i in ids]
+
+    async def search(self, collection: str, vectors: Any, **kwargs: Any) -> list[list[Hit]]:
+        self.searches += 1
+        return [[Hit("i-2", 0.9, {"creator_id": "c", "created_at_ms": 1, "model_version": self.hit_version})]]
+
+
+def _versioned(sink: VersionedSink, registry_version: str | None) -> Recall:
+    """Recall over `sink`, the registry naming `registry_version` live (None: no registry)."""
+    items, users = Settings(state_dir=Path("/tmp"), embedding_dim=8).collections()
+    versions = None if registry_version is None else Live("", registry_version)
+    return Recall(sink, items, users, slots=2, versions=versions)  # type: ignore[arg-type]
+
+
+def test_a_query_vector_of_the_searched_version_is_served_with_both_versions_on_every_result() -> None:
+    for registry_version in ("B", None):  # named by the registry, or (no registry) only by the items returned
+        sink = VersionedSink(("B", "B"), "B", "B")
+        (user_hit,) = asyncio.run(_versioned(sink, registry_version).user_to_item("u", consistency="Strong"))
+        (item_hit,) = asyncio.run(_versioned(sink, registry_version).item_to_item("i-1", consistency="Strong"))
+        assert (user_hit.model_version, user_hit.query_model_version) == ("B", "B")
+        assert (item_hit.model_version, item_hit.query_model_version) == ("B", "B")
+
+
+def test_a_user_vector_of_another_version_than_the_registry_names_is_refused_before_any_search() -> None:
+    sink = VersionedSink(("A", "A"), "B", "B")
+    with pytest.raises(VersionMismatch, match="model version mismatch") as refused:
+        asyncio.run(_versioned(sink, "B").user_to_item("u"))
+    assert (refused.value.status, refused.value.reason) == (409, VERSION_MISMATCH)
+    assert (refused.value.query_model_version, refused.value.model_version, sink.searches) == ("A", "B", 0)
+
+
+def test_items_returned_of_another_version_than_the_query_vector_are_refused_not_served() -> None:
+    sink = VersionedSink(("A", "A"), "A", "B")  # no registry: the items' own versions are all there is to compare
+    with pytest.raises(VersionMismatch) as user_refused:
+        asyncio.run(_versioned(sink, None).user_to_item("u"))
+    with pytest.raises(VersionMismatch) as item_refused:
+        asyncio.run(_versioned(sink, None).item_to_item("i-1"))
+    assert (user_refused.value.query_model_version, user_refused.value.model_version) == ("A", "B")
+    assert (item_refused.value.query_model_version, item_refused.value.model_version, sink.searches) == ("A", "B", 2)
+
+
+def test_a_user_whose_slots_are_of_two_versions_is_refused() -> None:
+    sink = VersionedSink(("A", "B"), "B", "B")
+    with pytest.raises(VersionMismatch, match="several model versions") as refused:
+        asyncio.run(_versioned(sink, None).user_to_item("u"))
+    assert refused.value.query_model_version == "A,B"
+
+
+def test_a_query_item_of_another_version_than_the_registry_names_is_refused() -> None:
+    sink = VersionedSink(("B", "B"), "A", "B")
+    with pytest.raises(VersionMismatch) as refused:
+        asyncio.run(_versioned(sink, "B").item_to_item("i-1"))
+    assert (refused.value.query_model_version, refused.value.model_version, sink.searches) == ("A", "B", 0)
