@@ -5,7 +5,9 @@
 For each batch size, the in-process baseline (`SailEncoder.encode` on a batch) and the Triton path
 (`EncoderClient.encode` from concurrent callers, through tritonserver's dynamic batcher) run on the
 same items in the same run; the ratio Triton/in-process is the figure that holds across machines.
-Triton is restarted for each queue delay. Never a test: nothing here asserts on time.
+Triton is restarted for each queue delay. The rows go to bench/results/encoder-ENCODER[-cover]
+[-Nframes][-quick].json (`bench.results`), from which `python -m bench.report` renders BENCHMARKS.md.
+Never a test: nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import write_result
 from deploy.local.stack import Stack, free_ports
 from encoders.client import EncoderClient
 from encoders.model import SailEncoder, load_encoder
@@ -127,7 +130,8 @@ def run(encoder_name: str, count: int, batches: list[int], delays_us: list[int],
                 rate = asyncio.run(triton_rate(settings.triton_grpc_address, items, b, concurrency=max(2, max(batches) // b)))
                 row = Row(encoder_name, media, b, delay, round(baseline, 1), round(rate, 1))
                 print(
-                    f"  batch={b:<3} queue_delay_us={delay:<6} in-process={row.in_process_items_s:8.1f}/s triton={row.triton_items_s:8.1f}/s ratio={row.ratio:.2f}",
+                    f"  batch={b:<3} queue_delay_us={delay:<6} in-process={row.in_process_items_s:8.1f}/s "
+                    f"triton={row.triton_items_s:8.1f}/s ratio={row.ratio:.2f}",
                     flush=True,
                 )
                 rows.append(row)
@@ -161,17 +165,36 @@ def machine() -> dict[str, object]:
 
 def markdown(rows: list[Row], info: dict[str, object]) -> str:
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['device']}; torch {info['torch']} ({info['torch_threads']} threads); "
-        f"Python {info['python']}; {info['date']}.",
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['device']}; "
+        f"torch {info['torch']} ({info['torch_threads']} threads); Python {info['python']}; {info['date']}.",
         "",
         "| encoder | media | batch | Triton queue delay (µs) | in-process items/s | Triton items/s | Triton / in-process |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r.encoder} | {r.media} | {r.batch} | {r.queue_delay_us} | {r.in_process_items_s:.1f} | {r.triton_items_s:.1f} | {r.ratio:.2f} |"
+        f"| {r.encoder} | {r.media} | {r.batch} | {r.queue_delay_us} | {r.in_process_items_s:.1f} | "
+        f"{r.triton_items_s:.1f} | {r.ratio:.2f} |"
         for r in rows
     ]
     return "\n".join(lines)
+
+
+def result_name(encoder: str, cover: bool, frames: int, quick: bool) -> str:
+    """The results file of a run: one per encoder and media, quick runs apart (BENCHMARKS.md shows each)."""
+    return (
+        f"encoder-{encoder}" + ("-cover" if cover else "") + (f"-{frames}frames" if frames else "") + ("-quick" if quick else "")
+    )
+
+
+def summary(rows: list[Row], info: dict[str, object], items: int, batches: list[int], delays_us: list[int]) -> dict[str, object]:
+    """What `write_result` records: every row (in-process baseline and Triton, back to back) and the run's parameters."""
+    return {
+        "items": items,
+        "batches": batches,
+        "queue_delays_us": delays_us,
+        "runtime": {key: info[key] for key in ("torch", "torch_threads", "device")},
+        "rows": [asdict(r) | {"ratio": round(r.ratio, 3)} for r in rows],
+    }
 
 
 def main() -> None:
@@ -195,6 +218,8 @@ def main() -> None:
     print(markdown(rows, info))
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "rows": [asdict(r) | {"ratio": r.ratio} for r in rows]}, indent=2))
+    name = result_name(args.encoder, args.cover, args.frames, args.quick)
+    print(f"summary: {write_result(name, summary(rows, info, count, batches, delays))}")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ its level before the fault. `broker-kill` runs against three Kafka nodes (replic
 min.insync.replicas 2) that share the stack's Milvus and Triton: it SIGKILLs the broker leading the
 most of the scenario's partitions mid-stream and starts it again later; its *resumed* counts from the
 kill (processing goes on during the outage once new leaders are elected), and it records the
-under-replicated partitions Kafka, the worker's status page and its metrics showed. Never a test by itself: `tests/integration/test_faults.py` runs the same
-scenarios small and asserts on correctness only, never on time.
+under-replicated partitions Kafka, the worker's status page and its metrics showed. The figures go
+to bench/results/faults.json (a subset of scenarios: faults-NAME[-NAME...].json; `bench.results`),
+from which `python -m bench.report` renders BENCHMARKS.md. Never a test by itself:
+`tests/integration/test_faults.py` runs the same scenarios small and asserts on correctness only,
+never on time.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.hostile import Fuzzer, Hostile
+from bench.results import write_result
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_kafka_ports, free_ports
 from deploy.local.workers import start_worker, wait_for_group
@@ -534,11 +538,13 @@ class Scenario:
                 pass
             time.sleep(1.0)
         logs = "\n".join(
-            f"--- {w.name} ({'running' if w.is_running() else 'exited'}), stall reports:\n{stall_reports(w.log_tail(100_000))}\nlast lines:\n{w.log_tail(40)}"
+            f"--- {w.name} ({'running' if w.is_running() else 'exited'}), stall reports:\n"
+            f"{stall_reports(w.log_tail(100_000))}\nlast lines:\n{w.log_tail(40)}"
             for w in self.workers
         )
         raise TimeoutError(
-            f"{self.name}: lag did not return to zero within {timeout_s:.0f}s; behind (committed offset: messages): {behind}\n{logs}"
+            f"{self.name}: lag did not return to zero within {timeout_s:.0f}s; "
+            f"behind (committed offset: messages): {behind}\n{logs}"
         )
 
     # ------------------------------------------------------------------ the check
@@ -576,7 +582,8 @@ class Scenario:
                 users_wrong.append(f"{user}: no row")
             elif row[1] != state.event_count or not np.allclose(row[0], want[0], atol=1e-5):
                 users_wrong.append(
-                    f"{user}: event_count {row[1]} vs {state.event_count} in the log, max |diff| {float(np.abs(row[0] - want[0]).max()):.1e}"
+                    f"{user}: event_count {row[1]} vs {state.event_count} in the log, "
+                    f"max |diff| {float(np.abs(row[0] - want[0]).max()):.1e}"
                 )
         if users_wrong:
             problems.append(
@@ -602,7 +609,8 @@ class Scenario:
             problems.append(f"{len(missing)} bad messages not dead-lettered, kinds {dict(Counter(b.kind for b in missing))}")
         if wrong_reason:
             problems.append(
-                f"{len(wrong_reason)} bad messages with a wrong reason, e.g. {[(b.kind, sorted(by_original[b.value])) for b in wrong_reason[:3]]}"
+                f"{len(wrong_reason)} bad messages with a wrong reason, "
+                f"e.g. {[(b.kind, sorted(by_original[b.value])) for b in wrong_reason[:3]]}"
             )
         if good_there:
             problems.append(f"{good_there} good events in the dead-letter topic")
@@ -766,17 +774,22 @@ def _dead_letters(settings: Settings) -> list[tuple[bytes, str]]:
 def markdown(results: list[Result], plan: StreamPlan, info: dict[str, object]) -> str:
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}; {info['date']}. "
-        f"Per scenario: {plan.uploads} uploads at {plan.uploads_per_s:g}/s, {plan.interactions_per_upload:g} interactions per upload, "
-        f"hostile share {plan.hostile_share:g} (hostile scenario: 0.3), seed {plan.seed}; {info.get('membership', 'dynamic')} group membership.",
+        f"Per scenario: {plan.uploads} uploads at {plan.uploads_per_s:g}/s, "
+        f"{plan.interactions_per_upload:g} interactions per upload, "
+        f"hostile share {plan.hostile_share:g} (hostile scenario: 0.3), seed {plan.seed}; "
+        f"{info.get('membership', 'dynamic')} group membership.",
         "",
-        "| scenario | events in | items verified | users verified | lost | dead-lettered (bad sent) | good in DLQ | faults: resumed / caught up after | drained after stream | worker peak RSS | result |",
+        "| scenario | events in | items verified | users verified | lost | dead-lettered (bad sent) | good in DLQ "
+        "| faults: resumed / caught up after | drained after stream | worker peak RSS | result |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in results:
         faults = "; ".join(f"{f.what}: {_s(f.resumed_s)} / {_s(f.caught_up_s)}{_replicas(f)}" for f in r.faults) or "none"
         lines.append(
-            f"| {r.scenario} | {r.events_in:,} | {r.items_verified:,} / {r.uploads:,} | {r.users_verified} / {r.users_verified + r.users_wrong} | "
-            f"{r.lost} | {r.dead_lettered:,} ({r.bad_sent:,}) | {r.good_dead_lettered} | {faults} | {r.drained_s:.1f} s | {r.worker_peak_rss_mb:,.0f} MiB | "
+            f"| {r.scenario} | {r.events_in:,} | {r.items_verified:,} / {r.uploads:,} "
+            f"| {r.users_verified} / {r.users_verified + r.users_wrong} | "
+            f"{r.lost} | {r.dead_lettered:,} ({r.bad_sent:,}) | {r.good_dead_lettered} | {faults} | {r.drained_s:.1f} s "
+            f"| {r.worker_peak_rss_mb:,.0f} MiB | "
             f"{'pass' if r.passed else 'FAIL: ' + '; '.join(r.problems)} |"
         )
     hostile = [r for r in results if r.scenario == "hostile"]
@@ -784,7 +797,8 @@ def markdown(results: list[Result], plan: StreamPlan, info: dict[str, object]) -
         r = hostile[0]
         lines += [
             "",
-            f"Hostile scenario, bad messages by kind ({r.bad_sent:,} in all, {r.bad_dead_lettered_again} extra dead letters from replays):",
+            f"Hostile scenario, bad messages by kind ({r.bad_sent:,} in all, "
+            f"{r.bad_dead_lettered_again} extra dead letters from replays):",
             "",
             "| kind | sent |",
             "|---|---:|",
@@ -809,6 +823,28 @@ def _replicas(fault: Fault) -> str:
     return ""
 
 
+def result_name(scenarios: list[str]) -> str:
+    """The results file of a run: every scenario in `faults`, a subset in a file named by its scenarios."""
+    return "faults" if set(scenarios) == set(SCENARIOS) else "-".join(["faults", *scenarios])
+
+
+def summary(results: list[Result], plan: StreamPlan, membership: str) -> dict[str, object]:
+    """What `write_result` records: each scenario's verification and recovery figures (with the derived `lost`
+    and `passed`), the plan and the group membership, as plain JSON (a fault's partitions as sorted pairs)."""
+    data: dict[str, object] = json.loads(
+        json.dumps(
+            {
+                "plan": asdict(plan),
+                "membership": membership,
+                "results": [asdict(r) | {"lost": r.lost, "passed": r.passed} for r in results],
+                "passed": all(r.passed for r in results),
+            },
+            default=sorted,
+        )
+    )
+    return data
+
+
 def main() -> None:
     from bench.encoder import machine
     from tests.support.stack import local_settings
@@ -831,7 +867,8 @@ def main() -> None:
         "--membership",
         choices=("static", "dynamic"),
         default="static",
-        help="the workers' consumer-group membership: static (a group instance id per worker, as deployed) or dynamic (to compare)",
+        help="the workers' consumer-group membership: static (a group instance id per worker, as deployed) "
+        "or dynamic (to compare)",
     )
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--markdown", type=Path, help="write the scenario table here")
@@ -877,6 +914,7 @@ def main() -> None:
         args.json.write_text(
             json.dumps({"machine": info, "plan": asdict(plan), "results": [asdict(r) for r in results]}, indent=2, default=sorted)
         )
+    print(f"summary: {write_result(result_name(chosen), summary(results, plan, args.membership))}")
     raise SystemExit(0 if all(r.passed for r in results) else 1)
 
 

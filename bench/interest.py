@@ -14,7 +14,8 @@ backlog; then the workers start and drain it. Reported, each against a baseline 
 - changelog bytes per applied interaction (every value the table wrote, summed) and state bytes per
   user (p50/p99 of the last value per user);
 - 2 workers vs 1 on the same backlog (own topics and collections each run).
-A benchmark, never a test.
+The figures go to bench/results/interest[-Nbrokers].json (`bench.results`), from which
+`python -m bench.report` renders BENCHMARKS.md. A benchmark, never a test.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.pipeline import cpu_seconds
+from bench.results import write_result
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.bench_double import NAME as STANDIN
@@ -453,6 +455,18 @@ def naive(settings: Settings, events: list[Interaction]) -> float:
     return round(asyncio.run(go()), 1)
 
 
+def result_name(kafka_brokers: int) -> str:
+    """The results file of a run: the 3-broker runs apart from the 1-broker baseline (BENCHMARKS.md shows both)."""
+    return "interest" if kafka_brokers == 1 else f"interest-{kafka_brokers}brokers"
+
+
+def summary(args: argparse.Namespace, report: dict[str, object]) -> dict[str, object]:
+    """What `write_result` records: the printed report (the drains, the naive loop of the same run, the ratios,
+    freshness, floors, profile) without its machine line, which `write_result` writes, and the run's parameters."""
+    keys = ("interactions", "users", "items", "workers", "naive_sample", "paced_s", "paced_rate", "paced_warm_s", "floor", "seed")
+    return {"params": {key: getattr(args, key) for key in keys}} | {k: v for k, v in report.items() if k != "machine"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.interest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -550,6 +564,7 @@ def main() -> None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.profile and top:
         args.profile.write_text("\n".join(f"{a:6.1%} self {b:6.1%} incl  {f}" for f, a, b in top) + "\n")
+    print(f"summary: {write_result(result_name(args.kafka_brokers), summary(args, report))}")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,14 @@ One run on the real local stack (Kafka KRaft, Milvus Lite, Triton), one worker:
 2. the real `sail-tiny` encoder with another process spinning on one core for the whole part: a bare
    client against the pipeline on the same Triton under the same contention.
 Every stand-in row carries the encoder's duty cycle (the share of wall time it spent serving: the
-executions and items Triton counted, times the stand-in's service time) and the requests Triton computed that the worker had abandoned (Triton's successful
-requests minus the worker's answered ones). Freshness is upload event time to the row's upsert
-(`encoded_at_ms` is stamped just before it; Milvus Lite serves an acknowledged upsert to the next
-search). Never a test: nothing here asserts on time.
+executions and items Triton counted, times the stand-in's service time) and the requests Triton
+computed that the worker had abandoned (Triton's successful requests minus the worker's answered
+ones). Freshness is upload event time to the row's upsert (`encoded_at_ms` is stamped just before
+it; Milvus Lite serves an acknowledged upsert to the next search). The overload and its recovery
+also give a series per second (uploads sent and not yet stored, items stored per second), built
+after the run from the stored rows' own times, so no poller takes CPU during the overload. The
+figures go to bench/results/overload[-only].json (`bench.results`), from which
+`python -m bench.report` renders BENCHMARKS.md and the charts. Never a test: nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bench.encoder import machine
 from bench.pipeline import cpu_seconds
+from bench.results import write_result
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
@@ -124,6 +130,25 @@ def _wait_rows(settings: Settings, since_ms: int, until_ms: int, expected: int, 
         if len(rows) >= expected or time.monotonic() > deadline:
             return rows
         time.sleep(1.0)
+
+
+def lag_series(rows: list[dict], began_ms: int, until_ms: int, step_s: float = 1.0) -> list[dict[str, float | int]]:
+    """At the end of each `step_s` from `began_ms` to `until_ms`: `t_s` (seconds since `began_ms`), `lag` (uploads
+    created since `began_ms` and not yet stored: the consumer group's lag plus the batches inside the worker) and
+    `items_per_s` (rows stored during that step), from the rows' own `created_at_ms` and `encoded_at_ms`. Pure."""
+    mine = [r for r in rows if r["created_at_ms"] >= began_ms]
+    created = np.sort(np.array([r["created_at_ms"] for r in mine], dtype=np.int64))
+    stored = np.sort(np.array([r["encoded_at_ms"] for r in mine], dtype=np.int64))
+    step_ms = step_s * 1000
+    steps = int(np.ceil((until_ms - began_ms) / step_ms))
+    ends = began_ms + step_ms * np.arange(1, steps + 1)
+    sent_by = np.searchsorted(created, ends, side="left")  # created before each step's end
+    stored_by = np.searchsorted(stored, ends, side="left")
+    stored_in = np.diff(stored_by, prepend=np.searchsorted(stored, began_ms, side="left"))
+    return [
+        {"t_s": round((end - began_ms) / 1000, 3), "lag": int(sent - done), "items_per_s": round(float(n) / step_s, 1)}
+        for end, sent, done, n in zip(ends, sent_by, stored_by, stored_in)
+    ]
 
 
 def _freshness(rows: list[dict]) -> tuple[float, float, float]:
@@ -301,6 +326,8 @@ class Overload:
     drain_bound_s: float  # backlog at the end / (capacity - low rate): FIFO cannot recover sooner
     recomputed: int
     cpu_during_overload: str  # worker / kafka / milvus / triton / this load generator, shares of the machine
+    series: list[dict[str, float | int]] = field(default_factory=list)  # `lag_series` from the overload's start, 1 s steps
+    unstored_at_end: int = 0  # uploads sent (overload and recovery) with no row at the last read: still lag after the series
 
 
 def overload_run(worker: Worker, capacity: float, seconds: float, low_max_s: float) -> Overload:
@@ -319,10 +346,15 @@ def overload_run(worker: Worker, capacity: float, seconds: float, low_max_s: flo
     during = asyncio.run(_rows(settings, began, ended))
     stored_in_window = sum(1 for r in during if r["encoded_at_ms"] < ended)
     backlog_left = produced.uploads - stored_in_window
-    run_producer(settings, LoadPlan(items_per_s=low, interactions_per_s=0.0, duration_s=low_max_s, seed=12, image_share=0.0))
+    recovery = run_producer(
+        settings, LoadPlan(items_per_s=low, interactions_per_s=0.0, duration_s=low_max_s, seed=12, image_share=0.0)
+    )
     finished = int(time.time() * 1000)
     rows = _wait_rows(settings, ended, finished, int(low * low_max_s * 0.99), timeout_s=120)
     _, recomputed = worker.since(mark)
+    # Read after every figure above: the overload's rows again (most were stored after it ended), for the series.
+    stored = asyncio.run(_rows(settings, began, ended)) + rows
+    series = lag_series(stored, began, max([finished, *(r["encoded_at_ms"] for r in stored)]))
     seconds_after: dict[int, list[float]] = {}
     for r in rows:
         seconds_after.setdefault((r["created_at_ms"] - ended) // 1000, []).append(
@@ -345,6 +377,8 @@ def overload_run(worker: Worker, capacity: float, seconds: float, low_max_s: flo
         round(backlog_left / max(capacity - low, 1e-6), 1),
         recomputed,
         cpu_high,
+        series,
+        produced.uploads + recovery.uploads - len(stored),
     )
 
 
@@ -372,11 +406,12 @@ def markdown(
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['device']}; Python {info['python']}; {info['date']}.",
         "",
-        f"Stand-in: {service.fixed_ms:g} ms + {service.per_item_ms:g} ms/item per batch (off the CPU), max batch 64, {instances} Triton "
-        f"instance(s) sharing one simulated device; "
+        f"Stand-in: {service.fixed_ms:g} ms + {service.per_item_ms:g} ms/item per batch (off the CPU), max batch 64, "
+        f"{instances} Triton instance(s) sharing one simulated device; "
         f"bare-client capacity **{capacity:.1f} items/s**.",
         "",
-        "| encoder | run | offered items/s | items | items/s | / capacity | freshness p50 / p95 / p99 (s) | encoder duty | recomputed | CPU: worker / kafka / milvus / triton |",
+        "| encoder | run | offered items/s | items | items/s | / capacity | freshness p50 / p95 / p99 (s) | encoder duty "
+        "| recomputed | CPU: worker / kafka / milvus / triton |",
         "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in rows:
@@ -385,23 +420,51 @@ def markdown(
         )
         offered = "backlog" if r.offered_items_s is None else f"{r.offered_items_s:.1f}"
         lines.append(
-            f"| {r.encoder} | {r.run} | {offered} | {r.items} | {r.items_s:.1f} | {r.vs_capacity:.2f} | {fresh} | {_duty(r.duty)} | {r.recomputed} | {r.cpu} |"
+            f"| {r.encoder} | {r.run} | {offered} | {r.items} | {r.items_s:.1f} | {r.vs_capacity:.2f} | {fresh} "
+            f"| {_duty(r.duty)} | {r.recomputed} | {r.cpu} |"
         )
     if overload is not None:
         o = overload
         lines += [
             "",
-            f"Overload: {o.offered_high_items_s:.1f} items/s (150 %) for {o.overload_s:.0f} s, then {o.offered_low_items_s:.1f}/s (50 %): "
-            f"**{o.items_s_during_overload:.1f} items/s stored during the overload ({o.vs_capacity_during_overload:.2f} of capacity)**, "
+            f"Overload: {o.offered_high_items_s:.1f} items/s (150 %) for {o.overload_s:.0f} s, "
+            f"then {o.offered_low_items_s:.1f}/s (50 %): "
+            f"**{o.items_s_during_overload:.1f} items/s stored during the overload "
+            f"({o.vs_capacity_during_overload:.2f} of capacity)**, "
             f"encoder duty {_duty(o.duty_during_overload)}; freshness p99 back under 1 s "
             f"{'after ' + format(o.recovery_s, '.0f') + ' s' if o.recovery_s is not None else 'not within the run'} "
-            f"({'-' if o.fresh_share_after is None else format(o.fresh_share_after, '.0%')} of the later seconds stayed under 1 s) "
-            f"(FIFO bound: the backlog left / spare capacity = {o.drain_bound_s:.0f} s); {o.recomputed} requests recomputed; "
+            f"({'-' if o.fresh_share_after is None else format(o.fresh_share_after, '.0%')} of the later seconds stayed "
+            f"under 1 s) (FIFO bound: the backlog left / spare capacity = {o.drain_bound_s:.0f} s); "
+            f"{o.recomputed} requests recomputed; "
             f"CPU during the overload, worker / kafka / milvus / triton / load generator: {o.cpu_during_overload}.",
         ]
     if bare_real is not None:
         lines += ["", f"sail-tiny under contention: bare client {bare_real[0]:.1f} items/s."]
     return "\n".join(lines)
+
+
+def summary(
+    args: argparse.Namespace,
+    info: dict,
+    capacity: float,
+    rows: list[Row],
+    overload: Overload | None,
+    headline: Mapping[str, object],
+) -> dict[str, object]:
+    """What `write_result` records: every row (the bare client's capacity, the baseline, measured in the same run),
+    the overload with its series, the headline and the run's parameters."""
+    params = {
+        key: getattr(args, key)
+        for key in ("fixed_ms", "per_item_ms", "instances", "phase_s", "overload_s", "skip_contention", "overload_only")
+    }
+    return {
+        "params": params,
+        "runtime": {key: info[key] for key in ("torch", "device")},
+        "capacity_items_s": round(capacity, 1),
+        "rows": [asdict(r) for r in rows],
+        "overload": asdict(overload) if overload else None,
+        "headline": headline,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -510,6 +573,8 @@ def main(argv: list[str] | None = None) -> None:
                 indent=2,
             )
         )
+    name = "overload-only" if args.overload_only else "overload"
+    print(f"summary: {write_result(name, summary(args, info, capacity, rows, overload, headline))}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ All figures come from one run on one machine, on the real local stack (Kafka, Mi
   commit; no batching;
 - interest pipeline: interactions applied per second by the worker vs a naive per-event loop (read
   state, get the item vector, compute, upsert the user row, one event at a time).
-Never a test: nothing here asserts on time.
+The figures go to bench/results/pipeline[-quick].json (`bench.results`), from which
+`python -m bench.report` renders BENCHMARKS.md. Never a test: nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.encoder import in_process_rate, machine
+from bench.results import write_result
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from deploy.traffic import LoadPlan, Traffic, run_producer
@@ -275,19 +278,31 @@ def interest_runs(settings: Settings, state: Path, count: int) -> InterestRun:
 
 def markdown(info: dict[str, object], top: float, runs: list[ContentRun], naive: float, interest: InterestRun) -> str:
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['device']}; torch {info['torch']}; Python {info['python']}; {info['date']}.",
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['device']}; torch {info['torch']}; "
+        f"Python {info['python']}; {info['date']}.",
         "",
         f"Encoder ceiling (in-process, batch 32, same uploads): **{top:.1f} items/s**.",
         "",
-        "| run | workers | offered items/s | sustained items/s | efficiency (/ ceiling) | freshness p50 / p95 / p99 (s) | CPU share: triton / worker(s) / kafka / milvus / producer |",
+        "| run | workers | offered items/s | sustained items/s | efficiency (/ ceiling) | freshness p50 / p95 / p99 (s) "
+        "| CPU share: triton / worker(s) / kafka / milvus / producer |",
         "|---|---:|---:|---:|---:|---|---|",
     ]
     for r in runs:
         workers = sum(v for k, v in r.cpu_share.items() if k.startswith("worker"))
-        share = f"{r.cpu_share.get('triton', 0):.2f} / {workers:.2f} / {r.cpu_share.get('kafka', 0):.2f} / {r.cpu_share.get('milvus', 0):.2f} / {r.cpu_share.get('producer+bench', 0):.2f}"
+        share = " / ".join(
+            f"{v:.2f}"
+            for v in (
+                r.cpu_share.get("triton", 0),
+                workers,
+                r.cpu_share.get("kafka", 0),
+                r.cpu_share.get("milvus", 0),
+                r.cpu_share.get("producer+bench", 0),
+            )
+        )
         lines.append(
-            f"| {r.offered_items_s / top:.0%} of ceiling | {r.workers} | {r.offered_items_s:.1f} | {r.sustained_items_s:.1f} | {r.sustained_items_s / top:.2f} | "
-            f"{r.freshness_p50_s:.2f} / {r.freshness_p95_s:.2f} / {r.freshness_p99_s:.2f} | {share} |"
+            f"| {r.offered_items_s / top:.0%} of ceiling | {r.workers} | {r.offered_items_s:.1f} | {r.sustained_items_s:.1f} "
+            f"| {r.sustained_items_s / top:.2f} | {r.freshness_p50_s:.2f} / {r.freshness_p95_s:.2f} / {r.freshness_p99_s:.2f} "
+            f"| {share} |"
         )
     lines += [
         f"| naive per-message pipeline | 1 | backlog | {naive:.1f} | {naive / top:.2f} | - | - |",
@@ -297,6 +312,32 @@ def markdown(info: dict[str, object], top: float, runs: list[ContentRun], naive:
         f"({interest.applied_interactions_s / interest.naive_interactions_s:.1f}x).",
     ]
     return "\n".join(lines)
+
+
+def summary(
+    quick: bool,
+    info: dict[str, object],
+    top: float,
+    runs: list[ContentRun],
+    naive: float,
+    interest: InterestRun,
+    headline: Mapping[str, object],
+) -> dict[str, object]:
+    """What `write_result` records: the ceiling and the naive baselines measured in the same run, every
+    content run (with its share of the ceiling), the interest figures and the headline."""
+    return {
+        "quick": quick,
+        "runtime": {key: info[key] for key in ("torch", "device")},
+        "ceiling_items_s": round(top, 1),
+        "content_runs": [
+            asdict(r) | {"of_ceiling": round(r.offered_items_s / top, 3), "efficiency": round(r.sustained_items_s / top, 3)}
+            for r in runs
+        ],
+        "naive_items_s": round(naive, 1),
+        "naive_efficiency": round(naive / top, 3),
+        "interest": asdict(interest),
+        "headline": headline,
+    }
 
 
 def main() -> None:
@@ -356,6 +397,8 @@ def main() -> None:
                 indent=2,
             )
         )
+    name = "pipeline-quick" if args.quick else "pipeline"
+    print(f"summary: {write_result(name, summary(args.quick, info, top, runs, naive, interest, headline))}")
 
 
 if __name__ == "__main__":

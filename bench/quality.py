@@ -36,7 +36,8 @@ baselines, on one time-ordered stream (issue 15).
    again under new ids and the worker's own counters give the assignment's cost per item against
    its encoder time per item (each copy shares its original's codes: every one takes the collision
    path, a suffix read from Milvus).
-A benchmark, never a test: figures go to BENCHMARKS.md with the machine and date.
+A benchmark, never a test: the figures go to bench/results/quality[-sid][-Nratings].json with the
+machine and date (`bench.results`), from which `python -m bench.report` renders BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import write_result
 from deploy.datasets.movielens import MovieLens, Rating, interaction_for
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
 from streams.sid.maths import sid_scores
@@ -297,7 +299,8 @@ def evaluate(
             recent.append((now, item))
         if time.monotonic() >= next_report:
             progress(
-                f"quality: {step + 1:,} of {len(data.ratings):,} events ({next(iter(scores.values())).queries:,} held-out likes ranked)"
+                f"quality: {step + 1:,} of {len(data.ratings):,} events "
+                f"({next(iter(scores.values())).queries:,} held-out likes ranked)"
             )
             next_report += 15
     return {
@@ -387,7 +390,8 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
             sent = replay(mine, data, speedup=0, progress=progress, uploads_sent=True)
             apply_s = drain("applying the ratings")
             progress(
-                f"{len(data.movies):,} movies encoded and stored in {encode_s:.0f}s, {sent.interactions:,} ratings applied in {apply_s:.0f}s"
+                f"{len(data.movies):,} movies encoded and stored in {encode_s:.0f}s, "
+                f"{sent.interactions:,} ratings applied in {apply_s:.0f}s"
             )
 
             ids = list(data.labels())
@@ -551,9 +555,22 @@ def format_table(result: dict[str, object], key: str = "methods") -> str:
     lines = ["| method | HitRate@10 | HitRate@50 | NDCG@10 | coverage@10 | served |", "|---|---:|---:|---:|---:|---:|"]
     for m in result[key]:  # type: ignore[union-attr]
         lines.append(
-            f"| {m['method']} | {m['hit_rate_10']:.4f} | {m['hit_rate_50']:.4f} | {m['ndcg_10']:.4f} | {m['coverage_10']:.4f} | {m['served']:,} / {m['queries']:,} |"
+            f"| {m['method']} | {m['hit_rate_10']:.4f} | {m['hit_rate_50']:.4f} | {m['ndcg_10']:.4f} | {m['coverage_10']:.4f} "
+            f"| {m['served']:,} / {m['queries']:,} |"
         )
     return "\n".join(lines)
+
+
+def result_name(sid: bool, ratings: int | None) -> str:
+    """The results file of a run: the semantic-ID runs and the runs on part of the log apart from the whole run."""
+    return "quality" + ("-sid" if sid else "") + (f"-{ratings}ratings" if ratings else "")
+
+
+def summary(result: dict[str, object], args: argparse.Namespace) -> dict[str, object]:
+    """What `write_result` records: every method's figures (the baselines ranked on the same stream included) and
+    the run's parameters; the machine and date are `write_result`'s."""
+    params = {key: getattr(args, key) for key in ("ratings", "encoder", "sid", "sid_levels", "sid_codes", "sid_fresh", "only")}
+    return {"params": params} | {k: v for k, v in result.items() if k != "machine"}
 
 
 def main() -> None:
@@ -588,6 +605,7 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2, default=list)
             f.write("\n")
+    print(f"summary: {write_result(result_name(args.sid, args.ratings), summary(result, args))}")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,16 @@ Vision (`vision-emoji`): text->image Recall@10 on the held-out fifth of the emoj
 as a query against every held-out image alone, for the trained tower, the untrained one (the same
 architecture, random weights, gate open: `sail-tiny-omni`) and chance.
 Also: training time and items/s, and encoder throughput of the trained model vs the default.
-A benchmark, never a test: figures go to BENCHMARKS.md with the machine and date.
+A benchmark, never a test: each recipe's figures go to bench/results/train-cre.json and
+train-vision.json with the machine and date (`bench.results`), from which `python -m bench.report`
+renders BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.quality import evaluate
+from bench.results import write_result
 from deploy.datasets.emoji import load_emoji
 from deploy.datasets.training import build, emoji_image, emoji_query, movie_requests, movielens_split
 from encoders.model import SailEncoder, load_encoder
@@ -116,8 +120,8 @@ def cre(args: argparse.Namespace, cache_dir: Path) -> dict[str, object]:
             {
                 "encoder": label,
                 "encode_items_per_s": round(rate, 1),
-                "i2i_recall50_cold": round(i2i_recall(vectors, cold_truth), 4),
-                "i2i_recall50_warm": round(i2i_recall(vectors, warm_truth), 4),
+                "i2i_recall50_cold": _figure(i2i_recall(vectors, cold_truth)),
+                "i2i_recall50_warm": _figure(i2i_recall(vectors, warm_truth)),
                 "protocol": {g: protocol["groups"][g] for g in groups},
                 "protocol_all": protocol["methods"],  # type: ignore[index]
             }
@@ -132,6 +136,17 @@ def cre(args: argparse.Namespace, cache_dir: Path) -> dict[str, object]:
         "i2i_chance": round(50 / max(len(requests) - 1, 1), 4),
         "rows": rows,
     }
+
+
+def _figure(value: float) -> float | None:
+    """`value` to 4 decimals, None for NaN: `i2i_recall` of a group with no query (JSON has no NaN)."""
+    return None if math.isnan(value) else round(value, 4)
+
+
+def plain(section: dict[str, object]) -> dict[str, object]:
+    """`section` as plain JSON values (the recipe's tuples, folders as strings), as the printed report has it."""
+    data: dict[str, object] = json.loads(json.dumps(section, default=str))
+    return data
 
 
 def text_to_image_recall(encoder: SailEncoder, held: list, k: int = 10) -> float:  # type: ignore[type-arg]
@@ -172,14 +187,18 @@ def main() -> None:
         "machine": f"{platform.node()} {os.cpu_count()} cpu",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    sections: dict[str, dict[str, object]] = {}
     if args.only in (None, "cre"):
-        report["cre"] = cre(args, cache_dir)
+        sections["cre"] = cre(args, cache_dir)
     if args.only in (None, "vision"):
-        report["vision"] = vision(args, cache_dir)
+        sections["vision"] = vision(args, cache_dir)
+    report.update(sections)
     text = json.dumps(report, indent=2, default=str)
     print(text)
     if args.json:
         args.json.write_text(text)
+    for recipe, section in sections.items():  # one results file per recipe: `--only` reruns one, the other's stays
+        print(f"summary: {write_result(f'train-{recipe}', plain(section))}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,877 @@
+"""BENCHMARKS.md's generated tables and charts, rendered from the benchmarks' JSON under bench/results/.
+
+    python -m bench.report --write   # re-render every generated block of BENCHMARKS.md in place, and the charts
+    python -m bench.report --check   # exit 1, listing every generated block that differs from its JSON
+
+Every benchmark ends with `bench.results.write_result(NAME, summary)`: bench/results/NAME.json holds
+its figures (the measured method and the baseline of the same run, the ratios, the run's parameters)
+with the machine, the date and the command line, and is committed. BENCHMARKS.md shows a file's
+figures only through generated blocks between two marker comments:
+
+    <!-- results: NAME/TABLE -->
+    (generated: a markdown table, then a line with the machine and the date)
+    <!-- /results -->
+
+    <!-- chart: NAME/CHART -->
+    (generated: a link to bench/results/charts/NAME-CHART.png, then the machine line)
+    <!-- /chart -->
+
+NAME is the results file (bench/results/NAME.json). Its benchmark is NAME up to the first "-"
+(`encoder-sail-tiny` and `encoder-sail-tiny-omni` are bench.encoder runs). TABLE or CHART names a
+renderer registered in this module for that benchmark (listed below): a small pure function from the
+JSON payload to a markdown table, or to a PNG drawn with matplotlib (Agg). To show a table, write its
+two markers with nothing between them and run --write. Text outside the markers is never touched:
+sections without markers are older hand-written records, awaiting a re-run.
+
+--write also draws every registered chart of every results file whose JSON has the chart's series
+(bench/results/charts/NAME-CHART.png), linked or not; a block naming a missing file, renderer or
+series is an error, and that block is left as it was.
+
+--check compares text: a block must equal its rendering character for character, numbers as the
+renderer formats them (thousands separators, fixed decimals). For a chart block it compares the link
+and the machine line and checks that the PNG exists; it does not compare the PNG's bytes, which
+depend on matplotlib's version and its fonts. On the same JSON the same matplotlib writes the same
+bytes (fixed size and dpi, default style, no metadata), so a rerun of --write shows no diff.
+tests/bench/test_report.py runs the check on BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.results import RESULTS_DIR
+
+Payload = Mapping[str, Any]  # what `write_result` wrote: benchmark, date, command, machine, summary
+MARKDOWN = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+CHART_SIZE_IN = (8.0, 4.5)
+CHART_DPI = 100
+
+# A marker is a line of its own; the same words inside a sentence (as in BENCHMARKS.md's preamble) are prose.
+BLOCK = re.compile(
+    r"^<!-- (results|chart): ([A-Za-z0-9_.-]+)/([A-Za-z0-9_-]+) -->\n(.*?)^<!-- /\1 -->$", re.DOTALL | re.MULTILINE
+)
+OPENING = re.compile(r"^<!-- (results|chart): ", re.MULTILINE)
+
+
+class Missing(LookupError):
+    """The payload lacks what a renderer shows (a run without that phase): nothing to render."""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    benchmark: str
+    name: str
+    what: str  # one line for --help
+    render: Callable[[Payload], str]  # the payload -> a markdown table (no machine line: `render_table` adds it)
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    benchmark: str
+    name: str
+    what: str  # one line for --help, and the image's alt text
+    draw: Callable[[Payload, Any], None]  # the payload and a matplotlib Figure -> draws into the figure
+
+
+TABLES: dict[tuple[str, str], Table] = {}
+CHARTS: dict[tuple[str, str], Chart] = {}
+
+
+def table(benchmark: str, name: str, what: str) -> Callable[[Callable[[Payload], str]], Callable[[Payload], str]]:
+    """Register a table renderer for `benchmark`'s results files as NAME/`name`."""
+
+    def register(render: Callable[[Payload], str]) -> Callable[[Payload], str]:
+        TABLES[(benchmark, name)] = Table(benchmark, name, what, render)
+        return render
+
+    return register
+
+
+def chart(benchmark: str, name: str, what: str) -> Callable[[Callable[[Payload, Any], None]], Callable[[Payload, Any], None]]:
+    """Register a chart renderer for `benchmark`'s results files as NAME/`name`."""
+
+    def register(draw: Callable[[Payload, Any], None]) -> Callable[[Payload, Any], None]:
+        CHARTS[(benchmark, name)] = Chart(benchmark, name, what, draw)
+        return draw
+
+    return register
+
+
+def benchmark_of(result: str) -> str:
+    """The benchmark a results file belongs to: its name up to the first "-" (`train-cre` -> train)."""
+    return result.split("-", 1)[0]
+
+
+# ---------------------------------------------------------------------- formatting
+
+
+def num(value: float | None, decimals: int = 1) -> str:
+    """A figure with thousands separators and fixed decimals; "-" when it was not measured."""
+    return "-" if value is None else f"{value:,.{decimals}f}"
+
+
+def times(value: float | None, decimals: int = 2) -> str:
+    """A ratio as a factor: `1.36x`."""
+    return "-" if value is None else f"{value:,.{decimals}f}x"
+
+
+def share(value: float | None) -> str:
+    """A share as a percentage: `9.56 %`."""
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def grid(header: Sequence[str], align: str, rows: Sequence[str]) -> str:
+    """A markdown table: `align` has one character per column, l (left) or r (right)."""
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    return "\n".join([row(*header), rule, *rows])
+
+
+def machine_line(payload: Payload) -> str:
+    """The line under every generated block: where and when the figures were measured, and how."""
+    m = payload.get("machine", {})
+    runtime = payload.get("summary", {}).get("runtime") or {}
+    extra = "".join(f"; {key.replace('_', ' ')} {value}" for key, value in runtime.items())
+    return (
+        f"Machine: {m.get('cpu', 'unknown')}, {m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB, "
+        f"{m.get('os', '?')}, Python {m.get('python', '?')}{extra}. Measured {payload.get('date', '?')}: "
+        f"`{payload.get('command', '?')}`."
+    )
+
+
+def _summary(payload: Payload) -> Mapping[str, Any]:
+    summary: Mapping[str, Any] = payload["summary"]
+    return summary
+
+
+# ---------------------------------------------------------------------- bench.encoder
+
+
+@table("encoder", "batches", "the in-process baseline and Triton per client batch size and queue delay")
+def encoder_batches(payload: Payload) -> str:
+    rows = [
+        row(
+            r["encoder"],
+            r["media"],
+            r["batch"],
+            r["queue_delay_us"],
+            num(r["in_process_items_s"]),
+            num(r["triton_items_s"]),
+            num(r["ratio"], 2),
+        )
+        for r in _summary(payload)["rows"]
+    ]
+    header = (
+        "encoder",
+        "media",
+        "batch",
+        "Triton queue delay (µs)",
+        "in-process items/s",
+        "Triton items/s",
+        "Triton / in-process",
+    )
+    return grid(header, "llrrrrr", rows)
+
+
+# ---------------------------------------------------------------------- bench.pipeline
+
+
+def _pipeline_cpu(cpu: Mapping[str, float]) -> str:
+    workers = sum(v for k, v in cpu.items() if k.startswith("worker"))
+    parts = (cpu.get("triton", 0.0), workers, cpu.get("kafka", 0.0), cpu.get("milvus", 0.0), cpu.get("producer+bench", 0.0))
+    return " / ".join(f"{v:.2f}" for v in parts)
+
+
+@table("pipeline", "runs", "content pipeline runs against the in-process encoder ceiling and the naive pipeline")
+def pipeline_runs(payload: Payload) -> str:
+    s = _summary(payload)
+    rows = [row("in-process encoder, batch 32 (the ceiling)", "-", "-", num(s["ceiling_items_s"]), "1.00", "-", "-")]
+    for r in s["content_runs"]:
+        fresh = " / ".join(num(r[f"freshness_p{q}_s"], 2) for q in (50, 95, 99))
+        rows.append(
+            row(
+                f"{r['of_ceiling']:.0%} of the ceiling",
+                r["workers"],
+                num(r["offered_items_s"]),
+                num(r["sustained_items_s"]),
+                num(r["efficiency"], 2),
+                fresh,
+                _pipeline_cpu(r["cpu_share"]),
+            )
+        )
+    rows.append(row("naive per-message pipeline", 1, "backlog", num(s["naive_items_s"]), num(s["naive_efficiency"], 2), "-", "-"))
+    header = (
+        "run",
+        "workers",
+        "offered items/s",
+        "sustained items/s",
+        "/ ceiling",
+        "freshness p50 / p95 / p99 (s)",
+        "CPU share: triton / worker(s) / kafka / milvus / producer",
+    )
+    return grid(header, "lrrrrll", rows)
+
+
+@table("pipeline", "interest", "interactions/s applied by one worker from a backlog against the naive per-event loop")
+def pipeline_interest(payload: Payload) -> str:
+    i = _summary(payload)["interest"]
+    rows = [
+        row(
+            f"one worker, from a backlog of {i['interactions']:,}",
+            num(i["applied_interactions_s"]),
+            times(i["applied_interactions_s"] / i["naive_interactions_s"], 1) if i["naive_interactions_s"] else "-",
+        ),
+        row("naive per-event loop", num(i["naive_interactions_s"]), "1.0x"),
+    ]
+    return grid(("interest path", "interactions/s", "vs naive"), "lrr", rows)
+
+
+@chart("pipeline", "freshness", "Upload freshness against offered load (share of the encoder ceiling)")
+def pipeline_freshness(payload: Payload, figure: Any) -> None:
+    runs = [r for r in _summary(payload).get("content_runs", []) if r.get("freshness_p50_s") is not None]
+    if not runs:
+        raise Missing("no content runs with freshness")
+    _freshness_axes(
+        figure,
+        [(r["of_ceiling"], r["workers"], r["freshness_p50_s"], r["freshness_p95_s"], r["freshness_p99_s"]) for r in runs],
+        "offered load / in-process encoder ceiling",
+    )
+
+
+def _freshness_axes(figure: Any, points: list[tuple[float, int, float, float, float]], xlabel: str) -> None:
+    """Freshness percentiles (log scale) against offered load; one line per worker count."""
+    ax = figure.add_subplot(1, 1, 1)
+    for workers in sorted({p[1] for p in points}):
+        mine = sorted(p for p in points if p[1] == workers)
+        xs = [p[0] for p in mine]
+        for column, (label, style) in enumerate((("p50", "o-"), ("p95", "s--"), ("p99", "^-"))):
+            ax.plot(xs, [p[2 + column] for p in mine], style, label=f"{label}, {workers} worker(s)")
+    ax.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter
+
+    for axis_formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        axis_formatter(FormatStrFormatter("%g"))  # 0.5 s, not 5 x 10^-1
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("freshness: upload to stored (s)")
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.grid(True, which="both", linewidth=0.3)
+    ax.legend(fontsize=8)
+
+
+# ---------------------------------------------------------------------- bench.interest
+
+
+@table("interest", "drains", "workers draining the backlog against the naive per-event loop, with state and CPU figures")
+def interest_drains(payload: Payload) -> str:
+    s = _summary(payload)
+    drains = s["drains"]
+    naive = s["naive_interactions_s"]
+    rows = []
+    for d in drains:
+        first = drains[0]["applied_s"]
+        rows.append(
+            row(
+                f"{d['workers']} worker(s)",
+                f"{d['interactions']:,}",
+                num(d["seconds"]),
+                num(d["applied_s"]),
+                "-" if d is drains[0] or not first else num(d["applied_s"] / first, 2),
+                times(d["applied_s"] / naive, 1) if naive else "-",
+                f"{d['changelog_records']:,}",
+                num(d["changelog_bytes_per_interaction"]),
+                f"{d['state_bytes_p50']:,.0f} / {d['state_bytes_p99']:,.0f}",
+                f"{d['users']:,}",
+                ", ".join(f"{k} {v:.2f}" for k, v in d["cpu_share"].items()),
+            )
+        )
+    sample = s.get("params", {}).get("naive_sample")
+    label = "naive per-event loop" + (f" ({sample:,} events)" if sample else "")
+    rows.append(row(label, "-", "-", num(naive), "-", "1.0x", "-", "-", "-", "-", "-"))
+    header = (
+        "run",
+        "interactions",
+        "drain (s)",
+        "applied/s",
+        "vs 1st drain",
+        "vs naive",
+        "changelog records",
+        "changelog bytes / interaction",
+        "state bytes p50 / p99",
+        "users",
+        "CPU share of the machine",
+    )
+    return grid(header, "lrrrrrrrrrl", rows)
+
+
+@table("interest", "floor", "the empty Faust agent and bare aiokafka on the same backlog (--floor)")
+def interest_floor(payload: Payload) -> str:
+    s = _summary(payload)
+    floors = s.get("floor_per_s") or {}
+    if not floors:
+        raise Missing("the run had no --floor")
+    rows = [
+        row("bare aiokafka, no Faust", num(floors.get("kafka"))),
+        row("empty Faust agent", num(floors.get("faust"))),
+        row("the worker (interest path)", num(s["drains"][0]["applied_s"]) if s["drains"] else "-"),
+        row("naive per-event loop", num(s["naive_interactions_s"])),
+    ]
+    return grid(("reader of the same backlog", "records/s"), "lr", rows)
+
+
+@table("interest", "freshness", "user freshness with interactions offered live after the drain")
+def interest_freshness(payload: Payload) -> str:
+    f = _summary(payload).get("user_freshness_at_80pct") or {}
+    if not f:
+        raise Missing("the run had --paced-s 0")
+    rows = [
+        row(
+            num(f["offered_s"]),
+            f"{num(f['restart_p50_s'], 2)} / {num(f['restart_p99_s'], 2)}",
+            f"{num(f['p50_s'], 2)} / {num(f['p99_s'], 2)}",
+        )
+    ]
+    return grid(("offered interactions/s", "just after the restart: p50 / p99 (s)", "steady: p50 / p99 (s)"), "lrr", rows)
+
+
+# ---------------------------------------------------------------------- bench.quality
+
+
+def _methods(methods: list[Mapping[str, Any]]) -> str:
+    rows = [
+        row(
+            m["method"],
+            num(m["hit_rate_10"], 4),
+            num(m["hit_rate_50"], 4),
+            num(m["ndcg_10"], 4),
+            num(m["coverage_10"], 4),
+            f"{m['served']:,} / {m['queries']:,}",
+        )
+        for m in methods
+    ]
+    return grid(("method", "HitRate@10", "HitRate@50", "NDCG@10", "coverage@10", "served"), "lrrrrr", rows)
+
+
+@table("quality", "methods", "every method over every held-out like")
+def quality_methods(payload: Payload) -> str:
+    return _methods(_summary(payload)["methods"])
+
+
+@table("quality", "warm", "every method over the likes of users with a positive before that day")
+def quality_warm(payload: Payload) -> str:
+    return _methods(_summary(payload)["warm_methods"])
+
+
+@table("quality", "gain", "each real-time variant over its daily refresh")
+def quality_gain(payload: Payload) -> str:
+    gain = _summary(payload).get("realtime_gain") or {}
+    if not gain:
+        raise Missing("no real-time variant ran beside its daily refresh")
+    methods = list(dict.fromkeys(key.rsplit(" ", 1)[0] for key in gain))
+    rows = [row(m, times(gain.get(f"{m} hit_rate_10")), times(gain.get(f"{m} hit_rate_50"))) for m in methods]
+    return grid(("real-time method", "HitRate@10 / daily", "HitRate@50 / daily"), "lrr", rows)
+
+
+@table("quality", "sid", "the semantic-ID codebook and the assignment's cost in the stream (--sid)")
+def quality_sid(payload: Payload) -> str:
+    s = _summary(payload).get("semantic_ids")
+    if not s:
+        raise Missing("the run had no --sid")
+    rows = [
+        row("codebook", f"{s['levels']} x {s['codes']} (`{s['codebook']}`)"),
+        row(f"fit over {s['fitted_items']:,} stored vectors", f"{num(s['fit_s'])} s"),
+        row("code utilisation per level", " / ".join(share(u) for u in s["utilisation"])),
+        row("collision rate: items sharing every code with another", share(s["collision_rate"])),
+        row("mean quantisation error, |x - x̂|² / |x|²", num(s["quantisation_error"], 4)),
+        row(f"backfill of {s['backfilled']:,} rows", f"{num(s['backfill_s'])} s"),
+        row("fresh uploads assigned (collisions)", f"{s['fresh_assigned']:,} ({s['fresh_collisions']:,})"),
+        row("encoder time per item", f"{num(s['encoder_ms_per_item'], 3)} ms"),
+        row("codes (the quantiser) per item", f"{num(s['codes_ms_per_item'], 4)} ms"),
+        row("bucket lookup per item", f"{num(s['lookup_ms_per_item'], 4)} ms"),
+        row("codes / encoder time", share(s["codes_share_of_encoder"])),
+        row("codes + lookup / encoder time", share(s["codes_and_lookup_share_of_encoder"])),
+    ]
+    return grid(("figure", "value"), "lr", rows)
+
+
+@chart("quality", "methods", "HitRate@10 and @50 per method, every held-out like")
+def quality_chart(payload: Payload, figure: Any) -> None:
+    methods = _summary(payload).get("methods") or []
+    if not methods:
+        raise Missing("no methods")
+    ax = figure.add_subplot(1, 1, 1)
+    ys = range(len(methods))
+    height = 0.4
+    ax.barh([y - height / 2 for y in ys], [m["hit_rate_10"] for m in methods], height, label="HitRate@10")
+    ax.barh([y + height / 2 for y in ys], [m["hit_rate_50"] for m in methods], height, label="HitRate@50")
+    ax.set_yticks(list(ys), [m["method"] for m in methods], fontsize=8)
+    ax.invert_yaxis()  # the table's order, top down
+    ax.set_xlabel("hit rate over every held-out like")
+    ax.grid(True, axis="x", linewidth=0.3)
+    ax.legend(fontsize=8)
+
+
+# ---------------------------------------------------------------------- bench.train
+
+
+@table("train", "run", "the training run: steps, time, throughput, final losses")
+def train_run(payload: Payload) -> str:
+    s = _summary(payload)
+    t = s["train"]
+    losses = ", ".join(f"{k} {v:.2f}" for k, v in (t.get("losses") or {}).items()) or "-"
+    rows = [
+        row(
+            s["recipe"]["name"],
+            f"`{t['model_version']}`",
+            f"{t['steps']:,}",
+            t["resumed_from"],
+            num(t["seconds"]),
+            num(t["items_per_s"]),
+            t["device"],
+            losses,
+        )
+    ]
+    header = ("recipe", "trained encoder", "steps", "resumed from", "seconds", "items/s", "device", "loss, last 10 % of steps")
+    return grid(header, "llrrrrll", rows)
+
+
+@table("train", "i2i", "i2i Recall@50 on the test period, cold and warm query items (cre)")
+def train_i2i(payload: Payload) -> str:
+    s = _summary(payload)
+    if "i2i_queries" not in s:
+        raise Missing("not a cre-movielens run")
+    q = s["i2i_queries"]
+    rows = [
+        row(r["encoder"], num(r["encode_items_per_s"]), num(r["i2i_recall50_cold"], 4), num(r["i2i_recall50_warm"], 4))
+        for r in s["rows"]
+    ]
+    rows.append(row("chance (50 / movies)", "-", num(s["i2i_chance"], 4), num(s["i2i_chance"], 4)))
+    header = ("encoder", "encode items/s", f"i2i Recall@50, cold ({q['cold']:,} queries)", f"warm ({q['warm']:,} queries)")
+    return grid(header, "lrrr", rows)
+
+
+@table("train", "protocol", "the time-ordered protocol over the test period, likes of cold and warm items (cre)")
+def train_protocol(payload: Payload) -> str:
+    s = _summary(payload)
+    if "i2i_queries" not in s:
+        raise Missing("not a cre-movielens run")
+    rows = [
+        row(r["encoder"], group, m["method"], num(m["hit_rate_10"], 4), num(m["hit_rate_50"], 4), f"{m['queries']:,}")
+        for r in s["rows"]
+        for group, methods in r["protocol"].items()
+        for m in methods
+    ]
+    return grid(("encoder", "liked item", "method", "HitRate@10", "HitRate@50", "likes"), "lllrrr", rows)
+
+
+@table("train", "recall", "text->image Recall@10 on the held-out emoji (vision)")
+def train_recall(payload: Payload) -> str:
+    s = _summary(payload)
+    if "held_out" not in s:
+        raise Missing("not a vision-emoji run")
+    rows = [row(r["encoder"], num(r["text_to_image_recall10"], 4)) for r in s["rows"]]
+    return grid(("encoder", f"text->image Recall@10 ({s['held_out']:,} held out)"), "lr", rows)
+
+
+# ---------------------------------------------------------------------- bench.faults
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
+
+
+def _fault(f: Mapping[str, Any]) -> str:
+    text = f"{f['what']}: {_seconds(f['resumed_s'])} / {_seconds(f['caught_up_s'])}"
+    if f.get("under_replicated") is not None:
+        seen = ", ".join(f"{where} {n}" for where, n in f["under_replicated"].items())
+        return f"{text} (under-replicated partitions seen: {seen})"
+    if f.get("in_sync_again_s") is not None:
+        return f"{text} (all in sync again {f['in_sync_again_s']:.1f} s after the restart)"
+    return text
+
+
+@table("faults", "scenarios", "each scenario: events, verified, lost, dead-lettered, recovery times")
+def faults_scenarios(payload: Payload) -> str:
+    rows = [
+        row(
+            r["scenario"],
+            f"{r['events_in']:,}",
+            f"{r['items_verified']:,} / {r['uploads']:,}",
+            f"{r['users_verified']:,} / {r['users_verified'] + r['users_wrong']:,}",
+            r["lost"],
+            f"{r['dead_lettered']:,} ({r['bad_sent']:,})",
+            r["good_dead_lettered"],
+            "; ".join(_fault(f) for f in r["faults"]) or "none",
+            f"{r['drained_s']:.1f} s",
+            f"{r['worker_peak_rss_mb']:,.0f} MiB",
+            "pass" if r["passed"] else "FAIL: " + "; ".join(r["problems"]),
+        )
+        for r in _summary(payload)["results"]
+    ]
+    header = (
+        "scenario",
+        "events in",
+        "items verified",
+        "users verified",
+        "lost",
+        "dead-lettered (bad sent)",
+        "good in DLQ",
+        "faults: resumed / caught up after",
+        "drained after stream",
+        "worker peak RSS",
+        "result",
+    )
+    return grid(header, "lrrrrrrlrrl", rows)
+
+
+@table("faults", "hostile", "the hostile scenario's bad messages by kind")
+def faults_hostile(payload: Payload) -> str:
+    hostile = [r for r in _summary(payload)["results"] if r["scenario"] == "hostile"]
+    if not hostile:
+        raise Missing("the run had no hostile scenario")
+    r = hostile[0]
+    rows = [row(kind, f"{n:,}") for kind, n in r["bad_kinds"].items()]
+    rows.append(row(f"all (extra dead letters from replays: {r['bad_dead_lettered_again']:,})", f"{r['bad_sent']:,}"))
+    return grid(("kind", "sent"), "lr", rows)
+
+
+# ---------------------------------------------------------------------- bench.overload
+
+
+@table("overload", "runs", "the stand-in's capacity, the pipeline from a backlog, at 50 % and 80 %, sail-tiny beside a CPU hog")
+def overload_runs(payload: Payload) -> str:
+    rows = []
+    for r in _summary(payload)["rows"]:
+        fresh = "-" if r["freshness_p50_s"] is None else " / ".join(num(r[f"freshness_p{q}_s"], 2) for q in (50, 95, 99))
+        rows.append(
+            row(
+                r["encoder"],
+                r["run"],
+                "backlog" if r["offered_items_s"] is None else num(r["offered_items_s"]),
+                f"{r['items']:,}",
+                num(r["items_s"]),
+                num(r["vs_capacity"], 2),
+                fresh,
+                num(r["duty"], 2),
+                r["recomputed"],
+                r["cpu"],
+            )
+        )
+    header = (
+        "encoder",
+        "run",
+        "offered items/s",
+        "items",
+        "items/s",
+        "/ capacity",
+        "freshness p50 / p95 / p99 (s)",
+        "encoder duty",
+        "recomputed",
+        "CPU: worker / kafka / milvus / triton",
+    )
+    return grid(header, "llrrrrlrrl", rows)
+
+
+@table("overload", "overload", "150 % of capacity, then 50 %: throughput, duty, recovery")
+def overload_overload(payload: Payload) -> str:
+    o = _summary(payload).get("overload")
+    if not o:
+        raise Missing("the run had no overload")
+    rows = [
+        row(
+            "offered: overload (150 %), then recovery (50 %)",
+            f"{num(o['offered_high_items_s'])} / {num(o['offered_low_items_s'])} items/s",
+        ),
+        row("overload window", f"{num(o['overload_s'])} s"),
+        row("items/s stored during the overload", num(o["items_s_during_overload"])),
+        row("... / capacity", num(o["vs_capacity_during_overload"], 2)),
+        row("encoder duty during the overload", num(o["duty_during_overload"], 2)),
+        row(
+            "freshness p99 back under 1 s after", "not within the run" if o["recovery_s"] is None else f"{o['recovery_s']:.0f} s"
+        ),
+        row("share of the later seconds under 1 s", "-" if o["fresh_share_after"] is None else f"{o['fresh_share_after']:.0%}"),
+        row("FIFO bound: backlog left / spare capacity", f"{num(o['drain_bound_s'], 0)} s"),
+        row("requests recomputed", o["recomputed"]),
+        row("CPU during the overload: worker / kafka / milvus / triton / load generator", o["cpu_during_overload"]),
+    ]
+    return grid(("figure", "value"), "lr", rows)
+
+
+@chart("overload", "freshness", "Upload freshness against offered load (share of the stand-in's capacity)")
+def overload_freshness(payload: Payload, figure: Any) -> None:
+    s = _summary(payload)
+    capacity = s.get("capacity_items_s")
+    rows = [r for r in s.get("rows", []) if r.get("freshness_p50_s") is not None and r.get("offered_items_s") is not None]
+    if not rows or not capacity:
+        raise Missing("no offered run with freshness")
+    _freshness_axes(
+        figure,
+        [(r["offered_items_s"] / capacity, 1, r["freshness_p50_s"], r["freshness_p95_s"], r["freshness_p99_s"]) for r in rows],
+        "offered load / stand-in capacity (bare client)",
+    )
+
+
+@chart("overload", "lag", "Consumer lag and items stored per second through the overload and its recovery")
+def overload_lag(payload: Payload, figure: Any) -> None:
+    s = _summary(payload)
+    o = s.get("overload") or {}
+    series = o.get("series") or []
+    if not series:
+        raise Missing("no overload series")
+    t = [p["t_s"] for p in series]
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    top.plot(t, [p["lag"] for p in series], color="tab:red")
+    top.set_ylabel("lag (uploads not yet stored)")
+    bottom.plot(t, [p["items_per_s"] for p in series], color="tab:blue", linewidth=0.8, label="stored items/s")
+    for rate, label, style in (
+        (s.get("capacity_items_s"), "capacity (bare client)", "--"),
+        (o.get("offered_high_items_s"), "offered during the overload", ":"),
+        (o.get("offered_low_items_s"), "offered after it", "-."),
+    ):
+        if rate:
+            bottom.axhline(rate, color="grey", linewidth=0.8, linestyle=style, label=label)
+    bottom.set_ylabel("items/s")
+    bottom.set_xlabel("seconds since the overload began")
+    bottom.legend(fontsize=7, loc="lower right")
+    for ax in (top, bottom):
+        ax.axvline(o["overload_s"], color="black", linewidth=0.8, linestyle="--")
+        ax.grid(True, linewidth=0.3)
+
+
+# ---------------------------------------------------------------------- blocks
+
+
+def render_table(result: str, name: str, results_dir: Path) -> str:
+    """The body of `<!-- results: RESULT/NAME -->`: the table, a blank line, the machine line.
+
+    Raises:
+        LookupError: no renderer of that name, no such results file, or the payload lacks the table's figures.
+    """
+    renderer = TABLES.get((benchmark_of(result), name))
+    if renderer is None:
+        raise LookupError(f"no table renderer {benchmark_of(result)}/{name}")
+    payload = _payload(result, results_dir)
+    return f"{renderer.render(payload)}\n\n{machine_line(payload)}"
+
+
+def chart_path(result: str, name: str, results_dir: Path) -> Path:
+    return results_dir / "charts" / f"{result}-{name}.png"
+
+
+def chart_png(result: str, name: str, results_dir: Path) -> bytes:
+    """The chart as PNG bytes, the same bytes for the same payload and matplotlib.
+
+    Raises:
+        LookupError: no renderer of that name, no such results file, or the payload lacks the chart's series.
+    """
+    renderer = CHARTS.get((benchmark_of(result), name))
+    if renderer is None:
+        raise LookupError(f"no chart renderer {benchmark_of(result)}/{name}")
+    payload = _payload(result, results_dir)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.style
+    from matplotlib.figure import Figure
+
+    with matplotlib.style.context("default"):  # not the user's matplotlibrc
+        figure = Figure(figsize=CHART_SIZE_IN, dpi=CHART_DPI, layout="constrained")
+        renderer.draw(payload, figure)
+        figure.suptitle(f"{renderer.what} ({payload.get('date', '?')})", fontsize=9)
+        out = io.BytesIO()
+        figure.savefig(out, format="png", dpi=CHART_DPI, metadata={"Software": None})  # no version stamp
+    return out.getvalue()
+
+
+def render_chart(result: str, name: str, results_dir: Path, markdown: Path) -> str:
+    """The body of `<!-- chart: RESULT/NAME -->`: the image link (relative to `markdown`), the machine line.
+
+    Raises:
+        LookupError: as `render_table`.
+    """
+    renderer = CHARTS.get((benchmark_of(result), name))
+    if renderer is None:
+        raise LookupError(f"no chart renderer {benchmark_of(result)}/{name}")
+    payload = _payload(result, results_dir)
+    link = Path(os.path.relpath(chart_path(result, name, results_dir), markdown.resolve().parent)).as_posix()
+    return f"![{renderer.what}]({link})\n\n{machine_line(payload)}"
+
+
+def _payload(result: str, results_dir: Path) -> Payload:
+    path = results_dir / f"{result}.json"
+    if not path.exists():
+        raise LookupError(f"no results file {path}")
+    data: Payload = json.loads(path.read_text())
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    kind: str  # "results" or "chart"
+    result: str
+    name: str
+    body: str  # the text between the two marker lines, without its final newline
+    line: int  # of the opening marker, from 1
+    span: tuple[int, int]  # the body's character span in the file
+
+
+def blocks(text: str) -> tuple[list[Block], list[str]]:
+    """Every generated block of a markdown text, and the problems of markers that open no block."""
+    found = []
+    for m in BLOCK.finditer(text):
+        body = m.group(4)
+        found.append(
+            Block(
+                m.group(1),
+                m.group(2),
+                m.group(3),
+                body[:-1] if body.endswith("\n") else body,
+                text.count("\n", 0, m.start()) + 1,
+                (m.start(4), m.end(4)),
+            )
+        )
+    inside = {m.start() for m in BLOCK.finditer(text)}
+    problems = [
+        f"line {text.count(chr(10), 0, m.start()) + 1}: a marker without its closing <!-- /{m.group(1)} --> "
+        "(or a malformed NAME/RENDERER)"
+        for m in OPENING.finditer(text)
+        if m.start() not in inside
+    ]
+    return found, problems
+
+
+def rendered(block: Block, results_dir: Path, markdown: Path) -> str:
+    """What `block`'s body should be.
+
+    Raises:
+        LookupError: as `render_table`.
+    """
+    if block.kind == "results":
+        return render_table(block.result, block.name, results_dir)
+    return render_chart(block.result, block.name, results_dir, markdown)
+
+
+def check(markdown: Path = MARKDOWN, results_dir: Path = RESULTS_DIR) -> list[str]:
+    """Every generated block of `markdown` that differs from its rendering (with a diff), or cannot be rendered."""
+    text = markdown.read_text()
+    found, problems = blocks(text)
+    problems = [f"{markdown.name}: {p}" for p in problems]
+    for block in found:
+        where = f"{markdown.name}:{block.line}: {block.kind}: {block.result}/{block.name}"
+        try:
+            want = rendered(block, results_dir, markdown)
+        except LookupError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if block.body != want:
+            diff = difflib.unified_diff(block.body.splitlines(), want.splitlines(), markdown.name, "from the JSON", lineterm="")
+            problems.append(f"{where}: differs from {block.result}.json\n" + "\n".join(f"    {line}" for line in diff))
+        if block.kind == "chart" and not chart_path(block.result, block.name, results_dir).exists():
+            problems.append(f"{where}: {chart_path(block.result, block.name, results_dir)} is missing: run --write")
+    return problems
+
+
+def write(markdown: Path = MARKDOWN, results_dir: Path = RESULTS_DIR) -> tuple[list[str], list[Path]]:
+    """Re-render every block of `markdown` in place and draw every chart with a series: (problems, charts written)."""
+    text = markdown.read_text()
+    found, problems = blocks(text)
+    problems = [f"{markdown.name}: {p}" for p in problems]
+    out, at = [], 0
+    for block in found:
+        try:
+            body = rendered(block, results_dir, markdown) + "\n"
+        except LookupError as exc:
+            problems.append(f"{markdown.name}:{block.line}: {block.kind}: {block.result}/{block.name}: {exc} (left as it was)")
+            continue
+        out += [text[at : block.span[0]], body]
+        at = block.span[1]
+    new = "".join([*out, text[at:]])
+    if new != text:
+        markdown.write_text(new)
+    linked = {(b.result, b.name) for b in found if b.kind == "chart"}
+    written = []
+    for path in sorted(results_dir.glob("*.json")):
+        result = path.stem
+        for benchmark, name in sorted(CHARTS):
+            if benchmark != benchmark_of(result):
+                continue
+            try:
+                png = chart_png(result, name, results_dir)
+            except Missing:
+                if (result, name) in linked:
+                    problems.append(f"{markdown.name}: chart: {result}/{name}: {result}.json has no series for it")
+                continue
+            target = chart_path(result, name, results_dir)
+            if not target.exists() or target.read_bytes() != png:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(png)
+                written.append(target)
+    return problems, written
+
+
+# The results files each benchmark writes (its `write_result` names), for --help.
+RESULT_FILES = {
+    "encoder": "encoder-ENCODER[-cover][-Nframes][-quick]",
+    "faults": "faults (every scenario), faults-SCENARIO[-SCENARIO...]",
+    "interest": "interest, interest-Nbrokers",
+    "overload": "overload, overload-only",
+    "pipeline": "pipeline, pipeline-quick",
+    "quality": "quality[-sid][-Nratings]",
+    "train": "train-cre, train-vision",
+}
+
+
+def catalogue() -> str:
+    """The results files, tables and charts, for --help."""
+    lines = ["results files (bench/results/NAME.json) by benchmark:"]
+    lines += [f"  {b:<10} {names}" for b, names in sorted(RESULT_FILES.items())]
+    lines += ["", "tables, <!-- results: NAME/TABLE --> (NAME: any results file of the benchmark):"]
+    lines += [f"  {b:<10} {n:<10} {t.what}" for (b, n), t in sorted(TABLES.items())]
+    lines += ["", "charts, <!-- chart: NAME/CHART --> (drawn to bench/results/charts/NAME-CHART.png):"]
+    lines += [f"  {b:<10} {n:<10} {c.what}" for (b, n), c in sorted(CHARTS.items())]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description=__doc__,
+        epilog=catalogue(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="re-render every generated block in place, and draw the charts")
+    mode.add_argument("--check", action="store_true", help="exit 1, listing every block that differs from its JSON")
+    parser.add_argument("--markdown", type=Path, default=MARKDOWN, help="the markdown file (default: BENCHMARKS.md)")
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="the results folder (default: bench/results)")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = check(args.markdown, args.results)
+        for problem in problems:
+            print(problem)
+        print(
+            f"{args.markdown.name}: {'generated blocks differ from their JSON' if problems else 'every generated block matches'}"
+        )
+        return 1 if problems else 0
+    problems, written = write(args.markdown, args.results)
+    for path in written:
+        print(f"wrote {path}")
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
