@@ -361,6 +361,49 @@ def test_quality_summary_renders_and_charts(tmp_path: Path) -> None:
     assert "| realtime-weighted-K1 | 0.2500 | 0.5000 | 0.2500 | 0.0200 | 3 / 4 |" in (tables["methods"] or "")
     assert "| realtime-weighted-K1 | - | 2.00x |" in (tables["gain"] or "")  # daily has no hit at 10: no ratio
     assert tables["sid"] is None
+    assert tables["pipeline"] is None  # no clocks in this payload
+
+
+def test_quality_clocks_and_sid_shares_render_against_achieved_and_compute_time(tmp_path: Path) -> None:
+    sid = {
+        "codebook": "cb",
+        "levels": 3,
+        "codes": 256,
+        "fit_s": 17.0,
+        "fitted_items": 9066,
+        "utilisation": [1.0, 1.0, 1.0],
+        "collision_rate": 0.096,
+        "quantisation_error": 0.1234,
+        "backfilled": 9066,
+        "backfill_s": 5.9,
+        "fresh_assigned": 1000,
+        "fresh_collisions": 1000,
+        "encoder_ms_per_item": 19.7,
+        "achieved_ms_per_item": 14.7,
+        "compute_ms_per_item": 12.5,
+        "codes_ms_per_item": 0.041,
+        "lookup_ms_per_item": 0.156,
+        "codes_share_of_achieved": 0.00279,
+        "codes_and_lookup_share_of_achieved": 0.0134,
+        "codes_share_of_compute": 0.00328,
+        "codes_and_lookup_share_of_compute": 0.01576,
+    }
+    summary = {
+        "events": 100_004,
+        "movies": 9066,
+        "encode_s": 132.5,
+        "apply_s": 80.0,
+        "applied_per_s": 1250.1,
+        "semantic_ids": sid,
+    }
+    _write(tmp_path, "quality-sid", summary)
+    tables = {name: report.render_table("quality-sid", name, tmp_path) for name in ("pipeline", "sid")}
+    assert "| 100,004 ratings applied (first send to last commit, polled every 0.5 s) | 80.0 s | 1,250.1/s |" in (
+        tables["pipeline"] or ""
+    )
+    assert "| codes + lookup / achieved time | 1.34 % |" in (tables["sid"] or "")
+    assert "| codes + lookup / compute time | 1.58 % |" in (tables["sid"] or "")
+    assert "encoder_ms" not in (tables["sid"] or "") and "request time per item (with queueing" in (tables["sid"] or "")
 
 
 def test_train_summary_is_plain_json_and_renders(tmp_path: Path) -> None:
