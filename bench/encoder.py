@@ -201,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.encoder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--encoder", default="sail-tiny")
+    parser.add_argument("--encoder", default="sail-tiny", help="encoder preset or saved folder (default sail-tiny)")
     parser.add_argument("--items", type=int, default=256, help="items per measurement")
     parser.add_argument("--cover", action="store_true", help="give every item a JPEG cover (use with sail-tiny-omni)")
     parser.add_argument(

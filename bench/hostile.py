@@ -1066,7 +1066,7 @@ class FuzzRun:
             if row is not None and dead:
                 problems.append(f"stored and dead-lettered ({reasons_got}): {what}")
             elif isinstance(want, str):
-                if row is not None or reasons_got != [want]:
+                if row is not None or [letter.reason for letter in dead] != [want]:
                     problems.append(
                         f"expected dead-lettered {want}, got {'stored' if row is not None else reasons_got or 'nothing'}: {what}"
                     )
@@ -1187,7 +1187,7 @@ def main() -> None:
     parser.add_argument(
         "--fuzz", type=int, required=True, metavar="N", help="fuzzed messages: N/2 uploads, then N/2 interactions"
     )
-    parser.add_argument("--seed", type=int, default=FuzzPlan().seed)
+    parser.add_argument("--seed", type=int, default=FuzzPlan().seed, help=f"seed of the mutations (default {FuzzPlan().seed})")
     parser.add_argument("--drain-timeout", type=float, default=900.0, help="seconds to wait for zero lag after each phase")
     parser.add_argument("--json", type=Path, help="also write the whole report (every violation) here")
     args = parser.parse_args()

@@ -471,9 +471,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.interest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--interactions", type=int, default=50_000)
-    parser.add_argument("--users", type=int, default=5_000)
-    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--interactions", type=int, default=50_000, help="interactions in the backlog (default 50,000)")
+    parser.add_argument("--users", type=int, default=5_000, help="distinct users, uniformly drawn (default 5,000)")
+    parser.add_argument("--items", type=int, default=20_000, help="items stored before the drain (default 20,000)")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts, one drain each (default: 1,2)")
     parser.add_argument("--naive-sample", type=int, default=500, help="events timed in the naive per-event loop")
     parser.add_argument("--profile", type=Path, help="write the 1-worker drain's py-spy top frames here (needs py-spy)")
@@ -500,7 +500,7 @@ def main() -> None:
         action="store_true",
         help="after the 1-worker drain, time an empty Faust agent and a bare aiokafka loop on the same backlog (bench.floor)",
     )
-    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--seed", type=int, default=14, help="seed of the generated traffic (default 14)")
     parser.add_argument(
         "--kafka-brokers",
         type=int,

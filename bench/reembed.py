@@ -250,8 +250,10 @@ def main(argv: list[str] | None = None) -> None:
         help="torch threads of the new encoder's Triton (OMP_NUM_THREADS; 0: torch's default, every core)",
     )
     parser.add_argument("--items-per-s", type=float, default=2.0, help="demo uploads/s during the baseline and the re-embed")
-    parser.add_argument("--interactions-per-s", type=float, default=30.0)
-    parser.add_argument("--baseline-s", type=float, default=60.0)
+    parser.add_argument("--interactions-per-s", type=float, default=30.0, help="demo interactions/s meanwhile (default 30)")
+    parser.add_argument(
+        "--baseline-s", type=float, default=60.0, help="seconds of traffic before the re-embed starts (default 60)"
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
 

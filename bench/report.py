@@ -673,6 +673,72 @@ def overload_lag(payload: Payload, figure: Any) -> None:
         ax.grid(True, linewidth=0.3)
 
 
+# ---------------------------------------------------------------------- bench.reembed
+
+
+def _freshness(f: Mapping[str, Any]) -> str:
+    if not f or f.get("p50_s") is None:
+        return "-"
+    return f"p50 {num(f['p50_s'], 2)} s, p99 {num(f['p99_s'], 2)} s (n = {f['n']:,})"
+
+
+@table("reembed", "run", "a model change under live traffic: freshness around the backfill, the swap, recall's answers")
+def reembed_run(payload: Payload) -> str:
+    s = _summary(payload)
+    base, during = s["baseline_freshness"], s["backfill_freshness"]
+    ratio = during["p99_s"] / base["p99_s"] if base.get("p99_s") and during.get("p99_s") is not None else None
+    rows = [
+        row("encoders: live -> new", f"`{s['live_encoder']}` -> `{s['new_encoder']}`"),
+        row("catalogue through the worker", f"{s['items']:,} items in {num(s['catalogue_s'], 0)} s"),
+        row(
+            "new encoder capacity (bare client) / backfill cap",
+            f"{num(s['new_encoder_capacity_items_s'])} / {num(s['max_rate_items_s'])} items/s",
+        ),
+        row(
+            "backfill",
+            f"{num(s['backfill_items_s'])} items/s, {num(s['backfill_s'], 0)} s; users phase {num(s['users_phase_s'], 0)} s",
+        ),
+        row("upload freshness, baseline (traffic only)", _freshness(base)),
+        row("upload freshness during the backfill", f"{_freshness(during)}; p99 {times(ratio)} the baseline"),
+        row("upload freshness after the swap", _freshness(s["after_swap_freshness"])),
+        row("counts at the swap", s["counts"]),
+        row("the swap's registry write", "-" if s["swap_write_ms"] is None else f"{num(s['swap_write_ms'], 0)} ms"),
+        row(
+            "recall's first new-version answer after the swap",
+            "-" if s["recall_switch_s"] is None else f"{num(s['recall_switch_s'])} s",
+        ),
+        row("recall queries / errors", f"{s['recall_queries']:,} / {s['recall_errors']:,}"),
+        row("answers served mixing versions (query vector or items)", f"{s['recall_mixed']:,}"),
+        row("version mismatches refused (409)", f"{s['recall_mixed_refused']:,}"),
+    ]
+    return grid(("figure", "value"), "lr", rows)
+
+
+# ---------------------------------------------------------------------- bench.hostile --fuzz
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
+
+
+@table("fuzz", "run", "the end-to-end fuzzer: seeded mutations through the decoder and the real pipeline")
+def fuzz_run(payload: Payload) -> str:
+    s = _summary(payload)
+    rows = [
+        row(
+            "generated (uploads / interactions)",
+            f"{s['generated']:,} ({' / '.join(f'{v:,}' for v in s['generated_by_topic'].values())})",
+        ),
+        row("refused by the decoder", f"{s['refused_by_decoder']:,}: {_counts(s['refused_by_reason'])}"),
+        row("accepted", f"{s['accepted']:,}"),
+        row("accepted uploads stored exactly as decoded", f"{s['uploads_stored']:,}"),
+        row("accepted interactions applied as the maths says", f"{s['interactions_applied']:,}"),
+        row("accepted, then dead-lettered", _counts(s["accepted_dead_lettered_by_reason"])),
+        row("**violations** (lost, mangled, or stored against the contract)", f"**{s['violations']:,}**"),
+    ]
+    return grid(("figure", "value"), "lr", rows)
+
+
 # ---------------------------------------------------------------------- blocks
 
 

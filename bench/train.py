@@ -179,7 +179,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="CRE steps (default: the recipe's)")
     parser.add_argument("--vision-steps", type=int, help="vision steps (default: the recipe's)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="run folders (a finished run is reused; default runs/)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, ...")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     cache_dir = load_settings(None).cache_dir

@@ -6,9 +6,9 @@ worker and the broker"; the slow-encoder test raises its service time mid-run. S
 `SAIL_ENCODER=standin`; `SAIL_STANDIN_FIXED_MS` / `SAIL_STANDIN_PER_ITEM_MS` set the service time.
 Several Triton instances (`SAIL_TRITON_INSTANCES`) share one simulated device, as instances on one
 GPU do: each does its host-side work (unpacking, hashing, Triton's hand-off) on its own, and waits for
-the device to sleep its service time. The serving process reads the time from a small JSON control file (`deploy.local` writes it from
-the settings when it starts Triton) and re-reads it whenever the file changes, so a running server
-can be slowed down and restored without a restart.
+the device to sleep its service time. The serving process reads the time from a small JSON control
+file (`deploy.local` writes it from the settings when it starts Triton) and re-reads it whenever the
+file changes, so a running server can be slowed down and restored without a restart.
 
 Vectors are deterministic (a hash of the request seeds a unit vector): the same upload always gets
 the same vector, different uploads different ones. They carry no meaning; recall quality measured
@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,25 +90,28 @@ def _device(control: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def standin_infer_fn(control: Path) -> object:
+def standin_infer_fn(control: Path, sleep: Callable[[float], None] = time.sleep) -> object:
     """The batched Triton function: the SAIL encoder's tensors, `ServiceTime` from `control` (re-read
-    when the file changes; a broken file keeps the last good time and is logged once)."""
+    when the file changes; a broken file keeps the last good time and is logged once), spent in
+    `sleep(seconds)` while holding the device (tests pass a recorder to check the schedule, not the clock)."""
     from topology.codec import BadInput, decode_encoder_request
 
-    current = {"mtime": -1.0, "service": read_control(control)}
+    service = read_control(control)
+    mtime = -1.0
 
     def service_time() -> ServiceTime:
+        nonlocal service, mtime
         try:
-            mtime = control.stat().st_mtime
+            changed = control.stat().st_mtime
         except OSError:
-            return current["service"]  # type: ignore[return-value]
-        if mtime != current["mtime"]:
-            current["mtime"] = mtime
+            return service
+        if changed != mtime:
+            mtime = changed
             try:
-                current["service"] = read_control(control)
+                service = read_control(control)
             except ValueError as exc:
                 print(f"standin: keeping the last service time: {exc}", flush=True)
-        return current["service"]  # type: ignore[return-value]
+        return service
 
     def infer(item: NDArray[np.object_]) -> dict[str, NDArray]:
         service = service_time()
@@ -122,7 +125,7 @@ def standin_infer_fn(control: Path) -> object:
                 continue
             embedding[row] = vector_for(bytes(blob), service.dim)
         with _device(control):  # one "GPU" however many instances: their host-side work overlaps, their device time does not
-            time.sleep(service.seconds(len(item)))  # off the CPU, like a GPU kernel
+            sleep(service.seconds(len(item)))  # off the CPU, like a GPU kernel
         return {
             "embedding": embedding,
             "error": np.array([[e] for e in errors], dtype=np.object_),

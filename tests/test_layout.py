@@ -31,7 +31,22 @@ def layout_paths(readme: str) -> list[str]:
 
 
 def test_layout_parser_reads_nesting() -> None:
-    readme = "x\n## Layout\n```\na/                        d\n  b/                      d\n    c.py                  d\n                          more\n  e.py                    d\nf.py\n```\n## Next\n"
+    readme = "\n".join(
+        [
+            "x",
+            "## Layout",
+            "```",
+            "a/                        d",
+            "  b/                      d",
+            "    c.py                  d",
+            "                          more",
+            "  e.py                    d",
+            "f.py",
+            "```",
+            "## Next",
+            "",
+        ]
+    )
     assert layout_paths(readme) == ["a/", "a/b/", "a/b/c.py", "a/e.py", "f.py"]
 
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import msgpack
 
 from topology import reasons
-from topology.collections import INT64_MAX, SID_CHARS  # Milvus's int64: what decodes is what the sink can store
+from topology.collections import CANARY, INT64_MAX, SID_CHARS  # Milvus's int64: what decodes is what the sink can store
 from topology.messages import (
     Action,
     ContentUpload,
@@ -251,7 +251,9 @@ class _Fields:
 
 def check_identifier(value: str, where: str, max_bytes: int) -> str:
     """`value` if it is a valid identifier: non-empty, printable (no control, format or zero-width
-    characters), at most `max_bytes` UTF-8 bytes, and none of `ID_FORBIDDEN_CHARS`.
+    characters), at most `max_bytes` UTF-8 bytes, none of `ID_FORBIDDEN_CHARS`, and not in the workers'
+    own namespace (`CANARY`: the freshness and isolation probes write and delete rows under those keys,
+    so an upload there would be overwritten and deleted without a trace, and recall skips it).
 
     Raises:
         BadInput: `limit.text_chars` when too long, `schema.invalid_value` otherwise.
@@ -264,6 +266,8 @@ def check_identifier(value: str, where: str, max_bytes: int) -> str:
     forbidden = sorted(ID_FORBIDDEN_CHARS.intersection(value))
     if forbidden:
         raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{where}: identifiers may not contain {' '.join(forbidden)}")
+    if value.startswith(CANARY):
+        raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{where}: the prefix {CANARY} is reserved for the workers' probes")
     return value
 
 

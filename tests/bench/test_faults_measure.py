@@ -52,7 +52,8 @@ def test_a_stuck_scenario_reports_the_workers_stall_reports_with_their_waits() -
     log = "\n".join(
         [
             "[t] [1] [INFO] progress events_per_s={}",
-            "[t] [1] [WARNING] partition not committing tp=x.interactions[1]: no commit for 30s at offset 0, 261 records behind: read=40",
+            "[t] [1] [WARNING] partition not committing tp=x.interactions[1]: "
+            "no commit for 30s at offset 0, 261 records behind: read=40",
             "[t] [1] [WARNING] the worker's tasks wait in:",
             "  agent streams.worker.app.update_interests[0]: update_interests (app.py:115) -> handle (interest.py:70) -> Future",
             "[t] [1] [INFO] progress events_per_s={}",

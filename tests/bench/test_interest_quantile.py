@@ -27,6 +27,7 @@ def test_quantiles_interpolate_within_the_bucket_that_holds_the_rank() -> None:
 
 def test_quantiles_since_an_earlier_page_count_only_what_came_between() -> None:
     earlier = PAGE.replace("50.0", "40.0").replace("90.0", "40.0").replace("100.0", "40.0")  # 40 fast ones first
-    # between the pages: 10 in (0.1, 0.25], 40 in (0.25, 0.5], 10 in (0.5, 1.0] -> the median (30th of 60) is the 20th of 40 in (0.25, 0.5]
+    # between the pages: 10 in (0.1, 0.25], 40 in (0.25, 0.5], 10 in (0.5, 1.0]
+    # -> the median (30th of 60) is the 20th of 40 in (0.25, 0.5]
     assert abs(histogram_quantile(PAGE, "sail_user_freshness_seconds", 0.5, since=earlier) - (0.25 + 0.25 * 20 / 40)) < 1e-9
     assert histogram_quantile(PAGE, "sail_user_freshness_seconds", 0.5, since=PAGE) is None  # nothing observed between

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -404,6 +405,61 @@ def test_quality_clocks_and_sid_shares_render_against_achieved_and_compute_time(
     assert "| codes + lookup / achieved time | 1.34 % |" in (tables["sid"] or "")
     assert "| codes + lookup / compute time | 1.58 % |" in (tables["sid"] or "")
     assert "encoder_ms" not in (tables["sid"] or "") and "request time per item (with queueing" in (tables["sid"] or "")
+
+
+def test_reembed_and_fuzz_summaries_render(tmp_path: Path) -> None:
+    from bench.reembed import Result
+
+    fresh = {"p50_s": 0.31, "p99_s": 1.2, "n": 120}
+    result = Result(
+        items=5000,
+        users_with_vectors=500,
+        live_encoder="sail-tiny",
+        new_encoder="sail-tiny-omni",
+        catalogue_s=80.2,
+        new_encoder_capacity_items_s=81.0,
+        max_rate_items_s=40.0,
+        baseline_freshness=fresh,
+        backfill_freshness={"p50_s": 0.5, "p99_s": 2.4, "n": 300},
+        after_swap_freshness=fresh,
+        backfill_items_s=39.5,
+        backfill_s=127.0,
+        users_phase_s=12.0,
+        followed_records=410,
+        counts="complete",
+        swap_write_ms=26.0,
+        recall_switch_s=1.1,
+        recall_queries=7594,
+        recall_errors=0,
+        recall_mixed=0,
+        recall_mixed_refused=3,
+        recall_empty=0,
+        recall_by_version={},
+        recall_error_examples=[],
+        recall_mixed_examples=[],
+        total_s=400.0,
+    )
+    _write(tmp_path, "reembed", {**dataclasses.asdict(result), "parameters": {}})
+    table = report.render_table("reembed", "run", tmp_path)
+    assert "| upload freshness during the backfill | p50 0.50 s, p99 2.40 s (n = 300); p99 2.00x the baseline |" in table
+    assert "| answers served mixing versions (query vector or items) | 0 |" in table
+    assert "| version mismatches refused (409) | 3 |" in table
+    fuzz = {
+        "generated": 100,
+        "generated_by_topic": {"interactions": 50, "uploads": 50},
+        "refused_by_decoder": 60,
+        "refused_by_reason": {"schema.missing_field": 19},
+        "accepted": 40,
+        "uploads_stored": 19,
+        "interactions_applied": 19,
+        "accepted_dead_lettered_by_reason": {"media.unreadable": 1, "item.not_found": 1},
+        "violations": 0,
+    }
+    _write(tmp_path, "fuzz", fuzz)
+    table = report.render_table("fuzz", "run", tmp_path)
+    assert "| generated (uploads / interactions) | 100 (50 / 50) |" in table
+    assert "| accepted, then dead-lettered | media.unreadable 1, item.not_found 1 |" in table
+    assert "| **violations** (lost, mangled, or stored against the contract) | **0** |" in table
 
 
 def test_train_summary_is_plain_json_and_renders(tmp_path: Path) -> None:

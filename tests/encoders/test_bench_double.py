@@ -4,7 +4,8 @@ stand-in behind Triton is exercised in tests/integration/test_slow_encoder.py)."
 
 from __future__ import annotations
 
-import time
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -41,40 +42,59 @@ def test_vectors_are_a_deterministic_function_of_the_request() -> None:
     assert np.linalg.norm(vector_for(a, 16)) == pytest.approx(1.0)
 
 
-def test_infer_sleeps_the_service_time_read_at_each_batch(tmp_path: Path) -> None:
+def _later_mtime(path: Path, than_ns: int) -> None:
+    """Give `path` an mtime after `than_ns`: a rewrite within one tick of the file system's clock keeps the old one."""
+    os.utime(path, ns=(than_ns + 1_000_000_000, than_ns + 1_000_000_000))
+
+
+def test_infer_spends_the_service_time_read_at_each_batch_on_the_device(tmp_path: Path) -> None:
     control = tmp_path / "standin.json"
     write_control(control, ServiceTime(fixed_ms=0, per_item_ms=1, dim=8))
-    infer = standin_infer_fn(control)
+    slept: list[float] = []
+    infer = standin_infer_fn(control, sleep=slept.append)
     batch = np.array(
         [[encode_encoder_request(EncodeRequest(title=f"t{i}"))] for i in range(20)] + [[b"\xc1junk"]], dtype=np.object_
     )
-    began = time.monotonic()
     out = infer(batch)
-    fast = time.monotonic() - began
     assert out["embedding"].shape == (21, 8)
     assert bytes(out["error"][-1, 0]).decode().startswith(reasons.DECODE_MSGPACK)  # a bad blob fails its own row only
     assert all(bytes(e[0]) == b"" for e in out["error"][:-1])
-    time.sleep(0.01)  # a new mtime
+    assert slept == [pytest.approx(0.021)]  # 0 + 1 ms x 21 rows: the bad row is part of the batch the device runs
+
+    first_mtime_ns = control.stat().st_mtime_ns
     write_control(control, ServiceTime(fixed_ms=150, per_item_ms=1, dim=8))  # slowed down while serving
-    began = time.monotonic()
+    _later_mtime(control, than_ns=first_mtime_ns)
     infer(batch)
-    slow = time.monotonic() - began
-    assert fast >= 0.021 and slow >= 0.171
-    assert slow - fast >= 0.14
+    infer(batch[:5])
+    assert slept == [pytest.approx(0.021), pytest.approx(0.171), pytest.approx(0.155)]  # the new time, from the next batch on
 
 
-def test_instances_share_one_device(tmp_path: Path) -> None:
-    """Two instances serving at once take turns on the simulated device, like two instances on one GPU."""
-    import threading
-
+def test_instances_take_turns_on_the_one_device(tmp_path: Path) -> None:
+    """Two instances serving at once, like two instances on one GPU: the second's device slot starts
+    only after the first's has ended."""
     control = tmp_path / "standin.json"
     write_control(control, ServiceTime(fixed_ms=100, per_item_ms=0, dim=4))
-    instances = [standin_infer_fn(control), standin_infer_fn(control)]
+    slots: list[str] = []
+    first_on_device, second_on_device = threading.Event(), threading.Event()
+
+    def first_sleep(seconds: float) -> None:
+        slots.append("first in")
+        first_on_device.set()
+        # the second instance is started now; while the device is ours it must not get it, so this wait runs out
+        second_on_device.wait(timeout=1.0)
+        slots.append("first out")
+
+    def second_sleep(seconds: float) -> None:
+        slots.append("second in")
+        second_on_device.set()
+        slots.append("second out")
+
     batch = np.array([[encode_encoder_request(EncodeRequest(title="t"))]], dtype=np.object_)
-    threads = [threading.Thread(target=infer, args=(batch,)) for infer in instances]
-    began = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert time.monotonic() - began >= 0.2
+    first = threading.Thread(target=standin_infer_fn(control, sleep=first_sleep), args=(batch,))
+    second = threading.Thread(target=standin_infer_fn(control, sleep=second_sleep), args=(batch,))
+    first.start()
+    assert first_on_device.wait(timeout=60), "the first instance never reached the device"
+    second.start()
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert slots == ["first in", "first out", "second in", "second out"]

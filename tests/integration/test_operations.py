@@ -18,6 +18,7 @@ import pytest
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from streams.sinks.kafka import ensure_topics, producer
+from tests.support.streaming import milvus_rows
 from topology.codec import encode_interaction, encode_upload
 from topology.messages import Action, ContentUpload, Interaction
 from topology.settings import Settings
@@ -95,6 +96,7 @@ def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: S
     try:
         wait_for_group(ops, [a, b])
         tag = uuid.uuid4().hex[:6]
+        sent_at_s = time.time()  # every upload below is created after this (created_at_ms is wall-clock time)
         _traffic(ops, tag, items=12, interactions=60)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -112,6 +114,7 @@ def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: S
         assert status["verdict"] == "healthy", status["reasons"]
 
         per_worker = [_get(f"http://127.0.0.1:{port}/metrics").decode() for port in (port_a, port_b)]
+        read_at_s = time.time()  # every freshness on these pages was observed before this
         metrics = "".join(per_worker)
         for series in (
             "sail_consumer_lag_messages",
@@ -136,7 +139,14 @@ def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: S
 
         upserted = total('sail_item_freshness_seconds_count{stage="upserted"}')
         assert upserted == 12  # both workers together stored every item, each once
-        assert 0 < total('sail_item_freshness_seconds_sum{stage="upserted"}') / upserted < 30  # plausible: seconds, not hours
+        # In seconds, checked without a speed limit: an item's freshness (upload creation to upsert acknowledged) is at
+        # least its row's encoded_at - created_at (it is encoded before it is upserted) and at most the time this test
+        # gave it (created after sent_at_s, observed before read_at_s; created_at_ms is rounded down, hence 1 ms).
+        rows = milvus_rows(ops, ops.collections()[0].name, [f"{tag}-i{n}" for n in range(12)], ["created_at_ms", "encoded_at_ms"])
+        assert len(rows) == 12
+        encoded_s = sum(row["encoded_at_ms"] - row["created_at_ms"] for row in rows.values()) / 1000
+        freshness_s = total('sail_item_freshness_seconds_sum{stage="upserted"}')
+        assert 0 < freshness_s and encoded_s - 1e-6 <= freshness_s <= upserted * (read_at_s - sent_at_s + 0.001)
         assert total('sail_dead_letters_total{reason="decode.msgpack"') == 1
         assert total('sail_events_total{agent="content"}') == 13
         checks = total("sail_online_hit_checks_total")

@@ -1,20 +1,68 @@
+import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from deploy.cli import main
+from deploy.cli import DESCRIPTION, build_parser, main
+
+COMMANDS = ("stack", "worker", "recall", "demo", "produce", "replay", "train", "reembed", "sid", "lag", "topology", "settings")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["stack", "--help"], ["settings", "--help"]])
-def test_help_explains_each_command(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """What `sail-stream ARGV --help` prints, one line per help text."""
+    monkeypatch.setenv("COLUMNS", "10000")  # argparse wraps to the terminal: unwrapped, a help text is compared whole
     with pytest.raises(SystemExit) as exit_info:
-        main(argv)
+        main([*argv, "--help"])
     assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    assert "usage: sail-stream" in out
-    if argv == ["stack", "--help"]:
-        assert "up" in out and "down" in out and "status" in out and "SAIL_STATE_DIR" in out
+    return capsys.readouterr().out
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]  # no public accessor
+    return dict(sub.choices)
+
+
+def _one_line_helps() -> dict[str, str]:
+    """Each command and the one-line help it is declared with."""
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return {choice.dest: " ".join((choice.help or "").split()) for choice in sub._choices_actions}
+
+
+def test_help_lists_every_command_with_its_one_line_help(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _help([], capsys, monkeypatch)
+    assert out.startswith("usage: sail-stream ")
+    assert DESCRIPTION in out
+    declared = _one_line_helps()
+    assert set(declared) == set(COMMANDS) and all(declared.values())
+    assert dict(re.findall(r"^    (\S+) {2,}(\S.*)$", out, re.M)) == declared  # the listing under COMMAND
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_help_names_it_and_gives_its_description(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _help([command], capsys, monkeypatch)
+    assert out.startswith(f"usage: sail-stream {command} ")
+    description = _commands()[command].description
+    assert description and " ".join(description.split()) in out
+    if command == "stack":
+        assert "{up,down,status}" in out.splitlines()[0] and "SAIL_STATE_DIR" in out
+
+
+def test_demo_help_says_movielens_is_the_default_traffic(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert build_parser().parse_args(["demo"]).dataset == "movielens"
+    line = _one_line_helps()["demo"]
+    assert "MovieLens" in line and "synthetic" not in line.replace("or synthetic", ""), line  # synthetic only as the other
+    out = _help(["demo"], capsys, monkeypatch)
+    dataset = re.search(r"^  --dataset \{movielens,synthetic\}\s+(\S.*)$", out, re.M)  # its help: same or next line
+    assert dataset and dataset.group(1).startswith("movielens (default): "), out
+    assert re.search(r"\(by default [^;)]*MovieLens[^;)]*; --dataset synthetic for the generator\)", out), out
 
 
 def test_settings_command_masks_secrets(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

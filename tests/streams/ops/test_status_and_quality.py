@@ -144,7 +144,7 @@ def test_the_page_says_when_kafka_partitions_are_under_replicated_or_offline() -
     short = [PartitionReplicas("a.uploads", 0, 1, (1, 2, 3), (1, 2)), PartitionReplicas("a.uploads", 1, -1, (2, 3, 1), ())]
     status["replicas"] = {"partitions": 12, "under_replicated": [asdict(p) for p in short]}
     line = render_status(status, "w", refresh_s=5).split("id=replicas>")[1].split("</li>")[0]
-    assert (
-        line
-        == "Kafka replicas: 2 of 12 partitions under-replicated, 1 without a leader (in sync/assigned: a.uploads[0] 2/3, a.uploads[1] 0/3)"
+    assert line == (
+        "Kafka replicas: 2 of 12 partitions under-replicated, 1 without a leader "
+        "(in sync/assigned: a.uploads[0] 2/3, a.uploads[1] 0/3)"
     )

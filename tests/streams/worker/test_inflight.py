@@ -62,8 +62,43 @@ async def test_submit_waits_while_depth_batches_are_in_flight() -> None:
         assert pipeline.in_flight < 2
     await pipeline.drain()
     assert batches.most_preparing == 2
-    assert pipeline.full_seconds() > 0  # the encoder was the bottleneck: time waited for a slot is counted
     assert [n for stage, n in batches.log if stage == "acked"] == list("abcde")
+
+
+async def test_the_time_submit_waits_for_a_slot_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted on the event loop's clock; here a fake one that moves only while the encoder holds a batch."""
+    loop = asyncio.get_running_loop()
+    now = [1000.0]
+    monkeypatch.setattr(loop, "time", lambda: now[0])  # no timer runs in this test: nothing else reads it
+    encoded = {name: asyncio.Event() for name in "abc"}
+
+    def stages(name: str) -> tuple:
+        async def prepare() -> str:
+            await encoded[name].wait()
+            return name
+
+        async def nothing(*_: object) -> None:
+            pass
+
+        return prepare, nothing, nothing
+
+    async def encoder_takes(seconds: float, name: str) -> None:
+        now[0] += seconds
+        encoded[name].set()
+
+    pipeline: InOrderPipeline[str] = InOrderPipeline(depth=2)
+    await pipeline.submit(*stages("a"))  # a slot was free: no wait
+    assert pipeline.full_seconds() == 0.0
+    busy = asyncio.ensure_future(encoder_takes(2.5, "a"))  # runs while the next submit waits for a
+    await pipeline.submit(*stages("b"))
+    assert pipeline.full_seconds() == 2.5
+    second = asyncio.ensure_future(encoder_takes(1.5, "b"))
+    await pipeline.submit(*stages("c"))
+    assert pipeline.full_seconds() == 4.0  # both waits, and nothing else
+    last = asyncio.ensure_future(encoder_takes(3.0, "c"))  # runs while drain waits for c
+    await pipeline.drain()
+    await asyncio.gather(busy, second, last)
+    assert now[0] == 1007.0 and pipeline.full_seconds() == 4.0  # drain's wait is not a full pipeline's
 
 
 async def test_a_failed_batch_stops_every_later_one_from_taking_effect() -> None:
