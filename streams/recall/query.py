@@ -14,10 +14,11 @@ Which collections: the live model version's, as the registry names it (`streams.
 at most every SAIL_VERSION_REFRESH_S). A request takes the version once, before it reads anything, so
 the user's vectors and the items searched come from one version's pair of collections.
 
-Which versions (issue 30): a collection's name does not prove what its rows hold, so the query vector's
-own `model_version` (the users row's, every slot; or the query item's row) is compared with the
-version searched: the registry's live version when it names one, and always the `model_version` of
-every item returned. A mismatch is refused, never served: `VersionMismatch`, a `RecallError` with
+Which versions (issue 30): a collection's name does not prove what its rows hold (without a registry,
+an encoder changed without a re-embed writes its new version into the same collection), so the
+search is limited to items of the query vector's own `model_version` (the users row's, every slot;
+or the query item's row), and that version is compared with the registry's live one when it names
+one; every item returned is checked again. A mismatch is refused, never served: `VersionMismatch`, a `RecallError` with
 status 409 and reason `model_version.mismatch` (the API answers 409 with both versions). Refused
 rather than retried: the registry is read once per request before both reads, so no registry change
 can fall between the user's read and the search; a mismatch means a row stored in one version's
@@ -82,8 +83,10 @@ class Recalled:
     query_model_version: str = ""  # the query vector's (the user's or the query item's): == model_version in every answer served
 
 
-def _filter(created_after_ms: int | None, exclude_creator: str | None, exclude_items: list[str]) -> str:
+def _filter(created_after_ms: int | None, exclude_creator: str | None, exclude_items: list[str], model_version: str) -> str:
     clauses = [f"creator_id != {milvus_string(CANARY)}"]
+    if model_version:  # only items of the query vector's version: a collection can hold several
+        clauses.append(f"model_version == {milvus_string(model_version)}")
     if created_after_ms is not None:
         clauses.append(f"created_at_ms >= {int(created_after_ms)}")
     if exclude_creator:
@@ -351,7 +354,7 @@ class Recall:
         seen = [i for row in rows for i in str(row.get("recent_item_ids", "")).split(",") if i]
         positives = [i for i in str(rows[0].get("positive_item_ids", "")).split(",") if i][: self._positives]
         vectors = np.stack([np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows])
-        where = _filter(created_after_ms, exclude_creator, seen + list(exclude_items or []))
+        where = _filter(created_after_ms, exclude_creator, seen + list(exclude_items or []), query)
         found = await self._channels(channel, version, items, vectors, positives, k, where, level)
         return _served(found, query, f"user {user_id!r}")
 
@@ -382,6 +385,6 @@ class Recall:
         query = _query_version(f"item {item_id!r}", rows, version, items)
         vector = np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)[None, :]
         found = await self._channels(
-            channel, version, items, vector, [item_id], k, _filter(created_after_ms, exclude_creator, [item_id]), level
+            channel, version, items, vector, [item_id], k, _filter(created_after_ms, exclude_creator, [item_id], query), level
         )
         return _served(found, query, f"item {item_id!r}")

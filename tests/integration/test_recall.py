@@ -17,7 +17,7 @@ from streams.recall.api import recall_app
 from streams.recall.client import RecallClient
 from streams.recall.query import VERSION_MISMATCH, Recall, RecallError, VersionMismatch
 from streams.sinks.milvus import MilvusSink, ensure_collections
-from topology.collections import item_row, user_row
+from topology.collections import VECTOR_FIELD, item_row, user_row
 from topology.settings import Settings
 from topology.versions import Registry, Version
 
@@ -65,6 +65,20 @@ async def test_user_recall_leaves_out_seen_items_and_applies_filters(world) -> N
         user, k=20, created_after_ms=1004, exclude_creator=f"{tag}-c2", exclude_items=[ids[4]], consistency="Strong"
     )
     assert fresh and all(r.created_at_ms >= 1004 and r.creator_id != f"{tag}-c2" and r.item_id != ids[4] for r in fresh)
+
+
+async def test_items_of_another_version_in_the_same_collection_are_never_searched(world, settings: Settings) -> None:
+    """Without a registry, an encoder changed without a re-embed writes its version into the same
+    collection: recall searches only the query vector's version, so it answers (no 409) and never mixes."""
+    sink, recall, ids, user, tag = world
+    items, _ = settings.collections()
+    near = await sink.get(items.name, [ids[2]], [VECTOR_FIELD])
+    other = [item_row(f"{tag}-other{n}", f"{tag}-c9", 1000, 2000, "other-version", near[0][VECTOR_FIELD]) for n in range(3)]
+    await sink.upsert(items.name, other)
+    top = await recall.user_to_item(user, k=8, consistency="Strong")
+    assert top and {r.model_version for r in top} == {"v"} and {r.query_model_version for r in top} == {"v"}
+    similar = await recall.item_to_item(ids[2], k=8, consistency="Strong")
+    assert similar and not any(r.item_id.startswith(f"{tag}-other") for r in similar)
 
 
 async def test_unknown_ids_and_bad_parameters_are_clear_errors(world, settings: Settings) -> None:
