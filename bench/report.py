@@ -131,7 +131,8 @@ def share(value: float | None) -> str:
 
 
 def row(*cells: object) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
+    """A markdown table row; a `|` inside a cell (|x - x̂|²) is escaped so it does not split the cell."""
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
 def grid(header: Sequence[str], align: str, rows: Sequence[str]) -> str:
@@ -578,12 +579,13 @@ def overload_runs(payload: Payload) -> str:
     rows = []
     for r in _summary(payload)["rows"]:
         fresh = "-" if r["freshness_p50_s"] is None else " / ".join(num(r[f"freshness_p{q}_s"], 2) for q in (50, 95, 99))
+        bare = r["run"] == "bare client"  # the capacity: full batches from the client itself, no topic, no rows
         rows.append(
             row(
                 r["encoder"],
                 r["run"],
-                "backlog" if r["offered_items_s"] is None else num(r["offered_items_s"]),
-                f"{r['items']:,}",
+                "-" if bare else "backlog" if r["offered_items_s"] is None else num(r["offered_items_s"]),
+                "-" if bare else f"{r['items']:,}",
                 num(r["items_s"]),
                 num(r["vs_capacity"], 2),
                 fresh,
