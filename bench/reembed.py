@@ -43,6 +43,7 @@ import numpy as np
 
 from bench.encoder import machine
 from bench.overload import bare_client
+from bench.report import render_table
 from bench.results import write_result
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
@@ -412,8 +413,6 @@ def main(argv: list[str] | None = None) -> None:
         target_stack.down(["triton"])
         stack.down()
     print(json.dumps(asdict(out)))
-    print()
-    print(markdown(info, out))
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "result": asdict(out)}, indent=2))
     parameters = {
@@ -429,43 +428,10 @@ def main(argv: list[str] | None = None) -> None:
             "baseline_s",
         )
     }
-    print(f"summary written to {write_result('reembed', {**asdict(out), 'parameters': parameters})}")
-
-
-def markdown(info: dict, r: Result) -> str:
-    ratio = (
-        (r.backfill_freshness.get("p99_s", 0) / r.baseline_freshness["p99_s"])
-        if r.baseline_freshness.get("p99_s")
-        else float("nan")
-    )
-    return "\n".join(
-        [
-            f"Machine: {info.get('cpu', '?')}, {info.get('cores', '?')} cores; {info.get('date')}. "
-            f"Live encoder `{r.live_encoder}`, new `{r.new_encoder}`, {r.items:,} items, {r.users_with_vectors:,} user rows.",
-            "",
-            "| figure | value |",
-            "|---|---|",
-            f"| catalogue through the worker | {r.catalogue_s:.0f} s |",
-            "| new encoder capacity (bare client) / backfill cap | "
-            f"{r.new_encoder_capacity_items_s} / {r.max_rate_items_s} items/s |",
-            f"| backfill | {r.backfill_items_s} items/s, {r.backfill_s:.0f} s; users phase {r.users_phase_s:.0f} s; "
-            f"{r.followed_records:,} records followed |",
-            f"| upload freshness, baseline (traffic only) | {_freshness(r.baseline_freshness)} |",
-            f"| upload freshness during the backfill | {_freshness(r.backfill_freshness)}; p99 {ratio:.2f}x the baseline |",
-            f"| upload freshness after the swap (new model, by the worker) | {_freshness(r.after_swap_freshness)} |",
-            f"| counts at the swap | {r.counts} |",
-            f"| swap: the registry write | {r.swap_write_ms} ms |",
-            f"| recall's first new-version answer after the swap | {r.recall_switch_s} s |",
-            "| recall queries / errors / mixed-version answers served (query vector and items) / mismatches refused (409) | "
-            f"{r.recall_queries:,} / {r.recall_errors} / {r.recall_mixed} / {r.recall_mixed_refused}; "
-            f"by version {r.recall_by_version} |",
-            f"| whole run | {r.total_s:.0f} s |",
-        ]
-    )
-
-
-def _freshness(f: dict[str, float | int]) -> str:
-    return f"p50 {f.get('p50_s')} s, p99 {f.get('p99_s')} s (n={f.get('n')})"
+    path = write_result("reembed", {**asdict(out), "parameters": parameters})
+    print()
+    print(render_table("reembed", "run", path.parent))  # the table BENCHMARKS.md shows, from the file just written
+    print(f"summary written to {path}")
 
 
 if __name__ == "__main__":

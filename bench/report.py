@@ -698,7 +698,8 @@ def reembed_run(payload: Payload) -> str:
         ),
         row(
             "backfill",
-            f"{num(s['backfill_items_s'])} items/s, {num(s['backfill_s'], 0)} s; users phase {num(s['users_phase_s'], 0)} s",
+            f"{num(s['backfill_items_s'])} items/s, {num(s['backfill_s'], 0)} s; users phase {num(s['users_phase_s'], 0)} s; "
+            f"{s['followed_records']:,} records followed",
         ),
         row("upload freshness, baseline (traffic only)", _freshness(base)),
         row("upload freshness during the backfill", f"{_freshness(during)}; p99 {times(ratio)} the baseline"),
@@ -712,6 +713,8 @@ def reembed_run(payload: Payload) -> str:
         row("recall queries / errors", f"{s['recall_queries']:,} / {s['recall_errors']:,}"),
         row("answers served mixing versions (query vector or items)", f"{s['recall_mixed']:,}"),
         row("version mismatches refused (409)", f"{s['recall_mixed_refused']:,}"),
+        row("recall answers by version", _counts(s["recall_by_version"])),
+        row("whole run", f"{num(s['total_s'], 0)} s"),
     ]
     return grid(("figure", "value"), "lr", rows)
 
