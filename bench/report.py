@@ -1,7 +1,8 @@
-"""BENCHMARKS.md's generated tables and charts, rendered from the benchmarks' JSON under bench/results/.
+"""BENCHMARKS.md's and RELIABILITY.md's tables and charts, rendered from the benchmarks' JSON under bench/results/.
 
-    python -m bench.report --write   # re-render every generated block of BENCHMARKS.md in place, and the charts
-    python -m bench.report --check   # exit 1, listing every generated block that differs from its JSON
+    python -m bench.report --write   # re-render every generated block of both pages in place, and the charts
+    python -m bench.report --check   # exit 1, listing every block that differs from its JSON, and every
+                                     # table of figures written by hand
 
 Every benchmark ends with `bench.results.write_result(NAME, summary)`: bench/results/NAME.json holds
 its figures (the measured method and the baseline of the same run, the ratios, the run's parameters)
@@ -20,8 +21,9 @@ NAME is the results file (bench/results/NAME.json). Its benchmark is NAME up to 
 (`encoder-sail-tiny` and `encoder-sail-tiny-omni` are bench.encoder runs). TABLE or CHART names a
 renderer registered in this module for that benchmark (listed below): a small pure function from the
 JSON payload to a markdown table, or to a PNG drawn with matplotlib (Agg). To show a table, write its
-two markers with nothing between them and run --write. Text outside the markers is never touched:
-sections without markers are older hand-written records, awaiting a re-run.
+two markers with nothing between them and run --write. Text outside the markers is never touched,
+but --check refuses a table of figures outside them (a table with an aligned column, `---:`): a
+record that no results file stands behind belongs in bench/HISTORY.md, not among the current figures.
 
 --write also draws every registered chart of every results file whose JSON has the chart's series
 (bench/results/charts/NAME-CHART.png), linked or not; a block naming a missing file, renderer or
@@ -32,7 +34,7 @@ renderer formats them (thousands separators, fixed decimals). For a chart block 
 and the machine line and checks that the PNG exists; it does not compare the PNG's bytes, which
 depend on matplotlib's version and its fonts. On the same JSON the same matplotlib writes the same
 bytes (fixed size and dpi, default style, no metadata), so a rerun of --write shows no diff.
-tests/bench/test_report.py runs the check on BENCHMARKS.md.
+tests/bench/test_report.py runs the check on both pages.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from bench.results import RESULTS_DIR
 
 Payload = Mapping[str, Any]  # what `write_result` wrote: benchmark, date, command, machine, summary
 MARKDOWN = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+# The pages whose figures come from bench/results: --check and --write cover both by default.
+MARKDOWNS = (MARKDOWN, MARKDOWN.parent / "RELIABILITY.md")
 CHART_SIZE_IN = (8.0, 4.5)
 CHART_DPI = 100
 
@@ -365,14 +369,79 @@ def _methods(methods: list[Mapping[str, Any]]) -> str:
     return grid(("method", "HitRate@10", "HitRate@50", "NDCG@10", "coverage@10", "served"), "lrrrrr", rows)
 
 
-@table("quality", "methods", "every method over every held-out like")
+def _keyed(s: Mapping[str, Any]) -> str:
+    """The methods table of a run that keys them by name (issue 31's shape): every ranked like, the likes of
+    fresh items, the likes a nightly job could serve; the baselines marked, the default method in bold."""
+    baselines, default = set(s.get("baselines") or ()), s.get("default_method")
+    rows = []
+    for name, m in s["methods"].items():
+        label = f"**{name}** (default)" if name == default else f"{name} (baseline)" if name in baselines else name
+        rows.append(
+            row(
+                label,
+                num(m["hr10"], 4),
+                num(m["hr50"], 4),
+                num(m["ndcg10"], 4),
+                num(m["coverage10"], 3),
+                num(m["fresh_hr10"], 4),
+                num(m["fresh_hr50"], 4),
+                num(m["served_hr10"], 4),
+                f"{m['answered']:,} / {m['likes']:,}",
+            )
+        )
+    header = (
+        "method",
+        "HitRate@10",
+        "HitRate@50",
+        "NDCG@10",
+        "coverage@10",
+        "fresh HR@10",
+        "fresh HR@50",
+        "served HR@10",
+        "answered",
+    )
+    return grid(header, "lrrrrrrrr", rows)
+
+
+@table("quality", "methods", "every method over every held-out like (with fresh and served columns where the run keys them)")
 def quality_methods(payload: Payload) -> str:
-    return _methods(_summary(payload)["methods"])
+    s = _summary(payload)
+    return _keyed(s) if isinstance(s["methods"], Mapping) else _methods(s["methods"])
 
 
-@table("quality", "warm", "every method over the likes of users with a positive before that day")
+@table("quality", "warm", "every method over the likes of users with a positive before that day (older runs)")
 def quality_warm(payload: Payload) -> str:
-    return _methods(_summary(payload)["warm_methods"])
+    s = _summary(payload)
+    if "warm_methods" not in s:
+        raise Missing("a run that keys its methods: the served columns of its methods table are these likes")
+    return _methods(s["warm_methods"])
+
+
+def _knobs(p: Mapping[str, Any]) -> str:
+    return f"factors {p['factors']}, regularization {p['regularization']:g}, alpha {p['alpha']:g}, iterations {p['iterations']}"
+
+
+@table("quality", "nightly", "the default method against the nightly ALS, and the ALS knobs tuned before the test period")
+def quality_nightly(payload: Payload) -> str:
+    s = _summary(payload)
+    als = s.get("als")
+    if not isinstance(s["methods"], Mapping) or not als:
+        raise Missing("a run without the ALS baselines")
+    tuning = s.get("als_tuning") or {}
+    test = s.get("test_from") or {}
+    rows = [
+        row("likes ranked (the test period: after the first ratings below)", f"{s['likes']:,}"),
+        row("ratings before the test period (the tuning log)", f"{test.get('ratings') or 0:,}"),
+        row(
+            f"ALS trials in the tuning (likes of every {tuning.get('sample_days', '-')}th day of its second half)",
+            f"{len(tuning.get('trials') or []):,}",
+        ),
+        row("als-nightly knobs", _knobs(als["nightly"])),
+        row("als-foldin knobs", _knobs(als["foldin"])),
+        row("nightly trainings in the test pass", f"{als['trainings']:,}"),
+        row(f"HitRate@10 of {s['default_method']} / als-nightly (realtime_vs_nightly)", times(s.get("realtime_vs_nightly"), 3)),
+    ]
+    return grid(("figure", "value"), "lr", rows)
 
 
 @table("quality", "pipeline", "the log through the real pipeline: movies encoded, ratings applied (one worker)")
@@ -433,6 +502,8 @@ def quality_sid(payload: Payload) -> str:
 @chart("quality", "methods", "HitRate@10 and @50 per method, every held-out like")
 def quality_chart(payload: Payload, figure: Any) -> None:
     methods = _summary(payload).get("methods") or []
+    if isinstance(methods, Mapping):
+        methods = [{"method": k, "hit_rate_10": m["hr10"], "hit_rate_50": m["hr50"]} for k, m in methods.items()]
     if not methods:
         raise Missing("no methods")
     ax = figure.add_subplot(1, 1, 1)
@@ -857,11 +928,35 @@ def rendered(block: Block, results_dir: Path, markdown: Path) -> str:
     return render_chart(block.result, block.name, results_dir, markdown)
 
 
+# A table's delimiter row (`|---|---:|`); a cell with a colon aligns its column, which only a column of figures wants.
+DELIMITER = re.compile(r"^\|(?:\s*:?-+:?\s*\|)+\s*$")
+
+
+def hand_written_figures(text: str) -> list[str]:
+    """Every table outside a generated block with an aligned column (`---:`): figures typed by hand.
+
+    A table of words (a case and what happens, columns left as they are) may stand in prose; a table of
+    figures must come from a results file, or it can drift from what was measured.
+    """
+    spans = [m.span() for m in BLOCK.finditer(text)]
+    problems = []
+    for m in re.finditer(r"^.*$", text, re.MULTILINE):
+        line = m.group(0)
+        if DELIMITER.match(line) and ":" in line and not any(a <= m.start() < b for a, b in spans):
+            header = text.rfind("\n", 0, m.start() - 1) + 1
+            problems.append(
+                f"line {text.count(chr(10), 0, header) + 1}: a table of figures written by hand "
+                "(generate it from bench/results, or move the record to bench/HISTORY.md)"
+            )
+    return problems
+
+
 def check(markdown: Path = MARKDOWN, results_dir: Path = RESULTS_DIR) -> list[str]:
-    """Every generated block of `markdown` that differs from its rendering (with a diff), or cannot be rendered."""
+    """Every generated block of `markdown` that differs from its rendering (with a diff), or cannot be rendered,
+    and every table of figures outside a generated block."""
     text = markdown.read_text()
     found, problems = blocks(text)
-    problems = [f"{markdown.name}: {p}" for p in problems]
+    problems = [f"{markdown.name}: {p}" for p in [*problems, *hand_written_figures(text)]]
     for block in found:
         where = f"{markdown.name}:{block.line}: {block.kind}: {block.result}/{block.name}"
         try:
@@ -948,18 +1043,27 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="re-render every generated block in place, and draw the charts")
     mode.add_argument("--check", action="store_true", help="exit 1, listing every block that differs from its JSON")
-    parser.add_argument("--markdown", type=Path, default=MARKDOWN, help="the markdown file (default: BENCHMARKS.md)")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        action="append",
+        help="a markdown file to check or write (repeatable; default: BENCHMARKS.md and RELIABILITY.md)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="the results folder (default: bench/results)")
     args = parser.parse_args(argv)
+    pages = args.markdown or list(MARKDOWNS)
     if args.check:
-        problems = check(args.markdown, args.results)
+        problems = [p for page in pages for p in check(page, args.results)]
         for problem in problems:
             print(problem)
-        print(
-            f"{args.markdown.name}: {'generated blocks differ from their JSON' if problems else 'every generated block matches'}"
-        )
+        names = ", ".join(page.name for page in pages)
+        print(f"{names}: {'tables differ from their JSON' if problems else 'every table is generated and matches'}")
         return 1 if problems else 0
-    problems, written = write(args.markdown, args.results)
+    problems, written = [], []
+    for page in pages:
+        page_problems, page_written = write(page, args.results)
+        problems += page_problems
+        written += [path for path in page_written if path not in written]
     for path in written:
         print(f"wrote {path}")
     for problem in problems:

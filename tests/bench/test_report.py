@@ -179,19 +179,38 @@ def test_check_reports_unknown_renderers_missing_files_and_unclosed_markers(tmp_
 # ---------------------------------------------------------------------- the committed files
 
 
-def test_benchmarks_md_generated_blocks_equal_their_json() -> None:
-    """Every `<!-- results: -->` and `<!-- chart: -->` block of BENCHMARKS.md names a committed results file
-    and a registered renderer, and equals its rendering."""
-    text = report.MARKDOWN.read_text()
+@pytest.mark.parametrize("page", report.MARKDOWNS, ids=lambda p: p.name)
+def test_published_tables_are_generated_and_equal_their_json(page: Path) -> None:
+    """Every `<!-- results: -->` and `<!-- chart: -->` block of BENCHMARKS.md and RELIABILITY.md names a
+    committed results file and a registered renderer, and equals its rendering; no table of figures is
+    typed by hand outside a block."""
+    text = page.read_text()
     found, problems = report.blocks(text)
     assert problems == []
+    assert found, f"{page.name} shows no generated figures"
     for block in found:
         assert (RESULTS_DIR / f"{block.result}.json").exists(), block
         registry = report.TABLES if block.kind == "results" else report.CHARTS
         assert (report.benchmark_of(block.result), block.name) in registry, block
-    assert report.check() == []
-    # The preamble that tells a reader which tables are generated, and how
-    assert "python -m bench.report --write" in text.split("\n## ", 1)[0]
+    assert report.check(page) == []
+    # Before its first table, the page tells a reader that the tables are generated, and how
+    assert "python -m bench.report --write" in text.split("\n<!-- results: ", 1)[0]
+
+
+def test_a_table_of_figures_outside_a_block_is_refused(tmp_path: Path) -> None:
+    """A hand-typed table of figures cannot pass for a measured one; a table of words in prose may stand."""
+    words = "| case | what happens |\n|---|---|\n| a kill | it resumes |\n"
+    figures = "| run | items/s |\n|---|---:|\n| one | 80.3 |\n"
+    assert report.hand_written_figures("Prose.\n\n" + words) == []
+    problems = report.hand_written_figures("Prose.\n\n" + words + "\n" + figures)
+    assert problems == [
+        "line 7: a table of figures written by hand (generate it from bench/results, or move the record to bench/HISTORY.md)"
+    ]
+    # The same table inside a generated block is the block's business (compared with its JSON), not this rule's
+    assert report.hand_written_figures("<!-- results: x/y -->\n" + figures + "<!-- /results -->\n") == []
+    md = tmp_path / "page.md"
+    md.write_text("# Page\n\n" + figures)
+    assert report.check(md, tmp_path) == [f"page.md: {problems[0].replace('line 7', 'line 3')}"]
 
 
 def test_every_committed_results_file_can_be_shown() -> None:
@@ -353,13 +372,28 @@ def test_quality_summary_renders_and_charts(tmp_path: Path) -> None:
             score.add(rank, [1, 2])
         score.miss()
         scores.append(score.summary(100))
-    result: dict[str, object] = {"events": 10, "likes": 4, "methods": scores, "warm_methods": scores, "machine": {}}
+    result: dict[str, object] = {
+        "events": 10,
+        "likes": 4,
+        "methods": scores,
+        "warm_methods": scores,
+        "fresh_methods": scores[1:],
+        "machine": {},
+    }
     result["realtime_gain"] = realtime_gain(result)
     args = _namespace(ratings=None, encoder=None, sid=False, sid_levels=3, sid_codes=256, sid_fresh=1000, only=None)
     assert result_name(False, None) == "quality" and result_name(True, 20_000) == "quality-sid-20000ratings"
     _write(tmp_path, "quality", summary(result, args))
     tables = _render_all(tmp_path, "quality")
-    assert "| realtime-weighted-K1 | 0.2500 | 0.5000 | 0.2500 | 0.0200 | 3 / 4 |" in (tables["methods"] or "")
+    # Keyed by name (issue 31's shape): the default method in bold; a method with no fresh like shows "-"
+    assert "| **realtime-weighted-K1** (default) | 0.2500 | 0.5000 | 0.2500 | 0.020 | - | - | 0.2500 | 3 / 4 |" in (
+        tables["methods"] or ""
+    )
+    assert "| daily-weighted-K1 | 0.0000 | 0.2500 | 0.0000 | 0.020 | 0.0000 | 0.2500 | 0.0000 | 3 / 4 |" in (
+        tables["methods"] or ""
+    )
+    assert tables["warm"] is None  # its figures are the served columns now
+    assert tables["nightly"] is None  # no ALS in this run
     assert "| realtime-weighted-K1 | - | 2.00x |" in (tables["gain"] or "")  # daily has no hit at 10: no ratio
     assert tables["sid"] is None
     assert tables["pipeline"] is None  # no clocks in this payload
