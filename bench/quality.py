@@ -20,11 +20,19 @@ baselines, on one time-ordered stream (issue 15).
    - `realtime-weighted K=1|3`: the worker's own interest maths (`streams.interest.maths`, action
      and recency weights, negatives pushed away, K interest slots, an item's score its best slot);
    - `daily-*`: the same vectors frozen at the start of each UTC day of the log (a nightly job);
-   - `popularity`: most positive interactions in the last 24 h of the log;
+   the standard baselines (`bench.baselines`, issue 31):
+   - `popularity-1d|7d|30d|all`: most positive interactions in the last 1, 7, 30 days, or ever;
    - `item-knn`: co-occurrence nearest neighbours (cosine over users' positive pairs, each new
-     positive paired with the user's previous 50) of the user's last 10 positives.
-   Reported twice: over every held-out like, and over the likes of users who had a positive before
-   that day (the ones a nightly job can serve at all), so the gain is not only the cold start.
+     positive paired with the user's previous 50) of the user's last 10 positives, updated online;
+   - `als-nightly`: `implicit`'s ALS retrained at each midnight of the log on every positive before
+     it, serving the day from its factors; `als-foldin`: the same item factors with the user folded
+     in at request time from every positive so far. Their knobs are tuned (`tune_als`) on the log
+     before the test period only.
+   Only the likes after `--test-from` (default: the second half of the log) are ranked; the first
+   half streams through every method's state. Reported three ways: over every ranked like, over the
+   likes of users who had a positive before that day (`served_*`: the ones a nightly job can serve
+   at all, so the gain is not only the cold start), and over the likes of items in their first 7
+   days after upload (`fresh_*`; an item's upload is its first rating here).
    The user vectors come from the worker's own pure maths over the log with its original times
    (a 6 h half-life means 6 h of the log); the recall API's answers are checked against the same
    computation for a sample of users at the end (step 4).
@@ -37,33 +45,38 @@ baselines, on one time-ordered stream (issue 15).
    its encoder time per item (each copy shares its original's codes: every one takes the collision
    path, a suffix read from Milvus).
 A benchmark, never a test: the figures go to bench/results/quality[-sid][-Nratings].json with the
-machine and date (`bench.results`), from which `python -m bench.report` renders BENCHMARKS.md.
+machine and date (`bench.results`), shaped as issue 31 names (`methods` keyed by name, with `hr10`,
+`hr50`, `ndcg10`, `coverage10`, `fresh_hr10`, `fresh_hr50`, `served_hr10`; `default_method`,
+`baselines`, `realtime_vs_nightly`), from which `python -m bench.report` renders BENCHMARKS.md.
+Not yet through the recall HTTP API for every like: the API is checked against the protocol for a
+sample of users (step 4).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from bench.baselines import DAY_S, AlsParams, NightlyAls, Popularity
 from bench.results import write_result
 from deploy.datasets.movielens import MovieLens, Rating, interaction_for
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
 from streams.sid.maths import sid_scores
 from topology.messages import Action, InterestState
 
-DAY_S = 86_400
 KNN_PAIRS = 50  # each new positive is paired with the user's previous 50 positives
+DEFAULT_ALS = AlsParams()
 
 
 @dataclass
@@ -143,6 +156,11 @@ def evaluate(
     sids: dict[str, tuple[int, ...]] | None = None,
     sid_positives: int = 10,
     fused_k: int = 50,
+    als: AlsParams = DEFAULT_ALS,
+    als_foldin: AlsParams | None = None,
+    popularity_days: tuple[int | None, ...] = (1, 7, 30, None),
+    sample_days: int = 1,
+    fresh_days: int = 7,
 ) -> dict[str, object]:
     """Every method's figures on `data`'s log, time-ordered: each like is ranked before it is applied.
 
@@ -154,6 +172,11 @@ def evaluate(
     `sid` (`sid_scores` of every item against the user's last `sid_positives` positives, ties to the
     newest, as the API breaks them) and `mixed` (reciprocal-rank fusion of realtime-weighted-K1's and
     sid's top `fused_k`, as the API fuses each channel's top k; outside both lists: a miss).
+    `als`: the knobs of `als-nightly`, and of `als-foldin` unless `als_foldin` gives its own
+    (`bench.baselines`); `popularity_days`: a
+    `popularity-Nd` method per window (None: `popularity-all`). `sample_days`: rank the likes of every
+    Nth log day only (the tuning pass: fewer nightly trainings). `fresh_days`: the `fresh` table holds
+    the likes of items within this many days of their arrival (their first rating: the upload).
     """
     order: list[int] = []  # movie ids in arrival order (first rating)
     index: dict[int, int] = {}
@@ -174,8 +197,10 @@ def evaluate(
         *variants,
         "daily-mean10",
         *(v.replace("realtime", "daily") for v in variants),
-        "popularity",
+        *(f"popularity-{d}d" if d else "popularity-all" for d in popularity_days),
         "item-knn",
+        "als-nightly",
+        "als-foldin",
     ]
     if sids is not None:
         missing_sid = [i for i in ids if i not in sids]
@@ -189,9 +214,15 @@ def evaluate(
         methods = [m for m in methods if m in only]
     scores = {m: Score(m) for m in methods}
     warm = {m: Score(m) for m in methods}  # only likes by users with a positive before that day: where a nightly job has a vector
+    fresh = {m: Score(m) for m in methods}  # only likes of items within `fresh_days` of their arrival
     grouped = {g: {m: Score(m) for m in methods} for g in item_groups or {}}
-    popular = np.zeros(n, dtype=np.float64)
-    recent: deque[tuple[int, int]] = deque()  # (time, item) of positives in the last day
+    popular = {f"popularity-{d}d" if d else "popularity-all": Popularity(n, d * DAY_S if d else None) for d in popularity_days}
+    n_users = max(r.user for r in data.ratings) + 1
+    nightly = NightlyAls(n_users, n, als)
+    folding = nightly if als_foldin in (None, als) else NightlyAls(n_users, n, als_foldin)
+    nightlies = [nightly] if folding is nightly else [nightly, folding]
+    arrived_at = np.zeros(n, dtype=np.int64)  # log time of each item's first rating
+    log_day = None
     cooc = np.zeros((n, n), dtype=np.float32)
     item_pos = np.zeros(n, dtype=np.float64)
     arrived = 0
@@ -234,27 +265,36 @@ def evaluate(
 
     for step, rating in enumerate(data.ratings):
         item = index[rating.movie_id]
+        if item >= arrived:
+            arrived_at[item] = rating.timestamp_s
         arrived = max(arrived, item + 1)
         user = users.setdefault(rating.user, User())
         day = rating.timestamp_s // DAY_S
+        if day != log_day:  # midnight of the log: the nightly job would train on everything before it
+            for job in nightlies:
+                job.end_of_day()
+            log_day = day
         if day != user.day:  # a new day for this user: the nightly job has seen everything before it
             user.daily_state = user.state
             user.daily_positives = list(user.positives)
             user.day = day
         event = interaction_for(rating, rating.timestamp_s * 1000)  # the protocol's clock is the log's
         now = rating.timestamp_s
-        while recent and recent[0][0] <= now - DAY_S:
-            popular[recent.popleft()[1]] -= 1
-        if event.action is Action.LIKE and now >= score_from_s:
+        if event.action is Action.LIKE and now >= score_from_s and day % sample_days == 0:
             excluded = user.seen
             into = [scores, warm] if user.daily_positives else [scores]
+            if now - arrived_at[item] <= fresh_days * DAY_S:
+                into.append(fresh)
             into += [grouped[g] for g, members in (item_groups or {}).items() if rating.item_id in members]
             makers: dict[str, Callable[[], np.ndarray | None]] = {
                 "realtime-mean10": lambda: dense(mean10(user.positives)),
                 "daily-mean10": lambda: dense(mean10(user.daily_positives)),
-                "popularity": lambda: popular[:arrived] + _tiebreak(arrived),
                 "item-knn": lambda: knn(user.positives),
+                "als-nightly": lambda: nightly.row(rating.user, arrived),
+                "als-foldin": lambda: folding.fold_in_row(rating.user, user.positives, arrived),
             }
+            for name, counts in popular.items():
+                makers[name] = lambda counts=counts: counts.row(now, arrived)  # type: ignore[misc]
             for name, p in variants.items():
                 makers[name] = lambda p=p: dense(interest_vectors(user.state, vectors_by_id, p))  # type: ignore[misc]
                 makers[name.replace("realtime", "daily")] = lambda p=p: dense(
@@ -295,8 +335,10 @@ def evaluate(
                 cooc[item, prev] += 1.0
             item_pos[item] += 1.0
             user.positives.append(item)
-            popular[item] += 1
-            recent.append((now, item))
+            for counts in popular.values():
+                counts.observe(item, now)
+            for job in nightlies:
+                job.observe(rating.user, item)
         if time.monotonic() >= next_report:
             progress(
                 f"quality: {step + 1:,} of {len(data.ratings):,} events "
@@ -311,14 +353,14 @@ def evaluate(
         "seconds": round(time.monotonic() - began, 1),
         "methods": [scores[m].summary(n) for m in methods],
         "warm_methods": [warm[m].summary(n) for m in methods],
+        "fresh_methods": [fresh[m].summary(n) for m in methods],
+        "als": {
+            "nightly": dataclasses.asdict(als),
+            "foldin": dataclasses.asdict(folding.params),
+            "trainings": sum(job.trainings for job in nightlies),
+        },
         "groups": {g: [table[m].summary(n) for m in methods] for g, table in grouped.items()},
     }
-
-
-def _tiebreak(n: int) -> np.ndarray:
-    """A tiny decreasing offset by arrival order, so equal counts rank the older item first, like
-    `rank_and_top`'s own tie rule (kept explicit for the count-based methods)."""
-    return -np.arange(n, dtype=np.float64) * 1e-9
 
 
 def realtime_gain(result: dict[str, object]) -> dict[str, float | None]:
@@ -331,6 +373,67 @@ def realtime_gain(result: dict[str, object]) -> dict[str, float | None]:
             for k in ("hit_rate_10", "hit_rate_50"):
                 out[f"{name} {k}"] = round(m[k] / daily[k], 2) if daily[k] else None
     return out
+
+
+ALS_GRID = {  # searched one knob at a time from `AlsParams()`, in this order, on the tuning period only
+    "alpha": (1.0, 5.0, 10.0, 20.0, 40.0),
+    "regularization": (0.01, 0.05, 0.2, 1.0),
+    "factors": (32, 64, 128),
+}
+
+
+def tune_als(
+    data: MovieLens,
+    vectors: dict[str, np.ndarray],
+    test_from: int,
+    sample_days: int = 8,
+    progress: Callable[[str], None] = lambda line: None,
+) -> dict[str, object]:
+    """The ALS knobs a team would pick, on the log before the test period only.
+
+    The tuning log is the first `test_from` ratings; its likes from the middle of it on (every
+    `sample_days`th log day) are ranked as the protocol ranks them. Coordinate descent over `ALS_GRID`,
+    one knob at a time, each kept at its best HitRate@10 (ties: the earlier value), separately for
+    `als-nightly` and `als-foldin`. Returns the chosen params and every trial's figures.
+    """
+    tuning = data.first(test_from)
+    validate_from = tuning.ratings[len(tuning.ratings) // 2].timestamp_s
+    best = {"als-nightly": AlsParams(), "als-foldin": AlsParams()}
+    trials: list[dict[str, object]] = []
+    seen: dict[AlsParams, dict[str, float]] = {}
+
+    def trial(params: AlsParams) -> dict[str, float]:
+        if params not in seen:
+            result = evaluate(
+                tuning,
+                vectors,
+                only=("als-nightly", "als-foldin"),
+                als=params,
+                score_from_s=validate_from,
+                sample_days=sample_days,
+            )
+            by = {m["method"]: m for m in result["methods"]}  # type: ignore[index,union-attr]
+            seen[params] = {name: float(by[name]["hit_rate_10"]) for name in best}  # type: ignore[arg-type]
+            trials.append({"params": dataclasses.asdict(params), "likes": result["likes"], "hit_rate_10": seen[params]})
+            progress(
+                f"tuning ALS: {params.label()}: HitRate@10 nightly {seen[params]['als-nightly']:.4f}, "
+                f"fold-in {seen[params]['als-foldin']:.4f}"
+            )
+        return seen[params]
+
+    for knob, values in ALS_GRID.items():
+        for name in best:
+            candidates = [replace(best[name], **{knob: v}) for v in values]
+            figures = [trial(c)[name] for c in candidates]
+            best[name] = candidates[int(np.argmax(figures))]
+    return {
+        "ratings": test_from,
+        "validate_from_s": validate_from,
+        "sample_days": sample_days,
+        "chosen": {name: dataclasses.asdict(params) for name, params in best.items()},
+        "trials": trials,
+        "params": best,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,7 +529,19 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         stack.down()
     progress(f"{len(vectors):,} movie vectors read back; running the protocol")
     only = tuple(args.only.split(",")) + (("sid", "mixed") if args.sid else ()) if args.only else None
-    result = evaluate(data, vectors, progress=progress, sids=sids, only=only)
+    test_from = int(len(data.ratings) * args.test_from)
+    score_from_s = data.ratings[test_from].timestamp_s if test_from else float("-inf")
+    tuned: dict[str, object] | None = None
+    als = {"als": AlsParams(), "als_foldin": AlsParams()}
+    if args.tune and test_from and (only is None or {"als-nightly", "als-foldin"} & set(only)):
+        progress(f"tuning the ALS baselines on the first {test_from:,} ratings (before the test period)")
+        tuned = tune_als(data, vectors, test_from, progress=progress)
+        chosen = tuned.pop("params")
+        als = {"als": chosen["als-nightly"], "als_foldin": chosen["als-foldin"]}  # type: ignore[index]
+    result = evaluate(data, vectors, progress=progress, sids=sids, only=only, score_from_s=score_from_s, **als)  # type: ignore[arg-type]
+    result["test_from"] = {"ratings": test_from, "log_time_s": score_from_s if test_from else None}
+    if tuned is not None:
+        result["als_tuning"] = tuned
     if sid_result is not None:
         result["semantic_ids"] = sid_result
     result.update(
@@ -600,11 +715,55 @@ def result_name(sid: bool, ratings: int | None) -> str:
     return "quality" + ("-sid" if sid else "") + (f"-{ratings}ratings" if ratings else "")
 
 
+DEFAULT_METHOD = "realtime-weighted-K1"  # what the recall API serves by default: channel=dense, SAIL_INTEREST_SLOTS=1
+NIGHTLY = "als-nightly"  # the competitor of the real-time figure (issue 31)
+
+
+def methods_by_name(result: dict[str, object]) -> dict[str, dict[str, object]]:
+    """Each method's figures keyed by name: over every ranked like (`hr10` ...), over the likes of items in
+    their first days (`fresh_*`), and over the likes a nightly job could serve (`served_*`)."""
+    out: dict[str, dict[str, object]] = {}
+    tables = {key: {m["method"]: m for m in result.get(key) or []} for key in ("methods", "fresh_methods", "warm_methods")}  # type: ignore[attr-defined]
+    for name, m in tables["methods"].items():
+        fresh, warm = tables["fresh_methods"].get(name, {}), tables["warm_methods"].get(name, {})
+        out[name] = {
+            "hr10": m["hit_rate_10"],
+            "hr50": m["hit_rate_50"],
+            "ndcg10": m["ndcg_10"],
+            "coverage10": m["coverage_10"],
+            "fresh_hr10": fresh.get("hit_rate_10"),
+            "fresh_hr50": fresh.get("hit_rate_50"),
+            "served_hr10": warm.get("hit_rate_10"),
+            "served_hr50": warm.get("hit_rate_50"),
+            "likes": m["queries"],
+            "answered": m["served"],
+            "fresh_likes": fresh.get("queries"),
+            "served_likes": warm.get("queries"),
+        }
+    return out
+
+
 def summary(result: dict[str, object], args: argparse.Namespace) -> dict[str, object]:
-    """What `write_result` records: every method's figures (the baselines ranked on the same stream included) and
-    the run's parameters; the machine and date are `write_result`'s."""
-    params = {key: getattr(args, key) for key in ("ratings", "encoder", "sid", "sid_levels", "sid_codes", "sid_fresh", "only")}
-    return {"params": params} | {k: v for k, v in result.items() if k != "machine"}
+    """What `write_result` records (the shape issue 31 names): `methods` keyed by name, the `default_method` the
+    recall API serves, the `baselines` (every popularity window, item-kNN, both ALS variants) and
+    `realtime_vs_nightly` (the default method's HitRate@10 over the nightly ALS's), with the rest of the run
+    (pipeline timings, agreement, ALS tuning, semantic IDs) and its parameters; the machine and date are
+    `write_result`'s."""
+    methods = methods_by_name(result)
+    nightly = (methods.get(NIGHTLY) or {}).get("hr10")
+    default = (methods.get(DEFAULT_METHOD) or {}).get("hr10")
+    keyed = {
+        "methods": methods,
+        "default_method": DEFAULT_METHOD,
+        "baselines": [m for m in methods if m.startswith(("popularity", "item-knn", "als-"))],
+        "realtime_vs_nightly": round(default / nightly, 3) if default is not None and nightly else None,  # type: ignore[operator]
+    }
+    dropped = ("machine", "methods", "fresh_methods", "warm_methods")
+    params = {
+        key: getattr(args, key, None)
+        for key in ("ratings", "encoder", "sid", "sid_levels", "sid_codes", "sid_fresh", "only", "test_from", "tune")
+    }
+    return {"params": params} | keyed | {k: v for k, v in result.items() if k not in dropped}
 
 
 def main() -> None:
@@ -628,13 +787,25 @@ def main() -> None:
         help="movies uploaded again under new ids to measure the assignment in the stream (default 1,000)",
     )
     parser.add_argument("--only", help="comma-separated methods to rank (default: all); with --sid, sid and mixed are added")
+    parser.add_argument(
+        "--test-from",
+        type=float,
+        default=0.5,
+        help="rank only the likes after this share of the log (default 0.5); the baselines' knobs are tuned "
+        "on the log before it. 0: rank every like, untuned",
+    )
+    parser.add_argument(
+        "--no-tune", dest="tune", action="store_false", help="keep the ALS baselines' default knobs (bench.baselines.AlsParams)"
+    )
     args = parser.parse_args()
     result = _run(args)
     print("Every held-out like:")
     print(format_table(result))
     print("Likes by users with a positive before that day (where a nightly job has a vector):")
     print(format_table(result, "warm_methods"))
-    print(json.dumps({k: v for k, v in result.items() if k not in ("methods", "warm_methods")}, indent=2))
+    print("Likes of items in their first 7 days after upload:")
+    print(format_table(result, "fresh_methods"))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("methods", "warm_methods", "fresh_methods")}, indent=2))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2, default=list)

@@ -55,10 +55,16 @@ def test_each_method_on_a_hand_built_log() -> None:
     for name in ("daily-mean10", "daily-weighted-K1"):
         # same-day likes cannot be served by last night's vectors; the next day's can
         assert (by[name]["served"], by[name]["hit_rate_10"]) == (1, pytest.approx(1 / 3, abs=1e-4))
-    # popularity: the 12 viewed movies outrank 0 and 1 (rank 12: a hit only @50); on the next day 11
-    # of those views are older than 24 h, and movie 2 (viewed once since) ties the 12th, older: rank 1
-    assert (by["popularity"]["hit_rate_10"], by["popularity"]["hit_rate_50"]) == (pytest.approx(1 / 3, abs=1e-4), 1.0)
-    assert by["popularity"]["ndcg_10"] == pytest.approx(1 / math.log2(3) / 3, abs=1e-4)
+    # popularity over 24 h: the 12 viewed movies outrank 0 and 1 (rank 12: a hit only @50); on the next day
+    # 11 of those views are older than 24 h, and movie 2 (viewed once since) ties the 12th, older: rank 1
+    assert (by["popularity-1d"]["hit_rate_10"], by["popularity-1d"]["hit_rate_50"]) == (pytest.approx(1 / 3, abs=1e-4), 1.0)
+    assert by["popularity-1d"]["ndcg_10"] == pytest.approx(1 / math.log2(3) / 3, abs=1e-4)
+    # of all time, every movie has one positive when 2 is liked: the 12 older ones rank first every time
+    for name in ("popularity-7d", "popularity-30d", "popularity-all"):
+        assert (by[name]["served"], by[name]["hit_rate_10"], by[name]["hit_rate_50"]) == (3, 0.0, 1.0)
+    # the nightly ALS: nothing trained before the first midnight (two misses); the next day it has user 1
+    assert (by["als-nightly"]["served"], by["als-foldin"]["served"]) == (1, 1)
+    assert result["als"]["trainings"] == 1
     # item-kNN: nobody else co-engaged with 0 or 1, so every score ties and older movies rank first
     assert (by["item-knn"]["served"], by["item-knn"]["hit_rate_10"], by["item-knn"]["hit_rate_50"]) == (
         2,
@@ -94,6 +100,15 @@ def test_the_warm_subset_holds_only_likes_a_nightly_job_could_serve() -> None:
     warm = {m["method"]: m for m in result["warm_methods"]}
     assert all(m["queries"] == 1 for m in warm.values())  # only the next-day like: the user had positives before that day
     assert warm["daily-mean10"]["hit_rate_10"] == 1.0 and warm["realtime-mean10"]["hit_rate_10"] == 1.0
+
+
+def test_the_fresh_subset_holds_the_likes_of_items_in_their_first_days() -> None:
+    data, vectors = _world()
+    fresh = {m["method"]: m for m in evaluate(data, vectors)["fresh_methods"]}
+    assert all(m["queries"] == 3 for m in fresh.values())  # every like is of a movie first rated within a day
+    late = {m["method"]: m for m in evaluate(data, vectors, fresh_days=0)["fresh_methods"]}
+    # 0 days: movies 0 and 1, each liked at its own first rating; not 2, viewed by user 8 five seconds before
+    assert all(m["queries"] == 2 for m in late.values())
 
 
 def test_the_sid_and_mixed_channels_rank_by_shared_prefixes_and_need_every_movies_id() -> None:

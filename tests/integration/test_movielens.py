@@ -1,7 +1,7 @@
 """MovieLens through the real stack (issue 15): the first ratings of ml-latest-small replayed through
 Kafka, encoded by Triton, stored in Milvus; every movie stored, every rating applied once, the user
 vectors equal to the worker's maths over the events as sent, and the quality protocol (with its
-popularity and item-kNN baselines) run on the same events, the recall API agreeing with it."""
+popularity, item-kNN and ALS baselines) run on the same events, the recall API agreeing with it."""
 
 from __future__ import annotations
 
@@ -87,9 +87,17 @@ def test_a_movielens_slice_streams_through_and_the_quality_protocol_runs_on_it(s
     likes = sum(r.rating >= 4.0 for r in data.ratings)
     assert result["likes"] == likes > 0
     by = {m["method"]: m for m in result["methods"]}
-    assert {"popularity", "item-knn", "realtime-mean10", "daily-mean10", "realtime-weighted-K1", "realtime-weighted-K3"} <= set(
-        by
-    )
+    assert {
+        "popularity-1d",
+        "popularity-all",
+        "item-knn",
+        "als-nightly",
+        "als-foldin",
+        "realtime-mean10",
+        "daily-mean10",
+        "realtime-weighted-K1",
+        "realtime-weighted-K3",
+    } <= set(by)
     for m in by.values():
         assert m["queries"] == likes and 0 <= m["served"] <= likes
         assert (
@@ -97,7 +105,8 @@ def test_a_movielens_slice_streams_through_and_the_quality_protocol_runs_on_it(s
             and 0.0 <= m["ndcg_10"] <= m["hit_rate_10"]
             and 0.0 <= m["coverage_10"] <= 1.0
         )
-    assert by["popularity"]["served"] == likes  # popularity answers everyone
+    assert by["popularity-1d"]["served"] == by["popularity-all"]["served"] == likes  # popularity answers everyone
+    assert by["als-nightly"]["served"] <= by["als-foldin"]["served"]  # the fold-in also serves who arrived today
     assert (
         by["realtime-mean10"]["served"] >= by["daily-mean10"]["served"]
     )  # a nightly vector exists only for users seen before today
