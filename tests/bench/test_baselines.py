@@ -54,11 +54,13 @@ def test_a_positive_after_midnight_never_reaches_that_days_training() -> None:
     early, late = _blocks(), _blocks()
     early.end_of_day()
     late.end_of_day()
-    for user in range(4):  # after midnight, users 0-3 turn to item 7, before anyone asks
+    for user in range(4):  # after midnight, users 0-3 turn to item 7, and user 9 arrives, before anyone asks
         late.observe(user, 7)
+    late.observe(9, 0)
     a, b = early.row(0, 8), late.row(0, 8)
     assert a is not None and b is not None
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert late.row(9, 8) is None  # last night's job never saw user 9
 
 
 def test_fold_in_needs_a_training_and_a_positive() -> None:
