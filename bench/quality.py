@@ -192,12 +192,13 @@ def evaluate(
     n = len(ids)
     users: dict[int, User] = {}
     variants = {f"realtime-weighted-K{k}": replace(params, slots=k) for k in slots}
+    popular = {f"popularity-{d}d" if d else "popularity-all": Popularity(n, d * DAY_S if d else None) for d in popularity_days}
     methods = [
         "realtime-mean10",
         *variants,
         "daily-mean10",
         *(v.replace("realtime", "daily") for v in variants),
-        *(f"popularity-{d}d" if d else "popularity-all" for d in popularity_days),
+        *popular,
         "item-knn",
         "als-nightly",
         "als-foldin",
@@ -216,7 +217,6 @@ def evaluate(
     warm = {m: Score(m) for m in methods}  # only likes by users with a positive before that day: where a nightly job has a vector
     fresh = {m: Score(m) for m in methods}  # only likes of items within `fresh_days` of their arrival
     grouped = {g: {m: Score(m) for m in methods} for g in item_groups or {}}
-    popular = {f"popularity-{d}d" if d else "popularity-all": Popularity(n, d * DAY_S if d else None) for d in popularity_days}
     n_users = max(r.user for r in data.ratings) + 1
     nightly = NightlyAls(n_users, n, als)
     folding = nightly if als_foldin in (None, als) else NightlyAls(n_users, n, als_foldin)
@@ -388,17 +388,18 @@ def tune_als(
     test_from: int,
     sample_days: int = 8,
     progress: Callable[[str], None] = lambda line: None,
-) -> dict[str, object]:
+) -> tuple[dict[str, AlsParams], dict[str, object]]:
     """The ALS knobs a team would pick, on the log before the test period only.
 
     The tuning log is the first `test_from` ratings; its likes from the middle of it on (every
     `sample_days`th log day) are ranked as the protocol ranks them. Coordinate descent over `ALS_GRID`,
     one knob at a time, each kept at its best HitRate@10 (ties: the earlier value), separately for
-    `als-nightly` and `als-foldin`. Returns the chosen params and every trial's figures.
+    `als-nightly` and `als-foldin`. Returns the chosen params by method, and the record of the tuning
+    (every trial's figures) for the results file.
     """
     tuning = data.first(test_from)
     validate_from = tuning.ratings[len(tuning.ratings) // 2].timestamp_s
-    best = {"als-nightly": AlsParams(), "als-foldin": AlsParams()}
+    best = {"als-nightly": DEFAULT_ALS, "als-foldin": DEFAULT_ALS}
     trials: list[dict[str, object]] = []
     seen: dict[AlsParams, dict[str, float]] = {}
 
@@ -426,13 +427,12 @@ def tune_als(
             candidates = [replace(best[name], **{knob: v}) for v in values]
             figures = [trial(c)[name] for c in candidates]
             best[name] = candidates[int(np.argmax(figures))]
-    return {
+    return best, {
         "ratings": test_from,
         "validate_from_s": validate_from,
         "sample_days": sample_days,
         "chosen": {name: dataclasses.asdict(params) for name, params in best.items()},
         "trials": trials,
-        "params": best,
     }
 
 
@@ -532,13 +532,20 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     test_from = int(len(data.ratings) * args.test_from)
     score_from_s = data.ratings[test_from].timestamp_s if test_from else float("-inf")
     tuned: dict[str, object] | None = None
-    als = {"als": AlsParams(), "als_foldin": AlsParams()}
-    if args.tune and test_from and (only is None or {"als-nightly", "als-foldin"} & set(only)):
+    chosen = {"als-nightly": DEFAULT_ALS, "als-foldin": DEFAULT_ALS}
+    if args.tune and test_from and (only is None or set(chosen) & set(only)):
         progress(f"tuning the ALS baselines on the first {test_from:,} ratings (before the test period)")
-        tuned = tune_als(data, vectors, test_from, progress=progress)
-        chosen = tuned.pop("params")
-        als = {"als": chosen["als-nightly"], "als_foldin": chosen["als-foldin"]}  # type: ignore[index]
-    result = evaluate(data, vectors, progress=progress, sids=sids, only=only, score_from_s=score_from_s, **als)  # type: ignore[arg-type]
+        chosen, tuned = tune_als(data, vectors, test_from, progress=progress)
+    result = evaluate(
+        data,
+        vectors,
+        progress=progress,
+        sids=sids,
+        only=only,
+        score_from_s=score_from_s,
+        als=chosen["als-nightly"],
+        als_foldin=chosen["als-foldin"],
+    )
     result["test_from"] = {"ratings": test_from, "log_time_s": score_from_s if test_from else None}
     if tuned is not None:
         result["als_tuning"] = tuned

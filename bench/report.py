@@ -972,24 +972,32 @@ def check(markdown: Path = MARKDOWN, results_dir: Path = RESULTS_DIR) -> list[st
     return problems
 
 
-def write(markdown: Path = MARKDOWN, results_dir: Path = RESULTS_DIR) -> tuple[list[str], list[Path]]:
-    """Re-render every block of `markdown` in place and draw every chart with a series: (problems, charts written)."""
-    text = markdown.read_text()
-    found, problems = blocks(text)
-    problems = [f"{markdown.name}: {p}" for p in problems]
-    out, at = [], 0
-    for block in found:
-        try:
-            body = rendered(block, results_dir, markdown) + "\n"
-        except LookupError as exc:
-            problems.append(f"{markdown.name}:{block.line}: {block.kind}: {block.result}/{block.name}: {exc} (left as it was)")
-            continue
-        out += [text[at : block.span[0]], body]
-        at = block.span[1]
-    new = "".join([*out, text[at:]])
-    if new != text:
-        markdown.write_text(new)
-    linked = {(b.result, b.name) for b in found if b.kind == "chart"}
+def write(pages: Path | Sequence[Path] = MARKDOWNS, results_dir: Path = RESULTS_DIR) -> tuple[list[str], list[Path]]:
+    """Re-render every block of each page in place, then draw every chart with a series once:
+    (problems, charts written)."""
+    problems: list[str] = []
+    linked: dict[tuple[str, str], str] = {}  # (result, chart) -> the first page that links it
+    for markdown in [pages] if isinstance(pages, Path) else pages:
+        text = markdown.read_text()
+        found, page_problems = blocks(text)
+        problems += [f"{markdown.name}: {p}" for p in page_problems]
+        out, at = [], 0
+        for block in found:
+            try:
+                body = rendered(block, results_dir, markdown) + "\n"
+            except LookupError as exc:
+                problems.append(
+                    f"{markdown.name}:{block.line}: {block.kind}: {block.result}/{block.name}: {exc} (left as it was)"
+                )
+                continue
+            out += [text[at : block.span[0]], body]
+            at = block.span[1]
+        new = "".join([*out, text[at:]])
+        if new != text:
+            markdown.write_text(new)
+        for b in found:
+            if b.kind == "chart":
+                linked.setdefault((b.result, b.name), markdown.name)
     written = []
     for path in sorted(results_dir.glob("*.json")):
         result = path.stem
@@ -1000,7 +1008,7 @@ def write(markdown: Path = MARKDOWN, results_dir: Path = RESULTS_DIR) -> tuple[l
                 png = chart_png(result, name, results_dir)
             except Missing:
                 if (result, name) in linked:
-                    problems.append(f"{markdown.name}: chart: {result}/{name}: {result}.json has no series for it")
+                    problems.append(f"{linked[result, name]}: chart: {result}/{name}: {result}.json has no series for it")
                 continue
             target = chart_path(result, name, results_dir)
             if not target.exists() or target.read_bytes() != png:
@@ -1059,11 +1067,7 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(page.name for page in pages)
         print(f"{names}: {'tables differ from their JSON' if problems else 'every table is generated and matches'}")
         return 1 if problems else 0
-    problems, written = [], []
-    for page in pages:
-        page_problems, page_written = write(page, args.results)
-        problems += page_problems
-        written += [path for path in page_written if path not in written]
+    problems, written = write(pages, args.results)
     for path in written:
         print(f"wrote {path}")
     for problem in problems:
