@@ -439,9 +439,35 @@ def quality_nightly(payload: Payload) -> str:
         row("als-nightly knobs", _knobs(als["nightly"])),
         row("als-foldin knobs", _knobs(als["foldin"])),
         row("nightly trainings in the test pass", f"{als['trainings']:,}"),
-        row(f"HitRate@10 of {s['default_method']} / als-nightly (realtime_vs_nightly)", times(s.get("realtime_vs_nightly"), 3)),
+        row(
+            f"served HitRate@10 of {s['default_method']} / als-nightly's (realtime_vs_nightly)",
+            times(s.get("realtime_vs_nightly"), 3),
+        ),
     ]
     return grid(("figure", "value"), "lr", rows)
+
+
+@table("quality", "goals", "issue 31's three ratios for the served default and the stream's collaborative channels")
+def quality_goals(payload: Payload) -> str:
+    s = _summary(payload)
+    if "goals" not in s:
+        raise Missing("a run before the goals were recorded")
+    rows = [
+        row(
+            name,
+            f"{times(g['vs_best_baseline'], 3)} ({g['best_baseline']})",
+            f"{times(g['fresh_vs_best_baseline'], 3)} ({g['best_fresh_baseline']})",
+            times(g["served_vs_nightly"], 3),
+        )
+        for name, g in s["goals"].items()
+    ]
+    header = (
+        "method",
+        "HR@10 / best baseline (goal 1.1x)",
+        "fresh HR@10 / best baseline (goal 2x)",
+        "served HR@10 / als-nightly (goal 1.5x)",
+    )
+    return grid(header, "lrrr", rows)
 
 
 @table("quality", "pipeline", "the log through the real pipeline: movies encoded, ratings applied (one worker)")

@@ -18,6 +18,7 @@ than `max_future_skew_ms` (nor, when `max_age_ms` is set, lag behind it by more)
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,11 +31,13 @@ from topology import reasons
 from topology.collections import CANARY, INT64_MAX, SID_CHARS  # Milvus's int64: what decodes is what the sink can store
 from topology.messages import (
     Action,
+    CoEngagement,
     ContentUpload,
     DeadLetter,
     EncodeRequest,
     Interaction,
     InterestState,
+    ItemCollabState,
     ItemEmbedding,
     Media,
     RetryEnvelope,
@@ -202,6 +205,38 @@ class _Fields:
         if len(value) > max_items:
             raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: {len(value)} > limit {max_items}")
         return tuple(value)
+
+    def weighted_ids(self, name: str, max_items: int, max_id_bytes: int) -> tuple[tuple[str, float], ...]:
+        """[[id, weight], ...]: identifiers with finite weights, at most `max_items`; absent: none."""
+        value = self._get(name, required=False)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or len(value) > max_items:
+            raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: expected at most {max_items} [id, weight] pairs")
+        out = []
+        for pair in value:
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not isinstance(pair[0], str)
+                or isinstance(pair[1], bool)
+                or not isinstance(pair[1], int | float)
+                or not math.isfinite(pair[1])
+            ):
+                raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: expected [id, finite weight] pairs")
+            out.append((check_identifier(pair[0], self._where(name), max_id_bytes), float(pair[1])))
+        return tuple(out)
+
+    def dims_weights(self, name: str) -> tuple[tuple[int, float], ...]:
+        """(dimension, weight) pairs packed as n uint32 then n float64, little-endian (weights exact)."""
+        value = self.binary(name, max_bytes=12 * 65536, required=False) or b""
+        if len(value) % 12:
+            raise BadInput(
+                reasons.SCHEMA_INVALID_VALUE, f"{self._where(name)}: {len(value)} bytes is not whole (uint32, float64) pairs"
+            )
+        n = len(value) // 12
+        numbers = struct.unpack(f"<{n}I{n}d", value)
+        return tuple(zip(numbers[:n], (float(w) for w in numbers[n:])))
 
     def stamped_hashes(self, name: str) -> tuple[tuple[int, int], ...]:
         """(timestamp_ms, hash) pairs packed as little-endian int64 + uint64 in one bin, ascending."""
@@ -526,6 +561,87 @@ def decode_item_embedding(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ItemE
     )
 
 
+PAIRS_MAX: Final = 1024  # most previous positives one co-engagement may carry (`collab_pairs` is at most this)
+PRIOR_MAX: Final = 64  # most content neighbours one prior may name
+
+
+def encode_co_engagement(engagement: CoEngagement) -> bytes:
+    """The wire bytes of a co-engagement (topic `co-engagements`, key `item_id`)."""
+    return _pack(
+        {
+            "event_id": engagement.event_id,
+            "user_id": engagement.user_id,
+            "item_id": engagement.item_id,
+            "ts": engagement.timestamp_ms,
+            "before": list(engagement.before),
+            "prior": [[item, float(w)] for item, w in engagement.prior],
+        }
+    )
+
+
+def decode_co_engagement(data: bytes, limits: Limits = DEFAULT_LIMITS) -> CoEngagement:
+    """Decode a co-engagement; every id must be an identifier, the lists bounded, weights finite.
+
+    Raises:
+        BadInput: malformed.
+    """
+    f = _unpack(data, "CoEngagement", limits)
+    before = f.strings("before", PAIRS_MAX)
+    for item in before:
+        check_identifier(item, "CoEngagement.before", limits.max_id_bytes)
+    prior = f.weighted_ids("prior", PRIOR_MAX, limits.max_id_bytes)
+    return CoEngagement(
+        event_id=f.ident("event_id", limits.max_id_bytes),
+        user_id=f.text("user_id", limits.max_id_bytes),
+        item_id=f.ident("item_id", limits.max_id_bytes),
+        timestamp_ms=f.integer("ts"),
+        before=before,
+        prior=prior,
+    )
+
+
+COLLAB_STATE_VERSION: Final = 1
+
+
+def encode_collab_state(state: ItemCollabState) -> bytes:
+    """An item's collaborative state as the value of the workers' `item-collab` table: the pairs as
+    little-endian uint32 dimensions and float64 weights, the remembered events as 16-byte records."""
+    return _pack(
+        {
+            "pairs": _dims_weights(state.pairs),
+            "prior": _dims_weights(state.prior),
+            "likes": state.likes,
+            "recent": _stamped_hashes(state.recent),
+            "floor": state.floor_ms,
+            "updated": state.updated_at_ms,
+        },
+        version=COLLAB_STATE_VERSION,
+    )
+
+
+def decode_collab_state(data: bytes | None, limits: Limits = DEFAULT_LIMITS) -> ItemCollabState:
+    """Inverse of `encode_collab_state`; None (an item never engaged with) is the empty state.
+
+    Raises:
+        BadInput: not a collaborative state (corrupt, or another writer's record).
+    """
+    if data is None:
+        return ItemCollabState()
+    f = _unpack(data, "ItemCollabState", limits, versions=(COLLAB_STATE_VERSION,))
+    return ItemCollabState(
+        pairs=f.dims_weights("pairs"),
+        prior=f.dims_weights("prior"),
+        likes=f.integer("likes"),
+        recent=f.stamped_hashes("recent"),
+        floor_ms=f.integer("floor"),
+        updated_at_ms=f.integer("updated"),
+    )
+
+
+def _dims_weights(pairs: tuple[tuple[int, float], ...]) -> bytes:
+    return struct.pack(f"<{len(pairs)}I{len(pairs)}d", *(d for d, _ in pairs), *(w for _, w in pairs))
+
+
 def encode_retry(envelope: RetryEnvelope) -> bytes:
     """The wire bytes of a retry envelope."""
     return _pack(
@@ -607,6 +723,7 @@ def decode_encoder_request(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Enco
     )
 
 
+HISTORY_MAX: Final = 1024  # most positive item ids a state's history may carry (the setting is far below)
 INTEREST_STATE_VERSION: Final = 2  # 1: up to 1,024 remembered event ids in arrival order (read, migrated)
 
 
@@ -641,6 +758,7 @@ def encode_interest_state(state: InterestState) -> bytes:
             "fn": state.floor_negative_ms,
             "count": state.event_count,
             "updated": state.updated_at_ms,
+            "hist": list(state.history),
         },
         version=INTEREST_STATE_VERSION,
     )
@@ -666,7 +784,8 @@ def decode_interest_state(data: bytes | None, limits: Limits = DEFAULT_LIMITS) -
 
     if f.version == INTEREST_STATE_VERSION:
         rp, rn = remembered(positives, f.stamped_hashes("rp")), remembered(negatives, f.stamped_hashes("rn"))
-        return InterestState(positives, negatives, rp, rn, f.integer("fp"), f.integer("fn"), count, updated)
+        history = f.strings("hist", HISTORY_MAX)  # absent in states written before the collaborative pairs: none
+        return InterestState(positives, negatives, rp, rn, f.integer("fp"), f.integer("fn"), count, updated, history)
     from_windows = count > len(positives) + len(negatives)  # some applied events are in neither window
 
     def floor(window: tuple[Signal, ...]) -> int:

@@ -156,9 +156,44 @@ class InterestState:
     floor_negative_ms: int = 0
     event_count: int = 0  # events applied (each once)
     updated_at_ms: int = 0  # the newest event timestamp applied
+    history: tuple[str, ...] = ()  # item ids of the newest applied positives, in the order applied (collaborative pairs)
 
     def item_ids(self) -> set[str]:
         return {s.item_id for s in (*self.positives, *self.negatives)}
+
+
+# --------------------------------------------------------------------------- collaborative vectors (worker -> worker)
+
+
+@dataclass(frozen=True, slots=True)
+class CoEngagement:
+    """One applied positive, as the item-keyed collaborative stage reads it (topic `co-engagements`,
+    key `item_id`): the user's positives before it are the items it was engaged together with. The
+    content stage sends one more kind, an upload's prior (`prior` set, `before` empty, no user)."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    timestamp_ms: int
+    before: tuple[str, ...] = ()  # the user's previous positives, newest first (at most `collab_pairs`)
+    prior: tuple[tuple[str, float], ...] = ()  # an upload's nearest items by content (the content stage's prior record)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemCollabState:
+    """An item's collaborative state: the value of the worker's `collab` table (key `item_id`).
+
+    `pairs`: (dimension, weight) of the items engaged together with this one, ascending by
+    dimension (`streams.collab.maths.dimension`); `prior`: the same for the content-mapped start of
+    an upload (its nearest items by content), which interactions outweigh; de-duplication as the
+    interest state's: the newest applied (timestamp, event id hash) pairs and a floor."""
+
+    pairs: tuple[tuple[int, float], ...] = ()
+    prior: tuple[tuple[int, float], ...] = ()
+    likes: int = 0
+    recent: tuple[tuple[int, int], ...] = ()
+    floor_ms: int = 0
+    updated_at_ms: int = 0
 
 
 # --------------------------------------------------------------------------- the encoder's request (worker -> Triton)

@@ -13,7 +13,14 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from topology.codec import Limits
-from topology.collections import Backend, CollectionSpec, items_collection, users_collection
+from topology.collections import (
+    Backend,
+    CollectionSpec,
+    collab_items_collection,
+    collab_users_collection,
+    items_collection,
+    users_collection,
+)
 from topology.topics import Topics, TopicSpec, build_topics, changelog_topic, replication
 from topology.versions import Registry, default_registry, registry_collection
 
@@ -209,6 +216,39 @@ class Settings(BaseSettings):
         description="newest applied positive (and negative) events each user's state remembers to drop replays; "
         "at least the window",
     )
+    collab_pairs: int = Field(
+        50,
+        ge=0,
+        le=1024,
+        description="each new positive is paired with the user's previous N positives (collaborative vectors; 0: off)",
+    )
+    collab_user_items: int = Field(20, ge=1, description="a user's collaborative vector: their last N positives")
+    collab_user_decay: float = Field(
+        0.9, gt=0, le=1, description="a user's collaborative vector: each older positive weighs this much of the next newer one"
+    )
+    collab_item_norm: float = Field(
+        0.3, ge=0, le=1, description="an item's collaborative vector is divided by its positives to this power (0.5: cosine)"
+    )
+    collab_max_pairs: int = Field(
+        1024,
+        ge=1,
+        le=1500,
+        description="largest collaborative vector of an item (its heaviest pairs are kept; bounds state and rows)",
+    )
+    collab_dedup: int = Field(
+        256, ge=1, description="newest applied events each item's collaborative state remembers to drop replays"
+    )
+    collab_prior_items: int = Field(10, ge=0, description="an upload starts from its N nearest items by content (0: no prior)")
+    collab_prior_weight: float = Field(
+        1.0, ge=0, description="the content-mapped start of an upload, in positives (what one like adds to a pair)"
+    )
+    collab_batch_max: int = Field(512, ge=1, description="most co-engagements per micro-batch of the collaborative stage")
+    collab_flush_ms: float = Field(
+        1000.0,
+        ge=1,
+        description="how long the collaborative stage gathers co-engagements: an item liked many times in that window is "
+        "written once (bounds Milvus rows per interaction; costs up to this much freshness)",
+    )
     item_wait_s: float = Field(
         30.0, gt=0, description="how long an interaction waits for its item's embedding before the dead-letter topic"
     )
@@ -244,6 +284,14 @@ class Settings(BaseSettings):
     recall_port: int = Field(8090, description="port of `sail-stream recall serve` (loopback unless --host)")
     recall_consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = Field(
         "Bounded", description="the consistency recall services read at; the freshness probe measures at this level"
+    )
+    recall_channel: Literal["dense", "sid", "mixed", "collab", "fused"] = Field(
+        "fused",
+        description="the recall API's channel when a request names none: fused (collaborative + content; dense where the "
+        "collaborative vectors are off), collab, dense (content), sid, mixed (dense + sid)",
+    )
+    recall_content_weight: float = Field(
+        0.1, ge=0, description="fused channel: weight of the content similarity beside the collaborative score (max 1)"
     )
     status_interval_s: float = Field(5.0, gt=0, description="how often a worker samples lag and probes freshness")
     freshness_slo_s: float = Field(5.0, gt=0, description="item freshness p99 objective (status verdict, alerts)")
@@ -377,6 +425,20 @@ class Settings(BaseSettings):
             items_collection(self.milvus_collection_prefix, self.embedding_dim),
             users_collection(self.milvus_collection_prefix, self.embedding_dim),
         )
+
+    @property
+    def collab_enabled(self) -> bool:
+        """Whether the workers keep collaborative vectors: on unless `collab_pairs` is 0, on Milvus Lite
+        (2.5); the `milvus` package's 2.3 server has no sparse vectors (they came in Milvus 2.4)."""
+        return self.collab_pairs > 0 and self.milvus_backend == "lite"
+
+    def stored_collections(self) -> tuple[CollectionSpec, ...]:
+        """Every collection the workers write: items and users, and the collaborative pair when enabled."""
+        return (*self.collections(), *(self.collab_collections() if self.collab_enabled else ()))
+
+    def collab_collections(self) -> tuple[CollectionSpec, CollectionSpec]:
+        """(collab items, collab users): one pair for every model version (interactions make them)."""
+        return collab_items_collection(self.milvus_collection_prefix), collab_users_collection(self.milvus_collection_prefix)
 
     def registry(self) -> tuple[CollectionSpec, Registry]:
         """The model-version registry's collection, and what runs while it has no row."""

@@ -14,8 +14,10 @@ ITEM_EMBEDDINGS: Final = "item-embeddings"
 ITEM_CONTENT: Final = "item-content"
 INTERACTIONS_RETRY: Final = "interactions-retry"
 DEAD_LETTERS: Final = "dead-letters"
+CO_ENGAGEMENTS: Final = "co-engagements"
 
 INTEREST_TABLE: Final = "user-interest"  # the workers' Faust table of users' interest states
+COLLAB_TABLE: Final = "item-collab"  # the workers' Faust table of items' collaborative states (key item_id)
 
 _DAY_MS: Final = 24 * 3600 * 1000
 DEAD_LETTER_OVERHEAD_BYTES: Final = 64 * 1024
@@ -64,10 +66,13 @@ def replication(brokers: int) -> tuple[int, int]:
     return factor, max(factor - 1, 1)
 
 
-def changelog_topic(app_id: str, partitions: int, max_message_bytes: int, replication_factor: int = 1) -> TopicSpec:
-    """The interest table's changelog as the workers' Faust app creates it (compacted, kept for ever),
-    for whoever must declare it beforehand: a cluster that refuses topic creation by clients, a test."""
-    return TopicSpec(table_changelog(app_id), partitions, "user_id", -1, True, max_message_bytes, replication_factor)
+def changelog_topic(
+    app_id: str, partitions: int, max_message_bytes: int, replication_factor: int = 1, table: str = INTEREST_TABLE
+) -> TopicSpec:
+    """A table's changelog as the workers' Faust app creates it (compacted, kept for ever), for whoever
+    must declare it beforehand: a cluster that refuses topic creation by clients, a test."""
+    key = "item_id" if table == COLLAB_TABLE else "user_id"
+    return TopicSpec(table_changelog(app_id, table), partitions, key, -1, True, max_message_bytes, replication_factor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,7 @@ class Topics:
     interactions_retry: TopicSpec
     dead_letters: TopicSpec
     item_content: TopicSpec
+    co_engagements: TopicSpec
 
     def all(self) -> tuple[TopicSpec, ...]:
         return (
@@ -89,6 +95,7 @@ class Topics:
             self.interactions_retry,
             self.dead_letters,
             self.item_content,
+            self.co_engagements,
         )
 
 
@@ -119,4 +126,7 @@ def build_topics(prefix: str, partitions: int, max_message_bytes: int, replicati
         # Compacted: the latest upload of every stored item, as it arrived (media inline or by URI), so
         # that a new model can re-embed the whole catalogue after the uploads topic has deleted it.
         item_content=spec(ITEM_CONTENT, "item_id", -1, compacted=True),
+        # Workers to workers: each applied positive with the user's previous ones, keyed by the liked
+        # item, so one worker owns each item's collaborative state (`streams.collab.maths`).
+        co_engagements=spec(CO_ENGAGEMENTS, "item_id", 7 * _DAY_MS),
     )

@@ -56,7 +56,7 @@ def create_registry(settings: Settings, who: str) -> bool:
         ensure_collections(
             settings.milvus_uri,
             settings.milvus_token_value,
-            [settings.registry()[0], *settings.collections()],
+            [settings.registry()[0], *settings.stored_collections()],
             settings.milvus_backend,
             timeout_s=5.0,
             tls=settings.milvus_tls(),

@@ -394,8 +394,9 @@ class Stack:
             self.progress(f"kafka: topics ready ({len(created)} created, {len(s.topics().all()) - len(created)} existed)")
         if "milvus" in services:
             token = s.milvus_token_value
-            created = ensure_collections(s.milvus_uri, token, s.collections(), s.milvus_backend, tls=s.milvus_tls())
-            self.progress(f"milvus: collections ready ({len(created)} created, {2 - len(created)} existed)")
+            wanted = s.stored_collections()
+            created = ensure_collections(s.milvus_uri, token, wanted, s.milvus_backend, tls=s.milvus_tls())
+            self.progress(f"milvus: collections ready ({len(created)} created, {len(wanted) - len(created)} existed)")
 
     def lower_priority(self, service: Service, niceness: int = 19) -> None:
         """Run a started service's processes at `niceness`: on shared cores they get the CPU only when the

@@ -64,6 +64,7 @@ class InterestParams:
     negative_weight: float = 0.3
     slots: int = 1  # K interest vectors per user
     dedup_per_kind: int = 64  # newest applied events remembered per kind (positive, negative) to drop replays
+    history: int = 50  # newest positive item ids kept for the collaborative pairs (`streams.collab.maths`)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> InterestParams:
@@ -74,6 +75,7 @@ class InterestParams:
             negative_weight=s.interest_negative_weight,
             slots=s.interest_slots,
             dedup_per_kind=s.interest_dedup_per_kind,
+            history=s.collab_pairs,
         )
 
     def __post_init__(self) -> None:
@@ -115,33 +117,45 @@ def already_applied(state: InterestState, event: Interaction) -> bool:
     return any(h == key for _, h in (state.recent_negative if negative else state.recent_positive))
 
 
+def remember(
+    recent: tuple[tuple[int, int], ...], floor_ms: int, stamped: tuple[int, int], bound: int
+) -> tuple[tuple[tuple[int, int], ...], int]:
+    """(remembered pairs, floor) after one more applied (timestamp_ms, id hash): the newest `bound`
+    pairs stay, ascending; the floor rises past every one forgotten (older events count as applied)."""
+    kept = sorted((*recent, stamped))
+    if len(kept) > bound:
+        forgotten = kept[: len(kept) - bound]
+        kept = kept[len(forgotten) :]
+        floor_ms = max(floor_ms, forgotten[-1][0] + 1)
+    return tuple(kept), floor_ms
+
+
 def apply_interaction(state: InterestState, event: Interaction, params: InterestParams) -> InterestState:
     """The state after one more event; a replayed event changes nothing."""
     if already_applied(state, event):
         return state  # at-least-once delivery: a replay must change nothing
     signal = Signal(event.event_id, event.item_id, event.timestamp_ms, action_weight(event, params))
     negative = event.action.is_negative
-    recent = sorted(
-        (*(state.recent_negative if negative else state.recent_positive), (event.timestamp_ms, event_id_hash(event.event_id)))
+    recent, floor = remember(
+        state.recent_negative if negative else state.recent_positive,
+        state.floor_negative_ms if negative else state.floor_positive_ms,
+        (event.timestamp_ms, event_id_hash(event.event_id)),
+        params.dedup_per_kind,
     )
-    floor = state.floor_negative_ms if negative else state.floor_positive_ms
-    if len(recent) > params.dedup_per_kind:
-        forgotten = recent[: len(recent) - params.dedup_per_kind]
-        recent = recent[len(forgotten) :]
-        floor = max(floor, forgotten[-1][0] + 1)
     if negative:
         state = replace(
             state,
             negatives=_keep_newest((*state.negatives, signal), params.window),
-            recent_negative=tuple(recent),
+            recent_negative=recent,
             floor_negative_ms=floor,
         )
     else:
         state = replace(
             state,
             positives=_keep_newest((*state.positives, signal), params.window),
-            recent_positive=tuple(recent),
+            recent_positive=recent,
             floor_positive_ms=floor,
+            history=(*state.history, event.item_id)[-params.history :] if params.history else (),
         )
     return replace(state, event_count=state.event_count + 1, updated_at_ms=max(state.updated_at_ms, event.timestamp_ms))
 

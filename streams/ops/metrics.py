@@ -30,6 +30,10 @@ CONTENT_PIPELINE_FULL: Final = "sail_content_pipeline_full_seconds"  # exported 
 INTEREST_APPLIED: Final = "sail_interest_applied"  # exported as sail_interest_applied_total
 INTEREST_CHANGELOG_BYTES: Final = "sail_interest_changelog_bytes"  # exported as ..._bytes_total
 INTEREST_STATE_BYTES: Final = "sail_interest_state_bytes"
+COLLAB_FRESHNESS_SECONDS: Final = "sail_collab_freshness_seconds"
+COLLAB_APPLIED: Final = "sail_collab_applied"  # exported as sail_collab_applied_total
+COLLAB_ROWS: Final = "sail_collab_rows"  # exported as sail_collab_rows_total{kind}
+COLLAB_SECONDS: Final = "sail_collab_seconds"  # exported as sail_collab_seconds_total
 INTEREST_SECONDS: Final = "sail_interest_seconds"  # exported as sail_interest_seconds_total{phase}
 ONLINE_HIT_CHECKS: Final = "sail_online_hit_checks"  # exported as sail_online_hit_checks_total
 ONLINE_HITS: Final = "sail_online_hits"  # exported as sail_online_hits_total
@@ -142,6 +146,28 @@ class Metrics:
             "Time the interest agent spent in each phase of its micro-batches (decode, state, vectors, maths, park, upsert, "
             "changelog): where a busy interest path's time goes",
             ["phase"],
+            registry=r,
+        )
+        self.collab_freshness = Histogram(
+            COLLAB_FRESHNESS_SECONDS,
+            "Interaction event time to the liked item's collaborative vector being upserted (the coalescing window included)",
+            buckets=_FRESHNESS_BUCKETS,
+            registry=r,
+        )
+        self.collab_applied = Counter(
+            COLLAB_APPLIED, "Co-engagements applied to an item's collaborative state (replays not counted)", registry=r
+        )
+        self.collab_rows = Counter(
+            COLLAB_ROWS,
+            "Collaborative rows upserted (kind=item: by the collaborative stage, one per item per micro-batch; kind=user: by "
+            "the interest stage); divide by sail_collab_applied_total: rows per interaction",
+            ["kind"],
+            registry=r,
+        )
+        self.collab_seconds = Counter(
+            COLLAB_SECONDS,
+            "Worker CPU time spent on collaborative vectors: the collaborative stage's batches and the interest stage's share "
+            "(co-engagements, user rows); divide by sail_collab_applied_total: seconds per interaction",
             registry=r,
         )
         self.online_hit_checks = Counter(

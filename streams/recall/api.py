@@ -34,7 +34,8 @@ def recall_app(recall: Recall) -> web.Application:
     """GET /v1/users/{user_id}/items, GET /v1/items/{item_id}/similar, GET /healthz.
 
     Query parameters: k, created_after_ms, exclude_creator, exclude (comma list, users only), dim,
-    consistency (Strong | Session | Bounded | Eventually), channel (dense | sid | mixed).
+    consistency (Strong | Session | Bounded | Eventually), channel (dense | sid | mixed | collab | fused;
+    absent: SAIL_RECALL_CHANNEL, fused by default).
 
     200: {"items": [{item_id, score, creator_id, created_at_ms, model_version, channel, query_model_version}]},
     the item's `model_version` equal to the query vector's `query_model_version` in every item. Errors:
@@ -51,7 +52,7 @@ def recall_app(recall: Recall) -> web.Application:
                 exclude_creator=request.query.get("exclude_creator") or None,
                 dim=_int_arg(request, "dim"),
                 consistency=request.query.get("consistency", "Bounded"),
-                channel=request.query.get("channel", "dense"),
+                channel=request.query.get("channel") or None,
             )
         except RecallError as exc:
             return web.json_response(_error_body(exc), status=exc.status)

@@ -37,16 +37,19 @@ from typing import Final, Literal
 
 import numpy as np
 
+from streams.collab.maths import dimension, dot, search_vector, swap
 from streams.lifecycle.registry import Versions
 from streams.sid.maths import fuse, parse_sid, prefix_text, sid_scores
 from streams.sinks.milvus import Consistency, MilvusSink, milvus_string, milvus_strings
 from topology.codec import DEFAULT_LIMITS, BadInput, check_identifier
-from topology.collections import CANARY, VECTOR_FIELD, CollectionSpec, user_key
+from topology.collections import CANARY, COLLAB_COPY, COLLAB_FIELD, VECTOR_FIELD, CollectionSpec, unpack_sparse, user_key
 from topology.settings import Settings
 from topology.versions import Version
 
 CONSISTENCY_LEVELS: tuple[Consistency, ...] = ("Strong", "Session", "Bounded", "Eventually")
-CHANNELS = ("dense", "sid", "mixed")
+CHANNELS = ("dense", "sid", "mixed", "collab", "fused")
+COLLAB_CHANNELS = ("collab", "fused")
+FUSED_CANDIDATES = 50  # the fused channel scores the union of each channel's top max(50, 3k) by both
 ITEM_FIELDS = ["creator_id", "created_at_ms", "model_version"]
 SID_CANDIDATES = 8  # the sid channel reads up to 8 x k items sharing a prefix (at least 200), deepest prefixes first
 VERSION_MISMATCH: Final = "model_version.mismatch"  # the reason of a refused query vector of another version
@@ -158,6 +161,9 @@ class Recall:
         slots: int,
         versions: Versions | None = None,
         positives: int = 10,
+        collab: tuple[CollectionSpec, CollectionSpec] | None = None,
+        content_weight: float = 0.1,
+        channel: str = "dense",
     ) -> None:
         self._sink = sink
         self._items = items
@@ -165,13 +171,26 @@ class Recall:
         self._slots = slots
         self._versions = versions  # None: always `items` and `users`
         self._positives = positives  # recent positives the sid channel matches (SAIL_SID_RECALL_POSITIVES)
+        self._collab = collab  # (collab items, collab users); None: the collaborative channels are off
+        self._content_weight = content_weight
+        self.channel = channel if collab is not None or channel not in COLLAB_CHANNELS else "dense"  # a request's default
 
     @classmethod
     def for_settings(cls, sink: MilvusSink, settings: Settings) -> Recall:
         """Recall over whatever version the registry names live (the settings' collections without one)."""
         items, users = settings.collections()
         versions = Versions(sink, *settings.registry(), max_age_s=settings.version_refresh_s)
-        return cls(sink, items, users, settings.interest_slots, versions, settings.sid_recall_positives)
+        return cls(
+            sink,
+            items,
+            users,
+            settings.interest_slots,
+            versions,
+            settings.sid_recall_positives,
+            settings.collab_collections() if settings.collab_enabled else None,
+            settings.recall_content_weight,
+            settings.recall_channel,
+        )
 
     async def _live(self) -> tuple[Version, CollectionSpec, CollectionSpec]:
         if self._versions is None:
@@ -196,7 +215,13 @@ class Recall:
     ) -> Consistency:
         if channel not in CHANNELS:
             raise RecallError(400, f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
-        if channel != "dense" and not version.codebook:
+        if channel in COLLAB_CHANNELS and self._collab is None:
+            raise RecallError(
+                409,
+                f"channel={channel} needs the collaborative vectors, which are off here "
+                "(SAIL_COLLAB_PAIRS=0, or a Milvus without sparse vectors)",
+            )
+        if channel in ("sid", "mixed") and not version.codebook:
             raise RecallError(
                 409,
                 f"channel={channel} needs semantic IDs, and the live version {version.model_version or '(default)'} "
@@ -332,15 +357,18 @@ class Recall:
         exclude_items: list[str] | None = None,
         dim: int | None = None,
         consistency: str = "Bounded",
-        channel: str = "dense",
+        channel: str | None = None,
     ) -> list[Recalled]:
-        """Top-k items for the user through `channel` (dense: the interest vector(s); sid: the semantic
-        IDs of their recent positives; mixed: both, fused), without the items in their recent history.
+        """Top-k items for the user through `channel` (None: the recall's default; dense: the interest
+        vector(s); sid: the semantic IDs of their recent positives; mixed: both, fused; collab: the
+        collaborative search vector of their recent positives; fused: collab and dense scored together),
+        without the items in their recent history.
 
         Raises:
             RecallError: unknown user (404), a bad parameter (400), or sid/mixed without a codebook (409).
             VersionMismatch: the user's vector and the items are of different model versions (409).
         """
+        channel = channel or self.channel
         version, items, users = await self._live()
         level = self._check(k, dim, consistency, items, channel, version)
         _ids("user_id", [user_id])
@@ -348,6 +376,10 @@ class Recall:
         _ids("exclude_creator", [exclude_creator] if exclude_creator else [])
         keys = [user_key(user_id, slot) for slot in range(self._slots)]
         rows = await self._get(users.name, keys, [VECTOR_FIELD, "recent_item_ids", "positive_item_ids", "model_version"])
+        if channel in COLLAB_CHANNELS:
+            return await self._collab_user(
+                user_id, rows, channel, version, items, k, created_after_ms, exclude_creator, exclude_items, level
+            )
         if not rows:
             raise RecallError(404, f"no interest vector for user {user_id!r} yet")
         query = _query_version(f"user {user_id!r}", rows, version, items)
@@ -358,6 +390,140 @@ class Recall:
         found = await self._channels(channel, version, items, vectors, positives, k, where, level)
         return _served(found, query, f"user {user_id!r}")
 
+    async def _collab_user(
+        self,
+        user_id: str,
+        rows: list[dict],
+        channel: str,
+        version: Version,
+        items: CollectionSpec,
+        k: int,
+        created_after_ms: int | None,
+        exclude_creator: str | None,
+        exclude_items: list[str] | None,
+        level: Consistency,
+    ) -> list[Recalled]:
+        """The collab and fused channels for a user: swap(sum_i u_i x_i) over their recent positives, with
+        those items' collaborative vectors as stored now (`streams.collab.maths`)."""
+        assert self._collab is not None  # _check
+        collab_items, collab_users = self._collab
+        mine = await self._get(collab_users.name, [user_id], ["item_ids", COLLAB_COPY])
+        if not mine and (channel == "collab" or not rows):
+            raise RecallError(404, f"no collaborative vector for user {user_id!r} yet")
+        sparse: dict[int, float] = {}
+        positives: list[str] = []
+        if mine:
+            weights = unpack_sparse(str(mine[0][COLLAB_COPY]))
+            positives = [i for i in str(mine[0]["item_ids"]).split(",") if i]
+            vectors = {
+                str(r["item_id"]): dict(r[COLLAB_FIELD])
+                for r in await self._get(collab_items.name, positives, ["item_id", COLLAB_FIELD])
+            }
+            sparse = search_vector([(weights.get(dimension(i), 0.0), vectors[i]) for i in positives if i in vectors])
+        query = _query_version(f"user {user_id!r}", rows, version, items) if rows else version.model_version
+        seen = [i for row in rows for i in str(row.get("recent_item_ids", "")).split(",") if i] + positives
+        dense = np.stack([np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows]) if rows else None
+        found = await self._collab_search(
+            channel,
+            sparse,
+            dense,
+            query,
+            version,
+            items,
+            k,
+            created_after_ms,
+            exclude_creator,
+            seen + list(exclude_items or []),
+            level,
+        )
+        return _served(found, query, f"user {user_id!r}")
+
+    async def _collab_search(
+        self,
+        channel: str,
+        sparse: Mapping[int, float],
+        dense: np.ndarray | None,
+        query: str,
+        version: Version,
+        items: CollectionSpec,
+        k: int,
+        created_after_ms: int | None,
+        exclude_creator: str | None,
+        excluded: list[str],
+        level: Consistency,
+    ) -> list[Recalled]:
+        """collab: the top of the sparse search, joined with the live items (their version, filters);
+        fused: the union of the collab and dense tops, each candidate scored by both,
+        collab / (the best collab score) + content_weight x (the dense score, best slot)."""
+        assert self._collab is not None
+        collab_items = self._collab[0].name
+        pool = max(FUSED_CANDIDATES, 3 * k) if channel == "fused" else 3 * k
+        collab_hits: dict[str, float] = {}
+        if sparse:
+            exclude = f"item_id not in {milvus_strings(sorted(set(excluded)))}" if excluded else ""
+            (hits,) = await self._sink.search(
+                collab_items, [sparse], limit=min(pool, 1000), vector_field=COLLAB_FIELD, filter_expr=exclude, consistency=level
+            )
+            collab_hits = {h.id: h.score for h in hits}
+        where = _filter(created_after_ms, exclude_creator, excluded, query)
+        if channel == "collab":
+            found = {r.item_id: r for r in await self._known(items, list(collab_hits), where, level)}
+            ranked = sorted((i for i in collab_hits if i in found), key=lambda i: (-collab_hits[i], i))[:k]
+            return [replace(found[i], score=round(collab_hits[i], 6), channel="collab") for i in ranked]
+        dense_hits = {r.item_id: r for r in await self._search(items, dense, pool, where, level)} if dense is not None else {}
+        candidates = list(dict.fromkeys([*collab_hits, *dense_hits]))
+        found = {r.item_id: r for r in await self._known(items, candidates, where, level)}
+        candidates = [i for i in candidates if i in found]
+        missing_collab = [i for i in candidates if i not in collab_hits]
+        if sparse and missing_collab:
+            rows = await self._get(collab_items, missing_collab, ["item_id", COLLAB_COPY])
+            collab_hits.update({str(r["item_id"]): dot(unpack_sparse(str(r[COLLAB_COPY])), sparse) for r in rows})
+        content: dict[str, float] = {}
+        if dense is not None:
+            rows = await self._get(items.name, [i for i in candidates if i not in dense_hits], ["item_id", VECTOR_FIELD])
+            vectors = {str(r["item_id"]): np.asarray(r[VECTOR_FIELD], dtype=np.float32) for r in rows}
+            content = {
+                i: dense_hits[i].score if i in dense_hits else float((dense @ vectors[i]).max())
+                for i in candidates
+                if i in dense_hits or i in vectors
+            }
+        top = max((collab_hits.get(i, 0.0) for i in candidates), default=0.0) or 1.0
+        fused = {i: collab_hits.get(i, 0.0) / top + self._content_weight * content.get(i, 0.0) for i in candidates}
+        ranked = sorted(candidates, key=lambda i: (-fused[i], i))[:k]
+        return [
+            replace(
+                found[i],
+                score=round(fused[i], 6),
+                channel="+".join(
+                    c for c, hit in (("collab", i in collab_hits and collab_hits[i] > 0), ("dense", i in dense_hits)) if hit
+                )
+                or "fused",
+            )
+            for i in ranked
+        ]
+
+    async def _known(self, items: CollectionSpec, ids: list[str], where: str, level: Consistency) -> list[Recalled]:
+        """The `ids` that the live items collection holds and `where` admits, with their fields."""
+        if not ids:
+            return []
+        rows = await self._sink.query(
+            items.name,
+            f"{where} and item_id in {milvus_strings(ids)}",
+            ["item_id", *ITEM_FIELDS],
+            limit=len(ids),
+            consistency=level,
+        )
+        return [
+            Recalled(
+                str(r["item_id"]),
+                0.0,
+                str(r.get("creator_id", "")),
+                int(r.get("created_at_ms", 0)),
+                str(r.get("model_version", "")),
+            )
+            for r in rows
+        ]
+
     async def item_to_item(
         self,
         item_id: str,
@@ -366,15 +532,17 @@ class Recall:
         exclude_creator: str | None = None,
         dim: int | None = None,
         consistency: str = "Bounded",
-        channel: str = "dense",
+        channel: str | None = None,
     ) -> list[Recalled]:
-        """Top-k items most similar to `item_id` (itself excluded) through `channel` (sid: sharing
-        its semantic-ID prefixes).
+        """Top-k items most similar to `item_id` (itself excluded) through `channel` (None: the recall's
+        default; sid: sharing its semantic-ID prefixes; collab: engaged with together; fused: collab and
+        dense scored together).
 
         Raises:
             RecallError: unknown item (404), a bad parameter (400), or sid/mixed without a codebook (409).
             VersionMismatch: the item's vector and the items searched are of different model versions (409).
         """
+        channel = channel or self.channel
         version, items, _ = await self._live()
         level = self._check(k, dim, consistency, items, channel, version)
         _ids("item_id", [item_id])
@@ -384,6 +552,16 @@ class Recall:
             raise RecallError(404, f"no embedding for item {item_id!r} yet")
         query = _query_version(f"item {item_id!r}", rows, version, items)
         vector = np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)[None, :]
+        if channel in COLLAB_CHANNELS:
+            assert self._collab is not None  # _check
+            own = await self._get(self._collab[0].name, [item_id], [COLLAB_COPY])
+            if not own and channel == "collab":
+                raise RecallError(404, f"no collaborative vector for item {item_id!r} yet")
+            sparse = swap(unpack_sparse(str(own[0][COLLAB_COPY]))) if own else {}
+            found = await self._collab_search(
+                channel, sparse, vector, query, version, items, k, created_after_ms, exclude_creator, [item_id], level
+            )
+            return _served(found, query, f"item {item_id!r}")
         found = await self._channels(
             channel, version, items, vector, [item_id], k, _filter(created_after_ms, exclude_creator, [item_id], query), level
         )

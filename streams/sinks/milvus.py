@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -30,7 +30,17 @@ from pymilvus.exceptions import (
 )
 
 from streams.sinks.isolation import Verdict, isolate
-from topology.collections import CANARY, Backend, CollectionSpec, FieldSpec, IndexSpec, index_for, probe_row, row_problem
+from topology.collections import (
+    CANARY,
+    SPARSE_INDEX,
+    Backend,
+    CollectionSpec,
+    FieldSpec,
+    IndexSpec,
+    index_for,
+    probe_row,
+    row_problem,
+)
 from topology.settings import Settings, TlsFiles
 
 logger = logging.getLogger(__name__)
@@ -38,7 +48,12 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Consistency = Literal["Strong", "Session", "Bounded", "Eventually"]
 
-_TYPES = {"varchar": DataType.VARCHAR, "int64": DataType.INT64, "float_vector": DataType.FLOAT_VECTOR}
+_TYPES = {
+    "varchar": DataType.VARCHAR,
+    "int64": DataType.INT64,
+    "float_vector": DataType.FLOAT_VECTOR,
+    "sparse_vector": DataType.SPARSE_FLOAT_VECTOR,
+}
 
 
 class MilvusUnavailable(RuntimeError):
@@ -235,7 +250,7 @@ def ensure_collections(
                 client.create_collection(
                     spec.name,
                     schema=schema,
-                    index_params=_index_params(client, spec, index_for(backend)),
+                    index_params=_index_params(client, spec, SPARSE_INDEX if spec.sparse else index_for(backend)),
                     consistency_level="Bounded",
                 )
                 created.append(spec.name)
@@ -260,6 +275,10 @@ def _check_schema(client: MilvusClient, spec: CollectionSpec) -> None:
         )
     for field in described["fields"]:
         if field["name"] == spec.vector_field:
+            if spec.sparse:
+                if field["type"] != DataType.SPARSE_FLOAT_VECTOR:
+                    raise SchemaMismatch(f"collection {spec.name}: {spec.vector_field} is not a sparse vector field")
+                return
             dim = int(field["params"]["dim"])
             if dim != spec.dim:
                 raise SchemaMismatch(
@@ -429,28 +448,31 @@ class MilvusSink:
     async def search(
         self,
         collection: str,
-        vectors: NDArray[np.float32],
+        vectors: NDArray[np.float32] | Sequence[Mapping[int, float]],
         limit: int,
         vector_field: str,
         output_fields: Sequence[str] = (),
         filter_expr: str = "",
         consistency: Consistency = "Bounded",
     ) -> list[list[Hit]]:
-        """Top-`limit` hits for each query vector of shape (n, dim), best first.
+        """Top-`limit` hits for each query vector, best first: dense vectors of shape (n, dim), or
+        sparse ones ({dimension: weight} each, searched by exact inner product).
 
         Raises:
             MilvusUnavailable: the search failed.
         """
+        sparse = isinstance(vectors, list | tuple) and bool(vectors) and isinstance(vectors[0], Mapping)
+        index = SPARSE_INDEX if sparse else self._index
         results = await self._call(
             f"search in {collection}",
             self._c.search(
                 collection,
-                data=np.asarray(vectors, dtype=np.float32).tolist(),
+                data=[dict(v) for v in vectors] if sparse else np.asarray(vectors, dtype=np.float32).tolist(),
                 limit=limit,
                 anns_field=vector_field,
                 filter=filter_expr,
                 output_fields=list(output_fields),
-                search_params={"metric_type": self._index.metric_type, "params": dict(self._index.search_params)},
+                search_params={"metric_type": index.metric_type, "params": dict(index.search_params)},
                 consistency_level=consistency,
                 timeout=self._timeout_s,
             ),

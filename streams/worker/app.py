@@ -6,6 +6,11 @@
                                           interest maths -> Milvus `users` -> Faust table -> ack
                        (item unknown yet) -> interactions-retry --> retry_interactions (waiting.py):
                                           wait, then back to interactions, or dead letter `item.not_found`
+                       (each applied positive, with the user's previous ones) -> Milvus `collab_users`
+                                          -> co-engagements topic (key item_id)
+    co-engagements --> update_collab     (collab.py): items' collaborative states (Faust table) ->
+                                          Milvus `collab_items` (one row per item per batch) -> ack
+                       (an upload's content neighbours, from encode_uploads: its prior)
     item-embeddings -> cache_item_vectors (items.py): the worker's in-memory item vector cache
 
 This module is the wiring only: the Faust app, its agents, timers and pages, each calling into the
@@ -42,6 +47,7 @@ from streams.ops.status import LagWatch, Trend, dependency_states, render_status
 from streams.ops.waits import own_waits
 from streams.retry import ShuttingDown
 from streams.worker.canary import FreshnessCanary
+from streams.worker.collab import CollabStage
 from streams.worker.commits import CommitRepair, install_strict_commits
 from streams.worker.content import ContentStage
 from streams.worker.context import Context
@@ -50,7 +56,7 @@ from streams.worker.inflight import Abandoned
 from streams.worker.interest import InterestStage
 from streams.worker.waiting import ItemWait
 from topology.settings import Settings
-from topology.topics import INTEREST_TABLE
+from topology.topics import COLLAB_TABLE, INTEREST_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +104,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         topics.uploads.name,
         topics.interactions.name,
         topics.interactions_retry.name,
+        *([topics.co_engagements.name] if s.collab_enabled else []),
     ]  # effects must be durable before a commit
     install_strict_commits(sources)
     # Keyed by user_id like the interactions topic; the producer's partitioner places each user's
@@ -143,6 +150,22 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
                 return
             await acknowledge(stream, events)
 
+    if s.collab_enabled:
+        collab = CollabStage(ctx)
+        # Keyed by item_id like the co-engagements topic (the same co-partitioning as the interest table).
+        collab_states = app.Table(
+            COLLAB_TABLE, default=None, partitions=s.topic_partitions, key_type=bytes, value_type=bytes, use_partitioner=True
+        )
+
+        @app.agent(ctx.topic(topics.co_engagements.name))
+        async def update_collab(stream: faust.StreamT) -> None:
+            async for events in _batches(stream, s.collab_batch_max, s.collab_flush_ms):
+                try:
+                    await collab.handle(events, collab_states)
+                except ShuttingDown:
+                    return
+                await acknowledge(stream, events)
+
     @app.agent(ctx.topic(topics.item_embeddings.name))
     async def cache_item_vectors(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -153,7 +176,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         s.kafka_bootstrap,
         s.kafka_security(),
         s.app_id,
-        [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name, topics.item_embeddings.name],
+        [*sources, topics.item_embeddings.name],
         window=max(3, int(120 / s.status_interval_s)),
     )
     thresholds = Thresholds(

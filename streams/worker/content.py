@@ -26,9 +26,9 @@ from streams.worker.context import Context, Live
 from streams.worker.events import arrival, now_ms
 from streams.worker.inflight import InOrderPipeline
 from topology import reasons
-from topology.codec import BadInput, decode_upload, encode_item_embedding
-from topology.collections import item_row
-from topology.messages import ContentUpload, EncodeRequest, ItemEmbedding
+from topology.codec import BadInput, decode_upload, encode_co_engagement, encode_item_embedding
+from topology.collections import CANARY, VECTOR_FIELD, item_row
+from topology.messages import CoEngagement, ContentUpload, EncodeRequest, ItemEmbedding
 
 
 class ConfigMismatch(RuntimeError):
@@ -86,6 +86,9 @@ class ContentStage:
         self.pipeline = InOrderPipeline[list[EncodedUpload]](ctx.settings.content_in_flight)
         self.embeddings_topic = ctx.topic(ctx.topics.item_embeddings.name)
         self.content_topic = ctx.topic(ctx.topics.item_content.name)
+        s = ctx.settings
+        self.priors = s.collab_prior_items if s.collab_enabled else 0
+        self.co_engagements_topic = ctx.topic(ctx.topics.co_engagements.name) if self.priors else None
 
     @property
     def batch_max(self) -> int:
@@ -148,6 +151,30 @@ class ContentStage:
             await ctx.outbox.dead_letter_events(refused)
         return encoded
 
+    async def _priors(self, live: Live, stored: list[EncodedUpload]) -> list[tuple[Any, bytes, bytes]]:
+        """Each stored upload's prior record for the collaborative stage: its nearest items by content
+        (one search for the batch; an item the collaborative state already knows keeps its state)."""
+        ctx = self.ctx
+
+        async def search() -> Any:
+            return await ctx.sink.search(
+                live.items.name,
+                np.stack([e.vector for e in stored]),
+                limit=self.priors + 1,
+                vector_field=VECTOR_FIELD,
+                filter_expr=f'creator_id != "{CANARY}"',
+            )
+
+        hits = await ctx.retry.retrying("milvus", f"search {live.items.name} (collaborative priors)", search)
+        records = []
+        for e, found in zip(stored, hits):
+            item = e.upload.item_id
+            neighbours = tuple((h.id, round(h.score, 6)) for h in found if h.id != item)[: self.priors]
+            prior = CoEngagement(item, "", item, e.upload.created_at_ms, prior=neighbours)  # keyed and named by its item
+            if neighbours:
+                records.append((self.co_engagements_topic, item.encode(), encode_co_engagement(prior)))
+        return records
+
     async def store(self, encoded: Sequence[EncodedUpload]) -> None:
         """Upsert the rows, publish the embeddings and the uploads' content, cache the vectors."""
         ctx = self.ctx
@@ -193,6 +220,8 @@ class ContentStage:
             key = e.upload.item_id.encode()
             records.append((self.embeddings_topic, key, encode_item_embedding(embedding)))
             records.append((self.content_topic, key, e.event.value))  # the upload as it arrived: what a re-embed encodes again
+        if self.priors and stored:
+            records += await self._priors(live, stored)
         await ctx.outbox.send_all(records, f"produce {ctx.topics.item_embeddings.name} and {ctx.topics.item_content.name}")
         for e in stored:
             ctx.vectors.cache.put(items.name, e.upload.item_id, e.vector)

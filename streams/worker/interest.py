@@ -13,27 +13,41 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from streams.collab.maths import CollabParams, co_engagement, user_items, user_vector
 from streams.interest.maths import InterestParams, Vector, already_applied, apply_interaction, interest_vectors
 from streams.ops.quality import probe
 from streams.worker.context import Context
 from streams.worker.events import arrival
 from streams.worker.waiting import ItemWait
 from topology import reasons
-from topology.codec import BadInput, decode_interaction, decode_interest_state, encode_interest_state
-from topology.collections import RECENT_ITEMS_CHARS, user_row
-from topology.messages import InterestState
+from topology.codec import BadInput, decode_interaction, decode_interest_state, encode_co_engagement, encode_interest_state
+from topology.collections import RECENT_ITEMS_CHARS, collab_user_row, user_row
+from topology.messages import CoEngagement, InterestState
 
 
 def recent_items_field(state: InterestState, positives_only: bool = False) -> str:
     """The window's item ids (or its positive ones), newest first, cut to the collection's VARCHAR
     limit (UTF-8 bytes; identifiers never contain the comma, see `topology.codec.ID_FORBIDDEN_CHARS`)."""
     signals = state.positives if positives_only else (*state.positives, *state.negatives)
-    ids = list(dict.fromkeys(s.item_id for s in sorted(signals, key=lambda s: s.order, reverse=True)))
+    return item_ids_field(list(dict.fromkeys(s.item_id for s in sorted(signals, key=lambda s: s.order, reverse=True))))
+
+
+def item_ids_field(ids: list[str]) -> str:
+    """Item ids, comma-separated, cut from the end to the collections' VARCHAR limit (UTF-8 bytes)."""
     text = ",".join(ids)
     while len(text.encode()) > RECENT_ITEMS_CHARS and ids:
-        ids.pop()
+        ids = ids[:-1]
         text = ",".join(ids)
     return text
+
+
+def collab_user_rows(user: str, state: InterestState, params: CollabParams) -> list[dict[str, object]]:
+    """The user's `collab_users` row (none before a positive)."""
+    mine = user_items(state, params)
+    if not mine:
+        return []
+    ids = item_ids_field([item for item, _ in mine])
+    return [collab_user_row(user, ids, state.event_count, state.updated_at_ms, user_vector(state, params))]
 
 
 def user_rows(
@@ -57,6 +71,9 @@ class InterestStage:
         self.ctx = ctx
         self.waiting = waiting
         self.params = InterestParams.for_settings(s)
+        self.collab = CollabParams.for_settings(s) if s.collab_enabled else None
+        self.collab_users = s.collab_collections()[1]
+        self.co_engagements = ctx.topic(s.topics().co_engagements.name) if s.collab_enabled else None
 
     async def handle(self, events: Sequence[Any], table: Any) -> None:
         """One micro-batch of interactions."""
@@ -87,6 +104,7 @@ class InterestStage:
         phase("vectors")
         changed = {}
         applied: dict[str, list[Any]] = {}
+        engagements: dict[str, list[CoEngagement]] = {}
         waiting: list[Any] = []
         probes = []
         share = ctx.settings.online_hit_sample
@@ -103,8 +121,14 @@ class InterestStage:
                 if interaction.item_id not in vectors:
                     waiting.append(event)
                     continue
-                state = apply_interaction(state, interaction, self.params)
+                before, state = state, apply_interaction(state, interaction, self.params)
                 applied.setdefault(user, []).append(event)
+                if self.collab is not None and not interaction.action.is_negative:
+                    engagements.setdefault(user, []).append(
+                        co_engagement(
+                            before, interaction.event_id, user, interaction.item_id, interaction.timestamp_ms, self.collab.pairs
+                        )
+                    )
             if state is not states[user]:
                 changed[user] = state
         ctx.online.submit(probes, live.items.name)
@@ -130,6 +154,9 @@ class InterestStage:
                 newest_ms = max(i.timestamp_ms for _, i in by_user[user])
                 ctx.metrics.user_freshness.observe(max(acked_s - newest_ms / 1000, 0.0))
         phase("upsert")
+        if self.collab is not None and changed:
+            await self._collab(changed, applied, engagements)
+            phase("collab")
         metrics = ctx.metrics
         values = {}
         for user, state in changed.items():
@@ -140,6 +167,36 @@ class InterestStage:
             metrics.interest_applied.inc(len(applied.get(user, ())))
         await ctx.outbox.write_table(table, values)
         phase("changelog")
+
+    async def _collab(
+        self, changed: dict[str, InterestState], applied: dict[str, list[Any]], engagements: dict[str, list[CoEngagement]]
+    ) -> None:
+        """The users' `collab_users` rows, then their co-engagements to the items' stage (before the
+        states are written: a crash in between sends them again, and the items' states drop replays)."""
+        ctx, params = self.ctx, self.collab
+        assert params is not None and self.co_engagements is not None
+        began = time.process_time()
+        rows = [row for user, state in changed.items() for row in collab_user_rows(user, state, params)]
+        spent = time.process_time() - began
+        if rows:
+            refused = await ctx.upsert_each(self.collab_users, rows)
+            if refused:
+                letters = []
+                for index, reason in refused.items():
+                    user = str(rows[index]["user_id"])
+                    changed.pop(user, None)
+                    letters += [(event, reasons.SINK_REJECTED, reason) for event in applied.get(user, ())]
+                await ctx.outbox.dead_letter_events(letters)
+            ctx.metrics.collab_rows.labels("user").inc(len(rows) - len(refused))
+        began = time.process_time()
+        records = [
+            (self.co_engagements, e.item_id.encode(), encode_co_engagement(e))
+            for user in changed
+            for e in engagements.get(user, ())
+        ]
+        ctx.metrics.collab_seconds.inc(spent + time.process_time() - began)
+        if records:
+            await ctx.outbox.send_all(records, f"produce {ctx.topics.co_engagements.name}")
 
 
 class Phases:

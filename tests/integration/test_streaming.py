@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,17 +15,45 @@ from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
-from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
+from streams.collab.maths import (
+    CollabParams,
+    apply_co_engagement,
+    co_engagement,
+    dot,
+    identity,
+    item_vector,
+    search_vector,
+    user_items,
+    user_vector,
+)
+from streams.interest.maths import InterestParams, apply_interaction, fold_interactions, interest_vectors
+from streams.recall.query import Recall, Recalled
 from streams.sinks.kafka import consumer, group_assignment, group_lag
-from streams.sinks.milvus import MilvusSink
+from streams.sinks.milvus import MilvusSink, milvus_string
 from tests.support.metrics import sample, scrape
-from tests.support.streaming import clip_upload, dead_letters, drained, send, stored_items, user_vectors, wait_until
+from tests.support.streaming import (
+    clip_upload,
+    dead_letters,
+    drained,
+    milvus_rows,
+    send,
+    stored_items,
+    user_vectors,
+    wait_until,
+)
 from topology import reasons
-from topology.codec import decode_interest_state, decode_retry, encode_interaction, encode_upload
-from topology.collections import VECTOR_FIELD
-from topology.messages import Action, ContentUpload, EncodeRequest, Interaction, Media
+from topology.codec import (
+    decode_collab_state,
+    decode_interest_state,
+    decode_retry,
+    encode_co_engagement,
+    encode_interaction,
+    encode_upload,
+)
+from topology.collections import CANARY, COLLAB_COPY, COLLAB_FIELD, VECTOR_FIELD, unpack_sparse
+from topology.messages import Action, ContentUpload, EncodeRequest, Interaction, InterestState, ItemCollabState, Media
 from topology.settings import Settings
-from topology.topics import table_changelog
+from topology.topics import COLLAB_TABLE, table_changelog
 
 pytestmark = pytest.mark.integration
 
@@ -173,6 +202,140 @@ def test_user_vectors_equal_the_pure_function_and_replays_change_nothing(setting
         partition, value = states[user.encode()]
         assert partition == where[user.encode()][0]
         assert decode_interest_state(value) == fold_interactions([e for e in log if e.user_id == user], params)
+
+
+def test_collaborative_vectors_equal_a_recomputation_and_a_redelivered_batch_changes_nothing(
+    settings: Settings, worker: ManagedProcess
+) -> None:
+    assert settings.collab_enabled  # the default on Milvus Lite
+    params = CollabParams.for_settings(settings)
+    items_spec, users_spec = settings.collab_collections()
+    tag = uuid.uuid4().hex[:6]
+    items = _world(settings, tag)
+
+    # Each upload is in the collaborative space before anyone engaged with it: its row carries its prior,
+    # the nearest stored items by content (earlier tests left plenty).
+    def first_rows() -> dict[str, dict]:
+        rows = milvus_rows(settings, items_spec.name, items, ["likes", COLLAB_COPY])
+        return {k: {**v, COLLAB_FIELD: unpack_sparse(v[COLLAB_COPY])} for k, v in rows.items()}
+
+    wait_until(lambda: len(first_rows()) == len(items), what="every upload's first collaborative row")
+    for item, row in first_rows().items():
+        assert row["likes"] == 0
+        assert identity(item) in row[COLLAB_FIELD] and len(row[COLLAB_FIELD]) > 1, item  # the prior's pairs besides itself
+
+    log = _log(tag, items, users=4, per_user=12)
+    topic = settings.topics().interactions.name
+    send(settings, [(topic, e.user_id.encode(), encode_interaction(e)) for e in log])
+    wait_until(lambda: drained(settings), what="interactions and co-engagements processed")
+
+    # The recomputation from the events as sent: each user's log folded in order, each applied positive's
+    # co-engagement, every item's state from those (any order) and the prior the worker stored.
+    interest = InterestParams.for_settings(settings)
+    users: dict[str, InterestState] = {}
+    engagements = []
+    for e in log:
+        before = users.get(e.user_id, InterestState())
+        users[e.user_id] = apply_interaction(before, e, interest)
+        if not e.action.is_negative and users[e.user_id] is not before:
+            engagements.append(co_engagement(before, e.event_id, e.user_id, e.item_id, e.timestamp_ms, params.pairs))
+    stored_states = {
+        key.decode(): decode_collab_state(value)
+        for key, (_, value) in _records(settings, table_changelog(settings.app_id, COLLAB_TABLE)).items()
+    }
+    expected: dict[str, dict[int, float]] = {}
+    for item in items:
+        state = ItemCollabState(prior=stored_states[item].prior)
+        for g in engagements:
+            if g.item_id == item:
+                state = apply_co_engagement(state, g, params)
+        assert stored_states[item] == replace(state, recent=stored_states[item].recent)  # the remembered ids: as applied
+        expected[item] = item_vector(item, state, params)
+    assert sum(1 for g in engagements if g.before) >= 10  # the log pairs items: most vectors hold pairs
+
+    def item_rows() -> dict[str, dict[int, float]]:
+        return {k: unpack_sparse(v[COLLAB_COPY]) for k, v in milvus_rows(settings, items_spec.name, items, [COLLAB_COPY]).items()}
+
+    got = item_rows()
+    for item in items:
+        assert got[item].keys() == expected[item].keys(), item
+        for d, w in expected[item].items():
+            assert got[item][d] == pytest.approx(w, rel=1e-5), (item, d)  # Milvus keeps float32 weights
+    user_rows = milvus_rows(settings, users_spec.name, list(users), ["item_ids", COLLAB_COPY, "event_count"])
+    for user, state in users.items():
+        mine = user_items(state, params)
+        if not mine:
+            assert user not in user_rows
+            continue
+        assert user_rows[user]["item_ids"] == ",".join(i for i, _ in mine)
+        assert unpack_sparse(user_rows[user][COLLAB_COPY]) == pytest.approx(user_vector(state, params), rel=1e-6)
+        assert user_rows[user]["event_count"] == state.event_count
+
+    # The recall API's collab channel serves exactly the sparse search of the recomputed vectors: its
+    # scores are x_j . swap(sum_i u_i x_i), best first, and no engaged item scoring higher is left out.
+    async def recalled(user: str, channel: str) -> list[Recalled]:
+        sink = MilvusSink.for_settings(settings)
+        await sink.start()
+        try:
+            return await Recall.for_settings(sink, settings).user_to_item(user, k=5, channel=channel, consistency="Strong")
+        finally:
+            await sink.close()
+
+    every = {  # all collaborative item rows (this session's tests wrote a few hundred)
+        str(r["item_id"]): unpack_sparse(str(r[COLLAB_COPY]))
+        for r in asyncio.run(_query(settings, items_spec.name, "likes >= 0", ["item_id", COLLAB_COPY]))
+    }
+    catalogue = {
+        str(r["item_id"])
+        for r in asyncio.run(
+            _query(settings, settings.collections()[0].name, f"creator_id != {milvus_string(CANARY)}", ["item_id"])
+        )
+    }
+    served = 0
+    for user, state in users.items():
+        mine = user_items(state, params)
+        if not mine:
+            continue
+        query = search_vector([(w, every[i]) for i, w in mine])
+        seen = {e.item_id for e in log if e.user_id == user}
+        scored = sorted(((dot(x, query), i) for i, x in every.items() if i not in seen), reverse=True)
+        want = [(score, i) for score, i in scored if score > 0][:5]
+        answer = asyncio.run(recalled(user, "collab"))
+        assert all(r.channel == "collab" for r in answer)
+        assert [r.score for r in answer] == pytest.approx([score for score, _ in want], rel=1e-4)
+        assert {r.item_id for r in answer} == {i for _, i in want} or len({round(x, 5) for x, _ in scored[:6]}) < 6  # ties aside
+        fused = asyncio.run(recalled(user, "fused"))  # collab / its best + content weight x dense, over both tops
+        assert len(fused) == min(5, len(catalogue - seen))  # dense finds the rest when collab finds too few
+        assert [r.score for r in fused] == sorted((r.score for r in fused), reverse=True)
+        assert {r.item_id for r in fused}.isdisjoint(i for i, _ in mine)  # never what the user just liked
+        assert {r.channel for r in fused} <= {"collab", "dense", "collab+dense"}
+        if want:  # the collab top scores 1 before its content share: ahead of anything dense alone finds
+            assert fused[0].channel.startswith("collab")
+        served += want != []
+    assert served >= 2
+
+    # Redelivered: the co-engagements themselves, shuffled, straight to the item stage (a batch it applied
+    # and saw again after a crash), and the interactions once more: no vector moves.
+    redelivered = list(engagements)
+    np.random.default_rng(2).shuffle(redelivered)
+    send(
+        settings,
+        [(settings.topics().co_engagements.name, g.item_id.encode(), encode_co_engagement(g)) for g in redelivered]
+        + [(topic, e.user_id.encode(), encode_interaction(e)) for e in log],
+    )
+    wait_until(lambda: drained(settings), what="the redelivered batches processed")
+    assert item_rows() == got
+    again = milvus_rows(settings, users_spec.name, list(users), [COLLAB_COPY])
+    assert {u: r[COLLAB_COPY] for u, r in again.items()} == {u: r[COLLAB_COPY] for u, r in user_rows.items()}
+
+
+async def _query(settings: Settings, collection: str, where: str, fields: list[str]) -> list[dict]:
+    sink = MilvusSink.for_settings(settings)
+    await sink.start()
+    try:
+        return await sink.query(collection, where, fields)
+    finally:
+        await sink.close()
 
 
 def _records(settings: Settings, topic: str) -> dict[bytes, tuple[int, bytes]]:

@@ -31,6 +31,7 @@ def drained(settings: Settings) -> bool:
     return all(
         not any(group_lag(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, t.name).values())
         for t in (topics.uploads, topics.interactions, topics.interactions_retry)
+        + ((topics.co_engagements,) if settings.collab_enabled else ())
     )
 
 
@@ -53,7 +54,8 @@ def milvus_rows(settings: Settings, collection: str, ids: list[str], fields: lis
         finally:
             await sink.close()
 
-    key = "user_key" if collection.split("__")[0].endswith("users") else "item_id"  # also a shadow <name>__<version>
+    base = collection.split("__")[0]  # also a shadow <name>__<version>
+    key = "user_id" if base.endswith("collab_users") else "user_key" if base.endswith("users") else "item_id"
     return {row[key]: row for row in asyncio.run(go())}
 
 

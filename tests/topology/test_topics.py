@@ -11,8 +11,9 @@ def test_topics_are_prefixed_and_keyed_as_the_design_says() -> None:
         "t1.interactions-retry",
         "t1.dead-letters",
         "t1.item-content",
+        "t1.co-engagements",
     ]
-    assert topics.uploads.key == topics.item_content.key == "item_id"
+    assert topics.uploads.key == topics.item_content.key == topics.co_engagements.key == "item_id"  # one worker per item
     assert topics.interactions.key == "user_id"
     assert topics.interactions_retry.key == "user_id"  # retries keep a user's order
     assert all(t.partitions == 4 for t in topics.all())

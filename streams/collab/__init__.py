@@ -1,0 +1,1 @@
+"""collaborative vectors"""
