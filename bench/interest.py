@@ -72,7 +72,7 @@ class Drain:
 def _prefixed(settings: Settings, tag: str) -> Settings:
     s = settings.namespaced(tag)
     ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
-    ensure_collections(s.milvus_uri, s.milvus_token_value, s.collections(), s.milvus_backend, tls=s.milvus_tls())
+    ensure_collections(s.milvus_uri, s.milvus_token_value, s.stored_collections(), s.milvus_backend, tls=s.milvus_tls())
     return s
 
 

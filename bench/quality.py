@@ -26,8 +26,14 @@ baselines, on one time-ordered stream (issue 15).
      positive paired with the user's previous 50) of the user's last 10 positives, updated online;
    - `als-nightly`: `implicit`'s ALS retrained at each midnight of the log on every positive before
      it, serving the day from its factors; `als-foldin`: the same item factors with the user folded
-     in at request time from every positive so far. Their knobs are tuned (`tune_als`) on the log
-     before the test period only.
+     in at request time from every positive so far;
+   the stream's collaborative channels (issue 31), through the worker's own pure maths:
+   - `collab`: the sparse co-engagement vectors (`streams.collab.maths`; an arriving item's prior from
+     its nearest arrived items by content), each user's search vector from their recent positives;
+   - `fused`: what the recall API serves by default, collab over its best plus a weight x the dense
+     (K = 1) content score (`Fusion`, as `streams.recall.query` scores its candidates).
+   Every method's knobs (ALS, item-kNN, collab, the fusion weight) are tuned (`tune`) on the log before
+   the test period only, the same way.
    Only the likes after `--test-from` (default: the second half of the log) are ranked; the first
    half streams through every method's state. Reported three ways: over every ranked like, over the
    likes of users who had a positive before that day (`served_*`: the ones a nightly job can serve
@@ -37,7 +43,11 @@ baselines, on one time-ordered stream (issue 15).
    (a 6 h half-life means 6 h of the log); the recall API's answers are checked against the same
    computation for a sample of users at the end (step 4).
 4. Agreement: for up to 20 users, the recall API's top-10 (HTTP, excluding everything they rated)
-   is compared with the protocol's top-10 from the vectors the worker stored.
+   per channel (dense, collab, fused) is compared with the same channel computed from the vectors the
+   worker stored; and every movie's stored positives count with the log's. The worker's own counters
+   give the collaborative path's cost (CPU µs and Milvus rows per co-engagement, freshness), and the
+   same ratings go through a second worker without collaborative vectors: the interest path's
+   throughput with and without them, in the same run.
 5. With `--sid` (issue 18): after step 2, `sail-stream sid fit --backfill`'s code fits a codebook
    over the stored movie vectors and gives every movie its semantic ID; the IDs are read back from
    Milvus and step 3 adds `sid` and `mixed` (see `evaluate`); then `--sid-fresh` movies are uploaded
@@ -48,8 +58,9 @@ A benchmark, never a test: the figures go to bench/results/quality[-sid][-Nratin
 machine and date (`bench.results`), shaped as issue 31 names (`methods` keyed by name, with `hr10`,
 `hr50`, `ndcg10`, `coverage10`, `fresh_hr10`, `fresh_hr50`, `served_hr10`; `default_method`,
 `baselines`, `realtime_vs_nightly`), from which `python -m bench.report` renders BENCHMARKS.md.
-Not yet through the recall HTTP API for every like: the API is checked against the protocol for a
-sample of users (step 4).
+Not through the recall HTTP API for every like: each like must be ranked against the state just
+before it, which over HTTP means a drain and a request per like (24,104 of them); the API is checked
+against the protocol per channel for a sample of users at the end (step 4).
 """
 
 from __future__ import annotations
@@ -76,7 +87,6 @@ from streams.interest.maths import InterestParams, apply_interaction, interest_v
 from streams.sid.maths import sid_scores
 from topology.messages import Action, InterestState, ItemCollabState
 
-KNN_PAIRS = 50  # each new positive is paired with the user's previous 50 positives
 DEFAULT_ALS = AlsParams()
 DEFAULT_COLLAB = CollabParams()
 
@@ -138,23 +148,29 @@ def rank_and_top(scores: np.ndarray, target: int, excluded: Iterable[int], arriv
 
 @dataclass(frozen=True)
 class Fusion:
-    """The default channel's fusion: collaborative scores (over their top), plus `content` x the
-    user's content similarity (K = `slots` interest vectors), plus `popularity` x the all-time
-    popularity (over its top), for the user's history; a user with none gets the popularity prior."""
+    """The recall API's fused channel (`streams.recall.query`): the collaborative score over the best one
+    among the items the user may be shown, plus `content` x the content score (the user's best interest
+    slot of `slots`); a user with no collaborative vector gets the content score alone (the API's dense
+    fallback), one with neither is a miss."""
 
-    content: float = 0.3
-    popularity: float = 0.1
-    slots: int = 3
+    content: float = 0.1
+    slots: int = 1
 
-    def row(self, collab: np.ndarray | None, content: np.ndarray | None, popular: np.ndarray, arrived: int) -> np.ndarray:
-        pop = popular[:arrived] / max(float(popular[:arrived].max()), 1e-12)
+    def row(self, collab: np.ndarray | None, content: np.ndarray | None, allowed: np.ndarray) -> np.ndarray | None:
         if collab is None:
-            return pop
-        top = float(np.abs(collab[:arrived]).max()) or 1.0
-        fused = collab[:arrived] / top + self.popularity * pop
-        if content is not None:
-            fused = fused + self.content * content[:arrived]
-        return fused
+            return content
+        shown = collab[allowed]
+        top = float(shown.max()) if shown.size and shown.max() > 0 else 1.0
+        return collab / top + (self.content * content if content is not None else 0.0)
+
+
+@dataclass(frozen=True)
+class KnnParams:
+    """Item-kNN's knobs: a new positive is paired with the user's previous `pairs` positives; a user is
+    scored from their last `history` positives."""
+
+    history: int = 10
+    pairs: int = 50
 
 
 class Collab:
@@ -240,6 +256,7 @@ def evaluate(
     fresh_days: int = 7,
     collab: CollabParams = DEFAULT_COLLAB,
     fusion: Fusion | None = None,
+    knn_params: KnnParams | None = None,
 ) -> dict[str, object]:
     """Every method's figures on `data`'s log, time-ordered: each like is ranked before it is applied.
 
@@ -312,7 +329,7 @@ def evaluate(
     vectors_by_id = {i: matrix[k] for k, i in enumerate(ids)}
     together = Collab(ids, collab)
     fuse = fusion or Fusion()
-    prior = popular.get("popularity-all") or Popularity(n, None)
+    neighbours = knn_params or KnnParams()
 
     def dense(query: np.ndarray | None) -> np.ndarray | None:
         return None if query is None else (query @ matrix.T).max(axis=0)  # (slots, n) -> each item's best slot
@@ -340,10 +357,16 @@ def evaluate(
             fused[top] = np.where(np.isfinite(fused[top]), fused[top], 0.0) + 1.0 / (60 + np.arange(len(top)) + 1)
         return fused
 
+    def allowed(excluded: list[int], arrived: int) -> np.ndarray:
+        mask = np.zeros(n, dtype=bool)
+        mask[:arrived] = True
+        mask[[i for i in excluded if i < arrived]] = False
+        return mask
+
     def knn(positives: list[int]) -> np.ndarray | None:
         if not positives:
             return None
-        last = positives[-10:]
+        last = positives[-neighbours.history :]
         norm = np.sqrt(np.maximum(item_pos, 1.0))
         return (cooc[last] / norm[last][:, None]).sum(axis=0) / norm
 
@@ -381,8 +404,7 @@ def evaluate(
                 "fused": lambda: fuse.row(
                     together.row(user.state),
                     dense(interest_vectors(user.state, vectors_by_id, replace(params, slots=fuse.slots))),
-                    prior.row(now, arrived),
-                    arrived,
+                    allowed(excluded, arrived),
                 ),
             }
             for name, counts in popular.items():
@@ -425,7 +447,7 @@ def evaluate(
         user.seen.append(item)
         if not event.action.is_negative:
             if user.positives:
-                prev = user.positives[-KNN_PAIRS:]
+                prev = user.positives[-neighbours.pairs :]
                 cooc[prev, item] += 1.0
                 cooc[item, prev] += 1.0
             item_pos[item] += 1.0
@@ -472,61 +494,95 @@ def realtime_gain(result: dict[str, object]) -> dict[str, float | None]:
 
 ALS_GRID = {  # searched one knob at a time from `AlsParams()`, in this order, on the tuning period only
     "alpha": (1.0, 5.0, 10.0, 20.0, 40.0),
-    "regularization": (0.01, 0.05, 0.2, 1.0),
-    "factors": (32, 64, 128),
+    "regularization": (0.01, 0.05, 0.2, 1.0, 5.0),
+    "factors": (32, 64, 128, 256),
 }
+KNN_GRID = {"history": (5, 10, 20, 50), "pairs": (10, 20, 50, 100)}
+COLLAB_GRID = {"user_items": (10, 20, 50), "user_decay": (0.7, 0.8, 0.9, 1.0), "item_norm": (0.2, 0.3, 0.5), "pairs": (20, 50)}
+FUSION_GRID = {"content": (0.0, 0.05, 0.1, 0.2, 0.5)}
+TUNING_PASSES = 2  # coordinate descent goes over every knob twice (a knob's best can move after another's)
 
 
-def tune_als(
+@dataclass(frozen=True)
+class Tuned:
+    """Every tuned method's knobs, chosen on the log before the test period."""
+
+    als_nightly: AlsParams = DEFAULT_ALS
+    als_foldin: AlsParams = DEFAULT_ALS
+    knn: KnnParams = KnnParams()
+    collab: CollabParams = DEFAULT_COLLAB
+    fusion: Fusion = Fusion()
+
+
+def tune(
     data: MovieLens,
     vectors: dict[str, np.ndarray],
     test_from: int,
-    sample_days: int = 8,
+    sample_days: int = 12,
     progress: Callable[[str], None] = lambda line: None,
-) -> tuple[dict[str, AlsParams], dict[str, object]]:
-    """The ALS knobs a team would pick, on the log before the test period only.
+) -> tuple[Tuned, dict[str, object]]:
+    """The knobs a team would pick for each method, on the log before the test period only.
 
     The tuning log is the first `test_from` ratings; its likes from the middle of it on (every
-    `sample_days`th log day) are ranked as the protocol ranks them. Coordinate descent over `ALS_GRID`,
-    one knob at a time, each kept at its best HitRate@10 (ties: the earlier value), separately for
-    `als-nightly` and `als-foldin`. Returns the chosen params by method, and the record of the tuning
-    (every trial's figures) for the results file.
+    `sample_days`th log day) are ranked as the protocol ranks them. Coordinate descent, one knob at a
+    time over its grid, `TUNING_PASSES` times, each kept at its best HitRate@10 (ties: the earlier
+    value): `ALS_GRID` separately for `als-nightly` and `als-foldin` (one trial scores both),
+    `KNN_GRID` for `item-knn`, `COLLAB_GRID` for `collab`, then `FUSION_GRID` for `fused` over the
+    tuned collab. Returns the chosen knobs and the record of the tuning (every trial's figures).
     """
     tuning = data.first(test_from)
     validate_from = tuning.ratings[len(tuning.ratings) // 2].timestamp_s
-    best = {"als-nightly": DEFAULT_ALS, "als-foldin": DEFAULT_ALS}
     trials: list[dict[str, object]] = []
-    seen: dict[AlsParams, dict[str, float]] = {}
+    seen: dict[tuple[str, object], dict[str, float]] = {}
 
-    def trial(params: AlsParams) -> dict[str, float]:
-        if params not in seen:
-            result = evaluate(
-                tuning,
-                vectors,
-                only=("als-nightly", "als-foldin"),
-                als=params,
-                score_from_s=validate_from,
-                sample_days=sample_days,
-            )
+    def trial(methods: tuple[str, ...], knobs: object, **kwargs: object) -> dict[str, float]:
+        key = (methods[0], knobs)
+        if key not in seen:
+            result = evaluate(tuning, vectors, only=methods, score_from_s=validate_from, sample_days=sample_days, **kwargs)  # type: ignore[arg-type]
             by = {m["method"]: m for m in result["methods"]}  # type: ignore[index,union-attr]
-            seen[params] = {name: float(by[name]["hit_rate_10"]) for name in best}  # type: ignore[arg-type]
-            trials.append({"params": dataclasses.asdict(params), "likes": result["likes"], "hit_rate_10": seen[params]})
-            progress(
-                f"tuning ALS: {params.label()}: HitRate@10 nightly {seen[params]['als-nightly']:.4f}, "
-                f"fold-in {seen[params]['als-foldin']:.4f}"
-            )
-        return seen[params]
+            seen[key] = {name: float(by[name]["hit_rate_10"]) for name in methods}  # type: ignore[arg-type]
+            trials.append(
+                {
+                    "methods": list(methods),
+                    "params": dataclasses.asdict(knobs),
+                    "likes": result["likes"],
+                    "hit_rate_10": seen[key],
+                }
+            )  # type: ignore[call-overload]
+            progress(f"tuning {'/'.join(methods)}: {knobs}: HitRate@10 " + ", ".join(f"{v:.4f}" for v in seen[key].values()))
+        return seen[key]
 
-    for knob, values in ALS_GRID.items():
-        for name in best:
-            candidates = [replace(best[name], **{knob: v}) for v in values]
-            figures = [trial(c)[name] for c in candidates]
-            best[name] = candidates[int(np.argmax(figures))]
-    return best, {
+    def descend(
+        start: object, grid: dict[str, tuple[object, ...]], method: str, run: Callable[[object], dict[str, float]]
+    ) -> object:
+        best = start
+        for _ in range(TUNING_PASSES):
+            for knob, values in grid.items():
+                candidates = [replace(best, **{knob: v}) for v in values]  # type: ignore[type-var]
+                figures = [run(c)[method] for c in candidates]
+                best = candidates[int(np.argmax(figures))]
+        return best
+
+    als = ("als-nightly", "als-foldin")
+    nightly = descend(DEFAULT_ALS, ALS_GRID, "als-nightly", lambda p: trial(als, p, als=p))
+    foldin = descend(DEFAULT_ALS, ALS_GRID, "als-foldin", lambda p: trial(als, p, als=p))
+    knn = descend(KnnParams(), KNN_GRID, "item-knn", lambda p: trial(("item-knn",), p, knn_params=p))
+    collab = descend(
+        DEFAULT_COLLAB,
+        COLLAB_GRID,
+        "collab",
+        lambda p: trial(("collab",), p, collab=p, params=InterestParams(history=max(p.pairs, InterestParams().history))),  # type: ignore[attr-defined]
+    )
+    fusion = descend(Fusion(), FUSION_GRID, "fused", lambda p: trial(("fused",), p, collab=collab, fusion=p))
+    chosen = Tuned(nightly, foldin, knn, collab, fusion)  # type: ignore[arg-type]
+    return chosen, {
         "ratings": test_from,
         "validate_from_s": validate_from,
         "sample_days": sample_days,
-        "chosen": {name: dataclasses.asdict(params) for name, params in best.items()},
+        "passes": TUNING_PASSES,
+        "chosen": {
+            name: dataclasses.asdict(getattr(chosen, name)) for name in ("als_nightly", "als_foldin", "knn", "collab", "fusion")
+        },
         "trials": trials,
     }
 
@@ -542,6 +598,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     from deploy.local.workers import start_worker, wait_for_group
     from streams.sinks.kafka import group_offsets
     from streams.sinks.milvus import MilvusSink
+    from tests.support.metrics import histogram_quantile, sample, scrape
     from tests.support.stack import local_settings
     from tests.support.streaming import stored_items
 
@@ -576,7 +633,12 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
                         mine.kafka_bootstrap,
                         mine.kafka_security(),
                         mine.app_id,
-                        [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name],
+                        [
+                            topics.uploads.name,
+                            topics.interactions.name,
+                            topics.interactions_retry.name,
+                            topics.co_engagements.name,
+                        ],
                     )
                     behind = sum(e - c for parts in offsets.values() for c, e in parts.values())
                     if behind == 0:
@@ -603,6 +665,17 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
                 f"{sent.interactions:,} ratings applied in {apply_s:.0f}s"
             )
 
+            page = scrape(f"http://127.0.0.1:{ports[0]}/metrics")
+            applied = sample(page, "sail_collab_applied")
+            collab_cost = {
+                "co_engagements_applied": int(applied),
+                "interactions_applied": int(sample(page, "sail_interest_applied")),
+                "cpu_us_per_interaction": round(sample(page, "sail_collab_seconds") / max(applied, 1) * 1e6, 1),
+                "item_rows_per_interaction": round(sample(page, "sail_collab_rows", kind="item") / max(applied, 1), 4),
+                "user_rows_per_interaction": round(sample(page, "sail_collab_rows", kind="user") / max(applied, 1), 4),
+                "freshness_p50_s": histogram_quantile(page, "sail_collab_freshness_seconds", 0.5),
+                "freshness_p99_s": histogram_quantile(page, "sail_collab_freshness_seconds", 0.99),
+            }
             ids = list(data.labels())
             vectors = {k: v for start in range(0, len(ids), 500) for k, v in stored_items(mine, ids[start : start + 500]).items()}
             if args.sid:
@@ -620,6 +693,10 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         finally:
             for proc in procs:
                 proc.stop()
+        if not args.sid:  # the same ratings through a worker without collaborative vectors: the interest path's cost
+            collab_cost["apply_s_with"] = round(apply_s, 1)
+            collab_cost["apply_s_without"] = round(_without_collab(settings, stack, data, progress), 1)
+            collab_cost["throughput_ratio"] = round(collab_cost["apply_s_without"] / apply_s, 3) if apply_s else None
     finally:
         stack.down()
     progress(f"{len(vectors):,} movie vectors read back; running the protocol")
@@ -627,10 +704,10 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     test_from = int(len(data.ratings) * args.test_from)
     score_from_s = data.ratings[test_from].timestamp_s if test_from else float("-inf")
     tuned: dict[str, object] | None = None
-    chosen = {"als-nightly": DEFAULT_ALS, "als-foldin": DEFAULT_ALS}
-    if args.tune and test_from and (only is None or set(chosen) & set(only)):
-        progress(f"tuning the ALS baselines on the first {test_from:,} ratings (before the test period)")
-        chosen, tuned = tune_als(data, vectors, test_from, progress=progress)
+    chosen = Tuned()
+    if args.tune and test_from and only is None:
+        progress(f"tuning the baselines and the stream's channels on the first {test_from:,} ratings (before the test period)")
+        chosen, tuned = tune(data, vectors, test_from, progress=progress)
     result = evaluate(
         data,
         vectors,
@@ -638,12 +715,15 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         sids=sids,
         only=only,
         score_from_s=score_from_s,
-        als=chosen["als-nightly"],
-        als_foldin=chosen["als-foldin"],
+        als=chosen.als_nightly,
+        als_foldin=chosen.als_foldin,
+        knn_params=chosen.knn,
+        collab=chosen.collab,
+        fusion=chosen.fusion,
     )
     result["test_from"] = {"ratings": test_from, "log_time_s": score_from_s if test_from else None}
     if tuned is not None:
-        result["als_tuning"] = tuned
+        result["tuning"] = tuned
     if sid_result is not None:
         result["semantic_ids"] = sid_result
     result.update(
@@ -653,11 +733,51 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
             "applied_per_s": round(sent.interactions / apply_s, 1) if apply_s else None,
             "encoder": settings.encoder,
             "agreement": agree,
+            "collab_cost": collab_cost,
             "realtime_gain": realtime_gain(result),
             "machine": {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
         }
     )
     return result
+
+
+def _without_collab(settings, stack, data: MovieLens, progress) -> float:  # type: ignore[no-untyped-def]
+    """Seconds to apply the ratings (first send to last commit) through one worker that keeps no
+    collaborative vectors (SAIL_COLLAB_PAIRS=0), on topics and collections of its own."""
+    from bench.interest import _prefixed
+    from deploy.datasets.movielens import replay, send_uploads
+    from deploy.local.stack import free_ports
+    from deploy.local.workers import start_worker, wait_for_group
+    from streams.sinks.kafka import group_offsets
+
+    off = _prefixed(settings.model_copy(update={"collab_pairs": 0}), f"q{os.getpid()}off")
+    (port,) = free_ports(1)
+    proc = start_worker(off, port, stack.state_dir / "workers", loglevel="warning")
+    try:
+        wait_for_group(off, [proc])
+        topics = off.topics()
+
+        def drain() -> None:
+            while True:
+                offsets = group_offsets(
+                    off.kafka_bootstrap,
+                    off.kafka_security(),
+                    off.app_id,
+                    [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name],
+                )
+                if not sum(e - c for parts in offsets.values() for c, e in parts.values()):
+                    return
+                time.sleep(0.5)
+
+        progress("the ratings again, through a worker without collaborative vectors (the interest path before)")
+        send_uploads(off, data)
+        drain()
+        began = time.monotonic()
+        replay(off, data, speedup=0, progress=progress, uploads_sent=True)
+        drain()
+        return time.monotonic() - began
+    finally:
+        proc.stop()
 
 
 def _semantic_ids(
@@ -761,17 +881,21 @@ def _share(part_s: float | None, whole_s: float | None) -> float | None:
 async def agreement(
     settings, sink, data: MovieLens, vectors: dict[str, np.ndarray], sent: dict[str, int], users: int = 20
 ) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """The recall API's top-10 (over HTTP, everything the user rated excluded) for up to `users`
-    users against the top-10 of the worker's own maths over the events as sent (their times)."""
+    """The recall API's top-10 (over HTTP, everything the user rated excluded) for up to `users` users,
+    per channel, against the same channel computed here: `dense`, the worker's own interest maths over
+    the events as sent (their times); `collab`, the sparse maths over the collaborative vectors the
+    worker stored (read back); `fused`, both, as `Fusion` combines them over the items the API scores.
+    Also: the share of items whose stored positives count equals the log's."""
     from aiohttp import web
 
     from deploy.local.stack import free_ports
+    from streams.collab.maths import dimension, dot, search_vector
     from streams.interest.maths import fold_interactions
     from streams.recall.api import recall_app
     from streams.recall.client import RecallClient
     from streams.recall.query import Recall
+    from topology.collections import COLLAB_COPY, unpack_sparse
 
-    items, users_spec = settings.collections()
     by_user: dict[int, list[Rating]] = {}
     for r in data.ratings:
         by_user.setdefault(r.user, []).append(r)
@@ -779,27 +903,58 @@ async def agreement(
     params = InterestParams.for_settings(settings)
     ids = list(vectors)
     matrix = np.stack([vectors[i] for i in ids])
-    runner = web.AppRunner(recall_app(Recall(sink, items, users_spec, settings.interest_slots)))
+    collab_items, collab_users = settings.collab_collections()
+    stored = {
+        str(r["item_id"]): (unpack_sparse(str(r[COLLAB_COPY])), int(r["likes"]))
+        for start in range(0, len(ids), 500)
+        for r in await sink.get(collab_items.name, ids[start : start + 500], ["item_id", "likes", COLLAB_COPY])
+    }
+    likes: dict[str, int] = {}
+    for r in data.ratings:
+        if not interaction_for(r, 0).action.is_negative:
+            likes[r.item_id] = likes.get(r.item_id, 0) + 1
+    counted = sum(1 for i in ids if stored.get(i, ({}, 0))[1] == likes.get(i, 0))
+    runner = web.AppRunner(recall_app(Recall.for_settings(sink, settings)))
     await runner.setup()
     (port,) = free_ports(1)
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    overlaps: list[float] = []
+    overlaps: dict[str, list[float]] = {"dense": [], "collab": [], "fused": []}
+    weight = settings.recall_content_weight
     try:
         client = RecallClient(f"http://127.0.0.1:{port}", timeout_s=30.0)
         for user in chosen:
             rated = by_user[user]
             events = [interaction_for(r, sent[r.event_id]) for r in rated]
-            query = interest_vectors(fold_interactions(events, params), vectors, params)
+            state = fold_interactions(events, params)
+            query = interest_vectors(state, vectors, params)
             if query is None:
                 continue
             seen = {r.item_id for r in rated}
-            row = (query @ matrix.T).max(axis=0)
-            expect = [ids[i] for i in np.argsort(-row) if ids[i] not in seen][:10]
-            got = await asyncio.to_thread(client.user_items, f"ml-user-{user}", 10, exclude=sorted(seen), consistency="Strong")
-            overlaps.append(len(set(expect) & {g.item_id for g in got}) / 10)
+            dense = (query @ matrix.T).max(axis=0)
+            mine = await sink.get(collab_users.name, [f"ml-user-{user}"], [COLLAB_COPY, "item_ids"])
+            weights = unpack_sparse(str(mine[0][COLLAB_COPY])) if mine else {}
+            positives = [i for i in str(mine[0]["item_ids"]).split(",") if i] if mine else []
+            sparse = search_vector([(weights.get(dimension(i), 0.0), stored[i][0]) for i in positives if i in stored])
+            collab = np.array([dot(stored[i][0], sparse) if i in stored else 0.0 for i in ids])
+            allowed = np.array([i not in seen for i in ids])
+            fused = Fusion(content=weight).row(collab, dense, allowed)
+            for channel, row in (("dense", dense), ("collab", collab), ("fused", fused)):
+                assert row is not None
+                ranked = [
+                    ids[i] for i in np.argsort(-row, kind="stable") if ids[i] not in seen and (channel != "collab" or row[i] > 0)
+                ]
+                got = await asyncio.to_thread(
+                    client.user_items, f"ml-user-{user}", 10, exclude=sorted(seen), consistency="Strong", channel=channel
+                )
+                if ranked[:10]:
+                    overlaps[channel].append(len(set(ranked[:10]) & {g.item_id for g in got}) / len(ranked[:10]))
     finally:
         await runner.cleanup()
-    return {"users": len(overlaps), "mean_top10_overlap": round(float(np.mean(overlaps)), 4) if overlaps else None}
+    return {
+        "users": len(overlaps["dense"]),
+        "mean_top10_overlap": {c: round(float(np.mean(v)), 4) if v else None for c, v in overlaps.items()},
+        "collab_likes_equal_share": round(counted / max(len(ids), 1), 4),
+    }
 
 
 def format_table(result: dict[str, object], key: str = "methods") -> str:
@@ -817,9 +972,9 @@ def result_name(sid: bool, ratings: int | None) -> str:
     return "quality" + ("-sid" if sid else "") + (f"-{ratings}ratings" if ratings else "")
 
 
-DEFAULT_METHOD = "realtime-weighted-K1"  # what the recall API serves by default: channel=dense, SAIL_INTEREST_SLOTS=1
+DEFAULT_METHOD = "fused"  # what the recall API serves by default: SAIL_RECALL_CHANNEL=fused, SAIL_INTEREST_SLOTS=1
 NIGHTLY = "als-nightly"  # the competitor of the real-time figure (issue 31)
-STREAM_CHANNELS = ("collab", "fused")  # the stream's collaborative vectors, alone and fused (not yet what recall serves)
+STREAM_CHANNELS = ("collab", "realtime-weighted-K1")  # the other channels the stream serves: collab alone, dense (content) alone
 
 
 def goals(methods: dict[str, dict[str, object]], name: str, baselines: list[str]) -> dict[str, object]:
@@ -883,7 +1038,9 @@ def summary(result: dict[str, object], args: argparse.Namespace) -> dict[str, ob
         "methods": methods,
         "default_method": DEFAULT_METHOD,
         "baselines": baselines,
-        "realtime_vs_nightly": goals(methods, DEFAULT_METHOD, baselines)["served_vs_nightly"],
+        "realtime_vs_nightly": goals(methods, DEFAULT_METHOD, baselines)["served_vs_nightly"]
+        if DEFAULT_METHOD in methods
+        else None,
         "goals": {m: goals(methods, m, baselines) for m in (DEFAULT_METHOD, *STREAM_CHANNELS) if m in methods},
     }
     dropped = ("machine", "methods", "fresh_methods", "warm_methods")

@@ -427,17 +427,30 @@ def quality_nightly(payload: Payload) -> str:
     als = s.get("als")
     if not isinstance(s["methods"], Mapping) or not als:
         raise Missing("a run without the ALS baselines")
-    tuning = s.get("als_tuning") or {}
+    tuning = s.get("tuning") or s.get("als_tuning") or {}
     test = s.get("test_from") or {}
+    chosen = tuning.get("chosen") or {}
     rows = [
         row("likes ranked (the test period: after the first ratings below)", f"{s['likes']:,}"),
         row("ratings before the test period (the tuning log)", f"{test.get('ratings') or 0:,}"),
         row(
-            f"ALS trials in the tuning (likes of every {tuning.get('sample_days', '-')}th day of its second half)",
+            f"tuning trials (likes of every {tuning.get('sample_days', '-')}th day of its second half)",
             f"{len(tuning.get('trials') or []):,}",
         ),
         row("als-nightly knobs", _knobs(als["nightly"])),
         row("als-foldin knobs", _knobs(als["foldin"])),
+        *(
+            [
+                row("item-knn knobs", f"history {chosen['knn']['history']}, pairs {chosen['knn']['pairs']}"),
+                row(
+                    "collab knobs",
+                    ", ".join(f"{k} {chosen['collab'][k]:g}" for k in ("user_items", "user_decay", "item_norm", "pairs")),
+                ),
+                row("fused knobs", f"content weight {chosen['fusion']['content']:g}"),
+            ]
+            if "knn" in chosen
+            else []
+        ),
         row("nightly trainings in the test pass", f"{als['trainings']:,}"),
         row(
             f"served HitRate@10 of {s['default_method']} / als-nightly's (realtime_vs_nightly)",
@@ -484,6 +497,35 @@ def quality_pipeline(payload: Payload) -> str:
         ),
     ]
     return grid(("phase", "seconds", "rate"), "lrr", rows)
+
+
+@table("quality", "collab", "what the collaborative vectors cost the worker, and what the recall API serves of them")
+def quality_collab(payload: Payload) -> str:
+    s = _summary(payload)
+    cost, agree = s.get("collab_cost"), s.get("agreement") or {}
+    if not cost:
+        raise Missing("a run before the collaborative vectors")
+    overlap = agree.get("mean_top10_overlap") or {}
+    rows = [
+        row("co-engagements applied (positives)", f"{cost['co_engagements_applied']:,}"),
+        row("worker CPU per co-engagement (both stages)", f"{num(cost['cpu_us_per_interaction'])} µs"),
+        row("Milvus collab_items rows per co-engagement (coalesced per batch)", num(cost["item_rows_per_interaction"], 3)),
+        row("Milvus collab_users rows per co-engagement", num(cost["user_rows_per_interaction"], 3)),
+        row(
+            "collaborative freshness, event to row (p50 / p99, histogram bucket bounds)",
+            f"{num(cost['freshness_p50_s'])} / {num(cost['freshness_p99_s'])} s",
+        ),
+        row(
+            "ratings applied with / without the collaborative vectors (same run)",
+            f"{num(cost.get('apply_s_with'))} / {num(cost.get('apply_s_without'))} s",
+        ),
+        row("items whose stored positives equal the log's", share(agree.get("collab_likes_equal_share"))),
+        *(
+            row(f"recall API top-10 overlap with the protocol, channel {c} ({agree.get('users')} users)", num(v, 3))
+            for c, v in overlap.items()
+        ),
+    ]
+    return grid(("figure", "value"), "lr", rows)
 
 
 @table("quality", "gain", "each real-time variant over its daily refresh")

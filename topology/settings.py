@@ -21,7 +21,7 @@ from topology.collections import (
     items_collection,
     users_collection,
 )
-from topology.topics import Topics, TopicSpec, build_topics, changelog_topic, replication
+from topology.topics import COLLAB_TABLE, Topics, TopicSpec, build_topics, changelog_topic, replication
 from topology.versions import Registry, default_registry, registry_collection
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -242,7 +242,7 @@ class Settings(BaseSettings):
     collab_prior_weight: float = Field(
         1.0, ge=0, description="the content-mapped start of an upload, in positives (what one like adds to a pair)"
     )
-    collab_batch_max: int = Field(512, ge=1, description="most co-engagements per micro-batch of the collaborative stage")
+    collab_batch_max: int = Field(2048, ge=1, description="most co-engagements per micro-batch of the collaborative stage")
     collab_flush_ms: float = Field(
         1000.0,
         ge=1,
@@ -401,6 +401,13 @@ class Settings(BaseSettings):
     def changelog_topic(self) -> TopicSpec:
         """The interest table's changelog topic of this deployment's workers (`app_id`)."""
         return changelog_topic(self.app_id, self.topic_partitions, self.max_message_bytes, self.topic_replication_factor)
+
+    def changelog_topics(self) -> tuple[TopicSpec, ...]:
+        """Every table's changelog topic: the interest table's, and the collaborative one's when enabled."""
+        collab = changelog_topic(
+            self.app_id, self.topic_partitions, self.max_message_bytes, self.topic_replication_factor, table=COLLAB_TABLE
+        )
+        return (self.changelog_topic(), *((collab,) if self.collab_enabled else ()))
 
     def limits(self) -> Limits:
         return Limits(

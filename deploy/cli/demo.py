@@ -197,6 +197,15 @@ class MovieLensReplay:
         done = replay(settings, self.data, self.speedup, self.max_gap_s, progress=say, stop=stop)
         return Produced(done.uploads, done.interactions, 0, done.elapsed_s)
 
+    def _popular(self, seen: set[str], k: int) -> list[str]:
+        """The most liked movies of the replay the user has not rated: the popularity baseline."""
+        counts: dict[str, int] = {}
+        for r in self.data.ratings:
+            if r.rating >= 4.0:
+                counts[r.item_id] = counts.get(r.item_id, 0) + 1
+        ranked = sorted((i for i in counts if i not in seen), key=lambda i: (-counts[i], i))
+        return [self.titles[i] for i in ranked[:k]]
+
     async def show(self, settings: Settings, sink: MilvusSink, say: Say) -> None:
         recall = Recall.for_settings(sink, settings)
         liked: dict[int, list[str]] = {}
@@ -212,20 +221,40 @@ class MovieLensReplay:
         say(f"user-to-item: {user_id} rated {len(rated[user])} movies; their latest likes:")
         for item in liked[user][-5:][::-1]:
             say(f"   {self.titles[item]}")
-        try:
-            top = await recall.user_to_item(user_id, k=8, exclude_items=sorted(rated[user]), consistency="Strong")
-        except RecallError as exc:
-            say(f"   (no recommendation: {exc})")
-            return
-        say("  -> their top unseen movies now:")
-        for hit in top:
-            say(f"   {hit.score:6.3f}  {self.titles.get(hit.item_id, hit.item_id)}")
+        columns: dict[str, list[str]] = {}
+        for channel in dict.fromkeys((recall.channel, "collab", "dense")):
+            try:
+                top = await recall.user_to_item(
+                    user_id, k=8, exclude_items=sorted(rated[user]), consistency="Strong", channel=channel
+                )
+            except RecallError as exc:
+                say(f"   (no {channel} recommendation: {exc})")
+                continue
+            label = f"{channel} (default)" if channel == recall.channel else channel
+            columns[label] = [self.titles.get(hit.item_id, hit.item_id) for hit in top]
+        columns["popularity (all time, a baseline)"] = self._popular(rated[user], 8)
+        say("  -> their top unseen movies now, by channel (the baselines of bench.quality beside them):")
+        for line in side_by_side(columns, width=34):
+            say(f"   {line}")
         fresh = next((r.item_id for r in reversed(self.data.ratings) if r.rating >= 4.0), None)
         if fresh is not None:
             near = await recall.item_to_item(fresh, k=5, consistency="Strong")
             say(f"item-to-item: the last movie liked in the replay, {self.titles[fresh]} -> nearest movies:")
             for hit in near:
                 say(f"   {hit.score:6.3f}  {self.titles.get(hit.item_id, hit.item_id)}")
+
+
+def side_by_side(columns: dict[str, list[str]], width: int) -> list[str]:
+    """Lists as columns of `width` characters (longer entries cut with an ellipsis), a header first."""
+
+    def cell(text: str) -> str:
+        return (text if len(text) <= width else text[: width - 1] + "…").ljust(width)
+
+    rows = max((len(v) for v in columns.values()), default=0)
+    lines = ["    " + " ".join(cell(name) for name in columns)]
+    for n in range(rows):
+        lines.append(f"{n + 1:>2}. " + " ".join(cell(v[n] if n < len(v) else "") for v in columns.values()))
+    return lines
 
 
 def run_demo(

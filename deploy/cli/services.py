@@ -232,9 +232,10 @@ def register(sub: SubParsers) -> None:
     recall.add_argument("--consistency", default="Bounded", choices=("Strong", "Session", "Bounded", "Eventually"))
     recall.add_argument(
         "--channel",
-        default="dense",
-        choices=("dense", "sid", "mixed"),
-        help="dense (vectors, default), sid (semantic IDs) or mixed (both, rank-fused)",
+        default=None,
+        choices=("dense", "sid", "mixed", "collab", "fused"),
+        help="fused (collaborative + content; the default, SAIL_RECALL_CHANNEL), collab (engaged with together), "
+        "dense (content vectors), sid (semantic IDs) or mixed (dense + sid, rank-fused)",
     )
     recall.add_argument("--json", action="store_true")
     recall.add_argument("--host", default="127.0.0.1", help="serve: address to listen on (default loopback)")

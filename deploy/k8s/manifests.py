@@ -298,7 +298,7 @@ def _digest(data: Mapping[str, str]) -> str:
 
 def _max_message_bytes(settings: Settings) -> int:
     """The largest record any topic takes (the dead letters' envelope included): the brokers' limit."""
-    return max(spec.max_message_bytes for spec in (*settings.topics().all(), settings.changelog_topic()))
+    return max(spec.max_message_bytes for spec in (*settings.topics().all(), *settings.changelog_topics()))
 
 
 # ---------------------------------------------------------------------------------------------- Kafka (Strimzi)

@@ -49,7 +49,7 @@ def kafka_topics(settings: Settings, cluster: str, namespace: str | None = None)
     Raises:
         ValueError: two topics would get the same Kubernetes name.
     """
-    resources = [kafka_topic(spec, cluster, namespace) for spec in (*settings.topics().all(), settings.changelog_topic())]
+    resources = [kafka_topic(spec, cluster, namespace) for spec in (*settings.topics().all(), *settings.changelog_topics())]
     names = [r["metadata"]["name"] for r in resources]
     if len(set(names)) != len(names):
         raise ValueError(f"topic names collide once made Kubernetes names: {sorted(n for n in names if names.count(n) > 1)}")

@@ -85,13 +85,6 @@ def co_engagement(
     return CoEngagement(event_id, user_id, item_id, timestamp_ms, tuple(dict.fromkeys(previous))[:pairs])
 
 
-def already_applied(state: ItemCollabState, event: CoEngagement) -> bool:
-    if event.timestamp_ms < state.floor_ms:
-        return True
-    key = event_id_hash(event.event_id)
-    return any(h == key for _, h in state.recent)
-
-
 def _heaviest(weights: Mapping[int, float], bound: int) -> tuple[tuple[int, float], ...]:
     kept = sorted(weights.items(), key=lambda p: (-p[1], p[0]))[:bound]  # ties: the lower dimension
     return tuple(sorted(kept))
@@ -99,20 +92,31 @@ def _heaviest(weights: Mapping[int, float], bound: int) -> tuple[tuple[int, floa
 
 def apply_co_engagement(state: ItemCollabState, event: CoEngagement, params: CollabParams) -> ItemCollabState:
     """The item's state after one more positive; a replayed one changes nothing."""
-    if already_applied(state, event):
+    return apply_co_engagements(state, [event], params)
+
+
+def apply_co_engagements(state: ItemCollabState, events: Iterable[CoEngagement], params: CollabParams) -> ItemCollabState:
+    """The item's state after a micro-batch of its positives, in order; replayed ones change nothing.
+    The same as applying them one by one while the item holds at most `max_pairs` pairs (beyond, the
+    heaviest are kept once per batch rather than once per event)."""
+    weights: dict[int, float] | None = None
+    recent, floor, likes, updated = state.recent, state.floor_ms, state.likes, state.updated_at_ms
+    for event in events:
+        key = event_id_hash(event.event_id)
+        if event.timestamp_ms < floor or any(h == key for _, h in recent):
+            continue  # applied already (or older than every remembered one: counted as applied)
+        if weights is None:
+            weights = dict(state.pairs)
+        for item in event.before[: params.pairs]:
+            d = dimension(item)
+            weights[d] = weights.get(d, 0.0) + 1.0
+        recent, floor = remember(recent, floor, (event.timestamp_ms, key), params.dedup)
+        likes += 1
+        updated = max(updated, event.timestamp_ms)
+    if weights is None:
         return state
-    weights = dict(state.pairs)
-    for item in event.before[: params.pairs]:
-        d = dimension(item)
-        weights[d] = weights.get(d, 0.0) + 1.0
-    recent, floor = remember(state.recent, state.floor_ms, (event.timestamp_ms, event_id_hash(event.event_id)), params.dedup)
     return replace(
-        state,
-        pairs=_heaviest(weights, params.max_pairs),
-        likes=state.likes + 1,
-        recent=recent,
-        floor_ms=floor,
-        updated_at_ms=max(state.updated_at_ms, event.timestamp_ms),
+        state, pairs=_heaviest(weights, params.max_pairs), likes=likes, recent=recent, floor_ms=floor, updated_at_ms=updated
     )
 
 
@@ -170,3 +174,11 @@ def search_vector(weighted: Sequence[tuple[float, Mapping[int, float]]]) -> Spar
 def dot(a: Mapping[int, float], b: Mapping[int, float]) -> float:
     small, large = (a, b) if len(a) <= len(b) else (b, a)
     return sum(w * large.get(d, 0.0) for d, w in small.items())
+
+
+def fused_scores(collab: Mapping[str, float], content: Mapping[str, float], content_weight: float) -> dict[str, float]:
+    """The fused channel's score of every item in either mapping: its collaborative score over the
+    best one (0 where it has none), plus `content_weight` x its content score (0 where it has none)."""
+    top = max(collab.values(), default=0.0)
+    scale = 1.0 / top if top > 0 else 1.0
+    return {i: collab.get(i, 0.0) * scale + content_weight * content.get(i, 0.0) for i in dict.fromkeys([*collab, *content])}

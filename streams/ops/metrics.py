@@ -171,11 +171,17 @@ class Metrics:
             registry=r,
         )
         self.online_hit_checks = Counter(
-            ONLINE_HIT_CHECKS, "Sampled positive interactions checked: was the item in the user's top-K just before?", registry=r
+            ONLINE_HIT_CHECKS,
+            "Sampled positive interactions checked per recall channel (dense, collab, fused): was the item in the user's "
+            "top-K just before?",
+            ["channel"],
+            registry=r,
         )
         self.online_hits = Counter(
             ONLINE_HITS,
-            "Checked interactions whose item was in the user's top-K (divide by sail_online_hit_checks_total)",
+            "Checked interactions whose item was in the user's top-K of the channel (divide by sail_online_hit_checks_total "
+            "of the same channel)",
+            ["channel"],
             registry=r,
         )
         self.online_hit_skipped = Counter(

@@ -121,8 +121,11 @@ def status_json(
     online: tuple[int, float | None, int] | None = None,
     versions: Registry | None = None,
     sids: Mapping[str, object] | None = None,
+    channels: Mapping[str, tuple[float | None, int]] | None = None,
+    channel: str = "dense",
 ) -> dict[str, object]:
-    """Everything the status page shows; `online` is (K, hit rate, checks) of the online hit rate;
+    """Everything the status page shows; `online` is (K, hit rate, checks) of the online hit rate of
+    the served `channel`, `channels` each recall channel's (hit rate, checks);
     `versions` the model-version registry as the worker last read it; `sids` the semantic-ID codebook
     in use and its health (`streams.sid.stage.SemanticIds.status`)."""
     k, rate, checks = online if online is not None else (0, None, 0)
@@ -139,7 +142,13 @@ def status_json(
         "dead_letters": dead_letter_counts(metrics),
         "dependencies": dependency_states(metrics),
         "encoder_saturation": metrics.saturation(),
-        "online_hit_rate": {"k": k, "rate": rate, "checks": checks},
+        "online_hit_rate": {
+            "k": k,
+            "rate": rate,
+            "checks": checks,
+            "channel": channel,
+            "channels": {c: {"rate": r, "checks": n} for c, (r, n) in (channels or {}).items()},
+        },
         "trend": trend.series() if trend is not None else {},
         "model_versions": {
             role: asdict(v) if v is not None else None
@@ -289,12 +298,19 @@ def render_status(status: Mapping[str, Any], title: str, refresh_s: int) -> str:
     )
     online = status.get("online_hit_rate") or {}
     k, hit_rate, checks = online.get("k", 0), online.get("rate"), online.get("checks", 0)
+    served = e(str(online.get("channel", "dense")))
+    per_channel = "".join(
+        f"<li>{e(c)}{' (served)' if c == online.get('channel') else ''}: "
+        + (f"{v['rate']:.1%} of {v['checks']}" if isinstance(v.get("rate"), float) else "none checked yet")
+        + "</li>"
+        for c, v in (online.get("channels") or {}).items()
+    )
     quality = (
         f"<li>online hit rate @{k}: {hit_rate:.1%} of the last {checks} sampled positive interactions were in the user's top "
-        f"{k} just before</li>"
+        f"{k} just before (channel {served})"
         if isinstance(hit_rate, float)
-        else f"<li>online hit rate @{k}: no sampled interaction checked yet</li>"
-    )
+        else f"<li>online hit rate @{k}: no sampled interaction checked yet"
+    ) + (f"; per recall channel:<ul>{per_channel}</ul></li>" if per_channel else "</li>")
     trend = status.get("trend") or {}
     charts = _charts(trend, int(k)) if trend else "<p>no samples yet</p>"
     dead = "".join(f"<li>{e(k)}: {v}</li>" for k, v in status["dead_letters"].items()) or "<li>none</li>"

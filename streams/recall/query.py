@@ -37,7 +37,7 @@ from typing import Final, Literal
 
 import numpy as np
 
-from streams.collab.maths import dimension, dot, search_vector, swap
+from streams.collab.maths import dimension, dot, fused_scores, search_vector, swap
 from streams.lifecycle.registry import Versions
 from streams.sid.maths import fuse, parse_sid, prefix_text, sid_scores
 from streams.sinks.milvus import Consistency, MilvusSink, milvus_string, milvus_strings
@@ -408,8 +408,10 @@ class Recall:
         assert self._collab is not None  # _check
         collab_items, collab_users = self._collab
         mine = await self._get(collab_users.name, [user_id], ["item_ids", COLLAB_COPY])
-        if not mine and (channel == "collab" or not rows):
+        if not mine and channel == "collab":
             raise RecallError(404, f"no collaborative vector for user {user_id!r} yet")
+        if not mine and not rows:
+            raise RecallError(404, f"no interest vector for user {user_id!r} yet (neither a collaborative nor a content one)")
         sparse: dict[int, float] = {}
         positives: list[str] = []
         if mine:
@@ -487,8 +489,7 @@ class Recall:
                 for i in candidates
                 if i in dense_hits or i in vectors
             }
-        top = max((collab_hits.get(i, 0.0) for i in candidates), default=0.0) or 1.0
-        fused = {i: collab_hits.get(i, 0.0) / top + self._content_weight * content.get(i, 0.0) for i in candidates}
+        fused = fused_scores({i: collab_hits[i] for i in candidates if i in collab_hits}, content, self._content_weight)
         ranked = sorted(candidates, key=lambda i: (-fused[i], i))[:k]
         return [
             replace(

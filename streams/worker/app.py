@@ -191,7 +191,15 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
             dependency_states(metrics), metrics.freshness_percentiles().get("p99"), thresholds, metrics.saturation()
         )
         return status_json(
-            watch, metrics, verdict, trend, (ctx.online.k, *ctx.online.rate()), ctx.versions.known, ctx.sids.status()
+            watch,
+            metrics,
+            verdict,
+            trend,
+            (ctx.online.k, *ctx.online.rate()),
+            ctx.versions.known,
+            ctx.sids.status(),
+            ctx.online.rates(),
+            ctx.online.channel,
         )
 
     @app.timer(s.status_interval_s)

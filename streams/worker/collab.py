@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from streams.collab.maths import CollabParams, apply_co_engagement, item_vector, with_prior
+from streams.collab.maths import CollabParams, apply_co_engagements, item_vector, with_prior
 from streams.worker.context import Context
 from topology import reasons
 from topology.codec import BadInput, decode_co_engagement, decode_collab_state, encode_collab_state
@@ -49,10 +49,8 @@ class CollabStage:
             for _, engagement in pairs:
                 if engagement.prior:
                     state = with_prior(state, engagement.prior, self.params)
-                else:
-                    after = apply_co_engagement(state, engagement, self.params)
-                    applied += after is not state
-                    state = after
+            state = apply_co_engagements(state, [e for _, e in pairs if not e.prior], self.params)  # one prune per item
+            applied += state.likes - first.likes
             if state is not first:
                 changed[item] = state
         if not changed:

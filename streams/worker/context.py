@@ -72,7 +72,14 @@ class Context:
         self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s, policy=s.media_policy())
         self.vectors = ItemVectors(ItemCache(s.item_cache_size), self.sink, self.versions, self.retry, self.limits)
         self.outbox = Outbox(self.retry, self.metrics, self.topic(self.topics.dead_letters.name))
-        self.online = OnlineHitRate(self.sink, s.online_hit_k, self.metrics)
+        self.online = OnlineHitRate(
+            self.sink,
+            s.online_hit_k,
+            self.metrics,
+            collab_items=s.collab_collections()[0].name if s.collab_enabled else None,
+            content_weight=s.recall_content_weight,
+            channel=s.recall_channel if s.recall_channel in ("dense", "collab", "fused") else "dense",
+        )
         self.sids = SemanticIds(self.sink, self.retry, self.metrics, s.sid_drift_ratio)
         self._started = False
         self._lock = asyncio.Lock()

@@ -112,7 +112,9 @@ class InterestStage:
             state = states[user]
             if share > 0:  # the online hit rate: sampled positives against the vectors before this batch
                 fresh = (i for _, i in pairs if i.item_id in vectors and not already_applied(state, i))
-                first = next((p for i in fresh if (p := probe(i, state, vectors, self.params, share)) is not None), None)
+                first = next(
+                    (p for i in fresh if (p := probe(i, state, vectors, self.params, share, self.collab)) is not None), None
+                )
                 if first is not None:  # one per user and batch: the later ones would ask the same vectors
                     probes.append(first)
             for event, interaction in pairs:

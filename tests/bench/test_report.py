@@ -366,7 +366,7 @@ def test_quality_summary_renders_and_charts(tmp_path: Path) -> None:
     from bench.quality import Score, realtime_gain, result_name, summary
 
     scores = []
-    for method, ranks in (("realtime-weighted-K1", [0, 20, 99]), ("daily-weighted-K1", [40, 99, 99])):
+    for method, ranks in (("fused", [0, 20, 99]), ("realtime-weighted-K1", [0, 20, 99]), ("daily-weighted-K1", [40, 99, 99])):
         score = Score(method)
         for rank in ranks:
             score.add(rank, [1, 2])
@@ -377,7 +377,7 @@ def test_quality_summary_renders_and_charts(tmp_path: Path) -> None:
         "likes": 4,
         "methods": scores,
         "warm_methods": scores,
-        "fresh_methods": scores[1:],
+        "fresh_methods": scores[2:],
         "machine": {},
     }
     result["realtime_gain"] = realtime_gain(result)
@@ -386,9 +386,8 @@ def test_quality_summary_renders_and_charts(tmp_path: Path) -> None:
     _write(tmp_path, "quality", summary(result, args))
     tables = _render_all(tmp_path, "quality")
     # Keyed by name (issue 31's shape): the default method in bold; a method with no fresh like shows "-"
-    assert "| **realtime-weighted-K1** (default) | 0.2500 | 0.5000 | 0.2500 | 0.020 | - | - | 0.2500 | 3 / 4 |" in (
-        tables["methods"] or ""
-    )
+    assert "| **fused** (default) | 0.2500 | 0.5000 | 0.2500 | 0.020 | - | - | 0.2500 | 3 / 4 |" in (tables["methods"] or "")
+    assert "| realtime-weighted-K1 | 0.2500 | 0.5000 | 0.2500 | 0.020 | - | - | 0.2500 | 3 / 4 |" in (tables["methods"] or "")
     assert "| daily-weighted-K1 | 0.0000 | 0.2500 | 0.0000 | 0.020 | 0.0000 | 0.2500 | 0.0000 | 3 / 4 |" in (
         tables["methods"] or ""
     )

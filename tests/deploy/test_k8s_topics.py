@@ -11,7 +11,7 @@ import yaml
 from deploy.cli import main
 from deploy.k8s.topics import kafka_topics, resource_name
 from topology.settings import Settings
-from topology.topics import table_changelog
+from topology.topics import COLLAB_TABLE, table_changelog
 
 K8S_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
@@ -22,13 +22,14 @@ def test_every_topic_of_topology_and_the_changelog_become_one_kafka_topic_each_e
     )
     resources = kafka_topics(s, "kafka-main", namespace="recsys")
     declared = {spec.name: spec for spec in s.topics().all()}
-    assert {r["spec"]["topicName"] for r in resources} == {*declared, table_changelog("sail-workers")}
+    changelogs = {table_changelog("sail-workers"), table_changelog("sail-workers", COLLAB_TABLE)}  # both tables' (Milvus Lite)
+    assert {r["spec"]["topicName"] for r in resources} == {*declared, *changelogs}
     for r in resources:
         assert (r["apiVersion"], r["kind"]) == ("kafka.strimzi.io/v1beta2", "KafkaTopic")
         assert r["metadata"]["labels"]["strimzi.io/cluster"] == "kafka-main" and r["metadata"]["namespace"] == "recsys"
         assert K8S_NAME.match(r["metadata"]["name"]), r["metadata"]["name"]
         spec = declared.get(r["spec"]["topicName"])
-        if spec is None:  # the changelog: compacted, kept for ever
+        if spec is None:  # a changelog: compacted, kept for ever
             assert r["spec"]["config"]["cleanup.policy"] == "compact" and r["spec"]["config"]["retention.ms"] == "-1"
             continue
         assert (r["spec"]["partitions"], r["spec"]["replicas"]) == (spec.partitions, 3)
@@ -47,7 +48,8 @@ def test_the_cli_prints_them_as_yaml_documents(capsys: pytest.CaptureFixture[str
     monkeypatch.setenv("SAIL_TOPIC_PARTITIONS", "4")
     assert main(["topology", "export", "--format", "strimzi", "--cluster", "c1"]) == 0
     documents = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert len(documents) == 7 and all(d["kind"] == "KafkaTopic" and d["spec"]["partitions"] == 4 for d in documents)
+    assert len(documents) == 9  # 7 topics, 2 table changelogs
+    assert all(d["kind"] == "KafkaTopic" and d["spec"]["partitions"] == 4 for d in documents)
 
 
 def test_the_cli_writes_the_whole_deployment_into_a_folder(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

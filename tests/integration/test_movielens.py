@@ -76,13 +76,21 @@ def test_a_movielens_slice_streams_through_and_the_quality_protocol_runs_on_it(s
         agree = asyncio.run(check())
     finally:
         worker.stop()
-    assert (
-        agree["users"] >= 5 and agree["mean_top10_overlap"] == 1.0
-    )  # the API serves what the protocol computes (exact FLAT index)
+    overlap = agree["mean_top10_overlap"]
+    assert agree["users"] >= 5 and overlap["dense"] == overlap["collab"] == 1.0  # the API serves what the maths compute (exact)
+    assert overlap["fused"] >= 0.9  # the API fuses the union of both channels' top 50, the protocol every item
+    assert agree["collab_likes_equal_share"] == 1.0  # every movie's stored positives are the slice's
     titles = set(data.labels().values())
-    top = shown[shown.index("  -> their top unseen movies now:") + 1 :][:3]
+    header = shown.index("  -> their top unseen movies now, by channel (the baselines of bench.quality beside them):")
+    assert "fused (default)" in shown[header + 1] and "popularity" in shown[header + 1]
+    rows = shown[header + 2 :][:3]
+
+    def title(cell: str) -> bool:
+        cell = cell.strip()
+        return cell in titles or (cell.endswith("…") and any(t.startswith(cell[:-1]) for t in titles))
+
     assert shown[0].startswith("user-to-item: ml-user-") and shown[1].strip() in titles  # a latest like, by title
-    assert len(top) == 3 and all(line.strip().split("  ", 1)[1] in titles for line in top)  # recommendations by title, not ids
+    assert len(rows) == 3 and all(title(line.strip().split(". ", 1)[1][:34]) for line in rows)  # the default's picks, by title
     result = evaluate(data, vectors)
     likes = sum(r.rating >= 4.0 for r in data.ratings)
     assert result["likes"] == likes > 0

@@ -149,8 +149,9 @@ def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: S
         assert 0 < freshness_s and encoded_s - 1e-6 <= freshness_s <= upserted * (read_at_s - sent_at_s + 0.001)
         assert total('sail_dead_letters_total{reason="decode.msgpack"') == 1
         assert total('sail_events_total{agent="content"}') == 13
-        checks = total("sail_online_hit_checks_total")
-        assert checks > 0 and 0 <= total("sail_online_hits_total") <= checks  # 7 users liking 12 items: later likes are checked
+        for channel in ("dense", "collab", "fused"):  # every recall channel sampled, each on its own
+            checks = total(f'sail_online_hit_checks_total{{channel="{channel}"}}')
+            assert checks > 0 and 0 <= total(f'sail_online_hits_total{{channel="{channel}"}}') <= checks, channel
 
         dom = _chromium(f"http://127.0.0.1:{port_a}/status", tmp_path / "healthy.png")
         assert '<span id="verdict">healthy</span>' in dom
@@ -158,7 +159,7 @@ def test_metrics_status_page_and_verdict_of_a_real_run(stack: Stack, settings: S
         for chart_id in ("chart-lag", "chart-freshness", "chart-throughput", "chart-hit-rate"):
             assert f'<figure id="{chart_id}">' in dom, chart_id  # the trend charts, drawn by the browser as inline SVG
         assert '<svg id="svg-chart-lag"' in dom and "<polyline" in dom
-        assert "online hit rate @50:" in dom
+        assert "online hit rate @50:" in dom and "per recall channel" in dom and "fused (served)" in dom
         dead = [json.loads(_get(f"http://127.0.0.1:{port}/status.json"))["dead_letters"] for port in (port_a, port_b)]
         assert sum(d.get("decode.msgpack", 0) for d in dead) == 1  # each worker shows its own dead letters
 

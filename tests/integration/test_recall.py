@@ -122,7 +122,7 @@ async def test_a_user_vector_of_another_model_version_is_refused_with_409_and_a_
     items, users = s.collections()
     registry_spec, _ = s.registry()
     await asyncio.to_thread(
-        ensure_collections, s.milvus_uri, s.milvus_token_value, [items, users, registry_spec], s.milvus_backend
+        ensure_collections, s.milvus_uri, s.milvus_token_value, [*s.stored_collections(), registry_spec], s.milvus_backend
     )
     sink = MilvusSink.for_settings(s)
     await sink.start()

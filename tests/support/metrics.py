@@ -25,3 +25,18 @@ def sample(text: str, name: str, **labels: str) -> float:
             if s.name in names and all(s.labels.get(k) == v for k, v in labels.items())
         )
     )
+
+
+def histogram_quantile(text: str, name: str, q: float) -> float | None:
+    """The upper bound of the first bucket of histogram `name` holding at least `q` of its count (the
+    bucket estimate Prometheus's own histogram_quantile interpolates within); None with no samples."""
+    buckets = sorted(
+        (float(s.labels["le"]), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == f"{name}_bucket"
+    )
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    return next(le for le, count in buckets if count >= q * total)

@@ -15,6 +15,7 @@ from bench.quality import Collab
 from streams.collab.maths import (
     CollabParams,
     apply_co_engagement,
+    apply_co_engagements,
     co_engagement,
     dimension,
     dot,
@@ -159,3 +160,14 @@ def test_the_benchmarks_dense_form_equals_the_sparse_maths() -> None:
         query = search_vector([(w, item_vector(i, states[i], PARAMS)) for i, w in mine])
         expected = [dot(item_vector(j, states[j], PARAMS), query) for j in ITEMS]
         assert row is not None and row == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_batch_applied_at_once_equals_its_events_applied_one_by_one_within_the_bound() -> None:
+    _, emitted = stream(log(11, events=300))
+    for item in ITEMS:
+        mine = [g for g in emitted if g.item_id == item]
+        one_by_one = ItemCollabState()
+        for g in mine:
+            one_by_one = apply_co_engagement(one_by_one, g, PARAMS)
+        at_once = apply_co_engagements(ItemCollabState(), mine + mine[:3], PARAMS)  # a redelivery inside the batch too
+        assert at_once == one_by_one

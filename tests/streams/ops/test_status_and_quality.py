@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
+from streams.collab.maths import CollabParams, fused_scores
 from streams.interest.maths import InterestParams, apply_interaction
-from streams.ops.quality import Probe, hits, probe, sampled
+from streams.ops.quality import Probe, hits, in_top, probe, sampled
 from streams.ops.status import chart, render_status
 from streams.sinks.milvus import Hit
 from topology.messages import Action, Interaction, InterestState
@@ -148,3 +150,36 @@ def test_the_page_says_when_kafka_partitions_are_under_replicated_or_offline() -
         "Kafka replicas: 2 of 12 partitions under-replicated, 1 without a leader "
         "(in sync/assigned: a.uploads[0] 2/3, a.uploads[1] 0/3)"
     )
+
+
+def test_a_probe_carries_the_users_collaborative_positives_and_excludes_them() -> None:
+    params = InterestParams()
+    vectors = {"a": np.array([1.0, 0.0], dtype=np.float32), "b": np.array([0.0, 1.0], dtype=np.float32)}
+    state = apply_interaction(InterestState(), Interaction("e0", "u", "a", Action.LIKE, 500), params)
+    got = probe(Interaction("e1", "u", "b", Action.LIKE, 1000), state, vectors, params, share=1.0, collab=CollabParams())
+    assert got is not None and got.collab == (("a", 1.0),) and "a" in got.exclude
+
+
+def test_the_fused_score_is_collab_over_its_best_plus_the_weighted_content_score() -> None:
+    fused = fused_scores({"x": 4.0, "y": 2.0}, {"y": 0.5, "z": 0.9}, content_weight=0.1)
+    assert fused == pytest.approx({"x": 1.0, "y": 0.55, "z": 0.09})
+    assert fused_scores({}, {"z": 0.9}, 0.1) == pytest.approx({"z": 0.09})  # no collaborative vector: content alone
+    assert in_top("y", fused, k=2) and not in_top("z", fused, k=2)
+
+
+def test_the_page_lists_every_channels_hit_rate_and_names_the_served_one() -> None:
+    online = {
+        "k": 50,
+        "rate": 0.3,
+        "checks": 40,
+        "channel": "fused",
+        "channels": {
+            "dense": {"rate": 0.1, "checks": 40},
+            "collab": {"rate": None, "checks": 0},
+            "fused": {"rate": 0.3, "checks": 40},
+        },
+    }
+    page = render_status(_status({}, online), "w", refresh_s=5)
+    assert "(channel fused); per recall channel:" in page
+    assert "<li>dense: 10.0% of 40</li>" in page and "<li>collab: none checked yet</li>" in page
+    assert "<li>fused (served): 30.0% of 40</li>" in page
