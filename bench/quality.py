@@ -503,6 +503,14 @@ FUSION_GRID = {"content": (0.0, 0.05, 0.1, 0.2, 0.5)}
 TUNING_PASSES = 2  # coordinate descent goes over every knob twice (a knob's best can move after another's)
 
 
+def best_recorded(trials: list[dict[str, object]], method: str) -> AlsParams:
+    """The ALS knobs of the recorded trial with the best HitRate@10 for `method` (ties: the earlier)."""
+    scored = [(float(t["hit_rate_10"][method]), -n, t["params"]) for n, t in enumerate(trials) if method in t["hit_rate_10"]]  # type: ignore[index,operator]
+    if not scored:
+        raise ValueError(f"no recorded ALS trial scores {method}")
+    return AlsParams(**max(scored, key=lambda x: (x[0], x[1]))[2])  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Tuned:
     """Every tuned method's knobs, chosen on the log before the test period."""
@@ -520,6 +528,7 @@ def tune(
     test_from: int,
     sample_days: int = 12,
     progress: Callable[[str], None] = lambda line: None,
+    als_trials: list[dict[str, object]] | None = None,
 ) -> tuple[Tuned, dict[str, object]]:
     """The knobs a team would pick for each method, on the log before the test period only.
 
@@ -528,7 +537,9 @@ def tune(
     time over its grid, `TUNING_PASSES` times, each kept at its best HitRate@10 (ties: the earlier
     value): `ALS_GRID` separately for `als-nightly` and `als-foldin` (one trial scores both),
     `KNN_GRID` for `item-knn`, `COLLAB_GRID` for `collab`, then `FUSION_GRID` for `fused` over the
-    tuned collab. Returns the chosen knobs and the record of the tuning (every trial's figures).
+    tuned collab. `als_trials`: the ALS trials of an earlier tuning on the same log (`--als-from`), whose
+    best per method is taken instead of searching again (an ALS trial takes about a minute here).
+    Returns the chosen knobs and the record of the tuning (every trial's figures).
     """
     tuning = data.first(test_from)
     validate_from = tuning.ratings[len(tuning.ratings) // 2].timestamp_s
@@ -564,8 +575,11 @@ def tune(
         return best
 
     als = ("als-nightly", "als-foldin")
-    nightly = descend(DEFAULT_ALS, ALS_GRID, "als-nightly", lambda p: trial(als, p, als=p))
-    foldin = descend(DEFAULT_ALS, ALS_GRID, "als-foldin", lambda p: trial(als, p, als=p))
+    if als_trials:  # the ALS knobs of an earlier tuning on the same log: its best trial per method
+        nightly, foldin = (best_recorded(als_trials, name) for name in als)
+    else:
+        nightly = descend(DEFAULT_ALS, ALS_GRID, "als-nightly", lambda p: trial(als, p, als=p))
+        foldin = descend(DEFAULT_ALS, ALS_GRID, "als-foldin", lambda p: trial(als, p, als=p))
     knn = descend(KnnParams(), KNN_GRID, "item-knn", lambda p: trial(("item-knn",), p, knn_params=p))
     collab = descend(
         DEFAULT_COLLAB,
@@ -580,6 +594,7 @@ def tune(
         "validate_from_s": validate_from,
         "sample_days": sample_days,
         "passes": TUNING_PASSES,
+        "als_trials_reused": als_trials or None,
         "chosen": {
             name: dataclasses.asdict(getattr(chosen, name)) for name in ("als_nightly", "als_foldin", "knn", "collab", "fusion")
         },
@@ -707,7 +722,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
     chosen = Tuned()
     if args.tune and test_from and only is None:
         progress(f"tuning the baselines and the stream's channels on the first {test_from:,} ratings (before the test period)")
-        chosen, tuned = tune(data, vectors, test_from, progress=progress)
+        chosen, tuned = tune(data, vectors, test_from, progress=progress, als_trials=_als_trials(args.als_from))
     result = evaluate(
         data,
         vectors,
@@ -739,6 +754,21 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         }
     )
     return result
+
+
+def _als_trials(path: str | None) -> list[dict[str, object]] | None:
+    """The ALS trials recorded in an earlier results file (its `tuning` or `als_tuning`), or None."""
+    if not path:
+        return None
+    payload = json.loads(Path(path).read_text())
+    summary = payload["summary"]
+    record = summary.get("tuning") or summary.get("als_tuning") or {}
+    if record.get("ratings") is None:
+        raise SystemExit(f"{path}: no ALS tuning recorded")
+    trials = [
+        t for t in [*(record.get("als_trials_reused") or []), *record.get("trials", [])] if "als-nightly" in t["hit_rate_10"]
+    ]
+    return [{**t, "measured": t.get("measured") or payload.get("date")} for t in trials] or None
 
 
 def _without_collab(settings, stack, data: MovieLens, progress) -> float:  # type: ignore[no-untyped-def]
@@ -1046,7 +1076,7 @@ def summary(result: dict[str, object], args: argparse.Namespace) -> dict[str, ob
     dropped = ("machine", "methods", "fresh_methods", "warm_methods")
     params = {
         key: getattr(args, key, None)
-        for key in ("ratings", "encoder", "sid", "sid_levels", "sid_codes", "sid_fresh", "only", "test_from", "tune")
+        for key in ("ratings", "encoder", "sid", "sid_levels", "sid_codes", "sid_fresh", "only", "test_from", "tune", "als_from")
     }
     return {"params": params} | keyed | {k: v for k, v in result.items() if k not in dropped}
 
@@ -1079,8 +1109,12 @@ def main() -> None:
         help="rank only the likes after this share of the log (default 0.5); the baselines' knobs are tuned "
         "on the log before it. 0: rank every like, untuned",
     )
+    parser.add_argument("--no-tune", dest="tune", action="store_false", help="keep every method's default knobs (no tuning pass)")
     parser.add_argument(
-        "--no-tune", dest="tune", action="store_false", help="keep the ALS baselines' default knobs (bench.baselines.AlsParams)"
+        "--als-from",
+        metavar="RESULTS_JSON",
+        help="take the ALS knobs from the best recorded trials of an earlier run on the same log (its tuning record) "
+        "instead of searching again; the other methods are tuned as usual",
     )
     args = parser.parse_args()
     result = _run(args)
