@@ -217,14 +217,14 @@ class Settings(BaseSettings):
         "at least the window",
     )
     collab_pairs: int = Field(
-        50,
+        20,
         ge=0,
         le=1024,
         description="each new positive is paired with the user's previous N positives (collaborative vectors; 0: off)",
     )
     collab_user_items: int = Field(20, ge=1, description="a user's collaborative vector: their last N positives")
     collab_user_decay: float = Field(
-        0.9, gt=0, le=1, description="a user's collaborative vector: each older positive weighs this much of the next newer one"
+        0.8, gt=0, le=1, description="a user's collaborative vector: each older positive weighs this much of the next newer one"
     )
     collab_item_norm: float = Field(
         0.3, ge=0, le=1, description="an item's collaborative vector is divided by its positives to this power (0.5: cosine)"
@@ -291,7 +291,7 @@ class Settings(BaseSettings):
         "collaborative vectors are off), collab, dense (content), sid, mixed (dense + sid)",
     )
     recall_content_weight: float = Field(
-        0.1, ge=0, description="fused channel: weight of the content similarity beside the collaborative score (max 1)"
+        0.5, ge=0, description="fused channel: weight of the content similarity beside the collaborative score (max 1)"
     )
     status_interval_s: float = Field(5.0, gt=0, description="how often a worker samples lag and probes freshness")
     freshness_slo_s: float = Field(5.0, gt=0, description="item freshness p99 objective (status verdict, alerts)")
