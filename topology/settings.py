@@ -252,13 +252,19 @@ class Settings(BaseSettings):
     item_wait_s: float = Field(
         30.0, gt=0, description="how long an interaction waits for its item's embedding before the dead-letter topic"
     )
-    item_retry_backoff_ms: float = Field(
-        500.0, gt=0, description="first pause of an interaction waiting for its item (doubles per try)"
-    )
-    item_retry_backoff_max_ms: float = Field(
-        1000.0,
+    item_hold_poll_ms: float = Field(
+        500.0,
         gt=0,
-        description="longest pause between two looks for a waiting interaction's item: how soon it follows a late item",
+        description="how often a worker looks up the items of the parked interactions it holds: how soon one follows its item",
+    )
+    item_hold_s: float = Field(
+        10.0,
+        gt=0,
+        description="a parked interaction held longer than this is parked again (a new record), so the retry topic's "
+        "commits move during a long outage; it is read about once per this many seconds of waiting",
+    )
+    item_hold_max: int = Field(
+        50_000, ge=1, description="parked interactions one worker holds in memory; beyond, the retry topic waits in Kafka"
     )
     item_cache_size: int = Field(100_000, ge=0, description="item vectors kept in each worker's memory")
     media_fetch_timeout_s: float = Field(5.0, gt=0, description="time limit to fetch one http(s) media URI")

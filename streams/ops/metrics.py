@@ -32,6 +32,9 @@ INTEREST_CHANGELOG_BYTES: Final = "sail_interest_changelog_bytes"  # exported as
 INTEREST_STATE_BYTES: Final = "sail_interest_state_bytes"
 COLLAB_FRESHNESS_SECONDS: Final = "sail_collab_freshness_seconds"
 COLLAB_APPLIED: Final = "sail_collab_applied"  # exported as sail_collab_applied_total
+PARKED: Final = "sail_parked"  # exported as sail_parked_total
+WAITING: Final = "sail_waiting_interactions"
+WAITED_SECONDS: Final = "sail_waited_seconds"
 COLLAB_ROWS: Final = "sail_collab_rows"  # exported as sail_collab_rows_total{kind}
 COLLAB_SECONDS: Final = "sail_collab_seconds"  # exported as sail_collab_seconds_total
 INTEREST_SECONDS: Final = "sail_interest_seconds"  # exported as sail_interest_seconds_total{phase}
@@ -151,6 +154,16 @@ class Metrics:
         self.collab_freshness = Histogram(
             COLLAB_FRESHNESS_SECONDS,
             "Interaction event time to the liked item's collaborative vector being upserted (the coalescing window included)",
+            buckets=_FRESHNESS_BUCKETS,
+            registry=r,
+        )
+        self.parked = Counter(
+            PARKED, "Interactions parked on the retry topic because their item had no embedding yet", registry=r
+        )
+        self.waiting = Gauge(WAITING, "Parked interactions this worker holds in memory until their item is stored", registry=r)
+        self.waited_seconds = Histogram(
+            WAITED_SECONDS,
+            "How long a parked interaction waited (parked to sent back) before its item was found",
             buckets=_FRESHNESS_BUCKETS,
             registry=r,
         )

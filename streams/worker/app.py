@@ -5,7 +5,8 @@
     interactions ----> update_interests  (interest.py): decode -> item vectors (items.py) -> pure
                                           interest maths -> Milvus `users` -> Faust table -> ack
                        (item unknown yet) -> interactions-retry --> retry_interactions (waiting.py):
-                                          wait, then back to interactions, or dead letter `item.not_found`
+                                          held by item until stored, then back to interactions,
+                                          or dead letter `item.not_found`
                        (each applied positive, with the user's previous ones) -> Milvus `collab_users`
                                           -> co-engagements topic (key item_id)
     co-engagements --> update_collab     (collab.py): items' collaborative states (Faust table) ->
@@ -141,14 +142,22 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
                 return
             await acknowledge(stream, events)
 
+    # Parked interactions are held, unacknowledged, until their item is stored (waiting.py): the agent
+    # only takes them in; the task below sends them back, re-parks or dead-letters them and acknowledges.
     @app.agent(ctx.topic(topics.interactions_retry.name))
     async def retry_interactions(stream: faust.StreamT) -> None:
         async for events in _batches(stream, s.interest_batch_max, s.interest_batch_wait_ms):
             try:
-                await waiting.handle(events)
+                await waiting.hold(stream, events)
             except ShuttingDown:
                 return
-            await acknowledge(stream, events)
+
+    @app.task
+    async def settle_waiting() -> None:
+        try:
+            await waiting.run()
+        except ShuttingDown:
+            return
 
     if s.collab_enabled:
         collab = CollabStage(ctx)

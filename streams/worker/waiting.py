@@ -1,23 +1,32 @@
-"""Interactions whose item has no embedding yet: parked on the interactions-retry topic, sent back
-once the item exists, or dead-lettered (`item.not_found`) once they have waited `item_wait_s` *and*
-the content agent has processed every upload written before the interaction was seen, so a crash or
-an outage upstream never turns a good interaction into a dead letter."""
+"""Interactions whose item has no embedding yet: parked on the interactions-retry topic, then held
+in the reading worker's memory, by item, until the item is stored; dead-lettered (`item.not_found`)
+only once they have waited `item_wait_s` *and* the content agent has processed every upload written
+before the interaction was seen, so a crash or an outage upstream never turns a good interaction into
+a dead letter.
+
+A parked record is read once and held unacknowledged (its offset uncommitted: a crash or a rebalance
+redelivers it to whoever owns the partition next). Every `item_hold_poll_ms` the worker looks the held
+items up at once and sends back what has its item, so an interaction follows its item within about
+that. One held longer than `item_hold_s` is parked again (a new record, the old one acknowledged), so
+a partition's commits move at least that often during a long outage and the topic is read about
+once per `item_hold_s` per waiting interaction, never in a loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from streams.retry import backoff_s
 from streams.sinks.kafka import oldest_pending
 from streams.worker.context import Context
-from streams.worker.events import now_ms
+from streams.worker.events import acknowledge, now_ms
 from topology import reasons
 from topology.codec import BadInput, decode_interaction, decode_retry, encode_retry
-from topology.messages import RetryEnvelope
+from topology.messages import Interaction, RetryEnvelope
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +37,69 @@ def caught_up(oldest_pending_ms: Iterable[int | None], since_ms: int) -> bool:
     return all(stamp is not None and stamp > since_ms for stamp in oldest_pending_ms)
 
 
+@dataclass(slots=True)
+class Held:
+    """One parked record being held: the retry topic's event (acknowledged once settled), the
+    stream that delivered it, its envelope and the interaction inside, and when it was read."""
+
+    event: Any
+    stream: Any
+    envelope: RetryEnvelope
+    interaction: Interaction
+    read_ms: int
+
+
+class Lot:
+    """Held interactions by item (pure bookkeeping, no I/O). A record delivered again (a rebalance
+    back to this worker) replaces the copy held before."""
+
+    def __init__(self) -> None:
+        self._by_item: dict[str, dict[tuple[Any, int], Held]] = {}
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, held: Held, where: tuple[Any, int]) -> None:
+        group = self._by_item.setdefault(held.interaction.item_id, {})
+        self._size += where not in group
+        group[where] = held
+
+    def items(self) -> list[str]:
+        return list(self._by_item)
+
+    def take(self, item_ids: Iterable[str]) -> list[Held]:
+        """Remove and return everything held for these items."""
+        out: list[Held] = []
+        for item in item_ids:
+            out += self._by_item.pop(item, {}).values()
+        self._size -= len(out)
+        return out
+
+    def take_where(self, settle: Callable[[Held], bool]) -> list[Held]:
+        """Remove and return every held interaction for which `settle` is true."""
+        out: list[Held] = []
+        for item in list(self._by_item):
+            group = self._by_item[item]
+            for where, held in list(group.items()):
+                if settle(held):
+                    out.append(group.pop(where))
+            if not group:
+                del self._by_item[item]
+        self._size -= len(out)
+        return out
+
+
 class ItemWait:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.retry_topic = ctx.topic(ctx.topics.interactions_retry.name)
         self.interactions_topic = ctx.topic(ctx.topics.interactions.name)
+        self.lot = Lot()
         self._uploads_pending: tuple[float, list[int | None]] | None = None  # (checked at, oldest pending upload per partition)
 
     async def park(self, events: Sequence[Any]) -> None:
         """Put interactions whose item has no embedding yet on the retry topic, together."""
-        s = self.ctx.settings
         first_seen = now_ms()
         records = []
         for event in events:
@@ -49,10 +111,11 @@ class ItemWait:
                 offset=message.offset,
                 attempts=0,
                 first_seen_ms=first_seen,
-                not_before_ms=first_seen + int(s.item_retry_backoff_ms),
+                not_before_ms=first_seen,
             )
             records.append((self.retry_topic, message.key, encode_retry(envelope)))
         await self.ctx.outbox.send_all(records, f"produce {self.ctx.topics.interactions_retry.name}")
+        self.ctx.metrics.parked.inc(len(records))
 
     async def content_caught_up(self, since_ms: int) -> bool:
         """True once the group has processed every upload written up to `since_ms`. While the content
@@ -74,60 +137,90 @@ class ItemWait:
             checked = self._uploads_pending = (time.monotonic(), pending)
         return caught_up(checked[1], since_ms)
 
-    async def handle(self, events: Sequence[Any]) -> None:
-        """One batch of the retry topic: wait until its earliest record is due, look every item up at
-        once, then send back what has its item, dead-letter what has waited long enough with every
-        earlier upload processed, and park the rest again (unchanged if not due yet, else with a
-        longer pause, at most `item_retry_backoff_max_ms`, so a late item's interactions follow it
-        within about that)."""
+    async def hold(self, stream: Any, events: Sequence[Any]) -> None:
+        """Take one batch of the retry topic into the lot (malformed records are dead-lettered and
+        acknowledged at once). Waits while the lot is full (`item_hold_max`): the topic then waits in
+        Kafka, unread."""
         ctx = self.ctx
-        s = ctx.settings
         await ctx.ensure_started()
         ctx.metrics.count_events("retry", len(events))
-        parked: list[tuple[Any, RetryEnvelope, Any]] = []
         bad: list[tuple[Any, str, str]] = []
+        read = now_ms()
         for event in events:
             try:
                 envelope = decode_retry(event.value, ctx.limits)
-                parked.append((event, envelope, decode_interaction(envelope.original, ctx.limits)))
+                held = Held(event, stream, envelope, decode_interaction(envelope.original, ctx.limits), read)
             except BadInput as exc:
                 bad.append((event, exc.reason, exc.detail))
+                continue
+            self.lot.add(held, (event.message.tp, event.message.offset))
+        ctx.metrics.waiting.set(len(self.lot))
         if bad:
             await ctx.outbox.dead_letter_events(bad)
-        if not parked:
+            await acknowledge(stream, [event for event, _, _ in bad])
+        while len(self.lot) >= ctx.settings.item_hold_max:
+            await ctx.retry.unless_stopping(asyncio.sleep(ctx.settings.item_hold_poll_ms / 1000))
+
+    async def run(self) -> None:
+        """Settle the lot every `item_hold_poll_ms` until the worker stops (a stop leaves what is held
+        unacknowledged: redelivered after the restart)."""
+        pause_s = self.ctx.settings.item_hold_poll_ms / 1000
+        while True:
+            await self.ctx.retry.unless_stopping(asyncio.sleep(pause_s))
+            try:
+                await self.settle()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # ShuttingDown included: the caller ends the loop on it
+                if self.ctx.retry.stopping.is_set():
+                    raise
+                logger.exception("settling the waiting interactions failed, trying again: %s", exc)
+
+    async def settle(self) -> None:
+        """Send back what has its item now, dead-letter what waited long enough with every earlier
+        upload processed, park again what was held past `item_hold_s`; drop (unacknowledged) what
+        sits on a partition this worker no longer owns."""
+        ctx, lot = self.ctx, self.lot
+        s = ctx.settings
+        if not len(lot):
             return
-        wait_ms = min(envelope.not_before_ms for _, envelope, _ in parked) - now_ms()
-        if wait_ms > 0:
-            await ctx.retry.unless_stopping(asyncio.sleep(wait_ms / 1000))
-        vectors = await ctx.vectors.get({interaction.item_id for _, _, interaction in parked}, (await ctx.live()).items)
+        assigned = set(ctx.app.consumer.assignment())
+        lot.take_where(lambda h: h.event.message.tp not in assigned)  # the new owner reads them again
+        vectors = await ctx.vectors.get(lot.items(), (await ctx.live()).items)
+        ready = lot.take(vectors)
         now = now_ms()
-        records: list[tuple[Any, bytes | None, bytes]] = []
-        letters = []
-        for _, envelope, interaction in parked:
-            key = interaction.user_id.encode()
-            if interaction.item_id in vectors:
-                records.append((self.interactions_topic, key, envelope.original))
-                continue
-            if envelope.not_before_ms > now:  # not its turn yet: back in the queue as it was
-                records.append((self.retry_topic, key, encode_retry(envelope)))
-                continue
+        wait_ms, hold_ms = s.item_wait_s * 1000, s.item_hold_s * 1000
+        due = lot.take_where(lambda h: now - h.envelope.first_seen_ms >= wait_ms or now - h.read_ms >= hold_ms)
+        letters, dead, again, kept = [], [], [], []
+        for held in due:
+            envelope, key = held.envelope, held.interaction.user_id.encode()
             waited_s = (now - envelope.first_seen_ms) / 1000
-            if waited_s >= s.item_wait_s and await self.content_caught_up(envelope.first_seen_ms):
+            if waited_s * 1000 >= wait_ms and await self.content_caught_up(envelope.first_seen_ms):
                 where = (envelope.source_topic, envelope.partition, envelope.offset)
-                detail = f"item {interaction.item_id} had no embedding after {waited_s:.1f}s, with every earlier upload processed"
+                detail = (
+                    f"item {held.interaction.item_id} had no embedding after {waited_s:.1f}s, with every earlier upload processed"
+                )
                 letters.append((envelope.original, key, where, reasons.ITEM_NOT_FOUND, detail))
-                continue
-            pause_s = backoff_s(envelope.attempts + 1, s.item_retry_backoff_ms / 1000, s.item_retry_backoff_max_ms / 1000)
-            again = RetryEnvelope(
-                original=envelope.original,
-                source_topic=envelope.source_topic,
-                partition=envelope.partition,
-                offset=envelope.offset,
-                attempts=envelope.attempts + 1,
-                first_seen_ms=envelope.first_seen_ms,
-                not_before_ms=now + int(pause_s * 1000),
-            )
-            records.append((self.retry_topic, key, encode_retry(again)))
-        await ctx.outbox.send_all(records, "produce interactions back and re-parked")
+                dead.append(held)
+            elif now - held.read_ms >= hold_ms:
+                again.append(held)
+            else:
+                kept.append(held)  # waited long enough, but uploads before it are still being processed
+        for held in kept:
+            lot.add(held, (held.event.message.tp, held.event.message.offset))
+        records: list[tuple[Any, bytes | None, bytes]] = [
+            (self.interactions_topic, h.interaction.user_id.encode(), h.envelope.original) for h in ready
+        ]
+        for held in again:
+            e = held.envelope
+            renewed = RetryEnvelope(e.original, e.source_topic, e.partition, e.offset, e.attempts + 1, e.first_seen_ms, now)
+            records.append((self.retry_topic, held.interaction.user_id.encode(), encode_retry(renewed)))
+        if records:
+            await ctx.outbox.send_all(records, "produce interactions back and re-parked")
         if letters:
             await ctx.outbox.dead_letters(letters)
+        for held in ready + again + dead:
+            await acknowledge(held.stream, [held.event])
+        for held in ready:
+            ctx.metrics.waited_seconds.observe(max(now - held.envelope.first_seen_ms, 0) / 1000)
+        ctx.metrics.waiting.set(len(lot))

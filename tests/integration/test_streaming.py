@@ -380,8 +380,13 @@ def test_interaction_before_its_item_is_applied_once_the_item_exists(settings: S
         lambda: _parked(settings, encode_interaction(event)), timeout_s=60, what="the interaction parked on the retry topic"
     )
     assert user_vectors(settings, [event.user_id]) == {}  # read, not applied: its item has no vector yet
+    metrics = f"http://127.0.0.1:{worker.name.rsplit('-', 1)[1]}/metrics"
+    reads_before = sample(scrape(metrics), "sail_events", agent="retry")
+    time.sleep(4.0)  # the item is late: its interaction is held, not read again and again (polls every 0.2 s here)
     send(settings, [(settings.topics().uploads.name, late.item_id.encode(), encode_upload(late))])
     wait_until(lambda: bool(user_vectors(settings, [event.user_id])), what="the waiting interaction applied")
+    assert sample(scrape(metrics), "sail_events", agent="retry") - reads_before <= 1  # read once while waiting 4 s
+    assert sample(scrape(metrics), "sail_waited_seconds_count") >= 1  # sent back by the lot, with how long it waited
     vector, count = user_vectors(settings, [event.user_id])[event.user_id]
     np.testing.assert_allclose(vector, stored_items(settings, [late.item_id])[late.item_id], atol=1e-5)
     assert count == 1

@@ -37,7 +37,7 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
         "topic_partitions": 3,
         "embedding_dim": 384,  # the encoder's width
         "item_wait_s": 6.0,  # how long an interaction waits for its item before the dead-letter topic
-        "item_retry_backoff_ms": 200.0,
+        "item_hold_poll_ms": 200.0,
         "start_timeout_s": 240.0,
         "encoder": "sail-tiny-omni",  # gates open: the whole omni-modal path crosses the wire
     }
