@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streams.sinks.kafka import producer
+from topology.batches import UserBatches
 from topology.codec import encode_interaction, encode_upload
 from topology.messages import Action, ContentUpload, Interaction, Media
 from topology.settings import Settings
@@ -60,6 +61,7 @@ class LoadPlan:
     image_share: float = 0.5
     bad_share: float = 0.0
     zipf_a: float = 1.2
+    batch: int = 1  # interactions per record: 1, single events; more, each user's events in batch records
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,7 @@ def run_producer(
     traffic = traffic or Traffic(plan, run_id=f"s{plan.seed}-{int(time.time())}")
     began = time.monotonic()
     uploads = interactions = bad = 0
+    batches = UserBatches(plan.batch)
     next_report = began + 10
     try:
         while (elapsed := time.monotonic() - began) < plan.duration_s and not stop():
@@ -186,8 +189,11 @@ def run_producer(
                 event = traffic.interaction(now_ms)
                 if event is None:
                     break
-                p.send(topics.interactions.name, key=event.user_id.encode(), value=encode_interaction(event))
+                for key, value in batches.add(event, time.monotonic()):
+                    p.send(topics.interactions.name, key=key, value=value)
                 interactions += 1
+            for key, value in batches.due(time.monotonic()):
+                p.send(topics.interactions.name, key=key, value=value)
             if plan.bad_share > 0 and bad < plan.bad_share * (uploads + interactions):
                 data = traffic.malformed()
                 target = topics.uploads.name if bad % 2 == 0 else topics.interactions.name
@@ -197,6 +203,8 @@ def run_producer(
                 progress(f"produce: {uploads} uploads, {interactions} interactions, {bad} malformed after {elapsed:.0f}s")
                 next_report += 10
             time.sleep(0.01)
+        for key, value in batches.drain():
+            p.send(topics.interactions.name, key=key, value=value)
         p.flush()
     finally:
         p.close()

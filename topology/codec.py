@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -67,6 +67,7 @@ class Limits:
     max_frames: int = 16
     max_audio_bytes: int = 4 * _MiB
     max_uri_chars: int = 2048
+    max_batch_events: int = 500  # events in one batch record of interactions
     max_future_skew_ms: int = 300_000  # event times up to 5 min ahead of the record's arrival (client clocks)
     max_age_ms: int = 0  # event times at most this far behind the arrival; 0: any age (replays, backfills)
 
@@ -113,6 +114,17 @@ class _Fields:
     @property
     def version(self) -> int:
         return int(self._obj["v"])
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    def has(self, name: str) -> bool:
+        return self._obj.get(name) is not None
+
+    def raw(self, name: str) -> Any:
+        """The field's decoded value unchecked (None when absent): for a caller that checks it itself."""
+        return self._obj.get(name)
 
     def _where(self, name: str) -> str:
         return f"{self._kind}.{name}"
@@ -456,16 +468,23 @@ def decode_interaction(data: bytes, limits: Limits = DEFAULT_LIMITS, arrival: Ar
     Raises:
         BadInput: undecodable, invalid (unknown action, negative time) or over a limit.
     """
-    f = _unpack(data, "Interaction", limits)
+    return _interaction(_unpack(data, "Interaction", limits), limits, arrival)
+
+
+def _interaction(f: _Fields, limits: Limits, arrival: Arrival | None, user_id: str | None = None) -> Interaction:
+    """The interaction in `f`; `user_id`: the batch's user, which the event may omit or must repeat."""
     event_id = f.ident("event_id", limits.max_id_bytes)
-    user_id = f.ident("user_id", limits.max_id_bytes)
+    if user_id is None:
+        user_id = f.ident("user_id", limits.max_id_bytes)
+    elif f.has("user_id") and f.ident("user_id", limits.max_id_bytes) != user_id:
+        raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{f.kind}.user_id: not the batch's user {user_id!r}")
     item_id = f.ident("item_id", limits.max_id_bytes)
     action_name = f.ident("action", 32)
     try:
         action = Action(action_name)
     except ValueError as exc:
         known = ", ".join(a.value for a in Action)
-        raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"Interaction.action: {action_name!r} not one of {known}") from exc
+        raise BadInput(reasons.SCHEMA_INVALID_VALUE, f"{f.kind}.action: {action_name!r} not one of {known}") from exc
     event = Interaction(
         event_id=event_id,
         user_id=user_id,
@@ -475,8 +494,86 @@ def decode_interaction(data: bytes, limits: Limits = DEFAULT_LIMITS, arrival: Ar
         dwell_ms=f.integer("dwell_ms", required=False),
     )
     if arrival is not None:
-        check_arrival("Interaction", "user_id", event.user_id, {"timestamp_ms": event.timestamp_ms}, arrival, limits)
+        check_arrival(f.kind, "user_id", event.user_id, {"timestamp_ms": event.timestamp_ms}, arrival, limits)
     return event
+
+
+def encode_interaction_batch(user_id: str, events: Sequence[Interaction]) -> bytes:
+    """The wire bytes of one user's events in one record (`decode_interactions` reads either form;
+    the events leave out the user they share)."""
+    if any(e.user_id != user_id for e in events):
+        raise ValueError(f"a batch record holds one user's events: not all of them are {user_id!r}'s")
+    return _pack(
+        {
+            "user_id": user_id,
+            "events": [
+                {
+                    "event_id": e.event_id,
+                    "item_id": e.item_id,
+                    "action": str(e.action),
+                    "timestamp_ms": e.timestamp_ms,
+                    "dwell_ms": e.dwell_ms,
+                }
+                for e in events
+            ],
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BadEvent:
+    """One event of a batch record that cannot be applied: its own bytes (a single-event record, as
+    a producer would send it again once fixed), its position in the batch, and why."""
+
+    original: bytes
+    index: int
+    error: BadInput
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionRecord:
+    """What one record of the interactions topic holds: its valid events, its bad ones (a batch
+    only), and whether it was a batch (a single event's bytes are then its own record's value)."""
+
+    events: list[Interaction]
+    bad: list[BadEvent]
+    batch: bool
+
+
+def decode_interactions(data: bytes, limits: Limits = DEFAULT_LIMITS, arrival: Arrival | None = None) -> InteractionRecord:
+    """One record of the interactions topic: a single event, or a batch of one user's events
+    (`{"v": 1, "user_id", "events": [{event_id, item_id, action, timestamp_ms, dwell_ms?}, ...]}`,
+    at most `limits.max_batch_events`). Each event of a batch is validated on its own: the good ones
+    are returned with the bad ones beside them, so one bad event never stops the others.
+
+    Raises:
+        BadInput: the record itself is bad (undecodable, a single event that is invalid, a batch
+            without a valid user or events list, a key that is not the batch's user, too many events).
+    """
+    f = _unpack(data, "Interaction", limits)
+    if not f.has("events"):
+        return InteractionRecord([_interaction(f, limits, arrival)], [], batch=False)
+    user_id = f.ident("user_id", limits.max_id_bytes)
+    if arrival is not None:
+        check_arrival("InteractionBatch", "user_id", user_id, {}, arrival, limits)
+    raw = f.raw("events")
+    if not isinstance(raw, list) or not raw:
+        raise BadInput(reasons.SCHEMA_WRONG_TYPE, "InteractionBatch.events: expected a non-empty array of maps")
+    if len(raw) > limits.max_batch_events:
+        raise BadInput(
+            reasons.LIMIT_BATCH_EVENTS, f"InteractionBatch.events: {len(raw)} events > limit {limits.max_batch_events}"
+        )
+    good: list[Interaction] = []
+    bad: list[BadEvent] = []
+    for index, element in enumerate(raw):
+        kind = f"InteractionBatch.events[{index}]"
+        try:
+            fields = _Fields({**element, "v": f.version} if isinstance(element, dict) else element, kind)
+            good.append(_interaction(fields, limits, arrival, user_id))
+        except BadInput as exc:
+            alone = {"user_id": user_id, **element} if isinstance(element, dict) else element
+            bad.append(BadEvent(_pack(alone, f.version) if isinstance(alone, dict) else msgpack.packb(alone), index, exc))
+    return InteractionRecord(good, bad, batch=True)
 
 
 def encode_dead_letter(letter: DeadLetter) -> bytes:

@@ -19,6 +19,8 @@ LIMIT_TEXT_CHARS: Final = "limit.text_chars"
 LIMIT_MEDIA_BYTES: Final = "limit.media_bytes"
 LIMIT_FRAMES: Final = "limit.frames"
 LIMIT_TAGS: Final = "limit.tags"
+LIMIT_BATCH_EVENTS: Final = "limit.batch_events"
+"""A batch record of interactions with more events than the limit (the whole record is refused)."""
 ITEM_NOT_FOUND: Final = "item.not_found"
 """An interaction's item still had no embedding after the bounded wait."""
 MEDIA_UNREADABLE: Final = "media.unreadable"
@@ -46,6 +48,7 @@ ALL: Final[frozenset[str]] = frozenset(
         LIMIT_MEDIA_BYTES,
         LIMIT_FRAMES,
         LIMIT_TAGS,
+        LIMIT_BATCH_EVENTS,
         ITEM_NOT_FOUND,
         MEDIA_UNREADABLE,
         MEDIA_FORBIDDEN,

@@ -249,6 +249,9 @@ class Settings(BaseSettings):
         description="how long the collaborative stage gathers co-engagements: an item liked many times in that window is "
         "written once (bounds Milvus rows per interaction; costs up to this much freshness)",
     )
+    interaction_batch_max_events: int = Field(
+        500, ge=1, description="most events in one batch record of interactions (a record with more is dead-lettered whole)"
+    )
     item_wait_s: float = Field(
         30.0, gt=0, description="how long an interaction waits for its item's embedding before the dead-letter topic"
     )
@@ -423,6 +426,7 @@ class Settings(BaseSettings):
             max_text_chars=self.max_text_chars,
             max_future_skew_ms=int(self.event_max_future_s * 1000),
             max_age_ms=int(self.event_max_age_s * 1000),
+            max_batch_events=self.interaction_batch_max_events,
         )
 
     def media_policy(self) -> MediaPolicy:

@@ -86,11 +86,11 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from streams.worker.app import run_worker
-    from streams.worker.commits import FaustVersionMismatch, check_faust_version
+    from streams.worker.commits import ConsumerVersionMismatch, check_consumer_versions
 
     try:
-        check_faust_version()  # before Faust starts: its private consumer methods are patched
-    except FaustVersionMismatch as exc:
+        check_consumer_versions()  # before Faust starts: its private consumer methods are patched
+    except ConsumerVersionMismatch as exc:
         print(f"sail-stream worker: {exc}", file=sys.stderr)
         return 2
     if args.web_port is not None:

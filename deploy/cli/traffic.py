@@ -57,7 +57,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         "(0: as fast as Kafka takes them)"
     )
     try:
-        done = replay(settings, data, speedup, args.max_gap_s, progress=say)
+        done = replay(settings, data, speedup, args.max_gap_s, progress=say, batch=args.batch)
     except KafkaError as exc:  # kafka-python 3: KafkaTimeoutError "Unable to bootstrap" when no broker answers
         print(
             f"sail-stream replay: Kafka at {settings.kafka_bootstrap}: {exc} (start the local stack with `sail-stream stack up`)",
@@ -89,6 +89,18 @@ def _add_traffic_args(parser: argparse.ArgumentParser, users: int, bad_share: fl
         help=f"fraction of malformed messages mixed in, for the dead-letter topic (default {bad_share})",
     )
     parser.add_argument("--seed", type=int, default=7, help="random seed: the same seed gives the same traffic")
+    _add_batch_arg(parser)
+
+
+def _add_batch_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="interactions per Kafka record (default 1: one event per record); N > 1: each user's events in batch "
+        "records of up to N, sent when full or 2 s after their first event, as a tracking SDK flushes them "
+        "(the contract: README, 'Interactions on the wire')",
+    )
 
 
 def _add_replay_args(parser: argparse.ArgumentParser, ratings: int | None) -> None:
@@ -136,6 +148,7 @@ def _plan(args: argparse.Namespace) -> LoadPlan:
         seed=args.seed,
         image_share=args.image_share,
         bad_share=args.bad_share,
+        batch=args.batch,
     )
 
 
@@ -190,4 +203,5 @@ def register(sub: SubParsers) -> None:
         "--duration", type=float, default=60.0, help="seconds the replay should last when --speedup is not given (default 60)"
     )
     _add_replay_args(replay, ratings=None)
+    _add_batch_arg(replay)
     replay.set_defaults(func=cmd_replay)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from encoders.train.collab import Engagement
 from streams.sinks.kafka import producer
-from topology.codec import encode_interaction, encode_upload
+from topology.batches import UserBatches
+from topology.codec import encode_upload
 from topology.messages import Action, ContentUpload, Interaction
 from topology.settings import Settings
 
@@ -232,14 +233,17 @@ def replay(
     progress: Callable[[str], None] = lambda line: None,
     stop: Callable[[], bool] = lambda: False,
     uploads_sent: bool = False,
+    batch: int = 1,
 ) -> Replayed:
     """Send `data` to the uploads and interactions topics in log order, paced by `schedule`
-    (`uploads_sent`: the movies went out before, e.g. by `send_uploads`; only the ratings now)."""
+    (`uploads_sent`: the movies went out before, e.g. by `send_uploads`; only the ratings now;
+    `batch` > 1: each user's ratings in batch records of up to that many, see `UserBatches`)."""
     topics = settings.topics()
     p = producer(settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=5)
     began = time.monotonic()
     uploads = interactions = 0
     sent: dict[str, int] = {}
+    batches = UserBatches(batch)
     next_report = began + 10
     # Event times are the send time, made strictly increasing (1 ms apart at least), so that the
     # log's order survives in event time; a backlog starts that many milliseconds in the past so
@@ -262,15 +266,20 @@ def replay(
                 uploads += 1
             elif step.rating is not None:
                 event = interaction_for(step.rating, now_ms)
-                p.send(topics.interactions.name, key=event.user_id.encode(), value=encode_interaction(event))
+                for key, value in batches.add(event, time.monotonic()):
+                    p.send(topics.interactions.name, key=key, value=value)
                 sent[event.event_id] = now_ms
                 interactions += 1
+            for key, value in batches.due(time.monotonic()):
+                p.send(topics.interactions.name, key=key, value=value)
             if time.monotonic() >= next_report:
                 progress(
                     f"replay: {uploads:,} movies, {interactions:,} of {len(data.ratings):,} ratings after "
                     f"{time.monotonic() - began:.0f}s"
                 )
                 next_report += 10
+        for key, value in batches.drain():
+            p.send(topics.interactions.name, key=key, value=value)
         p.flush()
     finally:
         p.close()

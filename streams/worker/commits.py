@@ -26,9 +26,10 @@ with lag whose commits do not move for other reasons is reported (a `stall`, wit
 a dependency being retried, an agent holding its batch, records that never reached it) and left
 alone. Faust's consumer internals (`_acked`, `_committed_offset`, `_read_offset`,
 `_unacked_messages`, `_new_offset`) are used as of faust-streaming 0.15.3, pinned exactly in
-pyproject.toml; `install_strict_commits` refuses to run on any other version
-(`FaustVersionMismatch`), and `tests/streams/worker/test_commits.py` proves the patch on Faust's real
-consumer class.
+pyproject.toml with aiokafka 0.14.0 (whose fetcher state `fetch_state` reads); the worker refuses
+any other release of either (`ConsumerVersionMismatch`). `tests/streams/worker/test_commits.py` proves
+the patch on Faust's real consumer class, and `tests/integration/test_consumer_internals.py` every
+private part read here on a real consumer on the local Kafka.
 """
 
 from __future__ import annotations
@@ -39,28 +40,34 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 _STRICT_TOPICS: set[str] = set()
-PROVEN_FAUST = "0.15.3"  # the faust-streaming release these patches were proven on (fault tests, test_commits.py)
+# The releases these patches and reads were proven on (fault tests, test_commits.py, test_consumer_internals.py):
+# faust-streaming's consumer methods and aiokafka's fetcher and subscription state, both private.
+PROVEN: dict[str, str] = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+PROVEN_FAUST = PROVEN["faust-streaming"]
 
 
-class FaustVersionMismatch(RuntimeError):
-    """The installed faust-streaming is not the release the commit patches were proven on."""
+class ConsumerVersionMismatch(RuntimeError):
+    """The installed faust-streaming or aiokafka is not the release the commit patches were proven on."""
 
 
-def check_faust_version(version: str | None = None) -> None:
-    """Refuse to patch a faust-streaming other than `PROVEN_FAUST` (its private methods may differ).
+def check_consumer_versions(installed: dict[str, str] | None = None) -> None:
+    """Refuse a faust-streaming or aiokafka other than `PROVEN` (their private parts may differ).
 
     Raises:
-        FaustVersionMismatch: with what to do about it.
+        ConsumerVersionMismatch: naming each release that differs, and what to do about it.
     """
-    if version is None:
-        import faust
+    if installed is None:
+        from importlib.metadata import version
 
-        version = faust.__version__
-    if version != PROVEN_FAUST:
-        raise FaustVersionMismatch(
-            f"faust-streaming {version} is installed, but streams/worker/commits.py patches private methods of faust-streaming "
-            f"{PROVEN_FAUST} only. Install faust-streaming=={PROVEN_FAUST} (pip install -c constraints.txt -e .), or prove the "
-            "patch on the new release (tests/streams/worker/test_commits.py and the fault tests) and raise PROVEN_FAUST."
+        installed = {name: version(name) for name in PROVEN}
+    wrong = [f"{name} {installed.get(name)}" for name, proven in PROVEN.items() if installed.get(name) != proven]
+    if wrong:
+        wanted = " ".join(f"{name}=={proven}" for name, proven in PROVEN.items())
+        raise ConsumerVersionMismatch(
+            f"{', '.join(wrong)} installed, but streams/worker/commits.py reads and patches private parts of {wanted} "
+            f"only. Install those (pip install -c constraints.txt -e .), or prove the patches on the new releases "
+            "(tests/streams/worker/test_commits.py, tests/integration/test_consumer_internals.py and the fault tests) "
+            "and raise PROVEN."
         )
 
 
@@ -252,7 +259,7 @@ def _beyond(c: Any, tp: Any, offset: int | None) -> bool:
 
 
 def _aiokafka(c: Any) -> Any:
-    """The aiokafka consumer under Faust's consumer (its internals as of aiokafka 0.14, pinned in constraints.txt)."""
+    """The aiokafka consumer under Faust's consumer (aiokafka 0.14.0: `PROVEN`)."""
     return c._thread._ensure_consumer()
 
 
@@ -324,9 +331,9 @@ def install_strict_commits(topics: Iterable[str]) -> None:
     contiguous and nothing legitimate is in between. Idempotent; other topics keep Faust's logic.
 
     Raises:
-        FaustVersionMismatch: faust-streaming is not `PROVEN_FAUST`.
+        ConsumerVersionMismatch: faust-streaming or aiokafka is not the release in `PROVEN`.
     """
-    check_faust_version()
+    check_consumer_versions()
     from faust.transport.consumer import Consumer
 
     _STRICT_TOPICS.update(topics)

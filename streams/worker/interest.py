@@ -17,10 +17,17 @@ from streams.collab.maths import CollabParams, co_engagement, user_items, user_v
 from streams.interest.maths import InterestParams, Vector, already_applied, apply_interaction, interest_vectors
 from streams.ops.quality import probe
 from streams.worker.context import Context
-from streams.worker.events import arrival
+from streams.worker.events import arrival, source
 from streams.worker.waiting import ItemWait
 from topology import reasons
-from topology.codec import BadInput, decode_interaction, decode_interest_state, encode_co_engagement, encode_interest_state
+from topology.codec import (
+    BadInput,
+    decode_interactions,
+    decode_interest_state,
+    encode_co_engagement,
+    encode_interaction,
+    encode_interest_state,
+)
 from topology.collections import RECENT_ITEMS_CHARS, collab_user_row, user_row
 from topology.messages import CoEngagement, InterestState
 
@@ -83,15 +90,25 @@ class InterestStage:
         phase = Phases(ctx.metrics.interest_seconds)
         by_user: dict[str, list[tuple[Any, Any]]] = {}
         malformed: list[tuple[Any, str, str]] = []
+        loose: list[tuple[bytes, bytes | None, tuple[str, int, int], str, str]] = []  # bad events of batch records
+        batches: set[int] = set()  # the records (by id) that were batches
         for event in events:
             try:
-                interaction = decode_interaction(event.value, ctx.limits, arrival(event))
+                record = decode_interactions(event.value, ctx.limits, arrival(event))
             except BadInput as exc:
                 malformed.append((event, exc.reason, exc.detail))
                 continue
-            by_user.setdefault(interaction.user_id, []).append((event, interaction))
+            if record.batch:
+                batches.add(id(event))
+                for bad in record.bad:
+                    detail = f"event {bad.index} of a batch record: {bad.error.detail}"
+                    loose.append((bad.original, event.message.key, source(event), bad.error.reason, detail))
+            for interaction in record.events:
+                by_user.setdefault(interaction.user_id, []).append((event, interaction))
         if malformed:
             await ctx.outbox.dead_letter_events(malformed)
+        if loose:
+            await ctx.outbox.dead_letters(loose)
         if not by_user:
             return
         phase("decode")
@@ -105,7 +122,7 @@ class InterestStage:
         changed = {}
         applied: dict[str, list[Any]] = {}
         engagements: dict[str, list[CoEngagement]] = {}
-        waiting: list[Any] = []
+        waiting: list[tuple[Any, bytes]] = []
         probes = []
         share = ctx.settings.online_hit_sample
         for user, pairs in by_user.items():
@@ -120,8 +137,8 @@ class InterestStage:
             for event, interaction in pairs:
                 if already_applied(state, interaction):
                     continue
-                if interaction.item_id not in vectors:
-                    waiting.append(event)
+                if interaction.item_id not in vectors:  # parked alone, also when it came in a batch record
+                    waiting.append((event, encode_interaction(interaction) if id(event) in batches else event.value))
                     continue
                 before, state = state, apply_interaction(state, interaction, self.params)
                 applied.setdefault(user, []).append(event)
@@ -148,7 +165,7 @@ class InterestStage:
             letters = []
             for user, reason in {str(rows[i]["user_id"]): message for i, message in refused.items()}.items():
                 del changed[user]  # the user's state stays as Milvus has it; this batch's events of theirs are dead letters
-                letters += [(event, reasons.SINK_REJECTED, reason) for event in applied[user]]
+                letters += [(event, reasons.SINK_REJECTED, reason) for event in _records(applied[user])]
             if letters:
                 await ctx.outbox.dead_letter_events(letters)
             acked_s = time.time()
@@ -187,7 +204,7 @@ class InterestStage:
                 for index, reason in refused.items():
                     user = str(rows[index]["user_id"])
                     changed.pop(user, None)
-                    letters += [(event, reasons.SINK_REJECTED, reason) for event in applied.get(user, ())]
+                    letters += [(event, reasons.SINK_REJECTED, reason) for event in _records(applied.get(user, ()))]
                 await ctx.outbox.dead_letter_events(letters)
             ctx.metrics.collab_rows.labels("user").inc(len(rows) - len(refused))
         began = time.process_time()
@@ -199,6 +216,11 @@ class InterestStage:
         ctx.metrics.collab_seconds.inc(spent + time.process_time() - began)
         if records:
             await ctx.outbox.send_all(records, f"produce {ctx.topics.co_engagements.name}")
+
+
+def _records(events: Sequence[Any]) -> list[Any]:
+    """Each record once (a batch record carries several of a user's events)."""
+    return list({id(event): event for event in events}.values())
 
 
 class Phases:

@@ -98,14 +98,15 @@ class ItemWait:
         self.lot = Lot()
         self._uploads_pending: tuple[float, list[int | None]] | None = None  # (checked at, oldest pending upload per partition)
 
-    async def park(self, events: Sequence[Any]) -> None:
-        """Put interactions whose item has no embedding yet on the retry topic, together."""
+    async def park(self, events: Sequence[tuple[Any, bytes]]) -> None:
+        """Put interactions whose item has no embedding yet on the retry topic, together: each as
+        (the record it came in, its own bytes as a single-event record)."""
         first_seen = now_ms()
         records = []
-        for event in events:
+        for event, original in events:
             message = event.message
             envelope = RetryEnvelope(
-                original=event.value,
+                original=original,
                 source_topic=message.topic,
                 partition=message.partition,
                 offset=message.offset,

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -48,10 +49,20 @@ from topology.codec import (
     decode_retry,
     encode_co_engagement,
     encode_interaction,
+    encode_interaction_batch,
     encode_upload,
 )
 from topology.collections import CANARY, COLLAB_COPY, COLLAB_FIELD, VECTOR_FIELD, unpack_sparse
-from topology.messages import Action, ContentUpload, EncodeRequest, Interaction, InterestState, ItemCollabState, Media
+from topology.messages import (
+    Action,
+    ContentUpload,
+    DeadLetter,
+    EncodeRequest,
+    Interaction,
+    InterestState,
+    ItemCollabState,
+    Media,
+)
 from topology.settings import Settings
 from topology.topics import COLLAB_TABLE, table_changelog
 
@@ -390,6 +401,36 @@ def test_interaction_before_its_item_is_applied_once_the_item_exists(settings: S
     vector, count = user_vectors(settings, [event.user_id])[event.user_id]
     np.testing.assert_allclose(vector, stored_items(settings, [late.item_id])[late.item_id], atol=1e-5)
     assert count == 1
+
+
+def test_a_batch_record_applies_its_good_events_dead_letters_its_bad_one_and_parks_its_early_one_alone(
+    settings: Settings, worker: ManagedProcess
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    topics = settings.topics()
+    stored, late = [clip_upload(tag, n) for n in range(2)], clip_upload(tag, 9)
+    send(settings, [(topics.uploads.name, u.item_id.encode(), encode_upload(u)) for u in stored])
+    wait_until(lambda: len(stored_items(settings, [u.item_id for u in stored])) == 2, what="the batch's items stored")
+    user, now = f"{tag}-batcher", int(time.time() * 1000)
+    events = [
+        Interaction(f"{tag}-b{n}", user, item.item_id, Action.LIKE, now + n) for n, item in enumerate([*stored, stored[0], late])
+    ]
+    raw = msgpack.unpackb(encode_interaction_batch(user, events))
+    raw["events"][2]["action"] = "poke"  # the bad one, between good ones
+    send(settings, [(topics.interactions.name, user.encode(), msgpack.packb(raw))])
+
+    def letter() -> DeadLetter | None:
+        return next((d for d in dead_letters(settings) if f"{tag}-b2".encode() in d.original), None)
+
+    wait_until(lambda: letter() is not None, what="the batch's bad event dead-lettered")
+    bad = letter()
+    assert bad is not None and bad.reason == reasons.SCHEMA_INVALID_VALUE and "event 2 of a batch record" in bad.detail
+    assert msgpack.unpackb(bad.original)["user_id"] == user  # the event alone, as a producer would send it again
+    wait_until(lambda: user_vectors(settings, [user]).get(user, (None, 0))[1] == 2, what="the batch's good events applied")
+    # the early one waits alone (not its whole record) and follows its item
+    wait_until(lambda: _parked(settings, encode_interaction(events[3])), timeout_s=60, what="the early event parked alone")
+    send(settings, [(topics.uploads.name, late.item_id.encode(), encode_upload(late))])
+    wait_until(lambda: user_vectors(settings, [user]).get(user, (None, 0))[1] == 3, what="the early event applied")
 
 
 def test_malformed_messages_are_dead_lettered_and_the_good_ones_around_them_processed(

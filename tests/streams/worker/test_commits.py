@@ -342,15 +342,18 @@ def test_strict_commits_hold_on_fausts_real_consumer_and_leave_other_topics_to_f
     asyncio.run(run())
 
 
-def test_any_faust_release_but_the_proven_one_is_refused_with_what_to_do() -> None:
-    import faust
+def test_any_faust_or_aiokafka_release_but_the_proven_one_is_refused_with_what_to_do() -> None:
+    from importlib.metadata import version
 
-    from streams.worker.commits import PROVEN_FAUST, FaustVersionMismatch, check_faust_version
+    from streams.worker.commits import PROVEN, ConsumerVersionMismatch, check_consumer_versions
 
-    assert faust.__version__ == PROVEN_FAUST  # the pin in pyproject.toml holds
-    check_faust_version()
-    with pytest.raises(FaustVersionMismatch, match=r"faust-streaming 0\.16\.0 is installed.*faust-streaming==0\.15\.3"):
-        check_faust_version("0.16.0")
+    # the installed releases are the proven ones (pyproject.toml and constraints.txt pin them exactly)
+    assert {name: version(name) for name in PROVEN} == PROVEN
+    check_consumer_versions()
+    with pytest.raises(ConsumerVersionMismatch, match=r"faust-streaming 0\.16\.0 installed.*faust-streaming==0\.15\.3"):
+        check_consumer_versions({**PROVEN, "faust-streaming": "0.16.0"})
+    with pytest.raises(ConsumerVersionMismatch, match=r"^aiokafka 0\.13\.0 installed.*aiokafka==0\.14\.0"):
+        check_consumer_versions({**PROVEN, "aiokafka": "0.13.0"})
 
 
 def test_ensure_base_gives_new_partitions_their_first_offset_and_leaves_the_rest() -> None:
