@@ -1,6 +1,7 @@
 """What a worker's one core can consume at all: the ceiling under the interest agent (issue 14).
 
     python -m bench.floor faust  BROKER TOPIC COUNT   # a Faust agent that only takes and acknowledges
+    python -m bench.floor faust-quiet BROKER TOPIC COUNT   # the same with the worker's QuietMonitor
     python -m bench.floor kafka  BROKER TOPIC COUNT   # aiokafka's getmany, no Faust
 
 Each reads COUNT records of TOPIC from the start under a new consumer group and prints one JSON
@@ -38,9 +39,14 @@ def _report(mode: str, records: int, first: float, last: float) -> None:
     )
 
 
-def faust_floor(broker: str, topic: str, count: int) -> None:
+def faust_floor(broker: str, topic: str, count: int, quiet: bool = False) -> None:
     import faust
 
+    extra = {}
+    if quiet:  # the worker's monitor (streams/worker/quiet.py) instead of Faust's own
+        from streams.worker.quiet import QuietMonitor
+
+        extra["Monitor"] = QuietMonitor
     app = faust.App(
         f"floor-{uuid.uuid4().hex[:8]}",
         broker=f"kafka://{broker}",
@@ -50,6 +56,7 @@ def faust_floor(broker: str, topic: str, count: int) -> None:
         broker_commit_interval=1.0,
         stream_buffer_maxsize=1024,
         consumer_auto_offset_reset="earliest",
+        **extra,
     )
     source = app.topic(topic, key_serializer="raw", value_serializer="raw")
     seen = {"n": 0, "first": 0.0}
@@ -63,7 +70,7 @@ def faust_floor(broker: str, topic: str, count: int) -> None:
             for event in events:
                 await stream.ack(event)
             if seen["n"] >= count:
-                _report("faust", seen["n"], seen["first"], time.monotonic())
+                _report("faust-quiet" if quiet else "faust", seen["n"], seen["first"], time.monotonic())
                 os._exit(0)  # the figure is out; a clean Faust shutdown is not what this measures
 
     sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
@@ -99,4 +106,7 @@ def kafka_floor(broker: str, topic: str, count: int) -> None:
 
 if __name__ == "__main__":
     mode, broker, topic, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    {"faust": faust_floor, "kafka": kafka_floor}[mode](broker, topic, count)
+    if mode == "faust-quiet":
+        faust_floor(broker, topic, count, quiet=True)
+    else:
+        {"faust": faust_floor, "kafka": kafka_floor}[mode](broker, topic, count)

@@ -1,21 +1,27 @@
-"""The interest path at platform rates: workers applying a backlog of interactions (issue 14).
+"""The interest path at platform rates: workers applying a backlog of interactions (issues 14, 32).
 
-    python -m bench.interest                          # 50,000 interactions, 5,000 users, 20,000 items; 1 then 2 workers
-    python -m bench.interest --interactions 10000 --users 1000 --items 4000 --workers 1
+    python -m bench.interest                          # the whole run below (about 15 minutes here)
+    python -m bench.interest --interactions 10000 --users 1000 --items 4000 --workers 1 --batched 20000
     python -m bench.interest --profile profile.txt    # py-spy (if installed) on the worker while it drains
 
 On the real local stack (Kafka KRaft, Milvus Lite, Triton with the stand-in encoder, which uses no
 CPU: the interest path never calls the encoder). Every item is stored first (Milvus rows and the
 item-embeddings topic, as the content agent leaves them); the interactions are produced as a
 backlog; then the workers start and drain it. Reported, each against a baseline of the same run:
-- applied interactions/s: from the first committed progress until the group's committed offsets on
-  the interactions and retry topics reach their ends, vs a naive per-event loop (state, item
-  vectors, maths, one upsert per event) over a sample of the same events;
-- changelog bytes per applied interaction (every value the table wrote, summed) and state bytes per
-  user (p50/p99 of the last value per user);
-- 2 workers vs 1 on the same backlog (own topics and collections each run).
-The figures go to bench/results/interest[-Nbrokers].json (`bench.results`), from which
-`python -m bench.report` renders BENCHMARKS.md. A benchmark, never a test.
+- applied interactions/s, one event per record (`single_per_s`): from the first committed progress
+  until the group's committed offsets on the interactions and retry topics reach their ends, vs a
+  naive per-event loop (state, item vectors, maths, one upsert per event) over a sample of the same
+  events (`naive_per_s`), and vs an empty Faust agent with the worker's consumer settings reading the
+  same backlog (`floor_per_s`, bench.floor; bare aiokafka beside it);
+- the same worker on batch records of `--per-record` events of one user each (`batched_per_s`);
+- changelog bytes per applied interaction and state bytes per user (p50/p99 of the last value per user);
+- 2 workers vs 1 on the same backlog (own topics and collections each run);
+- user freshness with interactions offered at 80 % of the single-event drain rate (`freshness_p99_s_at_80`);
+- a bad day: 10 uploads/s and 100 interactions/s for 40 s with Triton frozen for 15 s: how often
+  the retry topic is read per parked interaction (`retry_reads_per_parked`) and how soon a parked
+  interaction follows its item.
+The figures go to bench/results/interest[-Nbrokers].json (`bench.results`), with each against its
+goal (`GOALS`), from which `python -m bench.report` renders BENCHMARKS.md. A benchmark, never a test.
 """
 
 from __future__ import annotations
@@ -25,13 +31,15 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +48,14 @@ from bench.pipeline import cpu_seconds
 from bench.results import write_result
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
+from deploy.traffic import LoadPlan, run_producer
 from encoders.bench_double import NAME as STANDIN
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
 from streams.sinks.kafka import consumer, ensure_topics, group_offsets, producer
 from streams.sinks.milvus import MilvusSink, ensure_collections
-from tests.support.metrics import scrape
+from tests.support.metrics import sample, scrape
 from tests.support.stack import local_settings
-from topology.codec import encode_interaction, encode_item_embedding
+from topology.codec import decode_interaction, encode_interaction, encode_interaction_batch, encode_item_embedding
 from topology.collections import VECTOR_FIELD, item_row, user_row
 from topology.messages import Action, Interaction, InterestState, ItemEmbedding
 from topology.settings import Settings
@@ -58,6 +67,7 @@ ACTIONS = [Action.VIEW, Action.VIEW, Action.VIEW, Action.LIKE, Action.SHARE, Act
 @dataclass
 class Drain:
     workers: int
+    per_record: int
     interactions: int
     seconds: float
     applied_s: float
@@ -67,6 +77,7 @@ class Drain:
     state_bytes_p99: float
     users: int
     cpu_share: dict[str, float]  # each part's CPU time over the machine's (cores x wall time) while draining
+    phase_us: dict[str, float]  # the interest agent's wall time per interaction in each phase of its micro-batches
 
 
 def _prefixed(settings: Settings, tag: str) -> Settings:
@@ -133,15 +144,30 @@ def interactions(users: int, items: list[str], count: int, rng: np.random.Genera
     ]
 
 
-def produce(settings: Settings, events: list[Interaction]) -> None:
+def sessions(users: int, items: list[str], count: int, per_record: int, rng: np.random.Generator) -> list[Interaction]:
+    """`count` events in runs of `per_record` consecutive events of one user (what a tracking SDK
+    flushes as one batch record), users drawn uniformly per run, event times increasing."""
+    events = interactions(users, items, count, rng)
+    runs = rng.integers(0, users, -(-count // per_record))
+    return [replace(e, user_id=f"user-{runs[n // per_record]}") for n, e in enumerate(events)]
+
+
+def produce(settings: Settings, events: list[Interaction], per_record: int = 1) -> int:
+    """Send `events` to the interactions topic, one per record or in batch records of `per_record`
+    consecutive events (`sessions` makes each run one user's); returns the records sent."""
     p = producer(
         settings.kafka_bootstrap, settings.kafka_security(), settings.max_message_bytes, linger_ms=20, batch_size=256 * 1024
     )
     topic = settings.topics().interactions.name
-    for event in events:
-        p.send(topic, key=event.user_id.encode(), value=encode_interaction(event))
+    records = 0
+    for start in range(0, len(events), per_record):
+        run = events[start : start + per_record]
+        value = encode_interaction(run[0]) if per_record == 1 else encode_interaction_batch(run[0].user_id, run)
+        p.send(topic, key=run[0].user_id.encode(), value=value)
+        records += 1
     p.flush()
     p.close()
+    return records
 
 
 def _committed(settings: Settings) -> tuple[int, int]:
@@ -239,9 +265,23 @@ def _groups(stack: Stack, procs: list) -> dict[str, int]:  # type: ignore[type-a
     return groups
 
 
-def drain(settings: Settings, stack: Stack, events: list[Interaction], workers: int, profile: Path | None, progress) -> Drain:  # type: ignore[no-untyped-def]
-    produce(settings, events)
-    procs = [start_worker(settings, port, stack.state_dir / "workers", loglevel="warning") for port in free_ports(workers)]
+def drain(  # type: ignore[no-untyped-def]
+    settings: Settings,
+    stack: Stack,
+    events: list[Interaction],
+    workers: int,
+    profile: Path | None,
+    progress,
+    per_record: int = 1,
+    store: tuple[int, np.random.Generator] | None = None,
+) -> Drain:
+    """`workers` workers draining `events` (produced first, `per_record` per record); `store`: (count,
+    rng) to store the items first, under the same ids as `store_items` gave the events."""
+    if store is not None:
+        store_items(settings, *store)
+    records = produce(settings, events, per_record)
+    ports = free_ports(workers)
+    procs = [start_worker(settings, port, stack.state_dir / "workers", loglevel="warning") for port in ports]
     spy = None
     cpu0: dict[str, float] = {}
     try:
@@ -259,21 +299,24 @@ def drain(settings: Settings, stack: Stack, events: list[Interaction], workers: 
                 if profile is not None:
                     record = procs[0].record()
                     spy = _profile(record.pid, 15, profile) if record else None
-            if done >= end and end >= len(events):
+            if done >= end and end >= records:
                 break
             time.sleep(0.25)
         else:
             raise TimeoutError(f"the backlog did not drain: {_committed(settings)}")
         finished = time.monotonic()
         seconds = finished - (began or finished)
-        applied = (done - first_done) / seconds if seconds > 0 else 0.0
+        applied = (done - first_done) * len(events) / records / seconds if seconds > 0 else 0.0  # interactions/s
         machine_s = (os.cpu_count() or 1) * seconds
         share = (
             {name: round((cpu_seconds(pgid) - cpu0.get(name, 0.0)) / machine_s, 3) for name, pgid in groups.items()}
             if seconds > 0
             else {}
         )
-        progress(f"{workers} worker(s): {len(events):,} interactions drained, {applied:,.0f}/s after the first commit")
+        form = "one per record" if per_record == 1 else f"{per_record} per batch record"
+        progress(f"{workers} worker(s): {len(events):,} interactions ({form}) drained, {applied:,.0f}/s after the first commit")
+        phases = phase_costs([scrape(f"http://127.0.0.1:{port}/metrics") for port in ports], len(events))
+        progress(f"{workers} worker(s): interest agent's time per interaction (us) by phase: {phases}")
     finally:
         if spy is not None:
             spy.wait(timeout=60)
@@ -282,6 +325,7 @@ def drain(settings: Settings, stack: Stack, events: list[Interaction], workers: 
     records, total, sizes = _changelog(settings)
     return Drain(
         workers,
+        per_record,
         len(events),
         round(seconds, 1),
         round(applied, 1),
@@ -291,7 +335,24 @@ def drain(settings: Settings, stack: Stack, events: list[Interaction], workers: 
         float(np.percentile(sizes, 99)) if sizes else 0.0,
         len(sizes),
         share,
+        phases,
     )
+
+
+def phase_costs(pages: list[str], interactions: int) -> dict[str, float]:
+    """Microseconds of the interest agent's wall time per interaction in each phase
+    (`sail_interest_seconds_total{phase}`, summed over the workers' /metrics pages), and the agent's
+    total: the model of the limit, each component's share of what one interaction costs."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    spent: Counter[str] = Counter()
+    for text in pages:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "sail_interest_seconds_total":
+                    spent[s.labels["phase"]] += s.value
+    costs = {phase: round(seconds * 1e6 / interactions, 1) for phase, seconds in spent.most_common()}
+    return costs | {"total": round(sum(spent.values()) * 1e6 / interactions, 1)} if costs else {}
 
 
 def _buckets(text: str, name: str) -> list[tuple[float, float]]:
@@ -455,6 +516,147 @@ def naive(settings: Settings, events: list[Interaction]) -> float:
     return round(asyncio.run(go()), 1)
 
 
+def paused_encoder(
+    settings: Settings, stack: Stack, progress, pause_at_s: float = 10.0, pause_s: float = 15.0
+) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Issue 32's bad day: 10 uploads/s and 100 interactions/s for 40 s into one worker while Triton is
+    frozen (SIGSTOP) for `pause_s` from `pause_at_s`: interactions on the uploads Triton cannot encode
+    wait for their items. Reported: how often the retry topic was read per parked interaction, and how
+    soon each parked interaction followed its item (the re-sent record's Kafka time minus the time of
+    its item's record on item-embeddings, written once Milvus acknowledged the item)."""
+    (port,) = free_ports(1)
+    proc = start_worker(settings, port, stack.state_dir / "workers", loglevel="warning")
+    plan = LoadPlan(items_per_s=10, interactions_per_s=100, duration_s=40, users=300, image_share=0.0)
+    (triton,) = stack.processes("triton")
+    record = triton.record()
+    assert record is not None, "the stack's Triton is not running"
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_for_group(settings, [proc])
+        done = threading.Event()
+        producing = threading.Thread(target=lambda: (run_producer(settings, plan), done.set()), daemon=True)
+        began = time.monotonic()
+        producing.start()
+        time.sleep(pause_at_s)
+        os.killpg(record.pgid, signal.SIGSTOP)
+        progress(f"paused encoder: Triton frozen for {pause_s:.0f}s at {pause_at_s:.0f}s of {plan.duration_s:.0f}s of traffic")
+        try:
+            time.sleep(pause_s)
+        finally:
+            os.killpg(record.pgid, signal.SIGCONT)
+        producing.join(timeout=plan.duration_s + 60)
+        topics = settings.topics()
+        watched = [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            offsets = group_offsets(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, watched)
+            if all(d >= e for parts in offsets.values() for d, e in parts.values()):
+                break
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(f"the paused-encoder run did not drain: {offsets}")
+        drained_s = time.monotonic() - began
+        page = scrape(metrics)
+    finally:
+        proc.stop()
+    parked, reads = sample(page, "sail_parked"), sample(page, "sail_events", agent="retry")
+    follow = _follow_ms(settings)
+    result: dict[str, object] = {
+        "parked": int(parked),
+        "retry_reads": int(reads),
+        "retry_reads_per_parked": round(reads / parked, 2) if parked else None,
+        "followed": len(follow),
+        "follow_p50_s": round(float(np.percentile(follow, 50)) / 1000, 3) if follow else None,
+        "follow_p99_s": round(float(np.percentile(follow, 99)) / 1000, 3) if follow else None,
+        "follow_max_s": round(max(follow) / 1000, 3) if follow else None,
+        "drained_s": round(drained_s, 1),
+    }
+    progress(f"paused encoder: {result}")
+    return result
+
+
+def _follow_ms(settings: Settings) -> list[float]:
+    """For each interaction sent back by the retry agent (its bytes twice on the interactions topic):
+    the second record's Kafka time minus that of its item's record on item-embeddings."""
+
+    def records(topic: str) -> list[tuple[bytes | None, bytes, int]]:
+        c = consumer(
+            settings.kafka_bootstrap,
+            settings.kafka_security(),
+            topic,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=5000,
+            enable_auto_commit=False,
+        )
+        try:
+            return [(r.key, r.value, r.timestamp) for r in c]
+        finally:
+            c.close()
+
+    topics = settings.topics()
+    stored = {}
+    for key, _, stamp in records(topics.item_embeddings.name):
+        if key is not None:
+            stored.setdefault(key.decode(), stamp)  # the first: the item's first embedding
+    seen: Counter[bytes] = Counter()
+    follow = []
+    for _, value, stamp in records(topics.interactions.name):
+        seen[value] += 1
+        if seen[value] == 2:  # sent back by the retry agent
+            item = decode_interaction(value).item_id
+            if item in stored:
+                follow.append(max(stamp - stored[item], 0))
+    return follow
+
+
+# Each step of the lean per-record path, reverted: the 1-worker single-event drain again with it (same
+# events, own topics and collections), so the JSON says what each step pays in the same run.
+ABLATIONS: dict[str, dict[str, object]] = {
+    "faust_monitor": {"worker_monitor": "faust"},
+}
+
+GOALS = {
+    "single_vs_floor": 0.3,
+    "batched_per_s": 10_000.0,
+    "batched_vs_naive": 20.0,
+    "freshness_p99_s_at_80": 1.0,
+    "retry_reads_per_parked": 5.0,
+}
+
+
+def headline(  # type: ignore[no-untyped-def]
+    single: float | None, floor_s: float | None, batched: float | None, naive_s: float, fresh, paused
+) -> dict[str, object]:
+    """Issue 32's figures of one run and each against its goal (`GOALS`: the first three at least, the last two
+    at most); a figure the run did not take is None and meets nothing."""
+    figures: dict[str, float | None] = {
+        "floor_per_s": floor_s,
+        "single_per_s": single,
+        "batched_per_s": batched,
+        "naive_per_s": naive_s or None,
+        "freshness_p99_s_at_80": (fresh or {}).get("p99_s"),
+        "retry_reads_per_parked": (paused or {}).get("retry_reads_per_parked"),
+    }
+    ratios = {
+        "single_vs_floor": single / floor_s if single and floor_s else None,
+        "batched_per_s": batched,
+        "batched_vs_naive": batched / naive_s if batched and naive_s else None,
+        "freshness_p99_s_at_80": figures["freshness_p99_s_at_80"],
+        "retry_reads_per_parked": figures["retry_reads_per_parked"],
+    }
+    at_most = {"freshness_p99_s_at_80", "retry_reads_per_parked"}
+    goals = {
+        name: {
+            "value": None if value is None else round(value, 3),
+            "goal": goal,
+            "met": value is not None and (value <= goal if name in at_most else value >= goal),
+        }
+        for name, goal in GOALS.items()
+        for value in [ratios[name]]
+    }
+    return figures | {"goals": goals}
+
+
 def result_name(kafka_brokers: int) -> str:
     """The results file of a run: the 3-broker runs apart from the 1-broker baseline (BENCHMARKS.md shows both)."""
     return "interest" if kafka_brokers == 1 else f"interest-{kafka_brokers}brokers"
@@ -463,7 +665,22 @@ def result_name(kafka_brokers: int) -> str:
 def summary(args: argparse.Namespace, report: dict[str, object]) -> dict[str, object]:
     """What `write_result` records: the printed report (the drains, the naive loop of the same run, the ratios,
     freshness, floors, profile) without its machine line, which `write_result` writes, and the run's parameters."""
-    keys = ("interactions", "users", "items", "workers", "naive_sample", "paced_s", "paced_rate", "paced_warm_s", "floor", "seed")
+    keys = (
+        "interactions",
+        "users",
+        "items",
+        "workers",
+        "naive_sample",
+        "paced_s",
+        "paced_rate",
+        "paced_warm_s",
+        "floor",
+        "batched",
+        "per_record",
+        "paused_encoder",
+        "ablations",
+        "seed",
+    )
     return {"params": {key: getattr(args, key) for key in keys}} | {k: v for k, v in report.items() if k != "machine"}
 
 
@@ -496,9 +713,29 @@ def main() -> None:
         help="seconds offered before those, just after the worker's restart (reported apart)",
     )
     parser.add_argument(
-        "--floor",
-        action="store_true",
-        help="after the 1-worker drain, time an empty Faust agent and a bare aiokafka loop on the same backlog (bench.floor)",
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip timing an empty Faust agent and a bare aiokafka loop on the 1-worker backlog (bench.floor)",
+    )
+    parser.add_argument(
+        "--batched",
+        type=int,
+        default=200_000,
+        help="interactions of a second 1-worker drain in batch records (default 200,000; 0: skip)",
+    )
+    parser.add_argument("--per-record", type=int, default=20, help="events per batch record in that drain (default 20)")
+    parser.add_argument(
+        "--no-ablations",
+        dest="ablations",
+        action="store_false",
+        help="skip the 1-worker drain again with each lean-path step reverted (ABLATIONS)",
+    )
+    parser.add_argument(
+        "--no-paused-encoder",
+        dest="paused_encoder",
+        action="store_false",
+        help="skip the bad day: 40 s of 10 uploads/s and 100 interactions/s with Triton frozen for 15 s (retry reads)",
     )
     parser.add_argument("--seed", type=int, default=14, help="seed of the generated traffic (default 14)")
     parser.add_argument(
@@ -523,6 +760,9 @@ def main() -> None:
     naive_s = 0.0
     fresh: dict[str, float] = {}
     floors: dict[str, float | None] = {}
+    batched: Drain | None = None
+    paused: dict[str, object] = {}
+    ablations: dict[str, float] = {}
     try:
         stack.up()
         for count in (int(w) for w in args.workers.split(",")):
@@ -538,12 +778,24 @@ def main() -> None:
                 naive_s = naive(mine, events[: args.naive_sample])
                 progress(f"naive per-event loop: {naive_s:,.1f}/s")
                 if args.floor:
-                    floors = {mode: floor(mine, mode, len(events), progress) for mode in ("kafka", "faust")}
+                    floors = {mode: floor(mine, mode, len(events), progress) for mode in ("kafka", "faust", "faust-quiet")}
+                for name, revert in ABLATIONS.items() if args.ablations else ():
+                    before = _prefixed(settings.model_copy(update=revert), f"in{uuid.uuid4().hex[:6]}a")
+                    progress(f"ablation {name} ({revert}): storing {args.items:,} items")
+                    ablations[name] = drain(before, stack, events, 1, None, progress, store=(args.items, rng)).applied_s
                 if args.paced_s > 0:
                     rate = args.paced_rate or 0.8 * results[-1].applied_s
                     fresh = paced(
                         mine, stack, items, args.users, rate, args.paced_s, args.paced_warm_s, rng, progress
                     )  # the same group, after its drain
+        if args.batched:
+            mine = _prefixed(settings, f"in{uuid.uuid4().hex[:6]}b{args.per_record}")
+            progress(f"batched: storing {args.items:,} items")
+            items = store_items(mine, args.items, rng)
+            events = sessions(args.users, items, args.batched, args.per_record, rng)
+            batched = drain(mine, stack, events, 1, None, progress, per_record=args.per_record)
+        if args.paused_encoder:
+            paused = paused_encoder(_prefixed(settings, f"in{uuid.uuid4().hex[:6]}p"), stack, progress)
     finally:
         stack.down()
     report = {
@@ -556,9 +808,14 @@ def main() -> None:
         if len(results) > 1 and results[0].applied_s
         else None,
         "user_freshness_at_80pct": fresh,
-        "floor_per_s": floors,
+        "floors": floors,
+        "ablations": ablations,
+        "batched_drain": asdict(batched) if batched else None,
+        "paused_encoder": paused,
         "profile_top": [{"frame": f, "self": round(a, 3), "inclusive": round(b, 3)} for f, a, b in top],
     }
+    single = next((d.applied_s for d in results if d.workers == 1), None)
+    report |= headline(single, floors.get("faust"), batched.applied_s if batched else None, naive_s, fresh, paused)
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -282,14 +282,15 @@ def _freshness_axes(figure: Any, points: list[tuple[float, int, float, float, fl
 @table("interest", "drains", "workers draining the backlog against the naive per-event loop, with state and CPU figures")
 def interest_drains(payload: Payload) -> str:
     s = _summary(payload)
-    drains = s["drains"]
+    drains = [*s["drains"], *([s["batched_drain"]] if s.get("batched_drain") else [])]
     naive = s["naive_interactions_s"]
     rows = []
     for d in drains:
         first = drains[0]["applied_s"]
+        per_record = d.get("per_record", 1)
         rows.append(
             row(
-                f"{d['workers']} worker(s)",
+                f"{d['workers']} worker(s)" + (f", batch records of {per_record}" if per_record > 1 else ""),
                 f"{d['interactions']:,}",
                 num(d["seconds"]),
                 num(d["applied_s"]),
@@ -321,12 +322,12 @@ def interest_drains(payload: Payload) -> str:
     return grid(header, "lrrrrrrrrrl", rows)
 
 
-@table("interest", "floor", "the empty Faust agent and bare aiokafka on the same backlog (--floor)")
+@table("interest", "floor", "the empty Faust agent and bare aiokafka on the same backlog")
 def interest_floor(payload: Payload) -> str:
     s = _summary(payload)
-    floors = s.get("floor_per_s") or {}
+    floors = s.get("floors") or (s.get("floor_per_s") if isinstance(s.get("floor_per_s"), dict) else None) or {}
     if not floors:
-        raise Missing("the run had no --floor")
+        raise Missing("the run had --no-floor")
     rows = [
         row("bare aiokafka, no Faust", num(floors.get("kafka"))),
         row("empty Faust agent", num(floors.get("faust"))),
@@ -334,6 +335,70 @@ def interest_floor(payload: Payload) -> str:
         row("naive per-event loop", num(s["naive_interactions_s"])),
     ]
     return grid(("reader of the same backlog", "records/s"), "lr", rows)
+
+
+@table("interest", "goals", "issue 32's figures of one run, each against its goal")
+def interest_goals(payload: Payload) -> str:
+    s = _summary(payload)
+    goals = s.get("goals")
+    if not goals:
+        raise Missing("a run before issue 32 (no goals)")
+    shown = {
+        "single_vs_floor": ("worker, one event per record / empty Faust agent", ">="),
+        "batched_per_s": ("worker, batch records: interactions/s", ">="),
+        "batched_vs_naive": ("worker, batch records / naive per-event loop", ">="),
+        "freshness_p99_s_at_80": ("user freshness p99 (s) at 80 % of the single-event rate", "<="),
+        "retry_reads_per_parked": ("retry-topic reads per parked interaction, Triton frozen 15 s", "<="),
+    }
+    rows = [
+        row(
+            label,
+            num(goals[name]["value"], 2),
+            f"{sign} {num(goals[name]['goal'], 2)}",
+            "met" if goals[name]["met"] else "**missed**",
+        )
+        for name, (label, sign) in shown.items()
+        if name in goals
+    ]
+    return grid(("figure", "measured", "goal", ""), "lrrl", rows)
+
+
+@table("interest", "phases", "the model of the limit: the interest agent's time per interaction by phase, each drain")
+def interest_phases(payload: Payload) -> str:
+    s = _summary(payload)
+    drains = [d for d in [*s["drains"], *([s["batched_drain"]] if s.get("batched_drain") else [])] if d.get("phase_us")]
+    if not drains:
+        raise Missing("a run before issue 32 (no phase costs)")
+    phases = list(dict.fromkeys(p for d in drains for p in d["phase_us"] if p != "total"))
+    rows = [
+        row(
+            f"{d['workers']} worker(s)" + (f", batch records of {d['per_record']}" if d.get("per_record", 1) > 1 else ""),
+            *(num(d["phase_us"].get(p)) for p in phases),
+            num(d["phase_us"].get("total")),
+            num(1e6 / d["applied_s"]) if d["applied_s"] else "-",
+        )
+        for d in drains
+    ]
+    header = ("drain (us per interaction)", *phases, "agent total", "wall per interaction")
+    return grid(header, "l" + "r" * (len(phases) + 2), rows)
+
+
+@table("interest", "paused", "a bad day: Triton frozen 15 s under 10 uploads/s and 100 interactions/s")
+def interest_paused(payload: Payload) -> str:
+    p = _summary(payload).get("paused_encoder") or {}
+    if not p:
+        raise Missing("the run had --no-paused-encoder")
+    rows = [
+        row(
+            f"{p['parked']:,}",
+            f"{p['retry_reads']:,}",
+            num(p["retry_reads_per_parked"], 2),
+            f"{p['followed']:,}",
+            f"{num(p['follow_p50_s'], 2)} / {num(p['follow_p99_s'], 2)} / {num(p['follow_max_s'], 2)}",
+        )
+    ]
+    header = ("parked", "retry reads", "reads per parked", "sent back", "followed its item p50 / p99 / max (s)")
+    return grid(header, "rrrrr", rows)
 
 
 @table("interest", "freshness", "user freshness with interactions offered live after the drain")

@@ -55,6 +55,7 @@ from streams.worker.context import Context
 from streams.worker.events import acknowledge
 from streams.worker.inflight import Abandoned
 from streams.worker.interest import InterestStage
+from streams.worker.quiet import QuietMonitor
 from streams.worker.waiting import ItemWait
 from topology.settings import Settings
 from topology.topics import COLLAB_TABLE, INTEREST_TABLE
@@ -92,6 +93,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         consumer_group_instance_id=s.kafka_group_instance_id,
         broker_heartbeat_interval=min(3.0, s.kafka_session_timeout_s / 3),
         stream_buffer_maxsize=1024,
+        Monitor=QuietMonitor if s.worker_monitor == "quiet" else "faust.sensors:Monitor",
     )
     install_idempotent_producer()
     ctx = Context(s, app)

@@ -99,7 +99,7 @@ def test_unknown_renderer_or_missing_file_or_missing_phase_is_a_lookup_error(tmp
         report.render_table("encoder-sail-tiny", "nope", tmp_path)
     with pytest.raises(LookupError, match="no results file"):
         report.render_table("encoder-other", "batches", tmp_path)
-    with pytest.raises(report.Missing, match="--floor"):
+    with pytest.raises(report.Missing, match="--no-floor"):
         report.render_table("interest", "floor", tmp_path)
 
 
@@ -317,16 +317,31 @@ def test_pipeline_summary_renders(tmp_path: Path) -> None:
     assert "| one worker, from a backlog of 5,000 | 1,257.5 | 6.3x |" in (tables["interest"] or "")
 
 
-def _drain(workers: int, applied: float) -> dict[str, object]:
+def _drain(workers: int, applied: float, per_record: int = 1) -> dict[str, object]:
     from dataclasses import asdict
 
     from bench.interest import Drain
 
-    return asdict(Drain(workers, 50_000, 40.0, applied, 48_500, 298.5, 477.0, 731.0, 5000, {"worker0": 0.4, "kafka": 0.19}))
+    return asdict(
+        Drain(
+            workers,
+            per_record,
+            50_000,
+            40.0,
+            applied,
+            48_500,
+            298.5,
+            477.0,
+            731.0,
+            5000,
+            {"worker0": 0.4, "kafka": 0.19},
+            {"upsert": 300.0, "decode": 50.0, "total": 350.0},
+        )
+    )
 
 
 def test_interest_summary_renders(tmp_path: Path) -> None:
-    from bench.interest import result_name, summary
+    from bench.interest import headline, result_name, summary
 
     args = _namespace(
         interactions=50_000,
@@ -338,8 +353,21 @@ def test_interest_summary_renders(tmp_path: Path) -> None:
         paced_rate=None,
         paced_warm_s=30.0,
         floor=True,
+        batched=200_000,
+        per_record=20,
+        paused_encoder=True,
         seed=14,
     )
+    paused = {
+        "parked": 812,
+        "retry_reads": 1624,
+        "retry_reads_per_parked": 2.0,
+        "followed": 800,
+        "follow_p50_s": 0.3,
+        "follow_p99_s": 0.9,
+        "follow_max_s": 1.2,
+        "drained_s": 55.0,
+    }
     printed = {
         "machine": {"cores": 2},
         "kafka_brokers": 3,
@@ -348,9 +376,11 @@ def test_interest_summary_renders(tmp_path: Path) -> None:
         "vs_naive": 15.9,
         "two_vs_one": 1.36,
         "user_freshness_at_80pct": {},
-        "floor_per_s": {"kafka": 283840.0, "faust": 4080.0},
+        "floors": {"kafka": 283840.0, "faust": 4080.0},
+        "batched_drain": _drain(1, 9000.0, per_record=20),
+        "paused_encoder": paused,
         "profile_top": [],
-    }
+    } | headline(1138.7, 4080.0, 9000.0, 71.6, {}, paused)
     assert result_name(3) == "interest-3brokers" and result_name(1) == "interest"
     data: Any = summary(args, printed)
     assert "machine" not in data and data["params"]["naive_sample"] == 500
@@ -360,6 +390,15 @@ def test_interest_summary_renders(tmp_path: Path) -> None:
     assert "| naive per-event loop (500 events) | - | - | 71.6 |" in (tables["drains"] or "")
     assert "| bare aiokafka, no Faust | 283,840.0 |" in (tables["floor"] or "")
     assert tables["freshness"] is None  # --paced-s 0: no freshness phase, no table
+    assert "| 1 worker(s), batch records of 20 | 50,000 | 40.0 | 9,000.0 |" in (tables["drains"] or "")
+    goals = tables["goals"] or ""
+    assert "| worker, one event per record / empty Faust agent | 0.28 | >= 0.30 | **missed** |" in goals
+    assert "| worker, batch records / naive per-event loop | 125.70 | >= 20.00 | met |" in goals
+    assert "| worker, batch records: interactions/s | 9,000.00 | >= 10,000.00 | **missed** |" in goals
+    assert "| retry-topic reads per parked interaction, Triton frozen 15 s | 2.00 | <= 5.00 | met |" in goals
+    assert "user freshness p99" in goals and "| - | <= 1.00 | **missed** |" in goals  # not taken: meets nothing
+    assert "| 812 | 1,624 | 2.00 | 800 | 0.30 / 0.90 / 1.20 |" in (tables["paused"] or "")
+    assert "| 1 worker(s) | 300.0 | 50.0 | 350.0 | 878.2 |" in (tables["phases"] or "")
 
 
 def test_quality_summary_renders_and_charts(tmp_path: Path) -> None:
