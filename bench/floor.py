@@ -8,7 +8,7 @@ Each reads COUNT records of TOPIC from the start under a new consumer group and 
 line: {"mode", "records", "seconds", "per_s"} (Faust sends the worker's stdout to its log on stderr),
 timed from the first record to the COUNT-th. The Faust app has the worker's consumer settings
 (buffer, commit interval, `noack_take` batches of 256) and nothing else: no decode, no table, no
-sink. Run by `bench.interest --floor` on the backlog the worker drains, so the three rates come from
+sink. Run by `bench.interest` (unless --no-floor) on the backlog the worker drains, so the three rates come from
 one run on one machine; that run records them in its results file (bench/results/interest*.json),
 and this helper writes none itself. A benchmark helper, never a test.
 """

@@ -609,10 +609,12 @@ def _follow_ms(settings: Settings) -> list[float]:
     return follow
 
 
-# Each step of the lean per-record path, reverted: the 1-worker single-event drain again with it (same
-# events, own topics and collections), so the JSON says what each step pays in the same run.
+# The 1-worker drains (single events, then batch records) again with one setting changed, own topics
+# and collections, so the JSON says in the same run what a lean-path step pays (reverted: Faust's own
+# monitor) and what bounds the path (the collaborative update switched off).
 ABLATIONS: dict[str, dict[str, object]] = {
     "faust_monitor": {"worker_monitor": "faust"},
+    "no_collab": {"collab_pairs": 0},
 }
 
 GOALS = {
@@ -757,12 +759,15 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     results: list[Drain] = []
     top: list[tuple[str, float, float]] = []
+    top_batched: list[tuple[str, float, float]] = []
     naive_s = 0.0
     fresh: dict[str, float] = {}
     floors: dict[str, float | None] = {}
     batched: Drain | None = None
     paused: dict[str, object] = {}
-    ablations: dict[str, float] = {}
+    ablations: dict[str, dict[str, float]] = {}
+    stored: list[str] = []
+    base: list[Interaction] = []
     try:
         stack.up()
         for count in (int(w) for w in args.workers.split(",")):
@@ -770,6 +775,8 @@ def main() -> None:
             progress(f"{count} worker(s): storing {args.items:,} items")
             items = store_items(mine, args.items, rng)
             events = interactions(args.users, items, args.interactions, rng)
+            if count == 1:
+                stored, base = items, events  # the ablations drain these again
             raw = state / f"profile-{count}.txt" if args.profile is not None and count == 1 else None
             results.append(drain(mine, stack, events, count, raw, progress))
             if raw is not None and raw.exists():
@@ -779,10 +786,6 @@ def main() -> None:
                 progress(f"naive per-event loop: {naive_s:,.1f}/s")
                 if args.floor:
                     floors = {mode: floor(mine, mode, len(events), progress) for mode in ("kafka", "faust", "faust-quiet")}
-                for name, revert in ABLATIONS.items() if args.ablations else ():
-                    before = _prefixed(settings.model_copy(update=revert), f"in{uuid.uuid4().hex[:6]}a")
-                    progress(f"ablation {name} ({revert}): storing {args.items:,} items")
-                    ablations[name] = drain(before, stack, events, 1, None, progress, store=(args.items, rng)).applied_s
                 if args.paced_s > 0:
                     rate = args.paced_rate or 0.8 * results[-1].applied_s
                     fresh = paced(
@@ -793,7 +796,21 @@ def main() -> None:
             progress(f"batched: storing {args.items:,} items")
             items = store_items(mine, args.items, rng)
             events = sessions(args.users, items, args.batched, args.per_record, rng)
-            batched = drain(mine, stack, events, 1, None, progress, per_record=args.per_record)
+            raw = state / "profile-batched.txt" if args.profile is not None else None
+            batched = drain(mine, stack, events, 1, raw, progress, per_record=args.per_record)
+            if raw is not None and raw.exists():
+                top_batched = top_frames(raw)
+        for name, change in ABLATIONS.items() if args.ablations else ():
+            progress(f"ablation {name} ({change}): the 1-worker drains again")
+            runs = {}
+            for form, per_record, count in (("single", 1, args.interactions), ("batched", args.per_record, args.batched)):
+                if count:
+                    variant = _prefixed(settings.model_copy(update=change), f"in{uuid.uuid4().hex[:6]}a")
+                    again = sessions(args.users, stored, count, per_record, rng) if per_record > 1 else base
+                    runs[f"{form}_per_s"] = drain(
+                        variant, stack, again, 1, None, progress, per_record=per_record, store=(args.items, rng)
+                    ).applied_s
+            ablations[name] = runs
         if args.paused_encoder:
             paused = paused_encoder(_prefixed(settings, f"in{uuid.uuid4().hex[:6]}p"), stack, progress)
     finally:
@@ -813,6 +830,7 @@ def main() -> None:
         "batched_drain": asdict(batched) if batched else None,
         "paused_encoder": paused,
         "profile_top": [{"frame": f, "self": round(a, 3), "inclusive": round(b, 3)} for f, a, b in top],
+        "profile_top_batched": [{"frame": f, "self": round(a, 3), "inclusive": round(b, 3)} for f, a, b in top_batched],
     }
     single = next((d.applied_s for d in results if d.workers == 1), None)
     report |= headline(single, floors.get("faust"), batched.applied_s if batched else None, naive_s, fresh, paused)
@@ -821,6 +839,8 @@ def main() -> None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.profile and top:
         args.profile.write_text("\n".join(f"{a:6.1%} self {b:6.1%} incl  {f}" for f, a, b in top) + "\n")
+        batched_text = "\n".join(f"{a:6.1%} self {b:6.1%} incl  {f}" for f, a, b in top_batched)
+        args.profile.with_suffix(".batched.txt").write_text(batched_text + "\n")
     print(f"summary: {write_result(result_name(args.kafka_brokers), summary(args, report))}")
 
 

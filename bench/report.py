@@ -383,6 +383,30 @@ def interest_phases(payload: Payload) -> str:
     return grid(header, "l" + "r" * (len(phases) + 2), rows)
 
 
+@table("interest", "ablations", "the 1-worker drains again with one setting changed, same run")
+def interest_ablations(payload: Payload) -> str:
+    s = _summary(payload)
+    ablations = s.get("ablations") or {}
+    if not ablations:
+        raise Missing("a run before issue 32, or --no-ablations")
+    single = s["drains"][0]["applied_s"] if s["drains"] else None
+    batched = (s.get("batched_drain") or {}).get("applied_s")
+    shown = {
+        "faust_monitor": "Faust's own monitor (the quiet one reverted)",
+        "no_collab": "collaborative update off (SAIL_COLLAB_PAIRS=0)",
+    }
+
+    def cell(value: float | None, base: float | None) -> str:
+        return "-" if value is None else f"{num(value)} ({num(value / base, 2)}x)" if base else num(value)
+
+    rows = [row("defaults", num(single), num(batched))]
+    rows += [
+        row(shown.get(name, name), cell(r.get("single_per_s"), single), cell(r.get("batched_per_s"), batched))
+        for name, r in ablations.items()
+    ]
+    return grid(("1 worker", "one event per record (/s)", "batch records (/s)"), "lrr", rows)
+
+
 @table("interest", "paused", "a bad day: Triton frozen 15 s under 10 uploads/s and 100 interactions/s")
 def interest_paused(payload: Payload) -> str:
     p = _summary(payload).get("paused_encoder") or {}

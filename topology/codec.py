@@ -99,21 +99,25 @@ class BadInput(ValueError):
 class _Fields:
     """Typed, limit-checked access to one decoded map; errors name `<kind>.<field>`."""
 
-    __slots__ = ("_kind", "_obj")
+    __slots__ = ("_kind", "_obj", "_version")
 
-    def __init__(self, obj: object, kind: str, versions: tuple[int, ...] = (SCHEMA_VERSION,)) -> None:
+    def __init__(
+        self, obj: object, kind: str, versions: tuple[int, ...] = (SCHEMA_VERSION,), inherited: int | None = None
+    ) -> None:
+        """`inherited`: the version of the record this map is part of (an event of a batch has none of its own)."""
         if not isinstance(obj, dict):
             raise BadInput(reasons.SCHEMA_NOT_A_MAP, f"{kind}: expected a msgpack map, got {type(obj).__name__}")
         self._obj: dict[str, Any] = obj
         self._kind = kind
-        version = obj.get("v", None)
+        version = obj.get("v", None) if inherited is None else inherited
         if version not in versions:
             expected = " or ".join(str(v) for v in versions)
             raise BadInput(reasons.SCHEMA_VERSION, f"{kind}.v: expected {expected}, got {version!r}")
+        self._version = int(version)
 
     @property
     def version(self) -> int:
-        return int(self._obj["v"])
+        return self._version
 
     @property
     def kind(self) -> str:
@@ -144,6 +148,14 @@ class _Fields:
         value = self._get(name, required=True)
         if not isinstance(value, str):
             raise self._wrong_type(name, "str", value)
+        if (
+            value
+            and (len(value) * 4 <= max_bytes or len(value.encode("utf-8", "surrogatepass")) <= max_bytes)
+            and value.isprintable()
+            and ID_FORBIDDEN_CHARS.isdisjoint(value)
+            and not value.startswith(CANARY)
+        ):
+            return value  # every check of `check_identifier` passed (the usual case, without naming the field)
         return check_identifier(value, self._where(name), max_bytes)
 
     def text(self, name: str, max_chars: int, required: bool = False) -> str:
@@ -566,13 +578,13 @@ def decode_interactions(data: bytes, limits: Limits = DEFAULT_LIMITS, arrival: A
     good: list[Interaction] = []
     bad: list[BadEvent] = []
     for index, element in enumerate(raw):
-        kind = f"InteractionBatch.events[{index}]"
         try:
-            fields = _Fields({**element, "v": f.version} if isinstance(element, dict) else element, kind)
+            fields = _Fields(element, "InteractionBatch.events[]", inherited=f.version)
             good.append(_interaction(fields, limits, arrival, user_id))
-        except BadInput as exc:
+        except BadInput as exc:  # the event's position named only now: formatting it for every event cost a tenth
+            error = BadInput(exc.reason, exc.detail.replace("events[]", f"events[{index}]", 1))
             alone = {"user_id": user_id, **element} if isinstance(element, dict) else element
-            bad.append(BadEvent(_pack(alone, f.version) if isinstance(alone, dict) else msgpack.packb(alone), index, exc))
+            bad.append(BadEvent(_pack(alone, f.version) if isinstance(alone, dict) else msgpack.packb(alone), index, error))
     return InteractionRecord(good, bad, batch=True)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Final
 
 from streams.interest.maths import remember
@@ -41,8 +42,10 @@ IDENTITY: Final = 1 << 31
 Sparse = dict[int, float]
 
 
+@lru_cache(maxsize=1 << 18)
 def dimension(item_id: str) -> int:
-    """The plain dimension of an item (stable across processes and runs)."""
+    """The plain dimension of an item (stable across processes and runs). Cached: a hash per id was
+    the collaborative path's largest pure cost (every co-engagement names up to `pairs` items)."""
     return event_id_hash(item_id) % SPACE
 
 
@@ -151,9 +154,10 @@ def user_items(state: InterestState, params: CollabParams) -> list[tuple[str, fl
     return list(weights.items())
 
 
-def user_vector(state: InterestState, params: CollabParams) -> Sparse:
-    """u: the user's recent positives on their plain dimensions (what the users row stores)."""
-    return {dimension(item): w for item, w in user_items(state, params)}
+def user_vector(state: InterestState, params: CollabParams, items: list[tuple[str, float]] | None = None) -> Sparse:
+    """u: the user's recent positives on their plain dimensions (what the users row stores);
+    `items`: their `user_items`, when the caller has them already."""
+    return {dimension(item): w for item, w in (user_items(state, params) if items is None else items)}
 
 
 def swap(vector: Mapping[int, float]) -> Sparse:

@@ -54,7 +54,7 @@ def collab_user_rows(user: str, state: InterestState, params: CollabParams) -> l
     if not mine:
         return []
     ids = item_ids_field([item for item, _ in mine])
-    return [collab_user_row(user, ids, state.event_count, state.updated_at_ms, user_vector(state, params))]
+    return [collab_user_row(user, ids, state.event_count, state.updated_at_ms, user_vector(state, params, mine))]
 
 
 def user_rows(

@@ -356,6 +356,7 @@ def test_interest_summary_renders(tmp_path: Path) -> None:
         batched=200_000,
         per_record=20,
         paused_encoder=True,
+        ablations=True,
         seed=14,
     )
     paused = {
@@ -379,6 +380,7 @@ def test_interest_summary_renders(tmp_path: Path) -> None:
         "floors": {"kafka": 283840.0, "faust": 4080.0},
         "batched_drain": _drain(1, 9000.0, per_record=20),
         "paused_encoder": paused,
+        "ablations": {"faust_monitor": {"single_per_s": 1000.0, "batched_per_s": 8000.0}},
         "profile_top": [],
     } | headline(1138.7, 4080.0, 9000.0, 71.6, {}, paused)
     assert result_name(3) == "interest-3brokers" and result_name(1) == "interest"
@@ -399,6 +401,7 @@ def test_interest_summary_renders(tmp_path: Path) -> None:
     assert "user freshness p99" in goals and "| - | <= 1.00 | **missed** |" in goals  # not taken: meets nothing
     assert "| 812 | 1,624 | 2.00 | 800 | 0.30 / 0.90 / 1.20 |" in (tables["paused"] or "")
     assert "| 1 worker(s) | 300.0 | 50.0 | 350.0 | 878.2 |" in (tables["phases"] or "")
+    assert "| Faust's own monitor (the quiet one reverted) | 1,000.0 (0.88x) | 8,000.0 (0.89x) |" in (tables["ablations"] or "")
 
 
 def test_quality_summary_renders_and_charts(tmp_path: Path) -> None:

@@ -395,3 +395,21 @@ def test_a_version_1_state_is_read_and_migrated_without_losing_a_user() -> None:
     after = apply_interaction(old, newer, params)
     assert after.event_count == 8 and [s.event_id for s in after.positives] == ["e4", "e5", "e9"]
     assert decode_interest_state(encode_interest_state(after)) == after  # written back as version 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40) | st.sampled_from(["", "a,b", "x'", "\u200b", "é" * 40, "__canary__-1", "ok-id", "a" * 65]))
+def test_an_identifier_field_decodes_exactly_when_check_identifier_accepts_it(value: str) -> None:
+    from topology.codec import check_identifier
+
+    try:
+        expected: object = check_identifier(value, "Interaction.user_id", 64)
+    except BadInput as exc:
+        expected = exc.reason
+    try:
+        got: object = decode_interaction(
+            _raw(event_id="e", user_id=value, item_id="i", action="like", timestamp_ms=1), Limits(max_id_bytes=64)
+        ).user_id
+    except BadInput as exc:
+        got = exc.reason
+    assert got == expected
