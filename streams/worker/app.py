@@ -155,6 +155,20 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
                 return
 
     @app.task
+    async def warm_up() -> None:
+        # The clients (Triton, Milvus, the registry's live version) open as the worker starts, not in
+        # the first upload's batch, whose freshness would count their connection set-up.
+        try:
+            await ctx.live()
+        except ShuttingDown:
+            return
+        except Exception as exc:  # a dependency down at start: the first batch opens them, retrying
+            logger.info(
+                "clients not opened at start (the first batch will): %s",
+                str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            )
+
+    @app.task
     async def settle_waiting() -> None:
         try:
             await waiting.run()

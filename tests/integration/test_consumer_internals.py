@@ -9,7 +9,7 @@ releases in `commits.PROVEN`. Most of those reads fail soft (`kafka_prefetched` 
 the worker, only blind its repairs. This test reads each of them, with the values a known stream must
 leave there, so that such an upgrade fails here instead.
 
-One Faust app (the worker's `SailApp`) reads an own two-partition topic; its agent acknowledges every
+One Faust app (the worker's `SailApp`) reads a two-partition topic of its own; its agent acknowledges every
 event but the ones marked `hold`, which it keeps unacknowledged, as an agent retrying a down
 dependency does.
 """
@@ -84,7 +84,9 @@ def _send(settings: Settings, topic: str, records: list[tuple[int, bytes]]) -> N
 
 def test_the_consumer_internals_the_worker_relies_on_hold_real_values(settings: Settings, tmp_path: Path) -> None:
     topic = f"{settings.topic_prefix}internals-{uuid.uuid4().hex[:8]}"
-    spec = TopicSpec(topic, 2, key="item_id", retention_ms=3_600_000, compacted=False, max_message_bytes=settings.max_message_bytes)
+    spec = TopicSpec(
+        topic, 2, key="item_id", retention_ms=3_600_000, compacted=False, max_message_bytes=settings.max_message_bytes
+    )
     assert ensure_topics(settings.kafka_bootstrap, settings.kafka_security(), [spec]) == [topic]
     _send(
         settings,
@@ -132,16 +134,26 @@ async def _scenario(settings: Settings, topic: str, tmp_path: Path) -> None:
     tp0, tp1 = TP(topic, 0), TP(topic, 1)
     await app.start()
     try:
-        c = app.consumer
+        c: Any = app.consumer  # Faust's aiokafka consumer, read through its private parts
         await _until("both partitions assigned", lambda: {tp0, tp1} <= set(c.assignment()))
         await _until(
             "every record delivered and acknowledged but the held one",
-            lambda: sorted(c._acked.get(tp0) or []) == [o for o in range(RECORDS) if o != HELD]
-            and sorted(c._acked.get(tp1) or []) == list(range(RECORDS))
-            and len(held) == 1,
+            lambda: (
+                sorted(c._acked.get(tp0) or []) == [o for o in range(RECORDS) if o != HELD]
+                and sorted(c._acked.get(tp1) or []) == list(range(RECORDS))
+                and len(held) == 1
+            ),
         )
-        await _until("aiokafka holds no fetched records", lambda: not kafka_prefetched(c, tp0) and not kafka_prefetched(c, tp1))
-        queues: Callable[[Any], list[Any]] = lambda tp: [ch.queue for ch in app.topics._tp_index.get(tp, ())]  # noqa: E731
+        await _until(
+            "Faust's read offsets at the last records", lambda: c._read_offset.get(tp0) == c._read_offset.get(tp1) == RECORDS - 1
+        )
+        # read directly, not through kafka_prefetched, which answers True when `_records` is gone
+        await _until("aiokafka holds no fetched records", lambda: not {tp0, tp1} & set(_aiokafka(c)._fetcher._records))
+
+        def queues(tp: Any) -> list[Any]:
+            """The stream queues `tp` feeds, found as app.py's `CommitRepair` finds them."""
+            return [channel.queue for channel in app.topics._tp_index.get(tp, ())]  # type: ignore[attr-defined]
+
         _assert_consumed(app, c, queues, held[0], tp0, tp1)
         clock = [0.0]
         repair = CommitRepair(lambda: app.consumer, [topic], contiguous=[topic], queues=queues, clock=lambda: clock[0])
@@ -151,11 +163,27 @@ async def _scenario(settings: Settings, topic: str, tmp_path: Path) -> None:
 
         await asyncio.to_thread(_send, settings, topic, [(0, b"hold")])  # offset RECORDS of partition 0: held through the stop
         await _until("the last record held", lambda: len(held) == 2 and held[1].message.offset == RECORDS)
+        assert "stream_wait_empty" in type(app.conf).setting_names()
     finally:
-        await asyncio.wait_for(app.stop(), timeout=30.0)  # hangs if `stream_wait_empty` no longer reaches Faust
+        await _stop(app, held)
     assert app.conf.stream_wait_empty is False
     committed = await asyncio.to_thread(partition_offsets, settings.kafka_bootstrap, settings.kafka_security(), group, topic)
     assert committed == {0: (RECORDS, RECORDS + 1), 1: (RECORDS + QUEUED, RECORDS + QUEUED)}
+
+
+async def _stop(app: faust.App, held: list[Any], timeout_s: float = 30.0) -> None:
+    """Stop the app with an event held: `SailApp` turns `stream_wait_empty` off, so Faust must not wait
+    for it. Where it still waits, the held events are let go, so that the test fails instead of hanging
+    (Faust's wait swallows the cancellation of a timeout)."""
+    stopping = asyncio.ensure_future(app.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=timeout_s)
+    if not done:
+        for event in held:
+            event.ack()
+        app.consumer._unacked_messages.clear()  # type: ignore[attr-defined]
+        await stopping
+        raise AssertionError(f"the app's stop waited {timeout_s:.0f}s for held events: stream_wait_empty no longer reaches Faust")
+    stopping.result()
 
 
 def _assert_consumed(app: faust.App, c: Any, queues: Callable[[Any], list[Any]], hold: Any, tp0: TP, tp1: TP) -> None:
@@ -204,7 +232,9 @@ def _assert_consumed(app: faust.App, c: Any, queues: Callable[[Any], list[Any]],
     ):
         assert f" {part}" in f" {state}", (part, state)
 
-    actors = {f"agent {agent.name}[{i}]": actor.it for agent in app.agents.values() for i, actor in enumerate(list(agent._actors))}
+    actors = {
+        f"agent {agent.name}[{i}]": actor.it for agent in app.agents.values() for i, actor in enumerate(list(agent._actors))
+    }
     assert actors and {name.rsplit("[", 1)[0] for name in actors} == {f"agent {agent.name}" for agent in app.agents.values()}
     for it in actors.values():
         assert inspect.iscoroutine(it) or inspect.isasyncgen(it), type(it)
