@@ -4,6 +4,7 @@
     python -m bench.faults --scenarios worker-kill,hostile --uploads 10000
     python -m bench.faults --json faults.json --markdown faults.md
     python -m bench.faults --scenarios broker-kill          # on a 3-broker KRaft cluster of its own
+    python -m bench.faults --scenarios soak --uploads 9000 --rate 5   # 30 minutes: 3 workers, 3 brokers
 
 Each scenario starts its own workers (own consumer group, topics and collections) on one local stack
 (Kafka KRaft, Milvus Lite, Triton), streams a known, seeded workload at a steady rate (uploads, five
@@ -20,7 +21,12 @@ its level before the fault. `broker-kill` runs against three Kafka nodes (replic
 min.insync.replicas 2) that share the stack's Milvus and Triton: it SIGKILLs the broker leading the
 most of the scenario's partitions mid-stream and starts it again later; its *resumed* counts from the
 kill (processing goes on during the outage once new leaders are elected), and it records the
-under-replicated partitions Kafka, the worker's status page and its metrics showed. The figures go
+under-replicated partitions Kafka, the worker's status page and its metrics showed. `soak` runs
+three workers on three brokers for the whole stream: every `--every` seconds one worker after the
+other is SIGKILLed or stopped with SIGTERM and started again, and one broker is SIGKILLed and started
+again half-way; besides the checks above, no partition may go more than 30 s without a commit while
+records wait past it (every scenario reports its longest such wait, and the commit repairs its
+workers logged, by kind). The figures go
 to bench/results/faults.json (a subset of scenarios: faults-NAME[-NAME...].json; `bench.results`),
 from which `python -m bench.report` renders BENCHMARKS.md. Never a test by itself:
 `tests/integration/test_faults.py` runs the same scenarios small and asserts on correctness only,
@@ -33,6 +39,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -64,8 +71,19 @@ from topology.messages import ContentUpload, Interaction
 from topology.settings import Settings, host_port
 from topology.topics import replication
 
-SCENARIOS = ("worker-kill", "two-workers-one-killed", "triton-down", "milvus-down", "kafka-restart", "broker-kill", "hostile")
-CLUSTER_SCENARIOS = frozenset({"broker-kill"})  # need a Kafka cluster of 3 nodes (`cluster_stack`)
+SCENARIOS = (
+    "worker-kill",
+    "two-workers-one-killed",
+    "triton-down",
+    "milvus-down",
+    "kafka-restart",
+    "broker-kill",
+    "hostile",
+    "soak",
+)
+CLUSTER_SCENARIOS = frozenset({"broker-kill", "soak"})  # need a Kafka cluster of 3 nodes (`cluster_stack`)
+SOAK_WORKERS = 3
+SOAK_COMMIT_WAIT_S = 30.0  # the soak's bound: no partition without a commit for longer while records wait
 TP = tuple[str, int]
 
 
@@ -299,6 +317,9 @@ class Result:
     drained_s: float
     faults: list[Fault]
     problems: list[str]
+    longest_commit_wait_s: float = 0.0  # the longest a partition went without a commit while records waited past it
+    longest_commit_wait_at: str = ""  # which partition, at which committed offset
+    repairs: dict[str, int] = field(default_factory=dict)  # the workers' logged commit repairs by kind, stall reports
 
     @property
     def lost(self) -> int:
@@ -307,6 +328,33 @@ class Result:
     @property
     def passed(self) -> bool:
         return not self.problems
+
+
+def longest_commit_wait(samples: list[tuple[float, dict[TP, tuple[int, int]]]]) -> tuple[float, str]:
+    """The longest time a partition's committed offset stayed put while records waited past it (end >
+    committed), from the monitor's samples, and where: ("topic[p]@offset"). 0 when none waited."""
+    longest, where = 0.0, ""
+    since: dict[TP, tuple[int, float]] = {}  # tp -> (committed offset, first sample it waited at)
+    for t, offsets in samples:
+        for tp, (done, end) in offsets.items():
+            if done >= end:
+                since.pop(tp, None)
+                continue
+            held = since.get(tp)
+            if held is None or held[0] != done:
+                since[tp] = (done, t)
+                continue
+            if t - held[1] > longest:
+                longest, where = t - held[1], f"{tp[0]}[{tp[1]}]@{done}"
+    return round(longest, 1), where
+
+
+def repairs_logged(log: str) -> dict[str, int]:
+    """The commit repairs the workers logged, by kind (`CommitRepair`: dedup, seek), and their stall
+    reports ("stall"): every one is also counted in sail_commit_repairs_total / logged once per offset."""
+    found = Counter(match.group(1) for match in re.finditer(r"repaired a Faust offset-commit fault kind=(\w+)", log))
+    found["stall"] += log.count("partition not committing")
+    return {kind: n for kind, n in sorted(found.items()) if n}
 
 
 def stall_reports(log: str, last: int = 12) -> str:
@@ -335,8 +383,10 @@ class Scenario:
         outage_s: float = 30.0,
         loglevel: str = "info",
         static: bool = True,
+        every_s: float = 120.0,
         **overrides: object,
     ) -> None:
+        """`every_s`: the soak's pause between two worker faults."""
         if name not in SCENARIOS:
             raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
         if name in CLUSTER_SCENARIOS and len(stack.processes("kafka")) < 3:
@@ -351,6 +401,7 @@ class Scenario:
             loglevel,
         )
         self.static = static  # static group membership of the workers (deploy.local.workers.start_worker)
+        self.every_s = every_s
         self.settings = stack.settings.model_copy(update={"item_wait_s": 10.0, **overrides}).namespaced(tag)
         s = self.settings
         ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
@@ -431,6 +482,35 @@ class Scenario:
         elif self.name == "broker-kill":
             self.at(0.25)
             self.broker_kill(self.outage_s)
+        elif self.name == "soak":
+            self.soak()
+
+    def soak(self) -> None:
+        """Every `every_s` one worker after the other is SIGKILLed or stopped cleanly (SIGTERM), in turn,
+        and started again on its port; half-way between two of those, one broker is SIGKILLed for
+        `outage_s` and started again. Until the stream ends: the traffic never pauses."""
+        duration, every = self.plan.duration_s, self.every_s
+        broker_at = (int(duration / every / 2) + 0.5) * every  # between two worker faults, about half-way
+        moments = sorted([*((n * every, "worker") for n in range(1, int(duration / every) + 1)), (broker_at, "broker")])
+        turn = 0
+        for when, what in moments:
+            if when >= duration - 1.0:
+                break
+            self.at(when / duration)
+            if what == "broker":
+                self.broker_kill(self.outage_s)
+                continue
+            worker = self.workers[turn % len(self.workers)]
+            label = "SIGKILL" if turn % 2 == 0 else "SIGTERM"
+            injected = time.monotonic()
+            if label == "SIGKILL":
+                self.kill(worker)
+            else:
+                worker.stop()
+            self.restart(worker)
+            self.progress(f"{self.name}: {label} worker {turn % len(self.workers) + 1} and restart at {when:.0f}s")
+            self.faults.append(Fault(f"{label} worker {turn % len(self.workers) + 1}, restart", injected, time.monotonic()))
+            turn += 1
 
     def broker_kill(self, down_s: float) -> None:
         """SIGKILL the node leading the most of this scenario's partitions, watch the worker report the
@@ -442,7 +522,7 @@ class Scenario:
         injected = time.monotonic()
         sigkill(self.stack.processes("kafka")[node - 1])
         self.progress(f"{self.name}: SIGKILL broker {node} (leader of {leaders[node]} partitions) for {down_s:.0f}s")
-        port = int(self.workers[0].name.rsplit("-", 1)[1])
+        port = int(next((w for w in self.workers if w.is_running()), self.workers[0]).name.rsplit("-", 1)[1])
         seen = {"status page": 0, "metric": 0}
         while time.monotonic() < injected + down_s:
             page, metric = _worker_replica_view(port)
@@ -485,7 +565,7 @@ class Scenario:
 
     def run(self, drain_timeout_s: float = 900.0) -> Result:
         plan = self.plan
-        self.start_workers(2 if self.name == "two-workers-one-killed" else 1)
+        self.start_workers({"two-workers-one-killed": 2, "soak": SOAK_WORKERS}.get(self.name, 1))
         monitor = Monitor(self.settings)
         monitor.start()
         stream = Stream(self.settings, plan, run_id=f"{self.settings.app_id}")
@@ -517,7 +597,15 @@ class Scenario:
             kill.under_replicated["kafka"] = max((n for t, n in monitor.under_replicated if t >= kill.injected_at), default=0)
         exited = [w.name for w in self.workers if w.name not in self.killed and not w.is_running()]
         peak_mb = max((peak_rss_mb(w) for w in self.workers if w.is_running()), default=0.0)
-        return self.verify(stream.sent, drained - (stream.finished_at or drained), exited, peak_mb)
+        result = self.verify(stream.sent, drained - (stream.finished_at or drained), exited, peak_mb)
+        result.longest_commit_wait_s, result.longest_commit_wait_at = longest_commit_wait(monitor.samples)
+        result.repairs = repairs_logged("\n".join(w.log_tail(1_000_000) for w in self.workers))
+        if self.name == "soak" and result.longest_commit_wait_s > SOAK_COMMIT_WAIT_S:
+            result.problems.append(
+                f"{result.longest_commit_wait_at} went {result.longest_commit_wait_s:.0f}s without a commit while records "
+                f"waited (bound {SOAK_COMMIT_WAIT_S:.0f}s)"
+            )
+        return result
 
     def _drain(self, timeout_s: float) -> float:
         s = self.settings
@@ -780,8 +868,9 @@ def markdown(results: list[Result], plan: StreamPlan, info: dict[str, object]) -
         f"{info.get('membership', 'dynamic')} group membership.",
         "",
         "| scenario | events in | items verified | users verified | lost | dead-lettered (bad sent) | good in DLQ "
-        "| faults: resumed / caught up after | drained after stream | worker peak RSS | result |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
+        "| faults: resumed / caught up after | drained after stream | longest without a commit | commit repairs "
+        "| worker peak RSS | result |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---|",
     ]
     for r in results:
         faults = "; ".join(f"{f.what}: {_s(f.resumed_s)} / {_s(f.caught_up_s)}{_replicas(f)}" for f in r.faults) or "none"
@@ -789,6 +878,7 @@ def markdown(results: list[Result], plan: StreamPlan, info: dict[str, object]) -
             f"| {r.scenario} | {r.events_in:,} | {r.items_verified:,} / {r.uploads:,} "
             f"| {r.users_verified} / {r.users_verified + r.users_wrong} | "
             f"{r.lost} | {r.dead_lettered:,} ({r.bad_sent:,}) | {r.good_dead_lettered} | {faults} | {r.drained_s:.1f} s "
+            f"| {r.longest_commit_wait_s:.0f} s | {', '.join(f'{k} {n}' for k, n in r.repairs.items()) or 'none'} "
             f"| {r.worker_peak_rss_mb:,.0f} MiB | "
             f"{'pass' if r.passed else 'FAIL: ' + '; '.join(r.problems)} |"
         )
@@ -861,6 +951,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=StreamPlan().uploads_per_s, help="uploads per second offered")
     parser.add_argument("--seed", type=int, default=StreamPlan().seed)
     parser.add_argument(
+        "--every",
+        type=float,
+        default=120.0,
+        help="soak: seconds between two worker faults (SIGKILL or SIGTERM, then a restart; default 120)",
+    )
+    parser.add_argument("--outage", type=float, default=30.0, help="seconds a service or broker stays down (default 30)")
+    parser.add_argument(
         "--drain-timeout", type=float, default=900.0, help="seconds to wait for zero lag after the stream before failing"
     )
     parser.add_argument(
@@ -896,9 +993,16 @@ def main() -> None:
             progress(f"{name}: {mine.uploads} uploads over {mine.duration_s:.0f}s")
             on = cluster_stack(stack, progress=progress) if name in CLUSTER_SCENARIOS else stack
             try:
-                result = Scenario(on, name, mine, state / "faults", progress, static=args.membership == "static").run(
-                    args.drain_timeout
-                )
+                result = Scenario(
+                    on,
+                    name,
+                    mine,
+                    state / "faults",
+                    progress,
+                    outage_s=args.outage,
+                    static=args.membership == "static",
+                    every_s=args.every,
+                ).run(args.drain_timeout)
             finally:
                 if on is not stack:
                     on.down(["kafka"])

@@ -544,6 +544,7 @@ def paused_encoder(
             time.sleep(pause_s)
         finally:
             os.killpg(record.pgid, signal.SIGCONT)
+        restarted = _revive_triton(stack, progress)
         producing.join(timeout=plan.duration_s + 60)
         topics = settings.topics()
         watched = [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name]
@@ -570,9 +571,25 @@ def paused_encoder(
         "follow_p99_s": round(float(np.percentile(follow, 99)) / 1000, 3) if follow else None,
         "follow_max_s": round(max(follow) / 1000, 3) if follow else None,
         "drained_s": round(drained_s, 1),
+        "triton_restarted": restarted,
     }
     progress(f"paused encoder: {result}")
     return result
+
+
+def _revive_triton(stack: Stack, progress, within_s: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the frozen Triton had to be started again: the stand-in's pytriton sometimes dies after a
+    long SIGSTOP (its Python backend's shared-memory lock times out: `boost::interprocess::lock_exception`),
+    which is the encoder going down for good, not the slow day this scenario is about."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if stack.status(["triton"])[0].state == "running":
+            return False
+        time.sleep(1.0)
+    progress("paused encoder: Triton did not come back from SIGSTOP (pytriton died): starting it again")
+    stack.down(["triton"])
+    stack.up(["triton"])
+    return True
 
 
 def _follow_ms(settings: Settings) -> list[float]:

@@ -422,7 +422,12 @@ def interest_paused(payload: Payload) -> str:
         )
     ]
     header = ("parked", "retry reads", "reads per parked", "sent back", "followed its item p50 / p99 / max (s)")
-    return grid(header, "rrrrr", rows)
+    note = (
+        "\n\nTriton died after the SIGSTOP (pytriton's shared-memory lock) and was started again."
+        if p.get("triton_restarted")
+        else ""
+    )
+    return grid(header, "rrrrr", rows) + note
 
 
 @table("interest", "freshness", "user freshness with interactions offered live after the drain")
@@ -767,6 +772,8 @@ def faults_scenarios(payload: Payload) -> str:
             r["good_dead_lettered"],
             "; ".join(_fault(f) for f in r["faults"]) or "none",
             f"{r['drained_s']:.1f} s",
+            "-" if "longest_commit_wait_s" not in r else f"{r['longest_commit_wait_s']:.0f} s",
+            ", ".join(f"{kind} {n}" for kind, n in (r.get("repairs") or {}).items()) or ("none" if "repairs" in r else "-"),
             f"{r['worker_peak_rss_mb']:,.0f} MiB",
             "pass" if r["passed"] else "FAIL: " + "; ".join(r["problems"]),
         )
@@ -782,10 +789,12 @@ def faults_scenarios(payload: Payload) -> str:
         "good in DLQ",
         "faults: resumed / caught up after",
         "drained after stream",
+        "longest without a commit",
+        "commit repairs",
         "worker peak RSS",
         "result",
     )
-    return grid(header, "lrrrrrrlrrl", rows)
+    return grid(header, "lrrrrrrlrrlrl", rows)
 
 
 @table("faults", "hostile", "the hostile scenario's bad messages by kind")

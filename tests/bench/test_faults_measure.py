@@ -66,3 +66,34 @@ def test_a_stuck_scenario_reports_the_workers_stall_reports_with_their_waits() -
     ]
     assert report[2].startswith("  agent streams.worker.app.update_interests[0]") and len(report) == 3
     assert stall_reports("[t] [1] [INFO] nothing wrong") == "(none)"
+
+
+def test_the_longest_commit_wait_counts_only_while_records_wait_past_an_unmoved_commit() -> None:
+    from bench.faults import longest_commit_wait
+
+    a, b = ("t", 0), ("t", 1)
+    samples = [
+        (0.0, {a: (5, 9), b: (3, 3)}),
+        (4.0, {a: (5, 9), b: (3, 4)}),  # a waits at 5; b has one record waiting from here
+        (10.0, {a: (7, 9), b: (3, 4)}),  # a committed: its wait ended at 4 s
+        (30.0, {a: (9, 9), b: (3, 4)}),  # a caught up; b still at 3 after 26 s
+        (31.0, {a: (9, 9), b: (4, 4)}),
+    ]
+    assert longest_commit_wait(samples) == (26.0, "t[1]@3")
+    assert longest_commit_wait([(0.0, {a: (9, 9)}), (60.0, {a: (9, 9)})]) == (0.0, "")  # nothing waited: no wait
+
+
+def test_repairs_are_counted_by_kind_from_the_workers_logs() -> None:
+    from bench.faults import repairs_logged
+
+    log = "\n".join(
+        [
+            "[W] repaired a Faust offset-commit fault kind=seek tp=x[1]: offsets 3..4 were never acked",
+            "[W] repaired a Faust offset-commit fault kind=dedup tp=x[0]: 1 duplicate acked offsets removed",
+            "[W] repaired a Faust offset-commit fault kind=seek tp=x[2]: ...",
+            "[W] partition not committing tp=x[2]: no commit for 30s",
+            "[I] progress events_per_s={}",
+        ]
+    )
+    assert repairs_logged(log) == {"dedup": 1, "seek": 2, "stall": 1}
+    assert repairs_logged("nothing here") == {}

@@ -596,6 +596,9 @@ def test_faults_summary_renders(tmp_path: Path) -> None:
         12.5,
         [fault],
         [],
+        longest_commit_wait_s=7.2,
+        longest_commit_wait_at="up[1]@40",
+        repairs={"dedup": 1, "seek": 2},
     )
     assert result_name(list(SCENARIOS)) == "faults" and result_name(["hostile"]) == "faults-hostile"
     data: Any = summary([result], StreamPlan(), "static")
@@ -604,7 +607,7 @@ def test_faults_summary_renders(tmp_path: Path) -> None:
     tables = _render_all(tmp_path, "faults")
     assert (
         "| worker-kill | 12,345 | 2,000 / 2,000 | 200 / 200 | 0 | 345 (345) | 0 "
-        "| worker killed: 3.5 s / never | 12.5 s | 310 MiB | pass |" in (tables["scenarios"] or "")
+        "| worker killed: 3.5 s / never | 12.5 s | 7 s | dedup 1, seek 2 | 310 MiB | pass |" in (tables["scenarios"] or "")
     )
     assert tables["hostile"] is None
 

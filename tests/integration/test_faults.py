@@ -21,6 +21,9 @@ def test_fault_scenario_loses_nothing_and_applies_nothing_twice(stack: Stack, na
     # content agent then stalled with two partitions' last offsets never acked (RELIABILITY.md, "A stall
     # after a crash loop"); the 10 s stream is the one the fault tests have passed with.
     plan = StreamPlan(uploads=120, uploads_per_s=12.0, users=40, seed=21, hostile_share=0.3 if name == "hostile" else 0.05)
+    every_s = 20.0  # soak: a worker fault at 20 s and 40 s of a 60 s stream, the broker's at 30 s (bench.faults: 30 min)
+    if name == "soak":
+        plan = StreamPlan(uploads=360, uploads_per_s=6.0, users=40, seed=22)
     # broker-kill: three Kafka nodes of its own; the broker stays down 14 s, past Kafka's 9 s broker session
     # timeout (when its partitions get new leaders and drop it from their in-sync replicas); the worker
     # samples the replicas every second, so the ~5 s left show on its page
@@ -30,7 +33,14 @@ def test_fault_scenario_loses_nothing_and_applies_nothing_twice(stack: Stack, na
     try:
         # the drain is given up well inside pytest's 600 s, so a stuck scenario reports what is behind and the workers' logs
         result = Scenario(
-            on, name, plan, stack.state_dir / "faults", outage_s=outage_s, max_image_bytes=64 * 1024, status_interval_s=sampled
+            on,
+            name,
+            plan,
+            stack.state_dir / "faults",
+            outage_s=outage_s,
+            every_s=every_s,
+            max_image_bytes=64 * 1024,
+            status_interval_s=sampled,
         ).run(drain_timeout_s=300.0)
     finally:
         if on is not stack:
@@ -42,6 +52,10 @@ def test_fault_scenario_loses_nothing_and_applies_nothing_twice(stack: Stack, na
     assert result.workers_exited == 0  # and `run` raised unless the lag went back to zero by itself
     if name != "hostile":
         assert result.faults, "the scenario injected no fault"
+    if name == "soak":  # and result.problems names a partition that went over 30 s without a commit while records waited
+        assert [f.what.split(" worker")[0] for f in result.faults if "worker" in f.what] == ["SIGKILL", "SIGTERM"]
+        assert any(f.what.startswith("SIGKILL broker") for f in result.faults)
+        assert result.longest_commit_wait_s <= 30.0
     if name == "broker-kill":  # and result.problems names any view (Kafka, status page, metric) that never showed it
         kill, back = result.faults
         assert kill.under_replicated is not None and min(kill.under_replicated.values()) > 0

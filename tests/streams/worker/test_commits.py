@@ -372,3 +372,48 @@ def test_ensure_base_gives_new_partitions_their_first_offset_and_leaves_the_rest
         b: 17,
     }  # the new one from its first offset; the committed one kept; not the compacted topic
     assert asyncio.run(repair.ensure_base()) == 0
+
+
+def test_fausts_getmany_drops_the_rest_of_a_fetched_batch_on_a_generation_change_or_a_flow_stop_and_seeks_nothing() -> None:
+    """The upstream behaviour behind the *undelivered fetch* that `CommitRepair` heals (RELIABILITY.md,
+    "A stall after a crash loop"), on faust-streaming's real `Consumer.getmany`: it stops yielding a
+    fetched batch when the consumer generation changes or the flow stops mid-batch, the records after
+    that point are dropped, and nothing seeks back to them (aiokafka's position has moved past them).
+    If a release changes this, this test fails and the repair can be reconsidered."""
+    from types import SimpleNamespace
+
+    import faust
+    from faust.types import TP as FaustTP
+
+    async def run() -> None:
+        app = faust.App("getmany-probe", broker="kafka://127.0.0.1:9", store="memory://", web_enabled=False)
+        c = app.consumer
+        tp = FaustTP("getmany-probe", 0)
+        fetched = {tp: [SimpleNamespace(offset=offset) for offset in range(5)]}  # what aiokafka handed over
+
+        async def wait_next_records(timeout: float) -> tuple[dict[FaustTP, list[SimpleNamespace]], set[FaustTP]]:
+            return fetched, {tp}
+
+        sought: list[tuple[FaustTP, int]] = []
+
+        async def seek(partition: FaustTP, offset: int) -> None:
+            sought.append((partition, offset))
+
+        c._wait_next_records = wait_next_records
+        c._to_message = lambda partition, record: record.offset
+        c.highwater = lambda partition: 5
+        c.seek = seek
+        seen: list[int] = []
+        async for _, offset in c.getmany(1.0):
+            seen.append(offset)
+            if len(seen) == 2:
+                app.consumer_generation_id += 1  # a rebalance completes while the batch is being read
+        assert seen == [0, 1] and sought == []  # 2..4 fetched, never delivered, never sought back
+        seen = []
+        async for _, offset in c.getmany(1.0):
+            seen.append(offset)
+            if len(seen) == 3:
+                c.stop_flow()  # a rebalance starts
+        assert seen == [0, 1, 2] and sought == []
+
+    asyncio.run(run())
