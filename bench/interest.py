@@ -581,11 +581,13 @@ def _revive_triton(stack: Stack, progress, within_s: float = 20.0) -> bool:  # t
     """Whether the frozen Triton had to be started again: the stand-in's pytriton sometimes dies after a
     long SIGSTOP (its Python backend's shared-memory lock times out: `boost::interprocess::lock_exception`),
     which is the encoder going down for good, not the slow day this scenario is about."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if stack.status(["triton"])[0].state == "running":
-            return False
+    time.sleep(5.0)  # it dies a second or so after SIGCONT, still answering the first probes
+    deadline, healthy = time.monotonic() + within_s, 0
+    while time.monotonic() < deadline and healthy < 3:
+        healthy = healthy + 1 if stack.status(["triton"])[0].state == "running" else 0
         time.sleep(1.0)
+    if healthy >= 3:
+        return False
     progress("paused encoder: Triton did not come back from SIGSTOP (pytriton died): starting it again")
     stack.down(["triton"])
     stack.up(["triton"])
