@@ -548,14 +548,16 @@ def paused_encoder(
         producing.join(timeout=plan.duration_s + 60)
         topics = settings.topics()
         watched = [topics.uploads.name, topics.interactions.name, topics.interactions_retry.name]
-        deadline = time.monotonic() + 300
+        deadline, drained = time.monotonic() + 240, True
         while time.monotonic() < deadline:
             offsets = group_offsets(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, watched)
             if all(d >= e for parts in offsets.values() for d, e in parts.values()):
                 break
             time.sleep(0.5)
-        else:
-            raise TimeoutError(f"the paused-encoder run did not drain: {offsets}")
+        else:  # recorded, not raised: the other figures of the run stand (what was behind is in the result)
+            drained = False
+            behind = {f"{t}[{p}]": e - d for t, parts in offsets.items() for p, (d, e) in parts.items() if d < e}
+            progress(f"paused encoder: NOT drained 240 s after the traffic: {behind}")
         drained_s = time.monotonic() - began
         page = scrape(metrics)
     finally:
@@ -571,6 +573,7 @@ def paused_encoder(
         "follow_p99_s": round(float(np.percentile(follow, 99)) / 1000, 3) if follow else None,
         "follow_max_s": round(max(follow) / 1000, 3) if follow else None,
         "drained_s": round(drained_s, 1),
+        "drained": drained,
         "triton_restarted": restarted,
     }
     progress(f"paused encoder: {result}")

@@ -427,6 +427,8 @@ def interest_paused(payload: Payload) -> str:
         if p.get("triton_restarted")
         else ""
     )
+    if p.get("drained") is False:
+        note += " The run did **not** drain within 240 s of the traffic's end (figures as they stood then)."
     return grid(header, "rrrrr", rows) + note
 
 
