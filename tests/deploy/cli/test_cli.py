@@ -124,15 +124,17 @@ def test_an_invalid_setting_never_echoes_a_secret(capsys: pytest.CaptureFixture[
     assert "invalid settings" in err and "pw-do-not-print" not in err
 
 
-def test_a_worker_on_an_unproven_faust_release_refuses_to_start_with_what_to_do(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("package", "release"), [("faust-streaming", "0.16.0"), ("aiokafka", "0.13.0")])
+def test_a_worker_on_an_unproven_faust_or_aiokafka_release_refuses_to_start_with_what_to_do(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, package: str, release: str
 ) -> None:
-    import faust
+    import importlib.metadata
 
-    monkeypatch.setattr(faust, "__version__", "0.16.0")
-    assert main(["worker"]) == 2  # before any connection is tried
+    installed = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: release if name == package else installed(name))
+    assert main(["worker"]) == 2  # before any connection is tried (a worker that starts here would run Faust in-process)
     err = capsys.readouterr().err
-    assert "faust-streaming 0.16.0 is installed" in err and "faust-streaming==0.15.3" in err
+    assert f"{package} {release} installed" in err and "faust-streaming==0.15.3 aiokafka==0.14.0" in err
 
 
 def test_replay_without_the_movielens_extra_says_how_to_get_it(
