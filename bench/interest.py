@@ -183,9 +183,8 @@ def _committed(settings: Settings) -> tuple[int, int]:
     return done, end
 
 
-def _changelog(settings: Settings) -> tuple[int, int, list[int]]:
-    """(records, value bytes summed, the last value's size per user) of the interest table's changelog."""
-    topic = table_changelog(settings.app_id)
+def _read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None, int]]:
+    """(key, value, Kafka timestamp ms) of every record of `topic`, from the start."""
     c = consumer(
         settings.kafka_bootstrap,
         settings.kafka_security(),
@@ -194,15 +193,20 @@ def _changelog(settings: Settings) -> tuple[int, int, list[int]]:
         consumer_timeout_ms=5000,
         enable_auto_commit=False,
     )
-    records = total = 0
-    last: dict[bytes, int] = {}
     try:
-        for r in c:
-            records += 1
-            total += len(r.value or b"")
-            last[r.key] = len(r.value or b"")
+        return [(r.key, r.value, r.timestamp) for r in c]
     finally:
         c.close()
+
+
+def _changelog(settings: Settings) -> tuple[int, int, list[int]]:
+    """(records, value bytes summed, the last value's size per user) of the interest table's changelog."""
+    records = total = 0
+    last: dict[bytes | None, int] = {}
+    for key, value, _ in _read_topic(settings, table_changelog(settings.app_id)):
+        records += 1
+        total += len(value or b"")
+        last[key] = len(value or b"")
     return records, total, list(last.values())
 
 
@@ -601,28 +605,16 @@ def _follow_ms(settings: Settings) -> list[float]:
     """For each interaction sent back by the retry agent (its bytes twice on the interactions topic):
     the second record's Kafka time minus that of its item's record on item-embeddings."""
 
-    def records(topic: str) -> list[tuple[bytes | None, bytes, int]]:
-        c = consumer(
-            settings.kafka_bootstrap,
-            settings.kafka_security(),
-            topic,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=5000,
-            enable_auto_commit=False,
-        )
-        try:
-            return [(r.key, r.value, r.timestamp) for r in c]
-        finally:
-            c.close()
-
     topics = settings.topics()
     stored = {}
-    for key, _, stamp in records(topics.item_embeddings.name):
+    for key, _, stamp in _read_topic(settings, topics.item_embeddings.name):
         if key is not None:
             stored.setdefault(key.decode(), stamp)  # the first: the item's first embedding
     seen: Counter[bytes] = Counter()
     follow = []
-    for _, value, stamp in records(topics.interactions.name):
+    for _, value, stamp in _read_topic(settings, topics.interactions.name):
+        if value is None:
+            continue
         seen[value] += 1
         if seen[value] == 2:  # sent back by the retry agent
             item = decode_interaction(value).item_id
