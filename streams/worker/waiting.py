@@ -48,6 +48,11 @@ class Held:
     interaction: Interaction
     read_ms: int
 
+    @property
+    def where(self) -> tuple[Any, int]:
+        """The retry record's partition and offset: one held copy per record."""
+        return (self.event.message.tp, self.event.message.offset)
+
 
 class Lot:
     """Held interactions by item (pure bookkeeping, no I/O). A record delivered again (a rebalance
@@ -60,10 +65,10 @@ class Lot:
     def __len__(self) -> int:
         return self._size
 
-    def add(self, held: Held, where: tuple[Any, int]) -> None:
+    def add(self, held: Held) -> None:
         group = self._by_item.setdefault(held.interaction.item_id, {})
-        self._size += where not in group
-        group[where] = held
+        self._size += held.where not in group
+        group[held.where] = held
 
     def items(self) -> list[str]:
         return list(self._by_item)
@@ -154,7 +159,7 @@ class ItemWait:
             except BadInput as exc:
                 bad.append((event, exc.reason, exc.detail))
                 continue
-            self.lot.add(held, (event.message.tp, event.message.offset))
+            self.lot.add(held)
         ctx.metrics.waiting.set(len(self.lot))
         if bad:
             await ctx.outbox.dead_letter_events(bad)
@@ -196,7 +201,7 @@ class ItemWait:
         for held in due:
             envelope, key = held.envelope, held.interaction.user_id.encode()
             waited_s = (now - envelope.first_seen_ms) / 1000
-            if waited_s * 1000 >= wait_ms and await self.content_caught_up(envelope.first_seen_ms):
+            if now - envelope.first_seen_ms >= wait_ms and await self.content_caught_up(envelope.first_seen_ms):
                 where = (envelope.source_topic, envelope.partition, envelope.offset)
                 detail = (
                     f"item {held.interaction.item_id} had no embedding after {waited_s:.1f}s, with every earlier upload processed"
@@ -208,7 +213,7 @@ class ItemWait:
             else:
                 kept.append(held)  # waited long enough, but uploads before it are still being processed
         for held in kept:
-            lot.add(held, (held.event.message.tp, held.event.message.offset))
+            lot.add(held)
         records: list[tuple[Any, bytes | None, bytes]] = [
             (self.interactions_topic, h.interaction.user_id.encode(), h.envelope.original) for h in ready
         ]
