@@ -384,9 +384,12 @@ class Scenario:
         loglevel: str = "info",
         static: bool = True,
         every_s: float = 120.0,
+        commit_bound: bool = True,
         **overrides: object,
     ) -> None:
-        """`every_s`: the soak's pause between two worker faults."""
+        """`every_s`: the soak's pause between two worker faults; `commit_bound`: the soak fails when a
+        partition went longer than SOAK_COMMIT_WAIT_S without a commit while records waited (a bound on
+        time, for the benchmark: the tests check correctness only)."""
         if name not in SCENARIOS:
             raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
         if name in CLUSTER_SCENARIOS and len(stack.processes("kafka")) < 3:
@@ -401,7 +404,7 @@ class Scenario:
             loglevel,
         )
         self.static = static  # static group membership of the workers (deploy.local.workers.start_worker)
-        self.every_s = every_s
+        self.every_s, self.commit_bound = every_s, commit_bound
         self.settings = stack.settings.model_copy(update={"item_wait_s": 10.0, **overrides}).namespaced(tag)
         s = self.settings
         ensure_topics(s.kafka_bootstrap, s.kafka_security(), s.topics().all())
@@ -522,11 +525,13 @@ class Scenario:
         injected = time.monotonic()
         sigkill(self.stack.processes("kafka")[node - 1])
         self.progress(f"{self.name}: SIGKILL broker {node} (leader of {leaders[node]} partitions) for {down_s:.0f}s")
-        port = int(next((w for w in self.workers if w.is_running()), self.workers[0]).name.rsplit("-", 1)[1])
         seen = {"status page": 0, "metric": 0}
         while time.monotonic() < injected + down_s:
-            page, metric = _worker_replica_view(port)
-            seen["status page"], seen["metric"] = max(seen["status page"], page), max(seen["metric"], metric)
+            # every running worker's view, as an operator would look at any of them: the soak restarts
+            # workers, and one still starting (its page not yet serving) saw nothing in two runs
+            for worker in [w for w in self.workers if w.is_running()]:
+                page, metric = _worker_replica_view(int(worker.name.rsplit("-", 1)[1]))
+                seen["status page"], seen["metric"] = max(seen["status page"], page), max(seen["metric"], metric)
             time.sleep(1.0)
         self.faults.append(
             Fault(f"SIGKILL broker {node} of 3 (leader of {leaders[node]} partitions)", injected, injected, under_replicated=seen)
@@ -600,7 +605,7 @@ class Scenario:
         result = self.verify(stream.sent, drained - (stream.finished_at or drained), exited, peak_mb)
         result.longest_commit_wait_s, result.longest_commit_wait_at = longest_commit_wait(monitor.samples)
         result.repairs = repairs_logged("\n".join(w.log_tail(1_000_000) for w in self.workers))
-        if self.name == "soak" and result.longest_commit_wait_s > SOAK_COMMIT_WAIT_S:
+        if self.name == "soak" and self.commit_bound and result.longest_commit_wait_s > SOAK_COMMIT_WAIT_S:
             result.problems.append(
                 f"{result.longest_commit_wait_at} went {result.longest_commit_wait_s:.0f}s without a commit while records "
                 f"waited (bound {SOAK_COMMIT_WAIT_S:.0f}s)"

@@ -250,18 +250,27 @@ def _group_offsets(
 ) -> dict[str, dict[int, tuple[int, int]]]:
     from kafka import TopicPartition
 
-    admin = _admin(bootstrap, security, timeout_s)
-    try:
-        try:
-            offsets = admin.list_group_offsets({group_id: None}).get(group_id, {})
-        except (CoordinatorNotAvailableError, GroupIdNotFoundError):  # no group has committed yet
-            offsets = {}
-        committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
-    finally:
-        admin.close()
     c = consumer(bootstrap, security)
     try:
-        partitions = [TopicPartition(topic, p) for topic in topics for p in sorted(c.partitions_for_topic(topic) or ())]
+        known = {topic: sorted(c.partitions_for_topic(topic) or ()) for topic in topics}
+        unknown = [topic for topic, parts in known.items() if not parts]
+        if unknown:  # never "no lag": a caller would take a topic it cannot see for one fully processed
+            raise BrokerUnavailable(
+                f"no partitions known for {', '.join(unknown)} at {bootstrap}: the topic does not exist, or the "
+                "brokers' metadata is not available yet"
+            )
+        partitions = [TopicPartition(topic, p) for topic, parts in known.items() for p in parts]
+        # committed before the log ends: read the other way round, a commit landing in between could
+        # pass the end read before it and hide that partition's lag
+        admin = _admin(bootstrap, security, timeout_s)
+        try:
+            try:
+                offsets = admin.list_group_offsets({group_id: None}).get(group_id, {})
+            except (CoordinatorNotAvailableError, GroupIdNotFoundError):  # no group has committed yet
+                offsets = {}
+            committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+        finally:
+            admin.close()
         ends = c.end_offsets(partitions)
         starts = c.beginning_offsets(partitions)
     finally:

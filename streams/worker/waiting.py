@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +31,15 @@ from topology.messages import Interaction, RetryEnvelope
 logger = logging.getLogger(__name__)
 
 
-def caught_up(oldest_pending_ms: Iterable[int | None], since_ms: int) -> bool:
-    """True when no partition still holds an unprocessed record written at or before `since_ms`.
-    A partition with lag whose oldest record could not be read (None) counts as not caught up."""
-    return all(stamp is not None and stamp > since_ms for stamp in oldest_pending_ms)
+def processed_until(oldest_pending_ms: Iterable[int | None]) -> float:
+    """The moment (ms) before which every record was processed: the oldest unprocessed record's
+    timestamp over all partitions; +inf with no lag anywhere, -inf when a partition with lag could
+    not be read (None). An interaction seen at `t` has every earlier upload processed iff `t` is
+    before it."""
+    stamps = list(oldest_pending_ms)
+    if any(stamp is None for stamp in stamps):
+        return float("-inf")
+    return float(min((stamp for stamp in stamps if stamp is not None), default=float("inf")))
 
 
 @dataclass(slots=True)
@@ -72,6 +77,9 @@ class Lot:
 
     def items(self) -> list[str]:
         return list(self._by_item)
+
+    def __iter__(self) -> Iterator[Held]:
+        return (held for group in self._by_item.values() for held in group.values())
 
     def take(self, item_ids: Iterable[str]) -> list[Held]:
         """Remove and return everything held for these items."""
@@ -123,10 +131,11 @@ class ItemWait:
         await self.ctx.outbox.send_all(records, f"produce {self.ctx.topics.interactions_retry.name}")
         self.ctx.metrics.parked.inc(len(records))
 
-    async def content_caught_up(self, since_ms: int) -> bool:
-        """True once the group has processed every upload written up to `since_ms`. While the content
-        agent is behind (a crash, Triton or Milvus down, a backlog) the item may still be on its way.
-        Checked against Kafka at most once a second; unknown (Kafka unreachable) counts as behind."""
+    async def uploads_processed_until(self) -> float:
+        """`processed_until` of the uploads topic for the group: every upload written before it was
+        processed (stored). While the content agent is behind (a crash, Triton or Milvus down, a backlog)
+        an item may still be on its way. Read from Kafka at most once a second; unknown (Kafka
+        unreachable) is -inf: nothing counts as processed."""
         s = self.ctx.settings
         checked = self._uploads_pending
         if checked is None or time.monotonic() - checked[0] > 1.0:
@@ -139,9 +148,9 @@ class ItemWait:
                     "cannot read the content agent's progress, the interaction keeps waiting: %s",
                     str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
                 )
-                return False
+                return float("-inf")
             checked = self._uploads_pending = (time.monotonic(), pending)
-        return caught_up(checked[1], since_ms)
+        return processed_until(checked[1])
 
     async def hold(self, stream: Any, events: Sequence[Any]) -> None:
         """Take one batch of the retry topic into the lot (malformed records are dead-lettered and
@@ -192,16 +201,22 @@ class ItemWait:
             return
         assigned = set(ctx.app.consumer.assignment())
         lot.take_where(lambda h: h.event.message.tp not in assigned)  # the new owner reads them again
-        vectors = await ctx.vectors.get(lot.items(), (await ctx.live()).items)
-        ready = lot.take(vectors)
         now = now_ms()
         wait_ms, hold_ms = s.item_wait_s * 1000, s.item_hold_s * 1000
+        # The content agent's progress is read before the items are looked up, never after: an item
+        # stored while Kafka is being read (seconds, with a broker down) is then found by the lookup,
+        # where a lookup made first would miss it and the progress read after it would count its upload
+        # as processed, dead-lettering a good interaction (the soak's loss, 2026-12-03).
+        waited = any(now - h.envelope.first_seen_ms >= wait_ms for h in lot)
+        horizon = await self.uploads_processed_until() if waited else float("-inf")
+        vectors = await ctx.vectors.get(lot.items(), (await ctx.live()).items)
+        ready = lot.take(vectors)
         due = lot.take_where(lambda h: now - h.envelope.first_seen_ms >= wait_ms or now - h.read_ms >= hold_ms)
         letters, dead, again, kept = [], [], [], []
         for held in due:
             envelope, key = held.envelope, held.interaction.user_id.encode()
             waited_s = (now - envelope.first_seen_ms) / 1000
-            if now - envelope.first_seen_ms >= wait_ms and await self.content_caught_up(envelope.first_seen_ms):
+            if now - envelope.first_seen_ms >= wait_ms and envelope.first_seen_ms < horizon:
                 where = (envelope.source_topic, envelope.partition, envelope.offset)
                 detail = (
                     f"item {held.interaction.item_id} had no embedding after {waited_s:.1f}s, with every earlier upload processed"

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from streams.sinks.kafka import check_broker, consumer, describe_topics, ensure_topics, group_lag, producer
+from streams.sinks.kafka import (
+    BrokerUnavailable,
+    check_broker,
+    consumer,
+    describe_topics,
+    ensure_topics,
+    group_lag,
+    oldest_pending,
+    producer,
+)
 from topology.codec import decode_interaction, decode_upload, encode_interaction, encode_upload
 from topology.messages import Action, ContentUpload, Interaction, Media
 from topology.settings import Settings
@@ -45,6 +54,13 @@ def test_broker_is_kafka_4_in_kraft_mode_with_the_specified_topics(settings: Set
 
 def test_ensure_topics_is_idempotent(settings: Settings) -> None:
     assert ensure_topics(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().all()) == []
+
+
+def test_a_topic_the_brokers_do_not_know_is_an_error_never_no_lag(settings: Settings) -> None:
+    # The retry agent dead-letters a waiting interaction once the uploads topic has no lag left before it:
+    # a topic whose partitions cannot be seen must not read as fully processed.
+    with pytest.raises(BrokerUnavailable, match="no partitions known for no-such-topic"):
+        oldest_pending(settings.kafka_bootstrap, settings.kafka_security(), settings.app_id, "no-such-topic")
 
 
 def test_uploads_and_interactions_cross_the_broker_intact(settings: Settings) -> None:
