@@ -61,7 +61,7 @@ from deploy.local.workers import start_worker, wait_for_group
 from deploy.traffic import LoadPlan, Traffic
 from encoders.client import EncoderClient
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
-from streams.sinks.kafka import consumer, ensure_topics, group_assignment, partition_offsets, partition_replicas, producer
+from streams.sinks.kafka import ensure_topics, group_assignment, partition_offsets, partition_replicas, producer, read_topic
 from streams.sinks.milvus import MilvusSink, ensure_collections
 from streams.worker.content import inline_request
 from topology import reasons
@@ -846,19 +846,9 @@ async def _encode(settings: Settings, uploads: list[ContentUpload]) -> dict[str,
 
 def _dead_letters(settings: Settings) -> list[tuple[bytes, str]]:
     """(original bytes, reason) of every record in the dead-letter topic."""
-    c = consumer(
-        settings.kafka_bootstrap,
-        settings.kafka_security(),
-        settings.topics().dead_letters.name,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=5000,
-        max_partition_fetch_bytes=settings.max_message_bytes + 256 * 1024,
-    )
-    try:
-        return [(letter.original, letter.reason) for letter in (decode_dead_letter(r.value, settings.limits()) for r in c)]
-    finally:
-        c.close()
+    s = settings
+    records = read_topic(s.kafka_bootstrap, s.kafka_security(), s.topics().dead_letters.name, s.max_message_bytes)
+    return [(letter.original, letter.reason) for letter in (decode_dead_letter(r.value, s.limits()) for r in records)]
 
 
 # --------------------------------------------------------------------------- report

@@ -62,7 +62,7 @@ from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
 from streams.interest.maths import InterestParams, fold_interactions, interest_vectors
-from streams.sinks.kafka import consumer, ensure_topics, group_offsets, producer
+from streams.sinks.kafka import ensure_topics, group_offsets, producer, read_topic
 from streams.sinks.media import MediaResolver
 from streams.sinks.milvus import MilvusSink, ensure_collections, scan_rows
 from streams.worker.content import resolve_request
@@ -957,18 +957,7 @@ class FuzzRun:
 
     def _records(self, topic: str) -> list[Any]:
         s = self.settings
-        c = consumer(
-            s.kafka_bootstrap,
-            s.kafka_security(),
-            topic,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=5000,
-            max_partition_fetch_bytes=s.max_message_bytes + 256 * 1024,
-        )
-        try:
-            return list(c)
-        finally:
-            c.close()
+        return read_topic(s.kafka_bootstrap, s.kafka_security(), topic, s.max_message_bytes)
 
     # ------------------------------------------------------------------ the oracle
 

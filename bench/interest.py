@@ -51,7 +51,7 @@ from deploy.local.workers import start_worker, wait_for_group
 from deploy.traffic import LoadPlan, run_producer
 from encoders.bench_double import NAME as STANDIN
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
-from streams.sinks.kafka import consumer, ensure_topics, group_offsets, producer
+from streams.sinks.kafka import ensure_topics, group_offsets, producer, read_topic
 from streams.sinks.milvus import MilvusSink, ensure_collections
 from tests.support.metrics import sample, scrape
 from tests.support.stack import local_settings
@@ -185,18 +185,7 @@ def _committed(settings: Settings) -> tuple[int, int]:
 
 def _read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None, int]]:
     """(key, value, Kafka timestamp ms) of every record of `topic`, from the start."""
-    c = consumer(
-        settings.kafka_bootstrap,
-        settings.kafka_security(),
-        topic,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-        enable_auto_commit=False,
-    )
-    try:
-        return [(r.key, r.value, r.timestamp) for r in c]
-    finally:
-        c.close()
+    return [(r.key, r.value, r.timestamp) for r in read_topic(settings.kafka_bootstrap, settings.kafka_security(), topic)]
 
 
 def _changelog(settings: Settings) -> tuple[int, int, list[int]]:

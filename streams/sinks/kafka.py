@@ -228,6 +228,20 @@ def consumer(bootstrap: str, security: KafkaSecurity, *topics: str, **kwargs: An
     return KafkaConsumer(*topics, **client_kwargs(bootstrap, security), **kwargs)
 
 
+def read_topic(
+    bootstrap: str, security: KafkaSecurity, topic: str, max_message_bytes: int | None = None, idle_ms: int = 5000
+) -> list[Any]:
+    """Every record of `topic` from its start (kafka-python `ConsumerRecord`s), read until `idle_ms`
+    pass with nothing new; without a group, so nothing is committed. `max_message_bytes`: room for the
+    largest record the topic takes. For tools, benchmarks and tests."""
+    extra = {} if max_message_bytes is None else {"max_partition_fetch_bytes": max_message_bytes + 256 * 1024}
+    c = consumer(bootstrap, security, topic, auto_offset_reset="earliest", consumer_timeout_ms=idle_ms, **extra)
+    try:
+        return list(c)
+    finally:
+        c.close()
+
+
 def partition_offsets(
     bootstrap: str, security: KafkaSecurity, group_id: str, topic: str, timeout_s: float = 10.0
 ) -> dict[int, tuple[int, int]]:

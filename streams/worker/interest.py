@@ -29,7 +29,7 @@ from topology.codec import (
     encode_interest_state,
 )
 from topology.collections import RECENT_ITEMS_CHARS, collab_user_row, user_row
-from topology.messages import CoEngagement, InterestState
+from topology.messages import CoEngagement, Interaction, InterestState
 
 
 def recent_items_field(state: InterestState, positives_only: bool = False) -> str:
@@ -70,6 +70,16 @@ def user_rows(
         user_row(user, slot, state.updated_at_ms, state.event_count, recent, model_version, vector, positives)
         for slot, vector in enumerate(slots)
     ]
+
+
+def disposition(state: InterestState, interaction: Interaction, vectors: Mapping[str, Vector]) -> str:
+    """What one event does to its user's state: "park" while its item has no vector (checked first: an
+    event older than the state's dedup floor but naming an item nobody uploaded still ends as an
+    `item.not_found` dead letter, where checking the floor first dropped it silently; the 30-minute soak,
+    2026-12-03), "skip" when applying it changes nothing (`already_applied`), else "apply"."""
+    if interaction.item_id not in vectors:
+        return "park"
+    return "skip" if already_applied(state, interaction) else "apply"
 
 
 class InterestStage:
@@ -135,9 +145,10 @@ class InterestStage:
                 if first is not None:  # one per user and batch: the later ones would ask the same vectors
                     probes.append(first)
             for event, interaction in pairs:
-                if already_applied(state, interaction):
+                step = disposition(state, interaction, vectors)
+                if step == "skip":
                     continue
-                if interaction.item_id not in vectors:  # parked alone, also when it came in a batch record
+                if step == "park":  # parked alone, also when it came in a batch record
                     waiting.append((event, encode_interaction(interaction) if id(event) in batches else event.value))
                     continue
                 before, state = state, apply_interaction(state, interaction, self.params)

@@ -29,7 +29,7 @@ from streams.collab.maths import (
 )
 from streams.interest.maths import InterestParams, apply_interaction, fold_interactions, interest_vectors
 from streams.recall.query import Recall, Recalled
-from streams.sinks.kafka import consumer, group_assignment, group_lag
+from streams.sinks.kafka import group_assignment, group_lag, read_topic
 from streams.sinks.milvus import MilvusSink, milvus_string
 from tests.support.metrics import sample, scrape
 from tests.support.streaming import (
@@ -124,17 +124,10 @@ def test_upload_becomes_searchable_with_the_encoders_vector(settings: Settings, 
 
     # the item-content topic keeps each stored upload as it arrived, keyed by item: a re-embed's source
     def kept() -> dict[str, bytes]:
-        c = consumer(
-            settings.kafka_bootstrap,
-            settings.kafka_security(),
-            settings.topics().item_content.name,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=2000,
+        records = read_topic(
+            settings.kafka_bootstrap, settings.kafka_security(), settings.topics().item_content.name, idle_ms=2000
         )
-        try:
-            return {key: r.value for r in c if (key := r.key.decode()) in sent}
-        finally:
-            c.close()
+        return {key: r.value for r in records if (key := r.key.decode()) in sent}
 
     wait_until(lambda: len(kept()) == len(sent), what="every upload on the item-content topic")
     assert kept() == sent
@@ -351,33 +344,18 @@ async def _query(settings: Settings, collection: str, where: str, fields: list[s
 
 def _records(settings: Settings, topic: str) -> dict[bytes, tuple[int, bytes]]:
     """The newest (partition, value) per key of a topic."""
-    c = consumer(
-        settings.kafka_bootstrap,
-        settings.kafka_security(),
-        topic,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-        enable_auto_commit=False,
-    )
-    try:
-        return {r.key: (r.partition, r.value) for r in c}
-    finally:
-        c.close()
+    return {
+        r.key: (r.partition, r.value)
+        for r in read_topic(settings.kafka_bootstrap, settings.kafka_security(), topic, idle_ms=3000)
+    }
 
 
 def _parked(settings: Settings, original: bytes) -> bool:
     """Whether the worker put this interaction on the retry topic (it read it and found no item vector)."""
-    c = consumer(
-        settings.kafka_bootstrap,
-        settings.kafka_security(),
-        settings.topics().interactions_retry.name,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=2000,
+    records = read_topic(
+        settings.kafka_bootstrap, settings.kafka_security(), settings.topics().interactions_retry.name, idle_ms=2000
     )
-    try:
-        return any(decode_retry(r.value).original == original for r in c)
-    finally:
-        c.close()
+    return any(decode_retry(r.value).original == original for r in records)
 
 
 def test_interaction_before_its_item_is_applied_once_the_item_exists(settings: Settings, worker: ManagedProcess) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from streams.sinks.kafka import consumer, group_lag, producer
+from streams.sinks.kafka import group_lag, producer, read_topic
 from streams.sinks.milvus import MilvusSink
 from tests.support.media import image_bytes
 from topology.codec import decode_dead_letter
@@ -72,17 +72,8 @@ def user_vectors(settings: Settings, users: list[str]) -> dict[str, tuple[np.nda
 
 
 def dead_letters(settings: Settings) -> list:
-    c = consumer(
-        settings.kafka_bootstrap,
-        settings.kafka_security(),
-        settings.topics().dead_letters.name,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=2000,
-    )
-    try:
-        return [decode_dead_letter(r.value) for r in c]
-    finally:
-        c.close()
+    records = read_topic(settings.kafka_bootstrap, settings.kafka_security(), settings.topics().dead_letters.name, idle_ms=2000)
+    return [decode_dead_letter(r.value) for r in records]
 
 
 def clip_upload(tag: str, n: int, cover: bool = False) -> ContentUpload:
