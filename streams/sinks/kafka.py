@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -234,10 +234,18 @@ def read_topic(
     """Every record of `topic` from its start (kafka-python `ConsumerRecord`s), read until `idle_ms`
     pass with nothing new; without a group, so nothing is committed. `max_message_bytes`: room for the
     largest record the topic takes. For tools, benchmarks and tests."""
+    return list(iter_topic(bootstrap, security, topic, max_message_bytes, idle_ms))
+
+
+def iter_topic(
+    bootstrap: str, security: KafkaSecurity, topic: str, max_message_bytes: int | None = None, idle_ms: int = 5000
+) -> Iterator[Any]:
+    """`read_topic` one record at a time: a caller looking for one record stops at it instead of
+    waiting `idle_ms` after the last (the consumer is closed when the iteration ends or is dropped)."""
     extra = {} if max_message_bytes is None else {"max_partition_fetch_bytes": max_message_bytes + 256 * 1024}
     c = consumer(bootstrap, security, topic, auto_offset_reset="earliest", consumer_timeout_ms=idle_ms, **extra)
     try:
-        return list(c)
+        yield from c
     finally:
         c.close()
 

@@ -29,7 +29,7 @@ from streams.collab.maths import (
 )
 from streams.interest.maths import InterestParams, apply_interaction, fold_interactions, interest_vectors
 from streams.recall.query import Recall, Recalled
-from streams.sinks.kafka import group_assignment, group_lag, read_topic
+from streams.sinks.kafka import group_assignment, group_lag, iter_topic, read_topic
 from streams.sinks.milvus import MilvusSink, milvus_string
 from tests.support.metrics import sample, scrape
 from tests.support.streaming import (
@@ -352,10 +352,10 @@ def _records(settings: Settings, topic: str) -> dict[bytes, tuple[int, bytes]]:
 
 def _parked(settings: Settings, original: bytes) -> bool:
     """Whether the worker put this interaction on the retry topic (it read it and found no item vector)."""
-    records = read_topic(
+    records = iter_topic(
         settings.kafka_bootstrap, settings.kafka_security(), settings.topics().interactions_retry.name, idle_ms=2000
     )
-    return any(decode_retry(r.value).original == original for r in records)
+    return any(decode_retry(r.value).original == original for r in records)  # stops at the first match
 
 
 def test_interaction_before_its_item_is_applied_once_the_item_exists(settings: Settings, worker: ManagedProcess) -> None:
