@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from streams.collab.maths import CollabParams, co_engagement, user_items, user_vector
 from streams.interest.maths import InterestParams, Vector, already_applied, apply_interaction, interest_vectors
@@ -72,7 +72,10 @@ def user_rows(
     ]
 
 
-def disposition(state: InterestState, interaction: Interaction, vectors: Mapping[str, Vector]) -> str:
+Step = Literal["park", "skip", "apply"]
+
+
+def disposition(state: InterestState, interaction: Interaction, vectors: Mapping[str, Vector]) -> Step:
     """What one event does to its user's state: "park" while its item has no vector (checked first: an
     event older than the state's dedup floor but naming an item nobody uploaded still ends as an
     `item.not_found` dead letter, where checking the floor first dropped it silently; the 30-minute soak,
