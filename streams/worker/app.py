@@ -96,6 +96,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         Monitor=QuietMonitor if s.worker_monitor == "quiet" else "faust.sensors:Monitor",
     )
     install_idempotent_producer()
+    install_topic_creation_retry()
     ctx = Context(s, app)
     app.before_stop = ctx.retry.begin_shutdown
     content = ContentStage(ctx)
@@ -351,6 +352,46 @@ def install_idempotent_producer() -> None:
     # method replaced on the class, neither of which a type checker lets pass unsaid
     settings_extra.sail_idempotent = True  # type: ignore[attr-defined]
     driver.Producer._settings_extra = settings_extra  # type: ignore[method-assign]
+
+
+TOPIC_CREATION_RETRY_S = 120.0  # past a broker's session timeout and its partitions' new leaders, with room
+
+
+def install_topic_creation_retry(deadline_s: float = TOPIC_CREATION_RETRY_S) -> None:
+    """Retry Faust's topic declarations (its leader topic and table changelogs, at every start) while
+    Kafka answers with a retriable error. faust-streaming 0.15.3 (pinned exactly) sends the request to
+    the node its metadata names as controller, once: a worker (re)started while that broker was down
+    exited at start-up with NodeNotReadyError (the soak's CI failure, 2026-12-03). The metadata is
+    refreshed between tries (the dead node drops out of it) and a last failure is raised as before."""
+    import asyncio
+    import time
+
+    from aiokafka.errors import KafkaError
+    from faust.transport.drivers import aiokafka as driver
+
+    base = driver.Transport._create_topic
+    if getattr(base, "sail_retrying", False):
+        return
+
+    async def create_topic(self: Any, owner: Any, client: Any, topic: str, *args: Any, **kwargs: Any) -> None:
+        deadline, pause_s = time.monotonic() + deadline_s, 0.5
+        while True:
+            try:
+                return await base(self, owner, client, topic, *args, **kwargs)
+            except (KafkaError, RuntimeError) as exc:  # RuntimeError: Faust's "Invalid controller"
+                retriable = getattr(exc, "retriable", False) or "Invalid controller" in str(exc)
+                if not retriable or time.monotonic() + pause_s > deadline:
+                    raise
+                logger.warning("declaring topic %s: %r; retrying in %.1fs", topic, exc, pause_s)
+            await asyncio.sleep(pause_s)
+            try:  # the next try asks the controller the fresh metadata names
+                await asyncio.wait_for(client.force_metadata_update(), timeout=5.0)
+            except (TimeoutError, KafkaError) as exc:
+                logger.warning("refreshing Kafka's metadata before declaring %s again: %r", topic, exc)
+            pause_s = min(pause_s * 2, 5.0)
+
+    create_topic.sail_retrying = True  # type: ignore[attr-defined]
+    driver.Transport._create_topic = create_topic  # type: ignore[method-assign]
 
 
 def worker_dir(settings: Settings) -> Path:

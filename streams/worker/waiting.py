@@ -207,11 +207,20 @@ class ItemWait:
         # stored while Kafka is being read (seconds, with a broker down) is then found by the lookup,
         # where a lookup made first would miss it and the progress read after it would count its upload
         # as processed, dead-lettering a good interaction (the soak's loss, 2026-12-03).
+        # Only what was looked up is judged: `hold` adds to the lot while this waits on Kafka and Milvus, and
+        # a record added meanwhile (a restarted worker's redelivered backlog, first seen long ago) would
+        # otherwise count as "not found" without a lookup (the soak's CI failure, 2026-12-03).
         waited = any(now - h.envelope.first_seen_ms >= wait_ms for h in lot)
         horizon = await self.uploads_processed_until() if waited else float("-inf")
-        vectors = await ctx.vectors.get(lot.items(), (await ctx.live()).items)
+        asked = lot.items()
+        vectors = await ctx.vectors.get(asked, (await ctx.live()).items)
         ready = lot.take(vectors)
-        due = lot.take_where(lambda h: now - h.envelope.first_seen_ms >= wait_ms or now - h.read_ms >= hold_ms)
+        looked_up = set(asked)
+        due = lot.take_where(
+            lambda h: (
+                h.interaction.item_id in looked_up and (now - h.envelope.first_seen_ms >= wait_ms or now - h.read_ms >= hold_ms)
+            )
+        )
         letters, dead, again, kept = [], [], [], []
         for held in due:
             envelope, key = held.envelope, held.interaction.user_id.encode()

@@ -136,3 +136,26 @@ def test_nothing_is_dead_lettered_while_the_content_agents_progress_cannot_be_re
     wait, sent = _wait_with(set())
     asyncio.run(wait.settle())
     assert sent["dead"] == [] and sent["produced"] == [] and len(wait.lot) == 2  # both keep waiting
+
+
+def test_a_record_redelivered_during_the_lookup_is_judged_only_after_its_own_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A restarted worker takes its partitions' retry backlog back, first seen long ago, while a settle waits
+    # on Milvus: the CI failure of 2026-12-03, where such records were dead-lettered with their items stored.
+    monkeypatch.setattr(waiting, "oldest_pending", lambda *args: [])  # every upload processed
+    stored = {"stored-item"}
+    wait, sent = _wait_with(stored)
+    lookup = wait.ctx.vectors.get
+
+    async def get_while_the_backlog_arrives(item_ids: Any, items: Any) -> dict[str, np.ndarray]:
+        redelivered = _held("stored-item", 99, read_ms=waiting.now_ms(), first_seen_ms=waiting.now_ms() - 60_000)
+        redelivered.stream = next(iter(wait.lot)).stream
+        wait.lot.add(redelivered)
+        return await lookup(item_ids, items)
+
+    wait.ctx.vectors.get = get_while_the_backlog_arrives
+    asyncio.run(wait.settle())
+    assert not any("stored-item" in detail for *_, detail in sent["dead"])
+    assert [h.interaction.item_id for h in wait.lot] == ["stored-item"]  # kept for the next settle...
+    wait.ctx.vectors.get = lookup
+    asyncio.run(wait.settle())
+    assert len(wait.lot) == 0 and len(sent["produced"]) == 1  # ...which finds its item and sends it back
