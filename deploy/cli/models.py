@@ -1,4 +1,5 @@
-"""`sail-stream train | reembed | sid`: the model's lifecycle: train an encoder, move to it, fit its semantic IDs."""
+"""`sail-stream train | reembed | sid | import`: the model's lifecycle: train an encoder, move to it, fit its semantic
+IDs, and import a catalogue's vectors computed elsewhere."""
 
 from __future__ import annotations
 
@@ -188,6 +189,35 @@ def cmd_sid(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.lifecycle.catalogue import CatalogueError, import_items
+    from streams.sinks.milvus import MilvusUnavailable, SchemaMismatch
+
+    try:
+        done = asyncio.run(
+            import_items(
+                settings,
+                args.file,
+                batch=args.batch,
+                model_version=args.model_version,
+                restart=args.restart,
+                probe_encoder=not args.no_encoder_check,
+                progress=say,
+            )
+        )
+    except (CatalogueError, MilvusUnavailable, SchemaMismatch) as exc:
+        print(f"sail-stream import items: {exc}", file=sys.stderr)
+        return 2
+    rate = done.upserted / done.seconds if done.seconds > 0 else 0.0
+    say(
+        f"imported {done.upserted:,} rows of {done.model_version} into {done.collection} in {done.seconds:.1f}s "
+        f"({rate:,.0f} rows/s){f', resumed at row {done.resumed_at:,}' if done.resumed_at else ''}; {done.rejected:,} rejected"
+    )
+    return 1 if done.rejected else 0
+
+
 def register(sub: SubParsers) -> None:
     """Add this group's commands to `sail-stream`."""
     trainer = sub.add_parser(
@@ -302,3 +332,33 @@ def register(sub: SubParsers) -> None:
         "--batch", type=at_least(1, int), default=1000, help="backfill: items per page and per upsert (default 1,000)"
     )
     sid.set_defaults(func=cmd_sid)
+
+    imports = sub.add_parser(
+        "import",
+        help="import a catalogue's item vectors computed elsewhere into the live items collection, at bulk rate",
+        description="Load an existing catalogue into Milvus instead of streaming it one upload at a time. FILE is a NumPy "
+        ".npz with item_id (n strings) and embedding (n x dim floats), and optionally creator_id (n strings), created_at_ms "
+        "(n integers) and model_version (one string): vectors from the live version's encoder (checked against the "
+        "model-version registry, or the workers' Triton where no registry row names one). Each row is checked as an "
+        "upload's id would be, L2-normalised like the encoder's output and upserted in pages of --batch; rows that fail a "
+        "check or that Milvus refuses go to <state>/import/<key>.rejects.jsonl with their reason and the rest go on. "
+        "Progress with an ETA every 5 s. Resumable: the rows done are saved after every acknowledged page, and a rerun on "
+        "the same file starts after them (--restart: from the top). Imported items have no semantic ID (sail-stream sid "
+        "backfill) and no content for sail-stream reembed. Exit code 0: every row imported; 1: some rejected; 2: the "
+        "import could not run (the reason is printed).",
+    )
+    imports.add_argument("what", choices=("items",), help="what to import (items)")
+    imports.add_argument("file", type=Path, help="the catalogue (.npz)")
+    imports.add_argument(
+        "--batch", type=at_least(1, int), default=2000, help="rows per upsert and per checkpoint (default 2,000)"
+    )
+    imports.add_argument("--model-version", help="the vectors' model version, when the file does not name it")
+    imports.add_argument(
+        "--restart", action="store_true", help="start from the first row, forgetting an earlier run's checkpoint"
+    )
+    imports.add_argument(
+        "--no-encoder-check",
+        action="store_true",
+        help="without a registry row, accept the model version given instead of asking the workers' Triton",
+    )
+    imports.set_defaults(func=cmd_import)

@@ -146,3 +146,16 @@ def group_members(pgid: int) -> list[int]:
         except (ProcessLookupError, psutil.Error):  # gone meanwhile
             continue
     return members
+
+
+def listening_addresses(pgid: int) -> set[tuple[str, int]]:
+    """(address, port) of every socket listening in this host's network namespace in process group `pgid`
+    (a process in a namespace of its own shows none: they are not reachable from here)."""
+    found: set[tuple[str, int]] = set()
+    for pid in group_members(pgid):
+        try:
+            connections = psutil.Process(pid).net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        found.update((c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN)
+    return found

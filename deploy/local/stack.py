@@ -284,7 +284,11 @@ class Stack:
             server = Path(sys.executable).with_name("milvus-server")
             if not server.exists():
                 raise kafka.ToolMissing("the Milvus standalone server is not installed: pip install 'sail-stream[milvus-server]'")
-            return [str(server), "--data", str(run_dir / "data"), "--proxy-port", str(port)], env
+            # Its internal gRPC and metrics ports bind every interface (not configurable in 2.3.5): it runs in a
+            # network namespace of its own, and only the proxy port is forwarded from the host's loopback.
+            server_command = [str(server), "--data", str(run_dir / "data"), "--proxy-port", str(port)]
+            contained = [sys.executable, "-m", "deploy.local.netns", "--listen", f"{host}:{port}", "--to-port", str(port)]
+            return [*contained, "--", *server_command], env
         host, port = host_port(s.triton_url)
         # The Python backend stub links libpython; put this interpreter's own first (see shared FACTS).
         libdir = sysconfig.get_config_var("LIBDIR") or ""

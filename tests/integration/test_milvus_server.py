@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from deploy.local.process import group_members
+from deploy.local.process import group_members, listening_addresses
 from deploy.local.stack import Stack
 from streams.sinks.milvus import MilvusSink
 from tests.support.stack import stack_settings
 from topology.collections import VECTOR_FIELD, item_row
+from topology.settings import host_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.milvus_server]
+
+
+def _listening_inside(pgid: int) -> list[str]:
+    """Listening addresses in the network namespace of the group's leader (the forwarder, which moved into
+    the server's namespace before starting it), by `ss`."""
+    if not (shutil.which("nsenter") and shutil.which("ss")):
+        pytest.skip("nsenter or ss missing: cannot look inside the namespace")
+    out = subprocess.run(["nsenter", "-t", str(pgid), "-n", "ss", "-ltnH"], capture_output=True, text=True, check=True)
+    return [line.split()[3] for line in out.stdout.splitlines() if line.strip()]
 
 
 async def test_standalone_server_serves_collections_with_hnsw(tmp_path: Path) -> None:
@@ -24,6 +36,14 @@ async def test_standalone_server_serves_collections_with_hnsw(tmp_path: Path) ->
         (status,) = stack.up(["milvus"])
         assert status.state == "running" and status.detail.startswith("server")
         record = stack._procs["milvus"].record()
+        assert record is not None
+        # Contained: from this host's network namespace the only listening socket is the forwarded proxy port
+        # on loopback; inside its own namespace the server binds every interface (its internal gRPC and
+        # metrics ports), which is why it runs there.
+        _, port = host_port(settings.milvus_uri)
+        assert listening_addresses(record.pgid) == {("127.0.0.1", port)}
+        inside = _listening_inside(record.pgid)
+        assert any(address.startswith(("0.0.0.0:", "*:", "[::]:")) for address in inside), inside
         items, _ = settings.collections()
         sink = MilvusSink(settings.milvus_uri, None, "server")
         await sink.start()

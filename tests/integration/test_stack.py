@@ -1,4 +1,5 @@
-"""`stack up` twice is harmless and `down` leaves no process behind, on a stack of its own."""
+"""`stack up` twice is harmless, the default stack listens on loopback only, and `down` leaves no process
+behind, on a stack of its own."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import main
-from deploy.local.process import group_members
+from deploy.local.process import group_members, listening_addresses
 from deploy.local.stack import SERVICES, PortBusy, Stack, port_free
 from tests.support.stack import stack_settings
 
 pytestmark = pytest.mark.integration
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
 def test_up_twice_then_down_leaves_nothing_running(tmp_path: Path) -> None:
@@ -22,6 +24,11 @@ def test_up_twice_then_down_leaves_nothing_running(tmp_path: Path) -> None:
         assert [s.state for s in first] == ["running"] * 3
         records = {name: stack._procs[name].record() for name in SERVICES}
         assert all(r is not None and r.start_s > 0 for r in records.values())
+        # nothing of the default stack listens beyond loopback: every listening socket of every process of
+        # Kafka, Milvus Lite and Triton (the JVM's and Triton's own ports included), not only the configured ones
+        listening = {name: listening_addresses(r.pgid) for name, r in records.items() if r is not None}
+        assert all(listening.values()) and set(listening) == set(SERVICES)
+        assert all(ip in LOOPBACK for found in listening.values() for ip, _ in found), listening
         assert any(f"topics ready ({len(stack.settings.topics().all())} created" in line for line in lines)
 
         lines.clear()

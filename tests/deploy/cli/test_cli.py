@@ -7,7 +7,21 @@ import pytest
 
 from deploy.cli import DESCRIPTION, build_parser, main
 
-COMMANDS = ("stack", "worker", "recall", "demo", "produce", "replay", "train", "reembed", "sid", "lag", "topology", "settings")
+COMMANDS = (
+    "stack",
+    "worker",
+    "recall",
+    "demo",
+    "produce",
+    "replay",
+    "train",
+    "reembed",
+    "sid",
+    "import",
+    "lag",
+    "topology",
+    "settings",
+)
 
 
 def _help(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:
