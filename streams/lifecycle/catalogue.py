@@ -147,9 +147,10 @@ class Catalogue:
             raise CatalogueError(f"{path}: item_id must be n strings for the n={len(vectors)} vectors, got shape {ids.shape}")
         optional: dict[str, NDArray[Any] | None] = {}
         for name in ("creator_id", "created_at_ms"):
-            optional[name] = data[name] if name in names else None
-            if optional[name] is not None and len(optional[name]) != len(ids):  # type: ignore[arg-type]
-                raise CatalogueError(f"{path}: {name} has {len(optional[name])} entries for {len(ids)} items")  # type: ignore[arg-type]
+            column = data[name] if name in names else None
+            if column is not None and len(column) != len(ids):
+                raise CatalogueError(f"{path}: {name} has {len(column)} entries for {len(ids)} items")
+            optional[name] = column
         version = str(data["model_version"]) if "model_version" in names else None
         return cls(ids, vectors, optional["creator_id"], optional["created_at_ms"], version)
 
