@@ -983,6 +983,66 @@ def fuzz_run(payload: Payload) -> str:
     return grid(("figure", "value"), "lr", rows)
 
 
+# ---------------------------------------------------------------------- bench.scale
+
+
+@table("scale", "growth", "upsert and search latency, recall@10, import rate and footprint as one collection grows, per backend")
+def scale_growth(payload: Payload) -> str:
+    s = _summary(payload)
+    growth = s.get("upsert_p99_growth", {})
+    rows = [
+        row(
+            r["backend"],
+            f"{p['rows']:,}",
+            num(p["upsert_p50_ms"]),
+            num(p["upsert_p99_ms"]),
+            num(p["search_p50_ms"]),
+            num(p["search_p99_ms"]),
+            num(p["recall_at_10"], 3),
+            f"{p['import_rows_per_s']:,}",
+            num(p["rss_mib"], 0),
+            num(p["disk_mib"], 0),
+        )
+        for r in s["runs"]
+        for p in r["points"]
+    ]
+    header = (
+        "backend",
+        "rows",
+        f"upsert of {s['rows_per_upsert']} rows p50 ms",
+        "p99 ms",
+        "search top-10 p50 ms",
+        "p99 ms",
+        "recall@10 vs exact",
+        "import rows/s",
+        "Milvus RSS MiB",
+        "disk MiB",
+    )
+    ratios = "; ".join(f"{backend}: {times(value)}" for backend, value in growth.items())
+    return grid(header, "lrrrrrrrrr", rows) + f"\n\nUpsert p99 at the largest size over p99 at the smallest: {ratios}."
+
+
+@chart("scale", "upserts", "Upsert p99 of a 64-row batch against the collection's size, per Milvus backend")
+def scale_upserts(payload: Payload, figure: Any) -> None:
+    runs = [r for r in _summary(payload)["runs"] if r["points"]]
+    if not runs:
+        raise Missing("no backend measured")
+    ax = figure.add_subplot(1, 1, 1)
+    for r, style in zip(runs, ("o-", "s-", "^-")):
+        ax.plot([p["rows"] for p in r["points"]], [p["upsert_p99_ms"] for p in r["points"]], style, label=f"{r['backend']} p99")
+        ax.plot(
+            [p["rows"] for p in r["points"]],
+            [p["upsert_p50_ms"] for p in r["points"]],
+            style[0] + ":",
+            label=f"{r['backend']} p50",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("rows in the items collection")
+    ax.set_ylabel("upsert of 64 rows (ms)")
+    ax.grid(True, which="both", linewidth=0.3)
+    ax.legend(fontsize=8)
+
+
 # ---------------------------------------------------------------------- blocks
 
 
