@@ -1028,14 +1028,10 @@ def scale_upserts(payload: Payload, figure: Any) -> None:
     if not runs:
         raise Missing("no backend measured")
     ax = figure.add_subplot(1, 1, 1)
-    for r, style in zip(runs, ("o-", "s-", "^-")):
-        ax.plot([p["rows"] for p in r["points"]], [p["upsert_p99_ms"] for p in r["points"]], style, label=f"{r['backend']} p99")
-        ax.plot(
-            [p["rows"] for p in r["points"]],
-            [p["upsert_p50_ms"] for p in r["points"]],
-            style[0] + ":",
-            label=f"{r['backend']} p50",
-        )
+    for r, marker, colour in zip(runs, "os^", ("tab:blue", "tab:green", "tab:red")):
+        rows = [p["rows"] for p in r["points"]]
+        ax.plot(rows, [p["upsert_p99_ms"] for p in r["points"]], f"{marker}-", color=colour, label=f"{r['backend']} p99")
+        ax.plot(rows, [p["upsert_p50_ms"] for p in r["points"]], f"{marker}:", color=colour, label=f"{r['backend']} p50")
     ax.set_xscale("log")
     ax.set_xlabel("rows in the items collection")
     ax.set_ylabel("upsert of 64 rows (ms)")
