@@ -11,8 +11,8 @@ to the rejects file with its reason, and the rows around it go on. Within a page
 item wins, as a later upload of it would.
 
 Resumable: after each acknowledged page the number of rows done is saved in a checkpoint next to the
-rejects (`<state>/import/<file's key>.json`); a rerun on the same file (same path, size and mtime)
-starts after it. Rows are upserts, so a page redone after a crash writes the same rows again.
+rejects (`<state>/import/<key>.json`, the key naming the file and the collection); a rerun of the same
+file (same path, size and mtime) into the same collection starts after it. Rows are upserts, so a page redone after a crash writes the same rows again.
 
 Imported rows carry no semantic ID (`sail-stream sid backfill` gives them theirs) and no content on
 the item-content topic, so `sail-stream reembed` cannot re-encode them: import the new version's
@@ -111,10 +111,11 @@ def prepare_page(
     return Page([row for _, row in kept], [index for index, _ in kept], rejected, replaced)
 
 
-def file_key(path: Path) -> str:
-    """What names one file's checkpoint: its absolute path, size and modification time."""
+def file_key(path: Path, collection: str) -> str:
+    """What names one import's checkpoint: the file (its absolute path, size and modification time) and the
+    collection it goes to (the same file imported into another collection starts from its first row)."""
     st = path.stat()
-    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{collection}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,13 +205,13 @@ async def import_items(
     """
     began = time.perf_counter()
     catalogue = Catalogue.load(path)
-    checkpoint = Checkpoint(s.state_dir / "import", file_key(path))
-    if restart:
-        checkpoint.clear()
     async with Session(s) as session:
         registry = await session.registry()
         live = registry.live
         items, _ = live.specs(*s.collections())
+        checkpoint = Checkpoint(s.state_dir / "import", file_key(path, items.name))
+        if restart:
+            checkpoint.clear()
         given = model_version or catalogue.model_version
         expected = live.model_version
         if not expected and probe_encoder:  # a deployment from before the registry: what its workers' encoder is

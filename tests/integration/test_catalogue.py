@@ -79,7 +79,7 @@ def test_a_catalogue_is_imported_resumed_after_an_interruption_and_its_bad_rows_
 
     with pytest.raises(Interrupted):
         asyncio.run(import_items(s, path, batch=100, progress=stop_after_three, every_s=0.0))
-    assert Checkpoint(s.state_dir / "import", file_key(path)).done() == 300
+    assert Checkpoint(s.state_dir / "import", file_key(path, items.name)).done() == 300
     # ...is resumed by the command where it stopped: the rest imported, the two bad rows left rejected
     done = _cli(s, str(path), "--batch", "100")
     assert done.returncode == 1, done.stdout + done.stderr  # 1: some rows rejected
@@ -93,7 +93,7 @@ def test_a_catalogue_is_imported_resumed_after_an_interruption_and_its_bad_rows_
         row = rows[str(ids[k])]
         assert row["model_version"] == version
         assert np.allclose(row[VECTOR_FIELD], vectors[k] / np.linalg.norm(vectors[k]), atol=1e-6)
-    rejects = Checkpoint(s.state_dir / "import", file_key(path)).rejects.read_text().splitlines()
+    rejects = Checkpoint(s.state_dir / "import", file_key(path, items.name)).rejects.read_text().splitlines()
     assert len(rejects) == 3 and all(name in "".join(rejects) for name in ("it's-5", "zero", "nan"))
     assert "may not contain '" in rejects[0] and "not finite or all zero" in rejects[1]
 

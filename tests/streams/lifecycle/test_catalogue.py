@@ -76,7 +76,8 @@ def test_a_file_that_is_not_a_catalogue_is_refused_with_what_is_wrong(tmp_path: 
 
 def test_the_checkpoint_resumes_a_file_until_it_changes_or_is_cleared(tmp_path: Path) -> None:
     source = _npz(tmp_path / "cat.npz", item_id=np.array(["a"]), embedding=np.ones((1, 4)))
-    key = file_key(source)
+    key = file_key(source, "items")
+    assert file_key(source, "other_items") != key  # the same file into another collection starts over
     point = Checkpoint(tmp_path / "import", key)
     assert point.done() == 0
     point.save(4_000, source, "items")
@@ -84,6 +85,6 @@ def test_the_checkpoint_resumes_a_file_until_it_changes_or_is_cleared(tmp_path: 
     assert Checkpoint(tmp_path / "import", key).done() == 4_000  # a rerun reads it
     assert point.rejects.read_text().count("\n") == 1
     _npz(source, item_id=np.array(["a", "b"]), embedding=np.ones((2, 4)))  # rewritten: another file
-    assert file_key(source) != key
+    assert file_key(source, "items") != key
     point.clear()
     assert point.done() == 0 and not point.rejects.exists()
