@@ -12,7 +12,8 @@ item wins, as a later upload of it would.
 
 Resumable: after each acknowledged page the number of rows done is saved in a checkpoint next to the
 rejects (`<state>/import/<key>.json`, the key naming the file and the collection); a rerun of the same
-file (same path, size and mtime) into the same collection starts after it. Rows are upserts, so a page redone after a crash writes the same rows again.
+file (same path, size and mtime) into the same collection starts after it. Rows are upserts, so a page
+redone after a crash writes the same rows again.
 
 Imported rows carry no semantic ID (`sail-stream sid backfill` gives them theirs) and no content on
 the item-content topic, so `sail-stream reembed` cannot re-encode them: import the new version's
