@@ -8,7 +8,7 @@ nothing it opens can be reached from another host, or from this one; the one por
 forwarded from the host's loopback.
 
 How, in one process: the host-side socket is bound on 127.0.0.1 first; then the process moves to a new
-network namespace (`unshare(CLONE_NEWNET)`: root, or an unprivileged user namespace), brings its
+network namespace (`unshare(CLONE_NEWNET)`: root or CAP_SYS_ADMIN), brings its
 loopback up and starts the server, which inherits the namespace. The socket bound before the move
 stays in the host's namespace; each connection accepted on it is joined to one the process opens after
 the move, to the server's port inside. The forwarder exits when the server does, with its exit code,
@@ -35,7 +35,7 @@ _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
 class NamespaceUnavailable(RuntimeError):
-    """This process may not make a network namespace (no root, no user namespaces)."""
+    """This process may not make a network namespace (not root, no CAP_SYS_ADMIN)."""
 
 
 def enter_new_network_namespace() -> None:
@@ -54,7 +54,9 @@ def enter_new_network_namespace() -> None:
         fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy `reader` to `writer` until either side ends, then close `writer` (one direction of a TCP
+    forward; the tests' TLS proxy uses it too)."""
     try:
         while chunk := await reader.read(256 * 1024):
             writer.write(chunk)
@@ -75,7 +77,7 @@ async def forward(listener: socket.socket, to_port: int, child: asyncio.subproce
         except OSError:  # not listening yet: the client sees the connection closed and tries again
             client_w.close()
             return
-        await asyncio.gather(_pipe(client_r, server_w), _pipe(server_r, client_w))
+        await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
 
     server = await asyncio.start_server(serve, sock=listener)
     async with server:

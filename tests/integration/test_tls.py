@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deploy.local.netns import pipe
 from deploy.local.stack import Stack, free_ports
 from encoders.client import EncoderClient, EncoderUnavailable
 from encoders.model import load_encoder
@@ -117,19 +118,9 @@ class TlsProxy:
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
