@@ -42,6 +42,15 @@ class Versions:
         """The registry as last read (no I/O)."""
         return self._known
 
+    @property
+    def due(self) -> bool:
+        """Never read, or the last read is older than `max_age_s`: `current()` would read Milvus (no I/O)."""
+        return self._read_at is None or self._clock() - self._read_at >= self.max_age_s
+
+    @property
+    def ever_read(self) -> bool:
+        return self._read_at is not None
+
     async def read(self) -> Registry:
         """The registry row now (read-your-writes); the default when there is none.
 

@@ -3,7 +3,10 @@
 `Recall` is the query logic (filters, exclusions, multi-interest merge); `streams.recall.api` serves
 it over HTTP (aiohttp), `streams.recall.client` calls that HTTP API. Consistency is the caller's choice: `Strong`
 (or `Session` from the writing client) gives read-your-writes, so an item upserted a moment ago
-can be returned at once; `Bounded` (Milvus's default) may hide writes for up to ~5 s on a server.
+can be returned at once; `Bounded` (Milvus's default) may hide writes for up to ~5 s on a server. The level
+applies to every read of a request: the user's interest vector (or the query item's) as well as the search,
+and a key missing at a weaker level is read again at Strong, so a new user or item is found at once. On the
+server a Strong read waits for its next time tick (~200 ms, measured), a Bounded one does not (~4 ms).
 
 Channels (`channel=`): `dense` searches the vectors; `sid` takes the items whose semantic IDs share a
 prefix with those of the user's recent positives (or of the item), deepest prefixes first, scored by
@@ -44,7 +47,7 @@ from streams.sinks.milvus import Consistency, MilvusSink, milvus_string, milvus_
 from topology.codec import DEFAULT_LIMITS, BadInput, check_identifier
 from topology.collections import CANARY, COLLAB_COPY, COLLAB_FIELD, VECTOR_FIELD, CollectionSpec, unpack_sparse, user_key
 from topology.settings import Settings
-from topology.versions import Version
+from topology.versions import Registry, Version
 
 CONSISTENCY_LEVELS: tuple[Consistency, ...] = ("Strong", "Session", "Bounded", "Eventually")
 CHANNELS = ("dense", "sid", "mixed", "collab", "fused")
@@ -170,6 +173,7 @@ class Recall:
         self._users = users
         self._slots = slots
         self._versions = versions  # None: always `items` and `users`
+        self._refresh: asyncio.Task[Registry] | None = None  # the registry's re-read in the background
         self._positives = positives  # recent positives the sid channel matches (SAIL_SID_RECALL_POSITIVES)
         self._collab = collab  # (collab items, collab users); None: the collaborative channels are off
         self._content_weight = content_weight
@@ -195,14 +199,24 @@ class Recall:
     async def _live(self) -> tuple[Version, CollectionSpec, CollectionSpec]:
         if self._versions is None:
             return Version("", self._items.name, self._users.name, self._items.dim), self._items, self._users
-        version = (await self._versions.current()).live
+        if not self._versions.ever_read:
+            registry = await self._versions.current()  # the first request waits for the registry
+        else:
+            # later ones are served the version last read while a re-read, when due, runs beside them: the
+            # registry's get is Strong, ~200 ms on a server, which no request should wait for
+            registry = self._versions.known
+            if self._versions.due and (self._refresh is None or self._refresh.done()):
+                self._refresh = asyncio.create_task(self._versions.current())
+        version = registry.live
         return version, *version.specs(self._items, self._users)
 
-    async def _get(self, collection: str, keys: list[str], fields: list[str]) -> list[dict]:
-        """Rows by key, read again (twice at most) while some are missing: on Milvus Lite a Strong get
-        racing an upsert of the same key can miss the row (measured: 351 of 3,590 gets of 20 keys
-        rewritten continuously; 9 after one re-read), which made an active user's recall a 404."""
-        rows = await self._sink.get(collection, keys, fields=fields)
+    async def _get(self, collection: str, keys: list[str], fields: list[str], level: Consistency) -> list[dict]:
+        """Rows by key at the request's consistency, read again at Strong (twice at most) while some are
+        missing: a row newer than a Bounded read's bound is found that way, and on Milvus Lite a Strong get
+        racing an upsert of the same key can miss the row (measured: 351 of 3,590 gets of 20 keys rewritten
+        continuously; 9 after one re-read), which made an active user's recall a 404. A Strong read waits for
+        the server's next time tick (~200 ms at its default interval, measured); Bounded takes ~4 ms."""
+        rows = await self._sink.get(collection, keys, fields=fields, consistency=level)
         for _ in range(2):
             if len(rows) >= len(keys):
                 break
@@ -269,7 +283,7 @@ class Recall:
     ) -> list[Recalled]:
         """The sid channel: items sharing a semantic-ID prefix with the `sources` (item ids), scored by
         `sid_scores`, ties to the newest. Candidates are read deepest prefix first until there are k."""
-        rows = await self._get(items.name, sources, ["sid_codes", "sid_codebook"]) if sources else []
+        rows = await self._get(items.name, sources, ["sid_codes", "sid_codebook"], consistency) if sources else []
         codes = [parse_sid(str(r["sid_codes"])) for r in rows if r.get("sid_codebook") == codebook and r.get("sid_codes")]
         if not codes:
             return []  # no source item has an ID of the live codebook yet (a backfill gives the older ones theirs)
@@ -375,7 +389,7 @@ class Recall:
         _ids("exclude", list(exclude_items or []))
         _ids("exclude_creator", [exclude_creator] if exclude_creator else [])
         keys = [user_key(user_id, slot) for slot in range(self._slots)]
-        rows = await self._get(users.name, keys, [VECTOR_FIELD, "recent_item_ids", "positive_item_ids", "model_version"])
+        rows = await self._get(users.name, keys, [VECTOR_FIELD, "recent_item_ids", "positive_item_ids", "model_version"], level)
         if channel in COLLAB_CHANNELS:
             return await self._collab_user(
                 user_id, rows, channel, version, items, k, created_after_ms, exclude_creator, exclude_items, level
@@ -407,7 +421,7 @@ class Recall:
         those items' collaborative vectors as stored now (`streams.collab.maths`)."""
         assert self._collab is not None  # _check
         collab_items, collab_users = self._collab
-        mine = await self._get(collab_users.name, [user_id], ["item_ids", COLLAB_COPY])
+        mine = await self._get(collab_users.name, [user_id], ["item_ids", COLLAB_COPY], level)
         if not mine and channel == "collab":
             raise RecallError(404, f"no collaborative vector for user {user_id!r} yet")
         if not mine and not rows:
@@ -419,7 +433,7 @@ class Recall:
             positives = [i for i in str(mine[0]["item_ids"]).split(",") if i]
             vectors = {
                 str(r["item_id"]): dict(r[COLLAB_FIELD])
-                for r in await self._get(collab_items.name, positives, ["item_id", COLLAB_FIELD])
+                for r in await self._get(collab_items.name, positives, ["item_id", COLLAB_FIELD], level)
             }
             sparse = search_vector([(weights.get(dimension(i), 0.0), vectors[i]) for i in positives if i in vectors])
         query = _query_version(f"user {user_id!r}", rows, version, items) if rows else version.model_version
@@ -478,11 +492,11 @@ class Recall:
         candidates = [i for i in candidates if i in found]
         missing_collab = [i for i in candidates if i not in collab_hits]
         if sparse and missing_collab:
-            rows = await self._get(collab_items, missing_collab, ["item_id", COLLAB_COPY])
+            rows = await self._get(collab_items, missing_collab, ["item_id", COLLAB_COPY], level)
             collab_hits.update({str(r["item_id"]): dot(unpack_sparse(str(r[COLLAB_COPY])), sparse) for r in rows})
         content: dict[str, float] = {}
         if dense is not None:
-            rows = await self._get(items.name, [i for i in candidates if i not in dense_hits], ["item_id", VECTOR_FIELD])
+            rows = await self._get(items.name, [i for i in candidates if i not in dense_hits], ["item_id", VECTOR_FIELD], level)
             vectors = {str(r["item_id"]): np.asarray(r[VECTOR_FIELD], dtype=np.float32) for r in rows}
             content = {
                 i: dense_hits[i].score if i in dense_hits else float((dense @ vectors[i]).max())
@@ -548,14 +562,14 @@ class Recall:
         level = self._check(k, dim, consistency, items, channel, version)
         _ids("item_id", [item_id])
         _ids("exclude_creator", [exclude_creator] if exclude_creator else [])
-        rows = await self._get(items.name, [item_id], [VECTOR_FIELD, "model_version"])
+        rows = await self._get(items.name, [item_id], [VECTOR_FIELD, "model_version"], level)
         if not rows:
             raise RecallError(404, f"no embedding for item {item_id!r} yet")
         query = _query_version(f"item {item_id!r}", rows, version, items)
         vector = np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)[None, :]
         if channel in COLLAB_CHANNELS:
             assert self._collab is not None  # _check
-            own = await self._get(self._collab[0].name, [item_id], [COLLAB_COPY])
+            own = await self._get(self._collab[0].name, [item_id], [COLLAB_COPY], level)
             if not own and channel == "collab":
                 raise RecallError(404, f"no collaborative vector for item {item_id!r} yet")
             sparse = swap(unpack_sparse(str(own[0][COLLAB_COPY]))) if own else {}

@@ -392,8 +392,11 @@ class MilvusSink:
         """
         await self._call(f"delete from {collection}", self._c.delete(collection, ids=list(ids), timeout=self._timeout_s))
 
-    async def get(self, collection: str, ids: Sequence[str], fields: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Rows by primary key, read at Strong consistency (a get must see the latest upsert).
+    async def get(
+        self, collection: str, ids: Sequence[str], fields: Sequence[str] | None = None, consistency: Consistency = "Strong"
+    ) -> list[dict[str, Any]]:
+        """Rows by primary key, read at Strong consistency unless told otherwise (a get must see the latest
+        upsert; recall's reads at Bounded may not).
 
         Raises:
             MilvusUnavailable: the read failed.
@@ -405,7 +408,7 @@ class MilvusSink:
                 ids=list(ids),
                 output_fields=list(fields) if fields else None,
                 timeout=self._timeout_s,
-                consistency_level="Strong",
+                consistency_level=consistency,
             ),
         )
         return [dict(row) for row in rows]

@@ -20,9 +20,11 @@ class RacingSink:
 
     def __init__(self, misses: int) -> None:
         self.misses, self.gets = misses, 0
+        self.levels: list[str] = []  # the consistency of each get
 
-    async def get(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+    async def get(self, collection: str, ids: list[str], fields: list[str], consistency: str = "Strong") -> list[dict[str, Any]]:
         self.gets += 1
+        self.levels.append(consistency)
         if self.gets <= self.misses:
             return []
         return [
@@ -49,6 +51,12 @@ def test_a_row_missed_by_a_read_racing_its_upsert_is_read_again_and_a_missing_on
     sink = RacingSink(misses=2)
     (hit,) = asyncio.run(_recall(sink).user_to_item("u"))
     assert (hit.item_id, hit.model_version, hit.query_model_version, sink.gets) == ("i-2", "m", "m", 3)
+    # read first at the request's level (Bounded by default: no wait for the server's time tick), then, for a
+    # row that was not there yet, at Strong
+    assert sink.levels == ["Bounded", "Strong", "Strong"]
+    sink = RacingSink(misses=0)
+    asyncio.run(_recall(sink).user_to_item("u", consistency="Session"))
+    assert sink.levels == ["Session"]
     sink = RacingSink(misses=2)
     assert [r.item_id for r in asyncio.run(_recall(sink).item_to_item("i-1"))] == ["i-2"]
     with pytest.raises(RecallError, match="no interest vector"):
@@ -62,7 +70,7 @@ class SidSink:
         self.items = items  # item_id -> sid_codes
         self.queries: list[str] = []
 
-    async def get(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+    async def get(self, collection: str, ids: list[str], fields: list[str], consistency: str = "Strong") -> list[dict[str, Any]]:
         if collection.endswith("users"):
             return [
                 {
@@ -110,6 +118,7 @@ class Live:
         from topology.versions import Registry, Version
 
         self.registry = Registry(Version(model_version, "items", "users", 8, codebook=codebook))
+        self.ever_read = False  # every request waits for `current()`
 
     async def current(self) -> Any:
         return self.registry
@@ -165,7 +174,7 @@ class VersionedSink:
         self.user_versions, self.item_version, self.hit_version = user_versions, item_version, hit_version
         self.searches = 0
 
-    async def get(self, collection: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+    async def get(self, collection: str, ids: list[str], fields: list[str], consistency: str = "Strong") -> list[dict[str, Any]]:
         assert "model_version" in fields  # the query vector's version is read with it
         unit = np.eye(8, dtype=np.float32)[0].tolist()
         if collection.endswith("users"):
@@ -226,3 +235,47 @@ def test_a_query_item_of_another_version_than_the_registry_names_is_refused() ->
     with pytest.raises(VersionMismatch) as refused:
         asyncio.run(_versioned(sink, "B").item_to_item("i-1"))
     assert (refused.value.query_model_version, refused.value.model_version, sink.searches) == ("A", "B", 0)
+
+
+class RegistrySink(RacingSink):
+    """The registry's row naming `live` besides a user and items; counts the registry's reads."""
+
+    def __init__(self) -> None:
+        super().__init__(misses=0)
+        self.live, self.registry_reads = "m", 0
+        self.release = asyncio.Event()  # a registry read waits for it: a request must not
+
+    async def get(self, collection: str, ids: list[str], fields: list[str], consistency: str = "Strong") -> list[dict[str, Any]]:
+        if collection.endswith("registry"):
+            from topology.versions import Registry, Version, registry_row
+
+            self.registry_reads += 1
+            if self.registry_reads > 1:
+                await self.release.wait()
+            return [registry_row(Registry(Version(self.live, "items", "users", 8)))]
+        return await super().get(collection, ids, fields, consistency)
+
+
+def test_a_request_never_waits_for_a_due_registry_read_after_the_first_and_the_next_one_sees_its_result() -> None:
+    from streams.lifecycle.registry import Versions
+
+    settings = Settings(state_dir=Path("/tmp"), embedding_dim=8)
+    items, users = settings.collections()
+
+    async def go() -> None:
+        sink, now = RegistrySink(), [0.0]
+        versions = Versions(sink, *settings.registry(), max_age_s=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+        recall = Recall(sink, items, users, slots=1, versions=versions)  # type: ignore[arg-type]
+        (first,) = await recall.user_to_item("u")  # the first request reads the registry
+        assert (first.query_model_version, sink.registry_reads) == ("m", 1)
+        sink.live = "m2"  # a swap, and later hits of the new version
+        now[0] = 5.0  # the registry is due: read beside the request, which the read's wait must not hold up
+        await asyncio.wait_for(recall.user_to_item("u"), timeout=1.0)
+        assert sink.registry_reads == 2 and versions.known.live.model_version == "m"
+        await asyncio.wait_for(recall.user_to_item("u"), timeout=1.0)
+        assert sink.registry_reads == 2  # one re-read at a time
+        sink.release.set()
+        await asyncio.sleep(0.01)
+        assert versions.known.live.model_version == "m2"
+
+    asyncio.run(go())
