@@ -1022,6 +1022,104 @@ def scale_growth(payload: Payload) -> str:
     return grid(header, "lrrrrrrrrr", rows) + f"\n\nUpsert p99 at the largest size over p99 at the smallest: {ratios}."
 
 
+def _goal(value: float | None, met: bool | None) -> str:
+    return "-" if value is None or met is None else ("met" if met else "**missed**")
+
+
+@table("scale", "goals", "the catalogue run's acceptance figures against issue 33's goals")
+def scale_goals(payload: Payload) -> str:
+    s = _summary(payload)
+    if "upsert_p99_ms_1m" not in s:
+        raise Missing("no server run")
+    growth = s["upsert_p99_ms_1m"] / s["upsert_p99_ms_10k"]
+    recall_ok = None if s["recall_p99_ms_1m"] is None else s["recall_p99_ms_1m"] < 50 and s["hnsw_recall_at_10"] >= 0.95
+    fresh = s.get("freshness_p99_s_80_1m")
+    content = s.get("content_vs_capacity_1m")
+    rows = [
+        row("items / users on the server", f"{s['items']:,} / {s['users']:,}", "1,000,000 / 100,000", "-"),
+        row(
+            "upsert p99 of 64 rows, at 10k / at the largest size",
+            f"{num(s['upsert_p99_ms_10k'])} / {num(s['upsert_p99_ms_1m'])} ms ({times(growth)})",
+            "<= 1.5x",
+            _goal(growth, growth <= 1.5),
+        ),
+        row(
+            "content path / stand-in capacity, at 10k / at the largest size",
+            f"{num(s.get('content_vs_capacity_10k'), 3)} / {num(content, 3)}",
+            ">= 0.95",
+            _goal(content, None if content is None else content >= 0.95),
+        ),
+        row(
+            "upload freshness p99 at 80 % of capacity",
+            f"{num(fresh, 3)} s",
+            "< 1 s",
+            _goal(fresh, None if fresh is None else fresh < 1),
+        ),
+        row(
+            "recall API p99 (worse of u2i, i2i) / HNSW recall@10",
+            f"{num(s['recall_p99_ms_1m'])} ms / {num(s['hnsw_recall_at_10'], 3)}",
+            "< 50 ms with >= 0.95",
+            _goal(s["recall_p99_ms_1m"], recall_ok),
+        ),
+        row("Lite: largest size whose content path drained >= 0.9 of capacity", f"{s.get('lite_max_items', 0):,} rows", "-", "-"),
+    ]
+    return grid(("figure", "value", "goal", "verdict"), "llll", rows)
+
+
+@table("scale", "catalogue", "each size of the catalogue run: import, index, upserts, searches, content path, footprint")
+def scale_catalogue(payload: Payload) -> str:
+    s = _summary(payload)
+    rows = [
+        row(
+            r["backend"],
+            f"{p['rows']:,}",
+            f"{p['import_rows_per_s']:,}" if p.get("import_rows_per_s") else "-",
+            num(p.get("index_wait_s")),
+            num(p["upsert_p50_ms"]),
+            num(p["upsert_p99_ms"]),
+            num(p["search_p50_ms"]),
+            num(p["search_p99_ms"]),
+            num(p["recall_at_10"], 3),
+            num(p["content"]["vs_capacity"], 3) if "content" in p else "-",
+            num(p["rss_mib"], 0),
+            num(p["disk_mib"], 0),
+        )
+        for r in s["runs"]
+        for p in r["points"]
+    ]
+    header = (
+        "backend",
+        "rows",
+        "import rows/s",
+        "index wait s",
+        f"upsert of {s['rows_per_upsert']} rows p50 ms",
+        "p99 ms",
+        "search top-10 p50 ms",
+        "p99 ms",
+        "recall@10 vs exact",
+        "content path / capacity",
+        "Milvus RSS MiB",
+        "disk MiB",
+    )
+    server = next((r for r in s["runs"] if r["backend"] == "server"), None)
+    notes = []
+    if server and "recall" in server:
+        rc = server["recall"]
+        notes.append(
+            f"Recall API at {rc['rows']:,} items and {server['users']:,} users (its own process, Bounded, k=10): "
+            f"u2i p50 {num(rc['u2i_p50_ms'])} ms, p99 {num(rc['u2i_p99_ms'])} ms; "
+            f"i2i p50 {num(rc['i2i_p50_ms'])} ms, p99 {num(rc['i2i_p99_ms'])} ms."
+        )
+    if server and "offered_80" in server:
+        o = server["offered_80"]
+        notes.append(
+            f"Uploads at 80 % of the stand-in's {num(server['capacity_items_s'])} items/s on {o['rows']:,} rows: "
+            f"{num(o['items_s'])} items/s stored, freshness p50 {num(o['freshness_p50_s'], 3)} s, "
+            f"p99 {num(o['freshness_p99_s'], 3)} s."
+        )
+    return grid(header, "lrrrrrrrrrrr", rows) + ("\n\n" + " ".join(notes) if notes else "")
+
+
 @chart("scale", "upserts", "Upsert p99 of a 64-row batch against the collection's size, per Milvus backend")
 def scale_upserts(payload: Payload, figure: Any) -> None:
     runs = [r for r in _summary(payload)["runs"] if r["points"]]

@@ -1,53 +1,65 @@
-"""How the Milvus costs the worker pays grow with the catalogue, on both backends (issue 33, first part).
+"""A real catalogue's size: the streaming paths on a million-item Milvus server, and Lite's limit (issue 33).
 
-    python -m bench.scale                                  # 10k, 50k, 100k, 200k rows on Lite and the server
-    python -m bench.scale --sizes 10000,50000 --backends server      # a short run
+    python -m bench.scale                                   # 1M items, 100k users; then Lite's limit (~50 min)
+    python -m bench.scale --server-sizes 10000,50000 --users 2000 --lite-sizes 10000,20000   # a short run
 
-For each backend a private Milvus is started (Lite: the default; server: the `milvus` package's 2.3.5
-standalone with HNSW M=16 efConstruction=200, in its network namespace) and one items collection is
-grown with `sail-stream import items` (the product's import, pages of 2,000 rows) to each size in turn.
-At each size, the same run measures:
-- the content path's write: `--upserts` upserts of 64 new rows each (`MilvusSink.upsert_each`, as the
-  content agent stores a batch), latency p50/p99;
-- recall's read: `--queries` top-10 searches at the recall API's consistency (Bounded), latency p50/p99,
-  and recall@10 against an exact search (NumPy, over every row written so far);
-- the import's rate to get there (rows/s), Milvus's memory (RSS of its processes) and disk (its data folder).
+One run, two stacks (Kafka KRaft, Triton serving the encoder stand-in `encoders/bench_double.py`, one
+worker), each with its own Milvus:
+1. **Server** (the `milvus` package's 2.3.5 standalone, HNSW M=16 efConstruction=200, in its network
+   namespace). One items collection grown with `sail-stream import items` (the product's import, pages of
+   2,000 rows) to each of `--server-sizes`; after each import, the time until the vector index covers every
+   row, then `--upserts` upserts of 64 new rows (`MilvusSink.upsert_each`, the content agent's write) and
+   `--queries` top-10 searches (Bounded, recall's read) checked against an exact NumPy search over every row
+   the collection holds (recall@10). At the smallest and the largest size the content path drains a backlog
+   of 25 s of the stand-in's capacity (its rate over the capacity a bare client measured in the same run);
+   at the largest, uploads at 80 % of capacity for `--phase-s` (freshness: upload event time to upsert),
+   then `--users` user rows, then the recall API (`sail-stream recall serve`, its own process) asked for
+   `--recalls` users' items (u2i) and as many items' neighbours (i2i), latency at the client.
+2. **Lite** (the default backend). The collection grown through `--lite-sizes`; at each, the same upserts
+   and a drained backlog, until the content path falls below 0.9 of the stand-in's capacity:
+   `lite_max_items` is the largest size that still drained at 0.9 or more.
 
 Vectors: 384 wide, clustered like embeddings (256 random unit centres, each row a centre plus noise,
-L2-normalised), seeded. They are not the stand-in encoder's: at ~80 items/s it would take hours to make
-200k. The ratio the issue asks for is each backend's own p99 at its largest size over its p99 at 10k,
-measured in the same run; Lite at the same sizes is the baseline the server is judged against.
-
-Not measured here (the rest of issue 33's `bench/scale.py`): 1M rows, 100k users, the content path's
-throughput and freshness at 80 % of the stand-in's capacity on the large collection. The summary goes to
-`bench/results/scale-growth.json`; never a test: nothing here asserts on time.
+L2-normalised), seeded, written as the stand-in's model version so that recall queries them with the
+worker's own rows; the stand-in's rows are random unit vectors. The 10k figures are the baseline the 1M
+ones are judged against (same run, same stack), Lite's the baseline of the server's. The summary goes to
+`bench/results/scale.json`; never a test: nothing here asserts on time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 
+from bench.overload import Worker, bare_client, drain_run, offered_run
+from bench.overload import _requests as upload_requests
 from bench.results import write_result
 from deploy.local.process import group_members
-from deploy.local.stack import Stack
+from deploy.local.stack import Stack, free_ports
+from encoders.bench_double import MODEL_VERSION
 from streams.lifecycle.catalogue import import_items
-from streams.sinks.milvus import MilvusSink
+from streams.recall.client import RecallClient
+from streams.sinks.milvus import MilvusSink, scan_rows
 from tests.support.stack import local_settings
-from topology.collections import VECTOR_FIELD, item_row
+from topology.collections import VECTOR_FIELD, item_row, user_row
 from topology.settings import Settings
 
 DIM = 384
 CENTRES = 256
-MODEL_VERSION = "bench-scale"
+Say = Callable[[str], None]
 
 
 def vectors(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
@@ -77,21 +89,77 @@ def milvus_footprint(stack: Stack, data_dir: Path) -> tuple[float, float]:
 
 
 class Written:
-    """Every row written to the collection so far, in order: ids and vectors (the exact search's corpus)."""
+    """Every row the collection holds, in order: ids and vectors (the exact search's corpus)."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
-        self.vectors = np.zeros((0, DIM), dtype=np.float32)
+        self._chunks: list[np.ndarray] = []
 
     def add(self, ids: list[str], vectors: np.ndarray) -> None:
         self.ids += ids
-        self.vectors = np.concatenate([self.vectors, vectors])
+        self._chunks.append(vectors)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros((0, DIM), dtype=np.float32)
+
+
+def exact_top10(corpus: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    """Indices of the 10 rows nearest `probe` by inner product (the metric of unit vectors' cosine)."""
+    scores = corpus @ probe
+    top = np.argpartition(-scores, 10)[:10]
+    return top[np.argsort(-scores[top])]
+
+
+def index_backlog(s: Settings) -> int | None:
+    """Rows of the items collection its vector index does not cover yet (the server builds it in the
+    background after a segment seals); None where Milvus does not say (Lite)."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(s.milvus_uri)
+    try:
+        items = s.collections()[0].name
+        for name in client.list_indexes(items):
+            info = client.describe_index(items, name)
+            if "pending_index_rows" in info:
+                return int(info["pending_index_rows"])
+            if "total_rows" in info and "indexed_rows" in info:
+                return int(info["total_rows"]) - int(info["indexed_rows"])
+        return None
+    finally:
+        client.close()
+
+
+def wait_for_index(s: Settings, timeout_s: float, say: Say) -> tuple[float, int | None]:
+    """(seconds until the index covers every row, rows still uncovered at the timeout or None)."""
+    began = time.monotonic()
+    last = time.monotonic()
+    while True:
+        pending = index_backlog(s)
+        if not pending:
+            return round(time.monotonic() - began, 1), pending
+        if time.monotonic() - began > timeout_s:
+            return round(time.monotonic() - began, 1), pending
+        if time.monotonic() - last > 15:
+            say(f"  index: {pending:,} rows not indexed yet ({time.monotonic() - began:.0f} s)")
+            last = time.monotonic()
+        time.sleep(2)
 
 
 async def measure(
-    s: Settings, written: Written, rng: np.random.Generator, centres: np.ndarray, upserts: int, queries: int, tag: str
+    s: Settings,
+    written: Written,
+    rng: np.random.Generator,
+    centres: np.ndarray,
+    upserts: int,
+    queries: int,
+    tag: str,
+    exact: bool,
 ) -> dict[str, Any]:
-    """Upsert and search latencies and recall@10 at the collection's current size (the upserts add rows)."""
+    """Upsert and search latencies at the collection's current size (the upserts add rows), and recall@10
+    against an exact search when `exact`."""
     items, _ = s.collections()
     sink = MilvusSink.for_settings(s)
     await sink.start()
@@ -108,100 +176,305 @@ async def measure(
                 raise RuntimeError(f"Milvus refused rows: {refused}")
             written.add(ids, batch)
         probes = vectors(rng, centres, queries)
-        exact = np.argsort(-(written.vectors @ probes.T), axis=0)[:10].T
         search_s, recalls = [], []
-        for probe, best in zip(probes, exact):
+        corpus = written.vectors if exact else None
+        for probe in probes:
             began = time.perf_counter()
             hits = await sink.search(items.name, probe[None, :], limit=10, vector_field=VECTOR_FIELD, consistency="Bounded")
             search_s.append(time.perf_counter() - began)
-            recalls.append(len({h.id for h in hits[0]} & {written.ids[i] for i in best}) / 10)
+            if corpus is not None:
+                best = {written.ids[i] for i in exact_top10(corpus, probe)}
+                recalls.append(len({h.id for h in hits[0]} & best) / 10)
         return {
             "upsert_p50_ms": percentile_ms(upsert_s, 50),
             "upsert_p99_ms": percentile_ms(upsert_s, 99),
             "search_p50_ms": percentile_ms(search_s, 50),
             "search_p99_ms": percentile_ms(search_s, 99),
-            "recall_at_10": round(float(np.mean(recalls)), 4),
+            "recall_at_10": round(float(np.mean(recalls)), 4) if recalls else None,
         }
     finally:
         await sink.close()
 
 
-def run_backend(backend: str, sizes: list[int], upserts: int, queries: int, seed: int, say: Any) -> dict[str, Any]:
-    state = Path(tempfile.mkdtemp(prefix=f"scale-{backend}-"))
-    tag = f"sc{uuid.uuid4().hex[:6]}"
-    s = local_settings(state, f"{tag}.", milvus_backend=backend, start_timeout_s=300.0, embedding_dim=DIM)
-    stack = Stack(s, progress=lambda line: say(f"  {line}"))
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(CENTRES, DIM))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    points: list[dict[str, Any]] = []
-    try:
-        stack.up(["milvus"])
-        written = Written()
-        for size in sizes:
-            n = size - len(written.ids)
-            if n <= 0:
-                continue
-            chunk = vectors(rng, centres, n)
-            ids = [f"{tag}-i{len(written.ids) + k}" for k in range(n)]
-            path = state / f"chunk-{size}.npz"
-            np.savez(path, item_id=np.array(ids), embedding=chunk, model_version=MODEL_VERSION)
+class Catalogue:
+    """One stack's items collection, grown by the product's import and by the worker's own rows."""
+
+    def __init__(self, s: Settings, stack: Stack, state: Path, seed: int, say: Say) -> None:
+        self.s, self.stack, self.state, self.say = s, stack, state, say
+        self.tag = s.topic_prefix.rstrip(".")
+        self.rng = np.random.default_rng(seed)
+        centres = self.rng.normal(size=(CENTRES, DIM))
+        self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+        self.written = Written()
+
+    def grow(self, size: int) -> dict[str, Any]:
+        """Import rows until the collection holds `size`; the import's rate."""
+        n = size - len(self.written.ids)
+        if n <= 0:
+            return {"import_rows": 0, "import_s": 0.0}
+        chunk = vectors(self.rng, self.centres, n)
+        ids = [f"{self.tag}-i{len(self.written.ids) + k}" for k in range(n)]
+        path = self.state / f"chunk-{size}.npz"
+        np.savez(
+            path, item_id=np.array(ids), embedding=chunk, created_at_ms=np.ones(n, dtype=np.int64), model_version=MODEL_VERSION
+        )
+        began = time.perf_counter()
+        done = asyncio.run(import_items(self.s, path, batch=2000, progress=lambda line: self.say(f"  {line}")))
+        seconds = time.perf_counter() - began
+        path.unlink()
+        if done.upserted != n or done.rejected:
+            raise RuntimeError(f"the import did not write every row: {done}")
+        self.written.add(ids, chunk)
+        return {"import_rows": n, "import_s": round(seconds, 1), "import_rows_per_s": round(n / seconds)}
+
+    def drained(self, worker: Worker, capacity: float) -> dict[str, Any]:
+        """A backlog of 25 s of capacity drained by the worker; its rows join the exact search's corpus."""
+        before = int(time.time() * 1000)
+        rows = len(self.written.ids)
+        run = drain_run(worker, "standin", int(capacity * 25), 0.0, capacity)
+        self.adopt(before)
+        self.say(f"  content path at {rows:,} rows: {run.items_s} items/s, {run.vs_capacity} of capacity (cpu {run.cpu})")
+        return {"rows": rows, "items_s": run.items_s, "vs_capacity": run.vs_capacity, "cpu": run.cpu}
+
+    def adopt(self, since_ms: int) -> None:
+        """Add the rows the worker stored for uploads created since `since_ms` (imported rows carry 1)."""
+        items = self.s.collections()[0].name
+        for page in scan_rows(self.s.milvus_uri, None, items, f"created_at_ms >= {since_ms}", ["item_id", VECTOR_FIELD]):
+            self.written.add([r["item_id"] for r in page], np.array([r[VECTOR_FIELD] for r in page], dtype=np.float32))
+
+
+def add_users(s: Settings, written: Written, rng: np.random.Generator, count: int) -> tuple[list[str], float]:
+    """`count` users, each the normalised sum of three catalogue items it has seen; (user ids, rows/s)."""
+    _, users = s.collections()
+    tag = s.topic_prefix.rstrip(".")
+    corpus = written.vectors
+    ids = [f"{tag}-user{k}" for k in range(count)]
+
+    async def write() -> float:
+        sink = MilvusSink.for_settings(s)
+        await sink.start()
+        try:
             began = time.perf_counter()
-            done = asyncio.run(import_items(s, path, batch=2000, probe_encoder=False, progress=lambda line: say(f"  {line}")))
-            import_s = time.perf_counter() - began
-            if done.upserted != n or done.rejected:
-                raise RuntimeError(f"the import did not write every row: {done}")
-            written.add(ids, chunk)
-            figures = asyncio.run(measure(s, written, rng, centres, upserts, queries, tag))
-            rss, disk = milvus_footprint(stack, state / "milvus")
-            point = {
-                "rows": len(written.ids),
-                "import_rows_per_s": round(n / import_s),
-                **figures,
-                "rss_mib": rss,
-                "disk_mib": disk,
-            }
-            say(f"{backend} {point}")
-            points.append(point)
+            for start in range(0, count, 2000):
+                rows = []
+                for user in ids[start : start + 2000]:
+                    seen = rng.integers(0, len(corpus), size=3)
+                    vector = corpus[seen].sum(axis=0)
+                    recent = ",".join(written.ids[i] for i in seen)
+                    rows.append(user_row(user, 0, 1, 3, recent, MODEL_VERSION, vector / np.linalg.norm(vector)))
+                await sink.upsert(users.name, rows)
+            return count / (time.perf_counter() - began)
+        finally:
+            await sink.close()
+
+    return ids, round(asyncio.run(write()))
+
+
+def recall_latency(s: Settings, users: list[str], items: list[str], count: int, state: Path, say: Say) -> dict[str, Any]:
+    """The recall API in its own process, asked for `count` users' items and `count` items' neighbours."""
+    (port,) = free_ports(1)
+    log = (state / "recall.log").open("w")
+    api = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli", "recall", "serve", "--port", str(port), "--host", "127.0.0.1"],
+        env={**os.environ, **s.as_env()},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+                break
+            except OSError:
+                if api.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the recall API did not start: see {state / 'recall.log'}") from None
+                time.sleep(0.5)
+        client = RecallClient(f"http://127.0.0.1:{port}", timeout_s=30.0)
+        rng = np.random.default_rng(11)
+        figures: dict[str, Any] = {}
+        for name, ask, ids in (("u2i", client.user_items, users), ("i2i", client.similar_items, items)):
+            picked = [ids[i] for i in rng.integers(0, len(ids), size=count + 20)]
+            took, empty = [], 0
+            for n, key in enumerate(picked):
+                began = time.perf_counter()
+                got = ask(key, 10)
+                if n >= 20:  # the first 20 warm the connection pool and caches
+                    took.append(time.perf_counter() - began)
+                    empty += len(got) < 10
+            figures[f"{name}_p50_ms"] = percentile_ms(took, 50)
+            figures[f"{name}_p99_ms"] = percentile_ms(took, 99)
+            figures[f"{name}_short_answers"] = empty  # fewer than 10 items: a miss to report
+            say(f"  recall {name}: p50 {figures[f'{name}_p50_ms']} ms, p99 {figures[f'{name}_p99_ms']} ms")
+        return figures
     finally:
-        stack.down(["milvus"])
-    return {"backend": backend, "points": points}
+        api.terminate()
+        api.wait(timeout=30)
+        log.close()
 
 
-def main() -> None:
+def bench_settings(state: Path, backend: str, args: argparse.Namespace) -> Settings:
+    return local_settings(
+        state,
+        f"sc{uuid.uuid4().hex[:6]}.",
+        milvus_backend=backend,
+        start_timeout_s=300.0,
+        embedding_dim=DIM,
+        topic_partitions=4,
+        encoder="standin",
+        standin_fixed_ms=args.fixed_ms,
+        standin_per_item_ms=args.per_item_ms,
+        triton_instances=args.instances,
+    )
+
+
+def server_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
+    state = Path(tempfile.mkdtemp(prefix="scale-server-"))
+    s = bench_settings(state, "server", args)
+    stack = Stack(s, progress=lambda line: say(f"  {line}"))
+    sizes = [int(x) for x in args.server_sizes.split(",")]
+    points: list[dict[str, Any]] = []
+    out: dict[str, Any] = {"backend": "server", "points": points}
+    try:
+        stack.up()
+        capacity, _ = bare_client(s, upload_requests(512, 0.0), seconds=15)
+        out["capacity_items_s"] = round(capacity, 1)
+        say(f"server: stand-in capacity {capacity:.1f} items/s (bare client)")
+        cat = Catalogue(s, stack, state, args.seed, say)
+        worker = Worker(s, state, stack)
+        try:
+            for n, size in enumerate(sizes):
+                grown = cat.grow(size)
+                index_s, pending = wait_for_index(s, args.index_wait_s, say)
+                point: dict[str, Any] = {"rows": len(cat.written.ids), **grown, "index_wait_s": index_s, "index_pending": pending}
+                point.update(
+                    asyncio.run(measure(s, cat.written, cat.rng, cat.centres, args.upserts, args.queries, cat.tag, True))
+                )
+                if n in (0, len(sizes) - 1):
+                    point["content"] = cat.drained(worker, capacity)
+                point["rss_mib"], point["disk_mib"] = milvus_footprint(stack, state / "milvus")
+                say(f"server {point}")
+                points.append(point)
+            offered = offered_run(worker, "standin", 0.8 * capacity, args.phase_s, capacity, 0.0, "80% of capacity")
+            out["offered_80"] = {
+                "rows": len(cat.written.ids),
+                "offered_items_s": offered.offered_items_s,
+                "items_s": offered.items_s,
+                "freshness_p50_s": offered.freshness_p50_s,
+                "freshness_p99_s": offered.freshness_p99_s,
+                "cpu": offered.cpu,
+            }
+            say(f"server 80 %: {out['offered_80']}")
+        finally:
+            worker.stop()
+        users, rate = add_users(s, cat.written, cat.rng, args.users)
+        out["users"], out["users_rows_per_s"] = len(users), rate
+        out["recall"] = {"rows": len(cat.written.ids), **recall_latency(s, users, cat.written.ids, args.recalls, state, say)}
+        out["rss_mib"], out["disk_mib"] = milvus_footprint(stack, state / "milvus")
+    finally:
+        stack.down()
+    return out
+
+
+def lite_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
+    state = Path(tempfile.mkdtemp(prefix="scale-lite-"))
+    s = bench_settings(state, "lite", args)
+    stack = Stack(s, progress=lambda line: say(f"  {line}"))
+    points: list[dict[str, Any]] = []
+    out: dict[str, Any] = {"backend": "lite", "points": points}
+    try:
+        stack.up()
+        capacity, _ = bare_client(s, upload_requests(512, 0.0), seconds=15)
+        out["capacity_items_s"] = round(capacity, 1)
+        say(f"lite: stand-in capacity {capacity:.1f} items/s (bare client)")
+        cat = Catalogue(s, stack, state, args.seed, say)
+        worker = Worker(s, state, stack)
+        try:
+            for size in [int(x) for x in args.lite_sizes.split(",")]:
+                grown = cat.grow(size)
+                point: dict[str, Any] = {"rows": len(cat.written.ids), **grown}
+                point.update(asyncio.run(measure(s, cat.written, cat.rng, cat.centres, 40, 50, cat.tag, False)))
+                point["content"] = cat.drained(worker, capacity)
+                point["rss_mib"], point["disk_mib"] = milvus_footprint(stack, state / "milvus")
+                say(f"lite {point}")
+                points.append(point)
+                if point["content"]["vs_capacity"] < args.lite_floor:
+                    break
+        finally:
+            worker.stop()
+    finally:
+        stack.down()
+    return out
+
+
+def headline(server: dict[str, Any] | None, lite: dict[str, Any] | None, floor: float) -> dict[str, Any]:
+    """The acceptance's figures from the two parts. Pure."""
+    out: dict[str, Any] = {}
+    if server and server["points"]:
+        first, last = server["points"][0], server["points"][-1]
+        recall = server.get("recall", {})
+        out.update(
+            items=last["rows"],
+            users=server.get("users"),
+            upsert_p99_ms_10k=first["upsert_p99_ms"],
+            upsert_p99_ms_1m=last["upsert_p99_ms"],
+            upsert_p99_growth=round(last["upsert_p99_ms"] / first["upsert_p99_ms"], 2),
+            content_vs_capacity_10k=first.get("content", {}).get("vs_capacity"),
+            content_vs_capacity_1m=last.get("content", {}).get("vs_capacity"),
+            freshness_p99_s_80_1m=server.get("offered_80", {}).get("freshness_p99_s"),
+            recall_p99_ms_1m=max(recall["u2i_p99_ms"], recall["i2i_p99_ms"]) if recall else None,
+            hnsw_recall_at_10=last["recall_at_10"],
+        )
+    if lite and lite["points"]:
+        held = [p["content"]["rows"] for p in lite["points"] if p["content"]["vs_capacity"] >= floor]
+        fell = [p["content"]["rows"] for p in lite["points"] if p["content"]["vs_capacity"] < floor]
+        out["lite_max_items"] = max(held) if held else 0
+        out["lite_first_below_floor"] = min(fell) if fell else None  # None: never fell within the sizes tried
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--sizes",
-        default="10000,50000,100000,200000",
-        help="collection sizes measured, in order (default 10000,50000,100000,200000)",
+        "--server-sizes",
+        default="10000,100000,250000,500000,1000000",
+        help="items collection sizes on the server, in order; the first and last also run the content path "
+        "(default 10000,100000,250000,500000,1000000)",
     )
-    parser.add_argument("--backends", default="lite,server", help="lite, server or both, comma-separated (default lite,server)")
-    parser.add_argument("--upserts", type=int, default=40, help="64-row upserts timed at each size (default 40)")
-    parser.add_argument("--queries", type=int, default=100, help="searches timed at each size (default 100)")
+    parser.add_argument(
+        "--lite-sizes",
+        default="20000,40000,60000,80000,100000,150000,200000",
+        help="sizes tried on Lite until its content path falls below --lite-floor (default 20000,...,200000)",
+    )
+    parser.add_argument("--lite-floor", type=float, default=0.9, help="share of the stand-in's capacity Lite must drain (0.9)")
+    parser.add_argument("--backends", default="server,lite", help="server, lite or both, comma-separated (default both)")
+    parser.add_argument("--users", type=int, default=100_000, help="user rows written on the server (default 100000)")
+    parser.add_argument("--upserts", type=int, default=200, help="64-row upserts timed at each server size (default 200)")
+    parser.add_argument("--queries", type=int, default=100, help="searches timed and checked at each server size (default 100)")
+    parser.add_argument("--recalls", type=int, default=300, help="recall API calls timed per kind (u2i, i2i) (default 300)")
+    parser.add_argument("--phase-s", type=float, default=30.0, help="length of the 80 %% run (default 30)")
+    parser.add_argument("--index-wait-s", type=float, default=900.0, help="longest wait for the index after an import (900)")
+    parser.add_argument("--fixed-ms", type=float, default=20.0, help="stand-in time per batch (default 20)")
+    parser.add_argument("--per-item-ms", type=float, default=2.0, help="stand-in time per item (default 2)")
+    parser.add_argument("--instances", type=int, default=2, help="Triton instances of the stand-in (default 2)")
     parser.add_argument("--seed", type=int, default=3, help="seed of the vectors (default 3)")
-    args = parser.parse_args()
-    sizes = [int(x) for x in args.sizes.split(",")]
-    runs = []
-    for backend in args.backends.split(","):
-        print(f"{backend}: growing one items collection to {', '.join(f'{x:,}' for x in sizes)} rows", flush=True)
-        runs.append(run_backend(backend, sizes, args.upserts, args.queries, args.seed, lambda line: print(line, flush=True)))
-    growth = {
-        r["backend"]: round(r["points"][-1]["upsert_p99_ms"] / r["points"][0]["upsert_p99_ms"], 2)
-        for r in runs
-        if len(r["points"]) >= 2
-    }
+    args = parser.parse_args(argv)
+    say: Say = lambda line: print(line, flush=True)  # noqa: E731
+    backends = args.backends.split(",")
+    server = server_part(args, say) if "server" in backends else None
+    lite = lite_part(args, say) if "lite" in backends else None
     summary = {
+        **headline(server, lite, args.lite_floor),
         "dim": DIM,
-        "sizes": sizes,
-        "upserts_per_size": args.upserts,
         "rows_per_upsert": 64,
-        "queries_per_size": args.queries,
-        "runs": runs,
-        "upsert_p99_growth": growth,  # p99 at the largest size over p99 at the smallest, per backend
+        "lite_floor": args.lite_floor,
+        "standin": {"fixed_ms": args.fixed_ms, "per_item_ms": args.per_item_ms, "instances": args.instances},
+        "runs": [r for r in (server, lite) if r],
     }
-    print(write_result("scale-growth", summary))
+    print(summary)
+    print(write_result("scale", summary))
 
 
 if __name__ == "__main__":
