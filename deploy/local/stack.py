@@ -38,6 +38,7 @@ from topology.settings import LOOPBACK_HOSTS, Settings, host_port
 logger = logging.getLogger(__name__)
 
 SERVICES: Final = ("kafka", "milvus", "triton")
+SERVER_TIME_TICK_MS: Final = 50  # the Milvus server's proxy time tick (its default 200 ms is what a Strong read waits)
 Service = Literal["kafka", "milvus", "triton"]
 State = Literal["running", "starting", "stopped", "external", "embedded", "unhealthy"]
 
@@ -294,7 +295,12 @@ class Stack:
                 raise kafka.ToolMissing("the Milvus standalone server is not installed: pip install 'sail-stream[milvus-server]'")
             # Its internal gRPC and metrics ports bind every interface (not configurable in 2.3.5): it runs in a
             # network namespace of its own, and only the proxy port is forwarded from the host's loopback.
-            server_command = [str(server), "--data", str(run_dir / "data"), "--proxy-port", str(port)]
+            # A Strong read waits for the proxy's next time tick: 200 ms by default, 50 ms at this setting (measured:
+            # get p50 201 -> 50 ms; the idle server's CPU 3.4 % -> 7.2 % of a core). Workers and tests read Strong.
+            server_command = [
+                *(str(server), "--data", str(run_dir / "data"), "--proxy-port", str(port)),
+                *("--extra-config", f"proxy.timeTickInterval={SERVER_TIME_TICK_MS}"),
+            ]
             contained = [sys.executable, "-m", "deploy.local.netns", "--listen", f"{host}:{port}", "--to-port", str(port)]
             return [*contained, "--", *server_command], env
         host, port = host_port(s.triton_url)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deploy.local.process import group_members, listening_addresses
-from deploy.local.stack import Stack
+from deploy.local.stack import SERVER_TIME_TICK_MS, Stack
 from streams.sinks.milvus import MilvusSink, MilvusUnavailable
 from tests.support.stack import stack_settings
 from topology.collections import VECTOR_FIELD, item_row
@@ -46,6 +46,10 @@ async def test_standalone_server_serves_collections_with_hnsw(tmp_path: Path) ->
         assert listening_addresses(record.pgid) == {("127.0.0.1", port)}
         inside = _listening_inside(record.pgid)
         assert any(address.startswith(("0.0.0.0:", "*:", "[::]:")) for address in inside), inside
+        # the proxy's time tick, which every Strong read waits for, is the stack's, not the server's 200 ms default
+        config = (settings.state_dir / "milvus" / "data" / "configs" / "milvus.yaml").read_text()
+        proxy = config.split("\nproxy:\n", 1)[1].split("\n\n", 1)[0]
+        assert f"timeTickInterval: {SERVER_TIME_TICK_MS} " in proxy and SERVER_TIME_TICK_MS < 200
         items, _ = settings.collections()
         sink = MilvusSink(settings.milvus_uri, None, "server")
         await sink.start()

@@ -17,6 +17,7 @@ from streams.recall.api import recall_app
 from streams.recall.client import RecallClient
 from streams.recall.query import VERSION_MISMATCH, Recall, RecallError, VersionMismatch
 from streams.sinks.milvus import MilvusSink, ensure_collections
+from tests.support.stack import on_both_backends
 from topology.collections import VECTOR_FIELD, item_row, user_row
 from topology.settings import Settings
 from topology.versions import Registry, Version
@@ -48,6 +49,7 @@ async def world(settings: Settings):
     await sink.close()
 
 
+@on_both_backends
 async def test_an_item_upserted_a_moment_ago_is_recalled_at_strong_consistency(world) -> None:
     _, recall, ids, _, _ = world
     similar = await recall.item_to_item(ids[2], k=3, consistency="Strong")
@@ -55,6 +57,7 @@ async def test_an_item_upserted_a_moment_ago_is_recalled_at_strong_consistency(w
     assert {r.item_id for r in similar} <= set(ids[:6])  # its own cluster
 
 
+@on_both_backends
 async def test_user_recall_leaves_out_seen_items_and_applies_filters(world) -> None:
     _, recall, ids, user, tag = world
     top = await recall.user_to_item(user, k=4, consistency="Strong")
@@ -67,6 +70,7 @@ async def test_user_recall_leaves_out_seen_items_and_applies_filters(world) -> N
     assert fresh and all(r.created_at_ms >= 1004 and r.creator_id != f"{tag}-c2" and r.item_id != ids[4] for r in fresh)
 
 
+@on_both_backends
 async def test_items_of_another_version_in_the_same_collection_are_never_searched(world, settings: Settings) -> None:
     """Without a registry, an encoder changed without a re-embed writes its version into the same
     collection: recall searches only the query vector's version, so it answers (no 409) and never mixes."""
@@ -91,6 +95,7 @@ async def test_unknown_ids_and_bad_parameters_are_clear_errors(world, settings: 
         await recall.item_to_item(ids[0], k=0)
 
 
+@on_both_backends
 async def test_http_api_and_client(world) -> None:
     _, recall, ids, user, _ = world
     runner = web.AppRunner(recall_app(recall))
@@ -111,6 +116,7 @@ async def test_http_api_and_client(world) -> None:
         await runner.cleanup()
 
 
+@on_both_backends
 async def test_a_user_vector_of_another_model_version_is_refused_with_409_and_a_consistent_one_served(
     settings: Settings,
 ) -> None:

@@ -33,6 +33,7 @@ from streams.recall.query import Recall, Recalled
 from streams.sinks.kafka import ensure_topics, partition_offsets
 from streams.sinks.milvus import MilvusSink, check_milvus, ensure_collections
 from streams.worker.content import inline_request
+from tests.support.stack import on_both_backends
 from tests.support.streaming import clip_upload, milvus_rows, send, wait_until
 from topology.codec import encode_interaction, encode_interest_state, encode_upload
 from topology.collections import VECTOR_FIELD, user_key
@@ -210,6 +211,7 @@ def _versions(results: tuple[list[Recalled], list[Recalled]]) -> set[str]:
     return {v for rs in results for r in rs for v in (r.model_version, r.query_model_version)}
 
 
+@on_both_backends
 def test_a_swap_moves_the_worker_and_recall_to_the_new_version_in_one_step_and_a_rollback_moves_them_back(
     stack: Stack, settings: Settings
 ) -> None:

@@ -32,6 +32,7 @@ from streams.sid.codebooks import Codebooks
 from streams.sid.maths import assign, parse_sid, sid_text
 from streams.sinks.kafka import consumer, ensure_topics
 from streams.sinks.milvus import MilvusSink, ensure_collections
+from tests.support.stack import on_both_backends
 from tests.support.streaming import clip_upload, milvus_rows, send, wait_until
 from topology.codec import decode_item_embedding, encode_interaction, encode_upload
 from topology.collections import VECTOR_FIELD, user_key
@@ -99,6 +100,7 @@ def _embeddings(s: Settings, ids: set[str]) -> dict[str, object]:
         c.close()
 
 
+@on_both_backends
 def test_semantic_ids_are_fitted_backfilled_assigned_fresh_kept_across_a_restart_and_recalled(
     stack: Stack, settings: Settings
 ) -> None:

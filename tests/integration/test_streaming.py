@@ -32,6 +32,7 @@ from streams.recall.query import Recall, Recalled
 from streams.sinks.kafka import group_assignment, group_lag, iter_topic, read_topic
 from streams.sinks.milvus import MilvusSink, milvus_string
 from tests.support.metrics import sample, scrape
+from tests.support.stack import on_both_backends
 from tests.support.streaming import (
     clip_upload,
     dead_letters,
@@ -89,6 +90,7 @@ def _request(upload: ContentUpload) -> EncodeRequest:
     )
 
 
+@on_both_backends
 def test_upload_becomes_searchable_with_the_encoders_vector(settings: Settings, worker: ManagedProcess) -> None:
     tag = uuid.uuid4().hex[:6]
     uploads = [clip_upload(tag, n, cover=n % 2 == 0) for n in range(6)]
@@ -171,6 +173,7 @@ def _expected(settings: Settings, log: list[Interaction], items: dict[str, np.nd
     return expected
 
 
+@on_both_backends
 def test_user_vectors_equal_the_pure_function_and_replays_change_nothing(settings: Settings, worker: ManagedProcess) -> None:
     tag = uuid.uuid4().hex[:6]
     items = _world(settings, tag)
@@ -358,6 +361,7 @@ def _parked(settings: Settings, original: bytes) -> bool:
     return any(decode_retry(r.value).original == original for r in records)  # stops at the first match
 
 
+@on_both_backends
 def test_interaction_before_its_item_is_applied_once_the_item_exists(settings: Settings, worker: ManagedProcess) -> None:
     tag = uuid.uuid4().hex[:6]
     late = clip_upload(tag, 99)

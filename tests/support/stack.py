@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
+
 from deploy.local.stack import free_kafka_ports, free_ports
 from topology.settings import Settings
 
@@ -43,3 +45,10 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return local_settings(state_dir, f"it{uuid.uuid4().hex[:8]}.", **values)
+
+
+# An integration test run twice: on the session's stack (Milvus Lite) and with a Milvus standalone server in
+# place of Lite (tests/integration/conftest.py's `server_settings`), as `settings`.
+on_both_backends = pytest.mark.parametrize(
+    "settings", ["lite", pytest.param("server", marks=pytest.mark.milvus_server)], indirect=True
+)
