@@ -1026,6 +1026,13 @@ def _goal(value: float | None, met: bool | None) -> str:
     return "-" if value is None or met is None else ("met" if met else "**missed**")
 
 
+def _lite_limit(s: Mapping[str, Any]) -> str:
+    held, fell = s.get("lite_max_items"), s.get("lite_first_below_floor")
+    if held:
+        return f"{held:,} rows" + (f" (below at {fell:,})" if fell else "")
+    return f"below the smallest size tried ({fell:,} rows)" if fell else "-"
+
+
 @table("scale", "goals", "the catalogue run's acceptance figures against issue 33's goals")
 def scale_goals(payload: Payload) -> str:
     s = _summary(payload)
@@ -1061,7 +1068,7 @@ def scale_goals(payload: Payload) -> str:
             "< 50 ms with >= 0.95",
             _goal(s["recall_p99_ms_1m"], recall_ok),
         ),
-        row("Lite: largest size whose content path drained >= 0.9 of capacity", f"{s.get('lite_max_items', 0):,} rows", "-", "-"),
+        row("Lite: largest size whose content path drained >= 0.9 of capacity", _lite_limit(s), "-", "-"),
     ]
     return grid(("figure", "value", "goal", "verdict"), "llll", rows)
 
@@ -1075,6 +1082,7 @@ def scale_catalogue(payload: Payload) -> str:
             f"{p['rows']:,}",
             f"{p['import_rows_per_s']:,}" if p.get("import_rows_per_s") else "-",
             num(p.get("index_wait_s")),
+            num(p.get("quiet_wait_s")),
             num(p["upsert_p50_ms"]),
             num(p["upsert_p99_ms"]),
             num(p["search_p50_ms"]),
@@ -1092,6 +1100,7 @@ def scale_catalogue(payload: Payload) -> str:
         "rows",
         "import rows/s",
         "index wait s",
+        "quiet wait s",
         f"upsert of {s['rows_per_upsert']} rows p50 ms",
         "p99 ms",
         "search top-10 p50 ms",
@@ -1117,7 +1126,7 @@ def scale_catalogue(payload: Payload) -> str:
             f"{num(o['items_s'])} items/s stored, freshness p50 {num(o['freshness_p50_s'], 3)} s, "
             f"p99 {num(o['freshness_p99_s'], 3)} s."
         )
-    return grid(header, "lrrrrrrrrrrr", rows) + ("\n\n" + " ".join(notes) if notes else "")
+    return grid(header, "lrrrrrrrrrrrr", rows) + ("\n\n" + " ".join(notes) if notes else "")
 
 
 @chart("scale", "upserts", "Upsert p99 of a 64-row batch against the collection's size, per Milvus backend")

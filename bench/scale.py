@@ -8,14 +8,15 @@ worker), each with its own Milvus:
 1. **Server** (the `milvus` package's 2.3.5 standalone, HNSW M=16 efConstruction=200, in its network
    namespace). One items collection grown with `sail-stream import items` (the product's import, pages of
    2,000 rows) to each of `--server-sizes`; after each import, the time until the vector index covers every
-   row, then `--upserts` upserts of 64 new rows (`MilvusSink.upsert_each`, the content agent's write) and
+   row and until Milvus is quiet (its compactions, and the index builds they cause, done: `--quiet-share`),
+   then `--upserts` upserts of 64 new rows (`MilvusSink.upsert_each`, the content agent's write) and
    `--queries` top-10 searches (Bounded, recall's read) checked against an exact NumPy search over every row
    the collection holds (recall@10). At the smallest and the largest size the content path drains a backlog
    of 25 s of the stand-in's capacity (its rate over the capacity a bare client measured in the same run);
    at the largest, uploads at 80 % of capacity for `--phase-s` (freshness: upload event time to upsert),
    then `--users` user rows, then the recall API (`sail-stream recall serve`, its own process) asked for
    `--recalls` users' items (u2i) and as many items' neighbours (i2i), latency at the client.
-2. **Lite** (the default backend). The collection grown through `--lite-sizes`; at each, the same upserts
+2. **Lite** (the default backend). The collection grown through `--lite-sizes`; at each, 40 of the same upserts
    and a drained backlog, until the content path falls below 0.9 of the stand-in's capacity:
    `lite_max_items` is the largest size that still drained at 0.9 or more.
 
@@ -46,6 +47,7 @@ import psutil
 
 from bench.overload import Worker, bare_client, drain_run, offered_run
 from bench.overload import _requests as upload_requests
+from bench.pipeline import cpu_seconds
 from bench.results import write_result
 from deploy.local.process import group_members
 from deploy.local.stack import Stack, free_ports
@@ -146,6 +148,24 @@ def wait_for_index(s: Settings, timeout_s: float, say: Say) -> tuple[float, int 
             say(f"  index: {pending:,} rows not indexed yet ({time.monotonic() - began:.0f} s)")
             last = time.monotonic()
         time.sleep(2)
+
+
+def wait_for_quiet(stack: Stack, share: float, timeout_s: float, say: Say) -> tuple[float, float]:
+    """Wait until Milvus's processes use less than `share` of the machine's CPU over 15 s (its compactions
+    and the index builds they cause are done). (seconds waited, the share over the last 15 s)."""
+    record = stack._procs["milvus"].record()
+    if record is None:
+        return 0.0, 0.0
+    cores = os.cpu_count() or 1
+    began = time.monotonic()
+    while True:
+        before = cpu_seconds(record.pgid)
+        time.sleep(15)
+        used = (cpu_seconds(record.pgid) - before) / 15 / cores
+        waited = round(time.monotonic() - began, 1)
+        if used < share or waited > timeout_s:
+            return waited, round(used, 3)
+        say(f"  milvus busy: {used:.2f} of the machine's CPU ({waited:.0f} s)")
 
 
 async def measure(
@@ -346,7 +366,17 @@ def server_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
             for n, size in enumerate(sizes):
                 grown = cat.grow(size)
                 index_s, pending = wait_for_index(s, args.index_wait_s, say)
-                point: dict[str, Any] = {"rows": len(cat.written.ids), **grown, "index_wait_s": index_s, "index_pending": pending}
+                quiet_s, busy = (
+                    wait_for_quiet(stack, args.quiet_share, args.index_wait_s, say) if args.quiet_share else (0.0, None)
+                )
+                point: dict[str, Any] = {
+                    "rows": len(cat.written.ids),
+                    **grown,
+                    "index_wait_s": index_s,
+                    "index_pending": pending,
+                    "quiet_wait_s": quiet_s,  # after the index caught up, until Milvus's CPU fell below --quiet-share
+                    "milvus_cpu_at_start": busy,  # its share of the machine over the 15 s before measuring
+                }
                 point.update(
                     asyncio.run(measure(s, cat.written, cat.rng, cat.centres, args.upserts, args.queries, cat.tag, True))
                 )
@@ -355,6 +385,7 @@ def server_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
                 point["rss_mib"], point["disk_mib"] = milvus_footprint(stack, state / "milvus")
                 say(f"server {point}")
                 points.append(point)
+            quiet = wait_for_quiet(stack, args.quiet_share, args.index_wait_s, say) if args.quiet_share else (0.0, None)
             offered = offered_run(worker, "standin", 0.8 * capacity, args.phase_s, capacity, 0.0, "80% of capacity")
             out["offered_80"] = {
                 "rows": len(cat.written.ids),
@@ -363,13 +394,21 @@ def server_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
                 "freshness_p50_s": offered.freshness_p50_s,
                 "freshness_p99_s": offered.freshness_p99_s,
                 "cpu": offered.cpu,
+                "quiet_wait_s": quiet[0],
+                "milvus_cpu_at_start": quiet[1],
             }
             say(f"server 80 %: {out['offered_80']}")
         finally:
             worker.stop()
         users, rate = add_users(s, cat.written, cat.rng, args.users)
         out["users"], out["users_rows_per_s"] = len(users), rate
-        out["recall"] = {"rows": len(cat.written.ids), **recall_latency(s, users, cat.written.ids, args.recalls, state, say)}
+        quiet = wait_for_quiet(stack, args.quiet_share, args.index_wait_s, say) if args.quiet_share else (0.0, None)
+        out["recall"] = {
+            "rows": len(cat.written.ids),
+            "quiet_wait_s": quiet[0],
+            "milvus_cpu_at_start": quiet[1],
+            **recall_latency(s, users, cat.written.ids, args.recalls, state, say),
+        }
         out["rss_mib"], out["disk_mib"] = milvus_footprint(stack, state / "milvus")
     finally:
         stack.down()
@@ -445,8 +484,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--lite-sizes",
-        default="20000,40000,60000,80000,100000,150000,200000",
-        help="sizes tried on Lite until its content path falls below --lite-floor (default 20000,...,200000)",
+        default="5000,10000,15000,20000,30000,40000,60000",
+        help="sizes tried on Lite until its content path falls below --lite-floor (default 5000,10000,...,60000)",
     )
     parser.add_argument("--lite-floor", type=float, default=0.9, help="share of the stand-in's capacity Lite must drain (0.9)")
     parser.add_argument("--backends", default="server,lite", help="server, lite or both, comma-separated (default both)")
@@ -456,6 +495,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recalls", type=int, default=300, help="recall API calls timed per kind (u2i, i2i) (default 300)")
     parser.add_argument("--phase-s", type=float, default=30.0, help="length of the 80 %% run (default 30)")
     parser.add_argument("--index-wait-s", type=float, default=900.0, help="longest wait for the index after an import (900)")
+    parser.add_argument(
+        "--quiet-share",
+        type=float,
+        default=0.1,
+        help="after the index caught up, also wait until Milvus uses less than this share of the machine's CPU over "
+        "15 s (its compactions and their index builds done), up to --index-wait-s; 0: do not wait (default 0.1)",
+    )
     parser.add_argument("--fixed-ms", type=float, default=20.0, help="stand-in time per batch (default 20)")
     parser.add_argument("--per-item-ms", type=float, default=2.0, help="stand-in time per item (default 2)")
     parser.add_argument("--instances", type=int, default=2, help="Triton instances of the stand-in (default 2)")
