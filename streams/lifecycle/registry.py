@@ -1,6 +1,7 @@
 """The model-version registry in Milvus (`topology.versions`): read, cached, written.
 
-Workers and the recall API read it through `Versions.current()`, at most `max_age_s` old, so a swap
+Workers (on a timer) read it through `Versions.current()` and the recall API (per request, never waiting
+once it has one) through `Versions.latest()`, at most about `max_age_s` old, so a swap
 reaches every reader within about that long; a registry that cannot be read keeps the last one known
 (a Milvus outage does not switch anybody back to the default). A deployment without the registry
 collection, or without its row, runs the default: the settings' collections and the workers' encoder.
@@ -8,6 +9,7 @@ collection, or without its row, runs the default: the settings' collections and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -36,20 +38,12 @@ class Versions:
         self._known = default
         self._read_at: float | None = None
         self._warned_at = -1e9
+        self._refresh: asyncio.Task[Registry] | None = None  # `latest()`'s re-read in the background
 
     @property
     def known(self) -> Registry:
         """The registry as last read (no I/O)."""
         return self._known
-
-    @property
-    def due(self) -> bool:
-        """Never read, or the last read is older than `max_age_s`: `current()` would read Milvus (no I/O)."""
-        return self._read_at is None or self._clock() - self._read_at >= self.max_age_s
-
-    @property
-    def ever_read(self) -> bool:
-        return self._read_at is not None
 
     async def read(self) -> Registry:
         """The registry row now (read-your-writes); the default when there is none.
@@ -64,6 +58,16 @@ class Versions:
                 return self.default
             raise
         return Registry.decode(str(rows[0]["state"])) if rows else self.default
+
+    async def latest(self) -> Registry:
+        """The registry without waiting for Milvus once it has been read: the one last read, while a re-read,
+        when due (`max_age_s`), runs in the background, one at a time; the first call waits for its read. For
+        request paths (recall): the registry's get is Strong, ~200 ms on a server at its default time tick."""
+        if self._read_at is None:
+            return await self.current()
+        if self._clock() - self._read_at >= self.max_age_s and (self._refresh is None or self._refresh.done()):
+            self._refresh = asyncio.create_task(self.current())
+        return self._known
 
     async def current(self) -> Registry:
         """The registry, re-read when the last read is older than `max_age_s`; the last one known

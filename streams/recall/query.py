@@ -47,7 +47,7 @@ from streams.sinks.milvus import Consistency, MilvusSink, milvus_string, milvus_
 from topology.codec import DEFAULT_LIMITS, BadInput, check_identifier
 from topology.collections import CANARY, COLLAB_COPY, COLLAB_FIELD, VECTOR_FIELD, CollectionSpec, unpack_sparse, user_key
 from topology.settings import Settings
-from topology.versions import Registry, Version
+from topology.versions import Version
 
 CONSISTENCY_LEVELS: tuple[Consistency, ...] = ("Strong", "Session", "Bounded", "Eventually")
 CHANNELS = ("dense", "sid", "mixed", "collab", "fused")
@@ -173,7 +173,6 @@ class Recall:
         self._users = users
         self._slots = slots
         self._versions = versions  # None: always `items` and `users`
-        self._refresh: asyncio.Task[Registry] | None = None  # the registry's re-read in the background
         self._positives = positives  # recent positives the sid channel matches (SAIL_SID_RECALL_POSITIVES)
         self._collab = collab  # (collab items, collab users); None: the collaborative channels are off
         self._content_weight = content_weight
@@ -199,15 +198,7 @@ class Recall:
     async def _live(self) -> tuple[Version, CollectionSpec, CollectionSpec]:
         if self._versions is None:
             return Version("", self._items.name, self._users.name, self._items.dim), self._items, self._users
-        if not self._versions.ever_read:
-            registry = await self._versions.current()  # the first request waits for the registry
-        else:
-            # later ones are served the version last read while a re-read, when due, runs beside them: the
-            # registry's get is Strong, ~200 ms on a server, which no request should wait for
-            registry = self._versions.known
-            if self._versions.due and (self._refresh is None or self._refresh.done()):
-                self._refresh = asyncio.create_task(self._versions.current())
-        version = registry.live
+        version = (await self._versions.latest()).live  # no request waits for a due re-read, only the first
         return version, *version.specs(self._items, self._users)
 
     async def _get(self, collection: str, keys: list[str], fields: list[str], level: Consistency) -> list[dict]:

@@ -118,9 +118,8 @@ class Live:
         from topology.versions import Registry, Version
 
         self.registry = Registry(Version(model_version, "items", "users", 8, codebook=codebook))
-        self.ever_read = False  # every request waits for `current()`
 
-    async def current(self) -> Any:
+    async def latest(self) -> Any:
         return self.registry
 
 
