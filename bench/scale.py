@@ -333,8 +333,11 @@ def recall_latency(s: Settings, users: list[str], items: list[str], count: int, 
         log.close()
 
 
-def bench_settings(state: Path, backend: str, args: argparse.Namespace) -> Settings:
-    return local_settings(
+def start(backend: str, args: argparse.Namespace, say: Say) -> tuple[Settings, Stack, Path, float]:
+    """A private stack on `backend` (stopped again if it cannot start), and the stand-in's capacity measured
+    by a bare client on it: (settings, stack, state folder, items/s)."""
+    state = Path(tempfile.mkdtemp(prefix=f"scale-{backend}-"))
+    s = local_settings(
         state,
         f"sc{uuid.uuid4().hex[:6]}.",
         milvus_backend=backend,
@@ -346,36 +349,44 @@ def bench_settings(state: Path, backend: str, args: argparse.Namespace) -> Setti
         standin_per_item_ms=args.per_item_ms,
         triton_instances=args.instances,
     )
-
-
-def server_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
-    state = Path(tempfile.mkdtemp(prefix="scale-server-"))
-    s = bench_settings(state, "server", args)
     stack = Stack(s, progress=lambda line: say(f"  {line}"))
-    sizes = [int(x) for x in args.server_sizes.split(",")]
-    points: list[dict[str, Any]] = []
-    out: dict[str, Any] = {"backend": "server", "points": points}
     try:
         stack.up()
         capacity, _ = bare_client(s, upload_requests(512, 0.0), seconds=15)
-        out["capacity_items_s"] = round(capacity, 1)
-        say(f"server: stand-in capacity {capacity:.1f} items/s (bare client)")
+    except BaseException:
+        stack.down()
+        raise
+    say(f"{backend}: stand-in capacity {capacity:.1f} items/s (bare client)")
+    return s, stack, state, capacity
+
+
+def settle(stack: Stack, args: argparse.Namespace, say: Say) -> dict[str, Any]:
+    """Wait for a quiet Milvus (unless --quiet-share is 0); how long it took and how busy it was at the end."""
+    waited, busy = wait_for_quiet(stack, args.quiet_share, args.index_wait_s, say) if args.quiet_share else (0.0, None)
+    return {
+        "quiet_wait_s": waited,  # after the index caught up, until Milvus's CPU fell below --quiet-share
+        "milvus_cpu_at_start": busy,  # its share of the machine over the 15 s before measuring
+    }
+
+
+def server_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
+    s, stack, state, capacity = start("server", args, say)
+    sizes = [int(x) for x in args.server_sizes.split(",")]
+    points: list[dict[str, Any]] = []
+    out: dict[str, Any] = {"backend": "server", "points": points, "capacity_items_s": round(capacity, 1)}
+    try:
         cat = Catalogue(s, stack, state, args.seed, say)
         worker = Worker(s, state, stack)
         try:
             for n, size in enumerate(sizes):
                 grown = cat.grow(size)
                 index_s, pending = wait_for_index(s, args.index_wait_s, say)
-                quiet_s, busy = (
-                    wait_for_quiet(stack, args.quiet_share, args.index_wait_s, say) if args.quiet_share else (0.0, None)
-                )
                 point: dict[str, Any] = {
                     "rows": len(cat.written.ids),
                     **grown,
                     "index_wait_s": index_s,
                     "index_pending": pending,
-                    "quiet_wait_s": quiet_s,  # after the index caught up, until Milvus's CPU fell below --quiet-share
-                    "milvus_cpu_at_start": busy,  # its share of the machine over the 15 s before measuring
+                    **settle(stack, args, say),
                 }
                 point.update(
                     asyncio.run(measure(s, cat.written, cat.rng, cat.centres, args.upserts, args.queries, cat.tag, True))
@@ -385,7 +396,7 @@ def server_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
                 point["rss_mib"], point["disk_mib"] = milvus_footprint(stack, state / "milvus")
                 say(f"server {point}")
                 points.append(point)
-            quiet = wait_for_quiet(stack, args.quiet_share, args.index_wait_s, say) if args.quiet_share else (0.0, None)
+            quiet = settle(stack, args, say)
             offered = offered_run(worker, "standin", 0.8 * capacity, args.phase_s, capacity, 0.0, "80% of capacity")
             out["offered_80"] = {
                 "rows": len(cat.written.ids),
@@ -394,19 +405,16 @@ def server_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
                 "freshness_p50_s": offered.freshness_p50_s,
                 "freshness_p99_s": offered.freshness_p99_s,
                 "cpu": offered.cpu,
-                "quiet_wait_s": quiet[0],
-                "milvus_cpu_at_start": quiet[1],
+                **quiet,
             }
             say(f"server 80 %: {out['offered_80']}")
         finally:
             worker.stop()
         users, rate = add_users(s, cat.written, cat.rng, args.users)
         out["users"], out["users_rows_per_s"] = len(users), rate
-        quiet = wait_for_quiet(stack, args.quiet_share, args.index_wait_s, say) if args.quiet_share else (0.0, None)
         out["recall"] = {
             "rows": len(cat.written.ids),
-            "quiet_wait_s": quiet[0],
-            "milvus_cpu_at_start": quiet[1],
+            **settle(stack, args, say),
             **recall_latency(s, users, cat.written.ids, args.recalls, state, say),
         }
         out["rss_mib"], out["disk_mib"] = milvus_footprint(stack, state / "milvus")
@@ -416,16 +424,10 @@ def server_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
 
 
 def lite_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
-    state = Path(tempfile.mkdtemp(prefix="scale-lite-"))
-    s = bench_settings(state, "lite", args)
-    stack = Stack(s, progress=lambda line: say(f"  {line}"))
+    s, stack, state, capacity = start("lite", args, say)
     points: list[dict[str, Any]] = []
-    out: dict[str, Any] = {"backend": "lite", "points": points}
+    out: dict[str, Any] = {"backend": "lite", "points": points, "capacity_items_s": round(capacity, 1)}
     try:
-        stack.up()
-        capacity, _ = bare_client(s, upload_requests(512, 0.0), seconds=15)
-        out["capacity_items_s"] = round(capacity, 1)
-        say(f"lite: stand-in capacity {capacity:.1f} items/s (bare client)")
         cat = Catalogue(s, stack, state, args.seed, say)
         worker = Worker(s, state, stack)
         try:
