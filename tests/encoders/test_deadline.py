@@ -46,3 +46,27 @@ def test_never_past_the_ceiling() -> None:
     deadline = Deadline(floor_s=500.0)
     deadline.missed()
     assert deadline.seconds(1) == Deadline.CEILING_S
+
+
+def test_one_request_held_by_a_frozen_server_is_not_every_items_delay() -> None:
+    """A 1-item request answered after a 15 s freeze (Triton SIGSTOPped in bench.interest's bad day) made
+    the per-item figure 9 s and a full batch's deadline 600 s: a worker then waited 10 minutes on a
+    Triton that had died. The freeze now raises the deviation, a request's delay, not every item's."""
+    deadline = Deadline(floor_s=5.0)
+    for _ in range(50):
+        deadline.observe(1, 0.022)  # live traffic: batches of one upload, 22 ms each
+    deadline.observe(1, 9.0)  # sent during the freeze, answered when it ended
+    assert deadline.seconds(64) < 30.0  # not 64 x 9 s
+    assert deadline.seconds(1) == pytest.approx(18.0, rel=0.05)  # the next small request waits out such a freeze
+    for _ in range(20):
+        deadline.observe(64, 0.15)
+    assert deadline.seconds(64) == 5.0  # and forgotten once answers are normal again
+
+
+def test_a_lasting_slowdown_is_learnt_within_a_few_answers() -> None:
+    deadline = Deadline(floor_s=0.5)
+    for _ in range(20):
+        deadline.observe(64, 0.15)
+    for _ in range(10):
+        deadline.observe(64, 1.5)  # ten times slower from now on
+        assert deadline.seconds(64) >= 2 * 1.5  # never less than twice what a batch now takes
