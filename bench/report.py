@@ -1116,8 +1116,16 @@ def scale_catalogue(payload: Payload) -> str:
         rc = server["recall"]
         notes.append(
             f"Recall API at {rc['rows']:,} items and {server['users']:,} users (its own process, Bounded, k=10): "
-            f"u2i p50 {num(rc['u2i_p50_ms'])} ms, p99 {num(rc['u2i_p99_ms'])} ms; "
-            f"i2i p50 {num(rc['i2i_p50_ms'])} ms, p99 {num(rc['i2i_p99_ms'])} ms."
+            + "; ".join(
+                f"{kind} p50 {num(rc[f'{kind}_p50_ms'])} ms, p99 {num(rc[f'{kind}_p99_ms'])} ms"
+                + (
+                    f", max {num(rc[f'{kind}_max_ms'])} ms, {rc[f'{kind}_over_50_ms']} of the calls over 50 ms"
+                    if f"{kind}_max_ms" in rc
+                    else ""
+                )
+                for kind in ("u2i", "i2i")
+            )
+            + "."
         )
     if server and "offered_80" in server:
         o = server["offered_80"]

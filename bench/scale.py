@@ -14,8 +14,9 @@ worker), each with its own Milvus:
    the collection holds (recall@10). At the smallest and the largest size the content path drains a backlog
    of 25 s of the stand-in's capacity (its rate over the capacity a bare client measured in the same run);
    at the largest, uploads at 80 % of capacity for `--phase-s` (freshness: upload event time to upsert),
-   then `--users` user rows, then the recall API (`sail-stream recall serve`, its own process) asked for
-   `--recalls` users' items (u2i) and as many items' neighbours (i2i), latency at the client.
+   then `--users` user rows and, once both collections' indexes cover every row and Milvus is quiet, the
+   recall API (`sail-stream recall serve`, its own process) asked for `--recalls` users' items (u2i) and as
+   many items' neighbours (i2i), latency at the client (p50, p99, max, calls over 50 ms).
 2. **Lite** (the default backend). The collection grown through `--lite-sizes`; at each, 40 of the same upserts
    and a drained backlog, until the content path falls below 0.9 of the stand-in's capacity:
    `lite_max_items` is the largest size that still drained at 0.9 or more.
@@ -116,20 +117,22 @@ def exact_top10(corpus: np.ndarray, probe: np.ndarray) -> np.ndarray:
 
 
 def index_backlog(s: Settings) -> int | None:
-    """Rows of the items collection its vector index does not cover yet (the server builds it in the
-    background after a segment seals); None where Milvus does not say (Lite)."""
+    """Rows of the items and users collections their vector indexes do not cover yet (the server builds
+    them in the background after a segment seals, then loads the indexed segment); None where Milvus does
+    not say (Lite)."""
     from pymilvus import MilvusClient
 
     client = MilvusClient(s.milvus_uri)
+    pending: int | None = None
     try:
-        items = s.collections()[0].name
-        for name in client.list_indexes(items):
-            info = client.describe_index(items, name)
-            if "pending_index_rows" in info:
-                return int(info["pending_index_rows"])
-            if "total_rows" in info and "indexed_rows" in info:
-                return int(info["total_rows"]) - int(info["indexed_rows"])
-        return None
+        for collection in (spec.name for spec in s.collections()):
+            for name in client.list_indexes(collection):
+                info = client.describe_index(collection, name)
+                if "pending_index_rows" in info:
+                    pending = (pending or 0) + int(info["pending_index_rows"])
+                elif "total_rows" in info and "indexed_rows" in info:
+                    pending = (pending or 0) + int(info["total_rows"]) - int(info["indexed_rows"])
+        return pending
     finally:
         client.close()
 
@@ -324,6 +327,8 @@ def recall_latency(s: Settings, users: list[str], items: list[str], count: int, 
                     empty += len(got) < 10
             figures[f"{name}_p50_ms"] = percentile_ms(took, 50)
             figures[f"{name}_p99_ms"] = percentile_ms(took, 99)
+            figures[f"{name}_max_ms"] = percentile_ms(took, 100)
+            figures[f"{name}_over_50_ms"] = sum(t > 0.05 for t in took)  # the tail: one slow spell or many calls
             figures[f"{name}_short_answers"] = empty  # fewer than 10 items: a miss to report
             say(f"  recall {name}: p50 {figures[f'{name}_p50_ms']} ms, p99 {figures[f'{name}_p99_ms']} ms")
         return figures
@@ -412,8 +417,11 @@ def server_part(args: argparse.Namespace, say: Say) -> dict[str, Any]:
             worker.stop()
         users, rate = add_users(s, cat.written, cat.rng, args.users)
         out["users"], out["users_rows_per_s"] = len(users), rate
+        index_s, pending = wait_for_index(s, args.index_wait_s, say)  # the users' segments too: sealed, indexed, loaded
         out["recall"] = {
             "rows": len(cat.written.ids),
+            "index_wait_s": index_s,
+            "index_pending": pending,
             **settle(stack, args, say),
             **recall_latency(s, users, cat.written.ids, args.recalls, state, say),
         }
