@@ -1119,7 +1119,7 @@ def scale_catalogue(payload: Payload) -> str:
             + "; ".join(
                 f"{kind} p50 {num(rc[f'{kind}_p50_ms'])} ms, p99 {num(rc[f'{kind}_p99_ms'])} ms"
                 + (
-                    f", max {num(rc[f'{kind}_max_ms'])} ms, {rc[f'{kind}_over_50_ms']} of the calls over 50 ms"
+                    f", max {num(rc[f'{kind}_max_ms'])} ms, {rc[f'{kind}_over_50_ms']} calls over 50 ms"
                     if f"{kind}_max_ms" in rc
                     else ""
                 )
