@@ -16,7 +16,8 @@ worker), each with its own Milvus:
    at the largest, uploads at 80 % of capacity for `--phase-s` (freshness: upload event time to upsert),
    then `--users` user rows and, once both collections' indexes cover every row and Milvus is quiet, the
    recall API (`sail-stream recall serve`, its own process) asked for `--recalls` users' items (u2i) and as
-   many items' neighbours (i2i), latency at the client (p50, p99, max, calls over 50 ms).
+   many items' neighbours (i2i), latency at the client (p50, p99, max, calls over 50 ms, and for the
+   slowest the API's Server-Timing: Milvus's time per operation).
 2. **Lite** (the default backend). The collection grown through `--lite-sizes`; at each, 40 of the same upserts
    and a drained backlog, until the content path falls below 0.9 of the stand-in's capacity:
    `lite_max_items` is the largest size that still drained at 0.9 or more.
@@ -318,17 +319,21 @@ def recall_latency(s: Settings, users: list[str], items: list[str], count: int, 
         figures: dict[str, Any] = {}
         for name, ask, ids in (("u2i", client.user_items, users), ("i2i", client.similar_items, items)):
             picked = [ids[i] for i in rng.integers(0, len(ids), size=count + 20)]
-            took, empty = [], 0
+            took, empty, timings = [], 0, []
             for n, key in enumerate(picked):
                 began = time.perf_counter()
                 got = ask(key, 10)
                 if n >= 20:  # the first 20 warm the connection pool and caches
                     took.append(time.perf_counter() - began)
+                    timings.append(client.last_timing)  # the API's Server-Timing: Milvus per operation, its total
                     empty += len(got) < 10
             figures[f"{name}_p50_ms"] = percentile_ms(took, 50)
             figures[f"{name}_p99_ms"] = percentile_ms(took, 99)
             figures[f"{name}_max_ms"] = percentile_ms(took, 100)
             figures[f"{name}_over_50_ms"] = sum(t > 0.05 for t in took)  # the tail: one slow spell or many calls
+            figures[f"{name}_server_p99_ms"] = percentile_ms([t.get("total", 0.0) / 1000 for t in timings], 99)
+            slow = sorted(zip(took, timings), key=lambda pair: -pair[0])[:10]
+            figures[f"{name}_slowest"] = [{"ms": round(t * 1000, 1), **timing} for t, timing in slow]  # where each went
             figures[f"{name}_short_answers"] = empty  # fewer than 10 items: a miss to report
             say(f"  recall {name}: p50 {figures[f'{name}_p50_ms']} ms, p99 {figures[f'{name}_p99_ms']} ms")
         return figures

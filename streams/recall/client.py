@@ -11,6 +11,18 @@ from typing import Any, Literal
 from streams.recall.query import VERSION_MISMATCH, Recalled, RecallError, VersionMismatch
 
 
+def parse_server_timing(header: str) -> dict[str, float]:
+    """`name;dur=ms, ...` -> {name: ms}; entries without a duration are left out."""
+    out: dict[str, float] = {}
+    for entry in header.split(","):
+        name, *params = (part.strip() for part in entry.split(";"))
+        for param in params:
+            key, _, value = param.partition("=")
+            if name and key == "dur":
+                out[name] = float(value)
+    return out
+
+
 class RecallClient:
     """A small synchronous client of the recall HTTP API (standard library only).
 
@@ -21,12 +33,14 @@ class RecallClient:
     def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
         self._base = base_url.rstrip("/")
         self._timeout_s = timeout_s
+        self.last_timing: dict[str, float] = {}  # the last answer's Server-Timing, ms by name
 
     def _get(self, path: str, params: dict[str, Any]) -> list[Recalled]:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         try:
             with urllib.request.urlopen(f"{self._base}{path}?{query}", timeout=self._timeout_s) as response:
                 body = json.loads(response.read())
+                self.last_timing = parse_server_timing(response.headers.get("Server-Timing", ""))
         except urllib.error.HTTPError as exc:
             error = json.loads(exc.read() or b"{}")
             detail = str(error.get("error", exc))

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -116,6 +119,22 @@ def milvus_string(value: str) -> str:
 def milvus_strings(values: Iterable[str]) -> str:
     """A list literal of strings for `field in [...]` filters."""
     return "[" + ", ".join(milvus_string(v) for v in values) + "]"
+
+
+_timings: ContextVar[list[tuple[str, float]] | None] = ContextVar("milvus_timings", default=None)
+
+
+@contextmanager
+def timed_calls() -> Iterator[list[tuple[str, float]]]:
+    """Collects (operation, seconds) of every sink call made in this context: `get`, `search`, `query`...
+    (the recall API's Server-Timing header). A task started inside the context, such as the registry's
+    background re-read, adds its calls too."""
+    calls: list[tuple[str, float]] = []
+    token = _timings.set(calls)
+    try:
+        yield calls
+    finally:
+        _timings.reset(token)
 
 
 class SchemaMismatch(RuntimeError):
@@ -331,6 +350,7 @@ class MilvusSink:
         waits for its channel to become ready without a deadline (a worker started while Milvus was
         down hung in its first upsert, silently).
         """
+        began = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s + 1.0):
                 return await call
@@ -338,6 +358,10 @@ class MilvusSink:
             raise _failure(exc, what) from exc
         except TimeoutError as exc:
             raise MilvusUnavailable(f"{what}: no answer within {self._timeout_s + 1.0:.0f}s") from exc
+        finally:
+            timings = _timings.get()
+            if timings is not None:
+                timings.append((what.split(" ", 1)[0], time.perf_counter() - began))
 
     async def upsert(self, collection: str, rows: Sequence[dict[str, Any]]) -> int:
         """Upsert rows keyed by primary key; returns the count Milvus acknowledged.

@@ -107,6 +107,9 @@ async def test_http_api_and_client(world) -> None:
         direct = await recall.user_to_item(user, k=3, consistency="Strong")
         over_http = await asyncio.to_thread(client.user_items, user, 3, consistency="Strong")
         assert over_http == direct
+        timing = client.last_timing  # the answer's Server-Timing: Milvus's time per operation and the request's
+        assert {"milvus-get", "milvus-search", "total"} <= set(timing), timing
+        assert timing["total"] >= max(timing["milvus-get"], timing["milvus-search"]) > 0
         similar = await asyncio.to_thread(client.similar_items, ids[7], 2, consistency="Strong", created_after_ms=1000)
         assert len(similar) == 2 and all(r.item_id in ids[6:] for r in similar)
         with pytest.raises(RecallError, match="no embedding for item") as info:
