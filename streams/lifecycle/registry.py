@@ -10,6 +10,7 @@ collection, or without its row, runs the default: the settings' collections and 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -66,7 +67,8 @@ class Versions:
         if self._read_at is None:
             return await self.current()
         if self._clock() - self._read_at >= self.max_age_s and (self._refresh is None or self._refresh.done()):
-            self._refresh = asyncio.create_task(self.current())
+            # a context of its own: the re-read belongs to no request (one request's `timed_calls` would count it)
+            self._refresh = asyncio.create_task(self.current(), context=contextvars.Context())
         return self._known
 
     async def current(self) -> Registry:

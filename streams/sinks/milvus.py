@@ -127,8 +127,8 @@ _timings: ContextVar[list[tuple[str, float]] | None] = ContextVar("milvus_timing
 @contextmanager
 def timed_calls() -> Iterator[list[tuple[str, float]]]:
     """Collects (operation, seconds) of every sink call made in this context: `get`, `search`, `query`...
-    (the recall API's Server-Timing header). A task started inside the context, such as the registry's
-    background re-read, adds its calls too."""
+    (the recall API's Server-Timing header). Tasks started inside it (`asyncio.gather`) add theirs; work
+    that belongs to no request runs in a context of its own (the registry's re-read, `Versions.latest`)."""
     calls: list[tuple[str, float]] = []
     token = _timings.set(calls)
     try:
