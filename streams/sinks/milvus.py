@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -320,6 +320,7 @@ class MilvusSink:
         self._index = index_for(backend)
         self._timeout_s = timeout_s
         self._client: AsyncMilvusClient | None = None
+        self._schemas: dict[str, dict[str, Any]] = {}  # by collection: see `_schema`
 
     @classmethod
     def for_settings(cls, settings: Settings, timeout_s: float = 10.0) -> MilvusSink:
@@ -336,6 +337,7 @@ class MilvusSink:
         if self._client is not None:
             await self._client.close()
             self._client = None
+        self._schemas.clear()
 
     @property
     def _c(self) -> AsyncMilvusClient:
@@ -363,6 +365,36 @@ class MilvusSink:
             if timings is not None:
                 timings.append((what.split(" ", 1)[0], time.perf_counter() - began))
 
+    async def _schema(self, collection: str) -> dict[str, Any]:
+        """`collection`'s schema as pymilvus describes it, read once and kept. Given to pymilvus, it
+        spares the round trip pymilvus otherwise makes before every upsert, get and delete (a
+        `DescribeCollection` each: measured on Lite, a 64-row upsert 8.6 -> 7.8 ms, an 8-row get
+        1.7 -> 1.2 ms). Forgotten after any failed call that used it, so a collection made again
+        with other fields is described again (`upsert` retries a refusal once with a fresh one).
+
+        Raises:
+            MilvusUnavailable: the describe failed (the collection missing included).
+        """
+        schema = self._schemas.get(collection)
+        if schema is None:
+            # AsyncMilvusClient 2.5 has no public describe; its connection's is what upsert and get call
+            describe = self._c._get_connection().describe_collection(collection, timeout=self._timeout_s)
+            schema = self._schemas[collection] = await self._call(f"describe {collection}", describe)
+        return schema
+
+    def _primary_filter(self, schema: dict[str, Any], ids: Sequence[str]) -> str:
+        """`pk in [...]` over the schema's primary field, the ids as escaped string literals."""
+        (key,) = (field["name"] for field in schema["fields"] if field.get("is_primary"))
+        return f"{key} in {milvus_strings(ids)}"
+
+    async def _with_schema(self, collection: str, what: str, call: Callable[[dict[str, Any]], Awaitable[T]]) -> T:
+        """`call(schema)` through `_call`; the kept schema is forgotten when it fails."""
+        try:
+            return await self._call(what, call(await self._schema(collection)))
+        except (MilvusUnavailable, MilvusRejected):
+            self._schemas.pop(collection, None)
+            raise
+
     async def upsert(self, collection: str, rows: Sequence[dict[str, Any]]) -> int:
         """Upsert rows keyed by primary key; returns the count Milvus acknowledged.
 
@@ -372,9 +404,18 @@ class MilvusSink:
         """
         if not rows:
             return 0
-        result = await self._call(
-            f"upsert of {len(rows)} rows into {collection}", self._c.upsert(collection, list(rows), timeout=self._timeout_s)
-        )
+        what = f"upsert of {len(rows)} rows into {collection}"
+
+        def send(schema: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+            return self._c.upsert(collection, list(rows), timeout=self._timeout_s, schema=schema)
+
+        kept = collection in self._schemas
+        try:
+            result = await self._with_schema(collection, what, send)
+        except MilvusRejected:
+            if not kept:
+                raise
+            result = await self._with_schema(collection, what, send)  # the kept schema may be stale: once more, described again
         return int(result["upsert_count"])
 
     async def upsert_each(self, spec: CollectionSpec, rows: Sequence[dict[str, Any]]) -> dict[int, str]:
@@ -414,7 +455,11 @@ class MilvusSink:
         Raises:
             MilvusUnavailable: the delete failed.
         """
-        await self._call(f"delete from {collection}", self._c.delete(collection, ids=list(ids), timeout=self._timeout_s))
+        await self._with_schema(
+            collection,
+            f"delete from {collection}",
+            lambda schema: self._c.delete(collection, filter=self._primary_filter(schema, ids), timeout=self._timeout_s),
+        )
 
     async def get(
         self, collection: str, ids: Sequence[str], fields: Sequence[str] | None = None, consistency: Consistency = "Strong"
@@ -425,12 +470,15 @@ class MilvusSink:
         Raises:
             MilvusUnavailable: the read failed.
         """
-        rows = await self._call(
+        if not ids:
+            return []
+        rows = await self._with_schema(
+            collection,
             f"get from {collection}",
-            self._c.get(
+            lambda schema: self._c.query(
                 collection,
-                ids=list(ids),
-                output_fields=list(fields) if fields else None,
+                filter=self._primary_filter(schema, ids),
+                output_fields=list(fields) if fields else ["*"],
                 timeout=self._timeout_s,
                 consistency_level=consistency,
             ),

@@ -7,8 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from streams.sinks.milvus import MilvusSink, MilvusUnavailable, SchemaMismatch, check_milvus, ensure_collections
-from topology.collections import VECTOR_FIELD, item_row, user_key, user_row
+from streams.sinks.milvus import (
+    MilvusSink,
+    MilvusUnavailable,
+    SchemaMismatch,
+    check_milvus,
+    drop_collections,
+    ensure_collections,
+    timed_calls,
+)
+from topology.collections import VECTOR_FIELD, FieldSpec, item_row, user_key, user_row
 from topology.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -109,3 +117,36 @@ async def test_unreachable_milvus_raises_milvus_unavailable() -> None:
     (port,) = free_ports(1)
     with pytest.raises(MilvusUnavailable, match=f"127.0.0.1:{port}"):
         check_milvus(f"http://127.0.0.1:{port}", None, timeout_s=1.0)
+
+
+async def test_the_schema_is_described_once_and_described_again_when_the_collection_is_made_again(
+    settings: Settings, sink: MilvusSink
+) -> None:
+    """The sink gives pymilvus the collection's schema it read once (pymilvus would describe the collection
+    before every upsert, get and delete); when the collection is dropped and made again with other fields,
+    the kept schema is stale: the refused upsert is sent once more with the schema read again."""
+    _, users = settings.collections()
+    spec = dataclasses.replace(users, name=f"{users.name}_schema_kept")
+    ensure_collections(settings.milvus_uri, None, [spec], settings.milvus_backend)
+    rng = np.random.default_rng(5)
+    rows = [user_row(f"u{n}", 0, 1, 1, "i1", "v", v) for n, v in enumerate(_unit(rng, 3, spec.dim))]
+    with timed_calls() as calls:
+        await sink.upsert(spec.name, rows[:1])
+        await sink.upsert(spec.name, rows[1:])
+        got = await sink.get(spec.name, [user_key("u0", 0), user_key("u2", 0), 'it\'s "quoted"'], fields=["user_id"])
+        await sink.delete(spec.name, [user_key("u1", 0)])
+    assert [op for op, _ in calls] == ["describe", "upsert", "upsert", "get", "delete"]
+    assert sorted(row["user_id"] for row in got) == ["u0", "u2"]
+    assert [row["user_id"] for row in await sink.get(spec.name, [user_key("u1", 0)], fields=["user_id"])] == []
+
+    # made again with one field more: the kept schema packs rows without it, which Milvus refuses
+    drop_collections(settings.milvus_uri, None, [spec.name])
+    extra = FieldSpec("note", "varchar", max_length=16)
+    wider = dataclasses.replace(spec, fields=(*spec.fields, extra))
+    ensure_collections(settings.milvus_uri, None, [wider], settings.milvus_backend)
+    with timed_calls() as calls:
+        assert await sink.upsert(spec.name, [{**rows[0], "note": "again"}]) == 1
+    assert [op for op, _ in calls] == ["upsert", "describe", "upsert"]
+    got = await sink.get(spec.name, [user_key("u0", 0)], fields=["note"])
+    assert [row["note"] for row in got] == ["again"]
+    drop_collections(settings.milvus_uri, None, [spec.name])
