@@ -38,6 +38,7 @@ WAITED_SECONDS: Final = "sail_waited_seconds"
 COLLAB_ROWS: Final = "sail_collab_rows"  # exported as sail_collab_rows_total{kind}
 COLLAB_SECONDS: Final = "sail_collab_seconds"  # exported as sail_collab_seconds_total
 INTEREST_SECONDS: Final = "sail_interest_seconds"  # exported as sail_interest_seconds_total{phase}
+ITEM_VECTORS: Final = "sail_item_vectors"  # exported as sail_item_vectors_total{source}
 ONLINE_HIT_CHECKS: Final = "sail_online_hit_checks"  # exported as sail_online_hit_checks_total
 ONLINE_HITS: Final = "sail_online_hits"  # exported as sail_online_hits_total
 ONLINE_HIT_SKIPPED: Final = "sail_online_hit_skipped"  # exported as sail_online_hit_skipped_total
@@ -149,6 +150,13 @@ class Metrics:
             "Time the interest agent spent in each phase of its micro-batches (decode, state, vectors, maths, park, upsert, "
             "changelog): where a busy interest path's time goes",
             ["phase"],
+            registry=r,
+        )
+        self.item_vectors = Counter(
+            ITEM_VECTORS,
+            "Item vectors the interest agent looked up, by where they came from: cache (this worker's memory), milvus "
+            "(a get for what the cache missed), missing (no vector yet: the interaction waits for its item)",
+            ["source"],
             registry=r,
         )
         self.collab_freshness = Histogram(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -246,6 +247,58 @@ def iter_topic(
     c = consumer(bootstrap, security, topic, auto_offset_reset="earliest", consumer_timeout_ms=idle_ms, **extra)
     try:
         yield from c
+    finally:
+        c.close()
+
+
+def tail_chunks(
+    bootstrap: str,
+    security: KafkaSecurity,
+    topic: str,
+    newest: int,
+    max_message_bytes: int | None = None,
+    chunk: int = 5000,
+    timeout_s: float = 30.0,
+) -> Iterator[list[bytes]]:
+    """The values of the newest `newest` records of `topic` (an even share of each partition), up to
+    the log ends as they stood when reading began, in chunks of about `chunk`; without a group, so
+    nothing is committed. Stops after `timeout_s` with what it read (a slow broker never holds the
+    caller longer). A worker warms its item cache from it (`streams.worker.items.ItemVectors.warm`).
+
+    Raises:
+        KafkaError: the broker could not be reached or read.
+    """
+    from kafka import TopicPartition
+
+    extra = {} if max_message_bytes is None else {"max_partition_fetch_bytes": max_message_bytes + 256 * 1024}
+    c = consumer(bootstrap, security, enable_auto_commit=False, check_crcs=False, **extra)  # CRCs: see _record_timestamps
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        if not tps or newest <= 0:
+            return
+        c.assign(tps)
+        starts, ends = c.beginning_offsets(tps), c.end_offsets(tps)
+        share = max(newest // len(tps), 1)
+        todo = {tp: ends[tp] for tp in tps if ends[tp] > max(starts[tp], ends[tp] - share)}
+        for tp in tps:
+            if tp in todo:
+                c.seek(tp, max(starts[tp], ends[tp] - share))
+            else:
+                c.pause(tp)
+        deadline = time.monotonic() + timeout_s
+        values: list[bytes] = []
+        while todo and time.monotonic() < deadline:
+            for tp, records in c.poll(timeout_ms=500, max_records=chunk).items():
+                end = todo.get(tp, 0)
+                values += [r.value for r in records if r.offset < end and r.value is not None]
+            for tp in [tp for tp, end in todo.items() if c.position(tp) >= end]:  # a compacted log skips offsets
+                del todo[tp]
+                c.pause(tp)
+            if len(values) >= chunk:
+                yield values
+                values = []
+        if values:
+            yield values
     finally:
         c.close()
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -47,6 +48,7 @@ from streams.ops.health import Thresholds
 from streams.ops.status import LagWatch, Trend, dependency_states, render_status, status_json
 from streams.ops.waits import own_waits
 from streams.retry import ShuttingDown
+from streams.sinks.kafka import tail_chunks
 from streams.worker.canary import FreshnessCanary
 from streams.worker.collab import CollabStage
 from streams.worker.commits import CommitRepair, install_strict_commits
@@ -168,6 +170,18 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
                 "clients not opened at start (the first batch will): %s",
                 str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
             )
+            return
+        # The item cache from the item-embeddings topic's newest records, beside the first batches
+        # (what they miss meanwhile they read from Milvus, as they would without this).
+        began = time.monotonic()
+        topic = topics.item_embeddings.name
+        try:
+            read = await ctx.vectors.warm(
+                tail_chunks(s.kafka_bootstrap, s.kafka_security(), topic, s.item_cache_size, s.max_message_bytes)
+            )
+            logger.info("item cache warmed: %d records of %s in %.1fs", read, topic, time.monotonic() - began)
+        except Exception as exc:  # the agents work without it: misses are read from Milvus
+            logger.warning("item cache not warmed from %s (misses are read from Milvus): %s", topic, exc)
 
     @app.task
     async def settle_waiting() -> None:

@@ -70,7 +70,9 @@ class Context:
         self.versions = Versions(self.sink, *s.registry(), max_age_s=s.version_refresh_s)
         self._encoders: dict[str, EncoderClient] = {}  # other versions' Tritons, by URL
         self.media = MediaResolver(max_bytes=s.max_image_bytes, timeout_s=s.media_fetch_timeout_s, policy=s.media_policy())
-        self.vectors = ItemVectors(ItemCache(s.item_cache_size), self.sink, self.versions, self.retry, self.limits)
+        self.vectors = ItemVectors(
+            ItemCache(s.item_cache_size), self.sink, self.versions, self.retry, self.limits, self.metrics.item_vectors
+        )
         self.outbox = Outbox(self.retry, self.metrics, self.topic(self.topics.dead_letters.name))
         self.online = OnlineHitRate(
             self.sink,
