@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,7 @@ class Drain:
     users: int
     cpu_share: dict[str, float]  # each part's CPU time over the machine's (cores x wall time) while draining
     phase_us: dict[str, float]  # the interest agent's wall time per interaction in each phase of its micro-batches
+    item_vectors: dict[str, int] = field(default_factory=dict)  # lookups by source: cache, milvus, missing
 
 
 def _prefixed(settings: Settings, tag: str) -> Settings:
@@ -246,6 +247,12 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
     return [(frame, own[frame] / total, inclusive[frame] / total) for frame, _ in own.most_common(n)] if total else []
 
 
+def _own_cpu_s() -> float:
+    """CPU seconds this process (the bench, producing the paced traffic) has used."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _groups(stack: Stack, procs: list) -> dict[str, int]:  # type: ignore[type-arg]
     """Process group of each part: the stack's services and the workers."""
     groups = {
@@ -308,8 +315,11 @@ def drain(  # type: ignore[no-untyped-def]
         )
         form = "one per record" if per_record == 1 else f"{per_record} per batch record"
         progress(f"{workers} worker(s): {len(events):,} interactions ({form}) drained, {applied:,.0f}/s after the first commit")
-        phases = phase_costs([scrape(f"http://127.0.0.1:{port}/metrics") for port in ports], len(events))
+        pages = [scrape(f"http://127.0.0.1:{port}/metrics") for port in ports]
+        phases = phase_costs(pages, len(events))
         progress(f"{workers} worker(s): interest agent's time per interaction (us) by phase: {phases}")
+        sources = {source: int(n) for source, n in _labelled(pages, "sail_item_vectors_total", "source").items()}
+        progress(f"{workers} worker(s): item vectors looked up, by source: {sources}")
     finally:
         if spy is not None:
             spy.wait(timeout=60)
@@ -329,21 +339,47 @@ def drain(  # type: ignore[no-untyped-def]
         len(sizes),
         share,
         phases,
+        sources,
     )
 
 
-def phase_costs(pages: list[str], interactions: int) -> dict[str, float]:
-    """Microseconds of the interest agent's wall time per interaction in each phase
-    (`sail_interest_seconds_total{phase}`, summed over the workers' /metrics pages), and the agent's
-    total: the model of the limit, each component's share of what one interaction costs."""
+def _labelled(pages: list[str], sample: str, label: str) -> Counter[str]:
+    """A labelled counter's samples (`sample`, e.g. `sail_interest_seconds_total`) by `label`, summed over /metrics pages."""
     from prometheus_client.parser import text_string_to_metric_families
 
     spent: Counter[str] = Counter()
     for text in pages:
         for family in text_string_to_metric_families(text):
             for s in family.samples:
-                if s.name == "sail_interest_seconds_total":
-                    spent[s.labels["phase"]] += s.value
+                if s.name == sample:
+                    spent[s.labels[label]] += s.value
+    return spent
+
+
+def _phase_seconds(pages: list[str]) -> Counter[str]:
+    """`sail_interest_seconds_total{phase}` summed over /metrics pages."""
+    return _labelled(pages, "sail_interest_seconds_total", "phase")
+
+
+def _events(page: str, agent: str = "interest") -> float:
+    """`sail_events_total{agent}` of one /metrics page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+        if s.name == "sail_events_total" and s.labels.get("agent") == agent
+    )
+
+
+def phase_costs(pages: list[str], interactions: int, since: list[str] | None = None) -> dict[str, float]:
+    """Microseconds of the interest agent's wall time per interaction in each phase
+    (`sail_interest_seconds_total{phase}`, summed over the workers' /metrics pages; with `since`,
+    earlier pages of the same workers, over what was spent between them), and the agent's total:
+    the model of the limit, each component's share of what one interaction costs."""
+    spent = _phase_seconds(pages)
+    spent.subtract(_phase_seconds(since or []))
     costs = {phase: round(seconds * 1e6 / interactions, 1) for phase, seconds in spent.most_common()}
     return costs | {"total": round(sum(spent.values()) * 1e6 / interactions, 1)} if costs else {}
 
@@ -389,7 +425,7 @@ def paced(
     warm_s: float,
     rng: np.random.Generator,
     progress,
-) -> dict[str, float | None]:  # type: ignore[no-untyped-def]
+) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """User freshness with interactions offered at `rate`/s (event time = send time) by a worker
     started over the drained group: p50/p99 of its `sail_user_freshness_seconds` over the first
     `warm_s` (just after the restart: the table restored, the item cache empty) and over the
@@ -401,6 +437,7 @@ def paced(
     metrics = f"http://127.0.0.1:{port}/metrics"
     try:
         wait_for_group(settings, [proc])
+        groups, cpu0 = _groups(stack, [proc]), {}
         run = uuid.uuid4().hex[:6]
         for n in range(20):  # the worker first restores the table from its changelog, then commits these
             event = Interaction(
@@ -421,10 +458,11 @@ def paced(
         start_page = scrape(metrics)
         began = time.monotonic()
         sent = 0
-        warm_page = None
+        warm_page, warm_at = None, None
         while (elapsed := time.monotonic() - began) < warm_s + seconds:
             if warm_page is None and elapsed >= warm_s:
-                warm_page = scrape(metrics)
+                warm_page, warm_at = scrape(metrics), time.monotonic()
+                cpu0 = {name: cpu_seconds(pgid) for name, pgid in groups.items()} | {"producer": _own_cpu_s()}
             for _ in range(int(elapsed * rate) - sent):
                 now = int(time.time() * 1000)
                 event = Interaction(
@@ -445,18 +483,28 @@ def paced(
             if done >= end:
                 break
             time.sleep(0.25)
-        page = scrape(metrics)
+        page, wall_s = scrape(metrics), time.monotonic() - (warm_at or began)
+        used = {name: cpu_seconds(pgid) for name, pgid in groups.items()} | {"producer": _own_cpu_s()}
+        machine_s = (os.cpu_count() or 1) * wall_s
+        share = {name: round((used[name] - cpu0.get(name, used[name])) / machine_s, 3) for name in used}
     finally:
         p.close()
         proc.stop()
     warm_page = warm_page or start_page
     name = "sail_user_freshness_seconds"
-    result = {
+    steady_events = _events(page) - _events(warm_page)
+    steady_phases = phase_costs([page], int(steady_events), since=[warm_page]) if steady_events else {}
+    result: dict[str, object] = {
         "offered_s": round(sent / (warm_s + seconds), 1),
         "restart_p50_s": histogram_quantile(warm_page, name, 0.5, since=start_page),
         "restart_p99_s": histogram_quantile(warm_page, name, 0.99, since=start_page),
         "p50_s": histogram_quantile(page, name, 0.5, since=warm_page),
         "p99_s": histogram_quantile(page, name, 0.99, since=warm_page),
+        # the steady window, measured: where an interaction's time went, and how busy the agent was
+        # (its time in all phases over the wall time: near 1, the agent itself bounds the rate)
+        "steady_phase_us": steady_phases,
+        "steady_cpu_share": share,  # of the machine, over the same window; "producer": this process, sending
+        "steady_agent_busy": round(steady_phases.get("total", 0.0) * steady_events / 1e6 / max(wall_s, 1e-9), 3),
     }
     progress(f"paced at {rate:,.0f}/s, {warm_s:.0f}s after the restart then {seconds:.0f}s: user freshness {result}")
     return result

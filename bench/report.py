@@ -300,12 +300,13 @@ def interest_drains(payload: Payload) -> str:
                 num(d["changelog_bytes_per_interaction"]),
                 f"{d['state_bytes_p50']:,.0f} / {d['state_bytes_p99']:,.0f}",
                 f"{d['users']:,}",
+                _vector_sources(d.get("item_vectors") or {}),
                 ", ".join(f"{k} {v:.2f}" for k, v in d["cpu_share"].items()),
             )
         )
     sample = s.get("params", {}).get("naive_sample")
     label = "naive per-event loop" + (f" ({sample:,} events)" if sample else "")
-    rows.append(row(label, "-", "-", num(naive), "-", "1.0x", "-", "-", "-", "-", "-"))
+    rows.append(row(label, "-", "-", num(naive), "-", "1.0x", "-", "-", "-", "-", "-", "-"))
     header = (
         "run",
         "interactions",
@@ -317,9 +318,17 @@ def interest_drains(payload: Payload) -> str:
         "changelog bytes / interaction",
         "state bytes p50 / p99",
         "users",
+        "item vectors: cache / Milvus",
         "CPU share of the machine",
     )
-    return grid(header, "lrrrrrrrrrl", rows)
+    return grid(header, "lrrrrrrrrrrl", rows)
+
+
+def _vector_sources(sources: Mapping[str, int]) -> str:
+    """A drain's item-vector lookups by source (`sail_item_vectors_total`; none before the metric)."""
+    if not sources:
+        return "-"
+    return f"{sources.get('cache', 0):,} / {sources.get('milvus', 0):,}"
 
 
 @table("interest", "floor", "the empty Faust agent and bare aiokafka on the same backlog")
@@ -379,6 +388,16 @@ def interest_phases(payload: Payload) -> str:
         )
         for d in drains
     ]
+    live = s.get("user_freshness_at_80pct") or {}
+    if live.get("steady_phase_us"):  # the same worker offered live traffic, after its drain (issue 32)
+        rows.append(
+            row(
+                f"live at {num(live['offered_s'])}/s, steady window (agent busy {num(live['steady_agent_busy'], 2)})",
+                *(num(live["steady_phase_us"].get(p)) for p in phases),
+                num(live["steady_phase_us"].get("total")),
+                num(1e6 / live["offered_s"]),
+            )
+        )
     header = ("drain (us per interaction)", *phases, "agent total", "wall per interaction")
     return grid(header, "l" + "r" * (len(phases) + 2), rows)
 
@@ -437,14 +456,22 @@ def interest_freshness(payload: Payload) -> str:
     f = _summary(payload).get("user_freshness_at_80pct") or {}
     if not f:
         raise Missing("the run had --paced-s 0")
+    shares = f.get("steady_cpu_share") or {}
     rows = [
         row(
             num(f["offered_s"]),
             f"{num(f['restart_p50_s'], 2)} / {num(f['restart_p99_s'], 2)}",
             f"{num(f['p50_s'], 2)} / {num(f['p99_s'], 2)}",
+            ", ".join(f"{name} {share:.2f}" for name, share in shares.items()) or "-",
         )
     ]
-    return grid(("offered interactions/s", "just after the restart: p50 / p99 (s)", "steady: p50 / p99 (s)"), "lrr", rows)
+    header = (
+        "offered interactions/s",
+        "just after the restart: p50 / p99 (s)",
+        "steady: p50 / p99 (s)",
+        "steady: CPU share of the machine",
+    )
+    return grid(header, "lrrl", rows)
 
 
 # ---------------------------------------------------------------------- bench.quality
