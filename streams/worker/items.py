@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -92,18 +93,44 @@ class ItemVectors:
         return found
 
     async def warm(self, chunks: Iterator[list[bytes]]) -> int:
-        """Cache the records `chunks` yields (the item-embeddings topic's newest, read in a thread by
-        `streams.sinks.kafka.tail_chunks`); returns how many were read. A worker starts with an empty
-        cache and, without this, reads every item its first interactions name from Milvus (a fresh
-        worker's batch-record drain in bench.interest: 18,082 Milvus reads for 20,000 items, 40 % of the
-        interest agent's time); the `cache_item_vectors` agent only sees records written after its
-        group's committed offset."""
-        read = 0
-        while (values := await asyncio.to_thread(next, chunks, None)) is not None:
+        """Cache the records `chunks` yields (the item-embeddings topic's newest, `streams.sinks.kafka.
+        tail_chunks`); returns how many were read. A worker starts with an empty cache and, without this,
+        reads every item its first interactions name from Milvus (a fresh worker's batch-record drain in
+        bench.interest: 18,082 Milvus reads for 20,000 items, 40 % of the interest agent's time); the
+        `cache_item_vectors` agent only sees records written after its group's committed offset.
+
+        `chunks` is read on a daemon thread of its own: kafka-python blocks, and a worker stopping
+        while a broker does not answer must not wait for it at exit (the default executor's threads
+        are joined then).
+
+        Raises:
+            Exception: what reading `chunks` raised.
+        """
+        loop = asyncio.get_running_loop()
+        handed: asyncio.Queue[list[bytes] | BaseException | None] = asyncio.Queue(maxsize=2)
+
+        def hand(value: list[bytes] | BaseException | None) -> None:
+            if not loop.is_closed():  # a worker that stopped meanwhile: nobody to hand it to
+                asyncio.run_coroutine_threadsafe(handed.put(value), loop).result()
+
+        def read() -> None:
+            try:
+                for values in chunks:
+                    hand(values)
+            except BaseException as exc:  # raised on the loop's side
+                hand(exc)
+            else:
+                hand(None)
+
+        threading.Thread(target=read, name="item-cache-warm", daemon=True).start()
+        read_count = 0
+        while (values := await handed.get()) is not None:
+            if isinstance(values, BaseException):
+                raise values
             for value in values:
                 self.cache_embedding(value)
-            read += len(values)
-        return read
+            read_count += len(values)
+        return read_count
 
     def cache_embedding(self, data: bytes) -> None:
         """Cache one record of the item-embeddings topic (what any worker encoded), under the live
