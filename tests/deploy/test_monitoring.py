@@ -48,6 +48,7 @@ def test_dashboard_panels_use_exported_metrics() -> None:
         metrics.ITEM_FRESHNESS_SECONDS,
         metrics.DEAD_LETTERS,
         metrics.TRITON_BATCH_ITEMS,
+        metrics.ITEM_VECTORS,
     } <= used
 
 
