@@ -19,7 +19,13 @@ from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import CoordinatorNotAvailableError, GroupIdNotFoundError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    CoordinatorNotAvailableError,
+    GroupIdNotFoundError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownBrokerIdError,
+)
 
 from topology.settings import KafkaSecurity
 from topology.topics import TopicSpec
@@ -166,17 +172,51 @@ def ensure_topics(bootstrap: str, security: KafkaSecurity, specs: Iterable[Topic
     """Create the topics that do not exist yet; returns the names created (idempotent).
 
     An existing topic is left as it is, with a warning when it has fewer partitions than its spec.
+    A cluster that is still forming is given `ADMIN_TRIES` tries, each with a fresh client: kafka-python
+    3.0 sends a creation to the controller id of a new metadata answer, but looks the node up in the
+    metadata it read first, so a broker that registered in between is unknown to it
+    (UnknownBrokerIdError, which it marks not retriable; seen on a just-started 3-broker stack).
 
     Raises:
-        BrokerUnavailable: the cluster did not answer.
+        BrokerUnavailable: the cluster did not answer, or refused on every try.
     """
     specs = list(specs)
+    created: list[str] = []
+    for attempt in range(1, ADMIN_TRIES + 1):
+        try:
+            _create_missing(bootstrap, security, specs, timeout_s, created)
+            break
+        except KafkaError as exc:
+            if attempt == ADMIN_TRIES or not _retry_admin(exc):
+                raise BrokerUnavailable(f"Kafka at {bootstrap} refused topic administration: {exc}") from exc
+            logger.warning("topic administration at %s: %r; trying again with fresh metadata", bootstrap, exc)
+            time.sleep(ADMIN_PAUSE_S * attempt)
+    for name in created:
+        logger.info("created topic=%s", name)
+    return created
+
+
+ADMIN_TRIES = 4
+ADMIN_PAUSE_S = 0.5
+
+
+def _retry_admin(exc: KafkaError) -> bool:
+    """Worth another try with fresh metadata: Kafka's retriable errors, and a node id the metadata
+    does not know yet."""
+    return bool(getattr(exc, "retriable", False)) or isinstance(exc, UnknownBrokerIdError)
+
+
+def _create_missing(
+    bootstrap: str, security: KafkaSecurity, specs: list[TopicSpec], timeout_s: float, created: list[str]
+) -> None:
+    """One try of `ensure_topics` with its own admin client; adds the names it creates to `created`
+    as it goes (a try that fails midway keeps what it made)."""
     admin = _admin(bootstrap, security, timeout_s)
     try:
         existing = set(admin.list_topics())
-        missing = [spec for spec in specs if spec.name not in existing]
-        created: list[str] = []
-        for spec in missing:
+        for spec in specs:
+            if spec.name in existing:
+                continue
             topic = NewTopic(spec.name, spec.partitions, spec.replication_factor, topic_configs=spec.configs())
             try:
                 admin.create_topics([topic], timeout_ms=int(timeout_s * 1000))
@@ -194,13 +234,8 @@ def ensure_topics(bootstrap: str, security: KafkaSecurity, specs: Iterable[Topic
                         described[spec.name],
                         spec.partitions,
                     )
-    except KafkaError as exc:
-        raise BrokerUnavailable(f"Kafka at {bootstrap} refused topic administration: {exc}") from exc
     finally:
         admin.close()
-    for name in created:
-        logger.info("created topic=%s", name)
-    return created
 
 
 def describe_topics(bootstrap: str, security: KafkaSecurity, names: Iterable[str], timeout_s: float = 10.0) -> dict[str, int]:
