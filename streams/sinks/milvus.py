@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
+from pymilvus.client.prepare import Prepare
 from pymilvus.exceptions import (
     ConnectError,
     DataNotMatchException,
@@ -308,6 +311,70 @@ def _check_schema(client: MilvusClient, spec: CollectionSpec) -> None:
     raise SchemaMismatch(f"collection {spec.name} has no vector field {spec.vector_field!r}")
 
 
+def upsert_request(collection: str, rows: Sequence[Mapping[str, Any]], schema: Mapping[str, Any]) -> Any:
+    """The `UpsertRequest` of `rows`, packed column by column; None when the rows are not the plain
+    case it handles (every row with exactly the schema's fields, none nullable or defaulted, no dynamic
+    field, each sparse value a {dimension: finite weight} mapping): pymilvus's row path then packs
+    them and names what is wrong.
+
+    pymilvus 2.5's row path packs every field of every row on its own and a sparse vector element by
+    element (`struct.pack` twice each): measured here, 64 `users` rows 1.9 ms row-wise against 0.5 ms
+    column-wise, and 64 `collab_users` rows of 200 dimensions 15.3 ms against 7.9 (its column path)
+    and less again with the sparse rows packed here, one `struct.pack` each. In the live interest
+    path the row path was 16 % of the worker's event-loop time (py-spy, bench.interest at 1,600/s).
+    Built with pymilvus's own column packer (`Prepare.batch_upsert_param`, what its ORM's upsert
+    uses) and Milvus's sparse row format (uint32 dimension, float32 weight pairs, little-endian,
+    ascending dimensions)."""
+    fields = schema["fields"]
+    names = [f["name"] for f in fields]
+    if schema.get("enable_dynamic_field") or schema.get("functions") or not rows:
+        return None
+    if any(f.get("nullable") or f.get("default_value") is not None or f.get("auto_id") for f in fields):
+        return None
+    wanted = set(names)
+    if len(wanted) != len(names) or any(len(row) != len(names) or row.keys() != wanted for row in rows):
+        return None
+    sparse: dict[str, tuple[list[bytes], int]] = {}
+    columns = []
+    for f in fields:
+        values = [row[f["name"]] for row in rows]
+        if f["type"] == DataType.SPARSE_FLOAT_VECTOR:
+            packed = _sparse_rows(values)
+            if packed is None:
+                return None
+            sparse[f["name"]] = packed
+            values = [{} for _ in values]  # packed above; pymilvus packs empty rows (no elements) in their place
+        columns.append({"name": f["name"], "type": f["type"], "values": values})
+    request = Prepare.batch_upsert_param(collection, columns, "", fields)
+    for data in request.fields_data:
+        if data.field_name in sparse:
+            contents, dim = sparse[data.field_name]
+            array = data.vectors.sparse_float_vector
+            del array.contents[:]
+            array.contents.extend(contents)
+            array.dim = dim
+    return request
+
+
+def _sparse_rows(values: Sequence[Any]) -> tuple[list[bytes], int] | None:
+    """Milvus's bytes of each sparse row and the width they span; None for anything but int
+    dimensions below uint32's last value with float weights, none NaN (pymilvus then packs the rows
+    itself: it converts some other types and refuses the rest with its own message)."""
+    contents, dim = [], 0
+    for value in values:
+        if not isinstance(value, Mapping):
+            return None
+        if not all(type(d) is int and 0 <= d < 2**32 - 1 for d in value):
+            return None
+        if not all(type(w) is float and not math.isnan(w) for w in value.values()):
+            return None
+        dims = sorted(value)
+        contents.append(struct.pack(f"<{'If' * len(dims)}", *[x for d in dims for x in (d, value[d])]))
+        if dims:
+            dim = max(dim, dims[-1] + 1)
+    return contents, dim
+
+
 class MilvusSink:
     """Async upserts and reads against one Milvus; open with `await sink.start()`."""
 
@@ -406,8 +473,15 @@ class MilvusSink:
             return 0
         what = f"upsert of {len(rows)} rows into {collection}"
 
-        def send(schema: dict[str, Any]) -> Awaitable[dict[str, Any]]:
-            return self._c.upsert(collection, list(rows), timeout=self._timeout_s, schema=schema)
+        async def send(schema: dict[str, Any]) -> int:
+            request = upsert_request(collection, rows, schema)
+            if request is None:
+                result = await self._c.upsert(collection, list(rows), timeout=self._timeout_s, schema=schema)
+                return int(result["upsert_count"])
+            # the connection's column upsert (what the async client's row upsert hands its packed rows to)
+            connection = self._c._get_connection()
+            mutation = await connection.upsert(collection, [], timeout=self._timeout_s, upsert_param=request, schema=schema)
+            return int(mutation.upsert_count)
 
         kept = collection in self._schemas
         try:
@@ -416,7 +490,7 @@ class MilvusSink:
             if not kept:
                 raise
             result = await self._with_schema(collection, what, send)  # the kept schema may be stale: once more, described again
-        return int(result["upsert_count"])
+        return result
 
     async def upsert_each(self, spec: CollectionSpec, rows: Sequence[dict[str, Any]]) -> dict[int, str]:
         """Upsert what Milvus accepts of `rows`; returns the refused rows by index, with the reason
