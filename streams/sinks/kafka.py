@@ -168,6 +168,10 @@ def partition_replicas(
     )
 
 
+ADMIN_TRIES = 4  # `ensure_topics` on a cluster still forming: tries, each with a fresh admin client
+ADMIN_PAUSE_S = 0.5  # times the try's number, between tries
+
+
 def ensure_topics(bootstrap: str, security: KafkaSecurity, specs: Iterable[TopicSpec], timeout_s: float = 10.0) -> list[str]:
     """Create the topics that do not exist yet; returns the names created (idempotent).
 
@@ -194,10 +198,6 @@ def ensure_topics(bootstrap: str, security: KafkaSecurity, specs: Iterable[Topic
     for name in created:
         logger.info("created topic=%s", name)
     return created
-
-
-ADMIN_TRIES = 4
-ADMIN_PAUSE_S = 0.5
 
 
 def _retry_admin(exc: KafkaError) -> bool:

@@ -314,7 +314,7 @@ def _check_schema(client: MilvusClient, spec: CollectionSpec) -> None:
 def upsert_request(collection: str, rows: Sequence[Mapping[str, Any]], schema: Mapping[str, Any]) -> Any:
     """The `UpsertRequest` of `rows`, packed column by column; None when the rows are not the plain
     case it handles (every row with exactly the schema's fields, none nullable or defaulted, no dynamic
-    field, each sparse value a {dimension: finite weight} mapping): pymilvus's row path then packs
+    field, each sparse value an {int dimension: float weight} mapping without NaN): pymilvus's row path then packs
     them and names what is wrong.
 
     pymilvus 2.5's row path packs every field of every row on its own and a sparse vector element by
@@ -332,7 +332,7 @@ def upsert_request(collection: str, rows: Sequence[Mapping[str, Any]], schema: M
     if any(f.get("nullable") or f.get("default_value") is not None or f.get("auto_id") for f in fields):
         return None
     wanted = set(names)
-    if len(wanted) != len(names) or any(len(row) != len(names) or row.keys() != wanted for row in rows):
+    if len(wanted) != len(names) or any(row.keys() != wanted for row in rows):
         return None
     sparse: dict[str, tuple[list[bytes], int]] = {}
     columns = []
