@@ -666,6 +666,7 @@ def _follow_ms(settings: Settings) -> list[float]:
 ABLATIONS: dict[str, dict[str, object]] = {
     "faust_monitor": {"worker_monitor": "faust"},
     "no_collab": {"collab_pairs": 0},
+    "one_in_flight": {"interest_in_flight": 1},
 }
 
 GOALS = {

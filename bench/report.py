@@ -413,6 +413,7 @@ def interest_ablations(payload: Payload) -> str:
     shown = {
         "faust_monitor": "Faust's own monitor (the quiet one reverted)",
         "no_collab": "collaborative update off (SAIL_COLLAB_PAIRS=0)",
+        "one_in_flight": "one interaction batch at a time (SAIL_INTEREST_IN_FLIGHT=1)",
     }
 
     def cell(value: float | None, base: float | None) -> str:

@@ -211,6 +211,12 @@ class Settings(BaseSettings):
     )
     interest_batch_max: int = Field(256, ge=1)
     interest_batch_wait_ms: float = Field(50.0, ge=1)
+    interest_in_flight: int = Field(
+        2,
+        ge=1,
+        description="micro-batches of interactions a worker has in flight (the next one's maths while the last is stored); "
+        "states, effects and commits stay in order; 1: one batch at a time",
+    )
     interest_window: int = Field(10, ge=1, description="last N positive items per user, as in the SAIL report")
     interest_half_life_s: float = Field(6 * 3600.0, gt=0, description="recency decay of an interaction's weight")
     interest_negative_weight: float = Field(0.3, ge=0, description="how hard skips and dislikes push away")

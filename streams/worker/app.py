@@ -138,14 +138,23 @@ def create_app(settings: Settings) -> tuple[faust.App, Context]:
         finally:
             await pipeline.cancel()  # what is still in flight is never acknowledged
 
+    # Interactions: up to `interest_in_flight` batches at once, the next one's maths while the last is
+    # stored; a batch builds on the states of those still in flight (`InterestStage`).
     @app.agent(ctx.topic(topics.interactions.name))
     async def update_interests(stream: faust.StreamT) -> None:
-        async for events in _batches(stream, s.interest_batch_max, s.interest_batch_wait_ms):
-            try:
-                await interest.handle(events, interests)
-            except ShuttingDown:
-                return
-            await acknowledge(stream, events)
+        pipeline = interest.pipeline
+        try:
+            async for events in _batches(stream, s.interest_batch_max, s.interest_batch_wait_ms):
+                batch = list(events)
+                await pipeline.submit(
+                    partial(interest.prepare, batch, interests), interest.store, partial(acknowledge, stream, batch)
+                )
+            await pipeline.drain()
+        except (ShuttingDown, Abandoned):
+            return  # unacknowledged: redone after the restart
+        finally:
+            await pipeline.cancel()  # what is still in flight is never acknowledged
+            interest.forget()
 
     # Parked interactions are held, unacknowledged, until their item is stored (waiting.py): the agent
     # only takes them in; the task below sends them back, re-parks or dead-letters them and acknowledges.

@@ -2,15 +2,24 @@
 
 One micro-batch: decode; read each user's state; fetch the vectors of every item involved
 (`streams.worker.items`); apply the events through the pure maths (`streams.interest.maths`; a
-replayed event changes nothing); park events whose item has no vector yet (`streams.worker.waiting`);
-upsert the users' rows; then write the states. Users' rows reach Milvus before their table state,
-so a crash in between replays to the same result.
+replayed event changes nothing) -- that is `prepare`; then `store`: park events whose item has no
+vector yet (`streams.worker.waiting`), upsert the users' rows, then write the states. Users' rows
+reach Milvus before their table state, so a crash in between replays to the same result.
+
+Up to `interest_in_flight` batches are in flight (`streams.worker.inflight`): the next batch is
+prepared while the last one waits on Milvus and Kafka. It reads the states the batches before it
+prepared (`InFlightStates`), not the table, which they have not written yet; a user whose state a
+store did not write as prepared (Milvus refused the row) is redone by the batches that built on it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from streams.collab.maths import CollabParams, co_engagement, user_items, user_vector
@@ -18,6 +27,7 @@ from streams.interest.maths import InterestParams, Vector, already_applied, appl
 from streams.ops.quality import probe
 from streams.worker.context import Context
 from streams.worker.events import arrival, source
+from streams.worker.inflight import InOrderPipeline
 from streams.worker.waiting import ItemWait
 from topology import reasons
 from topology.codec import (
@@ -30,6 +40,8 @@ from topology.codec import (
 )
 from topology.collections import RECENT_ITEMS_CHARS, collab_user_row, user_row
 from topology.messages import CoEngagement, Interaction, InterestState
+
+logger = logging.getLogger(__name__)
 
 
 def recent_items_field(state: InterestState, positives_only: bool = False) -> str:
@@ -85,7 +97,94 @@ def disposition(state: InterestState, interaction: Interaction, vectors: Mapping
     return "skip" if already_applied(state, interaction) else "apply"
 
 
+class InFlightStates:
+    """Users' states computed by micro-batches that are prepared but not yet stored, so the next batch
+    builds on them (`InterestStage.prepare` reads here before the table), and which of those later
+    turned out wrong.
+
+    Batches are numbered in arrival order; at most one entry per user, the newest batch's. A batch that
+    built on another's state keeps that batch's number (`base`). When a store does not write a user's
+    state as prepared (Milvus refused the user's row, or the store redid the user), a later batch that
+    built on it must redo that user from the table: `stale` says which. Pure bookkeeping, no I/O."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[int, InterestState]] = {}
+        self._wrong: dict[str, int] = {}  # user -> the batch whose prepared state of theirs a later batch read, wrongly
+
+    def base(self, user: str) -> tuple[int, InterestState] | None:
+        """(batch, state) of the newest batch in flight that changed `user`, or None (read the table)."""
+        return self._held.get(user)
+
+    def hold(self, batch: int, user: str, state: InterestState) -> None:
+        self._held[user] = (batch, state)
+
+    def stale(self, bases: Mapping[str, int]) -> list[str]:
+        """The users of a batch (`bases`: user -> the batch whose state it built on) to redo."""
+        return [user for user, base in bases.items() if self._wrong.get(user) == base]
+
+    def not_as_prepared(self, batch: int, user: str, state: InterestState | None) -> None:
+        """`batch`'s store leaves `user` at `state` (None: the table's state, unchanged), not at what it prepared."""
+        batch_held, _ = self._held.get(user, (None, None))
+        if batch_held == batch:  # no later batch read it: the entry is corrected in place
+            if state is None:
+                del self._held[user]
+            else:
+                self._held[user] = (batch, state)
+        else:
+            self._wrong[user] = batch
+
+    def release(self, batch: int, users: Iterable[str]) -> None:
+        """`batch` is stored: its entries go, and what was wrong about a user no batch in flight holds."""
+        for user in users:
+            if self._held.get(user, (None,))[0] == batch:
+                del self._held[user]
+            if user not in self._held:
+                self._wrong.pop(user, None)
+
+    def clear(self) -> None:
+        """Nothing in flight any more (the pipeline was cancelled): the table is the truth again."""
+        self._held.clear()
+        self._wrong.clear()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
+@dataclass(slots=True)
+class UserStep:
+    """What one micro-batch does to one user: the state after its events and what follows from it."""
+
+    state: InterestState
+    changed: bool
+    applied: list[Any] = field(default_factory=list)  # the events (records) applied
+    engagements: list[CoEngagement] = field(default_factory=list)
+    waiting: list[tuple[Any, bytes]] = field(default_factory=list)  # (event, value) parked until their item is stored
+    rows: list[dict[str, object]] = field(default_factory=list)  # the user's `users` rows
+
+
+@dataclass(slots=True)
+class PreparedInterest:
+    """One micro-batch after `InterestStage.prepare`: what `store` writes."""
+
+    batch: int
+    table: Any
+    live: Any
+    malformed: list[tuple[Any, str, str]]
+    loose: list[tuple[bytes, bytes | None, tuple[str, int, int], str, str]]
+    by_user: dict[str, list[tuple[Any, Interaction]]]
+    batches: set[int]  # the records (by id) that were batch records
+    steps: dict[str, UserStep]
+    bases: dict[str, int]  # users whose state came from a batch still in flight: that batch
+    version: str = ""  # the model version the users' rows are written as
+
+
 class InterestStage:
+    """Interactions -> states and `users` rows, a micro-batch at a time, up to `interest_in_flight`
+    batches at once (`streams.worker.inflight`): `prepare` (decode, states, item vectors, maths) of the
+    next batch runs while the last one's `store` (Milvus, the collaborative stage, the changelog)
+    waits on the sinks. Prepares run one after the other in arrival order and read the states of the
+    batches still in flight (`InFlightStates`); stores keep that order too."""
+
     def __init__(self, ctx: Context, waiting: ItemWait) -> None:
         s = ctx.settings
         self.ctx = ctx
@@ -94,101 +193,150 @@ class InterestStage:
         self.collab = CollabParams.for_settings(s) if s.collab_enabled else None
         self.collab_users = s.collab_collections()[1]
         self.co_engagements = ctx.topic(s.topics().co_engagements.name) if s.collab_enabled else None
+        self.pipeline = InOrderPipeline[PreparedInterest](s.interest_in_flight)
+        self.in_flight = InFlightStates()
+        self._order = asyncio.Lock()  # prepares one at a time, in the order submitted (the lock is FIFO)
+        self._numbers = itertools.count()
 
-    async def handle(self, events: Sequence[Any], table: Any) -> None:
-        """One micro-batch of interactions."""
-        ctx = self.ctx
-        live = await ctx.live()  # one version for the whole batch: its item vectors, its users collection
-        ctx.metrics.count_events("interest", len(events))
-        phase = Phases(ctx.metrics.interest_seconds)
-        by_user: dict[str, list[tuple[Any, Any]]] = {}
-        malformed: list[tuple[Any, str, str]] = []
-        loose: list[tuple[bytes, bytes | None, tuple[str, int, int], str, str]] = []  # bad events of batch records
-        batches: set[int] = set()  # the records (by id) that were batches
-        for event in events:
-            try:
-                record = decode_interactions(event.value, ctx.limits, arrival(event))
-            except BadInput as exc:
-                malformed.append((event, exc.reason, exc.detail))
-                continue
-            if record.batch:
-                batches.add(id(event))
-                for bad in record.bad:
-                    detail = f"event {bad.index} of a batch record: {bad.error.detail}"
-                    loose.append((bad.original, event.message.key, source(event), bad.error.reason, detail))
-            for interaction in record.events:
-                by_user.setdefault(interaction.user_id, []).append((event, interaction))
-        if malformed:
-            await ctx.outbox.dead_letter_events(malformed)
-        if loose:
-            await ctx.outbox.dead_letters(loose)
-        if not by_user:
-            return
-        phase("decode")
-        states = {user: decode_interest_state(table.get(user.encode())) for user in by_user}
+    async def prepare(self, events: Sequence[Any], table: Any) -> PreparedInterest:
+        """Decode the batch, read its users' states, fetch the item vectors, apply the events (pure
+        maths) and build the users' rows. Nothing leaves the worker here."""
+        async with self._order:
+            ctx = self.ctx
+            live = await ctx.live()  # one version for the whole batch: its item vectors, its users collection
+            ctx.metrics.count_events("interest", len(events))
+            phase = Phases(ctx.metrics.interest_seconds)
+            batch = PreparedInterest(next(self._numbers), table, live, [], [], {}, set(), {}, {})
+            for event in events:
+                try:
+                    record = decode_interactions(event.value, ctx.limits, arrival(event))
+                except BadInput as exc:
+                    batch.malformed.append((event, exc.reason, exc.detail))
+                    continue
+                if record.batch:
+                    batch.batches.add(id(event))
+                    for bad in record.bad:
+                        detail = f"event {bad.index} of a batch record: {bad.error.detail}"
+                        batch.loose.append((bad.original, event.message.key, source(event), bad.error.reason, detail))
+                for interaction in record.events:
+                    batch.by_user.setdefault(interaction.user_id, []).append((event, interaction))
+            if not batch.by_user:
+                return batch
+            phase("decode")
+            states = {}
+            for user in batch.by_user:
+                held = self.in_flight.base(user)
+                if held is None:
+                    states[user] = decode_interest_state(table.get(user.encode()))
+                else:
+                    batch.bases[user], states[user] = held
+            phase("state")
+            vectors = await self._vectors(batch.by_user, states, live)
+            # no registry row yet: the version of the items folded in
+            batch.version = live.version.model_version or ctx.vectors.version_of(live.items)
+            phase("vectors")
+            share, probes = ctx.settings.online_hit_sample, []
+            for user, pairs in batch.by_user.items():
+                if share > 0:  # the online hit rate: sampled positives against the vectors before this batch
+                    state = states[user]
+                    fresh = (i for _, i in pairs if i.item_id in vectors and not already_applied(state, i))
+                    first = next(
+                        (p for i in fresh if (p := probe(i, state, vectors, self.params, share, self.collab)) is not None), None
+                    )
+                    if first is not None:  # one per user and batch: the later ones would ask the same vectors
+                        probes.append(first)
+                step = batch.steps[user] = self._step(user, states[user], pairs, vectors, batch)
+                if step.changed:
+                    self.in_flight.hold(batch.batch, user, step.state)
+            ctx.online.submit(probes, live.items.name)
+            phase("maths")
+            return batch
+
+    async def _vectors(
+        self, by_user: Mapping[str, list[tuple[Any, Interaction]]], states: Mapping[str, InterestState], live: Any
+    ) -> Mapping[str, Vector]:
+        """The vectors of the batch's items and of those in its users' windows."""
         needed = {i.item_id for pairs in by_user.values() for _, i in pairs} | {
             item for s in states.values() for item in s.item_ids()
         }
-        phase("state")
-        vectors = await ctx.vectors.get(needed, live.items)
-        phase("vectors")
-        changed = {}
-        applied: dict[str, list[Any]] = {}
-        engagements: dict[str, list[CoEngagement]] = {}
-        waiting: list[tuple[Any, bytes]] = []
-        probes = []
-        share = ctx.settings.online_hit_sample
-        for user, pairs in by_user.items():
-            state = states[user]
-            if share > 0:  # the online hit rate: sampled positives against the vectors before this batch
-                fresh = (i for _, i in pairs if i.item_id in vectors and not already_applied(state, i))
-                first = next(
-                    (p for i in fresh if (p := probe(i, state, vectors, self.params, share, self.collab)) is not None), None
-                )
-                if first is not None:  # one per user and batch: the later ones would ask the same vectors
-                    probes.append(first)
-            for event, interaction in pairs:
-                step = disposition(state, interaction, vectors)
-                if step == "skip":
-                    continue
-                if step == "park":  # parked alone, also when it came in a batch record
-                    waiting.append((event, encode_interaction(interaction) if id(event) in batches else event.value))
-                    continue
-                before, state = state, apply_interaction(state, interaction, self.params)
-                applied.setdefault(user, []).append(event)
-                if self.collab is not None and not interaction.action.is_negative:
-                    engagements.setdefault(user, []).append(
-                        co_engagement(
-                            before, interaction.event_id, user, interaction.item_id, interaction.timestamp_ms, self.collab.pairs
-                        )
+        return await self.ctx.vectors.get(needed, live.items)
+
+    def _step(
+        self,
+        user: str,
+        state: InterestState,
+        pairs: list[tuple[Any, Interaction]],
+        vectors: Mapping[str, Vector],
+        batch: PreparedInterest,
+    ) -> UserStep:
+        """The batch's events of one user applied to `state` (pure: the maths and the rows)."""
+        start = state
+        step = UserStep(state, changed=False)
+        for event, interaction in pairs:
+            disposed = disposition(state, interaction, vectors)
+            if disposed == "skip":
+                continue
+            if disposed == "park":  # parked alone, also when it came in a batch record
+                step.waiting.append((event, encode_interaction(interaction) if id(event) in batch.batches else event.value))
+                continue
+            before, state = state, apply_interaction(state, interaction, self.params)
+            step.applied.append(event)
+            if self.collab is not None and not interaction.action.is_negative:
+                step.engagements.append(
+                    co_engagement(
+                        before, interaction.event_id, user, interaction.item_id, interaction.timestamp_ms, self.collab.pairs
                     )
-            if state is not states[user]:
-                changed[user] = state
-        ctx.online.submit(probes, live.items.name)
-        phase("maths")
+                )
+        step.state, step.changed = state, state is not start
+        if step.changed:
+            step.rows = user_rows(user, state, vectors, self.params, batch.version)
+        return step
+
+    async def store(self, batch: PreparedInterest) -> None:
+        """The batch's effects, in the order a crash replays to the same result: dead letters, parked
+        events, users' rows, the collaborative stage, then the states (changelog)."""
+        try:
+            await self._store(batch)
+        finally:
+            self.in_flight.release(batch.batch, batch.steps)
+
+    async def _store(self, batch: PreparedInterest) -> None:
+        ctx = self.ctx
+        phase = Phases(ctx.metrics.interest_seconds)
+        if batch.malformed:
+            await ctx.outbox.dead_letter_events(batch.malformed)
+        if batch.loose:
+            await ctx.outbox.dead_letters(batch.loose)
+        if not batch.steps:
+            return
+        phase("decode")  # the dead letters of what did not decode
+        stale = self.in_flight.stale(batch.bases)
+        if stale:  # built on a state an earlier batch did not store as prepared: redone from the table
+            await self._redo(batch, stale)
+            phase("maths")
+        steps = batch.steps
+        waiting = [w for step in steps.values() for w in step.waiting]
         if waiting:
             await self.waiting.park(waiting)
             phase("park")
-        version = live.version.model_version or ctx.vectors.version_of(
-            live.items
-        )  # no registry row yet: the version of the items folded in
-        rows = [row for user, state in changed.items() for row in user_rows(user, state, vectors, self.params, version)]
-        phase("maths")
+        changed = {user: step.state for user, step in steps.items() if step.changed}
+        rows = [row for step in steps.values() if step.changed for row in step.rows]
         if rows:
-            refused = await ctx.upsert_each(live.users, rows)
+            refused = await ctx.upsert_each(batch.live.users, rows)
             letters = []
             for user, reason in {str(rows[i]["user_id"]): message for i, message in refused.items()}.items():
                 del changed[user]  # the user's state stays as Milvus has it; this batch's events of theirs are dead letters
-                letters += [(event, reasons.SINK_REJECTED, reason) for event in _records(applied[user])]
+                self.in_flight.not_as_prepared(batch.batch, user, None)
+                letters += [(event, reasons.SINK_REJECTED, reason) for event in _records(steps[user].applied)]
             if letters:
                 await ctx.outbox.dead_letter_events(letters)
             acked_s = time.time()
             for user in {str(r["user_id"]) for r in rows} & changed.keys():
-                newest_ms = max(i.timestamp_ms for _, i in by_user[user])
+                newest_ms = max(i.timestamp_ms for _, i in batch.by_user[user])
                 ctx.metrics.user_freshness.observe(max(acked_s - newest_ms / 1000, 0.0))
         phase("upsert")
         if self.collab is not None and changed:
-            await self._collab(changed, applied, engagements)
+            await self._collab(batch.batch, changed, steps)
             phase("collab")
         metrics = ctx.metrics
         values = {}
@@ -197,13 +345,26 @@ class InterestStage:
             values[user.encode()] = blob
             metrics.interest_state_bytes.observe(len(blob))
             metrics.interest_changelog_bytes.inc(len(blob))
-            metrics.interest_applied.inc(len(applied.get(user, ())))
-        await ctx.outbox.write_table(table, values)
+            metrics.interest_applied.inc(len(steps[user].applied))
+        await ctx.outbox.write_table(batch.table, values)
         phase("changelog")
 
-    async def _collab(
-        self, changed: dict[str, InterestState], applied: dict[str, list[Any]], engagements: dict[str, list[CoEngagement]]
-    ) -> None:
+    async def _redo(self, batch: PreparedInterest, users: list[str]) -> None:
+        """Apply the batch's events of `users` again to their states as the table has them now (every
+        earlier batch is stored), with the vectors those states need."""
+        by_user = {user: batch.by_user[user] for user in users}
+        states = {user: decode_interest_state(batch.table.get(user.encode())) for user in users}
+        vectors = await self._vectors(by_user, states, batch.live)
+        for user in users:
+            step = batch.steps[user] = self._step(user, states[user], by_user[user], vectors, batch)
+            self.in_flight.not_as_prepared(batch.batch, user, step.state if step.changed else None)
+        logger.info("interest batch %d: %d user(s) redone after an earlier batch's store refused them", batch.batch, len(users))
+
+    def forget(self) -> None:
+        """The pipeline was cancelled: no batch is in flight, the table is the truth again."""
+        self.in_flight.clear()
+
+    async def _collab(self, batch: int, changed: dict[str, InterestState], steps: Mapping[str, UserStep]) -> None:
         """The users' `collab_users` rows, then their co-engagements to the items' stage (before the
         states are written: a crash in between sends them again, and the items' states drop replays)."""
         ctx, params = self.ctx, self.collab
@@ -218,14 +379,15 @@ class InterestStage:
                 for index, reason in refused.items():
                     user = str(rows[index]["user_id"])
                     changed.pop(user, None)
-                    letters += [(event, reasons.SINK_REJECTED, reason) for event in _records(applied.get(user, ()))]
+                    self.in_flight.not_as_prepared(batch, user, None)
+                    letters += [(event, reasons.SINK_REJECTED, reason) for event in _records(steps[user].applied)]
                 await ctx.outbox.dead_letter_events(letters)
             ctx.metrics.collab_rows.labels("user").inc(len(rows) - len(refused))
         began = time.process_time()
         records = [
             (self.co_engagements, e.item_id.encode(), encode_co_engagement(e))
             for user in changed
-            for e in engagements.get(user, ())
+            for e in steps[user].engagements
         ]
         ctx.metrics.collab_seconds.inc(spent + time.process_time() - began)
         if records:
