@@ -103,51 +103,62 @@ class InFlightStates:
     turned out wrong.
 
     Batches are numbered in arrival order; at most one entry per user, the newest batch's. A batch that
-    built on another's state keeps that batch's number (`base`). When a store does not write a user's
-    state as prepared (Milvus refused the user's row, or the store redid the user), a later batch that
-    built on it must redo that user from the table: `stale` says which. Pure bookkeeping, no I/O."""
+    read another's state keeps that batch's number (`base`), also when it leaves the user unchanged
+    (its events skipped as replays of that state's). When a store does not write a user's state as
+    prepared (Milvus refused the user's row, or the store redid the user), every batch that read it
+    must redo that user from the table: `stale` says which. Pure bookkeeping, no I/O."""
 
     def __init__(self) -> None:
         self._held: dict[str, tuple[int, InterestState]] = {}
-        self._wrong: dict[str, int] = {}  # user -> the batch whose prepared state of theirs a later batch read, wrongly
+        self._reads: dict[tuple[str, int], int] = {}  # (user, batch) -> later batches that read that state, not yet stored
+        self._wrong: set[tuple[str, int]] = set()  # (user, batch): a state that was read, then not stored as prepared
 
     def base(self, user: str) -> tuple[int, InterestState] | None:
-        """(batch, state) of the newest batch in flight that changed `user`, or None (read the table)."""
-        return self._held.get(user)
+        """(batch, state) of the newest batch in flight that changed `user`, or None (read the table);
+        the caller's batch counts as a reader of it until its `stale`."""
+        held = self._held.get(user)
+        if held is not None:
+            key = (user, held[0])
+            self._reads[key] = self._reads.get(key, 0) + 1
+        return held
 
     def hold(self, batch: int, user: str, state: InterestState) -> None:
         self._held[user] = (batch, state)
 
     def stale(self, bases: Mapping[str, int]) -> list[str]:
-        """The users of a batch (`bases`: user -> the batch whose state it built on) to redo."""
-        return [user for user, base in bases.items() if self._wrong.get(user) == base]
+        """The users of a batch (`bases`: user -> the batch whose state it read) to redo; once per batch."""
+        redo = []
+        for key in bases.items():
+            if key in self._wrong:
+                redo.append(key[0])
+            left = self._reads.pop(key, 1) - 1
+            if left:
+                self._reads[key] = left
+            else:
+                self._wrong.discard(key)
+        return redo
 
     def not_as_prepared(self, batch: int, user: str, state: InterestState | None) -> None:
         """`batch`'s store leaves `user` at `state` (None: the table's state, unchanged), not at what it prepared."""
-        batch_held, _ = self._held.get(user, (None, None))
-        if batch_held == batch:  # no later batch read it: the entry is corrected in place
+        if (user, batch) in self._reads:
+            self._wrong.add((user, batch))
+        if self._held.get(user, (None,))[0] == batch:  # what later batches read from now on
             if state is None:
                 del self._held[user]
             else:
                 self._held[user] = (batch, state)
-        else:
-            self._wrong[user] = batch
 
     def release(self, batch: int, users: Iterable[str]) -> None:
-        """`batch` is stored: its entries go, and what was wrong about a user no batch in flight holds."""
+        """`batch` is stored: its entries go (a later batch's stay)."""
         for user in users:
             if self._held.get(user, (None,))[0] == batch:
                 del self._held[user]
-            if user not in self._held:
-                self._wrong.pop(user, None)
 
     def clear(self) -> None:
         """Nothing in flight any more (the pipeline was cancelled): the table is the truth again."""
         self._held.clear()
+        self._reads.clear()
         self._wrong.clear()
-
-    def __len__(self) -> int:
-        return len(self._held)
 
 
 @dataclass(slots=True)
@@ -358,7 +369,11 @@ class InterestStage:
         for user in users:
             step = batch.steps[user] = self._step(user, states[user], by_user[user], vectors, batch)
             self.in_flight.not_as_prepared(batch.batch, user, step.state if step.changed else None)
-        logger.info("interest batch %d: %d user(s) redone after an earlier batch's store refused them", batch.batch, len(users))
+        logger.info(
+            "interest batch %d: %d user(s) redone: an earlier batch's store did not write their state as prepared",
+            batch.batch,
+            len(users),
+        )
 
     def forget(self) -> None:
         """The pipeline was cancelled: no batch is in flight, the table is the truth again."""

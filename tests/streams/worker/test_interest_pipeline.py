@@ -139,8 +139,8 @@ def _state(table: Table, user: str) -> InterestState:
     return decode_interest_state(table.get(user.encode()))
 
 
-def _run_two(sinks: Sinks, hold_first_store: bool) -> tuple[Table, list[str]]:
-    """FIRST then SECOND through a two-deep pipeline; with `hold_first_store`, the first's users upsert
+def _run_two(sinks: Sinks, hold_first_store: bool, second: list[Interaction] = SECOND) -> tuple[Table, list[str]]:
+    """FIRST then `second` through a two-deep pipeline; with `hold_first_store`, the first's users upsert
     waits until the second has been prepared (so the second cannot have read the first's states from the table)."""
     stage = _stage(sinks)
     table = Table()
@@ -159,7 +159,7 @@ def _run_two(sinks: Sinks, hold_first_store: bool) -> tuple[Table, list[str]]:
         async def acknowledged() -> None:
             order.append("acked")
 
-        for events in (_events(FIRST, 0), _events(SECOND, 3)):
+        for events in (_events(FIRST, 0), _events(second, 3)):
             await stage.pipeline.submit(lambda events=events: prepare(events), stage.store, acknowledged)
         await stage.pipeline.drain()
 
@@ -213,13 +213,42 @@ def test_in_flight_states_say_which_users_a_later_batch_must_redo() -> None:
     held = InFlightStates()
     a, b, c = InterestState(event_count=1), InterestState(event_count=2), InterestState(event_count=3)
     held.hold(0, "u", a)
-    assert held.base("u") == (0, a) and held.base("v") is None
-    held.hold(1, "u", b)  # batch 1 built on batch 0's state of u
+    assert held.base("v") is None
+    assert held.base("u") == (0, a)  # batch 1 reads batch 0's state of u...
+    held.hold(1, "u", b)  # ...and changes it
     held.not_as_prepared(0, "u", None)  # batch 0's store refused u: batch 1 read a wrong state
-    assert held.stale({"u": 0}) == ["u"] and held.stale({"u": 1}) == []
     held.release(0, ["u"])
-    assert held.base("u") == (1, b)  # batch 1's entry stays until batch 1 is stored
-    held.not_as_prepared(1, "u", c)  # batch 1 redid u; nobody read its entry: corrected in place
-    assert held.base("u") == (1, c) and held.stale({"u": 1}) == []
+    assert held.stale({"u": 0}) == ["u"]  # batch 1's store redoes u
+    held.not_as_prepared(1, "u", c)  # nobody read batch 1's entry yet: corrected in place
+    assert held.base("u") == (1, c)  # batch 2 reads the corrected state
+    assert held.stale({"u": 1}) == []
     held.release(1, ["u"])
-    assert held.base("u") is None and len(held) == 0 and held.stale({"u": 0}) == []
+    assert held.base("u") is None
+
+
+def test_a_batch_that_read_a_state_but_left_the_user_unchanged_still_redoes_the_user() -> None:
+    held = InFlightStates()
+    a = InterestState(event_count=1)
+    held.hold(5, "x", a)
+    assert held.base("x") == (5, a)  # batch 6 reads it; its events of x are replays of it: no entry of its own
+    held.not_as_prepared(5, "x", None)
+    held.release(5, ["x"])
+    assert held.base("x") is None  # later batches read the table
+    assert held.stale({"x": 5}) == ["x"]  # batch 6 redoes x: its replays were none as the table has x
+
+
+def test_a_replay_skipped_on_a_state_milvus_then_refused_is_applied_as_one_batch_at_a_time_would() -> None:
+    # The second batch holds only a replay of u's first event: on the first batch's prepared state it is a
+    # replay (u unchanged); the first batch's store then refuses u, so as the table has u it is new.
+    replay = [FIRST[0], _like("w", "i4", 3_500)]
+    piped, one = Sinks(refuse={"u"}), Sinks(refuse={"u"})
+    table_piped, _ = _run_two(piped, hold_first_store=True, second=replay)
+    stage, table = _stage(one, in_flight=1), Table()
+
+    async def go() -> None:
+        for events in (_events(FIRST, 0), _events(replay, 3)):
+            await stage.store(await stage.prepare(events, table))
+
+    asyncio.run(go())
+    assert _state(table, "u") == fold_interactions([FIRST[0]], PARAMS)
+    assert table_piped.data == table.data
