@@ -414,6 +414,8 @@ def interest_ablations(payload: Payload) -> str:
         "faust_monitor": "Faust's own monitor (the quiet one reverted)",
         "no_collab": "collaborative update off (SAIL_COLLAB_PAIRS=0)",
         "one_in_flight": "one interaction batch at a time (SAIL_INTEREST_IN_FLIGHT=1)",
+        "decode_every_batch": "no decoded states kept (SAIL_INTEREST_DECODED_USERS=0)",
+        "python_gc": "Python's collector defaults (SAIL_WORKER_GC_YOUNG=0)",
     }
 
     def cell(value: float | None, base: float | None) -> str:

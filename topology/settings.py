@@ -209,6 +209,12 @@ class Settings(BaseSettings):
         description="quiet: Faust's per-event monitor counters left out (nothing reads them; an empty agent reads "
         "1.2-1.35x the records/s, bench.floor); faust: Faust's own Monitor",
     )
+    worker_gc_young: int = Field(
+        20_000,
+        ge=0,
+        description="a worker's Python collector: young-generation threshold (Python's default 700), the start-up "
+        "heap frozen out of later collections; 0: Python's defaults",
+    )
     interest_batch_max: int = Field(256, ge=1)
     interest_batch_wait_ms: float = Field(50.0, ge=1)
     interest_in_flight: int = Field(
@@ -216,6 +222,12 @@ class Settings(BaseSettings):
         ge=1,
         description="micro-batches of interactions a worker has in flight (the next one's maths while the last is stored); "
         "states, effects and commits stay in order; 1: one batch at a time",
+    )
+    interest_decoded_users: int = Field(
+        20_000,
+        ge=0,
+        description="users whose decoded interest state a worker keeps beside the table's bytes (3-24 KB each), "
+        "so the next batch of a recent user skips decoding it; 0: decode every time",
     )
     interest_window: int = Field(10, ge=1, description="last N positive items per user, as in the SAIL report")
     interest_half_life_s: float = Field(6 * 3600.0, gt=0, description="recency decay of an interaction's weight")

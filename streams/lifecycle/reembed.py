@@ -673,7 +673,7 @@ async def _write_users(
             result.pending[user] = state
         else:
             result.pending.pop(user, None)
-    rows = [row for user, state in states.items() for row in user_rows(user, state, vectors, params, version)]
+    rows = [row for mine in user_rows(states, vectors, params, version).values() for row in mine]
     refused = await retry.retrying("milvus", f"upsert {users.name}", lambda: sink.upsert_each(users, rows)) if rows else {}
     for index, why in refused.items():
         result.refused[str(rows[index]["user_id"])] = f"refused by Milvus: {why}"
