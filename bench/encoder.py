@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.results import write_result
+from bench.results import scratch_dir, write_result
 from deploy.local.stack import Stack, free_ports
 from encoders.client import EncoderClient
 from encoders.model import SailEncoder, load_encoder
@@ -118,7 +117,7 @@ def run(encoder_name: str, count: int, batches: list[int], delays_us: list[int],
             triton_queue_delay_us=delay,
             triton_max_batch_size=max(batches),
             encoder=encoder_name,
-            state_dir=Path(tempfile.mkdtemp(prefix="sail-bench-")),
+            state_dir=scratch_dir("sail-bench-"),
         )
         stack = Stack(settings, progress=lambda line: print(f"  {line}", flush=True))
         try:

@@ -41,7 +41,6 @@ import json
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 import urllib.request
@@ -54,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.hostile import Fuzzer, Hostile
-from bench.results import write_result
+from bench.results import scratch_dir, write_result
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_kafka_ports, free_ports
 from deploy.local.workers import start_worker, wait_for_group
@@ -983,7 +982,7 @@ def main() -> None:
     def progress(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
-    state = Path(tempfile.mkdtemp(prefix="sail-bench-faults-"))
+    state = scratch_dir("sail-bench-faults-")
     settings = local_settings(state, f"faults{uuid.uuid4().hex[:6]}.", topic_partitions=4).model_copy(
         update={"encoder": "sail-tiny-omni", "max_image_bytes": 256 * 1024, "topic_partitions": 4}
     )

@@ -19,9 +19,10 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
+
+from bench.results import scratch_dir
 
 
 def _report(mode: str, records: int, first: float, last: float) -> None:
@@ -51,7 +52,7 @@ def faust_floor(broker: str, topic: str, count: int, quiet: bool = False) -> Non
         f"floor-{uuid.uuid4().hex[:8]}",
         broker=f"kafka://{broker}",
         store="memory://",
-        datadir=tempfile.mkdtemp(prefix="sail-floor-"),
+        datadir=str(scratch_dir("sail-floor-")),
         web_enabled=False,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=1024,

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -57,7 +56,7 @@ from typing import Any, Literal, TypeVar
 import msgpack
 import numpy as np
 
-from bench.results import write_result
+from bench.results import scratch_dir, write_result
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from encoders.client import EncoderClient
@@ -1184,7 +1183,7 @@ def main() -> None:
     def progress(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
-    state = Path(tempfile.mkdtemp(prefix="sail-bench-fuzz-"))
+    state = scratch_dir("sail-bench-fuzz-")
     settings = local_settings(state, f"fuzz{uuid.uuid4().hex[:6]}.", topic_partitions=4).model_copy(
         update={"encoder": "sail-tiny-omni", "max_image_bytes": 256 * 1024}
     )

@@ -34,7 +34,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -45,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.pipeline import cpu_seconds
-from bench.results import write_result
+from bench.results import scratch_dir, write_result
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from deploy.traffic import LoadPlan, run_producer
@@ -805,7 +804,7 @@ def main() -> None:
     def progress(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
-    state = Path(tempfile.mkdtemp(prefix="sail-bench-interest-"))
+    state = scratch_dir("sail-bench-interest-")
     settings = local_settings(
         state, f"in{uuid.uuid4().hex[:6]}.", topic_partitions=4, encoder=STANDIN, kafka_brokers=args.kafka_brokers
     )

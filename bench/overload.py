@@ -32,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -43,7 +42,7 @@ import numpy as np
 
 from bench.encoder import machine
 from bench.pipeline import cpu_seconds
-from bench.results import write_result
+from bench.results import scratch_dir, write_result
 from deploy.local.process import ManagedProcess
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
@@ -485,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overload-only", action="store_true", help="the stand-in's capacity and the overload only")
     parser.add_argument("--json", type=Path, help="write every figure and the machine here")
     args = parser.parse_args(argv)
-    state = Path(tempfile.mkdtemp(prefix="sail-bench-overload-"))
+    state = scratch_dir("sail-bench-overload-")
     service = ServiceTime(args.fixed_ms, args.per_item_ms)
     settings = local_settings(state, f"ov{uuid.uuid4().hex[:6]}.", topic_partitions=4).model_copy(
         update={

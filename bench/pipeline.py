@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.encoder import in_process_rate, machine
-from bench.results import write_result
+from bench.results import scratch_dir, write_result
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from deploy.traffic import LoadPlan, Traffic, run_producer
@@ -347,7 +346,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one rate (80%% of the ceiling), short runs, one JSON line")
     parser.add_argument("--json", type=Path, help="write all figures and machine info here (full mode)")
     args = parser.parse_args()
-    state = Path(tempfile.mkdtemp(prefix="sail-bench-pipeline-"))
+    state = scratch_dir("sail-bench-pipeline-")
     settings = local_settings(state, f"bench{uuid.uuid4().hex[:6]}.", topic_partitions=4)
     stack = Stack(settings, progress=lambda line: print(f"  {line}", flush=True))
     info = machine()

@@ -71,7 +71,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -80,7 +79,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.baselines import DAY_S, AlsParams, NightlyAls, Popularity
-from bench.results import write_result
+from bench.results import scratch_dir, write_result
 from deploy.datasets.movielens import MovieLens, Rating, interaction_for
 from streams.collab.maths import CollabParams, apply_co_engagement, co_engagement, dimension, user_items, with_prior
 from streams.interest.maths import InterestParams, apply_interaction, interest_vectors, l2_normalise
@@ -622,7 +621,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
 
     data = load_movielens().first(args.ratings)
     progress(f"MovieLens: {len(data.ratings):,} ratings, {len(data.movies):,} movies")
-    state = tempfile.mkdtemp(prefix="sail-bench-quality-")
+    state = str(scratch_dir("sail-bench-quality-"))
     extra = {"encoder": args.encoder} if args.encoder else {}
     settings = local_settings(Path(state), f"q{os.getpid()}.", topic_partitions=4, **extra)
     stack = Stack(settings, progress=progress)

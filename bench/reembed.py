@@ -30,7 +30,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -44,7 +43,7 @@ import numpy as np
 from bench.encoder import machine
 from bench.overload import bare_client
 from bench.report import render_table
-from bench.results import write_result
+from bench.results import scratch_dir, write_result
 from deploy.local.stack import Stack, free_ports
 from deploy.local.workers import start_worker, wait_for_group
 from deploy.traffic import LoadPlan, Traffic, run_producer
@@ -262,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {line}", flush=True)
 
     began = time.monotonic()
-    state = Path(tempfile.mkdtemp(prefix="sail-bench-reembed-"))
+    state = scratch_dir("sail-bench-reembed-")
     tag = f"rb{uuid.uuid4().hex[:6]}"
     settings = local_settings(state, f"{tag}.", encoder=args.live_encoder, embedding_dim=384, topic_partitions=4)
     grpc, http, metrics = free_ports(3)

@@ -9,12 +9,15 @@ the tables show, the baseline measured in the same run, and the run's parameters
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import json
 import math
 import os
 import platform
+import shutil
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,34 @@ def _finite(value: Any, where: str) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+_failed: list[bool] = []
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh folder for a benchmark's local stack (its services' data and logs, ~1 GB after a long
+    run), removed when the benchmark's process exits; kept, and named on stderr, when it exits on an
+    uncaught exception (the services' logs say what went wrong) or with SAIL_BENCH_KEEP=1."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if not _failed:  # once per process: note an uncaught exception, then say what is kept
+        _failed.append(False)
+        previous = sys.excepthook
+
+        def noted(*args: Any) -> None:
+            _failed[0] = True
+            previous(*args)
+
+        sys.excepthook = noted
+    atexit.register(_clean, path)
+    return path
+
+
+def _clean(path: Path) -> None:
+    if _failed[0] or os.environ.get("SAIL_BENCH_KEEP") == "1":
+        print(f"kept for inspection: {path}", file=sys.stderr)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_result(

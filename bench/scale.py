@@ -36,7 +36,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -50,7 +49,7 @@ import psutil
 from bench.overload import Worker, bare_client, drain_run, offered_run
 from bench.overload import _requests as upload_requests
 from bench.pipeline import cpu_seconds
-from bench.results import write_result
+from bench.results import scratch_dir, write_result
 from deploy.local.process import group_members
 from deploy.local.stack import Stack, free_ports
 from encoders.bench_double import MODEL_VERSION
@@ -346,7 +345,7 @@ def recall_latency(s: Settings, users: list[str], items: list[str], count: int, 
 def start(backend: str, args: argparse.Namespace, say: Say) -> tuple[Settings, Stack, Path, float]:
     """A private stack on `backend` (stopped again if it cannot start), and the stand-in's capacity measured
     by a bare client on it: (settings, stack, state folder, items/s)."""
-    state = Path(tempfile.mkdtemp(prefix=f"scale-{backend}-"))
+    state = scratch_dir(f"scale-{backend}-")
     s = local_settings(
         state,
         f"sc{uuid.uuid4().hex[:6]}.",
