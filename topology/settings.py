@@ -239,6 +239,12 @@ class Settings(BaseSettings):
         description="newest applied positive (and negative) events each user's state remembers to drop replays; "
         "at least the window",
     )
+    collab_decoded_items: int = Field(
+        20_000,
+        ge=0,
+        description="items whose decoded collaborative state a worker keeps beside the table's bytes (a state of "
+        "hundreds of pairs took 20-60 us to decode); 0: decode every time",
+    )
     collab_pairs: int = Field(
         20,
         ge=0,

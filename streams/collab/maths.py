@@ -89,7 +89,10 @@ def co_engagement(
 
 
 def _heaviest(weights: Mapping[int, float], bound: int) -> tuple[tuple[int, float], ...]:
-    kept = sorted(weights.items(), key=lambda p: (-p[1], p[0]))[:bound]  # ties: the lower dimension
+    """The `bound` heaviest (dimension, weight) pairs (ties: the lower dimension), by dimension."""
+    if len(weights) <= bound:  # all of them: one sort by dimension (an item's map is sorted again at every batch)
+        return tuple(sorted(weights.items()))
+    kept = sorted(weights.items(), key=lambda p: (-p[1], p[0]))[:bound]
     return tuple(sorted(kept))
 
 

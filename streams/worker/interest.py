@@ -26,6 +26,7 @@ from streams.collab.maths import CollabParams, co_engagement, user_items, user_v
 from streams.interest.maths import InterestParams, Vector, already_applied, apply_interaction, interest_vectors_many
 from streams.ops.quality import probe, sampled
 from streams.worker.context import Context
+from streams.worker.decoded import DecodedStates
 from streams.worker.events import arrival, source
 from streams.worker.inflight import InOrderPipeline
 from streams.worker.waiting import ItemWait
@@ -166,43 +167,6 @@ class InFlightStates:
         self._wrong.clear()
 
 
-class DecodedStates:
-    """The decoded interest states of the users written or read lately, each beside the table value it
-    was decoded from, at most `bound` users (the least recently written go first). A state is reused only
-    while the table holds that value (the bytes compared; the same object, as the agent left it, at
-    once): a value the table got otherwise (recovered from the changelog after a rebalance, written by
-    another worker meanwhile) is decoded again. Decoding a state was ~25 us of a user's ~350 us in the
-    drain (its windows checked field by field, its remembered pairs rebuilt)."""
-
-    def __init__(self, bound: int) -> None:
-        self._bound = bound
-        self._states: dict[str, tuple[bytes, InterestState]] = {}
-
-    def get(self, user: str, value: bytes | None) -> tuple[InterestState, Literal["kept", "decoded", "new"]]:
-        """The state of `user` whose table value is `value` (None: never seen), and where it came from.
-
-        Raises:
-            BadInput: the value is not an interest state.
-        """
-        if value is None:
-            return InterestState(), "new"
-        kept = self._states.get(user)
-        if kept is not None and kept[0] == value:
-            return kept[1], "kept"
-        state = decode_interest_state(value)
-        self.put(user, value, state)
-        return state, "decoded"
-
-    def put(self, user: str, value: bytes, state: InterestState) -> None:
-        """`state` is what `value` (now the table's) decodes to."""
-        if self._bound <= 0:
-            return
-        self._states.pop(user, None)
-        self._states[user] = (value, state)
-        if len(self._states) > self._bound:
-            del self._states[next(iter(self._states))]
-
-
 @dataclass(slots=True)
 class UserStep:
     """What one micro-batch does to one user: the state after its events and what follows from it."""
@@ -248,7 +212,7 @@ class InterestStage:
         self.co_engagements = ctx.topic(s.topics().co_engagements.name) if s.collab_enabled else None
         self.pipeline = InOrderPipeline[PreparedInterest](s.interest_in_flight)
         self.in_flight = InFlightStates()
-        self.decoded = DecodedStates(s.interest_decoded_users)
+        self.decoded = DecodedStates(s.interest_decoded_users, decode_interest_state, InterestState())
         self._order = asyncio.Lock()  # prepares one at a time, in the order submitted (the lock is FIFO)
         self._numbers = itertools.count()
 

@@ -3,6 +3,8 @@ import pytest
 
 from topology.collections import (
     CANARY,
+    collab_item_row,
+    collab_items_collection,
     index_for,
     item_row,
     items_collection,
@@ -58,11 +60,17 @@ def test_a_row_that_fits_the_schema_has_no_problem() -> None:
         ({"embedding": [1.0, 0.0]}, "x_items.embedding: expected 4 floats"),
         ({"embedding": [float("nan"), 0.0, 0.0, 0.0]}, "NaN or infinite"),
         ({"embedding": [float("inf"), 0.0, 0.0, 0.0]}, "NaN or infinite"),
+        ({"embedding": [float("inf"), float("-inf"), 0.0, 0.0]}, "NaN or infinite"),
+        ({"embedding": [0.0, 0.0, 0.0, float("-inf")]}, "NaN or infinite"),
     ],
 )
 def test_a_row_milvus_would_refuse_says_why(overrides: dict[str, object], problem: str) -> None:
     found = row_problem(items_collection("x_", dim=4), _item(**overrides))
     assert found is not None and problem in found
+
+
+def test_the_largest_float32_components_are_finite() -> None:
+    assert row_problem(items_collection("x_", dim=4), _item(embedding=[3.4e38, 3.4e38, -3.4e38, 3.4e38])) is None
 
 
 def test_a_row_missing_a_field_says_which() -> None:
@@ -87,3 +95,23 @@ def test_row_builders_fill_exactly_the_fields_of_their_collection() -> None:
     assert set(user) == {f.name for f in users.fields} and row_problem(users, user) is None
     assert user["user_key"] == user_key("u1", 2) and user["slot"] == 2
     assert item[items.vector_field] == pytest.approx([0.6, 0.8, 0.0]) and isinstance(item[items.vector_field], list)
+
+
+@pytest.mark.parametrize(
+    ("vector", "problem"),
+    [
+        ({}, "expected a non-empty"),
+        ({-1: 1.0}, "a dimension outside"),
+        ({2**32 - 1: 1.0}, "a dimension outside"),
+        ({"7": 1.0}, "a dimension outside"),
+        ({3: 1.0, 5: float("nan")}, "NaN or infinite weight"),
+        ({3: float("inf"), 5: 1.0}, "NaN or infinite weight"),
+        ({3: float("inf"), 5: float("-inf")}, "NaN or infinite weight"),
+        ({0: 1.0, 2**32 - 2: 3.4e38}, None),
+    ],
+)
+def test_a_sparse_vector_milvus_would_refuse_says_why(vector: dict[object, float], problem: str | None) -> None:
+    row = collab_item_row("a", 1, 0, {1: 1.0})
+    row["collab"] = vector
+    found = row_problem(collab_items_collection("x_"), row)
+    assert found is None if problem is None else (found is not None and problem in found), found

@@ -15,7 +15,8 @@ import numpy as np
 
 from streams.interest.maths import InterestParams, fold_interactions
 from streams.ops.metrics import Metrics
-from streams.worker.interest import DecodedStates, InFlightStates, InterestStage, user_rows
+from streams.worker.decoded import DecodedStates
+from streams.worker.interest import InFlightStates, InterestStage, user_rows
 from topology import reasons
 from topology.codec import decode_interest_state, encode_interaction, encode_interest_state
 from topology.collections import VECTOR_FIELD
@@ -255,7 +256,7 @@ def test_a_replay_skipped_on_a_state_milvus_then_refused_is_applied_as_one_batch
 
 
 def test_decoded_states_are_kept_while_the_table_holds_their_value() -> None:
-    decoded = DecodedStates(bound=2)
+    decoded = DecodedStates(2, decode_interest_state, InterestState())
     a = fold_interactions(FIRST[:2], PARAMS)
     value = encode_interest_state(a)
     assert decoded.get("u", None) == (InterestState(), "new")
@@ -267,7 +268,7 @@ def test_decoded_states_are_kept_while_the_table_holds_their_value() -> None:
     decoded.put("w", encode_interest_state(a), a)
     decoded.put("x", encode_interest_state(a), a)  # the bound: u, the least recently written, goes
     assert decoded.get("u", encode_interest_state(b))[1] == "decoded"
-    assert DecodedStates(bound=0).get("u", value)[1] == "decoded"
+    assert DecodedStates(0, decode_interest_state, InterestState()).get("u", value)[1] == "decoded"
 
 
 def test_a_state_the_table_got_elsewhere_is_decoded_not_taken_from_what_the_worker_kept() -> None:
