@@ -666,7 +666,6 @@ ABLATIONS: dict[str, dict[str, object]] = {
     "faust_monitor": {"worker_monitor": "faust"},
     "no_collab": {"collab_pairs": 0},
     "one_in_flight": {"interest_in_flight": 1},
-    "decode_every_batch": {"interest_decoded_users": 0},
     "python_gc": {"worker_gc_young": 0},
 }
 

@@ -223,12 +223,6 @@ class Settings(BaseSettings):
         description="micro-batches of interactions a worker has in flight (the next one's maths while the last is stored); "
         "states, effects and commits stay in order; 1: one batch at a time",
     )
-    interest_decoded_users: int = Field(
-        20_000,
-        ge=0,
-        description="users whose decoded interest state a worker keeps beside the table's bytes (3-24 KB each), "
-        "so the next batch of a recent user skips decoding it; 0: decode every time",
-    )
     interest_window: int = Field(10, ge=1, description="last N positive items per user, as in the SAIL report")
     interest_half_life_s: float = Field(6 * 3600.0, gt=0, description="recency decay of an interaction's weight")
     interest_negative_weight: float = Field(0.3, ge=0, description="how hard skips and dislikes push away")
@@ -238,12 +232,6 @@ class Settings(BaseSettings):
         ge=1,
         description="newest applied positive (and negative) events each user's state remembers to drop replays; "
         "at least the window",
-    )
-    collab_decoded_items: int = Field(
-        20_000,
-        ge=0,
-        description="items whose decoded collaborative state a worker keeps beside the table's bytes (a state of "
-        "hundreds of pairs took 20-60 us to decode); 0: decode every time",
     )
     collab_pairs: int = Field(
         20,

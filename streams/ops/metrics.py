@@ -39,7 +39,6 @@ COLLAB_ROWS: Final = "sail_collab_rows"  # exported as sail_collab_rows_total{ki
 COLLAB_SECONDS: Final = "sail_collab_seconds"  # exported as sail_collab_seconds_total
 INTEREST_SECONDS: Final = "sail_interest_seconds"  # exported as sail_interest_seconds_total{phase}
 ITEM_VECTORS: Final = "sail_item_vectors"  # exported as sail_item_vectors_total{source}
-INTEREST_STATES: Final = "sail_interest_states"  # exported as sail_interest_states_total{source}
 ONLINE_HIT_CHECKS: Final = "sail_online_hit_checks"  # exported as sail_online_hit_checks_total
 ONLINE_HITS: Final = "sail_online_hits"  # exported as sail_online_hits_total
 ONLINE_HIT_SKIPPED: Final = "sail_online_hit_skipped"  # exported as sail_online_hit_skipped_total
@@ -151,14 +150,6 @@ class Metrics:
             "Time the interest agent spent in each phase of its micro-batches (decode, state, vectors, maths, park, upsert, "
             "changelog): where a busy interest path's time goes",
             ["phase"],
-            registry=r,
-        )
-        self.interest_states = Counter(
-            INTEREST_STATES,
-            "Users' interest states the interest agent read, by where they came from: kept (decoded earlier, the table "
-            "value unchanged), decoded (from the table's bytes), in_flight (prepared by a batch not yet stored), new "
-            "(a user never seen); size the kept share with SAIL_INTEREST_DECODED_USERS",
-            ["source"],
             registry=r,
         )
         self.item_vectors = Counter(

@@ -15,11 +15,10 @@ from typing import Any
 
 from streams.collab.maths import CollabParams, apply_co_engagements, item_vector, with_prior
 from streams.worker.context import Context
-from streams.worker.decoded import DecodedStates
 from topology import reasons
 from topology.codec import BadInput, decode_co_engagement, decode_collab_state, encode_collab_state
 from topology.collections import collab_item_row
-from topology.messages import CoEngagement, ItemCollabState
+from topology.messages import CoEngagement
 
 
 class CollabStage:
@@ -27,9 +26,6 @@ class CollabStage:
         self.ctx = ctx
         self.params = CollabParams.for_settings(ctx.settings)
         self.items, _ = ctx.settings.collab_collections()
-        self.decoded = DecodedStates(
-            ctx.settings.collab_decoded_items, lambda value: decode_collab_state(value, ctx.limits), ItemCollabState()
-        )
 
     async def handle(self, events: Sequence[Any], table: Any) -> None:
         ctx = self.ctx
@@ -49,7 +45,7 @@ class CollabStage:
         changed = {}
         applied = 0
         for item, pairs in by_item.items():
-            first = state = self.decoded.get(item, table.get(item.encode()))[0]
+            first = state = decode_collab_state(table.get(item.encode()), ctx.limits)
             for _, engagement in pairs:
                 if engagement.prior:
                     state = with_prior(state, engagement.prior, self.params)
@@ -78,9 +74,6 @@ class CollabStage:
                 metrics.collab_freshness.observe(max(acked_s - max(stamps) / 1000, 0.0))
         metrics.collab_rows.labels("item").inc(len(changed))
         metrics.collab_applied.inc(applied)
-        values = {}
-        for item, state in changed.items():
-            values[item.encode()] = value = encode_collab_state(state)
-            self.decoded.put(item, value, state)
+        values = {item.encode(): encode_collab_state(state) for item, state in changed.items()}
         metrics.collab_seconds.inc(spent + time.process_time() - resumed)
         await ctx.outbox.write_table(table, values)

@@ -26,7 +26,6 @@ from streams.collab.maths import CollabParams, co_engagement, user_items, user_v
 from streams.interest.maths import InterestParams, Vector, already_applied, apply_interaction, interest_vectors_many
 from streams.ops.quality import probe, sampled
 from streams.worker.context import Context
-from streams.worker.decoded import DecodedStates
 from streams.worker.events import arrival, source
 from streams.worker.inflight import InOrderPipeline
 from streams.worker.waiting import ItemWait
@@ -212,7 +211,6 @@ class InterestStage:
         self.co_engagements = ctx.topic(s.topics().co_engagements.name) if s.collab_enabled else None
         self.pipeline = InOrderPipeline[PreparedInterest](s.interest_in_flight)
         self.in_flight = InFlightStates()
-        self.decoded = DecodedStates(s.interest_decoded_users, decode_interest_state, InterestState())
         self._order = asyncio.Lock()  # prepares one at a time, in the order submitted (the lock is FIFO)
         self._numbers = itertools.count()
 
@@ -241,17 +239,13 @@ class InterestStage:
             if not batch.by_user:
                 return batch
             phase("decode")
-            states, sources = {}, dict.fromkeys(("kept", "decoded", "in_flight", "new"), 0)
-            origin: str
+            states = {}
             for user in batch.by_user:
                 held = self.in_flight.base(user)
                 if held is None:
-                    states[user], origin = self.decoded.get(user, table.get(user.encode()))
+                    states[user] = decode_interest_state(table.get(user.encode()))
                 else:
-                    (batch.bases[user], states[user]), origin = held, "in_flight"
-                sources[origin] += 1
-            for origin, count in sources.items():
-                ctx.metrics.interest_states.labels(origin).inc(count)
+                    batch.bases[user], states[user] = held
             phase("state")
             vectors = await self._vectors(batch.by_user, states, live)
             # no registry row yet: the version of the items folded in
@@ -375,7 +369,6 @@ class InterestStage:
         for user, state in changed.items():
             blob = encode_interest_state(state)  # one changelog record per user per batch
             values[user.encode()] = blob
-            self.decoded.put(user, blob, state)
             metrics.interest_state_bytes.observe(len(blob))
             metrics.interest_changelog_bytes.inc(len(blob))
             metrics.interest_applied.inc(len(steps[user].applied))
@@ -386,7 +379,7 @@ class InterestStage:
         """Apply the batch's events of `users` again to their states as the table has them now (every
         earlier batch is stored), with the vectors those states need."""
         by_user = {user: batch.by_user[user] for user in users}
-        states = {user: self.decoded.get(user, batch.table.get(user.encode()))[0] for user in users}
+        states = {user: decode_interest_state(batch.table.get(user.encode())) for user in users}
         vectors = await self._vectors(by_user, states, batch.live)
         for user in users:
             step = batch.steps[user] = self._step(states[user], by_user[user], vectors, batch)

@@ -1,5 +1,5 @@
-"""The item side of the collaborative update (`CollabStage`) on stand-in sinks: an item's state builds on
-what the table holds, also when the worker kept a decoded copy and the table's value changed since."""
+"""The item side of the collaborative update (`CollabStage`) on stand-in sinks: an item's state and row
+build on what the table holds, also when the table's value changed between two batches."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _events(engagements: list[CoEngagement]) -> list[Event]:
     return [Event(encode_co_engagement(e), Message(b"a", "co", 0, n)) for n, e in enumerate(engagements)]
 
 
-def test_an_items_state_builds_on_the_tables_value_not_on_a_kept_copy_of_an_older_one() -> None:
+def test_an_items_state_and_row_build_on_the_tables_value() -> None:
     settings = Settings()  # type: ignore[call-arg]
     params = CollabParams.for_settings(settings)
     sinks = Sinks()
@@ -55,7 +55,7 @@ def test_an_items_state_builds_on_the_tables_value_not_on_a_kept_copy_of_an_olde
 
     async def go() -> None:
         await stage.handle(_events(first), table)
-        await stage.handle(_events(second), table)  # on the state it kept
+        await stage.handle(_events(second), table)
         table.data[b"a"] = encode_collab_state(elsewhere)  # recovered with another worker's writes
         await stage.handle(_events(third), table)
 

@@ -15,10 +15,9 @@ import numpy as np
 
 from streams.interest.maths import InterestParams, fold_interactions
 from streams.ops.metrics import Metrics
-from streams.worker.decoded import DecodedStates
 from streams.worker.interest import InFlightStates, InterestStage, user_rows
 from topology import reasons
-from topology.codec import decode_interest_state, encode_interaction, encode_interest_state
+from topology.codec import decode_interest_state, encode_interaction
 from topology.collections import VECTOR_FIELD
 from topology.messages import Action, Interaction, InterestState
 from topology.settings import Settings
@@ -253,44 +252,3 @@ def test_a_replay_skipped_on_a_state_milvus_then_refused_is_applied_as_one_batch
     asyncio.run(go())
     assert _state(table, "u") == fold_interactions([FIRST[0]], PARAMS)
     assert table_piped.data == table.data
-
-
-def test_decoded_states_are_kept_while_the_table_holds_their_value() -> None:
-    decoded = DecodedStates(2, decode_interest_state, InterestState())
-    a = fold_interactions(FIRST[:2], PARAMS)
-    value = encode_interest_state(a)
-    assert decoded.get("u", None) == (InterestState(), "new")
-    assert decoded.get("u", value) == (a, "decoded")
-    assert decoded.get("u", value)[1] == "kept"
-    assert decoded.get("u", bytes(bytearray(value))) == (a, "kept")  # the same bytes, recovered: the same state
-    b = fold_interactions(SECOND[:1], PARAMS)
-    assert decoded.get("u", encode_interest_state(b)) == (b, "decoded")  # another value: decoded, not the kept one
-    decoded.put("w", encode_interest_state(a), a)
-    decoded.put("x", encode_interest_state(a), a)  # the bound: u, the least recently written, goes
-    assert decoded.get("u", encode_interest_state(b))[1] == "decoded"
-    assert DecodedStates(0, decode_interest_state, InterestState()).get("u", value)[1] == "decoded"
-
-
-def test_a_state_the_table_got_elsewhere_is_decoded_not_taken_from_what_the_worker_kept() -> None:
-    # After the first batch the table's value of u changes behind the stage's back (recovered from the
-    # changelog with another worker's writes after a rebalance): the next batch must build on it.
-    sinks = Sinks()
-    stage = _stage(sinks, in_flight=1)
-    table = Table()
-    elsewhere = fold_interactions([_like("u", "i5", 500)], PARAMS)
-
-    async def go() -> None:
-        await stage.store(await stage.prepare(_events(FIRST, 0), table))
-        table.data[b"u"] = encode_interest_state(elsewhere)
-        await stage.store(await stage.prepare(_events(SECOND, 3), table))
-
-    asyncio.run(go())
-    assert _state(table, "u") == fold_interactions([_like("u", "i5", 500), *(i for i in SECOND if i.user_id == "u")], PARAMS)
-    assert _state(table, "w") == fold_interactions([i for i in FIRST + SECOND if i.user_id == "w"], PARAMS)
-    counts = {
-        s.labels["source"]: s.value
-        for m in stage.ctx.metrics.interest_states.collect()
-        for s in m.samples
-        if s.name.endswith("_total")
-    }
-    assert counts == {"new": 3.0, "decoded": 1.0, "kept": 1.0, "in_flight": 0.0}  # u, w, x new; u decoded; w kept
