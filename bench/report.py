@@ -414,7 +414,6 @@ def interest_ablations(payload: Payload) -> str:
         "faust_monitor": "Faust's own monitor (the quiet one reverted)",
         "no_collab": "collaborative update off (SAIL_COLLAB_PAIRS=0)",
         "one_in_flight": "one interaction batch at a time (SAIL_INTEREST_IN_FLIGHT=1)",
-        "decode_every_batch": "no decoded users' states kept (the kept ones did not pay: removed after this run)",
         "python_gc": "Python's collector defaults (SAIL_WORKER_GC_YOUNG=0)",
     }
 
