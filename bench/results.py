@@ -57,29 +57,19 @@ def _finite(value: Any, where: str) -> Any:
     return value
 
 
-_failed: list[bool] = []
-
-
 def scratch_dir(prefix: str) -> Path:
     """A fresh folder for a benchmark's local stack (its services' data and logs, ~1 GB after a long
     run), removed when the benchmark's process exits; kept, and named on stderr, when it exits on an
     uncaught exception (the services' logs say what went wrong) or with SAIL_BENCH_KEEP=1."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
-    if not _failed:  # once per process: note an uncaught exception, then say what is kept
-        _failed.append(False)
-        previous = sys.excepthook
-
-        def noted(*args: Any) -> None:
-            _failed[0] = True
-            previous(*args)
-
-        sys.excepthook = noted
     atexit.register(_clean, path)
     return path
 
 
 def _clean(path: Path) -> None:
-    if _failed[0] or os.environ.get("SAIL_BENCH_KEEP") == "1":
+    # Python sets sys.last_value when it prints an uncaught exception, before the atexit handlers run
+    # (a SystemExit, as from a missed goal's exit status, does not set it)
+    if getattr(sys, "last_value", None) is not None or os.environ.get("SAIL_BENCH_KEEP") == "1":
         print(f"kept for inspection: {path}", file=sys.stderr)
     else:
         shutil.rmtree(path, ignore_errors=True)
