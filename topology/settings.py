@@ -328,6 +328,13 @@ class Settings(BaseSettings):
         description="share of positive interactions checked for the online hit rate (was the item in the user's top-K "
         "just before?); one Milvus search per batch's sample, beside the stream; 0: off",
     )
+    online_hit_max_per_s: float = Field(
+        5.0,
+        ge=0,
+        description="most online hit-rate probes a worker takes per second (a second's worth at once): the checks cost a "
+        "bounded share of the worker at any traffic (uncapped, 2 percent of 1,600 interactions/s took 4 percent of it); "
+        "0: no cap",
+    )
     online_hit_k: int = Field(50, ge=1, le=1000, description="K of the online hit rate")
     lag_seconds_degraded: float = Field(30.0, gt=0, description="seconds behind that make the verdict degraded")
     version_refresh_s: float = Field(

@@ -46,6 +46,7 @@ from encoders.client import EncoderClient
 from streams.interest.maths import InterestParams
 from streams.lifecycle.registry import Versions
 from streams.ops.metrics import Metrics
+from streams.ops.pacing import TokenBucket
 from streams.retry import Retry
 from streams.sinks.kafka import consumer
 from streams.sinks.media import MediaResolver
@@ -142,25 +143,6 @@ class Backfill:
     counts: Counts | None = None  # live against new, once both phases are complete
     swap: Swap | None = None
     not_swapped: str = ""  # why there was no swap
-
-
-class TokenBucket:
-    """At most `rate` items per second on average, bursts of one batch; `rate` <= 0: no cap."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate, self.burst, self.clock = rate, burst, clock
-        self.tokens = float(burst)
-        self.at = clock()
-
-    def wait_s(self, items: int) -> float:
-        """Seconds to wait before `items` more may go; takes them (the balance may go negative)."""
-        if self.rate <= 0:
-            return 0.0
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        self.tokens -= items
-        return max(-self.tokens / self.rate, 0.0)
 
 
 def eta(done: int, total: int, rate: float) -> str:

@@ -81,6 +81,7 @@ class Context:
             collab_items=s.collab_collections()[0].name if s.collab_enabled else None,
             content_weight=s.recall_content_weight,
             channel=s.recall_channel if s.recall_channel in ("dense", "collab", "fused") else "dense",
+            max_per_s=s.online_hit_max_per_s,
         )
         self.sids = SemanticIds(self.sink, self.retry, self.metrics, s.sid_drift_ratio)
         self._started = False

@@ -255,10 +255,15 @@ class InterestStage:
             for user, pairs in batch.by_user.items():
                 if share > 0:  # the online hit rate: sampled positives against the vectors before this batch
                     state = states[user]
-                    fresh = (  # the sample first: it is the cheap test, and leaves 2 % of the events
+                    fresh = (  # the sample first: it is the cheap test, and leaves 2 % of the events; the budget last
                         i
                         for _, i in pairs
-                        if sampled(i.event_id, share) and i.item_id in vectors and not already_applied(state, i)
+                        if sampled(i.event_id, share)
+                        and not i.action.is_negative
+                        and state.positives  # else no interest vector to probe yet
+                        and i.item_id in vectors
+                        and not already_applied(state, i)
+                        and ctx.online.take()
                     )
                     first = next(
                         (p for i in fresh if (p := probe(i, state, vectors, self.params, share, self.collab)) is not None), None

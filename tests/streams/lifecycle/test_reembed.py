@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from kafka import TopicPartition
 
-from streams.lifecycle.reembed import Counts, TokenBucket, eta
+from streams.lifecycle.reembed import Counts, eta
 from topology.settings import Settings
 from topology.versions import Registry, Version, shadow, version_slug
 
@@ -24,16 +24,6 @@ def test_versions_name_collections_and_groups_with_milvus_safe_characters() -> N
     assert spec.name == "p_items__m_1" and spec.dim == 256  # the new model's width, whatever the live one's
     assert [f.name for f in spec.fields] == [f.name for f in items.fields] and spec.primary_key == "item_id"
     assert shadow(users, "m-1", dim=256).name == "p_users__m_1"
-
-
-def test_the_token_bucket_holds_the_average_rate_after_one_burst() -> None:
-    now = [0.0]
-    bucket = TokenBucket(rate=10.0, burst=8, clock=lambda: now[0])
-    assert bucket.wait_s(8) == 0.0  # the first batch goes at once
-    assert bucket.wait_s(8) == pytest.approx(0.8)  # the next waits for 8 tokens at 10/s
-    now[0] = 0.8
-    assert bucket.wait_s(4) == pytest.approx(0.4)
-    assert TokenBucket(rate=0, burst=8).wait_s(10_000) == 0.0  # no cap
 
 
 def test_eta_reads_like_a_progress_line() -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from streams.interest.maths import InterestParams, fold_interactions
 from streams.ops.metrics import Metrics
+from streams.ops.pacing import TokenBucket
 from streams.worker.interest import InFlightStates, InterestStage, user_rows
 from topology import reasons
 from topology.codec import decode_interest_state, encode_interaction
@@ -92,8 +93,8 @@ class Sinks:
         table.data.update(values)
 
 
-def _stage(sinks: Sinks, in_flight: int = 2) -> InterestStage:
-    settings = Settings(online_hit_sample=0.0, interest_in_flight=in_flight)  # type: ignore[call-arg]
+def _stage(sinks: Sinks, in_flight: int = 2, sample: float = 0.0, online: Any = None) -> InterestStage:
+    settings = Settings(online_hit_sample=sample, interest_in_flight=in_flight)  # type: ignore[call-arg]
     items, users = settings.collections()
     version = Version("v1", items.name, users.name, DIM)
     live = SimpleNamespace(version=version, items=items, users=users)
@@ -110,7 +111,7 @@ def _stage(sinks: Sinks, in_flight: int = 2) -> InterestStage:
         limits=settings.limits(),
         live=current,
         vectors=SimpleNamespace(get=get, version_of=lambda spec: "v1"),
-        online=SimpleNamespace(submit=lambda probes, name: None),
+        online=online or SimpleNamespace(submit=lambda probes, name: None),
         outbox=sinks,
         upsert_each=sinks.upsert_each,
         topic=lambda name: name,
@@ -252,3 +253,23 @@ def test_a_replay_skipped_on_a_state_milvus_then_refused_is_applied_as_one_batch
     asyncio.run(go())
     assert _state(table, "u") == fold_interactions([FIRST[0]], PARAMS)
     assert table_piped.data == table.data
+
+
+def test_the_online_hit_probes_keep_to_their_budget() -> None:
+    """Every positive sampled, six users each with a known positive already, a budget of 2 (clock
+    stopped): the second batch submits 2 probes, and the first, whose users had no positive before,
+    spends none of the budget."""
+    submitted: list[int] = []
+    online = SimpleNamespace(
+        submit=lambda probes, name: submitted.append(len(probes)), take=TokenBucket(2.0, 2, clock=lambda: 0.0).take
+    )
+    stage, table = _stage(Sinks(), in_flight=1, sample=1.0, online=online), Table()
+    users = [f"user{n}" for n in range(6)]
+
+    async def go() -> None:
+        for n, at in enumerate((1_000, 2_000)):
+            batch = [_like(u, f"i{(k + n) % 6}", at + k) for k, u in enumerate(users)]
+            await stage.store(await stage.prepare(_events(batch, 6 * n), table))
+
+    asyncio.run(go())
+    assert submitted == [0, 2]
