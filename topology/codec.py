@@ -261,7 +261,7 @@ class _Fields:
             )
         n = len(value) // 12
         numbers = struct.unpack(f"<{n}I{n}d", value)
-        return tuple(zip(numbers[:n], (float(w) for w in numbers[n:])))
+        return tuple(zip(numbers[:n], numbers[n:]))  # "d" unpacks to float already
 
     def stamped_hashes(self, name: str) -> tuple[tuple[int, int], ...]:
         """(timestamp_ms, hash) pairs packed as little-endian int64 + uint64 in one bin, ascending."""

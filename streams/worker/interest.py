@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal
 
 from streams.collab.maths import CollabParams, co_engagement, user_items, user_vector
@@ -48,7 +49,10 @@ def recent_items_field(state: InterestState, positives_only: bool = False) -> st
     """The window's item ids (or its positive ones), newest first, cut to the collection's VARCHAR
     limit (UTF-8 bytes; identifiers never contain the comma, see `topology.codec.ID_FORBIDDEN_CHARS`)."""
     signals = state.positives if positives_only else (*state.positives, *state.negatives)
-    return item_ids_field(list(dict.fromkeys(s.item_id for s in sorted(signals, key=lambda s: s.order, reverse=True))))
+    return item_ids_field(list(dict.fromkeys(s.item_id for s in sorted(signals, key=_NEWEST, reverse=True))))
+
+
+_NEWEST = attrgetter("timestamp_ms", "event_id")  # `Signal.order` without a Python call per signal: 6.4 -> 4.3 us a user
 
 
 def item_ids_field(ids: list[str]) -> str:

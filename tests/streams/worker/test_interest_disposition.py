@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from streams.worker.interest import disposition
-from topology.messages import Action, Interaction, InterestState
+from streams.worker.interest import disposition, recent_items_field
+from topology.messages import Action, Interaction, InterestState, Signal
 
 VECTORS = {"stored": np.ones(4, dtype=np.float32)}
 
@@ -20,3 +20,11 @@ def test_an_event_older_than_the_dedup_floor_naming_an_unknown_item_is_parked_no
     assert disposition(state, _event("stored", 5_000), VECTORS) == "skip"  # a known item under the floor: the bound's price
     assert disposition(state, _event("stored", 20_000), VECTORS) == "apply"
     assert disposition(state, _event("never-uploaded", 20_000), VECTORS) == "park"
+
+
+def test_the_recent_items_field_lists_the_window_newest_first_once_each() -> None:
+    positives = (Signal("e2", "a", 2_000, 1.0), Signal("e5", "b", 5_000, 1.0), Signal("e7", "a", 7_000, 1.0))
+    negatives = (Signal("e6", "c", 6_000, -1.0), Signal("f6", "d", 6_000, -1.0))  # a tie broken by the event id
+    state = InterestState(positives=positives, negatives=negatives)
+    assert recent_items_field(state) == "a,d,c,b"
+    assert recent_items_field(state, positives_only=True) == "a,b"
