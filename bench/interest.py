@@ -504,6 +504,9 @@ def paced(
         "steady_phase_us": steady_phases,
         "steady_cpu_share": share,  # of the machine, over the same window; "producer": this process, sending
         "steady_agent_busy": round(steady_phases.get("total", 0.0) * steady_events / 1e6 / max(wall_s, 1e-9), 3),
+        # read over the steady window and until the backlog left at its end was drained: the rate offered
+        # when the worker keeps up, its live capacity when it does not (agent busy >= 1)
+        "steady_applied_per_s": round(steady_events / max(wall_s, 1e-9), 1),
     }
     progress(f"paced at {rate:,.0f}/s, {warm_s:.0f}s after the restart then {seconds:.0f}s: user freshness {result}")
     return result

@@ -392,10 +392,12 @@ def interest_phases(payload: Payload) -> str:
     if live.get("steady_phase_us"):  # the same worker offered live traffic, after its drain (issue 32)
         rows.append(
             row(
-                f"live at {num(live['offered_s'])}/s, steady window (agent busy {num(live['steady_agent_busy'], 2)})",
+                f"live at {num(live['offered_s'])}/s"
+                + (f", {num(live['steady_applied_per_s'])}/s applied" if live.get("steady_applied_per_s") else "")
+                + f", steady window (agent busy {num(live['steady_agent_busy'], 2)})",
                 *(num(live["steady_phase_us"].get(p)) for p in phases),
                 num(live["steady_phase_us"].get("total")),
-                num(1e6 / live["offered_s"]),
+                num(1e6 / (live.get("steady_applied_per_s") or live["offered_s"])),
             )
         )
     header = ("drain (us per interaction)", *phases, "agent total", "wall per interaction")
