@@ -760,7 +760,8 @@ def user_problems(
         if stored != {s.item_id for s in signals}:
             problems.append(f"{name} {_short(row.get(name))} holds other ids than {sorted(s.item_id for s in signals)}")
     problems += vector_problems(row.get(VECTOR_FIELD), spec.dim)
-    vector = np.asarray(row.get(VECTOR_FIELD) or [], dtype=np.float32)
+    stored = row.get(VECTOR_FIELD)
+    vector = np.asarray(stored if stored is not None else [], dtype=np.float32)
     if vector.shape == want[0].shape and not np.allclose(vector, want[0], atol=1e-4):
         problems.append(f"vector differs from the interest maths by {float(np.abs(vector - want[0]).max()):.1e}")
     return problems

@@ -335,6 +335,7 @@ def upsert_request(collection: str, rows: Sequence[Mapping[str, Any]], schema: M
     if len(wanted) != len(names) or any(row.keys() != wanted for row in rows):
         return None
     sparse: dict[str, tuple[list[bytes], int]] = {}
+    dense: dict[str, tuple[bytes, int]] = {}
     columns = []
     for f in fields:
         values = [row[f["name"]] for row in rows]
@@ -344,6 +345,12 @@ def upsert_request(collection: str, rows: Sequence[Mapping[str, Any]], schema: M
                 return None
             sparse[f["name"]] = packed
             values = [{} for _ in values]  # packed above; pymilvus packs empty rows (no elements) in their place
+        elif f["type"] == DataType.FLOAT_VECTOR:
+            floats = _dense_rows(values, int(f.get("params", {}).get("dim", 0)))
+            if floats is None:
+                return None
+            dense[f["name"]] = floats
+            values = [[] for _ in values]  # packed above, as the sparse rows
         columns.append({"name": f["name"], "type": f["type"], "values": values})
     request = Prepare.batch_upsert_param(collection, columns, "", fields)
     for data in request.fields_data:
@@ -353,7 +360,39 @@ def upsert_request(collection: str, rows: Sequence[Mapping[str, Any]], schema: M
             del array.contents[:]
             array.contents.extend(contents)
             array.dim = dim
+        elif data.field_name in dense:
+            raw, dim = dense[data.field_name]
+            data.vectors.dim = dim
+            # FloatArray's `repeated float data = 1`, packed: its tag, the byte length, the little-endian floats
+            data.vectors.float_vector.MergeFromString(b"\x0a" + _varint(len(raw)) + raw)
     return request
+
+
+def _dense_rows(values: Sequence[Any], dim: int) -> tuple[bytes, int] | None:
+    """The float32 bytes of the rows' vectors, one after the other, and their width; None unless every
+    value is `dim` finite numbers, an array's of a float type (pymilvus then packs them itself, as
+    floats one by one: 1.5 ms for 256 rows of 256, against 0.1 ms from float arrays' bytes here)."""
+    if any(isinstance(value, np.ndarray) and value.dtype.kind != "f" for value in values):
+        return None
+    try:
+        matrix = np.asarray(values)
+    except ValueError:  # ragged
+        return None
+    if matrix.ndim != 2 or matrix.shape[1] != dim or matrix.dtype.kind not in "fi":  # not text, bools or objects
+        return None
+    if not np.isfinite(matrix).all():
+        return None
+    return matrix.astype("<f4").tobytes(), dim
+
+
+def _varint(n: int) -> bytes:
+    """`n` as a protobuf base-128 varint."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def _sparse_rows(values: Sequence[Any]) -> tuple[list[bytes], int] | None:

@@ -94,7 +94,29 @@ def test_row_builders_fill_exactly_the_fields_of_their_collection() -> None:
     assert set(item) == {f.name for f in items.fields} and row_problem(items, item) is None
     assert set(user) == {f.name for f in users.fields} and row_problem(users, user) is None
     assert user["user_key"] == user_key("u1", 2) and user["slot"] == 2
-    assert item[items.vector_field] == pytest.approx([0.6, 0.8, 0.0]) and isinstance(item[items.vector_field], list)
+    # an array stays one (the sink packs its bytes); any other sequence becomes a list of floats
+    assert isinstance(item[items.vector_field], np.ndarray) and item[items.vector_field].tolist() == pytest.approx(
+        [0.6, 0.8, 0.0]
+    )
+    assert user[users.vector_field] == [1.0, 0.0, 0.0] and isinstance(user[users.vector_field], list)
+
+
+@pytest.mark.parametrize(
+    ("vector", "problem"),
+    [
+        (np.array([0.6, 0.8, 0.0, 0.0], dtype=np.float32), None),
+        (np.array([0.6, 0.8, 0.0, 0.0]), None),  # float64: Milvus gets it as float32
+        (np.array([3.4e38, 3.4e38, -3.4e38, 3.4e38], dtype=np.float32), None),  # the sum in float64 stays finite
+        (np.array([1.0, 0.0], dtype=np.float32), "expected 4 floats"),
+        (np.zeros((1, 4), dtype=np.float32), "expected 4 floats"),  # a (slots, dim) matrix, not a row's vector
+        (np.array([1, 0, 0, 0]), "expected 4 floats"),  # integers
+        (np.array([0.0, np.nan, 0.0, 0.0], dtype=np.float32), "NaN or infinite"),
+        (np.array([0.0, 0.0, 0.0, -np.inf], dtype=np.float32), "NaN or infinite"),
+    ],
+)
+def test_an_array_vector_is_checked_as_a_list_is(vector: np.ndarray, problem: str | None) -> None:
+    found = row_problem(items_collection("x_", dim=4), _item(embedding=vector))
+    assert found is None if problem is None else found is not None and problem in found
 
 
 @pytest.mark.parametrize(

@@ -30,9 +30,16 @@ COLLAB = collab_users_collection("t_")
 RNG = np.random.default_rng(7)
 
 
-def users_rows(n: int) -> list[dict[str, object]]:
+def users_rows(n: int, kind: str = "float32") -> list[dict[str, object]]:
+    """Rows as the workers build them (float32 arrays), or with float64 arrays or lists of floats."""
     ids = ",".join(f"item-{i}" for i in range(5))
-    return [user_row(f"user-{i}", 0, 1_700_000_000_000 + i, i, ids, "v1", RNG.standard_normal(8), ids) for i in range(n)]
+    vectors = [RNG.standard_normal(8) for _ in range(n)]
+    held = {
+        "float32": [v.astype(np.float32) for v in vectors],
+        "float64": vectors,
+        "list": [v.tolist() for v in vectors],
+    }[kind]
+    return [user_row(f"user-{i}", 0, 1_700_000_000_000 + i, i, ids, "v1", held[i], ids) for i in range(n)]
 
 
 def collab_rows(n: int) -> list[dict[str, object]]:
@@ -48,7 +55,8 @@ def by_field(request: Any) -> dict[str, Any]:
 
 
 def test_the_columns_hold_what_the_row_path_sends() -> None:
-    for spec, rows in ((USERS, users_rows(17)), (COLLAB, collab_rows(17))):
+    cases = [(USERS, users_rows(17, kind)) for kind in ("float32", "float64", "list")] + [(COLLAB, collab_rows(17))]
+    for spec, rows in cases:
         schema = described(spec)
         ours = upsert_request(spec.name, rows, schema)
         theirs = Prepare.row_upsert_param(spec.name, rows, "", schema["fields"])
@@ -79,6 +87,23 @@ def test_the_columns_hold_what_the_row_path_sends() -> None:
 def test_rows_off_the_schema_are_left_to_pymilvus(spoil: Any) -> None:
     rows = users_rows(8)
     spoil(rows)
+    assert upsert_request(USERS.name, rows, described(USERS)) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.array([0.0] * 7 + [np.nan], dtype=np.float32),
+        np.zeros(7, dtype=np.float32),  # not the schema's width
+        np.arange(8),  # integers
+        ["0.5"] * 8,  # text numpy would read as numbers
+        [[0.5] * 8],  # ragged across the rows
+    ],
+    ids=["nan", "narrow", "int-array", "text", "nested"],
+)
+def test_a_dense_vector_pymilvus_would_refuse_or_convert_is_left_to_it(value: Any) -> None:
+    rows = users_rows(4)
+    rows[2]["embedding"] = value
     assert upsert_request(USERS.name, rows, described(USERS)) is None
 
 
