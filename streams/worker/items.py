@@ -7,6 +7,7 @@ from items of two versions, also across a swap."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections import OrderedDict
@@ -118,14 +119,22 @@ class ItemVectors:
         loop = asyncio.get_running_loop()
         handed: asyncio.Queue[list[bytes] | BaseException | None] = asyncio.Queue(maxsize=2)
 
-        def hand(value: list[bytes] | BaseException | None) -> None:
-            if not loop.is_closed():  # a worker that stopped meanwhile: nobody to hand it to
+        def hand(value: list[bytes] | BaseException | None) -> bool:
+            """Hand `value` to the warm-up; False when nobody takes it any more (the worker stopped or the
+            warm-up was cancelled, also while the hand-over waited: the thread then ends quietly)."""
+            if loop.is_closed():
+                return False
+            try:
                 asyncio.run_coroutine_threadsafe(handed.put(value), loop).result()
+            except (concurrent.futures.CancelledError, RuntimeError):  # cancelled with its loop, or the loop closed
+                return False
+            return True
 
         def read() -> None:
             try:
                 for values in chunks:
-                    hand(values)
+                    if not hand(values):
+                        return
             except BaseException as exc:  # raised on the loop's side
                 hand(exc)
             else:

@@ -4,6 +4,7 @@ answer is never held at exit by a read that blocks (the default executor's threa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 
@@ -48,3 +49,37 @@ async def test_what_the_read_raises_is_raised_by_the_warm_up() -> None:
 
     with pytest.raises(ConnectionError, match="no broker"):
         await _vectors().warm(failing())
+
+
+def test_a_reader_that_outlives_its_loop_ends_quietly() -> None:
+    """The worker stops (its loop closes, cancelling the hand-over the reader waits on) while the reader
+    is still handing chunks over: the thread ends without an exception (CI printed one at exit)."""
+    release = threading.Event()
+
+    def chunks() -> Iterator[list[bytes]]:
+        release.wait(30)
+        yield from ([] for _ in range(2))  # what the hand-over queue holds: the end-of-read hand-over waits
+
+    caught: list[BaseException | None] = []
+    readers: list[threading.Thread] = []
+    previous, before = threading.excepthook, set(threading.enumerate())
+    threading.excepthook = lambda args: caught.append(args.exc_value)
+    try:
+
+        async def go() -> None:
+            task = asyncio.create_task(_vectors().warm(chunks()))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            readers.extend(t for t in set(threading.enumerate()) - before if t.name == "item-cache-warm")
+            release.set()
+            await asyncio.sleep(0.3)  # the reader fills the queue; its last hand-over waits on this loop
+
+        asyncio.run(go())  # closing the loop cancels that hand-over
+        for reader in readers:
+            reader.join(5)
+    finally:
+        threading.excepthook = previous
+    assert readers and not any(r.is_alive() for r in readers)
+    assert caught == []
