@@ -41,15 +41,10 @@ class ItemCache:
         while len(self._vectors) > self._capacity:
             self._vectors.popitem(last=False)
 
-    def get(self, collection: str, item_id: str) -> np.ndarray | None:
-        vector = self._vectors.get((collection, item_id))
-        if vector is not None:
-            self._vectors.move_to_end((collection, item_id))
-        return vector
-
     def get_many(self, collection: str, item_ids: Iterable[str]) -> tuple[dict[str, np.ndarray], list[str]]:
-        """(the cached vectors, the ids not cached) of `item_ids`; the same as `get` of each, in one loop
-        (0.31 -> 0.22 us an item, 2,957 lookups in a cache of 20,000)."""
+        """(the cached vectors, the ids not cached) of `item_ids`, each found one now the most recently
+        used; one loop for a batch (0.31 -> 0.22 us an item against a call per item, 2,957 lookups in a
+        cache of 20,000)."""
         lookup, touch = self._vectors.get, self._vectors.move_to_end
         found: dict[str, np.ndarray] = {}
         missing: list[str] = []
