@@ -346,10 +346,11 @@ def upsert_request(collection: str, rows: Sequence[Mapping[str, Any]], schema: M
             sparse[f["name"]] = packed
             values = [{} for _ in values]  # packed above; pymilvus packs empty rows (no elements) in their place
         elif f["type"] == DataType.FLOAT_VECTOR:
-            floats = _dense_rows(values, int(f.get("params", {}).get("dim", 0)))
+            dim = int(f.get("params", {}).get("dim", 0))
+            floats = _dense_rows(values, dim)
             if floats is None:
                 return None
-            dense[f["name"]] = floats
+            dense[f["name"]] = floats, dim
             values = [[] for _ in values]  # packed above, as the sparse rows
         columns.append({"name": f["name"], "type": f["type"], "values": values})
     request = Prepare.batch_upsert_param(collection, columns, "", fields)
@@ -368,8 +369,8 @@ def upsert_request(collection: str, rows: Sequence[Mapping[str, Any]], schema: M
     return request
 
 
-def _dense_rows(values: Sequence[Any], dim: int) -> tuple[bytes, int] | None:
-    """The float32 bytes of the rows' vectors, one after the other, and their width; None unless every
+def _dense_rows(values: Sequence[Any], dim: int) -> bytes | None:
+    """The float32 bytes of the rows' vectors, one after the other; None unless every
     value is `dim` finite numbers, an array's of a float type (pymilvus then packs them itself, as
     floats one by one: 1.5 ms for 256 rows of 256, against 0.1 ms from float arrays' bytes here)."""
     if any(isinstance(value, np.ndarray) and value.dtype.kind != "f" for value in values):
@@ -382,7 +383,7 @@ def _dense_rows(values: Sequence[Any], dim: int) -> tuple[bytes, int] | None:
         return None
     if not np.isfinite(matrix).all():
         return None
-    return matrix.astype("<f4").tobytes(), dim
+    return matrix.astype("<f4").tobytes()
 
 
 def _varint(n: int) -> bytes:
